@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup system-packages demo test lint bench clean
+
+setup: system-packages $(VENV)/.installed
+
+system-packages:
+	@scripts/install-system-packages.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(BIN)/skynet demo
+
+test: setup
+	$(BIN)/ruff check skynet_tasks workers celeryconfig.py tests benchmarks
+	$(BIN)/mypy skynet_tasks workers
+	$(BIN)/bandit -q -r skynet_tasks workers -c pyproject.toml
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .local-cluster .pytest_cache .mypy_cache .ruff_cache

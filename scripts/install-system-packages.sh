@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Skynet's local mode and tests use, only those missing.
+# nginx: the reverse-proxy layer; php-fpm: the PHP stack recipe; openssh-server: the
+# deploy-key clone test; git: builds. Run as root (or with sudo available).
+set -euo pipefail
+
+want=()
+command -v git >/dev/null 2>&1 || want+=(git)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || want+=(nginx-light)
+ls /usr/sbin/php-fpm* >/dev/null 2>&1 || want+=(php-fpm)
+[ -x /usr/sbin/sshd ] || want+=(openssh-server)
+
+if [ ${#want[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "installing Debian packages: ${want[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+# Packages may start system services; Skynet runs its own instances on loopback instead.
+for service in nginx php*-fpm ssh; do
+  $sudo service "$service" stop >/dev/null 2>&1 || true
+done

@@ -1,0 +1,3 @@
+"""Skynet: a self-deploying cluster agent for AWS."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,61 @@
+"""The one place boto3 clients are made.
+
+Endpoint, region and credentials come from boto3's own configuration chain
+(``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``, the credentials chain, instance
+metadata on EC2); nothing here hard-codes any of them. Callers build one
+``Aws`` and pass it (or its clients) to the modules that need them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+# Fail fast rather than hang a task: every call a worker makes is bounded,
+# and botocore's standard retry mode absorbs transient throttling.
+_CLIENT_CONFIG = Config(
+    connect_timeout=5,
+    read_timeout=30,
+    retries={"max_attempts": 5, "mode": "standard"},
+)
+
+
+@dataclass
+class Aws:
+    """A boto3 session and the clients made from it, created lazily and reused."""
+
+    session: boto3.session.Session = field(default_factory=boto3.session.Session)
+    # Only for callers that hold an endpoint other than their own environment's
+    # (the local cluster launcher); everything else leaves it to AWS_ENDPOINT_URL.
+    endpoint_url: str | None = None
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service, config=_CLIENT_CONFIG, endpoint_url=self.endpoint_url)
+        return self._clients[service]
+
+    @property
+    def s3(self) -> Any:
+        return self.client("s3")
+
+    @property
+    def sqs(self) -> Any:
+        return self.client("sqs")
+
+    @property
+    def dynamodb(self) -> Any:
+        return self.client("dynamodb")
+
+
+def aws_for(environment: dict[str, str]) -> Aws:
+    """An Aws for the endpoint, region and credentials in ``environment`` (not this process's)."""
+    session = boto3.session.Session(
+        aws_access_key_id=environment.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=environment.get("AWS_SECRET_ACCESS_KEY"),
+        region_name=environment.get("AWS_DEFAULT_REGION"),
+    )
+    return Aws(session, endpoint_url=environment.get("AWS_ENDPOINT_URL"))

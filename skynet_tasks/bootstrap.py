@@ -1,0 +1,89 @@
+"""Create, idempotently, every queue, table and bucket an env needs.
+
+On AWS the CloudFormation stack creates them; ``skynet bootstrap`` is for local
+mode and for envs managed without the stack. Running it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from botocore.exceptions import ClientError
+
+from skynet_tasks import names
+from skynet_tasks.aws import Aws
+from skynet_tasks.queues import Queues, group_queues
+
+log = logging.getLogger(__name__)
+
+# (table name function, hash key, range key, TTL attribute)
+TABLES = (
+    (names.endpoints_table, "env", "layer", None),
+    (names.state_table, "pk", "sk", "expires_at"),
+    (names.config_table, "scope", "path", None),
+)
+
+
+@dataclass
+class BootstrapReport:
+    queues: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    buckets: list[str] = field(default_factory=list)
+
+
+def bootstrap_env(aws: Aws, env: str, groups: Iterable[str], config_bucket: str | None = None,
+                  repo_bucket: str | None = None) -> BootstrapReport:
+    """Create the env's tables and buckets and each group's queues."""
+    report = BootstrapReport()
+    for table_name, hash_key, range_key, ttl in TABLES:
+        report.tables.append(ensure_table(aws, table_name(env), hash_key, range_key, ttl))
+    for bucket in (config_bucket or names.config_bucket(env), repo_bucket or names.repo_bucket(env)):
+        report.buckets.append(ensure_bucket(aws, bucket))
+    queues = Queues(aws.sqs)
+    for group in groups:
+        for spec in group_queues(env, group):
+            queues.ensure(spec)
+            report.queues.append(spec.name)
+    log.info("env %s bootstrapped: %d tables, %d buckets, %d queues", env, len(report.tables),
+             len(report.buckets), len(report.queues))
+    return report
+
+
+def ensure_table(aws: Aws, name: str, hash_key: str, range_key: str, ttl_attribute: str | None) -> str:
+    db = aws.dynamodb
+    try:
+        db.create_table(
+            TableName=name,
+            AttributeDefinitions=[{"AttributeName": hash_key, "AttributeType": "S"},
+                                  {"AttributeName": range_key, "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": hash_key, "KeyType": "HASH"},
+                       {"AttributeName": range_key, "KeyType": "RANGE"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        db.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        if ttl_attribute:
+            db.update_time_to_live(TableName=name, TimeToLiveSpecification={
+                "Enabled": True, "AttributeName": ttl_attribute})
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+    return name
+
+
+def ensure_bucket(aws: Aws, name: str) -> str:
+    s3 = aws.s3
+    try:
+        region = s3.meta.region_name
+        if region and region != "us-east-1":
+            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+        else:
+            s3.create_bucket(Bucket=name)
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    return name

@@ -1,0 +1,94 @@
+"""Building a release once: check out the commit, run its build steps, pack and upload the artifact.
+
+The checkout happens in a clean work folder that is removed afterwards; the
+build log is uploaded whatever the outcome, so a failed build can be read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from skynet_tasks import artifacts, buildspec, commands, gitrepo
+from skynet_tasks.artifact_store import ArtifactStore, release_prefix
+
+log = logging.getLogger(__name__)
+
+
+class BuildFailed(Exception):
+    """The build could not produce an artifact; ``log_key`` points at its log."""
+
+    def __init__(self, reason: str, log_key: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.log_key = log_key
+
+
+@dataclass(frozen=True)
+class BuiltRelease:
+    sha: str
+    artifact_key: str
+    manifest_key: str
+    log_key: str
+    sha256: str
+    size: int
+    author: str
+    message: str
+    update_timeout: float
+    duration: float
+
+
+def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: str, sha: str, builder: str,
+                  git_env: dict[str, str] | None = None) -> BuiltRelease:
+    """Build ``sha`` of ``repo`` and upload it; raise BuildFailed (with the log uploaded) on any failure."""
+    started = time.time()
+    prefix = release_prefix(repo, branch, sha)
+    log_key = f"logs/builds/{prefix}/{int(started)}-{builder}.log"
+    build_log = commands.CommandLog()
+    work_root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"build-{sha[:12]}-", dir=work_root))
+    try:
+        source = work / "source"
+        build_log.note(f"checking out {sha} of {repo} ({branch})")
+        commit = gitrepo.checkout(repo, branch, sha, source, env=git_env)
+        build_log.note(f"commit by {commit.author}: {commit.message.splitlines()[0] if commit.message else ''}")
+        spec = buildspec.load_buildspec(source / "skynet.yml")
+        env = commands.base_environment({"SKYNET_SHA": sha, "SKYNET_BRANCH": branch, "HOME": str(work)})
+        deadline = time.monotonic() + spec.build_timeout
+        for step in spec.build:
+            commands.run(step, cwd=source, env=env, timeout=deadline - time.monotonic(), log=build_log)
+        tarball = work / "artifact.tar.gz"
+        files = artifacts.pack(source, tarball, exclude=spec.artifact_exclude)
+        digest = artifacts.sha256_file(tarball)
+        size = tarball.stat().st_size
+        artifact_key, manifest_key = f"{prefix}/artifact.tar.gz", f"{prefix}/manifest.json"
+        manifest = artifacts.Manifest(repo=repo, branch=branch, sha=sha, sha256=digest, size=size,
+                                      files=files, builder=builder, built_at=time.time(), build_log_key=log_key,
+                                      artifact_key=artifact_key)
+        store.upload_file(tarball, artifact_key, "application/gzip")
+        store.put_text(manifest_key, manifest.to_json(), "application/json")
+        build_log.note(f"artifact {artifact_key}: {size} bytes, sha256 {digest}, {len(files)} files")
+    except (gitrepo.GitError, buildspec.BuildSpecError, commands.CommandFailed, artifacts.ArtifactError,
+            OSError) as error:
+        build_log.note(f"build failed: {error}")
+        store.put_text(log_key, build_log.text())
+        raise BuildFailed(str(error), log_key) from error
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    store.put_text(log_key, build_log.text())
+    return BuiltRelease(sha=sha, artifact_key=artifact_key, manifest_key=manifest_key, log_key=log_key,
+                        sha256=digest, size=size, author=commit.author, message=commit.message,
+                        update_timeout=spec.update_timeout, duration=time.time() - started)
+
+
+def read_manifest(store: ArtifactStore, key: str) -> artifacts.Manifest:
+    return artifacts.Manifest.from_json(store.get_text(key))
+
+
+def manifest_summary(manifest: artifacts.Manifest) -> str:
+    return json.dumps({"sha": manifest.sha, "sha256": manifest.sha256, "size": manifest.size})

@@ -1,0 +1,39 @@
+"""The ``skynet`` command: a thin click layer over the library.
+
+Every option has an environment-variable fallback (``SKYNET_ENV`` and so on)
+and is validated before anything is sent.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+from skynet_tasks.cli.core import bootstrap, deploy, status, worker
+from skynet_tasks.cli.local import local
+
+
+@click.group()
+@click.option("--log-level", envvar="SKYNET_LOG_LEVEL", default="WARNING", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def main(log_level: str) -> None:
+    """Skynet: a self-deploying cluster agent for AWS."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+for command in (bootstrap, deploy, status, worker, local):
+    main.add_command(command)
+
+# Command groups of other areas, each in its own module.
+for module_name, attribute in (("skynet_tasks.cli.stack", "stack"), ("skynet_tasks.cli.config", "config"),
+                               ("skynet_tasks.cli.webhook", "webhook"), ("skynet_tasks.cli.monitor", "monitor"),
+                               ("skynet_tasks.cli.rollout", "rollout")):
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name != module_name:
+            raise
+        continue
+    main.add_command(getattr(module, attribute))

@@ -1,0 +1,3 @@
+from skynet_tasks.cli import main
+
+main()

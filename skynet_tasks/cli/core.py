@@ -1,0 +1,143 @@
+"""``skynet bootstrap``, ``worker``, ``deploy`` and ``status``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from skynet_tasks import names
+from skynet_tasks.aws import Aws
+from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.cli.options import env_option, group_option, json_option, layer_option
+from skynet_tasks.deploys import DeployError, deploy_ref
+from skynet_tasks.ledger import Ledger
+from skynet_tasks.messages import Messenger
+from skynet_tasks.registry import Registry
+from skynet_tasks.settings import Settings
+from skynet_tasks.states import RolloutState
+from skynet_tasks.status import collect_status
+
+EXIT_HALTED = 1
+EXIT_TIMEOUT = 2
+
+
+@click.command()
+@env_option
+@click.option("--group", "groups", multiple=True, help="A group whose queues to create (repeatable).")
+@click.option("--layer", "layers", multiple=True, default=("api",), show_default=True,
+              help="Layers whose default groups to create (repeatable).")
+@json_option
+def bootstrap(env: str, groups: tuple[str, ...], layers: tuple[str, ...], as_json: bool) -> None:
+    """Create, idempotently, every queue, table and bucket the env needs."""
+    try:
+        wanted = sorted({names.check_name_part("group", g) for g in groups}
+                        | {names.default_group(env, names.check_name_part("layer", layer)) for layer in layers})
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    settings = Settings.from_env()
+    report = bootstrap_env(Aws(), env, wanted, settings.config_bucket if settings.env == env else None,
+                           settings.repo_bucket if settings.env == env else None)
+    if as_json:
+        click.echo(json.dumps(report.__dict__, indent=2))
+    else:
+        click.echo(f"env {env}: tables {', '.join(report.tables)}; buckets {', '.join(report.buckets)}; "
+                   f"{len(report.queues)} queues")
+
+
+@click.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(loglevel: str) -> None:
+    """Run this instance's Celery worker (identity from SKYNET_* variables or EC2 metadata)."""
+    from workers.launch import run_worker
+
+    run_worker(loglevel)
+
+
+@click.command()
+@env_option
+@layer_option
+@group_option
+@click.option("--ref", required=True, help="Branch, tag or commit sha to deploy.")
+@click.option("--wait", is_flag=True, help="Wait for the rollout: exit 0 when it completes, 1 when it halts.")
+@click.option("--timeout", type=click.FloatRange(1, 86400), default=1800, show_default=True,
+              help="With --wait: give up after this many seconds (exit 2).")
+@json_option
+def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeout: float, as_json: bool) -> None:
+    """Build REF once and roll it out to the group, one instance at a time (like a webhook push)."""
+    from skynet_tasks.app import app
+
+    group = group or names.default_group(env, layer)
+    aws = Aws()
+    ledger = Ledger(aws.dynamodb, names.state_table(env))
+    try:
+        started = deploy_ref(ledger, Messenger(app, env), group, ref)
+    except DeployError as error:
+        raise click.ClickException(str(error)) from None
+    result: dict[str, Any] = {"group": group, "release": started.release, "rollout_id": started.rollout_id}
+    if not as_json:
+        click.echo(f"rollout {started.rollout_id}: building {started.release} for group {group}")
+    if wait:
+        view = wait_for_rollout(ledger, started.rollout_id, timeout, quiet=as_json)
+        result["state"] = view.get("state") if view else None
+        result["reason"] = view.get("reason") if view else None
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    elif wait:
+        click.echo(f"rollout {started.rollout_id}: {result['state']}" +
+                   (f" ({result['reason']})" if result.get("reason") else ""))
+    if wait:
+        state = result["state"]
+        sys.exit(0 if state == RolloutState.COMPLETED else EXIT_TIMEOUT if state is None or not
+                 RolloutState(state).finished and state != RolloutState.HALTED else EXIT_HALTED)
+
+
+def wait_for_rollout(ledger: Ledger, rollout_id: str, timeout: float, quiet: bool = False) -> dict[str, Any] | None:
+    """Poll a rollout until it completes, halts or fails; return its last view (None if it never appeared)."""
+    deadline = time.monotonic() + timeout
+    seen: dict[int, str] = {}
+    view = None
+    while time.monotonic() < deadline:
+        view = ledger.rollout_view(rollout_id)
+        if view is not None:
+            if not quiet:
+                for ticket in view.get("tickets", []):
+                    if seen.get(ticket["number"]) != ticket["state"]:
+                        seen[ticket["number"]] = ticket["state"]
+                        click.echo(f"  ticket {ticket['number']} {ticket['instance']}: {ticket['state']}", err=True)
+            state = RolloutState(view["state"])
+            if state.finished or state is RolloutState.HALTED:
+                return view
+        time.sleep(0.25)
+    return view
+
+
+@click.command()
+@env_option
+@json_option
+@click.option("--rollouts", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="Recent rollouts shown per group.")
+def status(env: str, as_json: bool, rollouts: int) -> None:
+    """Groups, their instances and their recent rollouts."""
+    aws = Aws()
+    settings = Settings.from_env()
+    data = collect_status(Ledger(aws.dynamodb, names.state_table(env)),
+                          Registry(aws.dynamodb, names.endpoints_table(env)), env, settings.heartbeat_max_age,
+                          rollouts)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for group in data["groups"]:
+        click.echo(f"group {group['name']}  desired {(group['desired_release'] or '-')[:12]}  "
+                   f"repo {group['repo'] or '-'} ({group['branch'] or '-'})")
+        for inst in group["instances"]:
+            click.echo(f"  {inst['id']:<20} {(inst['release'] or '-')[:12]:<12} {inst['health']:<10} "
+                       f"heartbeat {inst['heartbeat_age']:.0f}s ago{' (stale)' if inst['stale'] else ''}")
+        for rollout in group["rollouts"]:
+            click.echo(f"  rollout {rollout['id']} {rollout['release'][:12]} {rollout['state']}"
+                       + (f": {rollout['reason']}" if rollout.get("reason") else ""))
+            for ticket in rollout["tickets"]:
+                click.echo(f"    #{ticket['number']} {ticket['instance']:<20} {ticket['state']}")

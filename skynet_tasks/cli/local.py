@@ -1,0 +1,58 @@
+"""``skynet local up`` and ``skynet local down``: a whole cluster on this machine."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from skynet_tasks.local.cluster import ClusterError, LocalCluster
+
+
+@click.group()
+def local() -> None:
+    """A local cluster: moto's server as AWS, real workers, a sample app."""
+
+
+@local.command("up")
+@click.option("--api", type=click.IntRange(1, 50), default=3, show_default=True, help="API instances.")
+@click.option("--rp", type=click.IntRange(0, 5), default=0, show_default=True, help="Reverse-proxy instances.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path(".local-cluster"),
+              show_default=True, help="Where the cluster keeps its files.")
+@click.option("--detach", is_flag=True, help="Return once the cluster is up; stop it with `skynet local down`.")
+@click.option("--heartbeat", type=click.FloatRange(0.5, 600), default=5.0, show_default=True,
+              help="Heartbeat interval of the instances, in seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the cluster's description as JSON.")
+def up(api: int, rp: int, directory: Path, detach: bool, heartbeat: float, as_json: bool) -> None:
+    """Start a local cluster in DIR."""
+    cluster = LocalCluster(directory, heartbeat_interval=heartbeat, heartbeat_max_age=max(30.0, heartbeat * 6))
+    try:
+        info = cluster.up(api=api, rp=rp)
+    except ClusterError as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(json.dumps(info.to_json(), indent=2))
+    else:
+        click.echo(f"local cluster up in {info.dir}: {len(info.instances)} instances; "
+                   f"`source {info.dir}/env.sh` to point a shell at it; sample app at {info.app_repo}")
+    if detach:
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if not as_json:
+        click.echo("Ctrl-C stops it.")
+    stop.wait()
+    cluster.down()
+
+
+@local.command("down")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path(".local-cluster"),
+              show_default=True)
+def down(directory: Path) -> None:
+    """Stop every process of the local cluster in DIR."""
+    LocalCluster(directory).down()
+    click.echo(f"local cluster in {directory} stopped")

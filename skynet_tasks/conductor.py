@@ -1,0 +1,372 @@
+"""The rollout state machine: whose turn it is, and what happens on success or failure.
+
+This module is pure: ``decide(group, event, now, live_members)`` returns the
+group's next state and the actions to carry out, and touches no AWS service.
+``skynet_tasks.tasks`` reads the state, calls ``decide``, writes the result with
+a conditional write (``skynet_tasks.ledger``) and only then performs the actions.
+
+The invariant everything here protects: at most one ticket of a group is
+``updating`` at any time, across all of the group's rollouts. Events may arrive
+twice, late or out of order (SQS redelivers; moto's FIFO lock is racy), so every
+rule is idempotent: an event that does not match the current state changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+
+from skynet_tasks.states import RolloutKind, RolloutState, TicketState
+
+
+@dataclass(frozen=True)
+class Ticket:
+    number: int
+    instance: str
+    state: TicketState = TicketState.WAITING
+    taken_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    deadline: float | None = None
+    error: str | None = None
+    acknowledged_at: float | None = None
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Rollout:
+    id: str
+    group: str
+    release: str
+    kind: RolloutKind = RolloutKind.CODE
+    state: RolloutState = RolloutState.RUNNING
+    created_at: float = 0.0
+    canary: str | None = None
+    published: bool = False
+    expected: tuple[str, ...] = ()
+    tickets: tuple[Ticket, ...] = ()
+    update_timeout: float = 300.0
+    reason: str | None = None
+    finished_at: float | None = None
+    superseded_by: str | None = None
+
+    def ticket(self, number: int) -> Ticket | None:
+        for ticket in self.tickets:
+            if ticket.number == number:
+                return ticket
+        return None
+
+    def ticket_of(self, instance: str) -> Ticket | None:
+        for ticket in self.tickets:
+            if ticket.instance == instance:
+                return ticket
+        return None
+
+    def with_ticket(self, ticket: Ticket) -> Rollout:
+        others = tuple(t for t in self.tickets if t.number != ticket.number)
+        return replace(self, tickets=tuple(sorted((*others, ticket), key=lambda t: t.number)))
+
+
+@dataclass(frozen=True)
+class Group:
+    """A maintenance group and the rollouts holding a place in its line, oldest first."""
+
+    name: str
+    version: int = 0
+    desired_release: str | None = None
+    desired_rollout: str | None = None
+    previous_release: str | None = None
+    line: tuple[Rollout, ...] = ()
+
+    def rollout(self, rollout_id: str) -> Rollout | None:
+        for rollout in self.line:
+            if rollout.id == rollout_id:
+                return rollout
+        return None
+
+    def updating(self) -> tuple[Rollout, Ticket] | None:
+        for rollout in self.line:
+            for ticket in rollout.tickets:
+                if ticket.state is TicketState.UPDATING:
+                    return rollout, ticket
+        return None
+
+
+# ---- events -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RolloutReady:
+    """A release is built (or a config/agent version is uploaded): the rollout joins the line.
+
+    With a canary, the canary's ticket is number 1 and the release is published
+    only once it succeeds; without one, the release is published at once.
+    """
+
+    rollout: Rollout
+
+
+@dataclass(frozen=True)
+class TicketTaken:
+    rollout_id: str
+    instance: str
+
+
+@dataclass(frozen=True)
+class UpdateReported:
+    rollout_id: str
+    ticket: int
+    instance: str
+    ok: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Sent by heartbeats: check deadlines, completion and lost dispatches."""
+
+
+@dataclass(frozen=True)
+class OperatorAction:
+    rollout_id: str
+    action: str  # pause | resume | abort | retry
+    actor: str = "operator"
+
+
+Event = RolloutReady | TicketTaken | UpdateReported | Tick | OperatorAction
+
+OPERATOR_ACTIONS = ("pause", "resume", "abort", "retry")
+
+
+# ---- actions ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Tell ``instance`` its number came up: send it ``update(rollout_id, ticket)``."""
+
+    instance: str
+    rollout_id: str
+    ticket: int
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Tell the members to take a ticket in ``rollout_id`` (the release was published)."""
+
+    instances: tuple[str, ...]
+    rollout_id: str
+
+
+Action = Dispatch | Notify
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The group after one event, the rollouts it touched (including any that left
+    the line), what to do now, and a readable account of every change."""
+
+    group: Group
+    touched: tuple[Rollout, ...] = ()
+    actions: tuple[Action, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.notes)
+
+
+# A dispatched ticket whose instance has not acknowledged it after this long is
+# sent again: the conductor may have died between its write and its send.
+REDISPATCH_AFTER = 30.0
+
+
+def decide(group: Group, event: Event, now: float, live_members: Collection[str]) -> Decision:
+    """Apply one event to the group; return the new state and what to do about it.
+
+    ``live_members`` are the instances of the group whose heartbeat is fresh, read
+    by the caller right before deciding.
+    """
+    draft = _Draft(group, now, set(live_members))
+    if isinstance(event, RolloutReady):
+        draft.rollout_ready(event.rollout)
+    elif isinstance(event, TicketTaken):
+        draft.ticket_taken(event.rollout_id, event.instance)
+    elif isinstance(event, UpdateReported):
+        draft.update_reported(event)
+    elif isinstance(event, Tick):
+        draft.tick()
+    elif isinstance(event, OperatorAction):
+        draft.operator(event)
+    draft.advance()
+    return draft.decision()
+
+
+def _end_waiting(rollout: Rollout, state: TicketState, now: float) -> tuple[Ticket, ...]:
+    return tuple(
+        replace(t, state=state, finished_at=now) if t.state is TicketState.WAITING else t
+        for t in rollout.tickets
+    )
+
+
+class _Draft:
+    """The group being changed by one decision, and what was done to it."""
+
+    def __init__(self, group: Group, now: float, live: set[str]) -> None:
+        self.group = group
+        self.now = now
+        self.live = live
+        self.actions: list[Action] = []
+        self.notes: list[str] = []
+        self.touched: dict[str, Rollout] = {}
+
+    def decision(self) -> Decision:
+        return Decision(self.group, tuple(self.touched.values()), tuple(self.actions), tuple(self.notes))
+
+    def put(self, rollout: Rollout, note: str) -> None:
+        """Record a changed rollout; a finished one leaves the line once nothing of it is in flight."""
+        in_flight = any(t.state is TicketState.UPDATING for t in rollout.tickets)
+        keep = not rollout.state.finished or in_flight
+        line = []
+        placed = False
+        for existing in self.group.line:
+            if existing.id == rollout.id:
+                placed = True
+                if keep:
+                    line.append(rollout)
+            else:
+                line.append(existing)
+        if not placed and keep:
+            line.append(rollout)
+        self.group = replace(self.group, line=tuple(line))
+        self.touched[rollout.id] = rollout
+        self.notes.append(note)
+
+    def end(self, rollout: Rollout, state: RolloutState, reason: str, note: str, **changes: object) -> None:
+        ticket_end = TicketState.SUPERSEDED if state is RolloutState.SUPERSEDED else TicketState.CANCELLED
+        ended = replace(rollout, state=state, reason=reason, tickets=_end_waiting(rollout, ticket_end, self.now),
+                        finished_at=self.now, **changes)  # type: ignore[arg-type]
+        self.put(ended, note)
+
+    def halt(self, rollout: Rollout, reason: str) -> None:
+        halted = replace(rollout, state=RolloutState.HALTED, reason=reason,
+                         tickets=_end_waiting(rollout, TicketState.CANCELLED, self.now))
+        self.put(halted, f"rollout {rollout.id} halted: {reason}")
+
+    def publish(self, rollout: Rollout) -> None:
+        members = tuple(sorted(self.live | ({rollout.canary} if rollout.canary else set())))
+        published = replace(rollout, published=True, expected=members)
+        self.put(published, f"rollout {rollout.id} published release {rollout.release}")
+        previous = self.group.desired_release
+        self.group = replace(
+            self.group,
+            previous_release=previous if previous != rollout.release else self.group.previous_release,
+            desired_release=rollout.release,
+            desired_rollout=rollout.id,
+        )
+        others = tuple(m for m in members if published.ticket_of(m) is None)
+        if others:
+            self.actions.append(Notify(others, rollout.id))
+
+    # -- events --
+    def rollout_ready(self, rollout: Rollout) -> None:
+        if self.group.rollout(rollout.id) is not None:
+            return  # a redelivered announcement
+        tickets = (Ticket(1, rollout.canary, taken_at=self.now),) if rollout.canary else ()
+        ready = replace(rollout, state=RolloutState.RUNNING, tickets=tickets, published=False,
+                        created_at=rollout.created_at or self.now)
+        self.put(ready, f"rollout {rollout.id} of release {rollout.release} joined the line")
+        if not rollout.canary:
+            self.publish(ready)
+
+    def ticket_taken(self, rollout_id: str, instance: str) -> None:
+        rollout = self.group.rollout(rollout_id)
+        if rollout is None or rollout.state not in (RolloutState.RUNNING, RolloutState.PAUSED):
+            return  # finished or unknown rollout: the member follows the newest one instead
+        if not rollout.published or rollout.ticket_of(instance) is not None:
+            return  # before publication only the canary holds a ticket; or a duplicate
+        number = max((t.number for t in rollout.tickets), default=0) + 1
+        self.put(rollout.with_ticket(Ticket(number, instance, taken_at=self.now)),
+                 f"ticket {number} of rollout {rollout_id} taken by {instance}")
+
+    def update_reported(self, event: UpdateReported) -> None:
+        rollout = self.group.rollout(event.rollout_id)
+        ticket = rollout.ticket(event.ticket) if rollout else None
+        if rollout is None or ticket is None or ticket.state is not TicketState.UPDATING \
+                or ticket.instance != event.instance:
+            return  # a duplicate, or a late report for a ticket already failed by its deadline
+        state = TicketState.DONE if event.ok else TicketState.FAILED
+        rollout = rollout.with_ticket(replace(ticket, state=state, finished_at=self.now, error=event.error))
+        self.put(rollout, f"ticket {ticket.number} of rollout {rollout.id} {state} on {ticket.instance}")
+        if rollout.state.finished:
+            return  # aborted or superseded while this update was in flight
+        if not event.ok:
+            self.halt(rollout, f"update failed on {ticket.instance} (ticket {ticket.number}): {event.error}")
+        elif not rollout.published and ticket.instance == rollout.canary:
+            self.publish(rollout)
+
+    def tick(self) -> None:
+        busy = self.group.updating()
+        if busy is None:
+            return
+        rollout, ticket = busy
+        if ticket.deadline is not None and self.now > ticket.deadline:
+            error = "deadline passed: the instance did not report its update in time"
+            rollout = rollout.with_ticket(replace(ticket, state=TicketState.FAILED, finished_at=self.now,
+                                                  error=error))
+            self.put(rollout, f"ticket {ticket.number} of rollout {rollout.id} overdue on {ticket.instance}")
+            if not rollout.state.finished:
+                self.halt(rollout, f"ticket {ticket.number} on {ticket.instance}: {error}")
+        elif ticket.acknowledged_at is None and ticket.started_at is not None \
+                and self.now - ticket.started_at > REDISPATCH_AFTER:
+            self.actions.append(Dispatch(ticket.instance, rollout.id, ticket.number))
+
+    def operator(self, event: OperatorAction) -> None:
+        rollout = self.group.rollout(event.rollout_id)
+        if rollout is None or rollout.state.finished:
+            return
+        who = f"by {event.actor}"
+        if event.action == "pause" and rollout.state is RolloutState.RUNNING:
+            self.put(replace(rollout, state=RolloutState.PAUSED, reason=f"paused {who}"),
+                     f"rollout {rollout.id} paused {who}")
+        elif event.action in ("resume", "retry") and rollout.state in (RolloutState.PAUSED, RolloutState.HALTED):
+            # Resuming gives the cancelled members their place back, in their order;
+            # retrying also gives the failed ticket another attempt, first in line.
+            reopen = {TicketState.CANCELLED} | ({TicketState.FAILED} if event.action == "retry" else set())
+            tickets = tuple(
+                replace(t, state=TicketState.WAITING, finished_at=None, started_at=None, deadline=None,
+                        attempts=t.attempts + (t.state is TicketState.FAILED))
+                if t.state in reopen else t
+                for t in rollout.tickets
+            )
+            verb = "resumed" if event.action == "resume" else "retried"
+            self.put(replace(rollout, state=RolloutState.RUNNING, tickets=tickets, reason=f"{verb} {who}"),
+                     f"rollout {rollout.id} {verb} {who}")
+        elif event.action == "abort":
+            # An update already in flight finishes; nothing after it is dispatched.
+            self.end(rollout, RolloutState.ABORTED, f"aborted {who}", f"rollout {rollout.id} aborted {who}")
+
+    # -- progress --
+    def advance(self) -> None:
+        """At a ticket boundary: supersede older rollouts, dispatch the next ticket, or complete."""
+        if self.group.updating() is not None or not self.group.line:
+            return
+        newest = self.group.line[-1]
+        for older in self.group.line[:-1]:
+            self.end(older, RolloutState.SUPERSEDED, f"superseded by {newest.id}",
+                     f"rollout {older.id} superseded by {newest.id}", superseded_by=newest.id)
+        if newest.state is not RolloutState.RUNNING:
+            return
+        waiting = [t for t in newest.tickets if t.state is TicketState.WAITING]
+        if waiting:
+            ticket = waiting[0]
+            started = replace(ticket, state=TicketState.UPDATING, started_at=self.now,
+                              deadline=self.now + newest.update_timeout, acknowledged_at=None, finished_at=None)
+            self.put(newest.with_ticket(started),
+                     f"ticket {ticket.number} of rollout {newest.id} dispatched to {ticket.instance}")
+            self.actions.append(Dispatch(ticket.instance, newest.id, ticket.number))
+        elif newest.published and self._complete(newest):
+            self.end(newest, RolloutState.COMPLETED, "completed", f"rollout {newest.id} completed")
+
+    def _complete(self, rollout: Rollout) -> bool:
+        done = {t.instance for t in rollout.tickets if t.state is TicketState.DONE}
+        # A member that left the group (its heartbeat went stale) no longer holds the rollout up.
+        return all(m in done or m not in self.live for m in rollout.expected)

@@ -1,0 +1,52 @@
+"""Everything one Skynet process talks to, built once from its settings and passed around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from celery import Celery
+
+from skynet_tasks import names
+from skynet_tasks.artifact_store import ArtifactStore
+from skynet_tasks.aws import Aws
+from skynet_tasks.installer import InstanceLayout
+from skynet_tasks.ledger import Ledger
+from skynet_tasks.messages import Messenger
+from skynet_tasks.queues import Queues
+from skynet_tasks.registry import Registry
+from skynet_tasks.services import ProcessServices, Services, SystemdServices
+from skynet_tasks.settings import Settings
+
+
+@dataclass
+class Context:
+    settings: Settings
+    aws: Aws
+    ledger: Ledger
+    registry: Registry
+    messenger: Messenger
+    store: ArtifactStore
+    queues: Queues
+
+    @classmethod
+    def create(cls, settings: Settings, app: Celery, aws: Aws | None = None) -> Context:
+        aws = aws or Aws()
+        return cls(
+            settings=settings,
+            aws=aws,
+            ledger=Ledger(aws.dynamodb, names.state_table(settings.env)),
+            registry=Registry(aws.dynamodb, names.endpoints_table(settings.env)),
+            messenger=Messenger(app, settings.env),
+            store=ArtifactStore(aws.s3, settings.repo_bucket),
+            queues=Queues(aws.sqs),
+        )
+
+    @property
+    def layout(self) -> InstanceLayout:
+        return InstanceLayout(self.settings.root)
+
+    def services(self) -> Services:
+        """The app's service manager: systemd where the unit is installed, else a tracked process."""
+        if (self.settings.root / "use-systemd").exists():
+            return SystemdServices()
+        return ProcessServices(self.layout.run_dir, self.layout.logs / "app.log")

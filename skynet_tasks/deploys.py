@@ -1,0 +1,54 @@
+"""Starting a deployment: the one path shared by ``skynet deploy`` and the webhook."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from skynet_tasks import gitrepo, names
+from skynet_tasks.handlers import BuildRequest, new_rollout_id
+from skynet_tasks.ledger import Ledger
+from skynet_tasks.messages import Messenger
+
+log = logging.getLogger(__name__)
+
+
+class DeployError(Exception):
+    """A deployment cannot be requested (unknown group, unresolvable ref…)."""
+
+
+@dataclass(frozen=True)
+class StartedBuild:
+    group: str
+    release: str
+    rollout_id: str
+
+
+def group_source(ledger: Ledger, group: str) -> tuple[str, str]:
+    """The repository URL and branch a group deploys, as its instances registered them."""
+    info = ledger.group_info(group)
+    if not info.get("repo"):
+        raise DeployError(f"group {group} has no repository registered: start one of its instances first")
+    return str(info["repo"]), str(info.get("branch") or "main")
+
+
+def request_build(messenger: Messenger, group: str, repo: str, branch: str, sha: str, source: str,
+                  rollout_id: str | None = None) -> StartedBuild:
+    """Enqueue the build of ``sha`` for ``group``; the first member to receive it builds and is the canary."""
+    names.check_name_part("group", group)
+    gitrepo.check_sha(sha)
+    request = BuildRequest(group=group, repo=repo, branch=branch, sha=sha, rollout_id=rollout_id or new_rollout_id(),
+                           source=source, requested_at=time.time())
+    messenger.build(group, request.to_dict())
+    return StartedBuild(group=group, release=sha, rollout_id=request.rollout_id)
+
+
+def deploy_ref(ledger: Ledger, messenger: Messenger, group: str, ref: str, source: str = "cli") -> StartedBuild:
+    """Resolve ``ref`` in the group's repository and request its build."""
+    repo, branch = group_source(ledger, group)
+    try:
+        sha = gitrepo.resolve_ref(repo, ref)
+    except gitrepo.GitError as error:
+        raise DeployError(str(error)) from error
+    return request_build(messenger, group, repo, branch, sha, source)

@@ -1,0 +1,61 @@
+"""Conversion between Python values and DynamoDB's typed attribute values.
+
+boto3's own serializers do the work; this only maps floats to Decimal (DynamoDB
+numbers) on the way in and Decimals back to int/float on the way out.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    return value
+
+
+def to_attr(value: Any) -> dict[str, Any]:
+    return dict(_serializer.serialize(_to_dynamo(value)))
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item from a dict; ``None`` values are left out (DynamoDB has no use for them)."""
+    return {k: to_attr(v) for k, v in values.items() if v is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def condition_failed(error: Exception) -> bool:
+    """True if a boto3 ClientError is DynamoDB refusing a conditional write."""
+    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code == "TransactionCanceledException":
+        reasons = getattr(error, "response", {}).get("CancellationReasons", [])
+        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons) or not reasons
+    return False

@@ -1,0 +1,98 @@
+"""Maintenance events as they travel on the FIFO queue: conductor events to and from small dicts.
+
+Messages on Skynet's queues are sent by Skynet's own instances and CLI (the
+IAM policies allow nobody else), but they are still validated here so that a
+malformed one fails with a clear error instead of corrupting a decision.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skynet_tasks import names
+from skynet_tasks.conductor import (
+    OPERATOR_ACTIONS,
+    Event,
+    OperatorAction,
+    Rollout,
+    RolloutReady,
+    Tick,
+    TicketTaken,
+    UpdateReported,
+)
+from skynet_tasks.states import RolloutKind
+
+
+class BadEvent(ValueError):
+    """A maintenance message that does not describe a valid event."""
+
+
+def _text(data: dict[str, Any], key: str, limit: int = 200) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise BadEvent(f"event field {key!r} must be a non-empty string of at most {limit} characters")
+    return value
+
+
+def _instance(data: dict[str, Any], key: str = "instance") -> str:
+    try:
+        return names.check_name_part("instance id", _text(data, key))
+    except ValueError as error:
+        raise BadEvent(str(error)) from None
+
+
+def to_message(event: Event) -> tuple[dict[str, Any], str]:
+    """The message body of an event, and the deduplication key that makes resending it harmless."""
+    if isinstance(event, RolloutReady):
+        r = event.rollout
+        return ({"type": "rollout_ready", "rollout_id": r.id, "group": r.group, "release": r.release,
+                 "kind": str(r.kind), "canary": r.canary, "update_timeout": r.update_timeout,
+                 "created_at": r.created_at}, f"ready:{r.id}")
+    if isinstance(event, TicketTaken):
+        return ({"type": "ticket_taken", "rollout_id": event.rollout_id, "instance": event.instance},
+                f"ticket:{event.rollout_id}:{event.instance}")
+    if isinstance(event, UpdateReported):
+        return ({"type": "update_reported", "rollout_id": event.rollout_id, "ticket": event.ticket,
+                 "instance": event.instance, "ok": event.ok, "error": event.error},
+                f"result:{event.rollout_id}:{event.ticket}:{event.instance}:{event.ok}")
+    if isinstance(event, OperatorAction):
+        return ({"type": "operator", "rollout_id": event.rollout_id, "action": event.action, "actor": event.actor},
+                f"operator:{event.rollout_id}:{event.action}:{event.actor}")
+    return {"type": "tick"}, "tick"
+
+
+def from_message(data: Any) -> Event:
+    if not isinstance(data, dict):
+        raise BadEvent("an event must be an object")
+    kind = data.get("type")
+    if kind == "rollout_ready":
+        timeout = data.get("update_timeout")
+        if not isinstance(timeout, int | float) or not 1 <= timeout <= 3600:
+            raise BadEvent("update_timeout must be a number of seconds between 1 and 3600")
+        canary = _instance(data, "canary") if data.get("canary") is not None else None
+        try:
+            rollout_kind = RolloutKind(data.get("kind"))
+        except ValueError:
+            raise BadEvent(f"unknown rollout kind {data.get('kind')!r}") from None
+        return RolloutReady(Rollout(id=_text(data, "rollout_id"), group=_text(data, "group"),
+                                    release=_text(data, "release"), kind=rollout_kind, canary=canary,
+                                    update_timeout=float(timeout), created_at=float(data.get("created_at") or 0)))
+    if kind == "ticket_taken":
+        return TicketTaken(_text(data, "rollout_id"), _instance(data))
+    if kind == "update_reported":
+        number = data.get("ticket")
+        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            raise BadEvent("ticket must be a positive integer")
+        if not isinstance(data.get("ok"), bool):
+            raise BadEvent("ok must be true or false")
+        error = data.get("error")
+        return UpdateReported(_text(data, "rollout_id"), number, _instance(data), data["ok"],
+                              str(error)[:2000] if error is not None else None)
+    if kind == "operator":
+        action = data.get("action")
+        if action not in OPERATOR_ACTIONS:
+            raise BadEvent(f"unknown operator action {action!r}")
+        return OperatorAction(_text(data, "rollout_id"), action, _text(data, "actor"))
+    if kind == "tick":
+        return Tick()
+    raise BadEvent(f"unknown event type {kind!r}")

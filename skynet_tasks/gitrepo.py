@@ -1,0 +1,74 @@
+"""Git through gitpython: resolving refs and checking out one commit.
+
+The repository URL comes from the group's configuration (trusted); refs and
+shas come from operators and webhooks and are validated before they reach git.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+log = logging.getLogger(__name__)
+
+SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+class GitError(Exception):
+    """A ref could not be resolved or a commit could not be checked out."""
+
+
+def check_sha(sha: str) -> str:
+    if not isinstance(sha, str) or not SHA.match(sha):
+        raise GitError(f"{sha!r} is not a full 40-character commit sha")
+    return sha
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    author: str
+    message: str
+    committed_at: float
+
+
+def resolve_ref(repo_url: str, ref: str, env: dict[str, str] | None = None) -> str:
+    """The sha a branch, tag or sha names in the remote repository."""
+    if SHA.match(ref):
+        return ref
+    if ref.startswith("-") or any(c in ref for c in " \t\n\0~^:?*[\\") or ".." in ref:
+        raise GitError(f"{ref!r} is not a valid ref name")
+    try:
+        output = git.cmd.Git().ls_remote(repo_url, ref, env=env or {})
+    except git.GitCommandError as error:
+        raise GitError(f"cannot list {repo_url}: {error.stderr.strip()}") from error
+    candidates = {}
+    for line in output.splitlines():
+        sha, name = line.split("\t", 1)
+        candidates[name] = sha
+    for name in (ref, f"refs/heads/{ref}", f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}"):
+        if name in candidates:
+            return candidates[name]
+    raise GitError(f"ref {ref!r} not found in {repo_url}")
+
+
+def checkout(repo_url: str, branch: str, sha: str, dest: Path, env: dict[str, str] | None = None) -> Commit:
+    """Clone ``repo_url`` into ``dest`` (which must not exist) and check out ``sha`` detached."""
+    check_sha(sha)
+    try:
+        repo = git.Repo.clone_from(repo_url, dest, branch=branch or None, no_checkout=True, env=env or None)
+        try:
+            repo.git.checkout(sha)
+        except git.GitCommandError:
+            # The commit is not on the branch's tip history we fetched: fetch it by sha.
+            repo.git.fetch("origin", sha)
+            repo.git.checkout(sha)
+        commit = repo.commit(sha)
+    except git.GitCommandError as error:
+        raise GitError(f"cannot check out {sha} from {repo_url}: {error.stderr.strip()}") from error
+    return Commit(sha=commit.hexsha, author=str(commit.author), message=str(commit.message).strip(),
+                  committed_at=float(commit.committed_date))

@@ -1,0 +1,302 @@
+"""What each task does, as plain functions of a Context: the I/O shell around the conductor.
+
+``skynet_tasks.tasks`` binds these to Celery; tests and the CLI can call them directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from skynet_tasks import __version__, buildspec, gitrepo, names
+from skynet_tasks.builder import BuildFailed, build_release, read_manifest
+from skynet_tasks.conductor import (
+    REDISPATCH_AFTER,
+    Decision,
+    Dispatch,
+    Event,
+    Notify,
+    Rollout,
+    RolloutReady,
+    Tick,
+    TicketTaken,
+    UpdateReported,
+    decide,
+)
+from skynet_tasks.context import Context
+from skynet_tasks.events import from_message, to_message
+from skynet_tasks.httpcheck import healthy
+from skynet_tasks.installer import UpdateContext, UpdateFailed, install
+from skynet_tasks.ledger import Conflict, Release
+from skynet_tasks.messages import RE_REGISTER_TASK, TAKE_TICKET_TASK, UPDATE_TASK
+from skynet_tasks.registry import Endpoint
+from skynet_tasks.states import Health, ReleaseState, RolloutKind, RolloutState, TicketState
+
+log = logging.getLogger(__name__)
+
+# A build claim outlives the build task's hard time limit (840 s) and expires just
+# before the build queue's visibility timeout (900 s) hands the message to another instance.
+BUILD_LEASE = 870.0
+
+
+class BadRequest(ValueError):
+    """A build request that cannot be acted on."""
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    group: str
+    repo: str
+    branch: str
+    sha: str
+    rollout_id: str
+    source: str
+    requested_at: float
+
+    @classmethod
+    def from_dict(cls, data: Any) -> BuildRequest:
+        if not isinstance(data, dict):
+            raise BadRequest("a build request must be an object")
+        try:
+            group = names.check_name_part("group", data.get("group", ""))
+            sha = gitrepo.check_sha(data.get("sha", ""))
+        except (ValueError, gitrepo.GitError) as error:
+            raise BadRequest(str(error)) from None
+        for key in ("repo", "branch", "rollout_id", "source"):
+            if not isinstance(data.get(key), str) or not data[key] or len(data[key]) > 500:
+                raise BadRequest(f"build request field {key!r} must be a non-empty string")
+        return cls(group=group, repo=data["repo"], branch=data["branch"], sha=sha, rollout_id=data["rollout_id"],
+                   source=data["source"], requested_at=float(data.get("requested_at") or time.time()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def new_rollout_id(now: float | None = None) -> str:
+    """A rollout id that sorts by creation time and is unique without coordination."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now or time.time()))
+    return f"r{stamp}-{secrets.token_hex(3)}"
+
+
+def send_event(ctx: Context, group: str, event: Event) -> None:
+    body, dedup = to_message(event)
+    ctx.messenger.maintenance(group, body, dedup)
+
+
+# ---- build ------------------------------------------------------------------
+
+def handle_build(ctx: Context, request: Any) -> None:
+    """Build the release once for the group and become its canary."""
+    req = BuildRequest.from_dict(request)
+    me = ctx.settings.require_instance().instance_id
+    created = ctx.ledger.create_rollout(req.rollout_id, req.group, req.sha, RolloutKind.CODE, {
+        "repo": req.repo, "branch": req.branch, "source": req.source, "requested_at": req.requested_at})
+    if not created:
+        existing = ctx.ledger.rollout_item(req.rollout_id) or {}
+        if existing.get("state") != RolloutState.BUILDING:
+            log.info("rollout %s: build request seen before (state %s); nothing to do", req.rollout_id,
+                     existing.get("state"))
+            return
+    release = _built_release(ctx, req, me)
+    if release is None:
+        return
+    ctx.ledger.annotate_rollout(req.rollout_id, {
+        "sha256": release.sha256, "size": release.size, "author": release.author, "message": release.message,
+        "build_log_key": release.log_key, "builder": release.builder, "build_duration":
+            (release.finished_at or time.time()) - release.started_at})
+    rollout = Rollout(id=req.rollout_id, group=req.group, release=req.sha, canary=me,
+                      update_timeout=float(release.update_timeout or 300.0), created_at=req.requested_at)
+    send_event(ctx, req.group, RolloutReady(rollout))
+    log.info("rollout %s: release %s ready; %s takes ticket 1 as the canary", req.rollout_id, req.sha, me)
+
+
+def _built_release(ctx: Context, req: BuildRequest, me: str) -> Release | None:
+    """The release of ``req.sha``, building it if nobody has; None when the build failed or is someone else's."""
+    deadline = time.monotonic() + BUILD_LEASE
+    while True:
+        claim = ctx.ledger.claim_build(Release(group=req.group, sha=req.sha, state=ReleaseState.BUILDING,
+                                               repo=req.repo, branch=req.branch, builder=me,
+                                               started_at=time.time()), lease=BUILD_LEASE)
+        if claim is not None:
+            return _run_build(ctx, req, me)
+        existing = ctx.ledger.release(req.group, req.sha)
+        if existing is not None and existing.state is ReleaseState.BUILT:
+            log.info("release %s of group %s was built before by %s; reusing it", req.sha, req.group,
+                     existing.builder)
+            return existing
+        if existing is not None and existing.state is ReleaseState.BUILDING and existing.builder == me:
+            return _run_build(ctx, req, me)  # our own earlier attempt died: lease is ours to renew
+        if time.monotonic() > deadline:
+            ctx.ledger.fail_build(req.rollout_id, "timed out waiting for another instance's build")
+            return None
+        time.sleep(1.0)  # another instance is building this commit right now
+
+
+def _run_build(ctx: Context, req: BuildRequest, me: str) -> Release | None:
+    try:
+        built = build_release(store=ctx.store, work_root=ctx.layout.root / "build", repo=req.repo,
+                              branch=req.branch, sha=req.sha, builder=me)
+    except BuildFailed as failure:
+        ctx.ledger.finish_build(req.group, req.sha, me, ReleaseState.FAILED,
+                                {"error": failure.reason, "log_key": failure.log_key})
+        ctx.ledger.annotate_rollout(req.rollout_id, {"build_log_key": failure.log_key, "builder": me})
+        ctx.ledger.fail_build(req.rollout_id, f"build failed: {failure.reason}")
+        log.warning("rollout %s: build of %s failed: %s (log %s)", req.rollout_id, req.sha, failure.reason,
+                    failure.log_key)
+        return None
+    ctx.ledger.finish_build(req.group, req.sha, me, ReleaseState.BUILT, {
+        "artifact_key": built.artifact_key, "manifest_key": built.manifest_key, "log_key": built.log_key,
+        "sha256": built.sha256, "size": built.size, "author": built.author, "message": built.message,
+        "update_timeout": built.update_timeout})
+    log.info("release %s built by %s in %.1fs (%d bytes)", req.sha, me, built.duration, built.size)
+    return ctx.ledger.release(req.group, req.sha)
+
+
+# ---- conductor --------------------------------------------------------------
+
+def handle_maintenance(ctx: Context, group: str, message: Any, now: float | None = None) -> Decision | None:
+    """One conductor step: decide on the event against fresh state, write it conditionally, then act."""
+    event = from_message(message)
+    for attempt in range(20):
+        before = ctx.ledger.load_group(group)
+        live = [e.instance_id for e in ctx.registry.live(ctx.settings.env, None, ctx.settings.heartbeat_max_age,
+                                                        group=group)]
+        decision = decide(before, event, time.time() if now is None else now, live)
+        if decision.changed:
+            try:
+                ctx.ledger.write_decision(before, decision)
+            except Conflict:
+                # Another conductor moved the group on: decide again on what it wrote.
+                log.info("group %s: conflict at version %s (attempt %d); deciding again", group, before.version,
+                         attempt + 1)
+                time.sleep(0.01 + secrets.randbelow(90) / 1000)  # jitter, so retries do not collide again
+                continue
+        perform(ctx, decision)
+        return decision
+    raise Conflict(f"group {group}: gave up after 20 conflicting decisions")
+
+
+def perform(ctx: Context, decision: Decision) -> None:
+    for action in decision.actions:
+        if isinstance(action, Dispatch):
+            ctx.messenger.to_instance(action.instance, UPDATE_TASK,
+                                      {"rollout_id": action.rollout_id, "ticket": action.ticket})
+            log.info("rollout %s: ticket %d's number came up on %s", action.rollout_id, action.ticket,
+                     action.instance)
+        elif isinstance(action, Notify):
+            for instance in action.instances:
+                ctx.messenger.to_instance(instance, TAKE_TICKET_TASK, {"rollout_id": action.rollout_id})
+            log.info("rollout %s: %d members told to take a ticket", action.rollout_id, len(action.instances))
+
+
+# ---- members ----------------------------------------------------------------
+
+def handle_take_ticket(ctx: Context, rollout_id: str) -> None:
+    """Post this instance's ticket in the group's line."""
+    me = ctx.settings.require_instance().instance_id
+    send_event(ctx, ctx.settings.group, TicketTaken(rollout_id, me))
+    log.info("rollout %s: %s took a ticket", rollout_id, me)
+
+
+def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
+    """Update this instance for ``ticket`` if it is still this instance's turn, then report back."""
+    me = ctx.settings.require_instance().instance_id
+    if not ctx.ledger.acknowledge_ticket(rollout_id, ticket, me):
+        log.info("rollout %s: ticket %d is not updating on %s any more; ignoring the update message",
+                 rollout_id, ticket, me)
+        return
+    rollout = ctx.ledger.rollout_item(rollout_id) or {}
+    sha = rollout.get("release", "")
+    ok, error, log_text = True, None, ""
+    try:
+        release = ctx.ledger.release(ctx.settings.group, sha)
+        if release is None or release.state is not ReleaseState.BUILT or not release.manifest_key:
+            raise UpdateFailed(f"release {sha} is not built", "")
+        manifest = read_manifest(ctx.store, release.manifest_key)
+        register_self(ctx, health=Health.DRAINING, last_task=f"update {rollout_id}#{ticket}")
+        update_ctx = UpdateContext(
+            layout=ctx.layout, store=ctx.store, services=ctx.services(), app_port=ctx.settings.app_port,
+            keep_releases=ctx.settings.keep_releases,
+            env={"SKYNET_INSTANCE_ID": me, "SKYNET_ROLLOUT": rollout_id, "SKYNET_TICKET": str(ticket),
+                 "SKYNET_ENV": ctx.settings.env, "SKYNET_LAYER": ctx.settings.layer,
+                 "SKYNET_CONFIG_DIR": str(ctx.settings.config_dir), "SKYNET_ROOT": str(ctx.settings.root)})
+        log_text = install(update_ctx, manifest)
+    except UpdateFailed as failure:
+        ok, error, log_text = False, failure.reason, failure.log_text
+    except Exception as unexpected:  # noqa: BLE001 - any failure must be reported, or the line stalls
+        log.exception("rollout %s: update of ticket %d crashed", rollout_id, ticket)
+        ok, error = False, f"update crashed: {unexpected!r}"
+    log_key = f"logs/updates/{rollout_id}/{ticket:06d}-{me}.log"
+    try:
+        ctx.store.put_text(log_key, log_text or (error or "") + "\n")
+        ctx.ledger.annotate_ticket(rollout_id, ticket, {"log_key": log_key, "reported_at": time.time()})
+    except Exception:  # noqa: BLE001 - the report matters more than its log
+        log.exception("rollout %s: could not store the log of ticket %d", rollout_id, ticket)
+    register_self(ctx, last_task=f"update {rollout_id}#{ticket}", last_outcome="ok" if ok else f"failed: {error}")
+    send_event(ctx, ctx.settings.group, UpdateReported(rollout_id, ticket, me, ok, error))
+    log.info("rollout %s: ticket %d on %s %s%s", rollout_id, ticket, me, "succeeded" if ok else "failed",
+             f": {error}" if error else "")
+
+
+def probe_health(ctx: Context) -> Health:
+    """This instance's health as the proxy should see it: its app answers its health check."""
+    layout = ctx.layout
+    if layout.current_release() is None:
+        return Health.EMPTY
+    try:
+        spec = buildspec.load_buildspec(layout.current / "skynet.yml")
+    except buildspec.BuildSpecError:
+        return Health.UNHEALTHY
+    if spec.health and spec.health.http:
+        return Health.HEALTHY if healthy("127.0.0.1", ctx.settings.app_port, spec.health.http) else Health.UNHEALTHY
+    return Health.HEALTHY if ctx.services().running() or not spec.service else Health.UNHEALTHY
+
+
+def register_self(ctx: Context, health: Health | None = None, last_task: str = "", last_outcome: str = "") -> None:
+    s = ctx.settings
+    ctx.registry.register(s.env, s.layer, Endpoint(
+        instance_id=s.instance_id, group=s.group, address=s.address, port=s.app_port,
+        release=ctx.layout.current_release() or "", health=str(health or probe_health(ctx)),
+        heartbeat=time.time(), agent_version=__version__, last_task=last_task, last_outcome=last_outcome))
+
+
+def handle_re_register(ctx: Context, reason: str = "heartbeat") -> None:
+    """Heartbeat: register, take a missed ticket, and report a stalled line to the conductor."""
+    s = ctx.settings.require_instance()
+    register_self(ctx, last_task=f"re_register ({reason})")
+    group = ctx.ledger.load_group(s.group)
+    now = time.time()
+    mine = ctx.layout.current_release()
+    newest = group.line[-1] if group.line else None
+    if newest is not None and newest.id == group.desired_rollout and newest.published \
+            and newest.state in (RolloutState.RUNNING, RolloutState.PAUSED) \
+            and newest.ticket_of(s.instance_id) is None and mine != newest.release:
+        log.info("rollout %s: %s missed its notification; taking a ticket now", newest.id, s.instance_id)
+        send_event(ctx, s.group, TicketTaken(newest.id, s.instance_id))
+    if _line_needs_attention(group.line, now):
+        body, _ = to_message(Tick())
+        # One tick per group per heartbeat interval, however many members notice.
+        ctx.messenger.maintenance(s.group, body, f"tick:{int(now // max(s.heartbeat_interval, 1))}")
+
+
+def _line_needs_attention(line: tuple[Rollout, ...], now: float) -> bool:
+    for rollout in line:
+        for ticket in rollout.tickets:
+            if ticket.state is TicketState.UPDATING:
+                overdue = ticket.deadline is not None and now > ticket.deadline
+                unacknowledged = ticket.acknowledged_at is None and ticket.started_at is not None \
+                    and now - ticket.started_at > REDISPATCH_AFTER
+                return overdue or unacknowledged
+    newest = line[-1] if line else None
+    # A published rollout with nobody waiting may be complete now that a member left.
+    return newest is not None and newest.published and newest.state is RolloutState.RUNNING
+
+
+def send_heartbeat(ctx: Context) -> None:
+    """Ask this instance's own worker to re-register: the heartbeat proves the worker consumes."""
+    interval = ctx.settings.heartbeat_interval
+    ctx.messenger.to_instance(ctx.settings.require_instance().instance_id, RE_REGISTER_TASK,
+                              {"reason": "heartbeat"}, expires=max(interval * 2, 5))

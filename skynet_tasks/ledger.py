@@ -1,0 +1,398 @@
+"""The state table: groups, rollouts, tickets and releases in DynamoDB.
+
+This is the only module that writes rollout, ticket and release states. The
+layout keeps each rollout readable in one query:
+
+=========================  ==========================  =======================================
+pk                         sk                          what
+=========================  ==========================  =======================================
+``group#<group>``          ``group``                   version, desired release, the line
+``group#<group>``          ``rollout#<created>#<id>``  index of the group's rollouts, newest last
+``rollout#<id>``           ``rollout``                 the rollout
+``rollout#<id>``           ``ticket#<number>``         its tickets
+``release#<group>``        ``<sha>``                   a build of that commit for that group
+=========================  ==========================  =======================================
+
+Every conductor decision is written in one transaction conditioned on the
+group's ``version``: two conductors deciding on the same state (a redelivered
+or duplicated maintenance message) cannot both win, so two instances of a
+group can never be put into ``updating`` at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from skynet_tasks.conductor import Decision, Group, Rollout, Ticket
+from skynet_tasks.dynamo import condition_failed, from_item, to_attr, to_item
+from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState, TicketState
+
+log = logging.getLogger(__name__)
+
+_TRANSACTION_LIMIT = 100
+
+
+class Conflict(Exception):
+    """Another writer changed the group first: re-read and decide again."""
+
+
+def _group_key(group: str) -> dict[str, Any]:
+    return {"pk": {"S": f"group#{group}"}, "sk": {"S": "group"}}
+
+
+def _rollout_pk(rollout_id: str) -> str:
+    return f"rollout#{rollout_id}"
+
+
+def _ticket_sk(number: int) -> str:
+    return f"ticket#{number:06d}"
+
+
+_TICKET_FIELDS = ("number", "instance", "state", "taken_at", "started_at", "finished_at", "deadline",
+                  "error", "acknowledged_at", "attempts")
+_ROLLOUT_DYNAMIC = ("state", "canary", "published", "expected", "update_timeout", "reason", "finished_at",
+                    "superseded_by", "created_at", "release", "kind", "group")
+
+
+@dataclass(frozen=True)
+class Release:
+    """One build of one commit for one group."""
+
+    group: str
+    sha: str
+    state: ReleaseState
+    repo: str = ""
+    branch: str = ""
+    builder: str = ""
+    started_at: float = 0.0
+    finished_at: float | None = None
+    lease_until: float = 0.0
+    artifact_key: str | None = None
+    manifest_key: str | None = None
+    log_key: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    error: str | None = None
+    author: str | None = None
+    message: str | None = None
+    update_timeout: float | None = None
+
+
+class Ledger:
+    """Reads and writes the state table of one env."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self.db = dynamodb
+        self.table = table
+
+    # ---- groups -------------------------------------------------------------
+    def ensure_group(self, group: str, repo: str, branch: str) -> None:
+        """Create the group's item if missing, and record what it deploys when known."""
+        names = {"#v": "version"}
+        values: dict[str, Any] = {":zero": to_attr(0)}
+        sets = ["#v = if_not_exists(#v, :zero)"]
+        if repo:
+            sets += ["repo = if_not_exists(repo, :repo)", "branch = if_not_exists(branch, :branch)"]
+            values |= {":repo": to_attr(repo), ":branch": to_attr(branch)}
+        self.db.update_item(TableName=self.table, Key=_group_key(group), UpdateExpression="SET " + ", ".join(sets),
+                            ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+
+    def group_info(self, group: str) -> dict[str, Any]:
+        item = self.db.get_item(TableName=self.table, Key=_group_key(group), ConsistentRead=True).get("Item")
+        return from_item(item) if item else {}
+
+    def list_groups(self) -> list[str]:
+        groups = []
+        paginator = self.db.get_paginator("scan")
+        for page in paginator.paginate(TableName=self.table, FilterExpression="sk = :g",
+                                       ExpressionAttributeValues={":g": {"S": "group"}},
+                                       ProjectionExpression="pk"):
+            groups += [item["pk"]["S"].split("#", 1)[1] for item in page.get("Items", [])]
+        return sorted(groups)
+
+    def load_group(self, group: str) -> Group:
+        """The group with every rollout in its line, read consistently right now."""
+        info = self.group_info(group)
+        line = tuple(self.load_rollout(rid) for rid in info.get("line", []))
+        return Group(
+            name=group,
+            version=int(info.get("version", 0)),
+            desired_release=info.get("desired_release"),
+            desired_rollout=info.get("desired_rollout"),
+            previous_release=info.get("previous_release"),
+            line=tuple(r for r in line if r is not None),
+        )
+
+    # ---- rollouts -----------------------------------------------------------
+    def rollout_item(self, rollout_id: str) -> dict[str, Any] | None:
+        item = self.db.get_item(TableName=self.table, ConsistentRead=True,
+                                Key={"pk": {"S": _rollout_pk(rollout_id)}, "sk": {"S": "rollout"}}).get("Item")
+        return from_item(item) if item else None
+
+    def load_rollout(self, rollout_id: str) -> Rollout | None:
+        items = self._query_all(_rollout_pk(rollout_id))
+        header = next((i for i in items if i["sk"] == "rollout"), None)
+        if header is None or "release" not in header:
+            return None
+        tickets = tuple(
+            Ticket(**{k: (TicketState(v) if k == "state" else v) for k, v in i.items() if k in _TICKET_FIELDS})
+            for i in items if i["sk"].startswith("ticket#")
+        )
+        return Rollout(
+            id=rollout_id,
+            group=header["group"],
+            release=header["release"],
+            kind=RolloutKind(header.get("kind", RolloutKind.CODE)),
+            state=RolloutState(header["state"]),
+            created_at=header.get("created_at", 0.0),
+            canary=header.get("canary"),
+            published=bool(header.get("published", False)),
+            expected=tuple(header.get("expected", ())),
+            tickets=tickets,
+            update_timeout=float(header.get("update_timeout", 300.0)),
+            reason=header.get("reason"),
+            finished_at=header.get("finished_at"),
+            superseded_by=header.get("superseded_by"),
+        )
+
+    def rollout_view(self, rollout_id: str) -> dict[str, Any] | None:
+        """Everything stored about a rollout (header attributes and tickets), for status and the dashboard."""
+        items = self._query_all(_rollout_pk(rollout_id))
+        header = next((i for i in items if i["sk"] == "rollout"), None)
+        if header is None:
+            return None
+        view = {k: v for k, v in header.items() if k not in ("pk", "sk")}
+        view["id"] = rollout_id
+        view["tickets"] = [
+            {k: v for k, v in i.items() if k not in ("pk", "sk")} for i in items if i["sk"].startswith("ticket#")
+        ]
+        return view
+
+    def recent_rollouts(self, group: str, limit: int = 10) -> list[str]:
+        resp = self.db.query(
+            TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+            ExpressionAttributeValues={":pk": {"S": f"group#{group}"}, ":p": {"S": "rollout#"}},
+            ScanIndexForward=False, Limit=limit, ConsistentRead=True,
+        )
+        return [from_item(i)["rollout_id"] for i in resp.get("Items", [])][::-1]
+
+    def create_rollout(self, rollout_id: str, group: str, release: str, kind: RolloutKind,
+                       attributes: dict[str, Any]) -> bool:
+        """Record a new rollout in ``building`` state; False if it exists already (a redelivery)."""
+        now = time.time()
+        item = to_item({"pk": _rollout_pk(rollout_id), "sk": "rollout", "group": group, "release": release,
+                        "kind": str(kind), "state": str(RolloutState.BUILDING), "created_at": now, **attributes})
+        index = to_item({"pk": f"group#{group}", "sk": f"rollout#{now:017.6f}#{rollout_id}",
+                         "rollout_id": rollout_id})
+        try:
+            self.db.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
+                {"Put": {"TableName": self.table, "Item": index}},
+            ])
+        except ClientError as error:
+            if condition_failed(error):
+                return False
+            raise
+        return True
+
+    def fail_build(self, rollout_id: str, reason: str) -> None:
+        """A rollout whose build failed never joins its group's line."""
+        self._update_rollout_header(rollout_id, {"state": str(RolloutState.BUILD_FAILED), "reason": reason,
+                                                 "finished_at": time.time()},
+                                    condition=("#state = :building", {":building": str(RolloutState.BUILDING)}))
+
+    def annotate_rollout(self, rollout_id: str, attributes: dict[str, Any]) -> None:
+        """Add descriptive attributes (never the state) to a rollout: release details, timings."""
+        if "state" in attributes:
+            raise ValueError("annotate_rollout cannot change a state; the conductor does")
+        self._update_rollout_header(rollout_id, attributes)
+
+    def acknowledge_ticket(self, rollout_id: str, number: int, instance: str) -> bool:
+        """The instance confirms it started ticket ``number``; False if the ticket is no longer its to run."""
+        try:
+            self.db.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": _rollout_pk(rollout_id)}, "sk": {"S": _ticket_sk(number)}},
+                UpdateExpression="SET acknowledged_at = :now",
+                ConditionExpression="#state = :updating AND instance = :me",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":now": to_attr(time.time()), ":updating": to_attr("updating"),
+                                           ":me": to_attr(instance)},
+            )
+        except ClientError as error:
+            if condition_failed(error):
+                return False
+            raise
+        return True
+
+    def ticket(self, rollout_id: str, number: int) -> dict[str, Any] | None:
+        item = self.db.get_item(TableName=self.table, ConsistentRead=True, Key={
+            "pk": {"S": _rollout_pk(rollout_id)}, "sk": {"S": _ticket_sk(number)}}).get("Item")
+        return from_item(item) if item else None
+
+    def annotate_ticket(self, rollout_id: str, number: int, attributes: dict[str, Any]) -> None:
+        """Add descriptive attributes (log key, timings) to a ticket, never its state."""
+        if "state" in attributes:
+            raise ValueError("annotate_ticket cannot change a state; the conductor does")
+        sets = ", ".join(f"#a{i} = :a{i}" for i in range(len(attributes)))
+        self.db.update_item(
+            TableName=self.table, Key={"pk": {"S": _rollout_pk(rollout_id)}, "sk": {"S": _ticket_sk(number)}},
+            UpdateExpression=f"SET {sets}", ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={f"#a{i}": k for i, k in enumerate(attributes)},
+            ExpressionAttributeValues={f":a{i}": to_attr(v) for i, v in enumerate(attributes.values())},
+        )
+
+    # ---- decisions ----------------------------------------------------------
+    def write_decision(self, before: Group, decision: Decision) -> None:
+        """Persist a decision atomically, if the group is still at ``before.version``; else raise Conflict."""
+        after = decision.group
+        old = {r.id: r for r in before.line}
+        group_values = {
+            ":next": to_attr(before.version + 1),
+            ":line": to_attr([r.id for r in after.line]),
+            ":now": to_attr(time.time()),
+        }
+        sets = ["#v = :next", "line = :line", "updated_at = :now"]
+        for name in ("desired_release", "desired_rollout", "previous_release"):
+            value = getattr(after, name)
+            if value is not None:
+                sets.append(f"{name} = :{name}")
+                group_values[f":{name}"] = to_attr(value)
+        if before.version:
+            condition = "#v = :current"
+            group_values[":current"] = to_attr(before.version)
+        else:
+            condition = "attribute_not_exists(#v) OR #v = :zero"
+            group_values[":zero"] = to_attr(0)
+        items: list[dict[str, Any]] = [{"Update": {
+            "TableName": self.table, "Key": _group_key(before.name), "UpdateExpression": "SET " + ", ".join(sets),
+            "ConditionExpression": condition, "ExpressionAttributeNames": {"#v": "version"},
+            "ExpressionAttributeValues": group_values,
+        }}]
+        tickets: list[dict[str, Any]] = []
+        for rollout in decision.touched:
+            items.append({"Update": self._rollout_update(rollout)})
+            previous = {t.number: t for t in old[rollout.id].tickets} if rollout.id in old else {}
+            for ticket in rollout.tickets:
+                if previous.get(ticket.number) != ticket:
+                    tickets.append({"Put": {"TableName": self.table, "Item": self._ticket_item(rollout.id, ticket)}})
+        room = _TRANSACTION_LIMIT - len(items)
+        try:
+            self.db.transact_write_items(TransactItems=items + tickets[:room])
+        except ClientError as error:
+            if condition_failed(error):
+                raise Conflict(f"group {before.name} changed since version {before.version}") from error
+            raise
+        # Only bulk endings (cancelled or superseded waiting tickets of a rollout that
+        # left the line) can overflow one transaction; nothing reads them to decide.
+        for start in range(room, len(tickets), _TRANSACTION_LIMIT):
+            self.db.transact_write_items(TransactItems=tickets[start:start + _TRANSACTION_LIMIT])
+        for note in decision.notes:
+            log.info("group %s: %s", before.name, note)
+
+    def _rollout_update(self, rollout: Rollout) -> dict[str, Any]:
+        values = asdict(rollout)
+        values["state"] = str(rollout.state)
+        values["kind"] = str(rollout.kind)
+        values["expected"] = list(rollout.expected)
+        present = {k: values[k] for k in _ROLLOUT_DYNAMIC if values.get(k) is not None}
+        absent = [k for k in _ROLLOUT_DYNAMIC if values.get(k) is None]
+        names = {f"#a{i}": k for i, k in enumerate([*present, *absent])}
+        sets = ", ".join(f"#a{i} = :a{i}" for i in range(len(present)))
+        expression = f"SET {sets}"
+        if absent:
+            expression += " REMOVE " + ", ".join(f"#a{len(present) + i}" for i in range(len(absent)))
+        return {"TableName": self.table, "Key": {"pk": {"S": _rollout_pk(rollout.id)}, "sk": {"S": "rollout"}},
+                "UpdateExpression": expression, "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {f":a{i}": to_attr(v) for i, v in enumerate(present.values())}}
+
+    def _ticket_item(self, rollout_id: str, ticket: Ticket) -> dict[str, Any]:
+        values = asdict(ticket)
+        values["state"] = str(ticket.state)
+        return to_item({"pk": _rollout_pk(rollout_id), "sk": _ticket_sk(ticket.number), **values})
+
+    def _update_rollout_header(self, rollout_id: str, attributes: dict[str, Any],
+                               condition: tuple[str, dict[str, Any]] | None = None) -> None:
+        names = {f"#a{i}": k for i, k in enumerate(attributes)}
+        values = {f":a{i}": to_attr(v) for i, v in enumerate(attributes.values())}
+        expression = "attribute_exists(pk)"
+        if condition:
+            expression += " AND " + condition[0]
+            names["#state"] = "state"
+            values |= {k: to_attr(v) for k, v in condition[1].items()}
+        self.db.update_item(
+            TableName=self.table, Key={"pk": {"S": _rollout_pk(rollout_id)}, "sk": {"S": "rollout"}},
+            UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(attributes))),
+            ConditionExpression=expression, ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+        )
+
+    # ---- releases -----------------------------------------------------------
+    def claim_build(self, release: Release, lease: float) -> Release | None:
+        """Become the builder of ``release``; None if another instance built it or holds a live lease."""
+        now = time.time()
+        item = to_item({"pk": f"release#{release.group}", "sk": release.sha,
+                        **{k: (str(v) if k == "state" else v) for k, v in asdict(release).items()},
+                        "lease_until": now + lease})
+        try:
+            self.db.put_item(
+                TableName=self.table, Item=item,
+                ConditionExpression=("attribute_not_exists(pk) OR #s = :failed"
+                                     " OR (#s = :building AND lease_until < :now)"),
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={":failed": to_attr("failed"), ":building": to_attr("building"),
+                                           ":now": to_attr(now)},
+            )
+        except ClientError as error:
+            if condition_failed(error):
+                return None
+            raise
+        return release
+
+    def finish_build(self, group: str, sha: str, builder: str, state: ReleaseState, attributes: dict[str, Any]) -> None:
+        """Record the outcome of a build this instance claimed."""
+        attributes = {**attributes, "state": str(state), "finished_at": time.time()}
+        names = {f"#a{i}": k for i, k in enumerate(attributes)}
+        self.db.update_item(
+            TableName=self.table, Key={"pk": {"S": f"release#{group}"}, "sk": {"S": sha}},
+            UpdateExpression="SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(attributes))),
+            ConditionExpression="builder = :me",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={**{f":a{i}": to_attr(v) for i, v in enumerate(attributes.values())},
+                                       ":me": to_attr(builder)},
+        )
+
+    def release(self, group: str, sha: str) -> Release | None:
+        item = self.db.get_item(TableName=self.table, ConsistentRead=True,
+                                Key={"pk": {"S": f"release#{group}"}, "sk": {"S": sha}}).get("Item")
+        if not item:
+            return None
+        values = from_item(item)
+        fields = {k: v for k, v in values.items() if k in Release.__dataclass_fields__}
+        fields["state"] = ReleaseState(fields["state"])
+        return Release(**fields)
+
+    def releases(self, group: str) -> list[Release]:
+        items = self._query_all(f"release#{group}")
+        out = []
+        for values in items:
+            fields = {k: v for k, v in values.items() if k in Release.__dataclass_fields__}
+            fields["state"] = ReleaseState(fields["state"])
+            out.append(Release(**fields))
+        return sorted(out, key=lambda r: r.started_at)
+
+    # ---- helpers ------------------------------------------------------------
+    def _query_all(self, pk: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": "pk = :pk",
+                                  "ExpressionAttributeValues": {":pk": {"S": pk}}, "ConsistentRead": True}
+        while True:
+            resp = self.db.query(**kwargs)
+            items += [from_item(i) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                return items
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]

@@ -1,0 +1,1 @@
+"""Local mode: a whole Skynet cluster on one machine, for trying it and for the tests."""

@@ -1,0 +1,291 @@
+"""A whole Skynet cluster on one machine: moto's server, the env's resources, a sample app, real workers.
+
+``skynet local up`` and the test suite both use this module: there is no second harness.
+Everything it starts is recorded in ``DIR/cluster.json`` with its process id, so
+``skynet local down`` stops exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import git
+
+from skynet_tasks import names
+from skynet_tasks.aws import Aws, aws_for
+from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.local.motoserver import MotoServer, free_port
+from skynet_tasks.registry import Registry
+
+log = logging.getLogger(__name__)
+
+LOCAL_ENV = "local"
+SAMPLE_APP = Path(__file__).parent / "sample_app"
+
+
+class ClusterError(Exception):
+    """The local cluster could not be started or found."""
+
+
+@dataclass
+class InstanceInfo:
+    id: str
+    layer: str
+    group: str
+    root: str
+    pid: int
+    app_port: int
+
+
+@dataclass
+class ClusterInfo:
+    dir: str
+    env: str
+    aws_endpoint: str
+    moto_pid: int
+    app_repo: str
+    groups: list[str]
+    instances: list[InstanceInfo] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, directory: Path) -> ClusterInfo:
+        path = directory / "cluster.json"
+        if not path.exists():
+            raise ClusterError(f"no local cluster in {directory} (no cluster.json)")
+        data = json.loads(path.read_text())
+        data["instances"] = [InstanceInfo(**i) for i in data.get("instances", [])]
+        return cls(**data)
+
+    def save(self) -> None:
+        path = Path(self.dir) / "cluster.json"
+        temp = path.with_suffix(".tmp")
+        temp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        os.replace(temp, path)
+
+
+def create_sample_repo(directory: Path, name: str = "sample-app") -> Path:
+    """A bare repository holding the sample app on ``main``; returns its path."""
+    bare = directory / "repos" / f"{name}.git"
+    if bare.exists():
+        return bare
+    git.Repo.init(bare, bare=True, initial_branch="main")
+    work = directory / "repos" / f".{name}-seed"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(SAMPLE_APP, work, ignore=shutil.ignore_patterns("__pycache__"))
+    repo = git.Repo.init(work, initial_branch="main")
+    with repo.config_writer() as config:
+        config.set_value("user", "name", "Skynet Demo")
+        config.set_value("user", "email", "demo@skynet.invalid")
+    repo.git.add(A=True)
+    repo.index.commit("Sample app: first release")
+    repo.create_remote("origin", str(bare)).push("main:main")
+    shutil.rmtree(work)
+    return bare
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        # A zombie child of ours counts as dead.
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+        return finished == 0
+    except ChildProcessError:
+        return True
+
+
+def stop_process_group(pid: int, grace: float = 10.0, sig: int = signal.SIGTERM) -> None:
+    """Stop a process and its group: SIGTERM (or ``sig``), then SIGKILL after ``grace`` seconds."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _process_alive(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    while _process_alive(pid):
+        time.sleep(0.05)
+
+
+class LocalCluster:
+    """Start and stop a local cluster in ``directory``."""
+
+    def __init__(self, directory: Path, heartbeat_interval: float = 5.0, heartbeat_max_age: float = 30.0,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.dir = directory.resolve()
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_max_age = heartbeat_max_age
+        self.extra_env = extra_env or {}
+        self.info: ClusterInfo | None = None
+        self.moto: MotoServer | None = None
+
+    # ---- up -----------------------------------------------------------------
+    def up(self, api: int = 3, rp: int = 0, ready_timeout: float = 60.0) -> ClusterInfo:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._refuse_if_running()
+        (self.dir / "logs").mkdir(exist_ok=True)
+        self.moto = MotoServer.start(log_file=self.dir / "logs" / "moto.log")
+        try:
+            return self._up(api, rp, ready_timeout)
+        except BaseException:
+            self.down()
+            raise
+
+    def require_info(self) -> ClusterInfo:
+        if self.info is None:
+            self.info = ClusterInfo.load(self.dir)
+        return self.info
+
+    def _up(self, api: int, rp: int, ready_timeout: float) -> ClusterInfo:
+        if self.moto is None:
+            raise ClusterError("moto's server is not running")
+        environment = {
+            **self.moto.environment(),
+            "SKYNET_ENV": LOCAL_ENV,
+            "SKYNET_HEARTBEAT_INTERVAL": str(self.heartbeat_interval),
+            "SKYNET_HEARTBEAT_MAX_AGE": str(self.heartbeat_max_age),
+            **self.extra_env,
+        }
+        layers = [("api", api)] + ([("rp", rp)] if rp else [])
+        groups = [names.default_group(LOCAL_ENV, layer) for layer, count in layers]
+        aws = self.aws(environment)
+        bootstrap_env(aws, LOCAL_ENV, groups)
+        app_repo = create_sample_repo(self.dir)
+        self.info = ClusterInfo(dir=str(self.dir), env=LOCAL_ENV, aws_endpoint=self.moto.endpoint,
+                                moto_pid=self.moto.process.pid, app_repo=str(app_repo), groups=groups,
+                                environment=environment)
+        self.info.save()
+        for layer, count in layers:
+            for number in range(1, count + 1):
+                self.start_instance(f"{layer}-{number}", layer)
+        self.write_env_file()
+        self.wait_registered([i.id for i in self.info.instances], ready_timeout)
+        log.info("local cluster up in %s: %d instances", self.dir, len(self.info.instances))
+        return self.info
+
+    def aws(self, environment: dict[str, str] | None = None) -> Aws:
+        return aws_for(environment or (self.info.environment if self.info else {}))
+
+    def instance_environment(self, instance_id: str, layer: str, app_port: int) -> dict[str, str]:
+        info = self.require_info()
+        root = self.dir / "instances" / instance_id
+        return {
+            **info.environment,
+            "SKYNET_LAYER": layer,
+            "SKYNET_INSTANCE_ID": instance_id,
+            "SKYNET_ROOT": str(root),
+            "SKYNET_CONFIG_DIR": str(root / "config"),
+            "SKYNET_APP_PORT": str(app_port),
+            "SKYNET_ADDRESS": "127.0.0.1",
+            "SKYNET_REPO": info.app_repo,
+            "SKYNET_BRANCH": "main",
+        }
+
+    def start_instance(self, instance_id: str, layer: str, app_port: int | None = None) -> InstanceInfo:
+        """Start (or restart) one instance's worker as a real ``skynet worker`` process."""
+        info = self.require_info()
+        existing = next((i for i in info.instances if i.id == instance_id), None)
+        port = app_port or (existing.app_port if existing else free_port())
+        env = self.instance_environment(instance_id, layer, port)
+        root = Path(env["SKYNET_ROOT"])
+        (root / "logs").mkdir(parents=True, exist_ok=True)
+        with open(root / "logs" / "worker.log", "ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "skynet_tasks.cli", "worker"], env={**os.environ, **env}, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=root)
+        started = InstanceInfo(id=instance_id, layer=layer, group=names.default_group(LOCAL_ENV, layer),
+                               root=str(root), pid=process.pid, app_port=port)
+        info.instances = [i for i in info.instances if i.id != instance_id] + [started]
+        info.save()
+        return started
+
+    def stop_instance(self, instance_id: str, sig: int = signal.SIGTERM, grace: float = 20.0) -> None:
+        """Stop an instance's worker (SIGKILL with ``sig=signal.SIGKILL``); its app keeps running."""
+        found = next(i for i in self.require_info().instances if i.id == instance_id)
+        stop_process_group(found.pid, grace=grace, sig=sig)
+
+    def wait_registered(self, instance_ids: Iterable[str], timeout: float) -> None:
+        registry = Registry(self.aws().dynamodb, names.endpoints_table(LOCAL_ENV))
+        wanted = set(instance_ids)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            present = {e.instance_id for e in registry.live(LOCAL_ENV, None, self.heartbeat_max_age)}
+            if wanted <= present:
+                return
+            for instance in self.info.instances if self.info else []:
+                if instance.id in wanted and not _process_alive(instance.pid):
+                    raise ClusterError(f"worker {instance.id} exited; see {instance.root}/logs/worker.log")
+            time.sleep(0.2)
+        raise ClusterError(f"instances {sorted(wanted)} did not register within {timeout:.0f}s")
+
+    def write_env_file(self) -> Path:
+        info = self.require_info()
+        lines = ["# Point a shell at the local Skynet cluster: source this file."]
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(info.environment.items())]
+        path = self.dir / "env.sh"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def _refuse_if_running(self) -> None:
+        try:
+            info = ClusterInfo.load(self.dir)
+        except ClusterError:
+            return
+        if _process_alive(info.moto_pid):
+            raise ClusterError(f"a local cluster is already running in {self.dir}: "
+                               f"stop it with `skynet local down --dir {self.dir}`")
+
+    # ---- down ---------------------------------------------------------------
+    def down(self) -> None:
+        """Stop every process this cluster started: workers, their apps, moto's server."""
+        info = self.info
+        if info is None:
+            try:
+                info = ClusterInfo.load(self.dir)
+            except ClusterError:
+                info = None
+        if info is not None:
+            for instance in info.instances:
+                stop_process_group(instance.pid)
+                stop_app(Path(instance.root))
+            stop_process_group(info.moto_pid, grace=5)
+        if self.moto is not None:
+            self.moto.stop()
+        (self.dir / "cluster.json").unlink(missing_ok=True)
+
+
+def stop_app(root: Path) -> None:
+    """Stop an instance's app process, found through its pid file."""
+    pid_file = root / "run" / "app.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    stop_process_group(pid, grace=5)
+    pid_file.unlink(missing_ok=True)

@@ -1,0 +1,91 @@
+"""moto's server mode as a child process: the AWS endpoint of local mode and the tests.
+
+It is a real HTTP endpoint on loopback, so boto3 and kombu talk to it over the
+network exactly as they would talk to AWS.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from http.client import HTTPException
+from pathlib import Path
+
+from skynet_tasks.httpcheck import http_get
+
+log = logging.getLogger(__name__)
+
+# moto's server accepts any credentials; these only have to look like keys.
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105  # nosec B105 - moto's documented dummy value
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the caller binds it soon after)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class MotoServer:
+    """A running ``moto_server`` process."""
+
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point boto3 and kombu at this server."""
+        return {**LOCAL_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
+
+    @classmethod
+    def start(
+        cls, host: str = "127.0.0.1", port: int | None = None, log_file: Path | None = None,
+        timeout: float = 30.0,
+    ) -> MotoServer:
+        port = port or free_port(host)
+        out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **LOCAL_CREDENTIALS},
+            start_new_session=True,
+        )
+        server = cls(process, host, port)
+        server.wait_ready(timeout)
+        log.info("moto server %s started (pid %s)", server.endpoint, process.pid)
+        return server
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"moto server exited with {self.process.returncode}")
+            try:
+                http_get(self.host, self.port, "/moto-api/", timeout=2)
+                return
+            except (OSError, HTTPException):
+                time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"moto server on {self.endpoint} did not answer within {timeout}s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)

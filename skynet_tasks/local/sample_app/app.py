@@ -1,0 +1,29 @@
+"""Skynet's sample app: answers which instance served the request and which release it runs."""
+
+import json
+import os
+import pathlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+HERE = pathlib.Path(__file__).resolve().parent
+RELEASE = os.environ.get("SKYNET_RELEASE", "")
+INSTANCE = os.environ.get("SKYNET_INSTANCE_ID", "")
+MESSAGE = (HERE / "VERSION").read_text().strip() if (HERE / "VERSION").exists() else ""
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        body = json.dumps({"instance": INSTANCE, "release": RELEASE, "version": MESSAGE,
+                           "path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):  # noqa: A002 - quiet
+        pass
+
+
+if __name__ == "__main__":
+    ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()

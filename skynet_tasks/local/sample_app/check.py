@@ -1,0 +1,16 @@
+"""Health check of the sample app: fails on the tickets or instances listed in fail-on.txt.
+
+A commit that adds ``fail-on.txt`` with ``ticket:2`` (or an instance id) makes the
+update of that ticket fail its health check, which is how the demo and the
+tests show a halted rollout.
+"""
+
+import os
+import pathlib
+import sys
+
+rules = pathlib.Path("fail-on.txt")
+if rules.exists():
+    wanted = {line.strip() for line in rules.read_text().splitlines() if line.strip()}
+    if f"ticket:{os.environ.get('SKYNET_TICKET', '')}" in wanted or os.environ.get("SKYNET_INSTANCE_ID") in wanted:
+        sys.exit("health check failed on purpose (fail-on.txt)")

@@ -1,0 +1,54 @@
+"""Sending Skynet's messages: builds, maintenance events and directed work.
+
+Payloads stay small (ids and keys, never artifacts or logs). Maintenance events
+go to the group's FIFO queue with ``MessageGroupId=<group>`` and an explicit
+deduplication id, so SQS serializes them across the whole group; the ids are
+derived from the event, so a sender that repeats itself is deduplicated by SQS
+for five minutes, and after that by the state table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from celery import Celery
+
+from skynet_tasks import names
+
+log = logging.getLogger(__name__)
+
+BUILD_TASK = "skynet.build"
+MAINTENANCE_TASK = "skynet.maintenance"
+UPDATE_TASK = "skynet.update"
+TAKE_TICKET_TASK = "skynet.take_ticket"
+RE_REGISTER_TASK = "skynet.re_register"
+
+
+def _dedup_id(text: str) -> str:
+    # SQS deduplication ids are at most 128 characters of a restricted alphabet.
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Messenger:
+    """Sends Skynet's messages for one env through a Celery app."""
+
+    def __init__(self, app: Celery, env: str) -> None:
+        self.app = app
+        self.env = env
+
+    def build(self, group: str, request: dict[str, Any]) -> None:
+        self.app.send_task(BUILD_TASK, kwargs={"request": request}, queue=names.build_queue(self.env, group))
+        log.info("build of %s for group %s enqueued (rollout %s)", request.get("sha"), group,
+                 request.get("rollout_id"))
+
+    def maintenance(self, group: str, event: dict[str, Any], dedup: str) -> None:
+        self.app.send_task(
+            MAINTENANCE_TASK, kwargs={"group": group, "event": event},
+            queue=names.maintenance_queue(self.env, group),
+            MessageGroupId=group, MessageDeduplicationId=_dedup_id(f"{group}:{dedup}"),
+        )
+
+    def to_instance(self, instance_id: str, task: str, kwargs: dict[str, Any], expires: float | None = None) -> None:
+        self.app.send_task(task, kwargs=kwargs, queue=names.instance_queue(self.env, instance_id), expires=expires)

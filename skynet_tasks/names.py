@@ -1,0 +1,72 @@
+"""Names of every AWS resource Skynet uses, in one place.
+
+Everything an env owns starts with ``skynet-<env>-`` so that IAM policies can
+grant an instance its env's resources with one prefix, and so that two envs
+never share a queue, table or bucket.
+"""
+
+from __future__ import annotations
+
+import re
+
+# An env, layer, group or instance id becomes part of queue, table and bucket
+# names, so it is restricted to what every one of those accepts.
+_NAME_PART = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+
+
+def check_name_part(kind: str, value: str) -> str:
+    """Return ``value`` if it is usable inside resource names, else raise ValueError."""
+    if not isinstance(value, str) or not _NAME_PART.match(value):
+        raise ValueError(
+            f"{kind} {value!r} is not valid: use 1-40 lowercase letters, digits and dashes, "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def prefix(env: str) -> str:
+    return f"skynet-{check_name_part('env', env)}-"
+
+
+def default_group(env: str, layer: str) -> str:
+    """The maintenance group of a layer when no tag names another one."""
+    return f"{check_name_part('env', env)}-{check_name_part('layer', layer)}"
+
+
+def build_queue(env: str, group: str) -> str:
+    return f"{prefix(env)}{check_name_part('group', group)}-build"
+
+
+def maintenance_queue(env: str, group: str) -> str:
+    return f"{prefix(env)}{check_name_part('group', group)}-maint.fifo"
+
+
+def instance_queue(env: str, instance_id: str) -> str:
+    return f"{prefix(env)}inst-{check_name_part('instance id', instance_id)}"
+
+
+def dead_letter_queue(queue: str) -> str:
+    """The dead-letter queue of ``queue`` (a FIFO queue needs a FIFO dead-letter queue)."""
+    if queue.endswith(".fifo"):
+        return queue[: -len(".fifo")] + "-dlq.fifo"
+    return queue + "-dlq"
+
+
+def endpoints_table(env: str) -> str:
+    return f"{prefix(env)}endpoints"
+
+
+def state_table(env: str) -> str:
+    return f"{prefix(env)}state"
+
+
+def config_table(env: str) -> str:
+    return f"{prefix(env)}config"
+
+
+def config_bucket(env: str) -> str:
+    return f"{prefix(env)}config"
+
+
+def repo_bucket(env: str) -> str:
+    return f"{prefix(env)}repo"

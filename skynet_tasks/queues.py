@@ -1,0 +1,111 @@
+"""SQS queues: creating them (idempotently, each with its dead-letter queue) and reading their depth.
+
+Messages themselves are sent through Celery (``skynet_tasks.messages``); this
+module only manages the queues.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from skynet_tasks import names
+
+log = logging.getLogger(__name__)
+
+# After this many receives a message goes to the dead-letter queue: a task that
+# crashes its worker every time must not block the queue for ever.
+MAX_RECEIVES = 5
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    visibility_timeout: int
+    fifo: bool = False
+
+    @property
+    def dead_letter(self) -> str:
+        return names.dead_letter_queue(self.name)
+
+
+# Visibility timeouts sit above the hard time limit of the tasks on each queue
+# (see skynet_tasks.tasks), so a running task is never handed to a second worker.
+BUILD_VISIBILITY = 900
+MAINTENANCE_VISIBILITY = 60
+INSTANCE_VISIBILITY = 660
+
+
+def group_queues(env: str, group: str) -> list[QueueSpec]:
+    return [
+        QueueSpec(names.build_queue(env, group), BUILD_VISIBILITY),
+        QueueSpec(names.maintenance_queue(env, group), MAINTENANCE_VISIBILITY, fifo=True),
+    ]
+
+
+def instance_queue(env: str, instance_id: str) -> QueueSpec:
+    return QueueSpec(names.instance_queue(env, instance_id), INSTANCE_VISIBILITY)
+
+
+class Queues:
+    """The SQS side of Skynet: one client, passed in."""
+
+    def __init__(self, sqs: Any) -> None:
+        self.sqs = sqs
+
+    def ensure(self, spec: QueueSpec) -> str:
+        """Create the queue and its dead-letter queue if missing; return the queue's URL."""
+        base = {"FifoQueue": "true", "ContentBasedDeduplication": "false"} if spec.fifo else {}
+        dlq_url = self.sqs.create_queue(QueueName=spec.dead_letter,
+                                        Attributes={**base, "MessageRetentionPeriod": "1209600"})["QueueUrl"]
+        dlq_arn = self.sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        attributes = {
+            **base,
+            "VisibilityTimeout": str(spec.visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)}),
+        }
+        try:
+            url: str = self.sqs.create_queue(QueueName=spec.name, Attributes=attributes)["QueueUrl"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in ("QueueAlreadyExists", "QueueNameExists"):
+                raise
+            # It exists with other attributes (an older Skynet made it): bring it up to date.
+            url = self.sqs.get_queue_url(QueueName=spec.name)["QueueUrl"]
+            self.sqs.set_queue_attributes(QueueUrl=url, Attributes={
+                k: v for k, v in attributes.items() if k not in ("FifoQueue", "ContentBasedDeduplication")})
+        return url
+
+    def delete(self, name: str) -> bool:
+        """Delete a queue and its dead-letter queue; False if it did not exist."""
+        deleted = False
+        for queue in (name, names.dead_letter_queue(name)):
+            try:
+                url = self.sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+            except ClientError:
+                continue
+            self.sqs.delete_queue(QueueUrl=url)
+            deleted = True
+        return deleted
+
+    def list(self, prefix: str) -> list[str]:
+        urls: list[str] = []
+        paginator = self.sqs.get_paginator("list_queues")
+        for page in paginator.paginate(QueueNamePrefix=prefix):
+            urls += page.get("QueueUrls", [])
+        return sorted(url.rsplit("/", 1)[-1] for url in urls)
+
+    def depth(self, name: str) -> dict[str, int]:
+        """Visible, in-flight and delayed message counts of a queue."""
+        url = self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        attrs = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+        return {
+            "visible": int(attrs.get("ApproximateNumberOfMessages", 0)),
+            "in_flight": int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            "delayed": int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
+        }

@@ -1,0 +1,130 @@
+"""The service registry: the ``endpoints`` table, one item per (env, layer).
+
+Each item holds that layer's instances in a map keyed by instance id (the
+original design's keys, ``env`` and ``layer``). An instance writes only its own
+entry; readers ignore entries whose heartbeat is older than the allowed age,
+and ``prune`` removes them. Entries are written by instances, so readers that
+render them (the reverse proxy) must validate them: see ``skynet_tasks.proxyconf``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from skynet_tasks.dynamo import condition_failed, from_item, to_attr
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    instance_id: str
+    group: str
+    address: str
+    port: int
+    release: str
+    health: str
+    heartbeat: float
+    agent_version: str = ""
+    config_version: str = ""
+    last_task: str = ""
+    last_outcome: str = ""
+
+    def age(self, now: float) -> float:
+        return now - self.heartbeat
+
+
+class Registry:
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self.db = dynamodb
+        self.table = table
+
+    def register(self, env: str, layer: str, endpoint: Endpoint) -> None:
+        """Write (or refresh) this instance's entry."""
+        entry = {k: v for k, v in asdict(endpoint).items() if k != "instance_id"}
+        key = {"env": {"S": env}, "layer": {"S": layer}}
+        update = {"TableName": self.table, "Key": key, "UpdateExpression": "SET instances.#id = :e",
+                  "ExpressionAttributeNames": {"#id": endpoint.instance_id},
+                  "ExpressionAttributeValues": {":e": to_attr(entry)}}
+        try:
+            self.db.update_item(**update)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ValidationException":
+                raise
+            # The layer's item (or its map) does not exist yet: create it, unless a peer just did.
+            try:
+                self.db.put_item(TableName=self.table, Item={**key, "instances": {"M": {}}},
+                                 ConditionExpression="attribute_not_exists(instances)")
+            except ClientError as again:
+                if not condition_failed(again):
+                    raise
+            self.db.update_item(**update)
+
+    def deregister(self, env: str, layer: str, instance_id: str) -> None:
+        try:
+            self.db.update_item(TableName=self.table, Key={"env": {"S": env}, "layer": {"S": layer}},
+                                UpdateExpression="REMOVE instances.#id",
+                                ExpressionAttributeNames={"#id": instance_id})
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ValidationException":
+                raise
+
+    def records(self, env: str) -> list[dict[str, Any]]:
+        """Raw items of an env, as stored (untrusted: any instance writes its own entry)."""
+        resp = self.db.query(TableName=self.table, KeyConditionExpression="env = :env",
+                             ExpressionAttributeValues={":env": {"S": env}}, ConsistentRead=True)
+        return [from_item(i) for i in resp.get("Items", [])]
+
+    def endpoints(self, env: str, layer: str | None = None) -> list[Endpoint]:
+        """Every entry of the env (or one layer), stale or not, that parses as an Endpoint."""
+        out = []
+        for record in self.records(env):
+            if layer and record.get("layer") != layer:
+                continue
+            for instance_id, entry in (record.get("instances") or {}).items():
+                try:
+                    fields = {k: entry[k] for k in Endpoint.__dataclass_fields__ if k in entry}
+                    out.append(Endpoint(instance_id=instance_id, **fields))
+                except (TypeError, KeyError):
+                    log.warning("registry entry %s of %s/%s is malformed; ignored", instance_id, env,
+                                record.get("layer"))
+        return sorted(out, key=lambda e: e.instance_id)
+
+    def live(self, env: str, layer: str | None, max_age: float, now: float | None = None,
+             group: str | None = None) -> list[Endpoint]:
+        now = time.time() if now is None else now
+        return [e for e in self.endpoints(env, layer)
+                if e.age(now) <= max_age and (group is None or e.group == group)]
+
+    def prune(self, env: str, max_age: float, now: float | None = None) -> list[str]:
+        """Remove entries whose heartbeat is too old; return their instance ids."""
+        now = time.time() if now is None else now
+        removed = []
+        for record in self.records(env):
+            for instance_id, entry in (record.get("instances") or {}).items():
+                heartbeat = entry.get("heartbeat") if isinstance(entry, dict) else None
+                if isinstance(heartbeat, int | float) and now - heartbeat <= max_age:
+                    continue
+                try:
+                    # Conditional: an instance that re-registered meanwhile keeps its entry.
+                    self.db.update_item(
+                        TableName=self.table, Key={"env": {"S": env}, "layer": {"S": record["layer"]}},
+                        UpdateExpression="REMOVE instances.#id",
+                        ConditionExpression="instances.#id.heartbeat = :hb" if heartbeat is not None
+                        else "attribute_exists(instances.#id)",
+                        ExpressionAttributeNames={"#id": instance_id},
+                        **({"ExpressionAttributeValues": {":hb": to_attr(heartbeat)}} if heartbeat is not None
+                           else {}),
+                    )
+                    removed.append(instance_id)
+                except ClientError as error:
+                    if not condition_failed(error):
+                        raise
+        if removed:
+            log.info("pruned stale registry entries of env %s: %s", env, ", ".join(removed))
+        return removed

@@ -1,0 +1,106 @@
+"""Skynet's own settings, read once from the environment into a frozen object.
+
+AWS settings (endpoint, region, credentials) are deliberately not here: boto3
+and kombu read ``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION`` and the credentials
+chain themselves. On EC2, ``workers.identity`` fills the instance's identity
+from instance metadata and tags before these settings are read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from skynet_tasks import names
+
+
+class SettingsError(ValueError):
+    """A setting is missing or has a value Skynet cannot use."""
+
+
+def _number(env: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{key}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{key}={raw!r} is out of range [{low}, {high}]")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an instance or an operator command needs to know about its place.
+
+    Environment variables (defaults in brackets):
+    ``SKYNET_ENV`` [local], ``SKYNET_LAYER`` [api], ``SKYNET_GROUP`` [<env>-<layer>],
+    ``SKYNET_INSTANCE_ID`` (required for a worker), ``SKYNET_ROOT`` [/srv/skynet],
+    ``SKYNET_CONFIG_DIR`` [/etc/config], ``SKYNET_REPO`` and ``SKYNET_BRANCH`` [main]
+    (what the group deploys), ``SKYNET_ADDRESS`` [127.0.0.1] and ``SKYNET_APP_PORT`` [8000]
+    (where the app listens, as the proxy reaches it), ``SKYNET_CONFIG_BUCKET``,
+    ``SKYNET_REPO_BUCKET`` [skynet-<env>-config/-repo], ``SKYNET_HEARTBEAT_INTERVAL`` [60 s],
+    ``SKYNET_HEARTBEAT_MAX_AGE`` [600 s], ``SKYNET_POLL_WAIT`` [20 s, SQS long polling],
+    ``SKYNET_POLL_INTERVAL`` [0 s, pause after an empty poll],
+    ``SKYNET_KEEP_RELEASES`` [5].
+    """
+
+    env: str = "local"
+    layer: str = "api"
+    group: str = "local-api"
+    instance_id: str = ""
+    root: Path = Path("/srv/skynet")
+    config_dir: Path = Path("/etc/config")
+    repo: str = ""
+    branch: str = "main"
+    address: str = "127.0.0.1"
+    app_port: int = 8000
+    config_bucket: str = "skynet-local-config"
+    repo_bucket: str = "skynet-local-repo"
+    heartbeat_interval: float = 60.0
+    heartbeat_max_age: float = 600.0
+    poll_wait: int = 20
+    poll_interval: float = 0.0
+    keep_releases: int = 5
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env_vars = os.environ if environ is None else environ
+        env = names.check_name_part("env", env_vars.get("SKYNET_ENV") or "local")
+        layer = names.check_name_part("layer", env_vars.get("SKYNET_LAYER") or "api")
+        group = names.check_name_part("group", env_vars.get("SKYNET_GROUP") or names.default_group(env, layer))
+        instance_id = env_vars.get("SKYNET_INSTANCE_ID") or ""
+        if instance_id:
+            names.check_name_part("instance id", instance_id)
+        return cls(
+            env=env,
+            layer=layer,
+            group=group,
+            instance_id=instance_id,
+            root=Path(env_vars.get("SKYNET_ROOT") or "/srv/skynet"),
+            config_dir=Path(env_vars.get("SKYNET_CONFIG_DIR") or "/etc/config"),
+            repo=env_vars.get("SKYNET_REPO") or "",
+            branch=env_vars.get("SKYNET_BRANCH") or "main",
+            address=env_vars.get("SKYNET_ADDRESS") or "127.0.0.1",
+            app_port=int(_number(env_vars, "SKYNET_APP_PORT", 8000, 1, 65535)),
+            config_bucket=env_vars.get("SKYNET_CONFIG_BUCKET") or names.config_bucket(env),
+            repo_bucket=env_vars.get("SKYNET_REPO_BUCKET") or names.repo_bucket(env),
+            heartbeat_interval=_number(env_vars, "SKYNET_HEARTBEAT_INTERVAL", 60, 0.5, 3600),
+            heartbeat_max_age=_number(env_vars, "SKYNET_HEARTBEAT_MAX_AGE", 600, 1, 86400),
+            poll_wait=int(_number(env_vars, "SKYNET_POLL_WAIT", 20, 0, 20)),
+            poll_interval=_number(env_vars, "SKYNET_POLL_INTERVAL", 0, 0, 300),
+            keep_releases=int(_number(env_vars, "SKYNET_KEEP_RELEASES", 5, 2, 100)),
+        )
+
+    def require_instance(self) -> Settings:
+        """Return self, or raise if this process has no instance identity (a worker needs one)."""
+        if not self.instance_id:
+            raise SettingsError("SKYNET_INSTANCE_ID is not set (on EC2 it comes from instance metadata)")
+        return self
+
+    def with_changes(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,52 @@
+"""What ``skynet status`` and the dashboard show: groups, instances and rollouts, read fresh."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from skynet_tasks.ledger import Ledger
+from skynet_tasks.registry import Registry
+
+TICKET_FIELDS = ("number", "instance", "state", "taken_at", "started_at", "finished_at", "error", "log_key",
+                 "attempts")
+ROLLOUT_FIELDS = ("id", "group", "kind", "release", "state", "reason", "canary", "created_at", "finished_at",
+                  "repo", "branch", "source", "author", "message", "sha256", "size", "builder", "build_log_key",
+                  "build_duration", "superseded_by", "published")
+
+
+def rollout_summary(view: dict[str, Any]) -> dict[str, Any]:
+    summary = {k: view.get(k) for k in ROLLOUT_FIELDS}
+    summary["tickets"] = [{k: t.get(k) for k in TICKET_FIELDS}
+                          for t in sorted(view.get("tickets", []), key=lambda t: t["number"])]
+    return summary
+
+
+def collect_status(ledger: Ledger, registry: Registry, env: str, max_age: float, rollouts_per_group: int = 5,
+                   now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    endpoints = registry.endpoints(env)
+    groups = []
+    for name in ledger.list_groups():
+        info = ledger.group_info(name)
+        rollouts = []
+        for rollout_id in ledger.recent_rollouts(name, rollouts_per_group):
+            view = ledger.rollout_view(rollout_id)
+            if view is not None:
+                rollouts.append(rollout_summary(view))
+        groups.append({
+            "name": name,
+            "repo": info.get("repo"),
+            "branch": info.get("branch"),
+            "desired_release": info.get("desired_release"),
+            "desired_rollout": info.get("desired_rollout"),
+            "previous_release": info.get("previous_release"),
+            "instances": [
+                {"id": e.instance_id, "address": e.address, "port": e.port, "release": e.release or None,
+                 "health": e.health, "heartbeat_age": round(e.age(now), 3), "stale": e.age(now) > max_age,
+                 "agent_version": e.agent_version, "last_task": e.last_task, "last_outcome": e.last_outcome}
+                for e in endpoints if e.group == name
+            ],
+            "rollouts": rollouts,
+        })
+    return {"env": env, "generated_at": now, "groups": groups}

@@ -1,0 +1,55 @@
+"""Skynet's Celery tasks: thin bindings of ``skynet_tasks.handlers`` to queues and time limits.
+
+Hard time limits stay below each queue's visibility timeout (``skynet_tasks.queues``)
+so a running task is never handed to a second worker while it still runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from skynet_tasks import handlers
+from skynet_tasks.app import app
+from skynet_tasks.context import Context
+from skynet_tasks.messages import BUILD_TASK, MAINTENANCE_TASK, RE_REGISTER_TASK, TAKE_TICKET_TASK, UPDATE_TASK
+from skynet_tasks.settings import Settings
+
+
+class SkynetTask(Task):  # type: ignore[misc]
+    """A task with the worker's Context, built once per process on first use."""
+
+    abstract = True
+    _context: Context | None = None
+
+    @property
+    def ctx(self) -> Context:
+        if SkynetTask._context is None:
+            SkynetTask._context = Context.create(Settings.from_env(), self.app)
+        return SkynetTask._context
+
+
+@app.task(name=BUILD_TASK, base=SkynetTask, bind=True, soft_time_limit=780, time_limit=840)
+def build(self: SkynetTask, request: dict[str, Any]) -> None:
+    handlers.handle_build(self.ctx, request)
+
+
+@app.task(name=MAINTENANCE_TASK, base=SkynetTask, bind=True, soft_time_limit=40, time_limit=50)
+def maintenance(self: SkynetTask, group: str, event: dict[str, Any]) -> None:
+    handlers.handle_maintenance(self.ctx, group, event)
+
+
+@app.task(name=UPDATE_TASK, base=SkynetTask, bind=True, soft_time_limit=580, time_limit=600)
+def update(self: SkynetTask, rollout_id: str, ticket: int) -> None:
+    handlers.handle_update(self.ctx, rollout_id, ticket)
+
+
+@app.task(name=TAKE_TICKET_TASK, base=SkynetTask, bind=True, time_limit=60)
+def take_ticket(self: SkynetTask, rollout_id: str) -> None:
+    handlers.handle_take_ticket(self.ctx, rollout_id)
+
+
+@app.task(name=RE_REGISTER_TASK, base=SkynetTask, bind=True, time_limit=60)
+def re_register(self: SkynetTask, reason: str = "heartbeat") -> None:
+    handlers.handle_re_register(self.ctx, reason)

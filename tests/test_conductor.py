@@ -1,0 +1,140 @@
+"""The rollout state machine, as data: no AWS, no workers."""
+
+from __future__ import annotations
+
+from skynet_tasks.conductor import (
+    Dispatch,
+    Group,
+    Notify,
+    OperatorAction,
+    Rollout,
+    RolloutReady,
+    Tick,
+    TicketTaken,
+    UpdateReported,
+    decide,
+)
+from skynet_tasks.states import RolloutState, TicketState
+
+MEMBERS = ("a", "b", "c")
+
+
+def ready(rollout_id: str = "r1", release: str = "s1", canary: str | None = "a", timeout: float = 60) -> RolloutReady:
+    return RolloutReady(Rollout(id=rollout_id, group="g", release=release, canary=canary, update_timeout=timeout))
+
+
+def run(group: Group, *events: object, now: float = 100.0, live: tuple[str, ...] = MEMBERS):
+    actions = []
+    for event in events:
+        decision = decide(group, event, now, live)  # type: ignore[arg-type]
+        group = decision.group
+        actions += list(decision.actions)
+    return group, actions
+
+
+def states(group: Group, rollout_id: str = "r1") -> dict[str, str]:
+    rollout = group.rollout(rollout_id)
+    assert rollout is not None
+    return {t.instance: str(t.state) for t in rollout.tickets}
+
+
+def test_the_canary_updates_first_and_publishing_notifies_the_others():
+    group, actions = run(Group("g"), ready())
+    assert actions == [Dispatch("a", "r1", 1)]
+    assert group.desired_release is None
+
+    group, actions = run(group, UpdateReported("r1", 1, "a", ok=True))
+    assert group.desired_release == "s1"
+    assert actions == [Notify(("b", "c"), "r1")]
+
+
+def test_tickets_are_served_one_at_a_time_in_order_and_the_rollout_completes():
+    group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True))
+    group, actions = run(group, TicketTaken("r1", "c"), TicketTaken("r1", "b"))
+    assert actions == [Dispatch("c", "r1", 2)]  # c asked first
+    assert states(group) == {"a": "done", "c": "updating", "b": "waiting"}
+
+    group, actions = run(group, UpdateReported("r1", 2, "c", ok=True))
+    assert actions == [Dispatch("b", "r1", 3)]
+    group, actions = run(group, UpdateReported("r1", 3, "b", ok=True))
+    assert actions == []
+    assert group.line == ()  # completed rollouts leave the line
+
+
+def test_a_failed_update_halts_the_rollout_and_cancels_the_waiting_tickets():
+    group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True),
+                   TicketTaken("r1", "b"), TicketTaken("r1", "c"))
+    group, actions = run(group, UpdateReported("r1", 2, "b", ok=False, error="health check failed"))
+    rollout = group.rollout("r1")
+    assert rollout is not None and rollout.state is RolloutState.HALTED
+    assert states(group) == {"a": "done", "b": "failed", "c": "cancelled"}
+    assert actions == []
+    # A halted rollout dispatches nothing, whatever arrives.
+    group, actions = run(group, TicketTaken("r1", "c"), Tick(), UpdateReported("r1", 3, "c", ok=True))
+    assert actions == []
+
+
+def test_duplicated_events_change_nothing():
+    group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True), TicketTaken("r1", "b"))
+    for event in (ready(), TicketTaken("r1", "b"), UpdateReported("r1", 1, "a", ok=True)):
+        decision = decide(group, event, 100.0, MEMBERS)
+        assert not decision.changed and decision.actions == ()
+
+
+def test_an_overdue_ticket_halts_the_rollout_at_its_deadline_and_not_before():
+    group, _ = run(Group("g"), ready(timeout=30), now=100.0)
+    assert not decide(group, Tick(), 129.0, MEMBERS).changed
+    decision = decide(group, Tick(), 131.0, MEMBERS)
+    rollout = decision.group.rollout("r1")
+    assert rollout is not None and rollout.state is RolloutState.HALTED
+    assert rollout.tickets[0].state is TicketState.FAILED and "deadline" in (rollout.tickets[0].error or "")
+
+
+def test_a_newer_release_waits_for_the_update_in_flight_then_supersedes():
+    group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True),
+                   TicketTaken("r1", "b"), TicketTaken("r1", "c"))
+    # b is updating for r1 when r2 is built by c.
+    group, actions = run(group, ready("r2", "s2", canary="c"))
+    assert actions == []  # never two updating at once
+    assert group.updating() is not None and group.updating()[1].instance == "b"  # type: ignore[index]
+    group, actions = run(group, UpdateReported("r1", 2, "b", ok=True))
+    assert actions == [Dispatch("c", "r2", 1)]
+    old = decide(group, Tick(), 100.0, MEMBERS)  # r1 has left the line
+    assert old.group.rollout("r1") is None
+
+
+def test_a_new_release_supersedes_a_halted_rollout():
+    group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=False, error="boom"))
+    decision = decide(group, ready("r2", "s2", canary="b"), 100.0, MEMBERS)
+    superseded = next(r for r in decision.touched if r.id == "r1")
+    assert superseded.state is RolloutState.SUPERSEDED and superseded.superseded_by == "r2"
+    assert decision.actions == (Dispatch("b", "r2", 1),)
+
+
+def test_a_member_that_left_does_not_hold_up_completion():
+    group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True), TicketTaken("r1", "b"),
+                   UpdateReported("r1", 2, "b", ok=True))
+    assert group.rollout("r1") is not None  # c has not taken its ticket yet
+    decision = decide(group, Tick(), 200.0, ("a", "b"))  # c's heartbeat went stale
+    assert decision.group.line == ()
+
+
+def test_resume_and_retry_after_a_halt():
+    halted, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True), TicketTaken("r1", "b"),
+                    TicketTaken("r1", "c"), UpdateReported("r1", 2, "b", ok=False, error="x"))
+    resumed, actions = run(halted, OperatorAction("r1", "resume", "ops"))
+    assert actions == [Dispatch("c", "r1", 3)]  # the failed ticket stays failed
+    retried, actions = run(halted, OperatorAction("r1", "retry", "ops"))
+    assert actions == [Dispatch("b", "r1", 2)]  # the failed ticket goes again, first
+    assert retried.rollout("r1").ticket(2).attempts == 2  # type: ignore[union-attr]
+
+
+def test_pause_stops_dispatching_and_abort_lets_the_update_in_flight_finish():
+    group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True), TicketTaken("r1", "b"),
+                   TicketTaken("r1", "c"))
+    paused, actions = run(group, OperatorAction("r1", "pause"), UpdateReported("r1", 2, "b", ok=True))
+    assert actions == [] and states(paused)["c"] == "waiting"
+    aborted, actions = run(group, OperatorAction("r1", "abort"))
+    assert aborted.updating() is not None  # b's update is still in flight and still holds the group
+    done, actions = run(aborted, UpdateReported("r1", 2, "b", ok=True))
+    assert actions == [] and done.line == ()
