@@ -35,7 +35,8 @@ class Aws:
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            self._clients[service] = self.session.client(service, config=_CLIENT_CONFIG, endpoint_url=self.endpoint_url)
+            session: Any = self.session  # boto3's per-service overloads want literal service names
+            self._clients[service] = session.client(service, config=_CLIENT_CONFIG, endpoint_url=self.endpoint_url)
         return self._clients[service]
 
     @property

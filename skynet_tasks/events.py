@@ -71,7 +71,7 @@ def from_message(data: Any) -> Event:
             raise BadEvent("update_timeout must be a number of seconds between 1 and 3600")
         canary = _instance(data, "canary") if data.get("canary") is not None else None
         try:
-            rollout_kind = RolloutKind(data.get("kind"))
+            rollout_kind = RolloutKind(str(data.get("kind")))
         except ValueError:
             raise BadEvent(f"unknown rollout kind {data.get('kind')!r}") from None
         return RolloutReady(Rollout(id=_text(data, "rollout_id"), group=_text(data, "group"),

@@ -43,10 +43,10 @@ def resolve_ref(repo_url: str, ref: str, env: dict[str, str] | None = None) -> s
     if ref.startswith("-") or any(c in ref for c in " \t\n\0~^:?*[\\") or ".." in ref:
         raise GitError(f"{ref!r} is not a valid ref name")
     try:
-        output = git.cmd.Git().ls_remote(repo_url, ref, env=env or {})
+        output = str(git.cmd.Git().ls_remote(repo_url, ref, env=env or {}))
     except git.GitCommandError as error:
         raise GitError(f"cannot list {repo_url}: {error.stderr.strip()}") from error
-    candidates = {}
+    candidates: dict[str, str] = {}
     for line in output.splitlines():
         sha, name = line.split("\t", 1)
         candidates[name] = sha

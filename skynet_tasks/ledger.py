@@ -22,6 +22,7 @@ group can never be put into ``updating`` at once.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState, TicketS
 log = logging.getLogger(__name__)
 
 _TRANSACTION_LIMIT = 100
+AUDIT_RETENTION = 400 * 86400  # seconds an operator action stays in the audit trail
 
 
 class Conflict(Exception):
@@ -57,6 +59,12 @@ _TICKET_FIELDS = ("number", "instance", "state", "taken_at", "started_at", "fini
                   "error", "acknowledged_at", "attempts")
 _ROLLOUT_DYNAMIC = ("state", "canary", "published", "expected", "update_timeout", "reason", "finished_at",
                     "superseded_by", "created_at", "release", "kind", "group")
+
+
+def _ticket_from_item(item: dict[str, Any]) -> Ticket:
+    values: dict[str, Any] = {k: v for k, v in item.items() if k in _TICKET_FIELDS}
+    values["state"] = TicketState(values["state"])
+    return Ticket(**values)
 
 
 @dataclass(frozen=True)
@@ -139,10 +147,7 @@ class Ledger:
         header = next((i for i in items if i["sk"] == "rollout"), None)
         if header is None or "release" not in header:
             return None
-        tickets = tuple(
-            Ticket(**{k: (TicketState(v) if k == "state" else v) for k, v in i.items() if k in _TICKET_FIELDS})
-            for i in items if i["sk"].startswith("ticket#")
-        )
+        tickets = tuple(_ticket_from_item(i) for i in items if i["sk"].startswith("ticket#"))
         return Rollout(
             id=rollout_id,
             group=header["group"],
@@ -280,7 +285,7 @@ class Ledger:
             previous = {t.number: t for t in old[rollout.id].tickets} if rollout.id in old else {}
             for ticket in rollout.tickets:
                 if previous.get(ticket.number) != ticket:
-                    tickets.append({"Put": {"TableName": self.table, "Item": self._ticket_item(rollout.id, ticket)}})
+                    tickets.append({"Update": self._ticket_update(rollout.id, ticket)})
         room = _TRANSACTION_LIMIT - len(items)
         try:
             self.db.transact_write_items(TransactItems=items + tickets[:room])
@@ -300,21 +305,26 @@ class Ledger:
         values["state"] = str(rollout.state)
         values["kind"] = str(rollout.kind)
         values["expected"] = list(rollout.expected)
-        present = {k: values[k] for k in _ROLLOUT_DYNAMIC if values.get(k) is not None}
-        absent = [k for k in _ROLLOUT_DYNAMIC if values.get(k) is None]
-        names = {f"#a{i}": k for i, k in enumerate([*present, *absent])}
-        sets = ", ".join(f"#a{i} = :a{i}" for i in range(len(present)))
-        expression = f"SET {sets}"
-        if absent:
-            expression += " REMOVE " + ", ".join(f"#a{len(present) + i}" for i in range(len(absent)))
-        return {"TableName": self.table, "Key": {"pk": {"S": _rollout_pk(rollout.id)}, "sk": {"S": "rollout"}},
-                "UpdateExpression": expression, "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": {f":a{i}": to_attr(v) for i, v in enumerate(present.values())}}
+        return self._field_update({"pk": {"S": _rollout_pk(rollout.id)}, "sk": {"S": "rollout"}},
+                                  {k: values.get(k) for k in _ROLLOUT_DYNAMIC})
 
-    def _ticket_item(self, rollout_id: str, ticket: Ticket) -> dict[str, Any]:
+    def _ticket_update(self, rollout_id: str, ticket: Ticket) -> dict[str, Any]:
+        """Set the conductor's fields of a ticket, leaving the instance's annotations (log key…) alone."""
         values = asdict(ticket)
         values["state"] = str(ticket.state)
-        return to_item({"pk": _rollout_pk(rollout_id), "sk": _ticket_sk(ticket.number), **values})
+        return self._field_update({"pk": {"S": _rollout_pk(rollout_id)}, "sk": {"S": _ticket_sk(ticket.number)}},
+                                  values)
+
+    def _field_update(self, key: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+        present = {k: v for k, v in values.items() if v is not None}
+        absent = [k for k, v in values.items() if v is None]
+        names = {f"#a{i}": k for i, k in enumerate([*present, *absent])}
+        expression = "SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(present)))
+        if absent:
+            expression += " REMOVE " + ", ".join(f"#a{len(present) + i}" for i in range(len(absent)))
+        return {"TableName": self.table, "Key": key, "UpdateExpression": expression,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {f":a{i}": to_attr(v) for i, v in enumerate(present.values())}}
 
     def _update_rollout_header(self, rollout_id: str, attributes: dict[str, Any],
                                condition: tuple[str, dict[str, Any]] | None = None) -> None:
@@ -384,6 +394,20 @@ class Ledger:
             fields["state"] = ReleaseState(fields["state"])
             out.append(Release(**fields))
         return sorted(out, key=lambda r: r.started_at)
+
+    # ---- audit ---------------------------------------------------------------
+    def record_action(self, group: str, record: dict[str, Any]) -> None:
+        """Keep an operator action (who, what, when) in the group's audit trail."""
+        at = float(record.get("at") or time.time())
+        self.db.put_item(TableName=self.table, Item=to_item({
+            "pk": f"audit#{group}", "sk": f"{at:017.6f}#{secrets.token_hex(4)}", **record,
+            "expires_at": int(at + AUDIT_RETENTION)}))
+
+    def actions(self, group: str, limit: int = 50) -> list[dict[str, Any]]:
+        resp = self.db.query(TableName=self.table, KeyConditionExpression="pk = :pk",
+                             ExpressionAttributeValues={":pk": {"S": f"audit#{group}"}},
+                             ScanIndexForward=False, Limit=limit)
+        return [{k: v for k, v in from_item(i).items() if k not in ("pk", "sk")} for i in resp.get("Items", [])]
 
     # ---- helpers ------------------------------------------------------------
     def _query_all(self, pk: str) -> list[dict[str, Any]]:

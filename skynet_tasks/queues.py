@@ -36,7 +36,8 @@ class QueueSpec:
 # Visibility timeouts sit above the hard time limit of the tasks on each queue
 # (see skynet_tasks.tasks), so a running task is never handed to a second worker.
 BUILD_VISIBILITY = 900
-MAINTENANCE_VISIBILITY = 60
+# Short: a message swallowed by a conductor that died mid-receive blocks its FIFO group this long.
+MAINTENANCE_VISIBILITY = 20
 INSTANCE_VISIBILITY = 660
 
 

@@ -17,7 +17,7 @@ from skynet_tasks.messages import BUILD_TASK, MAINTENANCE_TASK, RE_REGISTER_TASK
 from skynet_tasks.settings import Settings
 
 
-class SkynetTask(Task):  # type: ignore[misc]
+class SkynetTask(Task):
     """A task with the worker's Context, built once per process on first use."""
 
     abstract = True
@@ -35,7 +35,7 @@ def build(self: SkynetTask, request: dict[str, Any]) -> None:
     handlers.handle_build(self.ctx, request)
 
 
-@app.task(name=MAINTENANCE_TASK, base=SkynetTask, bind=True, soft_time_limit=40, time_limit=50)
+@app.task(name=MAINTENANCE_TASK, base=SkynetTask, bind=True, soft_time_limit=12, time_limit=15)
 def maintenance(self: SkynetTask, group: str, event: dict[str, Any]) -> None:
     handlers.handle_maintenance(self.ctx, group, event)
 

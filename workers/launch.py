@@ -1,18 +1,34 @@
 """Starting an instance's worker: identity, own queue, first registration, then ``celery worker``.
 
-The worker consumes three queues: its group's build queue (the first member to
-receive a build builds), its group's maintenance FIFO queue (conductor steps,
-one at a time) and its own queue (directed work). Concurrency 1 and prefetch 1:
-an instance does one thing at a time, and never holds a FIFO message it is not
-running.
+An instance runs two Celery worker processes, both concurrency 1 and prefetch 1:
+
+- the **work** worker consumes its group's build queue (the first member to
+  receive a build builds) and its own queue (updates, tickets, heartbeats);
+- the **conductor** worker consumes only the group's maintenance FIFO queue.
+
+They are separate because a worker busy with a long task still has a long poll
+outstanding on each of its queues: a maintenance message it receives then waits
+behind the build or update, and the whole group's FIFO line waits with it (or,
+if the instance dies, until the visibility timeout). A conductor step takes
+milliseconds, so a process that does nothing else is always ready for it.
+``skynet worker`` starts the conductor as its child and stops it when it stops;
+if the child dies, the parent exits too so that its supervisor restarts both.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from typing import Any
 
 from celery import bootsteps
+from celery.signals import worker_shutdown
 
 from skynet_tasks import handlers, names
 from skynet_tasks.context import Context
@@ -23,18 +39,58 @@ from workers.identity import resolve_identity
 log = logging.getLogger(__name__)
 
 
-def worker_queues(settings: Settings) -> list[str]:
-    return [
-        names.build_queue(settings.env, settings.group),
-        names.maintenance_queue(settings.env, settings.group),
-        names.instance_queue(settings.env, settings.instance_id),
-    ]
+ROLES = ("all", "work", "conductor")
+
+
+def worker_queues(settings: Settings, role: str) -> list[str]:
+    if role == "conductor":
+        return [names.maintenance_queue(settings.env, settings.group)]
+    return [names.build_queue(settings.env, settings.group), names.instance_queue(settings.env, settings.instance_id)]
+
+
+def start_conductor(loglevel: str) -> subprocess.Popen[bytes]:
+    """Start this instance's conductor worker as a child, and exit if it ever dies."""
+    child = subprocess.Popen([sys.executable, "-m", "skynet_tasks.cli", "worker", "--role", "conductor",
+                              "--loglevel", loglevel, "--parent-pid", str(os.getpid())])
+
+    def watch() -> None:
+        code = child.wait()
+        if not stopping.is_set():
+            log.error("conductor worker exited with %s; stopping this worker so both restart", code)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopping = threading.Event()
+    threading.Thread(target=watch, name="conductor-watch", daemon=True).start()
+
+    def stop_child(**_: Any) -> None:
+        stopping.set()
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    worker_shutdown.connect(stop_child, weak=False)
+    atexit.register(stop_child)
+    return child
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """A conductor whose parent died (even by SIGKILL) stops too, instead of lingering."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1)
+        log.warning("parent worker %s is gone; conductor stopping", parent_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def heartbeat_step(ctx: Context) -> type[bootsteps.StartStopStep]:
     """A consumer bootstep that asks the worker to re-register every heartbeat interval."""
 
-    class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]
+    class Heartbeat(bootsteps.StartStopStep):
         requires = {"celery.worker.consumer.tasks:Tasks"}
 
         def __init__(self, parent: Any, **kwargs: Any) -> None:
@@ -57,22 +113,31 @@ def heartbeat_step(ctx: Context) -> type[bootsteps.StartStopStep]:
     return Heartbeat
 
 
-def run_worker(loglevel: str = "INFO") -> None:
-    """Prepare this instance and run its Celery worker in this process until it is stopped."""
+def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None = None) -> None:
+    """Prepare this instance and run its Celery worker(s) until stopped (see the module docstring)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}")
     resolve_identity()
     settings = Settings.from_env().require_instance()
     from skynet_tasks import tasks  # noqa: F401 - registers the tasks
     from skynet_tasks.app import app
 
-    ctx = Context.create(settings, app)
-    ctx.queues.ensure(instance_queue(settings.env, settings.instance_id))
-    ctx.ledger.ensure_group(settings.group, settings.repo, settings.branch)
-    settings.root.mkdir(parents=True, exist_ok=True)
-    handlers.handle_re_register(ctx, "boot")
-    app.steps["consumer"].add(heartbeat_step(ctx))
-    log.info("instance %s of group %s starting its worker", settings.instance_id, settings.group)
+    if role == "conductor":
+        if parent_pid:
+            exit_with_parent(parent_pid)
+    else:
+        ctx = Context.create(settings, app)
+        ctx.queues.ensure(instance_queue(settings.env, settings.instance_id))
+        ctx.ledger.ensure_group(settings.group, settings.repo, settings.branch)
+        settings.root.mkdir(parents=True, exist_ok=True)
+        handlers.handle_re_register(ctx, "boot")
+        app.steps["consumer"].add(heartbeat_step(ctx))
+        if role == "all":
+            start_conductor(loglevel)
+            role = "work"
+    log.info("instance %s of group %s starting its %s worker", settings.instance_id, settings.group, role)
     app.worker_main([
-        "worker", "--queues", ",".join(worker_queues(settings)), "--concurrency", "1",
-        "--prefetch-multiplier", "1", "--hostname", f"{settings.instance_id}@skynet", "--loglevel", loglevel,
+        "worker", "--queues", ",".join(worker_queues(settings, role)), "--concurrency", "1",
+        "--prefetch-multiplier", "1", "--hostname", f"{settings.instance_id}-{role}@skynet", "--loglevel", loglevel,
         "--without-mingle", "--without-gossip", "--without-heartbeat",
     ])

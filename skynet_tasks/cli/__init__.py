@@ -13,6 +13,7 @@ import click
 
 from skynet_tasks.cli.core import bootstrap, deploy, status, worker
 from skynet_tasks.cli.local import local
+from skynet_tasks.cli.rollout import logs, rollback_command, rollout
 
 
 @click.group()
@@ -23,13 +24,12 @@ def main(log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for command in (bootstrap, deploy, status, worker, local):
+for command in (bootstrap, deploy, status, worker, local, rollout, rollback_command, logs):
     main.add_command(command)
 
 # Command groups of other areas, each in its own module.
 for module_name, attribute in (("skynet_tasks.cli.stack", "stack"), ("skynet_tasks.cli.config", "config"),
-                               ("skynet_tasks.cli.webhook", "webhook"), ("skynet_tasks.cli.monitor", "monitor"),
-                               ("skynet_tasks.cli.rollout", "rollout")):
+                               ("skynet_tasks.cli.webhook", "webhook"), ("skynet_tasks.cli.monitor", "monitor")):
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:

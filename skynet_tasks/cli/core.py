@@ -50,11 +50,14 @@ def bootstrap(env: str, groups: tuple[str, ...], layers: tuple[str, ...], as_jso
 
 @click.command()
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(loglevel: str) -> None:
-    """Run this instance's Celery worker (identity from SKYNET_* variables or EC2 metadata)."""
+@click.option("--role", type=click.Choice(["all", "work", "conductor"]), default="all", show_default=True,
+              help="all: the work worker, with the conductor worker as its child (the normal way).")
+@click.option("--parent-pid", type=int, default=None, hidden=True)
+def worker(loglevel: str, role: str, parent_pid: int | None) -> None:
+    """Run this instance's Celery workers (identity from SKYNET_* variables or EC2 metadata)."""
     from workers.launch import run_worker
 
-    run_worker(loglevel)
+    run_worker(loglevel, role, parent_pid)
 
 
 @click.command()

@@ -1,0 +1,73 @@
+"""Operator actions on rollouts and groups: pause, resume, abort, retry, rollback.
+
+The CLI and the dashboard both call these. An action on a rollout is a
+maintenance event like any other, decided by the conductor in the group's
+FIFO order, so it can never race a ticket hand-off. Every action is recorded
+with who asked and when.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from skynet_tasks.conductor import OPERATOR_ACTIONS, OperatorAction
+from skynet_tasks.deploys import StartedBuild, group_source, request_build
+from skynet_tasks.events import to_message
+from skynet_tasks.ledger import Ledger
+from skynet_tasks.messages import Messenger
+from skynet_tasks.states import RolloutState
+
+log = logging.getLogger(__name__)
+
+
+class OperatorError(Exception):
+    """The action cannot be taken (unknown rollout, nothing to roll back to…)."""
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    group: str
+    rollout_id: str | None
+    action: str
+    actor: str
+    at: float
+
+
+def rollout_action(ledger: Ledger, messenger: Messenger, rollout_id: str, action: str, actor: str) -> ActionRecord:
+    """Ask the group's conductor to pause, resume, abort or retry ``rollout_id``."""
+    if action not in OPERATOR_ACTIONS:
+        raise OperatorError(f"unknown action {action!r}; choose one of {', '.join(OPERATOR_ACTIONS)}")
+    rollout = ledger.rollout_item(rollout_id)
+    if rollout is None:
+        raise OperatorError(f"no rollout {rollout_id}")
+    state = RolloutState(rollout["state"])
+    if state.finished:
+        raise OperatorError(f"rollout {rollout_id} is {state}: nothing to {action}")
+    record = ActionRecord(rollout["group"], rollout_id, action, actor, time.time())
+    ledger.record_action(record.group, record.__dict__)
+    body, _ = to_message(OperatorAction(rollout_id, action, actor))
+    # Each request is its own event: an operator may pause, resume and pause again.
+    messenger.maintenance(record.group, body, f"operator:{rollout_id}:{action}:{secrets.token_hex(8)}")
+    log.info("rollout %s: %s requested by %s", rollout_id, action, actor)
+    return record
+
+
+def rollback(ledger: Ledger, messenger: Messenger, group: str, actor: str) -> StartedBuild:
+    """Roll ``group`` back to its previous good release, as a new rollout (built once already)."""
+    info = ledger.group_info(group)
+    previous = info.get("previous_release")
+    if not previous:
+        raise OperatorError(f"group {group} has no previous release to roll back to")
+    repo, branch = group_source(ledger, group)
+    started = request_build(messenger, group, repo, branch, previous, source=f"rollback by {actor}")
+    ledger.record_action(group, {"group": group, "rollout_id": started.rollout_id, "action": "rollback",
+                                 "actor": actor, "at": time.time(), "release": previous})
+    return started
+
+
+def recent_actions(ledger: Ledger, group: str, limit: int = 50) -> list[dict[str, Any]]:
+    return ledger.actions(group, limit)

@@ -1,0 +1,111 @@
+"""Helpers for tests that drive a real local cluster (moto server, real workers, real git).
+
+The cluster itself is ``skynet_tasks.local.cluster.LocalCluster``: the same code as
+``skynet local up``. These helpers only push commits, call the CLI and read state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import git
+
+from skynet_tasks import names
+from skynet_tasks.ledger import Ledger
+from skynet_tasks.local.cluster import LocalCluster
+from skynet_tasks.registry import Registry
+
+
+def push_commit(app_repo: str, workdir: Path, files: dict[str, str | None], message: str) -> str:
+    """Commit ``files`` (None deletes one) on main of the bare repository; return the new sha."""
+    if not workdir.exists():
+        repo = git.Repo.clone_from(app_repo, workdir, branch="main")
+        with repo.config_writer() as config:
+            config.set_value("user", "name", "Test Author")
+            config.set_value("user", "email", "test@skynet.invalid")
+    repo = git.Repo(workdir)
+    repo.remotes.origin.pull("main")
+    for name, content in files.items():
+        path = workdir / name
+        if content is None:
+            repo.index.remove([name], working_tree=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+            repo.index.add([name])
+    repo.index.commit(message)
+    repo.remotes.origin.push("main:main")
+    return repo.head.commit.hexsha
+
+
+def skynet(cluster: LocalCluster, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """Run the ``skynet`` CLI against the cluster, as a user with ``env.sh`` sourced would."""
+    env = {**os.environ, **cluster.require_info().environment}
+    return subprocess.run([sys.executable, "-m", "skynet_tasks.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def status(cluster: LocalCluster) -> dict[str, Any]:
+    result = skynet(cluster, "status", "--env", "local", "--json", "--rollouts", "20")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def group_status(cluster: LocalCluster, group: str = "local-api") -> dict[str, Any]:
+    return next(g for g in status(cluster)["groups"] if g["name"] == group)
+
+
+def rollout(cluster: LocalCluster, rollout_id: str) -> dict[str, Any]:
+    return next(r for r in group_status(cluster)["rollouts"] if r["id"] == rollout_id)
+
+
+def ledger(cluster: LocalCluster) -> Ledger:
+    return Ledger(cluster.aws().dynamodb, names.state_table("local"))
+
+
+def registry(cluster: LocalCluster) -> Registry:
+    return Registry(cluster.aws().dynamodb, names.endpoints_table("local"))
+
+
+def current_release(cluster: LocalCluster, instance_id: str) -> str | None:
+    root = Path(next(i.root for i in cluster.require_info().instances if i.id == instance_id))
+    try:
+        return os.readlink(root / "current").rsplit("/", 1)[-1]
+    except OSError:
+        return None
+
+
+def app_answer(cluster: LocalCluster, instance_id: str) -> dict[str, Any]:
+    """What the instance's app answers on its own port (it serves whatever happens to its agent)."""
+    import urllib.request
+
+    port = next(i.app_port for i in cluster.require_info().instances if i.id == instance_id)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:  # noqa: S310
+        return dict(json.loads(response.read()))
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def assert_one_at_a_time(tickets: list[dict[str, Any]]) -> None:
+    """Tickets that ran were served in number order, and no two update intervals overlap."""
+    ran = sorted((t for t in tickets if t.get("started_at")), key=lambda t: t["number"])
+    for earlier, later in zip(ran, ran[1:], strict=False):
+        assert earlier["finished_at"] is not None, f"ticket {earlier['number']} never finished"
+        assert earlier["finished_at"] <= later["started_at"], (
+            f"ticket {earlier['number']} ({earlier['instance']}) still updating when ticket {later['number']} "
+            f"({later['instance']}) started")

@@ -1,0 +1,201 @@
+"""The rollout core end to end: a real local cluster of three API instances.
+
+moto's server over HTTP, real `celery worker` processes on its SQS queues, real git.
+The tests run in order on one cluster, as an operator would use it: each starts
+from whatever the previous one left, which is itself part of what is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from clusterkit import (
+    app_answer,
+    assert_one_at_a_time,
+    current_release,
+    group_status,
+    ledger,
+    push_commit,
+    rollout,
+    skynet,
+    wait_for,
+)
+
+from skynet_tasks.handlers import new_rollout_id
+from skynet_tasks.local.cluster import LocalCluster
+from skynet_tasks.messages import Messenger
+from skynet_tasks.states import ReleaseState
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+
+INSTANCES = ("api-1", "api-2", "api-3")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    directory = tmp_path_factory.mktemp("cluster")
+    cluster = LocalCluster(directory, heartbeat_interval=1.0, heartbeat_max_age=15.0)
+    cluster.up(api=3)
+    yield cluster
+    cluster.down()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("work") / "sample-app"
+
+
+def deploy(cluster: LocalCluster, ref: str = "main") -> tuple[int, dict]:
+    result = skynet(cluster, "deploy", "--env", "local", "--layer", "api", "--ref", ref, "--wait", "--json",
+                    "--timeout", "180")
+    assert result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_a_good_push_is_built_once_canaried_and_rolled_out_one_at_a_time(cluster, workdir):
+    # Given three instances and a new commit
+    sha = push_commit(cluster.require_info().app_repo, workdir, {"VERSION": "release two\n"}, "Release two")
+
+    # When the operator deploys it and waits
+    code, result = deploy(cluster)
+
+    # Then the rollout completes, every instance runs the sha, and the app serves it
+    assert code == 0, result
+    assert result["state"] == "completed" and result["release"] == sha
+    done = rollout(cluster, result["rollout_id"])
+    tickets = done["tickets"]
+    assert [t["state"] for t in tickets] == ["done", "done", "done"]
+    assert sorted(t["instance"] for t in tickets) == list(INSTANCES)
+    # exactly one build, and its builder took ticket 1 as the canary
+    release = ledger(cluster).release("local-api", sha)
+    assert release is not None and release.state is ReleaseState.BUILT
+    assert tickets[0]["instance"] == release.builder == done["builder"]
+    build_logs = cluster.aws().s3.list_objects_v2(Bucket="skynet-local-repo", Prefix="logs/builds/")
+    assert sum(sha in obj["Key"] for obj in build_logs.get("Contents", [])) == 1
+    assert_one_at_a_time(tickets)
+    for instance in INSTANCES:
+        assert current_release(cluster, instance) == sha
+        assert app_answer(cluster, instance)["release"] == sha
+    group = group_status(cluster)
+    assert group["desired_release"] == sha
+    wait_for(lambda: all(i["release"] == sha for i in group_status(cluster)["instances"]), 20,
+             "every instance to re-register with the new release")
+
+
+def test_a_failed_build_touches_no_instance_and_keeps_its_log(cluster, workdir):
+    before = {i: current_release(cluster, i) for i in INSTANCES}
+    spec = ("build:\n  - [python3, -c, \"import sys; print('compiling...'); sys.exit('syntax error in app.py')\"]\n"
+            "service:\n  command: [python3, app.py]\n")
+    sha = push_commit(cluster.require_info().app_repo, workdir, {"skynet.yml": spec}, "Broken build")
+
+    code, result = deploy(cluster)
+
+    assert code == 1
+    assert result["state"] == "build_failed"
+    assert "build failed" in result["reason"]
+    release = ledger(cluster).release("local-api", sha)
+    assert release is not None and release.state is ReleaseState.FAILED
+    log_text = cluster.aws().s3.get_object(Bucket="skynet-local-repo", Key=release.log_key)["Body"].read().decode()
+    assert "syntax error in app.py" in log_text
+    assert rollout(cluster, result["rollout_id"])["tickets"] == []
+    assert {i: current_release(cluster, i) for i in INSTANCES} == before
+
+
+def test_a_health_check_failing_on_the_second_ticket_halts_the_rollout(cluster, workdir):
+    previous = current_release(cluster, "api-1")
+    sample = Path(__file__).parent.parent / "skynet_tasks" / "local" / "sample_app" / "skynet.yml"
+    sha = push_commit(cluster.require_info().app_repo, workdir,
+                      {"skynet.yml": sample.read_text(), "fail-on.txt": "ticket:2\n", "VERSION": "bad release\n"},
+                      "Release that fails its health check on ticket 2")
+
+    code, result = deploy(cluster)
+
+    assert code == 1
+    assert result["state"] == "halted"
+    tickets = rollout(cluster, result["rollout_id"])["tickets"]
+    assert [t["state"] for t in tickets] == ["done", "failed", "cancelled"]
+    assert "health check failed" in tickets[1]["error"]
+    assert tickets[2]["started_at"] is None  # the third instance never started updating
+    canary, failed, never = (t["instance"] for t in tickets)
+    assert current_release(cluster, canary) == sha
+    assert current_release(cluster, failed) == previous  # back on its previous release ...
+    assert app_answer(cluster, failed)["release"] == previous  # ... and still serving
+    assert current_release(cluster, never) == previous
+    update_log = cluster.aws().s3.get_object(Bucket="skynet-local-repo", Key=tickets[1]["log_key"])
+    assert b"rolled back" in update_log["Body"].read()
+
+
+def test_duplicated_builds_and_maintenance_messages_never_update_two_at_once(cluster, workdir):
+    # A fixing commit supersedes the halted rollout.
+    sha = push_commit(cluster.require_info().app_repo, workdir, {"fail-on.txt": None, "VERSION": "fixed\n"},
+                      "Fix the health check")
+    info = cluster.require_info()
+    from skynet_tasks.app import create_app
+
+    app = create_app()
+    app.conf.broker_url = "sqs://"
+    import os
+
+    os.environ.update(info.environment)  # the sender below talks to this cluster's SQS
+    messenger = Messenger(app, "local")
+    request = {"group": "local-api", "repo": info.app_repo, "branch": "main", "sha": sha,
+               "rollout_id": new_rollout_id(), "source": "test", "requested_at": 0}
+    # When the same build is enqueued twice, and every maintenance event is duplicated
+    messenger.build("local-api", request)
+    messenger.build("local-api", request)
+    for instance in INSTANCES:
+        for copy in range(3):
+            # Distinct deduplication ids: SQS delivers every copy, as after a redelivery.
+            messenger.maintenance("local-api", {"type": "ticket_taken", "rollout_id": request["rollout_id"],
+                                                "instance": instance}, f"dup-{instance}-{copy}")
+    done = wait_for(lambda: (r := rollout_or_none(cluster, request["rollout_id"])) and
+                    r["state"] in ("completed", "halted") and r, 150, "the rollout to finish")
+
+    # Then one build, one ticket per instance, never two updating at once
+    assert done["state"] == "completed", done
+    tickets = done["tickets"]
+    assert sorted(t["instance"] for t in tickets) == list(INSTANCES)
+    assert_one_at_a_time(tickets)
+    build_logs = cluster.aws().s3.list_objects_v2(Bucket="skynet-local-repo", Prefix="logs/builds/")
+    assert sum(sha in obj["Key"] for obj in build_logs.get("Contents", [])) == 1
+    halted = [r for r in group_status(cluster)["rollouts"] if r["state"] == "superseded"]
+    assert halted, "the halted rollout was superseded by the fix"
+
+
+def rollout_or_none(cluster: LocalCluster, rollout_id: str):
+    return next((r for r in group_status(cluster)["rollouts"] if r["id"] == rollout_id), None)
+
+
+def test_a_killed_worker_holds_the_line_until_its_deadline_then_the_rollout_halts(cluster, workdir):
+    sample = Path(__file__).parent.parent / "skynet_tasks" / "local" / "sample_app" / "skynet.yml"
+    slow_spec = sample.read_text().replace("update_timeout: 60", "update_timeout: 12") + (
+        "hooks:\n  before_install:\n    - [python3, -c, \"import os, time; "
+        "time.sleep(60 if os.environ['SKYNET_TICKET'] == '2' else 0)\"]\n")
+    push_commit(cluster.require_info().app_repo, workdir, {"skynet.yml": slow_spec}, "Slow update on ticket 2")
+    result = skynet(cluster, "deploy", "--env", "local", "--layer", "api", "--ref", "main", "--json")
+    rollout_id = json.loads(result.stdout)["rollout_id"]
+
+    # When the worker updating ticket 2 is killed
+    ticket = wait_for(lambda: next((t for t in (rollout_or_none(cluster, rollout_id) or {"tickets": []})["tickets"]
+                                    if t["number"] == 2 and t["state"] == "updating"), None), 90,
+                      "ticket 2 to start updating")
+    cluster.stop_instance(ticket["instance"], sig=signal.SIGKILL)
+
+    # Then nobody else starts updating, and the rollout halts once the deadline passes
+    def halted():
+        current = rollout_or_none(cluster, rollout_id)
+        assert current is not None
+        updating = [t for t in current["tickets"] if t["state"] == "updating"]
+        assert len(updating) <= 1 and all(t["number"] == 2 for t in updating)
+        return current if current["state"] == "halted" else None
+
+    final = wait_for(halted, 60, "the rollout to halt")
+    states = {t["number"]: t for t in final["tickets"]}
+    assert states[2]["state"] == "failed" and "deadline" in states[2]["error"]
+    assert states[3]["state"] == "cancelled" and states[3]["started_at"] is None
+    assert_one_at_a_time(final["tickets"])
+    cluster.start_instance(ticket["instance"], "api")
+    cluster.wait_registered([ticket["instance"]], 30)
