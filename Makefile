@@ -20,7 +20,7 @@ demo: setup
 	$(BIN)/skynet demo
 
 test: setup
-	$(BIN)/ruff check skynet_tasks workers celeryconfig.py tests benchmarks
+	$(BIN)/ruff check skynet_tasks workers celeryconfig.py tests
 	$(BIN)/mypy skynet_tasks workers
 	$(BIN)/bandit -q -r skynet_tasks workers -c pyproject.toml
 	$(BIN)/pytest

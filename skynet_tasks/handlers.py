@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +84,31 @@ def new_rollout_id(now: float | None = None) -> str:
     return f"r{stamp}-{secrets.token_hex(3)}"
 
 
+@contextmanager
+def keep_registered(ctx: Context, task: str, health: Health | None = None) -> Iterator[None]:
+    """Refresh this instance's registration while a long task runs.
+
+    Heartbeat messages wait behind the running task, so without this a long
+    build or update would look like a dead instance to the conductor.
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(ctx.settings.heartbeat_interval):
+            try:
+                register_self(ctx, health=health, last_task=task)
+            except Exception:  # noqa: BLE001 - a missed refresh must not break the task
+                log.exception("could not refresh the registration during %s", task)
+
+    thread = threading.Thread(target=beat, name="keep-registered", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+
+
 def send_event(ctx: Context, group: str, event: Event) -> None:
     body, dedup = to_message(event)
     ctx.messenger.maintenance(group, body, dedup)
@@ -100,7 +128,8 @@ def handle_build(ctx: Context, request: Any) -> None:
             log.info("rollout %s: build request seen before (state %s); nothing to do", req.rollout_id,
                      existing.get("state"))
             return
-    release = _built_release(ctx, req, me)
+    with keep_registered(ctx, f"build {req.sha[:12]}"):
+        release = _built_release(ctx, req, me)
     if release is None:
         return
     ctx.ledger.annotate_rollout(req.rollout_id, {
@@ -223,7 +252,8 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
             env={"SKYNET_INSTANCE_ID": me, "SKYNET_ROLLOUT": rollout_id, "SKYNET_TICKET": str(ticket),
                  "SKYNET_ENV": ctx.settings.env, "SKYNET_LAYER": ctx.settings.layer,
                  "SKYNET_CONFIG_DIR": str(ctx.settings.config_dir), "SKYNET_ROOT": str(ctx.settings.root)})
-        log_text = install(update_ctx, manifest)
+        with keep_registered(ctx, f"update {rollout_id}#{ticket}", Health.DRAINING):
+            log_text = install(update_ctx, manifest)
     except UpdateFailed as failure:
         ok, error, log_text = False, failure.reason, failure.log_text
     except Exception as unexpected:  # noqa: BLE001 - any failure must be reported, or the line stalls

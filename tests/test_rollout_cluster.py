@@ -159,6 +159,7 @@ def test_duplicated_builds_and_maintenance_messages_never_update_two_at_once(clu
     tickets = done["tickets"]
     assert sorted(t["instance"] for t in tickets) == list(INSTANCES)
     assert_one_at_a_time(tickets)
+    assert all(current_release(cluster, i) == sha for i in INSTANCES)
     build_logs = cluster.aws().s3.list_objects_v2(Bucket="skynet-local-repo", Prefix="logs/builds/")
     assert sum(sha in obj["Key"] for obj in build_logs.get("Contents", [])) == 1
     halted = [r for r in group_status(cluster)["rollouts"] if r["state"] == "superseded"]
