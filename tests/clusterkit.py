@@ -16,11 +16,25 @@ from pathlib import Path
 from typing import Any
 
 import git
+import kombu.pools
 
 from skynet_tasks import names
+from skynet_tasks.app import create_app
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.local.cluster import LocalCluster
+from skynet_tasks.messages import Messenger
 from skynet_tasks.registry import Registry
+
+
+def sender_for(environment: dict[str, str]) -> Messenger:
+    """A Messenger in this test process that talks to the endpoint in ``environment``.
+
+    kombu pools producers process-wide by broker URL (``sqs://`` for every
+    endpoint), so a pooled connection to another test's moto server is dropped first.
+    """
+    kombu.pools.reset()
+    os.environ.update(environment)
+    return Messenger(create_app(), "local")
 
 
 def push_commit(app_repo: str, workdir: Path, files: dict[str, str | None], message: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import kombu.pools
 import pytest
 from kombu import Connection, Queue
 
@@ -27,7 +28,9 @@ def moto_env():
     server = MotoServer.start()
     saved = dict(os.environ)
     os.environ.update(server.environment())
+    kombu.pools.reset()
     yield server.environment()
+    kombu.pools.reset()  # no pooled connection to this server outlives it
     os.environ.clear()
     os.environ.update(saved)
     server.stop()

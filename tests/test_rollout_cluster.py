@@ -20,13 +20,13 @@ from clusterkit import (
     ledger,
     push_commit,
     rollout,
+    sender_for,
     skynet,
     wait_for,
 )
 
 from skynet_tasks.handlers import new_rollout_id
 from skynet_tasks.local.cluster import LocalCluster
-from skynet_tasks.messages import Messenger
 from skynet_tasks.states import ReleaseState
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
@@ -133,14 +133,7 @@ def test_duplicated_builds_and_maintenance_messages_never_update_two_at_once(clu
     sha = push_commit(cluster.require_info().app_repo, workdir, {"fail-on.txt": None, "VERSION": "fixed\n"},
                       "Fix the health check")
     info = cluster.require_info()
-    from skynet_tasks.app import create_app
-
-    app = create_app()
-    app.conf.broker_url = "sqs://"
-    import os
-
-    os.environ.update(info.environment)  # the sender below talks to this cluster's SQS
-    messenger = Messenger(app, "local")
+    messenger = sender_for(info.environment)
     request = {"group": "local-api", "repo": info.app_repo, "branch": "main", "sha": sha,
                "rollout_id": new_rollout_id(), "source": "test", "requested_at": 0}
     # When the same build is enqueued twice, and every maintenance event is duplicated
