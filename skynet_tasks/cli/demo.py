@@ -1,0 +1,46 @@
+"""``skynet demo``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from skynet_tasks.local.cluster import ClusterError
+
+
+@click.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path(".local-cluster/demo"), show_default=True, help="Where the demo cluster keeps its files.")
+@click.option("--once", is_flag=True, help="Exit after the story (non-zero if a step misbehaved).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of each step (implies quiet progress).")
+def demo(directory: Path, once: bool, as_json: bool) -> None:
+    """Bring up a local cluster and show a good rollout, a halted one and a fix."""
+    from skynet_tasks.demo import Demo, summary_json
+
+    def say(text: str) -> None:
+        click.echo(text, err=as_json)
+
+    story = Demo(directory.resolve(), say)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        story.up()
+        results = story.run_story()
+        if as_json:
+            click.echo(summary_json(results))
+        behaved = all(r.behaved for r in results)
+        say("\nthe story went as told" if behaved else "\nsome step did not behave as told")
+        if not once:
+            say(f"the cluster stays up: `source {directory}/env.sh; skynet status` in another shell; Ctrl-C stops it")
+            stop.wait()
+    except ClusterError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        story.down()
+    if once and not behaved:
+        sys.exit(1)
