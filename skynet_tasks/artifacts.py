@@ -146,7 +146,7 @@ def verify(path: Path, expected_sha256: str, expected_size: int) -> None:
                                f" got {digest} ({size} bytes)")
 
 
-def _check_member(member: tarfile.TarInfo, seen: set[str]) -> None:
+def _check_member(member: tarfile.TarInfo, seen: set[str], links: set[str]) -> None:
     name = member.name
     pure = PurePosixPath(name)
     if not name or "\0" in name or pure.is_absolute() or name.startswith("\\"):
@@ -160,6 +160,14 @@ def _check_member(member: tarfile.TarInfo, seen: set[str]) -> None:
     if normal in seen:
         raise UnsafeArtifact(f"refused {name!r}: duplicate member")
     seen.add(normal)
+    # A member below a symlink would be written wherever that link points: checking each
+    # link's own target is not enough once links chain, so no path may pass through one.
+    for depth in range(1, len(pure.parts)):
+        through = PurePosixPath(*pure.parts[:depth]).as_posix()
+        if through in links:
+            raise UnsafeArtifact(f"refused {name!r}: path goes through the link {through!r}")
+    if member.issym():
+        links.add(normal)
     if member.issym() or member.islnk():
         target = PurePosixPath(member.linkname)
         base = pure.parent if member.issym() else PurePosixPath(".")
@@ -177,13 +185,14 @@ def extract_safely(tarball: Path, dest: Path, *, max_bytes: int, max_files: int)
         try:
             with tarfile.open(tarball, mode="r:gz") as tar:
                 seen: set[str] = set()
+                links: set[str] = set()
                 total = 0
                 count = 0
                 for member in tar:
                     count += 1
                     if count > max_files:
                         raise UnsafeArtifact(f"refused: more than {max_files} entries")
-                    _check_member(member, seen)
+                    _check_member(member, seen, links)
                     if member.isfile():
                         total += member.size
                         if total > max_bytes:

@@ -274,6 +274,8 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
 def probe_health(ctx: Context) -> Health:
     """This instance's health as the proxy should see it: its app answers its health check."""
     layout = ctx.layout
+    if layout.drain_flag.exists():
+        return Health.DRAINING
     if layout.current_release() is None:
         return Health.EMPTY
     try:
@@ -310,6 +312,18 @@ def handle_re_register(ctx: Context, reason: str = "heartbeat") -> None:
         body, _ = to_message(Tick())
         # One tick per group per heartbeat interval, however many members notice.
         ctx.messenger.maintenance(s.group, body, f"tick:{int(now // max(s.heartbeat_interval, 1))}")
+
+
+def handle_drain(ctx: Context, drain: bool) -> None:
+    """Operator drain: report this instance draining (the proxy drops it) until undone."""
+    flag = ctx.layout.drain_flag
+    if drain:
+        flag.parent.mkdir(parents=True, exist_ok=True)
+        flag.touch()
+    else:
+        flag.unlink(missing_ok=True)
+    register_self(ctx, last_task="drain" if drain else "undrain")
+    log.info("instance %s %s", ctx.settings.instance_id, "draining" if drain else "back in service")
 
 
 def _line_needs_attention(line: tuple[Rollout, ...], now: float) -> bool:

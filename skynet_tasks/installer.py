@@ -65,6 +65,11 @@ class InstanceLayout:
     def logs(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def drain_flag(self) -> Path:
+        """Present while an operator has drained this instance: it reports itself draining."""
+        return self.root / "draining"
+
     def current_release(self) -> str | None:
         try:
             return os.readlink(self.current).rsplit("/", 1)[-1]

@@ -24,6 +24,7 @@ MAINTENANCE_TASK = "skynet.maintenance"
 UPDATE_TASK = "skynet.update"
 TAKE_TICKET_TASK = "skynet.take_ticket"
 RE_REGISTER_TASK = "skynet.re_register"
+DRAIN_TASK = "skynet.drain"
 
 
 def _dedup_id(text: str) -> str:

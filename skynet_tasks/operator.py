@@ -1,4 +1,4 @@
-"""Operator actions on rollouts and groups: pause, resume, abort, retry, rollback.
+"""Operator actions on rollouts, groups and instances: pause, resume, abort, retry, rollback, drain.
 
 The CLI and the dashboard both call these. An action on a rollout is a
 maintenance event like any other, decided by the conductor in the group's
@@ -18,8 +18,9 @@ from skynet_tasks.conductor import OPERATOR_ACTIONS, OperatorAction
 from skynet_tasks.deploys import StartedBuild, group_source, request_build
 from skynet_tasks.events import to_message
 from skynet_tasks.ledger import Ledger
-from skynet_tasks.messages import Messenger
-from skynet_tasks.states import RolloutState
+from skynet_tasks.messages import DRAIN_TASK, Messenger
+from skynet_tasks.registry import Registry
+from skynet_tasks.states import Health, RolloutState
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,28 @@ def rollback(ledger: Ledger, messenger: Messenger, group: str, actor: str) -> St
     ledger.record_action(group, {"group": group, "rollout_id": started.rollout_id, "action": "rollback",
                                  "actor": actor, "at": time.time(), "release": previous})
     return started
+
+
+def drain_instance(ledger: Ledger, registry: Registry, messenger: Messenger, env: str, instance_id: str,
+                   actor: str, undo: bool = False) -> ActionRecord:
+    """Take ``instance_id`` out of the proxy (or, with ``undo``, put it back) and record who asked.
+
+    The registry entry changes at once, so the proxy drops the instance within a
+    sync; the instance itself is told too, so that its own heartbeats keep
+    reporting it draining until an operator undoes it.
+    """
+    found = registry.find(env, instance_id)
+    if found is None:
+        raise OperatorError(f"no instance {instance_id} is registered in env {env}")
+    layer, endpoint = found
+    if not undo:
+        registry.set_health(env, layer, instance_id, str(Health.DRAINING))
+    messenger.to_instance(instance_id, DRAIN_TASK, {"drain": not undo})
+    action = "undrain" if undo else "drain"
+    record = ActionRecord(endpoint.group, None, action, actor, time.time())
+    ledger.record_action(endpoint.group, {**record.__dict__, "instance": instance_id})
+    log.info("instance %s: %s requested by %s", instance_id, action, actor)
+    return record
 
 
 def recent_actions(ledger: Ledger, group: str, limit: int = 50) -> list[dict[str, Any]]:

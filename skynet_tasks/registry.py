@@ -74,6 +74,31 @@ class Registry:
             if error.response["Error"]["Code"] != "ValidationException":
                 raise
 
+    def set_health(self, env: str, layer: str, instance_id: str, health: str) -> bool:
+        """Change one entry's health in place; False when the instance is not registered."""
+        try:
+            self.db.update_item(TableName=self.table, Key={"env": {"S": env}, "layer": {"S": layer}},
+                                UpdateExpression="SET instances.#id.health = :h",
+                                ConditionExpression="attribute_exists(instances.#id)",
+                                ExpressionAttributeNames={"#id": instance_id},
+                                ExpressionAttributeValues={":h": {"S": health}})
+        except ClientError as error:
+            if condition_failed(error) or error.response["Error"]["Code"] == "ValidationException":
+                return False
+            raise
+        return True
+
+    def find(self, env: str, instance_id: str) -> tuple[str, Endpoint] | None:
+        """The layer and entry of ``instance_id`` in ``env``, stale or not."""
+        for record in self.records(env):
+            entry = (record.get("instances") or {}).get(instance_id)
+            if entry is not None:
+                layer = str(record.get("layer"))
+                for endpoint in self.endpoints(env, layer):
+                    if endpoint.instance_id == instance_id:
+                        return layer, endpoint
+        return None
+
     def records(self, env: str) -> list[dict[str, Any]]:
         """Raw items of an env, as stored (untrusted: any instance writes its own entry)."""
         resp = self.db.query(TableName=self.table, KeyConditionExpression="env = :env",

@@ -13,7 +13,14 @@ from celery import Task
 from skynet_tasks import handlers
 from skynet_tasks.app import app
 from skynet_tasks.context import Context
-from skynet_tasks.messages import BUILD_TASK, MAINTENANCE_TASK, RE_REGISTER_TASK, TAKE_TICKET_TASK, UPDATE_TASK
+from skynet_tasks.messages import (
+    BUILD_TASK,
+    DRAIN_TASK,
+    MAINTENANCE_TASK,
+    RE_REGISTER_TASK,
+    TAKE_TICKET_TASK,
+    UPDATE_TASK,
+)
 from skynet_tasks.settings import Settings
 
 
@@ -53,3 +60,8 @@ def take_ticket(self: SkynetTask, rollout_id: str) -> None:
 @app.task(name=RE_REGISTER_TASK, base=SkynetTask, bind=True, time_limit=60)
 def re_register(self: SkynetTask, reason: str = "heartbeat") -> None:
     handlers.handle_re_register(self.ctx, reason)
+
+
+@app.task(name=DRAIN_TASK, base=SkynetTask, bind=True, time_limit=60)
+def drain(self: SkynetTask, drain: bool = True) -> None:
+    handlers.handle_drain(self.ctx, drain)

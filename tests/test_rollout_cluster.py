@@ -7,8 +7,13 @@ from whatever the previous one left, which is itself part of what is checked.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import secrets
 import signal
+import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +30,11 @@ from clusterkit import (
     wait_for,
 )
 
+from skynet_tasks.artifact_store import release_prefix
+from skynet_tasks.artifacts import Manifest
+from skynet_tasks.deploys import request_build
 from skynet_tasks.handlers import new_rollout_id
+from skynet_tasks.ledger import Release
 from skynet_tasks.local.cluster import LocalCluster
 from skynet_tasks.states import ReleaseState
 
@@ -193,3 +202,88 @@ def test_a_killed_worker_holds_the_line_until_its_deadline_then_the_rollout_halt
     assert_one_at_a_time(final["tickets"])
     cluster.start_instance(ticket["instance"], "api")
     cluster.wait_registered([ticket["instance"]], 30)
+
+
+def test_a_missing_or_malformed_skynet_yml_fails_the_build_with_a_clear_error(cluster, workdir):
+    before = {i: current_release(cluster, i) for i in INSTANCES}
+    app_repo = cluster.require_info().app_repo
+
+    push_commit(app_repo, workdir, {"skynet.yml": None}, "Forgot the build spec")
+    code, missing = deploy(cluster)
+    push_commit(app_repo, workdir, {"skynet.yml": "build:\n  - [python3, build.py\nservice: {}\n"}, "Typo")
+    code_malformed, malformed = deploy(cluster)
+
+    assert (code, missing["state"]) == (1, "build_failed")
+    assert "no skynet.yml at the repository root" in missing["reason"]
+    assert (code_malformed, malformed["state"]) == (1, "build_failed")
+    assert "skynet.yml is not valid YAML at line" in malformed["reason"]
+    assert {i: current_release(cluster, i) for i in INSTANCES} == before
+
+
+def publish_crafted_release(cluster: LocalCluster, tarball: Path, manifest_sha256: str) -> str:
+    """Store a release as if a builder had built it, with whatever artifact the test hands in."""
+    info = cluster.require_info()
+    sha = secrets.token_hex(20)
+    prefix = release_prefix(info.app_repo, "main", sha)
+    manifest = Manifest(repo=info.app_repo, branch="main", sha=sha, sha256=manifest_sha256,
+                        size=tarball.stat().st_size, files=[], builder="test", built_at=time.time(),
+                        build_log_key="", artifact_key=f"{prefix}/artifact.tar.gz")
+    s3 = cluster.aws().s3
+    s3.put_object(Bucket="skynet-local-repo", Key=manifest.artifact_key, Body=tarball.read_bytes())
+    s3.put_object(Bucket="skynet-local-repo", Key=f"{prefix}/manifest.json", Body=manifest.to_json().encode())
+    states = ledger(cluster)
+    assert states.claim_build(Release(group="local-api", sha=sha, state=ReleaseState.BUILDING, repo=info.app_repo,
+                                      branch="main", builder="test", started_at=time.time()), lease=60)
+    states.finish_build("local-api", sha, "test", ReleaseState.BUILT, {
+        "artifact_key": manifest.artifact_key, "manifest_key": f"{prefix}/manifest.json",
+        "sha256": manifest_sha256, "size": manifest.size, "update_timeout": 30})
+    return sha
+
+
+@pytest.mark.parametrize("kind", ["checksum mismatch", "tar slip"])
+def test_an_artifact_that_fails_verification_is_refused_and_nothing_is_installed(cluster, tmp_path, kind):
+    before = {i: current_release(cluster, i) for i in INSTANCES}
+    tarball = tmp_path / "artifact.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        payload = b"pwned\n"
+        member = tarfile.TarInfo("../../../escaped.txt" if kind == "tar slip" else "app.py")
+        member.size = len(payload)
+        tar.addfile(member, io.BytesIO(payload))
+    checksum = hashlib.sha256(tarball.read_bytes()).hexdigest() if kind == "tar slip" else "0" * 64
+    sha = publish_crafted_release(cluster, tarball, checksum)
+
+    # When its rollout starts (a rollback or a redeploy of a built release goes this way)
+    started = request_build(sender_for(cluster.require_info().environment), "local-api",
+                            cluster.require_info().app_repo, "main", sha, source="test")
+    final = wait_for(lambda: (r := rollout_or_none(cluster, started.rollout_id)) and r["state"] in
+                     ("halted", "completed") and r, 90, "the rollout to stop")
+
+    # Then the canary refuses it, the rollout halts, and no instance has a trace of it
+    assert final["state"] == "halted"
+    canary = final["tickets"][0]
+    assert canary["state"] == "failed"
+    expected = "checksum mismatch" if kind == "checksum mismatch" else "path contains '..'"
+    assert "refused" in canary["error"] and expected in canary["error"], canary["error"]
+    assert all(t["started_at"] is None for t in final["tickets"][1:])
+    for instance in cluster.require_info().instances:
+        assert not (Path(instance.root) / "releases" / sha).exists()
+        assert not any(Path(instance.root).rglob("escaped.txt"))
+    assert {i: current_release(cluster, i) for i in INSTANCES} == before
+
+
+def test_a_drained_instance_reports_draining_until_undone(cluster):
+    def health(instance_id: str) -> str:
+        return next(i["health"] for i in group_status(cluster)["instances"] if i["id"] == instance_id)
+
+    result = skynet(cluster, "drain", "--env", "local", "api-3")
+    assert result.returncode == 0, result.stderr
+    assert health("api-3") == "draining"
+    # Its own heartbeats keep it draining (heartbeat interval 1 s here).
+    wait_for(lambda: ledger(cluster).actions("local-api")[0]["action"] == "drain", 10, "the recorded action")
+    time.sleep(3)
+    assert health("api-3") == "draining"
+
+    assert skynet(cluster, "drain", "--env", "local", "--undo", "api-3").returncode == 0
+    wait_for(lambda: health("api-3") == "healthy", 15, "api-3 back in service")
+    unknown = skynet(cluster, "drain", "--env", "local", "api-99")
+    assert unknown.returncode != 0 and "no instance api-99 is registered" in unknown.stderr

@@ -14,7 +14,7 @@ import click
 from skynet_tasks.cli.core import bootstrap, deploy, status, worker
 from skynet_tasks.cli.demo import demo
 from skynet_tasks.cli.local import local
-from skynet_tasks.cli.rollout import logs, rollback_command, rollout
+from skynet_tasks.cli.rollout import drain_command, logs, rollback_command, rollout
 
 
 @click.group()
@@ -25,7 +25,7 @@ def main(log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for command in (bootstrap, deploy, status, worker, local, demo, rollout, rollback_command, logs):
+for command in (bootstrap, deploy, status, worker, local, demo, rollout, rollback_command, drain_command, logs):
     main.add_command(command)
 
 # Command groups of other areas, each in its own module.

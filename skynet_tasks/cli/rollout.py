@@ -1,4 +1,4 @@
-"""``skynet rollout pause|resume|abort|retry``, ``skynet rollback`` and ``skynet logs``."""
+"""``skynet rollout pause|resume|abort|retry``, ``skynet rollback``, ``skynet drain`` and ``skynet logs``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from skynet_tasks.cli.options import env_option, group_option, json_option, laye
 from skynet_tasks.deploys import DeployError
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
-from skynet_tasks.operator import OperatorError, rollback, rollout_action
+from skynet_tasks.operator import OperatorError, drain_instance, rollback, rollout_action
+from skynet_tasks.registry import Registry
 from skynet_tasks.settings import Settings
 
 
@@ -72,6 +73,23 @@ def rollback_command(env: str, layer: str, group: str | None, as_json: bool) -> 
         click.echo(json.dumps(started.__dict__))
     else:
         click.echo(f"rollout {started.rollout_id}: rolling group {group} back to {started.release}")
+
+
+@click.command("drain")
+@env_option
+@click.argument("instance_id")
+@click.option("--undo", is_flag=True, help="Put a drained instance back into the proxy.")
+def drain_command(env: str, instance_id: str, undo: bool) -> None:
+    """Take an instance out of the reverse proxy (it keeps running and updating)."""
+    from skynet_tasks.app import app
+
+    aws = Aws()
+    try:
+        drain_instance(Ledger(aws.dynamodb, names.state_table(env)), Registry(aws.dynamodb, names.endpoints_table(env)),
+                       Messenger(app, env), env, instance_id, _actor(), undo=undo)
+    except OperatorError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"instance {instance_id}: {'back in service' if undo else 'draining'}")
 
 
 @click.command("logs")
