@@ -1,0 +1,277 @@
+"""A model-based test of the rollout state machine (hypothesis stateful testing).
+
+The conductor (``skynet_tasks.conductor.decide``) is driven by random sequences of
+what the field throws at it: pushes, tickets taken, updates that succeed, fail or
+die with their worker, messages delivered twice, late, out of order or not at all,
+heartbeats, members leaving and coming back, and operator actions. A small model
+of the instances plays the other side the way the real handlers do (an instance
+updates only after acknowledging that its ticket is still updating, as
+``Ledger.acknowledge_ticket`` checks). After every step the invariants are checked;
+at the end, the cluster is left to settle with no more faults and must not be stuck.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from skynet_tasks.conductor import (
+    REDISPATCH_AFTER,
+    Decision,
+    Dispatch,
+    Event,
+    Group,
+    Notify,
+    OperatorAction,
+    Rollout,
+    RolloutReady,
+    Tick,
+    TicketTaken,
+    UpdateReported,
+    decide,
+)
+from skynet_tasks.states import RolloutState, TicketState
+
+pytestmark = pytest.mark.timeout(240)
+
+INSTANCES = ("i1", "i2", "i3", "i4")
+UPDATE_TIMEOUT = 60.0
+instances = st.sampled_from(INSTANCES)
+indexes = st.integers(min_value=0, max_value=1_000)
+
+
+class RolloutModel(RuleBasedStateMachine):
+    @initialize()
+    def start(self) -> None:
+        self.group = Group("g")
+        self.now = 1_000.0
+        self.live = set(INSTANCES)
+        self.pending: list[Event] = []  # the group's maintenance queue, as the conductor may see it
+        self.inbox: list[Dispatch] = []  # update messages on their way to instances
+        self.busy: dict[str, tuple[str, int, str]] = {}  # instance -> (rollout, ticket, release) being installed
+        self.installed = dict.fromkeys(INSTANCES, "r0")
+        self.verified = {i: {"r0"} for i in INSTANCES}
+        self.releases: dict[str, str] = {}  # rollout id -> release
+        self.pushes = 0
+        self.successes: dict[tuple[str, int], int] = {}
+        self.first_dispatch: dict[str, list[int]] = {}
+
+    # ---- the conductor -----------------------------------------------------------------------------------------
+    def conduct(self, event: Event) -> Decision:
+        before = self.group
+        decision = decide(before, event, self.now, self.live)
+        self.check_transition(before, decision)
+        if isinstance(event, UpdateReported) and not event.ok:
+            self.check_halted_on_failure(before, event, decision)
+        self.group = decision.group
+        for action in decision.actions:
+            if isinstance(action, Dispatch):
+                self.inbox.append(action)
+            elif isinstance(action, Notify):
+                # Each notified member's take_ticket task posts its ticket.
+                self.pending.extend(TicketTaken(action.rollout_id, member) for member in action.instances)
+        return decision
+
+    @staticmethod
+    def check_halted_on_failure(before: Group, report: UpdateReported, decision: Decision) -> None:
+        rollout = before.rollout(report.rollout_id)
+        ticket = rollout.ticket(report.ticket) if rollout else None
+        if rollout is None or ticket is None or ticket.state is not TicketState.UPDATING \
+                or ticket.instance != report.instance or rollout.state.finished:
+            return  # a late or duplicate report changes nothing
+        after = next(r for r in decision.touched if r.id == rollout.id)
+        # The rollout stops at the first instance that fails (an operator resumes it, not the conductor).
+        assert after.state is RolloutState.HALTED, f"{rollout.id} is {after.state} after ticket {ticket.number} failed"
+        assert not any(isinstance(a, Dispatch) and a.rollout_id == rollout.id for a in decision.actions)
+
+    def check_transition(self, before: Group, decision: Decision) -> None:
+        was = {(r.id, t.number): t.state for r in before.line for t in r.tickets}
+        for rollout in decision.touched:
+            for ticket in rollout.tickets:
+                if ticket.state is TicketState.UPDATING and was.get((rollout.id, ticket.number)) \
+                        is not TicketState.UPDATING:
+                    # A ticket starts only in a running rollout, and in number order.
+                    assert rollout.state is RolloutState.RUNNING, f"{rollout.id} is {rollout.state} yet dispatched"
+                    served = self.first_dispatch.setdefault(rollout.id, [])
+                    if ticket.number not in served:
+                        assert not served or ticket.number > max(served), f"{rollout.id} served out of order"
+                        served.append(ticket.number)
+        for action in decision.actions:
+            if isinstance(action, Dispatch):
+                target = next(r for r in decision.touched + decision.group.line if r.id == action.rollout_id)
+                assert target.state is not RolloutState.HALTED, f"halted {target.id} dispatched ticket {action.ticket}"
+        for rollout in decision.touched:
+            if rollout.state is RolloutState.COMPLETED:
+                # Completion means every expected member still here runs the release it verified.
+                for member in rollout.expected:
+                    if member in self.live:
+                        assert self.installed[member] == rollout.release, f"{member} not on {rollout.release}"
+                        assert rollout.release in self.verified[member]
+
+    # ---- rules: what happens in the field ---------------------------------------------------------------------
+    @rule(canary=instances)
+    def push(self, canary: str) -> None:
+        self.pushes += 1
+        rollout_id, release = f"R{self.pushes:03d}", f"r{self.pushes}"
+        self.releases[rollout_id] = release
+        self.pending.append(RolloutReady(Rollout(rollout_id, "g", release, canary=canary,
+                                                 update_timeout=UPDATE_TIMEOUT, created_at=self.now)))
+
+    @precondition(lambda self: self.pending)
+    @rule(index=indexes)
+    def deliver(self, index: int) -> None:
+        # Any pending message may come next: the FIFO order is not relied upon.
+        self.conduct(self.pending.pop(index % len(self.pending)))
+
+    @precondition(lambda self: self.pending)
+    @rule(index=indexes)
+    def redeliver(self, index: int) -> None:
+        self.pending.append(self.pending[index % len(self.pending)])
+
+    @precondition(lambda self: self.inbox)
+    @rule(index=indexes)
+    def lose_an_update_message(self, index: int) -> None:
+        self.inbox.pop(index % len(self.inbox))
+
+    @precondition(lambda self: self.inbox)
+    @rule(index=indexes, duplicate=st.booleans())
+    def instance_receives_update(self, index: int, duplicate: bool) -> None:
+        message = self.inbox[index % len(self.inbox)] if duplicate else self.inbox.pop(index % len(self.inbox))
+        self.receive(message)
+
+    def receive(self, message: Dispatch) -> None:
+        if message.instance in self.busy:
+            return  # concurrency 1: the message waits; modelled as arriving again later if redispatched
+        rollout = self.group.rollout(message.rollout_id)
+        ticket = rollout.ticket(message.ticket) if rollout else None
+        if ticket is None or ticket.state is not TicketState.UPDATING or ticket.instance != message.instance:
+            return  # Ledger.acknowledge_ticket refuses: not this instance's turn any more
+        assert not self.busy, f"{message.instance} starts updating while {self.busy} still is"
+        acknowledged = rollout.with_ticket(replace(ticket, acknowledged_at=self.now))  # type: ignore[union-attr]
+        self.group = replace(self.group, line=tuple(acknowledged if r.id == acknowledged.id else r
+                                                    for r in self.group.line))
+        self.busy[message.instance] = (message.rollout_id, message.ticket, self.releases[message.rollout_id])
+
+    @precondition(lambda self: self.busy)
+    @rule(ok=st.booleans())
+    def update_finishes(self, ok: bool) -> None:
+        instance, (rollout_id, number, release) = next(iter(self.busy.items()))
+        self.finish(instance, ok)
+
+    def finish(self, instance: str, ok: bool) -> None:
+        rollout_id, number, release = self.busy.pop(instance)
+        if ok:
+            self.verified[instance].add(release)  # installed only after its checksum verified
+            self.installed[instance] = release
+            self.successes[(rollout_id, number)] = self.successes.get((rollout_id, number), 0) + 1
+        # A failed update puts the previous release back: ``installed`` stays as it was.
+        self.pending.append(UpdateReported(rollout_id, number, instance, ok, None if ok else "health check failed"))
+
+    @precondition(lambda self: self.busy)
+    @rule()
+    def updating_worker_is_killed(self) -> None:
+        self.busy.pop(next(iter(self.busy)))  # SIGKILL: no report ever comes; the ticket's deadline decides
+
+    @rule(seconds=st.sampled_from([1.0, 10.0, REDISPATCH_AFTER + 1, UPDATE_TIMEOUT + 1]))
+    def time_passes(self, seconds: float) -> None:
+        self.now += seconds
+        for instance, (rollout_id, number, _) in list(self.busy.items()):
+            rollout = self.group.rollout(rollout_id)
+            ticket = rollout.ticket(number) if rollout else None
+            if ticket is not None and ticket.deadline is not None and self.now > ticket.deadline:
+                self.busy.pop(instance)  # the update's own time limit stopped it
+        self.pending.append(Tick())
+
+    @rule(instance=instances)
+    def heartbeat(self, instance: str) -> None:
+        """What ``handle_re_register`` does: a member that missed its notification takes a ticket."""
+        if instance not in self.live or not self.group.line:
+            return
+        newest = self.group.line[-1]
+        if newest.id == self.group.desired_rollout and newest.published \
+                and newest.state in (RolloutState.RUNNING, RolloutState.PAUSED) \
+                and newest.ticket_of(instance) is None and self.installed[instance] != newest.release:
+            self.pending.append(TicketTaken(newest.id, instance))
+        self.pending.append(Tick())
+
+    @precondition(lambda self: len(self.live) > 1)
+    @rule(instance=instances)
+    def member_leaves(self, instance: str) -> None:
+        if instance not in self.busy:
+            self.live.discard(instance)
+
+    @rule(instance=instances)
+    def member_comes_back(self, instance: str) -> None:
+        self.live.add(instance)
+
+    @precondition(lambda self: self.releases)
+    @rule(index=indexes, action=st.sampled_from(["pause", "resume", "abort", "retry"]))
+    def operator_acts(self, index: int, action: str) -> None:
+        rollout_ids = sorted(self.releases)
+        self.pending.append(OperatorAction(rollout_ids[index % len(rollout_ids)], action, "model"))
+
+    # ---- invariants ------------------------------------------------------------------------------------------
+    @invariant()
+    def at_most_one_ticket_updating(self) -> None:
+        updating = [(r.id, t.number) for r in self.group.line for t in r.tickets if t.state is TicketState.UPDATING]
+        assert len(updating) <= 1, updating
+        assert len(self.busy) <= 1, self.busy
+
+    @invariant()
+    def one_ticket_per_member_and_no_ticket_served_twice(self) -> None:
+        for rollout in self.group.line:
+            holders = [t.instance for t in rollout.tickets]
+            assert len(holders) == len(set(holders)), f"{rollout.id}: {holders}"
+            for ticket in rollout.tickets:
+                if ticket.state is TicketState.WAITING:
+                    later = [t.number for t in rollout.tickets if t.number > ticket.number
+                             and t.state in (TicketState.UPDATING, TicketState.DONE)]
+                    assert not later, f"{rollout.id}: tickets {later} served while {ticket.number} waits"
+        assert all(count == 1 for count in self.successes.values()), self.successes
+
+    @invariant()
+    def no_waiting_ticket_is_forgotten(self) -> None:
+        if self.group.line and self.group.updating() is None:
+            newest = self.group.line[-1]
+            waiting = [t.number for t in newest.tickets if t.state is TicketState.WAITING]
+            assert newest.state is not RolloutState.RUNNING or not waiting, \
+                f"{newest.id} is running with waiting tickets {waiting} and nothing updating"
+
+    @invariant()
+    def every_instance_runs_a_release_it_verified(self) -> None:
+        for instance, release in self.installed.items():
+            assert release in self.verified[instance]
+
+    def teardown(self) -> None:
+        """No more faults: deliver everything, let updates succeed, beat hearts. Nothing may stay stuck."""
+        if not hasattr(self, "group"):
+            return
+        self.live = set(INSTANCES)
+        for _ in range(500):
+            if self.pending:
+                self.conduct(self.pending.pop(0))
+            elif self.busy:
+                self.finish(next(iter(self.busy)), True)
+            elif self.inbox:
+                self.receive(self.inbox.pop(0))
+            else:
+                newest = self.group.line[-1] if self.group.line else None
+                if newest is None or newest.state is not RolloutState.RUNNING:
+                    break
+                self.now += REDISPATCH_AFTER + 1
+                for instance in INSTANCES:
+                    self.heartbeat(instance)
+            self.at_most_one_ticket_updating()
+            self.one_ticket_per_member_and_no_ticket_served_twice()
+        newest = self.group.line[-1] if self.group.line else None
+        assert newest is None or newest.state is not RolloutState.RUNNING, (
+            f"rollout {newest.id} is stuck running: {newest.tickets}")
+
+
+RolloutModel.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None,
+                                          suppress_health_check=[HealthCheck.too_slow])
+test_rollout_state_machine = RolloutModel.TestCase
