@@ -200,6 +200,12 @@ def decide(group: Group, event: Event, now: float, live_members: Collection[str]
     return draft.decision()
 
 
+def canary_failed(rollout: Rollout) -> bool:
+    """The rollout's canary failed before publication: nothing may go on from here but a retry."""
+    first = rollout.ticket(1)
+    return not rollout.published and first is not None and first.state is TicketState.FAILED
+
+
 def _end_waiting(rollout: Rollout, state: TicketState, now: float) -> tuple[Ticket, ...]:
     return tuple(
         replace(t, state=state, finished_at=now) if t.state is TicketState.WAITING else t
@@ -327,6 +333,8 @@ class _Draft:
         if event.action == "pause" and rollout.state is RolloutState.RUNNING:
             self.put(replace(rollout, state=RolloutState.PAUSED, reason=f"paused {who}"),
                      f"rollout {rollout.id} paused {who}")
+        elif event.action == "resume" and canary_failed(rollout):
+            return  # resuming would go on without a release that passed its canary; retry is the way
         elif event.action in ("resume", "retry") and rollout.state in (RolloutState.PAUSED, RolloutState.HALTED):
             # Resuming gives the cancelled members their place back, in their order;
             # retrying also gives the failed ticket another attempt, first in line.

@@ -233,9 +233,10 @@ def handle_take_ticket(ctx: Context, rollout_id: str) -> None:
 def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
     """Update this instance for ``ticket`` if it is still this instance's turn, then report back."""
     me = ctx.settings.require_instance().instance_id
-    if not ctx.ledger.acknowledge_ticket(rollout_id, ticket, me):
-        log.info("rollout %s: ticket %d is not updating on %s any more; ignoring the update message",
-                 rollout_id, ticket, me)
+    attempt = ctx.ledger.acknowledge_ticket(rollout_id, ticket, me)
+    if attempt is None:
+        log.info("rollout %s: ticket %d is not updating on %s any more (or was reported); ignoring the update"
+                 " message", rollout_id, ticket, me)
         return
     rollout = ctx.ledger.rollout_item(rollout_id) or {}
     sha = rollout.get("release", "")
@@ -265,6 +266,11 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
         ctx.ledger.annotate_ticket(rollout_id, ticket, {"log_key": log_key, "reported_at": time.time()})
     except Exception:  # noqa: BLE001 - the report matters more than its log
         log.exception("rollout %s: could not store the log of ticket %d", rollout_id, ticket)
+    try:
+        # Before the report goes out, so that a duplicate update message can no longer run it.
+        ctx.ledger.annotate_ticket(rollout_id, ticket, {"reported_attempt": attempt})
+    except Exception:  # noqa: BLE001 - the conductor ignores a second report anyway; the first must go out
+        log.exception("rollout %s: could not mark ticket %d reported", rollout_id, ticket)
     register_self(ctx, last_task=f"update {rollout_id}#{ticket}", last_outcome="ok" if ok else f"failed: {error}")
     send_event(ctx, ctx.settings.group, UpdateReported(rollout_id, ticket, me, ok, error))
     log.info("rollout %s: ticket %d on %s %s%s", rollout_id, ticket, me, "succeeded" if ok else "failed",

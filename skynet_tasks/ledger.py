@@ -217,23 +217,31 @@ class Ledger:
             raise ValueError("annotate_rollout cannot change a state; the conductor does")
         self._update_rollout_header(rollout_id, attributes)
 
-    def acknowledge_ticket(self, rollout_id: str, number: int, instance: str) -> bool:
-        """The instance confirms it started ticket ``number``; False if the ticket is no longer its to run."""
+    def acknowledge_ticket(self, rollout_id: str, number: int, instance: str) -> int | None:
+        """The instance starts ticket ``number``; return the attempt it runs, or None if it is not its to run.
+
+        Refused when the ticket is no longer updating on this instance, and when this
+        attempt was already reported: a duplicate update message that arrives after
+        the update finished (a redispatch, a redelivery) must not run it again. A
+        redelivery after a crash, before any report, does run it again.
+        """
         try:
-            self.db.update_item(
+            response = self.db.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": _rollout_pk(rollout_id)}, "sk": {"S": _ticket_sk(number)}},
                 UpdateExpression="SET acknowledged_at = :now",
-                ConditionExpression="#state = :updating AND instance = :me",
+                ConditionExpression="#state = :updating AND instance = :me AND "
+                                    "(attribute_not_exists(reported_attempt) OR reported_attempt < attempts)",
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues={":now": to_attr(time.time()), ":updating": to_attr("updating"),
                                            ":me": to_attr(instance)},
+                ReturnValues="ALL_NEW",
             )
         except ClientError as error:
             if condition_failed(error):
-                return False
+                return None
             raise
-        return True
+        return int(from_item(response["Attributes"]).get("attempts", 1))
 
     def ticket(self, rollout_id: str, number: int) -> dict[str, Any] | None:
         item = self.db.get_item(TableName=self.table, ConsistentRead=True, Key={

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from skynet_tasks.conductor import OPERATOR_ACTIONS, OperatorAction
+from skynet_tasks.conductor import OPERATOR_ACTIONS, OperatorAction, canary_failed
 from skynet_tasks.deploys import StartedBuild, group_source, request_build
 from skynet_tasks.events import to_message
 from skynet_tasks.ledger import Ledger
@@ -48,6 +48,8 @@ def rollout_action(ledger: Ledger, messenger: Messenger, rollout_id: str, action
     state = RolloutState(rollout["state"])
     if state.finished:
         raise OperatorError(f"rollout {rollout_id} is {state}: nothing to {action}")
+    if action == "resume" and canary_failed_item(ledger, rollout_id):
+        raise OperatorError(f"rollout {rollout_id} failed on its canary: `retry` it, or push a fix")
     record = ActionRecord(rollout["group"], rollout_id, action, actor, time.time())
     ledger.record_action(record.group, record.__dict__)
     body, _ = to_message(OperatorAction(rollout_id, action, actor))
@@ -55,6 +57,11 @@ def rollout_action(ledger: Ledger, messenger: Messenger, rollout_id: str, action
     messenger.maintenance(record.group, body, f"operator:{rollout_id}:{action}:{secrets.token_hex(8)}")
     log.info("rollout %s: %s requested by %s", rollout_id, action, actor)
     return record
+
+
+def canary_failed_item(ledger: Ledger, rollout_id: str) -> bool:
+    loaded = ledger.load_rollout(rollout_id)
+    return loaded is not None and canary_failed(loaded)
 
 
 def rollback(ledger: Ledger, messenger: Messenger, group: str, actor: str) -> StartedBuild:

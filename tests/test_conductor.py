@@ -138,3 +138,17 @@ def test_pause_stops_dispatching_and_abort_lets_the_update_in_flight_finish():
     assert aborted.updating() is not None  # b's update is still in flight and still holds the group
     done, actions = run(aborted, UpdateReported("r1", 2, "b", ok=True))
     assert actions == [] and done.line == ()
+
+
+def test_resume_after_a_failed_canary_changes_nothing_only_retry_goes_on():
+    # Found by the model test: resuming went on without a published release and stalled forever.
+    group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=False, error="health check failed"))
+    assert group.rollout("r1").state is RolloutState.HALTED
+
+    resumed, actions = run(group, OperatorAction("r1", "resume"))
+    assert resumed.rollout("r1").state is RolloutState.HALTED and actions == []
+
+    retried, actions = run(group, OperatorAction("r1", "retry"))
+    assert retried.rollout("r1").state is RolloutState.RUNNING
+    assert actions == [Dispatch("a", "r1", 1)]
+    assert retried.rollout("r1").ticket(1).attempts == 2
