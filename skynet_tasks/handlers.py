@@ -247,12 +247,7 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
             raise UpdateFailed(f"release {sha} is not built", "")
         manifest = read_manifest(ctx.store, release.manifest_key)
         register_self(ctx, health=Health.DRAINING, last_task=f"update {rollout_id}#{ticket}")
-        update_ctx = UpdateContext(
-            layout=ctx.layout, store=ctx.store, services=ctx.services(), app_port=ctx.settings.app_port,
-            keep_releases=ctx.settings.keep_releases,
-            env={"SKYNET_INSTANCE_ID": me, "SKYNET_ROLLOUT": rollout_id, "SKYNET_TICKET": str(ticket),
-                 "SKYNET_ENV": ctx.settings.env, "SKYNET_LAYER": ctx.settings.layer,
-                 "SKYNET_CONFIG_DIR": str(ctx.settings.config_dir), "SKYNET_ROOT": str(ctx.settings.root)})
+        update_ctx = update_context(ctx, {"SKYNET_ROLLOUT": rollout_id, "SKYNET_TICKET": str(ticket)})
         with keep_registered(ctx, f"update {rollout_id}#{ticket}", Health.DRAINING):
             log_text = install(update_ctx, manifest)
     except UpdateFailed as failure:
@@ -275,6 +270,16 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
     send_event(ctx, ctx.settings.group, UpdateReported(rollout_id, ticket, me, ok, error))
     log.info("rollout %s: ticket %d on %s %s%s", rollout_id, ticket, me, "succeeded" if ok else "failed",
              f": {error}" if error else "")
+
+
+def update_context(ctx: Context, extra_env: dict[str, str]) -> UpdateContext:
+    """What the installer needs to put a release on this instance; ``extra_env`` reaches its hooks."""
+    s = ctx.settings
+    return UpdateContext(
+        layout=ctx.layout, store=ctx.store, services=ctx.services(), app_port=s.app_port,
+        keep_releases=s.keep_releases,
+        env={"SKYNET_INSTANCE_ID": s.instance_id, "SKYNET_ENV": s.env, "SKYNET_LAYER": s.layer,
+             "SKYNET_CONFIG_DIR": str(s.config_dir), "SKYNET_ROOT": str(s.root), **extra_env})
 
 
 def probe_health(ctx: Context) -> Health:

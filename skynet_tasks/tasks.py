@@ -6,11 +6,12 @@ so a running task is never handed to a second worker while it still runs.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from celery import Task
 
-from skynet_tasks import handlers
+from skynet_tasks import handlers, membership
 from skynet_tasks.app import app
 from skynet_tasks.context import Context
 from skynet_tasks.messages import (
@@ -22,6 +23,8 @@ from skynet_tasks.messages import (
     UPDATE_TASK,
 )
 from skynet_tasks.settings import Settings
+
+SWEEP_ONE_IN = 10
 
 
 class SkynetTask(Task):
@@ -60,6 +63,10 @@ def take_ticket(self: SkynetTask, rollout_id: str) -> None:
 @app.task(name=RE_REGISTER_TASK, base=SkynetTask, bind=True, time_limit=60)
 def re_register(self: SkynetTask, reason: str = "heartbeat") -> None:
     handlers.handle_re_register(self.ctx, reason)
+    # About one heartbeat in ten, spread over the members, also sweeps: enough to clean up
+    # within minutes, without every instance scanning the registry every beat.
+    if secrets.randbelow(SWEEP_ONE_IN) == 0:
+        membership.sweep(self.ctx)
 
 
 @app.task(name=DRAIN_TASK, base=SkynetTask, bind=True, time_limit=60)

@@ -29,13 +29,22 @@ from clusterkit import (
     skynet,
     wait_for,
 )
+from clusterkit import (
+    registry as cluster_registry,
+)
 
+from skynet_tasks.app import create_app
 from skynet_tasks.artifact_store import release_prefix
 from skynet_tasks.artifacts import Manifest
+from skynet_tasks.context import Context
 from skynet_tasks.deploys import request_build
 from skynet_tasks.handlers import new_rollout_id
 from skynet_tasks.ledger import Release
 from skynet_tasks.local.cluster import LocalCluster
+from skynet_tasks.membership import sweep
+from skynet_tasks.queues import Queues, instance_queue
+from skynet_tasks.registry import Endpoint
+from skynet_tasks.settings import Settings
 from skynet_tasks.states import ReleaseState
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
@@ -287,3 +296,41 @@ def test_a_drained_instance_reports_draining_until_undone(cluster):
     wait_for(lambda: health("api-3") == "healthy", 15, "api-3 back in service")
     unknown = skynet(cluster, "drain", "--env", "local", "api-99")
     assert unknown.returncode != 0 and "no instance api-99 is registered" in unknown.stderr
+
+
+def test_a_new_instance_installs_the_desired_release_before_it_registers_and_leaves_cleanly(cluster):
+    desired = group_status(cluster)["desired_release"]
+    rollouts_before = len(group_status(cluster)["rollouts"])
+
+    cluster.start_instance("api-4", "api")
+    cluster.wait_registered(["api-4"], 60)
+
+    # It registered already on the group's release, without a ticket in any rollout
+    entry = next(e for e in cluster_registry(cluster).endpoints("local", "api") if e.instance_id == "api-4")
+    assert entry.release == desired and current_release(cluster, "api-4") == desired
+    assert app_answer(cluster, "api-4")["release"] == desired
+    group = group_status(cluster)
+    assert len(group["rollouts"]) == rollouts_before
+    assert all(t["instance"] != "api-4" for r in group["rollouts"] for t in r["tickets"])
+
+    # A clean stop takes it out of the registry at once
+    cluster.stop_instance("api-4")
+    assert "api-4" not in {e.instance_id for e in cluster_registry(cluster).endpoints("local")}
+
+
+def test_the_sweeper_removes_long_silent_instances_and_their_queues(cluster):
+    aws = cluster.aws()
+    queues = Queues(aws.sqs)
+    queues.ensure(instance_queue("local", "api-ghost"))
+    cluster_registry(cluster).register("local", "api", Endpoint(
+        instance_id="api-ghost", group="local-api", address="127.0.0.1", port=9, release="", health="healthy",
+        heartbeat=time.time() - 3600))
+    settings = Settings.from_env(cluster.instance_environment("api-1", "api", 1))
+    ctx = Context.create(settings, create_app(), aws)
+
+    removed = sweep(ctx)
+
+    assert "api-ghost" in removed
+    assert "skynet-local-inst-api-ghost" not in queues.list("skynet-local-inst-")
+    assert "skynet-local-inst-api-1" in queues.list("skynet-local-inst-")  # live members keep theirs
+    assert "api-1" in {e.instance_id for e in cluster_registry(cluster).endpoints("local")}

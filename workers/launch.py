@@ -30,7 +30,7 @@ from typing import Any
 from celery import bootsteps
 from celery.signals import worker_shutdown
 
-from skynet_tasks import handlers, names
+from skynet_tasks import handlers, membership, names
 from skynet_tasks.context import Context
 from skynet_tasks.queues import instance_queue
 from skynet_tasks.settings import Settings
@@ -130,7 +130,9 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
         ctx.queues.ensure(instance_queue(settings.env, settings.instance_id))
         ctx.ledger.ensure_group(settings.group, settings.repo, settings.branch)
         settings.root.mkdir(parents=True, exist_ok=True)
+        membership.converge_at_boot(ctx)
         handlers.handle_re_register(ctx, "boot")
+        worker_shutdown.connect(lambda **_: membership.leave(ctx), weak=False)
         app.steps["consumer"].add(heartbeat_step(ctx))
         if role == "all":
             start_conductor(loglevel)
