@@ -103,7 +103,7 @@ class Demo:
             sha = _commit(workdir, info.app_repo, files, message)
             self.say(f"\nstep {number}: {title} ({sha[:12]})")
             started_at = time.monotonic()
-            started = request_build(messenger, "local-api", info.app_repo, "main", sha, source="demo")
+            started = request_build(ledger, messenger, "local-api", info.app_repo, "main", sha, source="demo")
             step = StepResult(title, expected, sha, started.rollout_id)
             view = self.follow(ledger, started.rollout_id)
             step.seconds = round(time.monotonic() - started_at, 2)

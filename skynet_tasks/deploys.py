@@ -10,6 +10,7 @@ from skynet_tasks import gitrepo, names
 from skynet_tasks.handlers import BuildRequest, new_rollout_id
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
+from skynet_tasks.states import RolloutKind
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,21 @@ def group_source(ledger: Ledger, group: str) -> tuple[str, str]:
     return str(info["repo"]), str(info.get("branch") or "main")
 
 
-def request_build(messenger: Messenger, group: str, repo: str, branch: str, sha: str, source: str,
+def request_build(ledger: Ledger, messenger: Messenger, group: str, repo: str, branch: str, sha: str, source: str,
                   rollout_id: str | None = None) -> StartedBuild:
-    """Enqueue the build of ``sha`` for ``group``; the first member to receive it builds and is the canary."""
+    """Record and enqueue the build of ``sha`` for ``group``; the first member to receive it builds and is the canary.
+
+    The rollout is recorded before the message is sent: a message can be swallowed
+    (a worker that dies with a long poll outstanding takes the message with it until
+    the visibility timeout), and the members' sweeper re-sends the build of a rollout
+    that no instance started (``membership.nudge_stalled_builds``).
+    """
     names.check_name_part("group", group)
     gitrepo.check_sha(sha)
     request = BuildRequest(group=group, repo=repo, branch=branch, sha=sha, rollout_id=rollout_id or new_rollout_id(),
                            source=source, requested_at=time.time())
+    ledger.create_rollout(request.rollout_id, group, sha, RolloutKind.CODE, {
+        "repo": repo, "branch": branch, "source": source, "requested_at": request.requested_at})
     messenger.build(group, request.to_dict())
     return StartedBuild(group=group, release=sha, rollout_id=request.rollout_id)
 
@@ -51,4 +60,4 @@ def deploy_ref(ledger: Ledger, messenger: Messenger, group: str, ref: str, sourc
         sha = gitrepo.resolve_ref(repo, ref)
     except gitrepo.GitError as error:
         raise DeployError(str(error)) from error
-    return request_build(messenger, group, repo, branch, sha, source)
+    return request_build(ledger, messenger, group, repo, branch, sha, source)

@@ -11,13 +11,14 @@ for queues nobody reads.
 from __future__ import annotations
 
 import logging
+import time
 
 from skynet_tasks import names
 from skynet_tasks.builder import read_manifest
 from skynet_tasks.context import Context
-from skynet_tasks.handlers import update_context
+from skynet_tasks.handlers import BuildRequest, update_context
 from skynet_tasks.installer import UpdateFailed, install
-from skynet_tasks.states import ReleaseState
+from skynet_tasks.states import ReleaseState, RolloutState
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 # max ages more before it deletes the instance's queue, so a worker that was only
 # slow (a long GC pause, a saturated host) is not cut off from its own messages.
 SWEEP_AFTER_MAX_AGES = 3
+
+# Longer than a long poll (20 s), far shorter than the build queue's visibility timeout (900 s).
+NUDGE_AFTER = 45.0
 
 
 def converge_at_boot(ctx: Context) -> str | None:
@@ -66,6 +70,37 @@ def sweep(ctx: Context) -> list[str]:
             log.info("swept the queues of %s, silent for over %.0fs", instance_id,
                      s.heartbeat_max_age * SWEEP_AFTER_MAX_AGES)
     return removed
+
+
+def nudge_stalled_builds(ctx: Context, now: float | None = None) -> list[str]:
+    """Re-send the build of recent rollouts of this group that no instance started; return their ids.
+
+    A build is stalled when it was requested over ``NUDGE_AFTER`` seconds ago, no
+    instance holds a build claim on its release, and it was not nudged within the
+    last ``NUDGE_AFTER`` seconds. A duplicate build message is harmless: the rollout
+    and the build claim are conditional writes.
+    """
+    s = ctx.settings
+    now = time.time() if now is None else now
+    nudged = []
+    for rollout_id in ctx.ledger.recent_rollouts(s.group, 5):
+        item = ctx.ledger.rollout_item(rollout_id)
+        if item is None or item.get("state") != RolloutState.BUILDING:
+            continue
+        last = max(float(item.get("requested_at") or 0), float(item.get("nudged_at") or 0))
+        if now - last < NUDGE_AFTER:
+            continue
+        release = ctx.ledger.release(s.group, str(item["release"]))
+        if release is not None and release.state is ReleaseState.BUILDING and release.lease_until > now:
+            continue  # someone is building it right now
+        ctx.ledger.annotate_rollout(rollout_id, {"nudged_at": now})
+        request = BuildRequest(group=s.group, repo=str(item.get("repo") or s.repo), branch=str(item.get("branch")
+                               or s.branch), sha=str(item["release"]), rollout_id=rollout_id,
+                               source=str(item.get("source") or "nudge"), requested_at=float(item["requested_at"]))
+        ctx.messenger.build(s.group, request.to_dict())
+        log.warning("rollout %s: no instance started its build in %.0fs; build re-sent", rollout_id, now - last)
+        nudged.append(rollout_id)
+    return nudged
 
 
 def leave(ctx: Context) -> None:

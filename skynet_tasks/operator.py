@@ -71,7 +71,7 @@ def rollback(ledger: Ledger, messenger: Messenger, group: str, actor: str) -> St
     if not previous:
         raise OperatorError(f"group {group} has no previous release to roll back to")
     repo, branch = group_source(ledger, group)
-    started = request_build(messenger, group, repo, branch, previous, source=f"rollback by {actor}")
+    started = request_build(ledger, messenger, group, repo, branch, previous, source=f"rollback by {actor}")
     ledger.record_action(group, {"group": group, "rollout_id": started.rollout_id, "action": "rollback",
                                  "actor": actor, "at": time.time(), "release": previous})
     return started

@@ -67,6 +67,7 @@ def re_register(self: SkynetTask, reason: str = "heartbeat") -> None:
     # within minutes, without every instance scanning the registry every beat.
     if secrets.randbelow(SWEEP_ONE_IN) == 0:
         membership.sweep(self.ctx)
+        membership.nudge_stalled_builds(self.ctx)
 
 
 @app.task(name=DRAIN_TASK, base=SkynetTask, bind=True, time_limit=60)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import secrets
 import signal
 import tarfile
@@ -45,11 +46,13 @@ from skynet_tasks.membership import sweep
 from skynet_tasks.queues import Queues, instance_queue
 from skynet_tasks.registry import Endpoint
 from skynet_tasks.settings import Settings
-from skynet_tasks.states import ReleaseState
+from skynet_tasks.states import ReleaseState, RolloutKind
+from skynet_tasks.webhook.local import push_payload, send_webhook
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
 INSTANCES = ("api-1", "api-2", "api-3")
+SAMPLE_SPEC = (Path(__file__).parent.parent / "skynet_tasks" / "local" / "sample_app" / "skynet.yml").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +265,7 @@ def test_an_artifact_that_fails_verification_is_refused_and_nothing_is_installed
     sha = publish_crafted_release(cluster, tarball, checksum)
 
     # When its rollout starts (a rollback or a redeploy of a built release goes this way)
-    started = request_build(sender_for(cluster.require_info().environment), "local-api",
+    started = request_build(ledger(cluster), sender_for(cluster.require_info().environment), "local-api",
                             cluster.require_info().app_repo, "main", sha, source="test")
     final = wait_for(lambda: (r := rollout_or_none(cluster, started.rollout_id)) and r["state"] in
                      ("halted", "completed") and r, 90, "the rollout to stop")
@@ -334,3 +337,38 @@ def test_the_sweeper_removes_long_silent_instances_and_their_queues(cluster):
     assert "skynet-local-inst-api-ghost" not in queues.list("skynet-local-inst-")
     assert "skynet-local-inst-api-1" in queues.list("skynet-local-inst-")  # live members keep theirs
     assert "api-1" in {e.instance_id for e in cluster_registry(cluster).endpoints("local")}
+
+
+def test_a_signed_github_push_to_the_local_receiver_rolls_the_commit_out(cluster, workdir):
+    info = cluster.require_info()
+    assert info.webhook_url and info.webhook_secret_file
+    assert os.stat(info.webhook_secret_file).st_mode & 0o077 == 0  # the secret file is private
+    before = current_release(cluster, "api-1")
+    sha = push_commit(info.app_repo, workdir, {"VERSION": "pushed through GitHub\n", "skynet.yml": SAMPLE_SPEC},
+                      "Release through the webhook")
+
+    status, answer = send_webhook(info.webhook_url, Path(info.webhook_secret_file).read_bytes().strip(), "push",
+                                  push_payload("sample-app", "main", before or "0" * 40, sha))
+
+    assert status == 202, answer
+    rollout_id = answer["builds"][0]["rollout_id"]
+    final = wait_for(lambda: (r := rollout_or_none(cluster, rollout_id)) and r["state"] in
+                     ("halted", "completed") and r, 120, "the rollout to finish")
+    assert final["state"] == "completed"
+    assert all(current_release(cluster, i) == sha for i in INSTANCES)
+
+
+def test_a_build_request_whose_message_was_lost_is_sent_again_by_the_members(cluster, workdir):
+    # A worker that dies with a long poll outstanding can take a message with it until the visibility
+    # timeout (15 minutes for builds). Here the rollout was recorded two minutes ago and its message lost.
+    info = cluster.require_info()
+    sha = push_commit(info.app_repo, workdir, {"VERSION": "lost and found\n"}, "Release whose message got lost")
+    rollout_id = new_rollout_id()
+    ledger(cluster).create_rollout(rollout_id, "local-api", sha, RolloutKind.CODE, {
+        "repo": info.app_repo, "branch": "main", "source": "test", "requested_at": time.time() - 120})
+
+    final = wait_for(lambda: (r := rollout_or_none(cluster, rollout_id)) and r["state"] in
+                     ("halted", "completed") and r, 120, "the rollout to finish")
+
+    assert final["state"] == "completed"
+    assert all(current_release(cluster, i) == sha for i in INSTANCES)

@@ -59,6 +59,10 @@ class ClusterInfo:
     groups: list[str]
     instances: list[InstanceInfo] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
+    webhook_url: str | None = None
+    webhook_secret_file: str | None = None
+    # Processes beside the instances (webhook receiver, dashboard), by name, so `down` stops them too.
+    services: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -184,10 +188,20 @@ class LocalCluster:
         for layer, count in layers:
             for number in range(1, count + 1):
                 self.start_instance(f"{layer}-{number}", layer)
+        self.start_webhook()
         self.write_env_file()
         self.wait_registered([i.id for i in self.info.instances], ready_timeout)
         log.info("local cluster up in %s: %d instances", self.dir, len(self.info.instances))
         return self.info
+
+    def start_webhook(self) -> None:
+        from skynet_tasks.webhook.local import start_local_receiver
+
+        info = self.require_info()
+        receiver = start_local_receiver(self.dir, info.environment, Path(info.app_repo), env=LOCAL_ENV)
+        info.webhook_url, info.webhook_secret_file = receiver.url, receiver.secret_file
+        info.services["webhook"] = receiver.pid
+        info.save()
 
     def aws(self, environment: dict[str, str] | None = None) -> Aws:
         return aws_for(environment or (self.info.environment if self.info else {}))
@@ -271,6 +285,8 @@ class LocalCluster:
             except ClusterError:
                 info = None
         if info is not None:
+            for pid in info.services.values():
+                stop_process_group(pid, grace=5)
             for instance in info.instances:
                 stop_process_group(instance.pid)
                 stop_app(Path(instance.root))

@@ -1,0 +1,54 @@
+"""Idempotency on ``X-GitHub-Delivery``: GitHub redelivers, a delivery starts its builds once.
+
+The first request of a delivery claims it with a conditional write in the env's
+state table; a redelivery gets the first one's answer (or "in progress" while
+the first is still enqueueing). Records expire after a week, GitHub's
+redelivery window being shorter.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from skynet_tasks.dynamo import condition_failed
+
+KEEP_SECONDS = 7 * 24 * 3600
+
+
+class DeliveryLedger:
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self.db = dynamodb
+        self.table = table
+
+    def _key(self, delivery: str) -> dict[str, Any]:
+        return {"pk": {"S": f"delivery#{delivery}"}, "sk": {"S": "delivery"}}
+
+    def claim(self, delivery: str) -> dict[str, Any] | None:
+        """None if this request is the first of its delivery; else what the first one answered."""
+        now = time.time()
+        try:
+            self.db.put_item(TableName=self.table, Item={
+                **self._key(delivery), "state": {"S": "pending"}, "received_at": {"N": repr(now)},
+                "expires": {"N": str(int(now + KEEP_SECONDS))}}, ConditionExpression="attribute_not_exists(pk)")
+            return None
+        except ClientError as error:
+            if not condition_failed(error):
+                raise
+        item = self.db.get_item(TableName=self.table, Key=self._key(delivery), ConsistentRead=True).get("Item", {})
+        if "response" in item:
+            return dict(json.loads(item["response"]["S"]))
+        return {"delivery": delivery, "duplicate": True, "state": "in progress"}
+
+    def record(self, delivery: str, response: dict[str, Any]) -> None:
+        self.db.update_item(TableName=self.table, Key=self._key(delivery),
+                            UpdateExpression="SET #s = :done, #r = :r",
+                            ExpressionAttributeNames={"#s": "state", "#r": "response"},
+                            ExpressionAttributeValues={":done": {"S": "done"}, ":r": {"S": json.dumps(response)}})
+
+    def release(self, delivery: str) -> None:
+        """Forget a claim whose enqueueing failed, so that GitHub's redelivery can try again."""
+        self.db.delete_item(TableName=self.table, Key=self._key(delivery))

@@ -1,0 +1,45 @@
+"""The receiver as an AWS Lambda handler behind API Gateway (REST or HTTP API, proxy integration).
+
+Configuration from the function's environment: ``SKYNET_WEBHOOK_SECRET`` (or
+``SKYNET_WEBHOOK_SECRET_FILE``), ``SKYNET_WEBHOOK_ROUTES`` (a JSON routing table
+file packaged with the function, or the JSON itself) and ``SKYNET_ENV``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from typing import Any
+
+from skynet_tasks.webhook.receiver import Receiver, Response, refuse
+from skynet_tasks.webhook.service import build_receiver, secret_from_environment
+
+_receiver: Receiver | None = None
+
+
+def _get_receiver() -> Receiver:
+    global _receiver  # one receiver per warm Lambda container, like its boto3 clients
+    if _receiver is None:
+        _receiver = build_receiver(secret_from_environment(os.environ), os.environ["SKYNET_WEBHOOK_ROUTES"],
+                                   env=os.environ.get("SKYNET_ENV", "local"))
+    return _receiver
+
+
+def respond(event: dict[str, Any], receiver: Receiver) -> Response:
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    raw = event.get("body") or ""
+    if len(raw) > receiver.max_body * 4 // 3 + 4:
+        return refuse(413, f"body over the limit of {receiver.max_body} bytes")
+    try:
+        body = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") else raw.encode()
+    except (binascii.Error, ValueError):
+        return refuse(400, "body is not valid base64")
+    return receiver.handle(headers, body)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    response = respond(event, _get_receiver())
+    return {"statusCode": response.status, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps(response.body)}

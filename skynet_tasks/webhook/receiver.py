@@ -1,0 +1,141 @@
+"""The receiver's logic, shared by the HTTP server and the Lambda handler.
+
+Trust boundary: the request (headers and body) is untrusted until its signature
+verifies, and its fields are untrusted after that too (a leaked secret must not
+become code execution): names are checked against git's and GitHub's rules, and
+the repository URL a build uses comes from the group's own registration, never
+from the payload. The secret is never logged and never echoed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from skynet_tasks.deploys import StartedBuild
+from skynet_tasks.webhook import signature
+from skynet_tasks.webhook.deliveries import DeliveryLedger
+from skynet_tasks.webhook.refnames import ZERO_SHA, BadName, check_branch, check_repository, check_sha
+from skynet_tasks.webhook.routing import Route, match
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 5 * 1024 * 1024  # push payloads list at most 20 commits; GitHub caps at 25 MB
+_DELIVERY = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_EVENT = re.compile(r"^[a-z_]{1,64}$")
+
+StartBuild = Callable[[Route, str], StartedBuild]
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: dict[str, Any]
+
+    def json(self) -> bytes:
+        return json.dumps(self.body).encode()
+
+
+def refuse(status: int, error: str) -> Response:
+    return Response(status, {"error": error})
+
+
+class Receiver:
+    """Turns one webhook request into a response and, for a tracked push, builds."""
+
+    def __init__(self, secret: bytes, routes: list[Route], start_build: StartBuild, deliveries: DeliveryLedger,
+                 max_body: int = DEFAULT_MAX_BODY) -> None:
+        if not secret:
+            raise ValueError("the webhook secret is empty: refusing to accept unsigned hooks")
+        self._secret = secret
+        self.routes = routes
+        self.start_build = start_build
+        self.deliveries = deliveries
+        self.max_body = max_body
+
+    def __repr__(self) -> str:  # never show the secret, even in a traceback
+        return f"Receiver(routes={len(self.routes)}, max_body={self.max_body})"
+
+    def precheck(self, headers: Mapping[str, str], content_length: int | None) -> Response | None:
+        """What can be refused from the headers alone, before the body is read."""
+        if content_length is not None and content_length > self.max_body:
+            return refuse(413, f"body over the limit of {self.max_body} bytes")
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return refuse(415, "content type must be application/json (set it in the hook's settings)")
+        return None
+
+    def handle(self, headers: Mapping[str, str], body: bytes) -> Response:
+        """``headers`` with lower-case names; ``body`` the raw bytes, at most ``max_body`` (checked here too)."""
+        early = self.precheck(headers, len(body))
+        if early is not None:
+            return early
+        if not signature.verify(self._secret, body, headers.get("x-hub-signature-256")):
+            log.warning("refused a webhook with a missing or wrong X-Hub-Signature-256")
+            return refuse(401, "missing or wrong X-Hub-Signature-256")
+        event = headers.get("x-github-event", "")
+        delivery = headers.get("x-github-delivery", "")
+        if not _EVENT.match(event) or not _DELIVERY.match(delivery):
+            return refuse(400, "missing or malformed X-GitHub-Event or X-GitHub-Delivery header")
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return refuse(400, "body is not valid JSON")
+        if not isinstance(payload, dict):
+            return refuse(400, "body must be a JSON object")
+        if event == "ping":
+            hook_id = payload.get("hook_id")
+            return Response(200, {"pong": True, "hook_id": hook_id if isinstance(hook_id, int) else None})
+        if event != "push":
+            # GitHub shows any non-2xx as a failed delivery: an event this hook was subscribed
+            # to but Skynet does not act on is accepted and ignored, not an error.
+            return Response(202, {"ignored": f"event {event} is not acted on; only push and ping are"})
+        return self.push(delivery, payload)
+
+    def push(self, delivery: str, payload: dict[str, Any]) -> Response:
+        try:
+            ref, after = payload["ref"], payload["after"]
+            full_name = payload["repository"]["full_name"]
+            if not isinstance(ref, str) or not isinstance(after, str):
+                raise TypeError
+            check_repository(full_name)
+            check_sha(after)
+        except (KeyError, TypeError):
+            return refuse(400, "push payload misses ref, after or repository.full_name")
+        except BadName as error:
+            return refuse(400, str(error))
+        if not ref.startswith("refs/heads/"):
+            return Response(202, {"ignored": "not a branch push (a tag or another ref)"})
+        try:
+            branch = check_branch(ref.removeprefix("refs/heads/"))
+        except BadName as error:
+            return refuse(400, str(error))
+        if payload.get("deleted") is True or after == ZERO_SHA:
+            return Response(202, {"ignored": f"branch {branch} was deleted"})
+        commits = payload.get("commits")
+        if commits is not None and not isinstance(commits, list):
+            return refuse(400, "commits must be a list")
+        if not commits and payload.get("head_commit") is None:
+            return Response(202, {"ignored": "push without commits"})
+        routes = match(self.routes, full_name, branch)
+        if not routes:
+            return Response(202, {"ignored": f"{full_name} {branch} is not tracked by any group"})
+        earlier = self.deliveries.claim(delivery)
+        if earlier is not None:
+            return Response(202, {**earlier, "duplicate": True})
+        try:
+            started = [self.start_build(route, after) for route in routes]
+        except Exception:
+            self.deliveries.release(delivery)
+            log.exception("delivery %s: could not enqueue the build", delivery)
+            return refuse(503, "could not enqueue the build; GitHub may redeliver")
+        answer = {"delivery": delivery, "release": after, "builds": [
+            {"group": s.group, "rollout_id": s.rollout_id, "release": s.release} for s in started]}
+        self.deliveries.record(delivery, answer)
+        log.info("delivery %s: %s %s at %s started %s", delivery, full_name, branch, after[:12],
+                 ", ".join(f"{s.group}/{s.rollout_id}" for s in started))
+        return Response(202, answer)

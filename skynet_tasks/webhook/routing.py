@@ -1,0 +1,65 @@
+"""Which maintenance groups a push starts builds for: a routing table from configuration.
+
+The table is trusted (an operator wrote it); the repository and branch it is
+matched against are not (they come from the payload, checked by ``refnames``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from skynet_tasks import names
+from skynet_tasks.webhook.refnames import BadName, check_branch
+
+
+class RoutingError(ValueError):
+    """The routing table is malformed."""
+
+
+@dataclass(frozen=True)
+class Route:
+    repo: str  # "name" or "owner/name", matched case-insensitively like GitHub
+    branch: str
+    env: str
+    layer: str
+    group: str
+
+    def matches(self, full_name: str, branch: str) -> bool:
+        wanted = self.repo.lower()
+        full = full_name.lower()
+        return branch == self.branch and (wanted == full or ("/" not in wanted and wanted == full.split("/")[-1]))
+
+
+def parse_routes(data: Any) -> list[Route]:
+    if not isinstance(data, dict) or not isinstance(data.get("routes"), list):
+        raise RoutingError('routing table must be {"routes": [...]}')
+    routes = []
+    for number, entry in enumerate(data["routes"], start=1):
+        if not isinstance(entry, dict) or not {"repo", "branch", "env", "layer"} <= set(entry) \
+                or not set(entry) <= {"repo", "branch", "env", "layer", "group"}:
+            raise RoutingError(f"route {number}: needs repo, branch, env, layer (and optionally group)")
+        try:
+            env = names.check_name_part("env", entry["env"])
+            layer = names.check_name_part("layer", entry["layer"])
+            group = names.check_name_part("group", entry.get("group") or names.default_group(env, layer))
+            branch = check_branch(entry["branch"])
+        except (ValueError, BadName) as error:
+            raise RoutingError(f"route {number}: {error}") from None
+        if not isinstance(entry["repo"], str) or not entry["repo"]:
+            raise RoutingError(f"route {number}: repo must be a repository name")
+        routes.append(Route(entry["repo"], branch, env, layer, group))
+    return routes
+
+
+def load_routes(path: Path) -> list[Route]:
+    try:
+        return parse_routes(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError) as error:
+        raise RoutingError(f"cannot read the routing table {path}: {error}") from None
+
+
+def match(routes: list[Route], full_name: str, branch: str) -> list[Route]:
+    return [r for r in routes if r.matches(full_name, branch)]

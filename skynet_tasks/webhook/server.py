@@ -1,0 +1,37 @@
+"""Serving the receiver with gunicorn.
+
+gunicorn hands the application a lazily read body stream, so the receiver checks
+the declared size and content type before reading anything, and reads at most
+one byte past its limit; a server that buffers whole requests first (waitress)
+would also answer oversized requests itself, in plain text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+
+class _Server(BaseApplication):
+    def __init__(self, application: Callable[..., Any], options: dict[str, Any]) -> None:
+        self.application = application
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Callable[..., Any]:
+        return self.application
+
+
+def serve_wsgi(application: Callable[..., Any], host: str, port: int, threads: int) -> None:
+    """Serve until SIGTERM/SIGINT: one worker process, ``threads`` threads (the work is I/O-bound)."""
+    _Server(application, {
+        "bind": f"{host}:{port}", "workers": 1, "worker_class": "gthread", "threads": threads,
+        "timeout": 60, "graceful_timeout": 10, "keepalive": 5, "errorlog": "-", "loglevel": "warning",
+        "proc_name": "skynet-webhook",
+    }).run()

@@ -1,0 +1,71 @@
+"""Wiring the receiver to the real world: secret, routing table, delivery ledger, and ``skynet deploy``'s path."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from skynet_tasks import names
+from skynet_tasks.aws import Aws
+from skynet_tasks.deploys import StartedBuild, group_source, request_build
+from skynet_tasks.ledger import Ledger
+from skynet_tasks.messages import Messenger
+from skynet_tasks.webhook.deliveries import DeliveryLedger
+from skynet_tasks.webhook.receiver import DEFAULT_MAX_BODY, Receiver
+from skynet_tasks.webhook.routing import Route, RoutingError, load_routes, parse_routes
+
+
+class WebhookConfigError(Exception):
+    """The receiver cannot start: no secret, no routing table."""
+
+
+def read_secret(path: Path) -> bytes:
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as error:
+        raise WebhookConfigError(f"cannot read the webhook secret file {path}: {error.strerror}") from None
+    if not secret:
+        raise WebhookConfigError(f"the webhook secret file {path} is empty: refusing to accept unsigned hooks")
+    return secret
+
+
+def secret_from_environment(environ: Mapping[str, str]) -> bytes:
+    if environ.get("SKYNET_WEBHOOK_SECRET_FILE"):
+        return read_secret(Path(environ["SKYNET_WEBHOOK_SECRET_FILE"]))
+    secret = environ.get("SKYNET_WEBHOOK_SECRET", "").encode()
+    if not secret:
+        raise WebhookConfigError("no webhook secret (SKYNET_WEBHOOK_SECRET_FILE or SKYNET_WEBHOOK_SECRET): "
+                                 "refusing to accept unsigned hooks")
+    return secret
+
+
+def routes_from(source: str) -> list[Route]:
+    """A routing table from a file path, or inline JSON (Lambda environments)."""
+    try:
+        if source.lstrip().startswith("{"):
+            return parse_routes(json.loads(source))
+        return load_routes(Path(source))
+    except (RoutingError, json.JSONDecodeError) as error:
+        raise WebhookConfigError(str(error)) from None
+
+
+def build_receiver(secret: bytes, routes_source: str, env: str, max_body: int = DEFAULT_MAX_BODY,
+                   aws: Aws | None = None) -> Receiver:
+    """A receiver that enqueues builds exactly as ``skynet deploy`` does."""
+    from skynet_tasks.app import create_app
+
+    aws = aws or Aws()
+    app = create_app()
+    ledgers: dict[str, Ledger] = {}
+    messengers: dict[str, Messenger] = {}
+
+    def start_build(route: Route, sha: str) -> StartedBuild:
+        ledger = ledgers.setdefault(route.env, Ledger(aws.dynamodb, names.state_table(route.env)))
+        messenger = messengers.setdefault(route.env, Messenger(app, route.env))
+        # The group's own registration says where its code lives; the payload's URLs are not used.
+        repo, branch = group_source(ledger, route.group)
+        return request_build(ledger, messenger, route.group, repo, branch, sha, source="webhook")
+
+    deliveries = DeliveryLedger(aws.dynamodb, names.state_table(env))
+    return Receiver(secret, routes_from(routes_source), start_build, deliveries, max_body)
