@@ -34,7 +34,7 @@ from skynet_tasks.events import from_message, to_message
 from skynet_tasks.httpcheck import healthy
 from skynet_tasks.installer import UpdateContext, UpdateFailed, install
 from skynet_tasks.ledger import Conflict, Release
-from skynet_tasks.messages import RE_REGISTER_TASK, TAKE_TICKET_TASK, UPDATE_TASK
+from skynet_tasks.messages import RE_REGISTER_TASK, REGISTRY_CHANGED_TASK, TAKE_TICKET_TASK, UPDATE_TASK
 from skynet_tasks.registry import Endpoint
 from skynet_tasks.states import Health, ReleaseState, RolloutKind, RolloutState, TicketState
 
@@ -287,6 +287,10 @@ def probe_health(ctx: Context) -> Health:
     layout = ctx.layout
     if layout.drain_flag.exists():
         return Health.DRAINING
+    if ctx.settings.layer == "rp":
+        from skynet_tasks.proxy.runtime import proxy_health
+
+        return proxy_health(ctx)
     if layout.current_release() is None:
         return Health.EMPTY
     try:
@@ -299,11 +303,32 @@ def probe_health(ctx: Context) -> Health:
 
 
 def register_self(ctx: Context, health: Health | None = None, last_task: str = "", last_outcome: str = "") -> None:
+    """Refresh this instance's registry entry; tell the proxies when what they route to changed."""
     s = ctx.settings
-    ctx.registry.register(s.env, s.layer, Endpoint(
+    endpoint = Endpoint(
         instance_id=s.instance_id, group=s.group, address=s.address, port=s.app_port,
         release=ctx.layout.current_release() or "", health=str(health or probe_health(ctx)),
-        heartbeat=time.time(), agent_version=__version__, last_task=last_task, last_outcome=last_outcome))
+        heartbeat=time.time(), agent_version=__version__, last_task=last_task, last_outcome=last_outcome)
+    ctx.registry.register(s.env, s.layer, endpoint)
+    # Tasks run in the worker's pool process and heartbeats in its main one: the last
+    # routing-relevant state is kept in a file, so both see the same.
+    routed = f"{endpoint.address}:{endpoint.port} {endpoint.health} {endpoint.release}"
+    marker = ctx.layout.run_dir / "registered"
+    try:
+        previous = marker.read_text()
+    except OSError:
+        previous = ""
+    if routed != previous and s.layer != "rp":
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(routed)
+        notify_proxies(ctx)
+
+
+def notify_proxies(ctx: Context) -> None:
+    """Ask every live proxy of the env to sync now (their slow poll would catch up anyway)."""
+    s = ctx.settings
+    for proxy in ctx.registry.live(s.env, "rp", s.heartbeat_max_age):
+        ctx.messenger.to_instance(proxy.instance_id, REGISTRY_CHANGED_TASK, {}, expires=60)
 
 
 def handle_re_register(ctx: Context, reason: str = "heartbeat") -> None:

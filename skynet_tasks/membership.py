@@ -16,7 +16,7 @@ import time
 from skynet_tasks import names
 from skynet_tasks.builder import read_manifest
 from skynet_tasks.context import Context
-from skynet_tasks.handlers import BuildRequest, update_context
+from skynet_tasks.handlers import BuildRequest, notify_proxies, update_context
 from skynet_tasks.installer import UpdateFailed, install
 from skynet_tasks.states import ReleaseState, RolloutState
 
@@ -107,6 +107,7 @@ def leave(ctx: Context) -> None:
     """Clean shutdown: take this instance out of the registry at once (the proxy stops routing to it)."""
     s = ctx.settings
     ctx.registry.deregister(s.env, s.layer, s.instance_id)
+    notify_proxies(ctx)
     log.info("instance %s deregistered", s.instance_id)
 
 

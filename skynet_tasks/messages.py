@@ -25,6 +25,7 @@ UPDATE_TASK = "skynet.update"
 TAKE_TICKET_TASK = "skynet.take_ticket"
 RE_REGISTER_TASK = "skynet.re_register"
 DRAIN_TASK = "skynet.drain"
+REGISTRY_CHANGED_TASK = "skynet.registry_changed"
 
 
 def _dedup_id(text: str) -> str:

@@ -46,7 +46,9 @@ class Settings:
     ``SKYNET_REPO_BUCKET`` [skynet-<env>-config/-repo], ``SKYNET_HEARTBEAT_INTERVAL`` [60 s],
     ``SKYNET_HEARTBEAT_MAX_AGE`` [600 s], ``SKYNET_POLL_WAIT`` [20 s, SQS long polling],
     ``SKYNET_POLL_INTERVAL`` [0 s, pause after an empty poll],
-    ``SKYNET_KEEP_RELEASES`` [5].
+    ``SKYNET_KEEP_RELEASES`` [5]; on the proxy layer, ``SKYNET_RP_POLL`` [30 s, the safety-net
+    poll of the endpoints table] and ``SKYNET_WEBHOOK_UPSTREAM`` [none; ip:port of a webhook
+    receiver the proxy fronts at /hooks/github].
     """
 
     env: str = "local"
@@ -66,6 +68,8 @@ class Settings:
     poll_wait: int = 20
     poll_interval: float = 0.0
     keep_releases: int = 5
+    rp_poll_interval: float = 30.0
+    webhook_upstream: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -94,6 +98,8 @@ class Settings:
             poll_wait=int(_number(env_vars, "SKYNET_POLL_WAIT", 20, 0, 20)),
             poll_interval=_number(env_vars, "SKYNET_POLL_INTERVAL", 0, 0, 300),
             keep_releases=int(_number(env_vars, "SKYNET_KEEP_RELEASES", 5, 2, 100)),
+            rp_poll_interval=_number(env_vars, "SKYNET_RP_POLL", 30, 0.5, 3600),
+            webhook_upstream=env_vars.get("SKYNET_WEBHOOK_UPSTREAM") or "",
         )
 
     def require_instance(self) -> Settings:

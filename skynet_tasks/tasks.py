@@ -19,6 +19,7 @@ from skynet_tasks.messages import (
     DRAIN_TASK,
     MAINTENANCE_TASK,
     RE_REGISTER_TASK,
+    REGISTRY_CHANGED_TASK,
     TAKE_TICKET_TASK,
     UPDATE_TASK,
 )
@@ -73,3 +74,10 @@ def re_register(self: SkynetTask, reason: str = "heartbeat") -> None:
 @app.task(name=DRAIN_TASK, base=SkynetTask, bind=True, time_limit=60)
 def drain(self: SkynetTask, drain: bool = True) -> None:
     handlers.handle_drain(self.ctx, drain)
+
+
+@app.task(name=REGISTRY_CHANGED_TASK, base=SkynetTask, bind=True, time_limit=60)
+def registry_changed(self: SkynetTask) -> None:
+    from skynet_tasks.proxy.runtime import sync_proxy
+
+    sync_proxy(self.ctx)

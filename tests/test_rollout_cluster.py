@@ -14,8 +14,11 @@ import os
 import secrets
 import signal
 import tarfile
+import threading
 import time
 from pathlib import Path
+from urllib.error import HTTPError
+from urllib.request import urlopen
 
 import pytest
 from clusterkit import (
@@ -59,7 +62,7 @@ SAMPLE_SPEC = (Path(__file__).parent.parent / "skynet_tasks" / "local" / "sample
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     directory = tmp_path_factory.mktemp("cluster")
     cluster = LocalCluster(directory, heartbeat_interval=1.0, heartbeat_max_age=15.0)
-    cluster.up(api=3)
+    cluster.up(api=3, rp=1)
     yield cluster
     cluster.down()
 
@@ -372,3 +375,43 @@ def test_a_build_request_whose_message_was_lost_is_sent_again_by_the_members(clu
 
     assert final["state"] == "completed"
     assert all(current_release(cluster, i) == sha for i in INSTANCES)
+
+
+def test_through_the_proxy_a_rolling_update_fails_no_request(cluster, workdir):
+    info = cluster.require_info()
+    assert info.rp_url
+    proxy = f"{info.rp_url}/api/local/"
+    seen = wait_for(lambda: {json.loads(urlopen(proxy, timeout=5).read())["instance"] for _ in range(12)} >=
+                    set(INSTANCES) or None, 30, "the proxy to route to every instance")
+    assert seen
+    sha = push_commit(info.app_repo, workdir, {"VERSION": "through the proxy\n"}, "Release watched through the proxy")
+    outcomes: list[int | str] = []
+    releases: set[str] = set()
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                with urlopen(proxy, timeout=10) as response:
+                    outcomes.append(response.status)
+                    releases.add(json.loads(response.read())["release"])
+            except HTTPError as error:
+                outcomes.append(error.code)
+            except OSError as error:
+                outcomes.append(repr(error))
+            time.sleep(0.02)
+
+    loop = threading.Thread(target=hammer)
+    loop.start()
+    try:
+        code, result = deploy(cluster)
+    finally:
+        stop.set()
+        loop.join()
+
+    assert code == 0 and result["state"] == "completed", result
+    failures = [o for o in outcomes if o != 200]
+    assert len(outcomes) > 50 and failures == [], f"{len(failures)} of {len(outcomes)} failed: {failures[:5]}"
+    assert sha in releases  # the new release was served through the proxy during the rollout
+    rp_entry = next(e for e in cluster_registry(cluster).endpoints("local", "rp") if e.instance_id == "rp-1")
+    assert rp_entry.health == "healthy"

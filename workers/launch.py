@@ -133,6 +133,12 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
         membership.converge_at_boot(ctx)
         handlers.handle_re_register(ctx, "boot")
         worker_shutdown.connect(lambda **_: membership.leave(ctx), weak=False)
+        if settings.layer == "rp":
+            from skynet_tasks.proxy.runtime import start_proxy, stop_proxy
+
+            poll = start_proxy(ctx)
+            worker_shutdown.connect(lambda **_: stop_proxy(ctx, poll), weak=False)
+            handlers.register_self(ctx, last_task="proxy started")
         app.steps["consumer"].add(heartbeat_step(ctx))
         if role == "all":
             start_conductor(loglevel)

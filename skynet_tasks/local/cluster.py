@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import git
 
@@ -60,6 +61,7 @@ class ClusterInfo:
     instances: list[InstanceInfo] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
     webhook_url: str | None = None
+    rp_url: str | None = None
     webhook_secret_file: str | None = None
     # Processes beside the instances (webhook receiver, dashboard), by name, so `down` stops them too.
     services: dict[str, int] = field(default_factory=dict)
@@ -185,10 +187,14 @@ class LocalCluster:
                                 moto_pid=self.moto.process.pid, app_repo=str(app_repo), groups=groups,
                                 environment=environment)
         self.info.save()
+        self.start_webhook()
         for layer, count in layers:
             for number in range(1, count + 1):
                 self.start_instance(f"{layer}-{number}", layer)
-        self.start_webhook()
+        proxies = [i for i in self.info.instances if i.layer == "rp"]
+        if proxies:
+            self.info.rp_url = f"http://127.0.0.1:{proxies[0].app_port}"
+            self.info.save()
         self.write_env_file()
         self.wait_registered([i.id for i in self.info.instances], ready_timeout)
         log.info("local cluster up in %s: %d instances", self.dir, len(self.info.instances))
@@ -219,6 +225,8 @@ class LocalCluster:
             "SKYNET_ADDRESS": "127.0.0.1",
             "SKYNET_REPO": info.app_repo,
             "SKYNET_BRANCH": "main",
+            **({"SKYNET_RP_POLL": "2", "SKYNET_WEBHOOK_UPSTREAM": urlsplit(info.webhook_url).netloc}
+               if layer == "rp" and info.webhook_url else {}),
         }
 
     def start_instance(self, instance_id: str, layer: str, app_port: int | None = None) -> InstanceInfo:

@@ -1,0 +1,1 @@
+"""The reverse-proxy layer: nginx configuration rendered from the endpoints table."""

@@ -1,0 +1,104 @@
+"""What the proxy routes to, checked: registry entries become upstreams only if every value is safe.
+
+Untrusted input: registry entries are written by instances (and by anyone who can
+write the table), so every value that reaches the nginx template is checked here
+first. An entry with a hostile value is refused and logged, and only that entry:
+the rest of the configuration still renders.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from skynet_tasks import names
+from skynet_tasks.registry import Endpoint
+from skynet_tasks.states import Health
+
+log = logging.getLogger(__name__)
+
+
+class UnsafeEntry(ValueError):
+    """A registry value that must not reach the nginx configuration."""
+
+
+@dataclass(frozen=True)
+class Server:
+    instance_id: str
+    address: str  # an IP literal, bracketed when IPv6
+    port: int
+
+
+@dataclass(frozen=True)
+class Upstream:
+    env: str
+    layer: str
+    servers: tuple[Server, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.env}__{self.layer}"
+
+
+@dataclass(frozen=True)
+class ProxyView:
+    upstreams: tuple[Upstream, ...]
+    webhook: str | None = None  # host:port of the webhook receiver, if this proxy fronts it
+    refused: tuple[str, ...] = field(default=())
+
+
+def check_server(env: str, layer: str, endpoint: Endpoint) -> Server:
+    """The entry as a Server, or UnsafeEntry naming what is wrong (never echoing the whole value)."""
+    for kind, value in (("env", env), ("layer", layer), ("instance id", endpoint.instance_id)):
+        try:
+            names.check_name_part(kind, value)
+        except (ValueError, TypeError):
+            raise UnsafeEntry(f"{kind} is not a valid name") from None
+    if not isinstance(endpoint.address, str):
+        raise UnsafeEntry("address is not a string")
+    try:
+        address = ipaddress.ip_address(endpoint.address)
+    except ValueError:
+        raise UnsafeEntry("address is not an IP address") from None
+    port = endpoint.port
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise UnsafeEntry("port is not an integer in 1..65535")
+    literal = f"[{address.compressed}]" if address.version == 6 else address.compressed
+    return Server(endpoint.instance_id, literal, port)
+
+
+def check_hostport(value: str) -> str:
+    """``ip:port`` of a service the proxy fronts (configuration, but checked the same way)."""
+    host, _, port = value.rpartition(":")
+    server = check_server("local", "webhook", Endpoint("webhook", "", host.strip("[]"), int(port) if port.isdigit()
+                                                       else -1, "", "", 0))
+    return f"{server.address}:{server.port}"
+
+
+def build_view(env: str, entries: Iterable[tuple[str, Endpoint]], webhook: str | None = None) -> ProxyView:
+    """Group live, healthy entries by layer; ``entries`` are (layer, endpoint) pairs already filtered by age."""
+    by_layer: dict[str, list[Server]] = {}
+    refused = []
+    for layer, endpoint in entries:
+        if layer == "rp":
+            continue  # the proxies do not proxy to themselves
+        by_layer.setdefault(layer, [])
+        try:
+            server = check_server(env, layer, endpoint)
+        except UnsafeEntry as error:
+            log.warning("registry entry of %s/%s refused: %s", env, layer, error)
+            refused.append(f"{layer}: {error}")
+            continue
+        if endpoint.health == Health.HEALTHY:
+            by_layer[layer].append(server)
+    upstreams = []
+    for layer in sorted(by_layer):
+        try:
+            names.check_name_part("layer", layer)
+        except ValueError:
+            refused.append("a layer name is not valid")
+            continue
+        upstreams.append(Upstream(env, layer, tuple(sorted(by_layer[layer], key=lambda s: s.instance_id))))
+    return ProxyView(tuple(upstreams), check_hostport(webhook) if webhook else None, tuple(refused))

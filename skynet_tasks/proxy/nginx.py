@@ -1,0 +1,197 @@
+"""Running Debian's nginx for the proxy layer: validate, swap atomically, reload only on change.
+
+Everything nginx writes (pid, logs, temp files) lives under ``run_dir``, so an
+unprivileged process or a test can run it on a loopback port without touching
+the system's nginx.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+_CONFIG_ID = re.compile(r"^# config id ([0-9a-f]{16})$", re.MULTILINE)
+
+
+def config_id(text: str) -> str | None:
+    """The id a rendered configuration carries in its first lines and sends as X-Skynet-Config."""
+    found = _CONFIG_ID.search(text)
+    return found.group(1) if found else None
+
+
+class NginxError(Exception):
+    """nginx could not start, or refused a configuration."""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    ok: bool
+    changed: bool
+    reloaded: bool
+    error: str | None = None
+    sha256: str = ""
+
+
+class NginxControl:
+    def __init__(self, run_dir: Path, binary: str = NGINX, listen_port: int | None = None) -> None:
+        self.run_dir = run_dir
+        self.binary = binary
+        # Where to check that a reload took effect (see render.CONFIG_ID_HEADER).
+        self.health_url = f"http://127.0.0.1:{listen_port}/health" if listen_port else None
+        self.conf = run_dir / "nginx.conf"
+        self.pid_file = run_dir / "nginx.pid"
+        self.status_file = run_dir / "status.json"
+
+    def prepare(self) -> None:
+        for sub in ("logs", "tmp"):
+            (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def _nginx(self, *args: str, conf: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.binary, "-p", str(self.run_dir), "-c", str(conf or self.conf), *args],
+                              capture_output=True, text=True, timeout=30, check=False)
+
+    def master_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
+
+    def running(self) -> bool:
+        return self.master_pid() is not None
+
+    def start(self, text: str) -> ApplyResult:
+        """Write ``text`` (which must validate) and start nginx's master with it."""
+        self.prepare()
+        result = self.apply(text, reload=False)
+        if not result.ok:
+            raise NginxError(f"the first configuration does not validate: {result.error}")
+        if not self.running():
+            started = self._nginx()
+            if started.returncode != 0:
+                raise NginxError(f"nginx did not start: {started.stderr.strip()}")
+        return result
+
+    def apply(self, text: str, reload: bool = True) -> ApplyResult:
+        """Validate ``text`` with ``nginx -t``, swap it in atomically and reload, only if it changed.
+
+        A configuration that does not validate changes nothing: the running nginx
+        keeps its configuration, and status.json says what was refused and why.
+        """
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        with self._locked():
+            if self.conf.exists() and self.conf.read_text() == text and self.running():
+                return ApplyResult(True, False, False, sha256=digest)
+            candidate = self.run_dir / f".nginx.conf.{os.getpid()}.new"
+            candidate.write_text(text)
+            checked = self._nginx("-t", "-q", conf=candidate)
+            if checked.returncode != 0:
+                candidate.unlink(missing_ok=True)
+                lines = checked.stderr.strip().splitlines()
+                error = next((line for line in lines if "[emerg]" in line), lines[-1] if lines else "nginx -t failed")
+                log.error("nginx refused the rendered configuration; keeping the running one: %s", error)
+                return self._record(ApplyResult(False, False, False, error, digest))
+            os.replace(candidate, self.conf)
+            reloaded = False
+            master = self.master_pid()
+            if reload and master is not None:
+                old_workers = set(self._workers())
+                os.kill(master, signal.SIGHUP)  # nginx re-reads nginx.conf; old workers finish their requests
+                reloaded = self._wait_live(config_id(text), old_workers)
+            return self._record(ApplyResult(True, True, reloaded, None, digest))
+
+    def _wait_live(self, wanted: str | None, old_workers: set[int], timeout: float = 10.0) -> bool:
+        """After a reload, wait until nginx answers with the new configuration only.
+
+        New workers answer with the new configuration's id in a header; the old
+        workers accept connections until they have finished the ones they hold, so
+        their exit is awaited too.
+        """
+        if wanted is None or self.health_url is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and old_workers & set(self._workers()):
+            time.sleep(0.02)
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.health_url, timeout=1) as response:  # noqa: S310  # nosec B310
+                    if response.headers.get("X-Skynet-Config") == wanted:
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.02)
+        log.warning("nginx did not serve configuration %s within %.0fs of its reload", wanted, timeout)
+        return False
+
+    def _workers(self) -> list[int]:
+        master = self.master_pid()
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if master is not None and fields[1] == str(master):
+                children.append(int(stat.parent.name))
+        return children
+
+    def record_error(self, error: str) -> None:
+        """Make a failure before nginx -t (a render error) visible in status.json too."""
+        with self._locked():
+            self._record(ApplyResult(False, False, False, error))
+
+    def _record(self, result: ApplyResult) -> ApplyResult:
+        status = {**asdict(result), "at": time.time(), "running": self.running()}
+        if result.ok:
+            status["last_ok"] = status["at"]
+        else:
+            try:
+                status["last_ok"] = json.loads(self.status_file.read_text()).get("last_ok")
+            except (OSError, ValueError):
+                status["last_ok"] = None
+        temp = self.status_file.with_suffix(".tmp")
+        temp.write_text(json.dumps(status))
+        os.replace(temp, self.status_file)
+        return result
+
+    def status(self) -> dict[str, object]:
+        try:
+            return dict(json.loads(self.status_file.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        # The worker's poll thread and its registry_changed task may sync at the same moment.
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "sync.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def stop(self) -> None:
+        master = self.master_pid()
+        if master is None:
+            return
+        os.kill(master, signal.SIGQUIT)  # graceful: finish the requests in flight
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.master_pid() is not None:
+            time.sleep(0.05)

@@ -1,0 +1,48 @@
+"""The proxy layer inside an instance's worker: nginx started at boot, synced on notification and on a poll."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from skynet_tasks.context import Context
+from skynet_tasks.proxy.nginx import NginxControl
+from skynet_tasks.proxy.sync import RpSync
+from skynet_tasks.states import Health
+
+log = logging.getLogger(__name__)
+
+
+def proxy_sync(ctx: Context) -> RpSync:
+    s = ctx.settings
+    return RpSync(registry=ctx.registry, env=s.env, max_age=s.heartbeat_max_age,
+                  control=NginxControl(s.root / "rp", listen_port=s.app_port), listen_port=s.app_port,
+                  webhook=s.webhook_upstream or None)
+
+
+def start_proxy(ctx: Context) -> threading.Event:
+    """Start nginx with the current registry and the safety-net poll; set the returned event to stop both."""
+    sync = proxy_sync(ctx)
+    result = sync.start()
+    log.info("proxy listening on %s:%d (configuration %s)", "127.0.0.1", ctx.settings.app_port, result.sha256[:12])
+    stop = threading.Event()
+    threading.Thread(target=sync.run, args=(stop, ctx.settings.rp_poll_interval), name="proxy-poll",
+                     daemon=True).start()
+    return stop
+
+
+def stop_proxy(ctx: Context, poll: threading.Event) -> None:
+    poll.set()
+    proxy_sync(ctx).control.stop()
+
+
+def sync_proxy(ctx: Context) -> None:
+    """The registry changed: render, validate and reload now (a no-op on instances of other layers)."""
+    if ctx.settings.layer == "rp":
+        proxy_sync(ctx).sync_once()
+
+
+def proxy_health(ctx: Context) -> Health:
+    control = proxy_sync(ctx).control
+    status = control.status()
+    return Health.HEALTHY if control.running() and status.get("ok") else Health.UNHEALTHY

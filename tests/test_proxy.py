@@ -1,0 +1,204 @@
+"""The reverse-proxy layer: registry entries checked, nginx rendered, validated, swapped and reloaded.
+
+Real nginx (Debian's) on a loopback port, real DynamoDB on moto's server, two tiny
+HTTP backends standing in for API instances.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from skynet_tasks import names
+from skynet_tasks.aws import aws_for
+from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.local.motoserver import MotoServer, free_port
+from skynet_tasks.proxy.model import build_view
+from skynet_tasks.proxy.nginx import NginxControl
+from skynet_tasks.proxy.render import TEMPLATES, render
+from skynet_tasks.proxy.sync import RpSync
+from skynet_tasks.registry import Endpoint, Registry
+
+pytestmark = pytest.mark.timeout(90)
+
+HOSTILE = {
+    "directive injection": {"address": "1.2.3.4; include /etc/passwd"},
+    "brace": {"port": "80}"},
+    "newline in the id": {"instance_id": "api-9\nserver 6.6.6.6:80"},
+    "hostname": {"address": "evil.example.com"},
+    "port out of range": {"port": 70000},
+}
+
+
+def endpoint(instance_id: str, port: int, health: str = "healthy", heartbeat: float | None = None,
+             address: str = "127.0.0.1") -> Endpoint:
+    return Endpoint(instance_id=instance_id, group="local-api", address=address, port=port, release="r1",
+                    health=health, heartbeat=time.time() if heartbeat is None else heartbeat)
+
+
+def test_hostile_registry_values_never_reach_the_configuration_and_the_rest_still_renders(tmp_path):
+    entries = [("api", endpoint("api-1", 8001))]
+    for change in HOSTILE.values():
+        fields = {**endpoint(f"api-{len(entries) + 1}", 8002).__dict__, **change}
+        entries.append(("api", Endpoint(**fields)))
+    entries.append(("api", endpoint("api-v6", 8003, address="::1")))
+
+    view = build_view("local", entries)
+    text = render(view, "local", tmp_path, 8080)
+
+    assert len(view.refused) == len(HOSTILE)
+    assert "server 127.0.0.1:8001" in text and "server [::1]:8003" in text
+    for bad in ("passwd", "80}", "6.6.6.6", "evil.example.com", "70000"):
+        assert bad not in text
+
+
+def test_only_healthy_instances_are_routed_and_an_empty_layer_answers_503(tmp_path):
+    view = build_view("local", [("api", endpoint("api-1", 8001, health="draining")),
+                                ("api", endpoint("api-2", 8002, health="unhealthy"))])
+    text = render(view, "local", tmp_path, 8080)
+
+    assert "upstream local__api" not in text
+    assert "return 503" in text and "location /api/local/" in text
+
+
+class Backend:
+    """A stand-in API instance answering its own name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(handler) -> None:  # noqa: N805
+                body = json.dumps({"instance": name, "path": handler.path}).encode()
+                handler.send_response(200)
+                handler.send_header("Content-Length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(body)
+
+            def log_message(handler, *args: object) -> None:  # noqa: N805
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory):
+    server = MotoServer.start()
+    aws = aws_for(server.environment())
+    bootstrap_env(aws, "local", ["local-api"])
+    registry = Registry(aws.dynamodb, names.endpoints_table("local"))
+    backends = {name: Backend(name) for name in ("api-1", "api-2")}
+    for name, backend in backends.items():
+        registry.register("local", "api", endpoint(name, backend.port))
+    port = free_port()
+    sync = RpSync(registry, "local", 30, NginxControl(tmp_path_factory.mktemp("rp"), listen_port=port), port)
+    sync.start()
+    yield sync, registry, backends, f"http://127.0.0.1:{port}"
+    sync.control.stop()
+    for backend in backends.values():
+        backend.stop()
+    server.stop()
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback test URL
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def served_by(url: str, count: int = 12) -> set[str]:
+    answers = [get(f"{url}/api/local/") for _ in range(count)]
+    assert all(status == 200 for status, _ in answers), answers
+    return {body["instance"] for _, body in answers}
+
+
+def test_requests_through_the_proxy_reach_every_registered_instance(proxy):
+    sync, registry, backends, url = proxy
+
+    assert served_by(url) == {"api-1", "api-2"}
+    status, body = get(f"{url}/api/local/orders?id=1")
+    assert status == 200 and body["path"] == "/orders?id=1"  # the layer prefix is stripped
+    assert get(f"{url}/nothing/here")[0] == 404
+
+
+def test_a_deregistered_or_stale_instance_stops_receiving_requests(proxy):
+    sync, registry, backends, url = proxy
+
+    registry.deregister("local", "api", "api-2")
+    assert sync.sync_once().reloaded
+    assert served_by(url) == {"api-1"}
+
+    registry.register("local", "api", endpoint("api-2", backends["api-2"].port))
+    registry.register("local", "api", endpoint("api-1", backends["api-1"].port, heartbeat=time.time() - 600))
+    sync.sync_once()
+    assert served_by(url) == {"api-2"}
+
+    registry.register("local", "api", endpoint("api-1", backends["api-1"].port))
+    sync.sync_once()
+    assert served_by(url) == {"api-1", "api-2"}
+
+
+def test_an_unchanged_registry_does_not_reload_nginx(proxy):
+    sync, *_ = proxy
+    sync.sync_once()
+
+    again = sync.sync_once()
+
+    assert again.ok and not again.changed and not again.reloaded
+
+
+def test_a_hostile_entry_is_refused_and_the_running_config_stays_valid(proxy):
+    sync, registry, backends, url = proxy
+    for name, change in HOSTILE.items():
+        fields = {**endpoint("api-3", 9).__dict__, **change}
+        registry.register("local", "api", Endpoint(**fields))
+        result = sync.sync_once()
+        assert result.ok, name
+        text = sync.control.conf.read_text()
+        assert "passwd" not in text and "6.6.6.6" not in text and "evil" not in text
+        assert served_by(url, 6) <= {"api-1", "api-2"}
+    registry.deregister("local", "api", "api-3")
+    sync.sync_once()
+
+
+def test_a_configuration_nginx_refuses_is_never_loaded_and_the_failure_shows_in_status(proxy, tmp_path):
+    sync, registry, backends, url = proxy
+    before = sync.control.conf.read_text()
+    broken = tmp_path / "templates"
+    broken.mkdir()
+    (broken / "nginx.conf.j2").write_text((TEMPLATES / "nginx.conf.j2").read_text().replace(
+        "keepalive 16;", "keepalive sixteen;"))
+    registry.deregister("local", "api", "api-2")  # a change that must not get through
+    bad = RpSync(registry, "local", 30, sync.control, sync.listen_port, template_dir=broken)
+
+    result = bad.sync_once()
+
+    assert not result.ok and not result.reloaded and "keepalive" in (result.error or "")
+    assert sync.control.conf.read_text() == before
+    assert served_by(url) == {"api-1", "api-2"}  # the old configuration still serves both
+    status = sync.control.status()
+    assert status["ok"] is False and "keepalive" in str(status["error"]) and status["last_ok"]
+
+    broken_jinja = tmp_path / "jinja"
+    broken_jinja.mkdir()
+    (broken_jinja / "nginx.conf.j2").write_text("{{ no_such_value }}")
+    failed = RpSync(registry, "local", 30, sync.control, sync.listen_port, template_dir=broken_jinja).sync_once()
+    assert not failed.ok and "nginx template" in (failed.error or "")
+    assert sync.control.conf.read_text() == before
+
+    registry.register("local", "api", endpoint("api-2", backends["api-2"].port))
+    assert sync.sync_once().ok
