@@ -1,7 +1,10 @@
 """``skynet demo``: the whole story on one machine.
 
-It brings up a local cluster and tells three rollouts, each pushed to the sample
-app's repository and deployed through the same path as a webhook push:
+It brings up a local cluster (moto's server, three API instances, one reverse
+proxy with a real nginx, the webhook receiver) and tells three rollouts, each a
+commit pushed to the sample app's repository and announced by a signed,
+GitHub-shaped push webhook, while a client keeps requesting the app through the
+proxy:
 
 1. a good release: built once, canaried, rolled out one instance at a time;
 2. a release whose health check fails on ticket 2: the rollout halts, that
@@ -14,20 +17,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import git
-import kombu.pools
 
 from skynet_tasks import names
-from skynet_tasks.deploys import request_build
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.local.cluster import LocalCluster
 from skynet_tasks.states import RolloutState
+from skynet_tasks.webhook.local import push_payload, send_webhook
 
 SAMPLE_SPEC = Path(__file__).parent / "local" / "sample_app" / "skynet.yml"
 
@@ -41,10 +46,62 @@ class StepResult:
     state: str | None = None
     tickets: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    requests: int = 0
+    failed_requests: int = 0
+    served_release: str | None = None  # what the proxy served once the rollout stopped
 
     @property
     def behaved(self) -> bool:
-        return self.state == self.expected
+        served_ok = self.served_release == self.release if self.expected == "completed" else True
+        return self.state == self.expected and self.failed_requests == 0 and served_ok
+
+
+class DemoError(Exception):
+    """The demo could not go on (the cluster or the receiver misbehaved)."""
+
+
+@dataclass
+class Counts:
+    total: int = 0
+    failed: int = 0
+
+
+class ProxyClient:
+    """A user of the app: requests through the proxy, counted while a step runs."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def get(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(self.url, timeout=10) as response:  # noqa: S310  # nosec B310 - loopback
+                return dict(json.loads(response.read())) if response.status == 200 else None
+        except (OSError, ValueError):
+            return None
+
+    def release_now(self) -> str | None:
+        answer = self.get()
+        return str(answer.get("release")) if answer else None
+
+    @contextmanager
+    def counting(self) -> Iterator[Counts]:
+        counts = Counts()
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.is_set():
+                answer = self.get()
+                counts.total += 1
+                counts.failed += answer is None
+                stop.wait(0.05)
+
+        thread = threading.Thread(target=loop, name="demo-client", daemon=True)
+        thread.start()
+        try:
+            yield counts
+        finally:
+            stop.set()
+            thread.join()
 
 
 def _commit(workdir: Path, app_repo: str, files: dict[str, str | None], message: str) -> str:
@@ -74,23 +131,25 @@ class Demo:
         self.cluster = LocalCluster(directory, heartbeat_interval=2.0, heartbeat_max_age=20.0)
 
     def up(self) -> None:
-        self.say(f"starting a local cluster in {self.directory}: moto's server and {self.api} API instances…")
-        info = self.cluster.up(api=self.api)
-        # This process sends builds like the webhook does: point it at the cluster's endpoint.
-        kombu.pools.reset()
+        self.say(f"starting a local cluster in {self.directory}: moto's server, {self.api} API instances, "
+                 "a reverse proxy (nginx) and the webhook receiver…")
+        info = self.cluster.up(api=self.api, rp=1)
         os.environ.update(info.environment)
-        self.say(f"cluster up: AWS endpoint {info.aws_endpoint}, sample app at {info.app_repo}")
+        self.say(f"cluster up: AWS endpoint {info.aws_endpoint}; proxy {info.rp_url}/api/local/; "
+                 f"webhook {info.webhook_url}; sample app at {info.app_repo}")
 
     def run_story(self) -> list[StepResult]:
-        from skynet_tasks.app import create_app
-        from skynet_tasks.messages import Messenger
-
         info = self.cluster.require_info()
         workdir = self.directory / "work" / "sample-app"
         shutil.rmtree(workdir, ignore_errors=True)
         ledger = Ledger(self.cluster.aws().dynamodb, names.state_table("local"))
-        messenger = Messenger(create_app(), "local")
+        secret = Path(str(info.webhook_secret_file)).read_bytes().strip()
+        client = ProxyClient(f"{info.rp_url}/api/local/")
         spec = SAMPLE_SPEC.read_text()
+        # The first release, so that the proxy has something to serve before the story starts.
+        first = git.Repo(info.app_repo).commit("main").hexsha
+        self.say("deploying the sample app's first release…")
+        self.push_and_follow(ledger, secret, "0" * 40, first, "First release")
         story: list[tuple[str, str, dict[str, str | None], str]] = [
             ("a good release", "completed", {"VERSION": "release 2: hello\n"}, "Release 2"),
             ("a release whose health check fails on ticket 2", "halted",
@@ -99,20 +158,36 @@ class Demo:
              {"VERSION": "release 4: fixed\n", "fail-on.txt": None}, "Release 4 fixes release 3"),
         ]
         results = []
+        before = first
         for number, (title, expected, files, message) in enumerate(story, start=1):
             sha = _commit(workdir, info.app_repo, files, message)
-            self.say(f"\nstep {number}: {title} ({sha[:12]})")
+            self.say(f"\nstep {number}: {title} ({sha[:12]}), announced by a signed push webhook")
             started_at = time.monotonic()
-            started = request_build(ledger, messenger, "local-api", info.app_repo, "main", sha, source="demo")
-            step = StepResult(title, expected, sha, started.rollout_id)
-            view = self.follow(ledger, started.rollout_id)
+            with client.counting() as counts:
+                rollout_id, view = self.push_and_follow(ledger, secret, before, sha, message)
+            step = StepResult(title, expected, sha, rollout_id, requests=counts.total, failed_requests=counts.failed)
             step.seconds = round(time.monotonic() - started_at, 2)
             step.state = view.get("state") if view else None
             step.tickets = [{k: t.get(k) for k in ("number", "instance", "state", "started_at", "finished_at",
                                                    "error")} for t in (view or {}).get("tickets", [])]
-            self.say(f"  -> rollout {step.state}" + ("" if step.behaved else f" (expected {expected})"))
+            step.served_release = client.release_now()
+            self.say(f"  -> rollout {step.state}" + ("" if step.behaved else f" (expected {expected})") +
+                     f"; {counts.total} requests through the proxy, {counts.failed} failed; "
+                     f"the proxy now serves {str(step.served_release)[:12]}")
             results.append(step)
+            before = sha
         return results
+
+    def push_and_follow(self, ledger: Ledger, secret: bytes, before: str, sha: str,
+                        message: str) -> tuple[str, dict[str, Any] | None]:
+        info = self.cluster.require_info()
+        repo_name = Path(info.app_repo).name.removesuffix(".git")
+        status, answer = send_webhook(str(info.webhook_url), secret, "push",
+                                      push_payload(repo_name, "main", before, sha, message))
+        if status != 202 or not answer.get("builds"):
+            raise DemoError(f"the webhook receiver answered {status}: {answer}")
+        rollout_id = str(answer["builds"][0]["rollout_id"])
+        return rollout_id, self.follow(ledger, rollout_id)
 
     def follow(self, ledger: Ledger, rollout_id: str, timeout: float = 180) -> dict[str, Any] | None:
         """Print the rollout's progress as it happens; return its final view."""
@@ -142,7 +217,9 @@ class Demo:
 
 def summary(results: list[StepResult]) -> dict[str, Any]:
     return {"steps": [{"title": r.title, "expected": r.expected, "state": r.state, "release": r.release,
-                       "rollout_id": r.rollout_id, "seconds": r.seconds, "tickets": r.tickets}
+                       "rollout_id": r.rollout_id, "seconds": r.seconds, "tickets": r.tickets,
+                       "requests": {"total": r.requests, "failed": r.failed_requests},
+                       "served_release": r.served_release, "behaved": r.behaved}
                       for r in results],
             "behaved": all(r.behaved for r in results)}
 

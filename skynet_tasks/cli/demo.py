@@ -19,7 +19,7 @@ from skynet_tasks.local.cluster import ClusterError
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of each step (implies quiet progress).")
 def demo(directory: Path, once: bool, as_json: bool) -> None:
     """Bring up a local cluster and show a good rollout, a halted one and a fix."""
-    from skynet_tasks.demo import Demo, summary_json
+    from skynet_tasks.demo import Demo, DemoError, summary_json
 
     def say(text: str) -> None:
         click.echo(text, err=as_json)
@@ -36,9 +36,11 @@ def demo(directory: Path, once: bool, as_json: bool) -> None:
         behaved = all(r.behaved for r in results)
         say("\nthe story went as told" if behaved else "\nsome step did not behave as told")
         if not once:
-            say(f"the cluster stays up: `source {directory}/env.sh; skynet status` in another shell; Ctrl-C stops it")
+            info = story.cluster.require_info()
+            say(f"the cluster stays up: `source {directory}/env.sh; skynet status` in another shell; "
+                f"the app through the proxy: {info.rp_url}/api/local/; Ctrl-C stops it")
             stop.wait()
-    except ClusterError as error:
+    except (ClusterError, DemoError) as error:
         raise click.ClickException(str(error)) from None
     finally:
         story.down()

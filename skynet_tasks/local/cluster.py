@@ -305,11 +305,15 @@ class LocalCluster:
 
 
 def stop_app(root: Path) -> None:
-    """Stop an instance's app process, found through its pid file."""
-    pid_file = root / "run" / "app.pid"
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return
-    stop_process_group(pid, grace=5)
-    pid_file.unlink(missing_ok=True)
+    """Stop what an instance leaves running when its worker is gone: its app, and a proxy's nginx.
+
+    Both are found through their pid files; nginx daemonizes into its own session,
+    so stopping the worker's process group does not reach it.
+    """
+    for pid_file in (root / "run" / "app.pid", root / "rp" / "nginx.pid"):
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        stop_process_group(pid, grace=5)
+        pid_file.unlink(missing_ok=True)

@@ -1,0 +1,36 @@
+"""``skynet demo --once --json``: the newcomer's story, run exactly as the README tells it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from clusterkit import assert_one_at_a_time
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def test_the_demo_tells_its_three_steps_and_says_so_in_json(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "skynet_tasks.cli", "demo", "--dir", str(tmp_path / "demo"),
+                             "--once", "--json"], capture_output=True, text=True, timeout=220, check=False,
+                            env={k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SKYNET_"))})
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    steps = summary["steps"]
+    assert [s["state"] for s in steps] == ["completed", "halted", "completed"]
+    for step in steps:
+        assert_one_at_a_time(step["tickets"])
+        assert step["requests"]["total"] > 0
+    assert steps[0]["requests"]["failed"] == 0 and steps[2]["requests"]["failed"] == 0
+    assert steps[0]["served_release"] == steps[0]["release"]
+    assert steps[2]["served_release"] == steps[2]["release"]
+    halted = steps[1]["tickets"]
+    assert [t["state"] for t in halted] == ["done", "failed", "cancelled"]
+    assert summary["behaved"] is True
+    # Everything it started is gone: no worker, proxy or receiver of this demo is left running.
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True, check=False)
+    assert leftovers.stdout.strip() == ""
