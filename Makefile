@@ -20,13 +20,14 @@ demo: setup
 	$(BIN)/skynet demo
 
 test: setup
-	$(BIN)/ruff check skynet_tasks workers celeryconfig.py tests
+	$(BIN)/ruff check skynet_tasks workers celeryconfig.py tests benchmarks
 	$(BIN)/mypy skynet_tasks workers
 	$(BIN)/bandit -q -r skynet_tasks workers -c pyproject.toml
 	$(BIN)/pytest
 
 bench: setup
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -m benchmarks.rollout --sizes 3,10 --out benchmarks/results/rollout.json
+	$(BIN)/python -m benchmarks.idle_cost --instances 3 --seconds 120 --out benchmarks/results/idle.json
 
 clean:
 	rm -rf $(VENV) .local-cluster .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,83 @@
+"""An HTTP proxy in front of moto's server that counts AWS requests by service and operation.
+
+Instances pointed at it (``AWS_ENDPOINT_URL``) talk to moto exactly as before; the
+proxy only forwards and counts, which is how the benchmarks measure what an idle
+or a busy cluster asks of AWS.
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import http.server
+import threading
+from urllib.parse import parse_qs, urlsplit
+
+from skynet_tasks.local.motoserver import free_port
+
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+
+
+def classify(headers: http.client.HTTPMessage, body: bytes, path: str) -> tuple[str, str]:
+    target = headers.get("X-Amz-Target", "")
+    if target:
+        service, _, operation = target.partition(".")
+        return ("sqs" if service.startswith("AmazonSQS") else "dynamodb" if "DynamoDB" in service
+                else service.lower()), operation
+    action = parse_qs(body.decode("latin-1")).get("Action", [""])[0]
+    if action:
+        return "sqs", action
+    return "s3", path.split("?")[0].count("/") > 1 and "object" or "bucket"
+
+
+class CountingProxy:
+    def __init__(self) -> None:
+        self.upstream: str | None = None
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.lock = threading.Lock()
+        self.port = free_port()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def handle_any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                service, operation = classify(self.headers, body, self.path)
+                with proxy.lock:
+                    proxy.counts[(service, f"{self.command} {operation}" if service == "s3" else operation)] += 1
+                target = urlsplit(proxy.upstream or "")
+                upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                data = response.read()
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in HOP_BY_HOP:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                upstream.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def snapshot(self) -> collections.Counter[tuple[str, str]]:
+        with self.lock:
+            return collections.Counter(self.counts)
+
+    def stop(self) -> None:
+        self.server.shutdown()

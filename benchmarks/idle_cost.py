@@ -1,0 +1,77 @@
+"""What an idle cluster costs: AWS requests per instance per hour, and dollars per month at list prices.
+
+Starts a local cluster with the production defaults (heartbeat 60 s, long polling 20 s),
+lets it idle, and counts every request the instances make at a proxy in front of moto.
+
+    .venv/bin/python -m benchmarks.idle_cost --instances 3 --seconds 180 [--out results/idle.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from benchmarks.clusters import CountedCluster
+from benchmarks.countingproxy import CountingProxy
+
+# us-east-1 list prices (2026): SQS standard/FIFO per million requests, DynamoDB on-demand per million
+# read/write request units, S3 GET per million. Each SQS request of up to 64 KB is one request.
+PRICE_PER_MILLION = {"sqs": 0.40, "sqs_fifo": 0.50, "dynamodb_read": 0.125, "dynamodb_write": 0.625, "s3": 0.40}
+DYNAMO_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
+HOURS_PER_MONTH = 730
+
+
+def monthly_cost(per_instance_hour: Counter[str], instances: int) -> float:
+    dollars = 0.0
+    for kind, count in per_instance_hour.items():
+        dollars += count * instances * HOURS_PER_MONTH * PRICE_PER_MILLION[kind] / 1e6
+    return round(dollars, 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--instances", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=180)
+    parser.add_argument("--heartbeat", type=float, default=60)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    proxy = CountingProxy()
+    cluster = CountedCluster(Path(tempfile.mkdtemp(prefix="skynet-idle-")), proxy,
+                             heartbeat_interval=args.heartbeat, heartbeat_max_age=args.heartbeat * 10)
+    try:
+        cluster.up(api=args.instances)
+        time.sleep(10)  # let boot traffic settle
+        before = proxy.snapshot()
+        time.sleep(args.seconds)
+        after = proxy.snapshot()
+    finally:
+        cluster.down()
+        proxy.stop()
+    delta = after - before
+    scale = 3600 / args.seconds / args.instances
+    by_operation = {f"{service} {operation}": round(count * scale, 1) for (service, operation), count in
+                    sorted(delta.items())}
+    kinds: Counter[str] = Counter()
+    for (service, operation), count in delta.items():
+        kind = ("dynamodb_write" if operation in DYNAMO_WRITES else "dynamodb_read") if service == "dynamodb" \
+            else service
+        kinds[kind] += round(count * scale)
+    sqs_per_10s = kinds["sqs"] / 360
+    result = {
+        "instances": args.instances, "seconds": args.seconds, "heartbeat_interval": args.heartbeat,
+        "requests_per_instance_hour": dict(kinds), "by_operation_per_instance_hour": by_operation,
+        "sqs_requests_per_instance_per_10s": round(sqs_per_10s, 2),
+        "monthly_cost_usd": {n: monthly_cost(kinds, n) for n in (10, 100, 1000)},
+    }
+    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

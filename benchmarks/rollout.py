@@ -1,0 +1,121 @@
+"""How fast a rollout moves: build, canary, hand-off latency between tickets, coordination overhead.
+
+For each cluster size, starts a local cluster, deploys the sample app once (warm-up),
+then deploys a new commit and reads the ticket timestamps the instances recorded:
+an update runs from its acknowledgement to its report (instance clocks, one machine),
+a hand-off from one instance's report to the next instance's acknowledgement.
+
+    .venv/bin/python -m benchmarks.rollout --sizes 3,10 [--out results/rollout.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import git
+import kombu.pools
+
+from benchmarks.clusters import CountedCluster
+from benchmarks.countingproxy import CountingProxy
+from skynet_tasks import names
+from skynet_tasks.ledger import Ledger
+
+# The original design's members polled the ticket line every 5 seconds: a hand-off waited 2.5 s on average.
+POLLING_HANDOFF_MEAN = 2.5
+
+
+def commit(app_repo: str, work: Path, text: str) -> str:
+    if not work.exists():
+        repo = git.Repo.clone_from(app_repo, work, branch="main")
+        with repo.config_writer() as config:
+            config.set_value("user", "name", "Bench")
+            config.set_value("user", "email", "bench@skynet.invalid")
+    repo = git.Repo(work)
+    (work / "VERSION").write_text(text)
+    repo.index.add(["VERSION"])
+    repo.index.commit(text)
+    repo.remotes.origin.push("main:main")
+    return repo.head.commit.hexsha
+
+
+def deploy_and_wait(cluster: CountedCluster, sha: str, timeout: float = 600) -> dict[str, Any]:
+    from skynet_tasks.app import create_app
+    from skynet_tasks.deploys import request_build
+    from skynet_tasks.messages import Messenger
+
+    info = cluster.require_info()
+    os.environ.update(info.environment)  # this process sends the build, like the webhook would
+    kombu.pools.reset()
+    ledger = Ledger(cluster.aws().dynamodb, names.state_table("local"))
+    started = request_build(ledger, Messenger(create_app(), "local"), "local-api", info.app_repo, "main", sha, "bench")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = ledger.rollout_view(started.rollout_id)
+        if view and view["state"] in ("completed", "halted", "build_failed"):
+            return view
+        time.sleep(0.2)
+    raise TimeoutError(f"rollout {started.rollout_id} did not finish in {timeout}s")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure(view: dict[str, Any]) -> dict[str, Any]:
+    tickets = sorted(view["tickets"], key=lambda t: t["number"])
+    updates = [t["reported_at"] - t["acknowledged_at"] for t in tickets]
+    handoffs = [b["acknowledged_at"] - a["reported_at"] for a, b in zip(tickets, tickets[1:], strict=False)]
+    total = view["finished_at"] - view["requested_at"]
+    build = float(view.get("build_duration") or 0)
+    overhead = total - build - sum(updates)
+    return {
+        "state": view["state"], "instances": len(tickets), "total_s": round(total, 3), "build_s": round(build, 3),
+        "canary_s": round(updates[0], 3), "update_mean_s": round(statistics.mean(updates), 3),
+        "handoff_p50_s": round(percentile(handoffs, 0.5), 3), "handoff_p95_s": round(percentile(handoffs, 0.95), 3),
+        "handoff_max_s": round(max(handoffs), 3), "overhead_s": round(overhead, 3),
+        "overhead_per_instance_s": round(overhead / len(tickets), 3),
+        "vs_polling_every_5s": round(POLLING_HANDOFF_MEAN / max(statistics.mean(handoffs), 1e-3), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="3,10")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    results = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        proxy = CountingProxy()
+        directory = Path(tempfile.mkdtemp(prefix=f"skynet-bench-{size}-"))
+        cluster = CountedCluster(directory, proxy, heartbeat_interval=30, heartbeat_max_age=300)
+        try:
+            info = cluster.up(api=size, ready_timeout=60 + 10 * size)
+            warm = deploy_and_wait(cluster, git.Repo(info.app_repo).commit("main").hexsha)
+            assert warm["state"] == "completed", warm.get("reason")
+            sha = commit(info.app_repo, directory / "work", f"bench release for {size}\n")
+            before = proxy.snapshot()
+            view = deploy_and_wait(cluster, sha)
+            requests = proxy.snapshot() - before
+            figures = measure(view)
+            figures["aws_requests"] = sum(requests.values())
+            figures["aws_requests_per_ticket"] = round(sum(requests.values()) / size, 1)
+            results.append(figures)
+            print(json.dumps(figures), flush=True)
+        finally:
+            cluster.down()
+            proxy.stop()
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
