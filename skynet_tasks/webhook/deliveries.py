@@ -33,7 +33,7 @@ class DeliveryLedger:
         try:
             self.db.put_item(TableName=self.table, Item={
                 **self._key(delivery), "state": {"S": "pending"}, "received_at": {"N": repr(now)},
-                "expires": {"N": str(int(now + KEEP_SECONDS))}}, ConditionExpression="attribute_not_exists(pk)")
+                "expires_at": {"N": str(int(now + KEEP_SECONDS))}}, ConditionExpression="attribute_not_exists(pk)")
             return None
         except ClientError as error:
             if not condition_failed(error):

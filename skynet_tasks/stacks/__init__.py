@@ -1,0 +1,1 @@
+"""CloudFormation stacks Skynet ships (cloudformation/ at the repository root)."""

@@ -1,0 +1,58 @@
+"""Reading CloudFormation templates, and filling their parameters for ``skynet stack render``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "cloudformation"
+
+
+class StackError(ValueError):
+    """A parameter the template does not have, or a template that cannot be read."""
+
+
+class CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (!Ref, !Sub…) read as their long JSON forms."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    key = suffix if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        return {key: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {key: loader.construct_sequence(node, deep=True)}
+    if isinstance(node, yaml.MappingNode):
+        return {key: loader.construct_mapping(node, deep=True)}
+    raise yaml.constructor.ConstructorError(None, None, f"unexpected node for !{suffix}", node.start_mark)
+
+
+CfnLoader.add_multi_constructor("!", _tag)
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.load(path.read_text(), Loader=CfnLoader)  # noqa: S506  # nosec B506 - a SafeLoader subclass
+    except (OSError, yaml.YAMLError) as error:
+        raise StackError(f"cannot read {path}: {error}") from None
+    if not isinstance(data, dict) or "Resources" not in data:
+        raise StackError(f"{path} is not a CloudFormation template")
+    return data
+
+
+def render(path: Path, values: dict[str, str]) -> str:
+    """The template as JSON, with ``values`` as its parameters' defaults (unknown names refused)."""
+    template = load_template(path)
+    parameters = template.get("Parameters", {})
+    unknown = sorted(set(values) - set(parameters))
+    if unknown:
+        raise StackError(f"the template has no parameter {', '.join(unknown)}; it has {', '.join(sorted(parameters))}")
+    for name, value in values.items():
+        allowed = parameters[name].get("AllowedValues")
+        if allowed and value not in allowed:
+            raise StackError(f"{name} must be one of {', '.join(map(str, allowed))}")
+        parameters[name]["Default"] = value
+    return json.dumps(template, indent=1)
