@@ -6,7 +6,6 @@ and is validated before anything is sent.
 
 from __future__ import annotations
 
-import importlib
 import logging
 
 import click
@@ -15,6 +14,8 @@ from skynet_tasks.cli.core import bootstrap, deploy, status, worker
 from skynet_tasks.cli.demo import demo
 from skynet_tasks.cli.local import local
 from skynet_tasks.cli.rollout import drain_command, logs, rollback_command, rollout
+from skynet_tasks.cli.stack import stack
+from skynet_tasks.cli.webhook import webhook
 
 
 @click.group()
@@ -25,16 +26,6 @@ def main(log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for command in (bootstrap, deploy, status, worker, local, demo, rollout, rollback_command, drain_command, logs):
+for command in (bootstrap, deploy, status, worker, local, demo, rollout, rollback_command, drain_command, logs,
+                webhook, stack):
     main.add_command(command)
-
-# Command groups of other areas, each in its own module.
-for module_name, attribute in (("skynet_tasks.cli.stack", "stack"), ("skynet_tasks.cli.config", "config"),
-                               ("skynet_tasks.cli.webhook", "webhook"), ("skynet_tasks.cli.monitor", "monitor")):
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name != module_name:
-            raise
-        continue
-    main.add_command(getattr(module, attribute))
