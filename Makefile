@@ -28,6 +28,8 @@ test: setup
 bench: setup
 	$(BIN)/python -m benchmarks.rollout --sizes 3,10 --out benchmarks/results/rollout.json
 	$(BIN)/python -m benchmarks.idle_cost --instances 3 --seconds 120 --out benchmarks/results/idle.json
+	$(BIN)/python -m benchmarks.webhook --out benchmarks/results/webhook.json
+	$(BIN)/python -m benchmarks.rp_render --out benchmarks/results/rp_render.json
 
 clean:
 	rm -rf $(VENV) .local-cluster .pytest_cache .mypy_cache .ruff_cache
