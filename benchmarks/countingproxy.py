@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from skynet_tasks.local.motoserver import free_port
 
+DYNAMO_ERROR = b'{"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError", "message": "injected"}'
+S3_ERROR = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
@@ -47,6 +49,14 @@ class CountingProxy:
                 service, operation = classify(self.headers, body, self.path)
                 with proxy.lock:
                     proxy.counts[(service, f"{self.command} {operation}" if service == "s3" else operation)] += 1
+                    fail = proxy.should_fail(service)
+                if fail:
+                    error = DYNAMO_ERROR if service == "dynamodb" else S3_ERROR
+                    self.send_response(500)
+                    self.send_header("Content-Length", str(len(error)))
+                    self.end_headers()
+                    self.wfile.write(error)
+                    return
                 target = urlsplit(proxy.upstream or "")
                 upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -70,6 +80,10 @@ class CountingProxy:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def should_fail(self, service: str) -> bool:
+        """Whether to answer this request with a 500 instead of forwarding it (never, here)."""
+        return False
 
     @property
     def url(self) -> str:

@@ -255,19 +255,21 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
     except Exception as unexpected:  # noqa: BLE001 - any failure must be reported, or the line stalls
         log.exception("rollout %s: update of ticket %d crashed", rollout_id, ticket)
         ok, error = False, f"update crashed: {unexpected!r}"
+    annotations: dict[str, Any] = {"reported_attempt": attempt}
     log_key = f"logs/updates/{rollout_id}/{ticket:06d}-{me}.log"
     try:
         ctx.store.put_text(log_key, log_text or (error or "") + "\n")
-        ctx.ledger.annotate_ticket(rollout_id, ticket, {"log_key": log_key, "reported_at": time.time()})
+        annotations["log_key"] = log_key
     except Exception:  # noqa: BLE001 - the report matters more than its log
         log.exception("rollout %s: could not store the log of ticket %d", rollout_id, ticket)
     try:
-        # Before the report goes out, so that a duplicate update message can no longer run it.
-        ctx.ledger.annotate_ticket(rollout_id, ticket, {"reported_attempt": attempt})
+        # Marked reported before the report goes out, so that a duplicate update message can no longer run it.
+        ctx.ledger.annotate_ticket(rollout_id, ticket, {**annotations, "reported_at": time.time()})
     except Exception:  # noqa: BLE001 - the conductor ignores a second report anyway; the first must go out
         log.exception("rollout %s: could not mark ticket %d reported", rollout_id, ticket)
-    register_self(ctx, last_task=f"update {rollout_id}#{ticket}", last_outcome="ok" if ok else f"failed: {error}")
+    # The report first: the next instance's turn waits on it; the registry refresh does not.
     send_event(ctx, ctx.settings.group, UpdateReported(rollout_id, ticket, me, ok, error))
+    register_self(ctx, last_task=f"update {rollout_id}#{ticket}", last_outcome="ok" if ok else f"failed: {error}")
     log.info("rollout %s: ticket %d on %s %s%s", rollout_id, ticket, me, "succeeded" if ok else "failed",
              f": {error}" if error else "")
 
