@@ -1,6 +1,6 @@
 """Who this instance is: from SKYNET_* variables, or on EC2 from instance metadata and tags.
 
-On EC2 the user data writes the env, layer and buckets into /etc/skynet/skynet.env;
+On EC2 the user data writes the env, layer and buckets into /etc/skynet/env;
 the instance id and private address come from IMDSv2 here, and a
 ``maintenance-group`` tag overrides the default group when tags are exposed in
 metadata.

@@ -87,6 +87,26 @@ def exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def watch_lifecycle(ctx: Context, hook: str) -> None:
+    """On EC2: when the auto scaling group terminates this instance, leave, stop, then let it go on."""
+    from workers.lifecycle import Imds, complete_lifecycle, watch_termination
+
+    imds, terminating = Imds(), threading.Event()
+
+    def on_terminate() -> None:
+        terminating.set()
+        membership.leave(ctx)
+        os.kill(os.getpid(), signal.SIGTERM)  # warm shutdown: the task in hand finishes first
+
+    def after_shutdown(**_: Any) -> None:
+        if terminating.is_set():
+            complete_lifecycle(imds, ctx.aws.client("autoscaling"), hook, ctx.settings.instance_id)
+
+    worker_shutdown.connect(after_shutdown, weak=False)
+    threading.Thread(target=watch_termination, args=(imds, ctx.settings.instance_id, on_terminate,
+                                                     threading.Event()), name="lifecycle", daemon=True).start()
+
+
 def heartbeat_step(ctx: Context) -> type[bootsteps.StartStopStep]:
     """A consumer bootstep that asks the worker to re-register every heartbeat interval."""
 
@@ -133,6 +153,9 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
         membership.converge_at_boot(ctx)
         handlers.handle_re_register(ctx, "boot")
         worker_shutdown.connect(lambda **_: membership.leave(ctx), weak=False)
+        hook = os.environ.get("SKYNET_LIFECYCLE_HOOK")
+        if hook:
+            watch_lifecycle(ctx, hook)
         if settings.layer == "rp":
             from skynet_tasks.proxy.runtime import start_proxy, stop_proxy
 
