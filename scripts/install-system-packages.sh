@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Skynet's local mode and tests use, only those missing.
 # nginx: the reverse-proxy layer; php-fpm: the PHP stack recipe; openssh-server: the
-# deploy-key clone test; git: builds. Run as root (or with sudo available).
+# deploy-key clone test; git: builds; chromium: the dashboard's browser tests.
+# Run as root (or with sudo available).
 set -euo pipefail
 
 want=()
@@ -9,6 +10,9 @@ command -v git >/dev/null 2>&1 || want+=(git)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || want+=(nginx-light)
 ls /usr/sbin/php-fpm* >/dev/null 2>&1 || want+=(php-fpm)
 [ -x /usr/sbin/sshd ] || want+=(openssh-server)
+# The dashboard's browser tests drive Debian's chromium through its chromedriver.
+command -v chromium >/dev/null 2>&1 || want+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || want+=(chromium-driver)
 
 if [ ${#want[@]} -eq 0 ]; then
   exit 0

@@ -17,8 +17,10 @@ ROLLOUT_FIELDS = ("id", "group", "kind", "release", "state", "reason", "canary",
 
 def rollout_summary(view: dict[str, Any]) -> dict[str, Any]:
     summary = {k: view.get(k) for k in ROLLOUT_FIELDS}
-    summary["tickets"] = [{k: t.get(k) for k in TICKET_FIELDS}
-                          for t in sorted(view.get("tickets", []), key=lambda t: t["number"])]
+    # A query can see a ticket item before a transaction's write of its fields is visible
+    # (moto shows it, DynamoDB allows it): such a half-written item waits for the next read.
+    complete = [t for t in view.get("tickets", []) if "number" in t and "state" in t and "instance" in t]
+    summary["tickets"] = [{k: t.get(k) for k in TICKET_FIELDS} for t in sorted(complete, key=lambda t: t["number"])]
     return summary
 
 

@@ -7,11 +7,12 @@ so a running task is never handed to a second worker while it still runs.
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from celery import Task
 
-from skynet_tasks import handlers, membership
+from skynet_tasks import handlers, membership, names
 from skynet_tasks.app import app
 from skynet_tasks.context import Context
 from skynet_tasks.messages import (
@@ -24,6 +25,7 @@ from skynet_tasks.messages import (
     UPDATE_TASK,
 )
 from skynet_tasks.settings import Settings
+from skynet_tasks.taskruns import TaskRuns
 
 SWEEP_ONE_IN = 10
 
@@ -39,6 +41,32 @@ class SkynetTask(Task):
         if SkynetTask._context is None:
             SkynetTask._context = Context.create(Settings.from_env(), self.app)
         return SkynetTask._context
+
+    # Routine successes not worth a row on the dashboard's task page (heartbeats: their
+    # age is on the instances page); their failures are still recorded.
+    quiet_success = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task and record the run (state, runtime, error) for the dashboard."""
+        started_at, clock = time.time(), time.monotonic()
+        error: BaseException | None = None
+        try:
+            return super().__call__(*args, **kwargs)
+        except BaseException as failure:
+            error = failure
+            raise
+        finally:
+            if error is not None or not self.quiet_success:
+                self._record_run(started_at, time.monotonic() - clock, error)
+
+    def _record_run(self, started_at: float, runtime: float, error: BaseException | None) -> None:
+        if SkynetTask._context is None:  # the context itself failed to build: nothing to record with
+            return
+        settings = self.ctx.settings
+        runs = TaskRuns(self.ctx.aws.dynamodb, names.state_table(settings.env))
+        runs.record(settings.instance_id, self.name, "failure" if error else "success", started_at,
+                    round(runtime, 3), f"{type(error).__name__}: {error}" if error else None,
+                    task_id=self.request.id)
 
 
 @app.task(name=BUILD_TASK, base=SkynetTask, bind=True, soft_time_limit=780, time_limit=840)
@@ -61,7 +89,7 @@ def take_ticket(self: SkynetTask, rollout_id: str) -> None:
     handlers.handle_take_ticket(self.ctx, rollout_id)
 
 
-@app.task(name=RE_REGISTER_TASK, base=SkynetTask, bind=True, time_limit=60)
+@app.task(name=RE_REGISTER_TASK, base=SkynetTask, bind=True, time_limit=60, quiet_success=True)
 def re_register(self: SkynetTask, reason: str = "heartbeat") -> None:
     handlers.handle_re_register(self.ctx, reason)
     # About one heartbeat in ten, spread over the members, also sweeps: enough to clean up

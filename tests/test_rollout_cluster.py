@@ -50,6 +50,7 @@ from skynet_tasks.queues import Queues, instance_queue
 from skynet_tasks.registry import Endpoint
 from skynet_tasks.settings import Settings
 from skynet_tasks.states import ReleaseState, RolloutKind
+from skynet_tasks.taskruns import TaskRuns
 from skynet_tasks.webhook.local import push_payload, send_webhook
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
@@ -107,6 +108,12 @@ def test_a_good_push_is_built_once_canaried_and_rolled_out_one_at_a_time(cluster
     assert group["desired_release"] == sha
     wait_for(lambda: all(i["release"] == sha for i in group_status(cluster)["instances"]), 20,
              "every instance to re-register with the new release")
+    # each task run was recorded for the dashboard: the builder's build, every instance's update
+    runs = TaskRuns(cluster.aws().dynamodb, "skynet-local-state")
+    builder_runs = runs.recent(release.builder)
+    assert any(r.task == "skynet.build" and r.state == "success" and r.runtime for r in builder_runs)
+    for instance in INSTANCES:
+        assert any(r.task == "skynet.update" and r.state == "success" for r in runs.recent(instance)), instance
 
 
 def test_a_failed_build_touches_no_instance_and_keeps_its_log(cluster, workdir):

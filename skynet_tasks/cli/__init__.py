@@ -13,6 +13,7 @@ import click
 from skynet_tasks.cli.core import bootstrap, deploy, status, worker
 from skynet_tasks.cli.demo import demo
 from skynet_tasks.cli.local import local
+from skynet_tasks.cli.monitor import monitor
 from skynet_tasks.cli.rollout import drain_command, logs, rollback_command, rollout
 from skynet_tasks.cli.stack import stack
 from skynet_tasks.cli.webhook import webhook
@@ -27,5 +28,5 @@ def main(log_level: str) -> None:
 
 
 for command in (bootstrap, deploy, status, worker, local, demo, rollout, rollback_command, drain_command, logs,
-                webhook, stack):
+                webhook, stack, monitor):
     main.add_command(command)

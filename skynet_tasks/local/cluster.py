@@ -62,6 +62,8 @@ class ClusterInfo:
     environment: dict[str, str] = field(default_factory=dict)
     webhook_url: str | None = None
     rp_url: str | None = None
+    dashboard_url: str | None = None
+    dashboard_token_file: str | None = None
     webhook_secret_file: str | None = None
     # Processes beside the instances (webhook receiver, dashboard), by name, so `down` stops them too.
     services: dict[str, int] = field(default_factory=dict)
@@ -188,6 +190,7 @@ class LocalCluster:
                                 environment=environment)
         self.info.save()
         self.start_webhook()
+        self.start_dashboard()
         for layer, count in layers:
             for number in range(1, count + 1):
                 self.start_instance(f"{layer}-{number}", layer)
@@ -207,6 +210,15 @@ class LocalCluster:
         receiver = start_local_receiver(self.dir, info.environment, Path(info.app_repo), env=LOCAL_ENV)
         info.webhook_url, info.webhook_secret_file = receiver.url, receiver.secret_file
         info.services["webhook"] = receiver.pid
+        info.save()
+
+    def start_dashboard(self) -> None:
+        from skynet_tasks.monitor.local import start_local_dashboard
+
+        info = self.require_info()
+        dashboard = start_local_dashboard(self.dir, info.environment, env=LOCAL_ENV)
+        info.dashboard_url, info.dashboard_token_file = dashboard.url, dashboard.token_file
+        info.services["dashboard"] = dashboard.pid
         info.save()
 
     def aws(self, environment: dict[str, str] | None = None) -> Aws:

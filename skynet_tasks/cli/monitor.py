@@ -1,0 +1,51 @@
+"""``skynet monitor serve``: the dashboard, its JSON API and /metrics over HTTP."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from skynet_tasks.cli.options import env_option
+from skynet_tasks.monitor.auth import Auth, AuthConfigError, check_bind, is_loopback
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+@click.group()
+def monitor() -> None:
+    """The web dashboard: groups, instances, rollouts, releases, queues, task runs; operator actions."""
+
+
+@monitor.command("serve")
+@env_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8089, show_default=True)
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), envvar="SKYNET_DASHBOARD_TOKEN_FILE",
+              default=None, help="File holding the token that actions need (mode 0600) [SKYNET_DASHBOARD_TOKEN_FILE]. "
+                                 "Required to bind a non-loopback address.")
+@click.option("--threads", type=click.IntRange(1, 64), default=8, show_default=True)
+def serve(env: str, host: str, port: int, token_file: Path | None, threads: int) -> None:
+    """Serve the dashboard until stopped."""
+    import waitress
+
+    from skynet_tasks.app import app as celery_app
+    from skynet_tasks.aws import Aws
+    from skynet_tasks.monitor.app import create_app
+    from skynet_tasks.settings import Settings
+
+    try:
+        auth = Auth.from_file(token_file) if token_file else Auth()
+        check_bind(host, auth)
+    except AuthConfigError as error:
+        raise click.ClickException(str(error)) from None
+    settings = Settings.from_env()
+    application = create_app(env, Aws(), celery_app, auth, settings.heartbeat_max_age,
+                             allowed_hosts=LOOPBACK_NAMES if is_loopback(host) else None)
+    log.info("dashboard of env %s on http://%s:%d/ (actions %s)", env, host, port,
+             "enabled" if auth.token else "disabled: no --token-file")
+    click.echo(f"Skynet dashboard of env {env}: http://{host}:{port}/", err=True)
+    waitress.serve(application, host=host, port=port, threads=threads, ident="skynet-dashboard")

@@ -1,0 +1,1 @@
+"""The dashboard: read-only views of a cluster's state, operator actions, a JSON API and metrics."""

@@ -1,0 +1,266 @@
+"""The dashboard as a Flask application: HTML pages, the JSON API, /metrics and operator actions.
+
+Pages are rendered on the server; their script re-fetches the page's main part
+every few seconds (``?partial=1``) so they update live without a reload and
+without a build step. Actions go through ``skynet_tasks.operator``, exactly as
+the CLI's do, after ``skynet_tasks.monitor.auth`` has accepted the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery
+from flask import Flask, Response, jsonify, redirect, render_template, request
+from markupsafe import Markup
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import HTTPException
+
+from skynet_tasks import names
+from skynet_tasks.artifact_store import ArtifactStore
+from skynet_tasks.aws import Aws
+from skynet_tasks.conductor import OPERATOR_ACTIONS
+from skynet_tasks.deploys import DeployError
+from skynet_tasks.ledger import Ledger
+from skynet_tasks.messages import Messenger
+from skynet_tasks.monitor.auth import Auth, Refused, check_same_origin
+from skynet_tasks.monitor.data import MonitorData, NotFound, check_part, check_rollout_id
+from skynet_tasks.monitor.metrics import make_registry
+from skynet_tasks.monitor.openapi import openapi_document
+from skynet_tasks.operator import OperatorError, drain_instance, rollback, rollout_action
+from skynet_tasks.queues import Queues
+from skynet_tasks.registry import Registry
+from skynet_tasks.taskruns import TaskRuns
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 2.0
+PAGES = ("groups", "instances", "rollouts", "releases", "queues", "tasks")
+
+
+def _ago(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "–"
+    return f"{max(0.0, time.time() - value):.0f}s ago"
+
+
+def _seconds(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "–"
+    if value < 120:
+        return f"{value:.1f}s"
+    return f"{value / 60:.1f}min"
+
+
+def _clock(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "–"
+    return time.strftime("%H:%M:%S", time.localtime(value))
+
+
+def create_app(env: str, aws: Aws, celery_app: Celery, auth: Auth, max_age: float,
+               allowed_hosts: tuple[str, ...] | None = None, poll_seconds: float = POLL_SECONDS) -> Flask:
+    """The dashboard of ``env``.
+
+    ``allowed_hosts``, when given, are the only Host names served (a loopback
+    dashboard names its loopback names, so a DNS-rebound page cannot read it);
+    pages re-fetch themselves every ``poll_seconds``.
+    """
+    names.check_name_part("env", env)
+    ledger = Ledger(aws.dynamodb, names.state_table(env))
+    registry = Registry(aws.dynamodb, names.endpoints_table(env))
+    data = MonitorData(ledger, registry, Queues(aws.sqs), ArtifactStore(aws.s3, names.repo_bucket(env)),
+                       TaskRuns(aws.dynamodb, names.state_table(env)), env, max_age)
+    messenger = Messenger(celery_app, env)
+    metrics, action_counter = make_registry(data)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.jinja_env.filters.update(ago=_ago, seconds=_seconds, clock=_clock)
+    app.jinja_env.globals.update(env=env, pages=PAGES, poll_ms=int(poll_seconds * 1000))
+
+    @app.before_request
+    def check_host() -> Response | None:
+        if allowed_hosts is not None and request.host.rsplit(":", 1)[0].strip("[]") not in allowed_hosts:
+            return _error(400, "unexpected Host header")
+        return None
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("Content-Security-Policy",
+                                    "default-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'")
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.errorhandler(NotFound)
+    def not_found(error: NotFound) -> Response:
+        return _error(404, str(error))
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        return _error(error.code or 500, error.description or error.name)
+
+    # ---- pages ------------------------------------------------------------------
+    def page(template: str, **context: Any) -> str:
+        main = render_template(template, **context)
+        if request.args.get("partial") == "1":
+            return main
+        return render_template("base.html", main=Markup(main), title=context.get("title", template))  # noqa: S704  # nosec B704 - rendered by our autoescaping template
+
+    @app.get("/")
+    def index() -> Any:
+        return redirect("/groups")
+
+    @app.get("/health")
+    def health() -> Response:
+        return jsonify({"ok": True, "env": env})
+
+    @app.get("/groups")
+    def groups_page() -> str:
+        return page("groups.html", title="groups", status=data.status())
+
+    @app.get("/instances")
+    def instances_page() -> str:
+        return page("instances.html", title="instances", instances=data.instances())
+
+    @app.get("/rollouts")
+    def rollouts_page() -> str:
+        return page("rollouts.html", title="rollouts", rollouts=data.rollouts(limit=20))
+
+    @app.get("/rollouts/<rollout_id>")
+    def rollout_page(rollout_id: str) -> str:
+        return page("rollout.html", title=f"rollout {rollout_id}", rollout=data.rollout(rollout_id),
+                    actions=OPERATOR_ACTIONS)
+
+    @app.get("/releases")
+    def releases_page() -> str:
+        return page("releases.html", title="releases", releases=data.releases())
+
+    @app.get("/queues")
+    def queues_page() -> str:
+        return page("queues.html", title="queues", queues=data.queue_depths())
+
+    @app.get("/tasks")
+    def tasks_page() -> str:
+        instance = request.args.get("instance") or None
+        return page("tasks.html", title="tasks", runs=data.task_runs(instance, 20), instance=instance)
+
+    # ---- JSON API ---------------------------------------------------------------
+    @app.get("/api/openapi.json")
+    def openapi() -> Response:
+        return jsonify(openapi_document())
+
+    @app.get("/api/status")
+    def api_status() -> Response:
+        return jsonify(data.status())
+
+    @app.get("/api/groups")
+    def api_groups() -> Response:
+        return jsonify(data.status()["groups"])
+
+    @app.get("/api/groups/<group>")
+    def api_group(group: str) -> Response:
+        return jsonify(data.group(group))
+
+    @app.get("/api/groups/<group>/actions")
+    def api_actions(group: str) -> Response:
+        return jsonify(data.actions(group))
+
+    @app.get("/api/instances")
+    def api_instances() -> Response:
+        return jsonify(data.instances())
+
+    @app.get("/api/rollouts")
+    def api_rollouts() -> Response:
+        return jsonify(data.rollouts(request.args.get("group") or None))
+
+    @app.get("/api/rollouts/<rollout_id>")
+    def api_rollout(rollout_id: str) -> Response:
+        return jsonify(data.rollout(rollout_id))
+
+    @app.get("/api/rollouts/<rollout_id>/tickets/<int:number>/log")
+    def api_ticket_log(rollout_id: str, number: int) -> Response:
+        return _text(data.ticket_log(rollout_id, number))
+
+    @app.get("/api/releases")
+    def api_releases() -> Response:
+        return jsonify(data.releases(request.args.get("group") or None))
+
+    @app.get("/api/releases/<group>/<sha>/log")
+    def api_release_log(group: str, sha: str) -> Response:
+        return _text(data.release_log(group, sha))
+
+    @app.get("/api/queues")
+    def api_queues() -> Response:
+        return jsonify([q.__dict__ for q in data.queue_depths()])
+
+    @app.get("/api/tasks")
+    def api_tasks() -> Response:
+        return jsonify(data.task_runs(request.args.get("instance") or None, 20))
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics), mimetype=CONTENT_TYPE_LATEST)
+
+    # ---- actions ----------------------------------------------------------------
+    def act(name: str, do: Callable[[str], dict[str, Any]]) -> Response:
+        try:
+            actor = auth.actor(request.headers.get("Authorization"))
+            check_same_origin(dict(request.headers), request.host_url)
+        except Refused as refused:
+            action_counter.labels(name, "refused").inc()
+            log.warning("action %s refused (%d): %s", name, refused.status, refused)
+            response = _error(refused.status, str(refused))
+            if refused.status == 401:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="skynet"'
+            return response
+        try:
+            result = do(actor)
+        except (OperatorError, DeployError) as error:
+            action_counter.labels(name, "rejected").inc()
+            return _error(409, str(error))
+        action_counter.labels(name, "accepted").inc()
+        log.info("action %s by %s accepted", name, actor)
+        return _json(202, result)
+
+    @app.post("/api/rollouts/<rollout_id>/<action>")
+    def api_rollout_action(rollout_id: str, action: str) -> Response:
+        if action not in OPERATOR_ACTIONS:
+            raise NotFound(f"no action {action!r}; choose one of {', '.join(OPERATOR_ACTIONS)}")
+        check_rollout_id(rollout_id)
+        return act(action, lambda actor: rollout_action(ledger, messenger, rollout_id, action, actor).__dict__)
+
+    @app.post("/api/groups/<group>/rollback")
+    def api_rollback(group: str) -> Response:
+        check_part("group", group)
+        return act("rollback", lambda actor: rollback(ledger, messenger, group, actor).__dict__)
+
+    @app.post("/api/instances/<instance>/drain")
+    def api_drain(instance: str) -> Response:
+        check_part("instance id", instance)
+        return act("drain", lambda actor: drain_instance(ledger, registry, messenger, env, instance,
+                                                         actor).__dict__)
+
+    return app
+
+
+def _json(status: int, body: Any) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def _error(status: int, message: str) -> Response:
+    return _json(status, {"error": message})
+
+
+def _text(text: str | None) -> Response:
+    if text is None:
+        raise NotFound("no log stored")
+    return Response(text, mimetype="text/plain")

@@ -1,0 +1,269 @@
+"""Read-only views of one env for the dashboard, its API and its metrics.
+
+Everything is read fresh from the state table, the registry and SQS on each
+request; nothing here writes. The shaping of views (ticket durations, hand-off
+latencies) is pure and separate from the reads, so it is tested as data.
+
+Values in these views come from the state table and the registry, which
+instances write: they are rendered escaped (Jinja autoescape) and never used
+to build a key or a path except the log keys the ledger itself recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from skynet_tasks import names
+from skynet_tasks.artifact_store import ArtifactStore
+from skynet_tasks.ledger import Ledger
+from skynet_tasks.queues import Queues
+from skynet_tasks.registry import Registry
+from skynet_tasks.status import rollout_summary
+from skynet_tasks.taskruns import TaskRuns
+
+log = logging.getLogger(__name__)
+
+# What a rollout id may look like in a URL (handlers.new_rollout_id makes r<date>-<time>-<hex>).
+ROLLOUT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+SHA = re.compile(r"^[0-9a-f]{7,64}$")
+LOG_LIMIT = 200_000  # characters of a log shown; the tail, where the failure is
+
+
+class NotFound(Exception):
+    """The thing asked for does not exist (or its name is not a valid one)."""
+
+
+def check_rollout_id(rollout_id: str) -> str:
+    if not ROLLOUT_ID.match(rollout_id):
+        raise NotFound(f"{rollout_id!r} is not a rollout id")
+    return rollout_id
+
+
+def check_part(kind: str, value: str) -> str:
+    try:
+        return names.check_name_part(kind, value)
+    except ValueError as error:
+        raise NotFound(str(error)) from None
+
+
+# ---- pure shaping -------------------------------------------------------------
+def _span(start: Any, end: Any, now: float) -> float | None:
+    if not isinstance(start, int | float):
+        return None
+    stop = end if isinstance(end, int | float) else now
+    return round(max(0.0, stop - start), 3)
+
+
+def ticket_timeline(summary: dict[str, Any], now: float) -> dict[str, Any]:
+    """A rollout summary with, per ticket, its wait and update durations and the hand-off latency before it.
+
+    The hand-off latency of ticket n is the time from the end of the previous
+    ticket that ran to the start of ticket n: how long "your number came up" took.
+    """
+    tickets = []
+    previous_end: float | None = None
+    for ticket in summary.get("tickets", []):
+        started, finished = ticket.get("started_at"), ticket.get("finished_at")
+        handoff = None
+        if isinstance(started, int | float) and previous_end is not None:
+            handoff = round(max(0.0, started - previous_end), 3)
+        tickets.append({
+            **ticket,
+            "waited": _span(ticket.get("taken_at"), started, now) if ticket.get("state") != "cancelled"
+            else _span(ticket.get("taken_at"), finished, now),
+            "updated": _span(started, finished, now),
+            "handoff": handoff,
+        })
+        if isinstance(finished, int | float) and isinstance(started, int | float):
+            previous_end = finished
+    created, ended = summary.get("created_at"), summary.get("finished_at")
+    failing = next((t for t in reversed(tickets) if t.get("state") == "failed"), None)
+    return {**summary, "tickets": tickets, "duration": _span(created, ended, now),
+            "failed_ticket": failing["number"] if failing else None}
+
+
+def summarize(view: dict[str, Any], now: float) -> dict[str, Any]:
+    """The timeline of a stored rollout view, leaving out ticket items that are not whole yet.
+
+    A query may meet the items of a transaction one by one (DynamoDB promises only
+    read-committed isolation to queries), so an item can lack its fields for a moment;
+    the next refresh shows it whole.
+    """
+    tickets = [t for t in view.get("tickets", []) if isinstance(t.get("number"), int) and t.get("state")]
+    shaped = ticket_timeline(rollout_summary({**view, "tickets": tickets}), now)
+    shaped["progress"] = progress(shaped)
+    return shaped
+
+
+def progress(summary: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {"total": len(summary.get("tickets", []))}
+    for ticket in summary.get("tickets", []):
+        counts[str(ticket.get("state"))] = counts.get(str(ticket.get("state")), 0) + 1
+    return counts
+
+
+# ---- reads ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QueueDepth:
+    name: str
+    visible: int
+    in_flight: int
+    delayed: int
+    dead_letter: int | None
+
+
+class MonitorData:
+    """Fresh views of one env; clients passed in, nothing cached."""
+
+    def __init__(self, ledger: Ledger, registry: Registry, queues: Queues, store: ArtifactStore,
+                 taskruns: TaskRuns, env: str, max_age: float) -> None:
+        self.ledger = ledger
+        self.registry = registry
+        self.queues = queues
+        self.store = store
+        self.taskruns = taskruns
+        self.env = env
+        self.max_age = max_age
+
+    def status(self, rollouts_per_group: int = 5, now: float | None = None) -> dict[str, Any]:
+        """Groups with their instances and recent rollouts: ``skynet status --json``'s shape, plus timelines.
+
+        Built like ``skynet_tasks.status.collect_status``, but through ``summarize``, so that a
+        ticket item met half-written does not fail the page.
+        """
+        now = time.time() if now is None else now
+        endpoints = self.instances(now)
+        groups = []
+        for name in self.ledger.list_groups():
+            info = self.ledger.group_info(name)
+            rollouts = [summarize(view, now) for rollout_id in self.ledger.recent_rollouts(name, rollouts_per_group)
+                        if (view := self.ledger.rollout_view(rollout_id)) is not None]
+            groups.append({
+                "name": name,
+                **{k: info.get(k) for k in ("repo", "branch", "desired_release", "desired_rollout",
+                                            "previous_release")},
+                "instances": [e for e in endpoints if e["group"] == name],
+                "rollouts": rollouts,
+                "current_rollout": rollouts[-1] if rollouts else None,
+                "actions": self.ledger.actions(name, 5),
+            })
+        return {"env": self.env, "generated_at": now, "groups": groups}
+
+    def group(self, group: str) -> dict[str, Any]:
+        check_part("group", group)
+        found = next((g for g in self.status(10)["groups"] if g["name"] == group), None)
+        if found is None:
+            raise NotFound(f"no group {group}")
+        found["actions"] = self.ledger.actions(group, 20)  # more of the trail than the overview shows
+        return found
+
+    def instances(self, now: float | None = None) -> list[dict[str, Any]]:
+        now = time.time() if now is None else now
+        out = []
+        for endpoint in self.registry.endpoints(self.env):
+            values = asdict(endpoint)
+            values["id"] = values.pop("instance_id")
+            values["heartbeat_age"] = round(endpoint.age(now), 3)
+            values["stale"] = endpoint.age(now) > self.max_age
+            out.append(values)
+        return out
+
+    def rollouts(self, group: str | None = None, limit: int = 20, now: float | None = None) -> list[dict[str, Any]]:
+        now = time.time() if now is None else now
+        groups = [check_part("group", group)] if group else self.ledger.list_groups()
+        out = []
+        for name in groups:
+            for rollout_id in self.ledger.recent_rollouts(name, limit):
+                view = self.ledger.rollout_view(rollout_id)
+                if view is not None:
+                    out.append(summarize(view, now))
+        return sorted(out, key=lambda r: r.get("created_at") or 0, reverse=True)
+
+    def rollout(self, rollout_id: str, now: float | None = None) -> dict[str, Any]:
+        """One rollout's ticket timeline, with the failing ticket's log attached."""
+        now = time.time() if now is None else now
+        view = self.ledger.rollout_view(check_rollout_id(rollout_id))
+        if view is None:
+            raise NotFound(f"no rollout {rollout_id}")
+        shaped = summarize(view, now)
+        shaped["failed_log"] = None
+        if shaped["failed_ticket"] is not None:
+            shaped["failed_log"] = self.ticket_log(rollout_id, shaped["failed_ticket"])
+        return shaped
+
+    def ticket_log(self, rollout_id: str, number: int) -> str | None:
+        ticket = self.ledger.ticket(check_rollout_id(rollout_id), number)
+        if ticket is None:
+            raise NotFound(f"rollout {rollout_id} has no ticket {number}")
+        return self._log(ticket.get("log_key"))
+
+    def releases(self, group: str | None = None) -> list[dict[str, Any]]:
+        groups = [check_part("group", group)] if group else self.ledger.list_groups()
+        out = []
+        for name in groups:
+            for release in self.ledger.releases(name):
+                values = asdict(release)
+                values["state"] = str(release.state)
+                values["build_time"] = (round(release.finished_at - release.started_at, 3)
+                                        if release.finished_at and release.started_at else None)
+                out.append(values)
+        return sorted(out, key=lambda r: r.get("started_at") or 0, reverse=True)
+
+    def release_log(self, group: str, sha: str) -> str | None:
+        if not SHA.match(sha):
+            raise NotFound(f"{sha!r} is not a commit sha")
+        release = self.ledger.release(check_part("group", group), sha)
+        if release is None:
+            raise NotFound(f"no release {sha} in group {group}")
+        return self._log(release.log_key)
+
+    def queue_depths(self) -> list[QueueDepth]:
+        """Depth of every queue of the env, with its dead-letter queue's depth beside it."""
+        listed = self.queues.list(names.prefix(self.env))
+        dead = {n for n in listed if n.endswith("-dlq") or n.endswith("-dlq.fifo")}
+        out = []
+        for name in listed:
+            if name in dead:
+                continue
+            depth = self._depth(name)
+            if depth is None:
+                continue
+            dlq_name = names.dead_letter_queue(name)
+            dlq = self._depth(dlq_name) if dlq_name in dead else None
+            out.append(QueueDepth(name, depth["visible"], depth["in_flight"], depth["delayed"],
+                                  dlq["visible"] if dlq else None))
+        return out
+
+    def task_runs(self, instance: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        instances = ([check_part("instance id", instance)] if instance
+                     else [e.instance_id for e in self.registry.endpoints(self.env)])
+        out = []
+        for name in instances:
+            out += [asdict(run) for run in self.taskruns.recent(name, limit)]
+        return sorted(out, key=lambda r: r["started_at"], reverse=True)
+
+    def actions(self, group: str) -> list[dict[str, Any]]:
+        return self.ledger.actions(check_part("group", group), 50)
+
+    def _depth(self, name: str) -> dict[str, int] | None:
+        try:
+            return self.queues.depth(name)
+        except ClientError:
+            # Deleted between listing and reading (an instance terminated): not worth an error page.
+            return None
+
+    def _log(self, key: Any) -> str | None:
+        if not isinstance(key, str) or not key:
+            return None
+        try:
+            text = self.store.get_text(key)
+        except ClientError as error:
+            log.warning("log %s unreadable: %s", key, error)
+            return None
+        return text[-LOG_LIMIT:]
