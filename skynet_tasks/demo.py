@@ -19,7 +19,9 @@ import os
 import shutil
 import threading
 import time
+import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,6 +50,7 @@ class StepResult:
     seconds: float = 0.0
     requests: int = 0
     failed_requests: int = 0
+    failure_reasons: dict[str, int] = field(default_factory=dict)
     served_release: str | None = None  # what the proxy served once the rollout stopped
 
     @property
@@ -64,6 +67,7 @@ class DemoError(Exception):
 class Counts:
     total: int = 0
     failed: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)  # why requests failed, so a failure can be diagnosed
 
 
 class ProxyClient:
@@ -72,15 +76,18 @@ class ProxyClient:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def get(self) -> dict[str, Any] | None:
+    def get(self) -> tuple[dict[str, Any] | None, str]:
+        """The app's answer, or None and why there was none."""
         try:
             with urllib.request.urlopen(self.url, timeout=10) as response:  # noqa: S310  # nosec B310 - loopback
-                return dict(json.loads(response.read())) if response.status == 200 else None
-        except (OSError, ValueError):
-            return None
+                return dict(json.loads(response.read())), ""
+        except urllib.error.HTTPError as error:
+            return None, f"HTTP {error.code}"
+        except (OSError, ValueError) as error:
+            return None, type(error).__name__
 
     def release_now(self) -> str | None:
-        answer = self.get()
+        answer, _ = self.get()
         return str(answer.get("release")) if answer else None
 
     @contextmanager
@@ -90,9 +97,11 @@ class ProxyClient:
 
         def loop() -> None:
             while not stop.is_set():
-                answer = self.get()
+                answer, reason = self.get()
                 counts.total += 1
-                counts.failed += answer is None
+                if answer is None:
+                    counts.failed += 1
+                    counts.reasons[reason] += 1
                 stop.wait(0.05)
 
         thread = threading.Thread(target=loop, name="demo-client", daemon=True)
@@ -132,11 +141,12 @@ class Demo:
 
     def up(self) -> None:
         self.say(f"starting a local cluster in {self.directory}: moto's server, {self.api} API instances, "
-                 "a reverse proxy (nginx) and the webhook receiver…")
+                 "a reverse proxy (nginx), the webhook receiver and the dashboard…")
         info = self.cluster.up(api=self.api, rp=1)
         os.environ.update(info.environment)
         self.say(f"cluster up: AWS endpoint {info.aws_endpoint}; proxy {info.rp_url}/api/local/; "
                  f"webhook {info.webhook_url}; sample app at {info.app_repo}")
+        self.say(f"dashboard: {info.dashboard_url} — watch the rollouts there (token in {info.dashboard_token_file})")
 
     def run_story(self) -> list[StepResult]:
         info = self.cluster.require_info()
@@ -150,6 +160,9 @@ class Demo:
         first = git.Repo(info.app_repo).commit("main").hexsha
         self.say("deploying the sample app's first release…")
         self.push_and_follow(ledger, secret, "0" * 40, first, "First release")
+        # The story's rolling updates fail no request only if the proxy already routes to every
+        # instance; the last one re-registers just after it reports, so give the proxy that moment.
+        self.wait_for_proxy_to_serve(client, first, {i.id for i in info.instances if i.layer == "api"})
         story: list[tuple[str, str, dict[str, str | None], str]] = [
             ("a good release", "completed", {"VERSION": "release 2: hello\n"}, "Release 2"),
             ("a release whose health check fails on ticket 2", "halted",
@@ -165,18 +178,34 @@ class Demo:
             started_at = time.monotonic()
             with client.counting() as counts:
                 rollout_id, view = self.push_and_follow(ledger, secret, before, sha, message)
-            step = StepResult(title, expected, sha, rollout_id, requests=counts.total, failed_requests=counts.failed)
+            step = StepResult(title, expected, sha, rollout_id, requests=counts.total, failed_requests=counts.failed,
+                              failure_reasons=dict(counts.reasons))
             step.seconds = round(time.monotonic() - started_at, 2)
             step.state = view.get("state") if view else None
             step.tickets = [{k: t.get(k) for k in ("number", "instance", "state", "started_at", "finished_at",
                                                    "error")} for t in (view or {}).get("tickets", [])]
             step.served_release = client.release_now()
             self.say(f"  -> rollout {step.state}" + ("" if step.behaved else f" (expected {expected})") +
-                     f"; {counts.total} requests through the proxy, {counts.failed} failed; "
+                     f"; {counts.total} requests through the proxy, {counts.failed} failed"
+                     + (f" ({_reasons(counts.reasons)})" if counts.failed else "") + "; "
                      f"the proxy now serves {str(step.served_release)[:12]}")
             results.append(step)
             before = sha
         return results
+
+    def wait_for_proxy_to_serve(self, client: ProxyClient, release: str, instances: set[str],
+                                timeout: float = 30) -> None:
+        seen: set[str] = set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            answer, _ = client.get()
+            if answer and answer.get("release") == release:
+                seen.add(str(answer.get("instance")))
+                if seen >= instances:
+                    return
+            time.sleep(0.05)
+        raise DemoError(f"after {timeout:.0f} s the proxy still does not serve {release[:12]} from "
+                        f"{', '.join(sorted(instances - seen))}")
 
     def push_and_follow(self, ledger: Ledger, secret: bytes, before: str, sha: str,
                         message: str) -> tuple[str, dict[str, Any] | None]:
@@ -215,10 +244,15 @@ class Demo:
         self.cluster.down()
 
 
+def _reasons(reasons: Counter[str]) -> str:
+    return ", ".join(f"{count}× {reason}" for reason, count in reasons.most_common())
+
+
 def summary(results: list[StepResult]) -> dict[str, Any]:
     return {"steps": [{"title": r.title, "expected": r.expected, "state": r.state, "release": r.release,
                        "rollout_id": r.rollout_id, "seconds": r.seconds, "tickets": r.tickets,
-                       "requests": {"total": r.requests, "failed": r.failed_requests},
+                       "requests": {"total": r.requests, "failed": r.failed_requests,
+                                    "failure_reasons": r.failure_reasons},
                        "served_release": r.served_release, "behaved": r.behaved}
                       for r in results],
             "behaved": all(r.behaved for r in results)}

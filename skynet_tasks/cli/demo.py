@@ -38,7 +38,9 @@ def demo(directory: Path, once: bool, as_json: bool) -> None:
         if not once:
             info = story.cluster.require_info()
             say(f"the cluster stays up: `source {directory}/env.sh; skynet status` in another shell; "
-                f"the app through the proxy: {info.rp_url}/api/local/; Ctrl-C stops it")
+                f"the app through the proxy: {info.rp_url}/api/local/; "
+                f"the dashboard: {info.dashboard_url} (actions need the token in {info.dashboard_token_file}); "
+                "Ctrl-C stops it")
             stop.wait()
     except (ClusterError, DemoError) as error:
         raise click.ClickException(str(error)) from None
