@@ -261,13 +261,14 @@ class _Draft:
         members = tuple(sorted(self.live | ({rollout.canary} if rollout.canary else set())))
         published = replace(rollout, published=True, expected=members)
         self.put(published, f"rollout {rollout.id} published release {rollout.release}")
-        previous = self.group.desired_release
-        self.group = replace(
-            self.group,
-            previous_release=previous if previous != rollout.release else self.group.previous_release,
-            desired_release=rollout.release,
-            desired_rollout=rollout.id,
-        )
+        if rollout.kind is RolloutKind.CODE:  # config and agent versions are not the group's release
+            previous = self.group.desired_release
+            self.group = replace(
+                self.group,
+                previous_release=previous if previous != rollout.release else self.group.previous_release,
+                desired_release=rollout.release,
+                desired_rollout=rollout.id,
+            )
         others = tuple(m for m in members if published.ticket_of(m) is None)
         if others:
             self.actions.append(Notify(others, rollout.id))
@@ -357,22 +358,26 @@ class _Draft:
         """At a ticket boundary: supersede older rollouts, dispatch the next ticket, or complete."""
         if self.group.updating() is not None or not self.group.line:
             return
-        newest = self.group.line[-1]
-        for older in self.group.line[:-1]:
-            self.end(older, RolloutState.SUPERSEDED, f"superseded by {newest.id}",
-                     f"rollout {older.id} superseded by {newest.id}", superseded_by=newest.id)
-        if newest.state is not RolloutState.RUNNING:
-            return
-        waiting = [t for t in newest.tickets if t.state is TicketState.WAITING]
-        if waiting:
-            ticket = waiting[0]
-            started = replace(ticket, state=TicketState.UPDATING, started_at=self.now,
-                              deadline=self.now + newest.update_timeout, acknowledged_at=None, finished_at=None)
-            self.put(newest.with_ticket(started),
-                     f"ticket {ticket.number} of rollout {newest.id} dispatched to {ticket.instance}")
-            self.actions.append(Dispatch(ticket.instance, newest.id, ticket.number))
-        elif newest.published and self._complete(newest):
-            self.end(newest, RolloutState.COMPLETED, "completed", f"rollout {newest.id} completed")
+        # The newest rollout of each kind supersedes the older ones of its kind; rollouts of
+        # different kinds (code, config, agent) share the line and take turns, oldest first.
+        newest_of = {rollout.kind: rollout for rollout in self.group.line}
+        for older in self.group.line:
+            newest = newest_of[older.kind]
+            if older is not newest:
+                self.end(older, RolloutState.SUPERSEDED, f"superseded by {newest.id}",
+                         f"rollout {older.id} superseded by {newest.id}", superseded_by=newest.id)
+        for active in [r for r in self.group.line if r.state is RolloutState.RUNNING]:
+            waiting = [t for t in active.tickets if t.state is TicketState.WAITING]
+            if waiting:
+                ticket = waiting[0]
+                started = replace(ticket, state=TicketState.UPDATING, started_at=self.now,
+                                  deadline=self.now + active.update_timeout, acknowledged_at=None, finished_at=None)
+                self.put(active.with_ticket(started),
+                         f"ticket {ticket.number} of rollout {active.id} dispatched to {ticket.instance}")
+                self.actions.append(Dispatch(ticket.instance, active.id, ticket.number))
+                return
+            if active.published and self._complete(active):
+                self.end(active, RolloutState.COMPLETED, "completed", f"rollout {active.id} completed")
 
     def _complete(self, rollout: Rollout) -> bool:
         done = {t.instance for t in rollout.tickets if t.state is TicketState.DONE}

@@ -14,7 +14,7 @@ from skynet_tasks.conductor import (
     UpdateReported,
     decide,
 )
-from skynet_tasks.states import RolloutState, TicketState
+from skynet_tasks.states import RolloutKind, RolloutState, TicketState
 
 MEMBERS = ("a", "b", "c")
 
@@ -152,3 +152,34 @@ def test_resume_after_a_failed_canary_changes_nothing_only_retry_goes_on():
     assert retried.rollout("r1").state is RolloutState.RUNNING
     assert actions == [Dispatch("a", "r1", 1)]
     assert retried.rollout("r1").ticket(1).attempts == 2
+
+
+def config_ready(rollout_id: str = "c1", version: str = "cfg-1", canary: str | None = "a") -> RolloutReady:
+    return RolloutReady(Rollout(id=rollout_id, group="g", release=version, kind=RolloutKind.CONFIG, canary=canary))
+
+
+def test_a_config_rollout_waits_its_turn_behind_a_code_rollout_instead_of_superseding_it():
+    group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True), TicketTaken("r1", "b"))
+    assert states(group) == {"a": "done", "b": "updating"}
+
+    # A config push arrives while b updates its code: nothing else is dispatched meanwhile.
+    group, actions = run(group, config_ready(canary="c"))
+    assert actions == []
+    # b's report frees the line: the code rollout is still running (c has not taken its ticket),
+    # so the config canary goes next, and the code rollout is not superseded.
+    group, actions = run(group, UpdateReported("r1", 2, "b", ok=True))
+    assert actions == [Dispatch("c", "c1", 1)]
+    assert group.rollout("r1") is not None and group.rollout("r1").state is RolloutState.RUNNING
+    group, actions = run(group, TicketTaken("r1", "c"))
+    assert actions == []  # one update at a time across kinds
+    group, actions = run(group, UpdateReported("c1", 1, "c", ok=True))
+    assert Dispatch("c", "r1", 3) in actions
+    # Publishing a config version does not make it the group's release.
+    assert group.desired_release == "s1"
+
+
+def test_a_newer_config_rollout_supersedes_an_older_config_rollout_only():
+    group, _ = run(Group("g"), ready(), config_ready("c1", "cfg-1", canary=None))
+    group, _ = run(group, config_ready("c2", "cfg-2", canary=None))
+    group, _ = run(group, UpdateReported("r1", 1, "a", ok=True))  # supersession happens at a ticket boundary
+    assert {r.id: str(r.state) for r in group.line} == {"r1": "running", "c2": "running"}
