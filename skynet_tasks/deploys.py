@@ -7,9 +7,12 @@ import time
 from dataclasses import dataclass
 
 from skynet_tasks import gitrepo, names
+from skynet_tasks.conductor import Rollout, RolloutReady
+from skynet_tasks.events import to_message
 from skynet_tasks.handlers import BuildRequest, new_rollout_id
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
+from skynet_tasks.registry import Registry
 from skynet_tasks.states import RolloutKind
 
 log = logging.getLogger(__name__)
@@ -61,3 +64,35 @@ def deploy_ref(ledger: Ledger, messenger: Messenger, group: str, ref: str, sourc
     except gitrepo.GitError as error:
         raise DeployError(str(error)) from error
     return request_build(ledger, messenger, group, repo, branch, sha, source)
+
+
+@dataclass(frozen=True)
+class StartedRollout:
+    group: str
+    layer: str
+    version: str
+    rollout_id: str
+
+
+def start_member_rollouts(ledger: Ledger, registry: Registry, messenger: Messenger, env: str, layer: str,
+                          kind: RolloutKind, version: str, update_timeout: float, heartbeat_max_age: float,
+                          source: str = "cli") -> list[StartedRollout]:
+    """A rollout of ``kind`` to ``version`` for every group of ``env``/``layer`` with live members.
+
+    Nothing to build: the rollout joins the line at once. The first live member (by id)
+    is the canary; the others take tickets once it succeeds, exactly as for code.
+    """
+    members = registry.live(env, layer, heartbeat_max_age)
+    started = []
+    for group in sorted({m.group for m in members}):
+        canary = min(m.instance_id for m in members if m.group == group)
+        rollout_id = new_rollout_id()
+        now = time.time()
+        ledger.create_rollout(rollout_id, group, version, kind, {"source": source, "requested_at": now,
+                                                                 "layer": layer})
+        rollout = Rollout(id=rollout_id, group=group, release=version, kind=kind, canary=canary,
+                          update_timeout=update_timeout, created_at=now)
+        body, dedup = to_message(RolloutReady(rollout))
+        messenger.maintenance(group, body, dedup)
+        started.append(StartedRollout(group, layer, version, rollout_id))
+    return started

@@ -29,6 +29,7 @@ from skynet_tasks.conductor import (
     UpdateReported,
     decide,
 )
+from skynet_tasks.config.sync import ConfigDir, git_ssh_environment
 from skynet_tasks.context import Context
 from skynet_tasks.events import from_message, to_message
 from skynet_tasks.httpcheck import healthy
@@ -167,7 +168,8 @@ def _built_release(ctx: Context, req: BuildRequest, me: str) -> Release | None:
 def _run_build(ctx: Context, req: BuildRequest, me: str) -> Release | None:
     try:
         built = build_release(store=ctx.store, work_root=ctx.layout.root / "build", repo=req.repo,
-                              branch=req.branch, sha=req.sha, builder=me)
+                              branch=req.branch, sha=req.sha, builder=me,
+                              git_env=git_ssh_environment(ConfigDir(ctx.settings.config_dir)))
     except BuildFailed as failure:
         ctx.ledger.finish_build(req.group, req.sha, me, ReleaseState.FAILED,
                                 {"error": failure.reason, "log_key": failure.log_key})
@@ -239,17 +241,13 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
                  " message", rollout_id, ticket, me)
         return
     rollout = ctx.ledger.rollout_item(rollout_id) or {}
-    sha = rollout.get("release", "")
+    kind = RolloutKind(rollout.get("kind", RolloutKind.CODE))
     ok, error, log_text = True, None, ""
     try:
-        release = ctx.ledger.release(ctx.settings.group, sha)
-        if release is None or release.state is not ReleaseState.BUILT or not release.manifest_key:
-            raise UpdateFailed(f"release {sha} is not built", "")
-        manifest = read_manifest(ctx.store, release.manifest_key)
         register_self(ctx, health=Health.DRAINING, last_task=f"update {rollout_id}#{ticket}")
         update_ctx = update_context(ctx, {"SKYNET_ROLLOUT": rollout_id, "SKYNET_TICKET": str(ticket)})
         with keep_registered(ctx, f"update {rollout_id}#{ticket}", Health.DRAINING):
-            log_text = install(update_ctx, manifest)
+            log_text = UPDATERS[kind](ctx, update_ctx, rollout)
     except UpdateFailed as failure:
         ok, error, log_text = False, failure.reason, failure.log_text
     except Exception as unexpected:  # noqa: BLE001 - any failure must be reported, or the line stalls
@@ -272,6 +270,32 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
     register_self(ctx, last_task=f"update {rollout_id}#{ticket}", last_outcome="ok" if ok else f"failed: {error}")
     log.info("rollout %s: ticket %d on %s %s%s", rollout_id, ticket, me, "succeeded" if ok else "failed",
              f": {error}" if error else "")
+
+
+def install_release(ctx: Context, update_ctx: UpdateContext, rollout: dict[str, Any]) -> str:
+    """A code ticket: install the rollout's built release (see ``installer.install``)."""
+    sha = rollout.get("release", "")
+    release = ctx.ledger.release(ctx.settings.group, sha)
+    if release is None or release.state is not ReleaseState.BUILT or not release.manifest_key:
+        raise UpdateFailed(f"release {sha} is not built", "")
+    return install(update_ctx, read_manifest(ctx.store, release.manifest_key))
+
+
+def apply_config(ctx: Context, update_ctx: UpdateContext, rollout: dict[str, Any]) -> str:
+    """A config-update ticket: sync the config, restart the app on it, health-check."""
+    from skynet_tasks.config.apply import apply_config_update
+
+    return apply_config_update(ctx, update_ctx)
+
+
+def update_agent(ctx: Context, update_ctx: UpdateContext, rollout: dict[str, Any]) -> str:
+    """A skynet-update ticket: install the agent's new version; the worker restarts once it reported."""
+    from skynet_tasks.agent import install_agent
+
+    return install_agent(ctx, rollout)
+
+
+UPDATERS = {RolloutKind.CODE: install_release, RolloutKind.CONFIG: apply_config, RolloutKind.AGENT: update_agent}
 
 
 def update_context(ctx: Context, extra_env: dict[str, str]) -> UpdateContext:
@@ -310,7 +334,8 @@ def register_self(ctx: Context, health: Health | None = None, last_task: str = "
     endpoint = Endpoint(
         instance_id=s.instance_id, group=s.group, address=s.address, port=s.app_port,
         release=ctx.layout.current_release() or "", health=str(health or probe_health(ctx)),
-        heartbeat=time.time(), agent_version=__version__, last_task=last_task, last_outcome=last_outcome)
+        heartbeat=time.time(), agent_version=__version__,
+        config_version=ConfigDir(s.config_dir).current_version() or "", last_task=last_task, last_outcome=last_outcome)
     ctx.registry.register(s.env, s.layer, endpoint)
     # Tasks run in the worker's pool process and heartbeats in its main one: the last
     # routing-relevant state is kept in a file, so both see the same.

@@ -163,13 +163,19 @@ def roll_back(ctx: UpdateContext, previous: str | None, update_log: commands.Com
     switch_current(ctx.layout, previous)
     update_log.note(f"rolled back: current -> releases/{previous}")
     try:
-        spec = buildspec.load_buildspec(ctx.layout.current / "skynet.yml")
-        env = commands.base_environment({**ctx.env, "SKYNET_RELEASE": previous, "PORT": str(ctx.app_port)})
-        ctx.services.restart(spec.service.command if spec.service else None, ctx.layout.current, env)
-        wait_healthy(ctx, spec, env, update_log)
+        restart_current(ctx, update_log)
         update_log.note(f"previous release {previous} is healthy again")
     except (buildspec.BuildSpecError, commands.CommandFailed, ServiceError, OSError) as error:
         update_log.note(f"previous release {previous} did not come back healthy: {error}")
+
+
+def restart_current(ctx: UpdateContext, update_log: commands.CommandLog) -> None:
+    """Restart the app on the current release and wait for its health check (it rereads its config)."""
+    release = ctx.layout.current_release() or ""
+    spec = buildspec.load_buildspec(ctx.layout.current / "skynet.yml")
+    env = commands.base_environment({**ctx.env, "SKYNET_RELEASE": release, "PORT": str(ctx.app_port)})
+    ctx.services.restart(spec.service.command if spec.service else None, ctx.layout.current, env)
+    wait_healthy(ctx, spec, env, update_log)
 
 
 def wait_healthy(ctx: UpdateContext, spec: buildspec.BuildSpec, env: dict[str, str],

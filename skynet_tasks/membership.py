@@ -18,7 +18,7 @@ from skynet_tasks.builder import read_manifest
 from skynet_tasks.context import Context
 from skynet_tasks.handlers import BuildRequest, notify_proxies, update_context
 from skynet_tasks.installer import UpdateFailed, install
-from skynet_tasks.states import ReleaseState, RolloutState
+from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ def nudge_stalled_builds(ctx: Context, now: float | None = None) -> list[str]:
         item = ctx.ledger.rollout_item(rollout_id)
         if item is None or item.get("state") != RolloutState.BUILDING:
             continue
+        if item.get("kind", RolloutKind.CODE) != RolloutKind.CODE:
+            continue  # config and agent rollouts have no build; their announcement is re-sent by pushing again
         last = max(float(item.get("requested_at") or 0), float(item.get("nudged_at") or 0))
         if now - last < NUDGE_AFTER:
             continue

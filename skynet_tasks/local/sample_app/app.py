@@ -11,9 +11,20 @@ INSTANCE = os.environ.get("SKYNET_INSTANCE_ID", "")
 MESSAGE = (HERE / "VERSION").read_text().strip() if (HERE / "VERSION").exists() else ""
 
 
+def read_greeting():
+    """The greeting from the instance's synced config (``app.json``), read once at start like most apps."""
+    try:
+        return json.loads(pathlib.Path(os.environ["SKYNET_CONFIG_DIR"], "app.json").read_text()).get("greeting")
+    except (KeyError, OSError, ValueError, AttributeError):
+        return None
+
+
+GREETING = read_greeting()
+
+
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - http.server's naming
-        body = json.dumps({"instance": INSTANCE, "release": RELEASE, "version": MESSAGE,
+        body = json.dumps({"instance": INSTANCE, "release": RELEASE, "version": MESSAGE, "greeting": GREETING,
                            "path": self.path}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -1,0 +1,78 @@
+"""An instance applying its configuration: at boot, and as its ticket in a config-update rollout."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from skynet_tasks import buildspec, commands
+from skynet_tasks.config.merge import MergedConfig, merge
+from skynet_tasks.config.paths import ConfigError
+from skynet_tasks.config.sources import read_levels
+from skynet_tasks.config.sync import ConfigDir
+from skynet_tasks.context import Context
+from skynet_tasks.installer import UpdateContext, UpdateFailed, restart_current
+from skynet_tasks.services import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Synced:
+    previous: str | None
+    version: str
+
+    @property
+    def changed(self) -> bool:
+        return self.previous != self.version
+
+
+def merged_config(ctx: Context) -> MergedConfig:
+    s = ctx.settings
+    return merge(read_levels(ctx.aws.s3, ctx.aws.dynamodb, s.env, s.layer, bucket=s.config_bucket))
+
+
+def sync_config(ctx: Context) -> Synced:
+    """Read, merge and write this instance's config, and switch to it; ConfigError leaves the old one."""
+    config = ConfigDir(ctx.settings.config_dir)
+    previous = config.current_version()
+    version = config.write(merged_config(ctx))
+    config.activate(version)
+    config.prune(keep={version, previous or ""})
+    if version != previous:
+        log.info("config %s -> %s in %s", previous or "none", version, config.path)
+    return Synced(previous, version)
+
+
+def apply_config_update(ctx: Context, update_ctx: UpdateContext) -> str:
+    """A config-update ticket: sync, restart the app on it, health-check; on failure return to the old config.
+
+    Raises UpdateFailed (after returning to the previous config, app restarted on it) if
+    the new config cannot be read, written, or makes the app fail its health check.
+    """
+    update_log = commands.CommandLog()
+    config = ConfigDir(ctx.settings.config_dir)
+    try:
+        synced = sync_config(ctx)
+    except ConfigError as error:
+        update_log.note(f"config refused, nothing changed: {error}")
+        raise UpdateFailed(f"config refused: {error}", update_log.text()) from error
+    update_log.note(f"config {synced.previous or 'none'} -> {synced.version}")
+    if ctx.layout.current_release() is None:
+        update_log.note("no release installed: nothing to restart")
+        return update_log.text()
+    try:
+        restart_current(update_ctx, update_log)
+    except (buildspec.BuildSpecError, commands.CommandFailed, ServiceError, OSError) as error:
+        update_log.note(f"the app failed on config {synced.version}: {error}")
+        if synced.previous is not None and synced.changed:
+            config.activate(synced.previous)
+            update_log.note(f"returned to config {synced.previous}")
+            try:
+                restart_current(update_ctx, update_log)
+                update_log.note("the app is healthy again on the previous config")
+            except (buildspec.BuildSpecError, commands.CommandFailed, ServiceError, OSError) as again:
+                update_log.note(f"the app did not come back healthy on the previous config: {again}")
+        raise UpdateFailed(f"config {synced.version}: {error}", update_log.text()) from error
+    update_log.note(f"config {synced.version} is live and the app is healthy")
+    return update_log.text()

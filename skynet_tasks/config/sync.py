@@ -1,0 +1,131 @@
+"""Writing the merged config to the instance atomically, and git's use of its deploy keys.
+
+``<config_dir>`` (default ``/etc/config``) is a symlink to one complete generation,
+``.<name>.d/<version>/`` next to it. A sync writes the new generation in a temporary
+folder, renames it into place, then swaps the symlink (a new link renamed over the
+old one): a reader resolves either the old or the new tree, never half of one, and
+a sync that fails before the swap leaves the previous config in place. The previous
+generation is kept, which is what a failed config update returns to.
+
+Inside a generation, ``*.pem`` deploy keys are in ``ssh/`` (folder 0700, keys 0600),
+``*.crt``/``*.key`` in ``tls/``, other files at their own path; secrets 0600, the rest 0644.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from skynet_tasks.config.merge import MergedConfig
+from skynet_tasks.config.paths import ConfigError
+
+log = logging.getLogger(__name__)
+
+MARKER = ".skynet-config"
+KEEP_GENERATIONS = 4
+
+
+@dataclass(frozen=True)
+class ConfigDir:
+    path: Path  # what readers use: a symlink to the current generation
+
+    @property
+    def generations(self) -> Path:
+        return self.path.parent / f".{self.path.name}.d"
+
+    @property
+    def ssh(self) -> Path:
+        return self.path / "ssh"
+
+    @property
+    def known_hosts(self) -> Path:
+        """Host keys git's SSH has accepted: outside the generations, so they survive a sync."""
+        return self.generations / "known_hosts"
+
+    def current_version(self) -> str | None:
+        try:
+            return os.readlink(self.path).rsplit("/", 1)[-1]
+        except OSError:
+            return None
+
+    def write(self, merged: MergedConfig) -> str:
+        """Write ``merged`` as a complete generation (if not already there); return its version."""
+        version = merged.version
+        target = self.generations / version
+        if (target / MARKER).exists():
+            return version
+        self.generations.mkdir(parents=True, exist_ok=True, mode=0o755)
+        temp = self.generations / f".tmp-{secrets.token_hex(4)}"
+        try:
+            temp.mkdir(mode=0o755)
+            for item in merged.files.values():
+                _write_file(temp / item.placed_at, item.data, item.mode)
+            if (temp / "ssh").exists():
+                os.chmod(temp / "ssh", 0o700)
+            _write_file(temp / MARKER, json.dumps({"version": version, "files": sorted(
+                item.placed_at for item in merged.files.values())}).encode(), 0o644)
+            if target.exists():
+                shutil.rmtree(target)  # an earlier, incomplete attempt
+            os.replace(temp, target)
+        except OSError as error:
+            raise ConfigError(f"could not write config version {version} under {self.generations}: {error}") from None
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
+        return version
+
+    def activate(self, version: str) -> None:
+        """Point the config directory at generation ``version`` atomically."""
+        target = self.generations / version
+        if not (target / MARKER).exists():
+            raise ConfigError(f"config version {version} is not on this instance")
+        if self.path.exists() and not self.path.is_symlink():
+            # A config directory made by hand before Skynet managed it: kept as a generation of its own.
+            os.replace(self.path, self.generations / f"preexisting-{secrets.token_hex(3)}")
+        link = self.path.parent / f".{self.path.name}.link-{secrets.token_hex(3)}"
+        os.symlink(Path(self.generations.name) / version, link)
+        os.replace(link, self.path)
+
+    def prune(self, keep: set[str]) -> None:
+        """Drop old generations beyond the newest few, never one named in ``keep``."""
+        if not self.generations.exists():
+            return
+        folders = sorted((p for p in self.generations.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        for folder in folders[KEEP_GENERATIONS:]:
+            if folder.name not in keep:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_file(path: Path, data: bytes, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    # Created with its final mode (O_EXCL: never through a planted file), then chmod past the umask.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def git_ssh_environment(config: ConfigDir) -> dict[str, str]:
+    """``GIT_SSH_COMMAND`` using exactly the deploy keys of the current config, or nothing without keys.
+
+    ``IdentitiesOnly`` makes ssh offer only these keys (not an agent's or ``~/.ssh``'s),
+    ``-F /dev/null`` ignores user ssh configs, ``BatchMode`` never prompts, and a
+    host key is accepted the first time and pinned after that.
+    """
+    keys = sorted(config.ssh.glob("*.pem")) if config.ssh.is_dir() else []
+    if not keys:
+        return {}
+    parts = ["ssh", "-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+             "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={config.known_hosts}"]
+    for key in keys:
+        parts += ["-i", str(key)]
+    return {"GIT_SSH_COMMAND": shlex.join(parts)}
