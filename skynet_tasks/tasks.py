@@ -6,13 +6,16 @@ so a running task is never handed to a second worker while it still runs.
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import time
 from typing import Any
 
 from celery import Task
 
 from skynet_tasks import handlers, membership, names
+from skynet_tasks.agent import restart_requested
 from skynet_tasks.app import app
 from skynet_tasks.context import Context
 from skynet_tasks.messages import (
@@ -82,6 +85,11 @@ def maintenance(self: SkynetTask, group: str, event: dict[str, Any]) -> None:
 @app.task(name=UPDATE_TASK, base=SkynetTask, bind=True, soft_time_limit=580, time_limit=600)
 def update(self: SkynetTask, rollout_id: str, ticket: int) -> None:
     handlers.handle_update(self.ctx, rollout_id, ticket)
+    if restart_requested(self.ctx.settings.root):
+        # A new agent is installed and this ticket is reported: a warm shutdown of the worker
+        # (this pool process's parent) lets this task finish and its message be acknowledged,
+        # then ``skynet worker`` re-executes itself on the new version.
+        os.kill(os.getppid(), signal.SIGTERM)
 
 
 @app.task(name=TAKE_TICKET_TASK, base=SkynetTask, bind=True, time_limit=60)

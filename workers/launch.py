@@ -27,10 +27,14 @@ import threading
 import time
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from celery import bootsteps
 from celery.signals import worker_shutdown
 
 from skynet_tasks import handlers, membership, names
+from skynet_tasks.agent import agent_path_environment, clear_restart, restart_requested
+from skynet_tasks.config.apply import sync_config
+from skynet_tasks.config.paths import ConfigError
 from skynet_tasks.context import Context
 from skynet_tasks.queues import instance_queue
 from skynet_tasks.settings import Settings
@@ -139,6 +143,9 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
         raise ValueError(f"role must be one of {ROLES}")
     resolve_identity()
     settings = Settings.from_env().require_instance()
+    if role != "conductor":
+        restart_on_installed_agent(settings, loglevel, role)  # returns only if already on it (or none installed)
+        clear_restart(settings.root)
     from skynet_tasks import tasks  # noqa: F401 - registers the tasks
     from skynet_tasks.app import app
 
@@ -150,6 +157,7 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
         ctx.queues.ensure(instance_queue(settings.env, settings.instance_id))
         ctx.ledger.ensure_group(settings.group, settings.repo, settings.branch)
         settings.root.mkdir(parents=True, exist_ok=True)
+        sync_config_at_boot(ctx)
         membership.converge_at_boot(ctx)
         handlers.handle_re_register(ctx, "boot")
         worker_shutdown.connect(lambda **_: membership.leave(ctx), weak=False)
@@ -163,12 +171,42 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
             worker_shutdown.connect(lambda **_: stop_proxy(ctx, poll), weak=False)
             handlers.register_self(ctx, last_task="proxy started")
         app.steps["consumer"].add(heartbeat_step(ctx))
-        if role == "all":
-            start_conductor(loglevel)
-            role = "work"
+    requested_role = role
+    if role == "all":
+        start_conductor(loglevel)
+        role = "work"
     log.info("instance %s of group %s starting its %s worker", settings.instance_id, settings.group, role)
+    try:
+        run_celery(app, settings, role, loglevel)
+    finally:
+        if role == "work" and restart_requested(settings.root):
+            log.info("restarting the worker on the newly installed agent")
+            restart_on_installed_agent(settings, loglevel, requested_role, always=True)
+
+
+def run_celery(app: Any, settings: Settings, role: str, loglevel: str) -> None:
     app.worker_main([
         "worker", "--queues", ",".join(worker_queues(settings, role)), "--concurrency", "1",
         "--prefetch-multiplier", "1", "--hostname", f"{settings.instance_id}-{role}@skynet", "--loglevel", loglevel,
         "--without-mingle", "--without-gossip", "--without-heartbeat",
     ])
+
+
+def sync_config_at_boot(ctx: Context) -> None:
+    """Apply the layered config before the app starts; on a refusal keep the config already on disk."""
+    try:
+        sync_config(ctx)
+    except (ConfigError, OSError, ClientError, BotoCoreError) as error:
+        log.error("config not synced at boot, the previous config stays: %s", error)
+
+
+def restart_on_installed_agent(settings: Settings, loglevel: str, role: str, always: bool = False) -> None:
+    """Re-execute ``skynet worker`` with the installed agent first on PYTHONPATH (see ``skynet_tasks.agent``)."""
+    environment = agent_path_environment(settings.root, dict(os.environ))
+    if environment is None and not always:
+        return
+    argv = [sys.executable, "-m", "skynet_tasks.cli", "worker", "--role", role, "--loglevel", loglevel]
+    clear_restart(settings.root)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, environment or dict(os.environ))  # noqa: S606  # nosec B606 - fixed argv

@@ -10,6 +10,8 @@ import logging
 
 import click
 
+from skynet_tasks.cli.agent import agent
+from skynet_tasks.cli.config import config
 from skynet_tasks.cli.core import bootstrap, deploy, status, worker
 from skynet_tasks.cli.demo import demo
 from skynet_tasks.cli.local import local
@@ -28,5 +30,5 @@ def main(log_level: str) -> None:
 
 
 for command in (bootstrap, deploy, status, worker, local, demo, rollout, rollback_command, drain_command, logs,
-                webhook, stack, monitor):
+                webhook, stack, monitor, config, agent):
     main.add_command(command)
