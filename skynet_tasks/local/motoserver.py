@@ -59,7 +59,7 @@ class MotoServer:
         port = port or free_port(host)
         out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
+            [sys.executable, "-m", "skynet_tasks.local.moto_main", "-H", host, "-p", str(port)],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **LOCAL_CREDENTIALS},
             start_new_session=True,
         )

@@ -1,0 +1,66 @@
+"""The local AWS endpoint: moto's server as Skynet starts it (skynet_tasks/local/moto_main.py).
+
+moto's own long poll spins a core while a FIFO group is in flight; Skynet's starts it
+patched so that a poll waits idle, as SQS does, and still delivers what SQS would.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import boto3
+import pytest
+
+from skynet_tasks.local.motoserver import MotoServer
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def sqs():
+    server = MotoServer.start()
+    client = boto3.client("sqs", endpoint_url=server.endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106 - moto's dummy
+    yield server, client
+    server.stop()
+
+
+def fifo_queue(client, name: str) -> str:
+    return client.create_queue(QueueName=f"{name}.fifo", Attributes={
+        "FifoQueue": "true", "ContentBasedDeduplication": "true", "VisibilityTimeout": "2"})["QueueUrl"]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_long_poll_behind_an_in_flight_fifo_group_waits_idle(sqs):
+    server, client = sqs
+    url = fifo_queue(client, "held")
+    for n in range(3):
+        client.send_message(QueueUrl=url, MessageBody=f"m{n}", MessageGroupId="g")
+    assert len(client.receive_message(QueueUrl=url)["Messages"]) == 1  # the group is now in flight
+
+    before = cpu_seconds(server.process.pid)
+    got = client.receive_message(QueueUrl=url, WaitTimeSeconds=1)
+    used = cpu_seconds(server.process.pid) - before
+
+    assert "Messages" not in got  # the group's order holds: nothing while its head is in flight
+    assert used < 0.5, f"moto burned {used:.2f} CPU seconds during a 1 s long poll"  # unpatched: about 1.0
+
+
+def test_a_waiting_long_poll_still_gets_a_new_message_and_a_message_whose_visibility_ended(sqs):
+    _, client = sqs
+    url = fifo_queue(client, "waiting")
+    later = threading.Timer(0.5, lambda: client.send_message(QueueUrl=url, MessageBody="new", MessageGroupId="a"))
+    later.start()
+    started = time.monotonic()
+    got = client.receive_message(QueueUrl=url, WaitTimeSeconds=10)
+    assert [m["Body"] for m in got["Messages"]] == ["new"] and time.monotonic() - started < 5
+
+    # Not deleted: after its visibility timeout (2 s) the same message comes back to a waiting poll
+    again = client.receive_message(QueueUrl=url, WaitTimeSeconds=10)
+    assert [m["Body"] for m in again["Messages"]] == ["new"]
