@@ -202,7 +202,7 @@ class Soak:
         if fault == "corrupt-artifact":
             self.corrupt_and_roll_back()
             return
-        fail_on = "ticket:3" if self.random.random() < 0.15 else None  # now and then a failing health check
+        fail_on = f"ticket:{self.api}" if self.random.random() < 0.15 else None  # now and then the last ticket fails
         before = self.commit(fail_on)
         if fault == "aws-errors":
             self.proxy.fail_ratio = 0.03
@@ -342,8 +342,8 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def run_soak(directory: Path, rollouts: int, seed: int, say: Any = print) -> SoakReport:
-    soak = Soak(directory, seed)
+def run_soak(directory: Path, rollouts: int, seed: int, say: Any = print, api: int = 3) -> SoakReport:
+    soak = Soak(directory, seed, api=api)
     started = time.monotonic()
     try:
         soak.up()

@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 # slow (a long GC pause, a saturated host) is not cut off from its own messages.
 SWEEP_AFTER_MAX_AGES = 3
 
-# Longer than a long poll (20 s), far shorter than the build queue's visibility timeout (900 s).
-NUDGE_AFTER = 45.0
-
-
 def converge_at_boot(ctx: Context) -> str | None:
     """Install the group's desired release on an instance that has none; return it, or None if nothing changed.
 
@@ -75,9 +71,9 @@ def sweep(ctx: Context) -> list[str]:
 def nudge_stalled_builds(ctx: Context, now: float | None = None) -> list[str]:
     """Re-send the build of recent rollouts of this group that no instance started; return their ids.
 
-    A build is stalled when it was requested over ``NUDGE_AFTER`` seconds ago, no
+    A build is stalled when it was requested over ``SKYNET_BUILD_NUDGE_AFTER`` seconds ago, no
     instance holds a build claim on its release, and it was not nudged within the
-    last ``NUDGE_AFTER`` seconds. A duplicate build message is harmless: the rollout
+    last as many seconds. A duplicate build message is harmless: the rollout
     and the build claim are conditional writes.
     """
     s = ctx.settings
@@ -90,7 +86,7 @@ def nudge_stalled_builds(ctx: Context, now: float | None = None) -> list[str]:
         if item.get("kind", RolloutKind.CODE) != RolloutKind.CODE:
             continue  # config and agent rollouts have no build; their announcement is re-sent by pushing again
         last = max(float(item.get("requested_at") or 0), float(item.get("nudged_at") or 0))
-        if now - last < NUDGE_AFTER:
+        if now - last < s.build_nudge_after:
             continue
         release = ctx.ledger.release(s.group, str(item["release"]))
         if release is not None and release.state is ReleaseState.BUILDING and release.lease_until > now:

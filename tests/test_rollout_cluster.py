@@ -62,7 +62,9 @@ SAMPLE_SPEC = (Path(__file__).parent.parent / "skynet_tasks" / "local" / "sample
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     directory = tmp_path_factory.mktemp("cluster")
-    cluster = LocalCluster(directory, heartbeat_interval=1.0, heartbeat_max_age=15.0)
+    # A build message swallowed by a stopped worker is sent again after 15 s here (45 s by default).
+    cluster = LocalCluster(directory, heartbeat_interval=1.0, heartbeat_max_age=15.0,
+                           extra_env={"SKYNET_BUILD_NUDGE_AFTER": "15"})
     cluster.up(api=3, rp=1)
     yield cluster
     cluster.down()

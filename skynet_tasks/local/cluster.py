@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,11 +306,14 @@ class LocalCluster:
             except ClusterError:
                 info = None
         if info is not None:
-            for pid in info.services.values():
-                stop_process_group(pid, grace=5)
-            for instance in info.instances:
+            def stop_instance(instance: InstanceInfo) -> None:
                 stop_process_group(instance.pid)
                 stop_app(Path(instance.root))
+
+            # All at once: each worker's warm shutdown waits out its long poll, and those waits overlap.
+            with ThreadPoolExecutor(max_workers=max(len(info.instances) + len(info.services), 1)) as pool:
+                list(pool.map(lambda pid: stop_process_group(pid, grace=5), info.services.values()))
+                list(pool.map(stop_instance, info.instances))
             stop_process_group(info.moto_pid, grace=5)
         if self.moto is not None:
             self.moto.stop()

@@ -1,0 +1,76 @@
+"""When a test on a local cluster fails, say what each instance's worker was doing.
+
+A cluster test usually fails far from its cause (an instance that died or stopped
+heartbeating minutes earlier), and CI keeps only the end of the output: this adds a
+short section per failed test with each instance's process state, registration and
+last log lines.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from skynet_tasks.local.cluster import LocalCluster
+
+LOG_LINES = 6
+
+
+def describe_cluster(cluster: LocalCluster) -> str:
+    info = cluster.info
+    if info is None:
+        return "cluster not up"
+    try:
+        registered = {e.instance_id: e for e in cluster_registry_entries(cluster)}
+    except Exception as error:  # noqa: BLE001 - a diagnostic must not hide the failure it explains
+        registered, note = {}, f"registry unreadable: {error!r}"
+    else:
+        note = ""
+    now, lines = time.time(), [note] if note else []
+    for instance in info.instances:
+        entry = registered.get(instance.id)
+        alive = _alive(instance.pid)
+        state = (f"registered {entry.health}, heartbeat {now - entry.heartbeat:.0f}s ago, release "
+                 f"{entry.release[:10]}" if entry else "NOT registered")
+        lines.append(f"{instance.id}: worker pid {instance.pid} {'alive' if alive else 'DEAD'}, {state}")
+        if not alive or entry is None or now - entry.heartbeat > cluster.heartbeat_max_age:
+            lines += [f"    {line}" for line in _tail(Path(instance.root) / "logs" / "worker.log")]
+    return "\n".join(lines)
+
+
+def cluster_registry_entries(cluster: LocalCluster) -> list[Any]:
+    from clusterkit import registry
+
+    return registry(cluster).endpoints("local")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _tail(path: Path) -> list[str]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    interesting = [line[:200] for line in text.splitlines() if " ERROR " in line or " WARNING " in line
+                   or "Traceback" in line or "exited" in line]
+    return (interesting[-LOG_LINES:] or text.splitlines()[-LOG_LINES:])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    cluster = getattr(item, "funcargs", {}).get("cluster")
+    if report.failed and isinstance(cluster, LocalCluster):
+        report.sections.append(("local cluster at failure", describe_cluster(cluster)))
