@@ -37,6 +37,7 @@ from skynet_tasks.installer import UpdateContext, UpdateFailed, install
 from skynet_tasks.ledger import Conflict, Release
 from skynet_tasks.messages import RE_REGISTER_TASK, REGISTRY_CHANGED_TASK, TAKE_TICKET_TASK, UPDATE_TASK
 from skynet_tasks.registry import Endpoint
+from skynet_tasks.stacks.recipes import with_stack
 from skynet_tasks.states import Health, ReleaseState, RolloutKind, RolloutState, TicketState
 
 log = logging.getLogger(__name__)
@@ -305,6 +306,7 @@ def update_context(ctx: Context, extra_env: dict[str, str]) -> UpdateContext:
         layout=ctx.layout, store=ctx.store, services=ctx.services(), app_port=s.app_port,
         keep_releases=s.keep_releases,
         env={"SKYNET_INSTANCE_ID": s.instance_id, "SKYNET_ENV": s.env, "SKYNET_LAYER": s.layer,
+             "SKYNET_ADDRESS": s.address,
              "SKYNET_CONFIG_DIR": str(s.config_dir), "SKYNET_ROOT": str(s.root), **extra_env})
 
 
@@ -320,7 +322,7 @@ def probe_health(ctx: Context) -> Health:
     if layout.current_release() is None:
         return Health.EMPTY
     try:
-        spec = buildspec.load_buildspec(layout.current / "skynet.yml")
+        spec = with_stack(buildspec.load_buildspec(layout.current / "skynet.yml"))
     except buildspec.BuildSpecError:
         return Health.UNHEALTHY
     if spec.health and spec.health.http:

@@ -15,9 +15,12 @@ import time
 
 from skynet_tasks import names
 from skynet_tasks.builder import read_manifest
+from skynet_tasks.buildspec import BuildSpecError
+from skynet_tasks.commands import CommandFailed, CommandLog
 from skynet_tasks.context import Context
 from skynet_tasks.handlers import BuildRequest, notify_proxies, update_context
-from skynet_tasks.installer import UpdateFailed, install
+from skynet_tasks.installer import UpdateFailed, install, restart_current
+from skynet_tasks.services import ServiceError
 from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,23 @@ def converge_at_boot(ctx: Context) -> str | None:
         log.error("could not install release %s at boot: %s", desired, failure.reason)
         return None
     return str(desired)
+
+
+def restart_app_if_down(ctx: Context) -> bool:
+    """Start the app on the current release if it is not running; True if it had to.
+
+    Stopping the worker's systemd unit also stops the processes it started (the app
+    among them), and a rebooted host starts with none: the release on disk is served
+    again before the instance registers.
+    """
+    if ctx.layout.current_release() is None or ctx.services().running():
+        return False
+    log.warning("the app of release %s is not running; starting it", ctx.layout.current_release())
+    try:
+        restart_current(update_context(ctx, {"SKYNET_ROLLOUT": "boot", "SKYNET_TICKET": "0"}), CommandLog())
+    except (BuildSpecError, CommandFailed, ServiceError, OSError) as error:
+        log.error("the app did not start healthy: %s (the instance registers unhealthy)", error)
+    return True
 
 
 def sweep(ctx: Context) -> list[str]:

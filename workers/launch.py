@@ -158,7 +158,8 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
         ctx.ledger.ensure_group(settings.group, settings.repo, settings.branch)
         settings.root.mkdir(parents=True, exist_ok=True)
         sync_config_at_boot(ctx)
-        membership.converge_at_boot(ctx)
+        if membership.converge_at_boot(ctx) is None:
+            membership.restart_app_if_down(ctx)
         handlers.handle_re_register(ctx, "boot")
         worker_shutdown.connect(lambda **_: membership.leave(ctx), weak=False)
         hook = os.environ.get("SKYNET_LIFECYCLE_HOOK")

@@ -1,0 +1,60 @@
+"""Stack recipes: how an instance serves a release when its ``skynet.yml`` names ``stack:``.
+
+A recipe is a set of Jinja2 templates (shipped in ``templates/<recipe>/``) rendered into the
+instance's run folder, the processes to run in the foreground, and a default health check.
+``skynet_tasks.stacks.run`` is the app service that renders and runs them: the installer
+starts, restarts and health-checks it like any ``service.command``, so a recipe release
+rolls out, halts and rolls back exactly as any other.
+
+Shipped: ``php-nginx`` (Debian's nginx and PHP-FPM), ``static`` (nginx), ``python``
+(gunicorn serving a WSGI app).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, replace
+
+from skynet_tasks.buildspec import BuildSpec, BuildSpecError, Health, Service
+
+HEALTH_PATH = "/.skynet/health"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    templates: tuple[str, ...]  # file names under templates/<name>/, rendered without their .j2
+    health_path: str
+
+
+RECIPES = {
+    "php-nginx": Recipe("php-nginx", ("nginx.conf.j2", "php-fpm.conf.j2", "health.php.j2"), HEALTH_PATH),
+    "static": Recipe("static", ("nginx.conf.j2",), HEALTH_PATH),
+    "python": Recipe("python", (), "/"),
+}
+
+
+class UnknownRecipe(BuildSpecError):
+    pass
+
+
+def recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise UnknownRecipe(f"no stack recipe {name!r} (known: {', '.join(sorted(RECIPES))})") from None
+
+
+def with_stack(spec: BuildSpec) -> BuildSpec:
+    """``spec`` with the recipe's service and default health check filled in when it names a stack.
+
+    A ``service:`` or ``health:`` the repo gives itself wins over the recipe's.
+    """
+    if spec.stack is None:
+        return spec
+    chosen = recipe(spec.stack)
+    service = spec.service
+    if service is None:
+        service = Service((sys.executable, "-m", "skynet_tasks.stacks.run", chosen.name))
+    health = spec.health or Health(http=chosen.health_path, command=None, timeout=30)
+    return replace(spec, service=service, health=health)
