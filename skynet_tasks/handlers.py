@@ -36,6 +36,7 @@ from skynet_tasks.httpcheck import healthy
 from skynet_tasks.installer import UpdateContext, UpdateFailed, install
 from skynet_tasks.ledger import Conflict, Release
 from skynet_tasks.messages import RE_REGISTER_TASK, REGISTRY_CHANGED_TASK, TAKE_TICKET_TASK, UPDATE_TASK
+from skynet_tasks.proxy.handshake import wait_for_proxies
 from skynet_tasks.registry import Endpoint
 from skynet_tasks.stacks.recipes import with_stack
 from skynet_tasks.states import Health, ReleaseState, RolloutKind, RolloutState, TicketState
@@ -246,6 +247,7 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
     ok, error, log_text = True, None, ""
     try:
         register_self(ctx, health=Health.DRAINING, last_task=f"update {rollout_id}#{ticket}")
+        wait_for_proxies(ctx, since=time.time())  # no proxy routes here any more: the app may stop
         update_ctx = update_context(ctx, {"SKYNET_ROLLOUT": rollout_id, "SKYNET_TICKET": str(ticket)})
         with keep_registered(ctx, f"update {rollout_id}#{ticket}", Health.DRAINING):
             log_text = UPDATERS[kind](ctx, update_ctx, rollout)
@@ -266,9 +268,13 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
         ctx.ledger.annotate_ticket(rollout_id, ticket, {**annotations, "reported_at": time.time()})
     except Exception:  # noqa: BLE001 - the conductor ignores a second report anyway; the first must go out
         log.exception("rollout %s: could not mark ticket %d reported", rollout_id, ticket)
-    # The report first: the next instance's turn waits on it; the registry refresh does not.
+    # Back in the registry before the report: the next instance's drain waits for the proxies to
+    # read the registry after its own write, so they route here again before it stops its app.
+    try:
+        register_self(ctx, last_task=f"update {rollout_id}#{ticket}", last_outcome="ok" if ok else f"failed: {error}")
+    except Exception:  # noqa: BLE001 - the report must go out; the heartbeat registers again
+        log.exception("rollout %s: could not re-register after ticket %d", rollout_id, ticket)
     send_event(ctx, ctx.settings.group, UpdateReported(rollout_id, ticket, me, ok, error))
-    register_self(ctx, last_task=f"update {rollout_id}#{ticket}", last_outcome="ok" if ok else f"failed: {error}")
     log.info("rollout %s: ticket %d on %s %s%s", rollout_id, ticket, me, "succeeded" if ok else "failed",
              f": {error}" if error else "")
 
@@ -337,7 +343,8 @@ def register_self(ctx: Context, health: Health | None = None, last_task: str = "
         instance_id=s.instance_id, group=s.group, address=s.address, port=s.app_port,
         release=ctx.layout.current_release() or "", health=str(health or probe_health(ctx)),
         heartbeat=time.time(), agent_version=__version__,
-        config_version=ConfigDir(s.config_dir).current_version() or "", last_task=last_task, last_outcome=last_outcome)
+        config_version=ConfigDir(s.config_dir).current_version() or "", last_task=last_task, last_outcome=last_outcome,
+        synced_at=_proxy_synced_at(ctx))
     ctx.registry.register(s.env, s.layer, endpoint)
     # Tasks run in the worker's pool process and heartbeats in its main one: the last
     # routing-relevant state is kept in a file, so both see the same.
@@ -351,6 +358,14 @@ def register_self(ctx: Context, health: Health | None = None, last_task: str = "
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(routed)
         notify_proxies(ctx)
+
+
+def _proxy_synced_at(ctx: Context) -> float:
+    if ctx.settings.layer != "rp":
+        return 0.0
+    from skynet_tasks.proxy.runtime import proxy_synced_at
+
+    return proxy_synced_at(ctx)
 
 
 def notify_proxies(ctx: Context) -> None:

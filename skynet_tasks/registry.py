@@ -34,6 +34,8 @@ class Endpoint:
     config_version: str = ""
     last_task: str = ""
     last_outcome: str = ""
+    # Proxies only: the time of the registry read that their running nginx configuration reflects.
+    synced_at: float = 0.0
 
     def age(self, now: float) -> float:
         return now - self.heartbeat
@@ -87,6 +89,20 @@ class Registry:
                 return False
             raise
         return True
+
+    def mark_synced(self, env: str, layer: str, instance_id: str, read_at: float) -> None:
+        """A proxy's configuration now reflects the registry as read at ``read_at`` (only ever moves forward)."""
+        try:
+            self.db.update_item(TableName=self.table, Key={"env": {"S": env}, "layer": {"S": layer}},
+                                UpdateExpression="SET instances.#id.synced_at = :t",
+                                ConditionExpression="attribute_exists(instances.#id) AND "
+                                                    "(attribute_not_exists(instances.#id.synced_at) OR "
+                                                    "instances.#id.synced_at < :t)",
+                                ExpressionAttributeNames={"#id": instance_id},
+                                ExpressionAttributeValues={":t": to_attr(read_at)})
+        except ClientError as error:
+            if not (condition_failed(error) or error.response["Error"]["Code"] == "ValidationException"):
+                raise
 
     def find(self, env: str, instance_id: str) -> tuple[str, Endpoint] | None:
         """The layer and entry of ``instance_id`` in ``env``, stale or not."""

@@ -71,6 +71,7 @@ class Settings:
     rp_poll_interval: float = 30.0
     # Longer than a long poll (20 s), far shorter than the build queue's visibility timeout (900 s).
     build_nudge_after: float = 45.0
+    proxy_drain_wait: float = 10.0
     webhook_upstream: str = ""
 
     @classmethod
@@ -102,6 +103,7 @@ class Settings:
             keep_releases=int(_number(env_vars, "SKYNET_KEEP_RELEASES", 5, 2, 100)),
             rp_poll_interval=_number(env_vars, "SKYNET_RP_POLL", 30, 0.5, 3600),
             build_nudge_after=_number(env_vars, "SKYNET_BUILD_NUDGE_AFTER", 45, 5, 3600),
+            proxy_drain_wait=_number(env_vars, "SKYNET_PROXY_DRAIN_WAIT", 10, 0, 300),
             webhook_upstream=env_vars.get("SKYNET_WEBHOOK_UPSTREAM") or "",
         )
 

@@ -19,6 +19,7 @@ from skynet_tasks import names
 from skynet_tasks.aws import aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.local.motoserver import MotoServer, free_port
+from skynet_tasks.proxy.handshake import lagging_proxies
 from skynet_tasks.proxy.model import build_view
 from skynet_tasks.proxy.nginx import NginxControl
 from skynet_tasks.proxy.render import TEMPLATES, render
@@ -202,3 +203,27 @@ def test_a_configuration_nginx_refuses_is_never_loaded_and_the_failure_shows_in_
 
     registry.register("local", "api", endpoint("api-2", backends["api-2"].port))
     assert sync.sync_once().ok
+
+
+def test_a_proxy_records_which_registry_read_it_serves_and_never_applies_an_older_one(proxy):
+    sync, registry, backends, url = proxy
+    registry.register("local", "rp", endpoint("rp-1", 80))
+    publishing = RpSync(registry, "local", 30, sync.control, sync.listen_port, instance_id="rp-1")
+
+    # An instance drains: until the proxy has synced after that write, the proxy is lagging for it
+    registry.register("local", "api", endpoint("api-2", backends["api-2"].port, health="draining"))
+    drained_at = time.time()
+    assert lagging_proxies(registry, "local", drained_at, 30) == ["rp-1"]
+    publishing.sync_once()
+    assert lagging_proxies(registry, "local", drained_at, 30) == []
+    assert served_by(url) == {"api-1"}
+    assert sync.control.synced_at() >= drained_at
+
+    # A sync that read the registry before the running configuration's read changes nothing
+    registry.register("local", "api", endpoint("api-2", backends["api-2"].port))
+    stale = sync.control.apply(publishing.render_now(), read_at=drained_at - 60)
+    assert stale.ok and not stale.changed and served_by(url) == {"api-1"}
+
+    publishing.sync_once()
+    assert served_by(url) == {"api-1", "api-2"}
+    registry.deregister("local", "rp", "rp-1")

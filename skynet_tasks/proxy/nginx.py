@@ -79,10 +79,10 @@ class NginxControl:
     def running(self) -> bool:
         return self.master_pid() is not None
 
-    def start(self, text: str) -> ApplyResult:
+    def start(self, text: str, read_at: float | None = None) -> ApplyResult:
         """Write ``text`` (which must validate) and start nginx's master with it."""
         self.prepare()
-        result = self.apply(text, reload=False)
+        result = self.apply(text, reload=False, read_at=read_at)
         if not result.ok:
             raise NginxError(f"the first configuration does not validate: {result.error}")
         if not self.running():
@@ -91,15 +91,22 @@ class NginxControl:
                 raise NginxError(f"nginx did not start: {started.stderr.strip()}")
         return result
 
-    def apply(self, text: str, reload: bool = True) -> ApplyResult:
+    def apply(self, text: str, reload: bool = True, read_at: float | None = None) -> ApplyResult:
         """Validate ``text`` with ``nginx -t``, swap it in atomically and reload, only if it changed.
 
         A configuration that does not validate changes nothing: the running nginx
         keeps its configuration, and status.json says what was refused and why.
+        ``read_at`` is when the registry was read for ``text``: a text read before the
+        running one (two syncs crossing) is not applied, and status.json keeps the
+        newest read the running configuration reflects.
         """
         digest = hashlib.sha256(text.encode()).hexdigest()
         with self._locked():
+            if read_at is not None and read_at < self.synced_at():
+                return ApplyResult(True, False, False, sha256=digest)  # a newer read is live already
             if self.conf.exists() and self.conf.read_text() == text and self.running():
+                if read_at is not None:
+                    self._record(ApplyResult(True, False, False, sha256=digest), read_at)
                 return ApplyResult(True, False, False, sha256=digest)
             candidate = self.run_dir / f".nginx.conf.{os.getpid()}.new"
             candidate.write_text(text)
@@ -117,7 +124,7 @@ class NginxControl:
                 old_workers = set(self._workers())
                 os.kill(master, signal.SIGHUP)  # nginx re-reads nginx.conf; old workers finish their requests
                 reloaded = self._wait_live(config_id(text), old_workers)
-            return self._record(ApplyResult(True, True, reloaded, None, digest))
+            return self._record(ApplyResult(True, True, reloaded, None, digest), read_at)
 
     def _wait_live(self, wanted: str | None, old_workers: set[int], timeout: float = 10.0) -> bool:
         """After a reload, wait until nginx answers with the new configuration only.
@@ -159,19 +166,26 @@ class NginxControl:
         with self._locked():
             self._record(ApplyResult(False, False, False, error))
 
-    def _record(self, result: ApplyResult) -> ApplyResult:
-        status = {**asdict(result), "at": time.time(), "running": self.running()}
+    def synced_at(self) -> float:
+        """The time of the registry read that the running configuration reflects (0 if unknown)."""
+        return float(self.status().get("synced_at") or 0)  # type: ignore[arg-type]
+
+    def _record(self, result: ApplyResult, read_at: float | None = None) -> ApplyResult:
+        previous = self.status()
+        synced = float(previous.get("synced_at") or 0)  # type: ignore[arg-type]
+        status = {**asdict(result), "at": time.time(), "running": self.running(),
+                  "synced_at": max(synced, read_at) if result.ok and read_at is not None else synced}
         if result.ok:
             status["last_ok"] = status["at"]
         else:
-            try:
-                status["last_ok"] = json.loads(self.status_file.read_text()).get("last_ok")
-            except (OSError, ValueError):
-                status["last_ok"] = None
+            status["last_ok"] = previous.get("last_ok")
+        self._write_status(status)
+        return result
+
+    def _write_status(self, status: dict[str, object]) -> None:
         temp = self.status_file.with_suffix(".tmp")
         temp.write_text(json.dumps(status))
         os.replace(temp, self.status_file)
-        return result
 
     def status(self) -> dict[str, object]:
         try:

@@ -17,7 +17,7 @@ def proxy_sync(ctx: Context) -> RpSync:
     s = ctx.settings
     return RpSync(registry=ctx.registry, env=s.env, max_age=s.heartbeat_max_age,
                   control=NginxControl(s.root / "rp", listen_port=s.app_port), listen_port=s.app_port,
-                  webhook=s.webhook_upstream or None)
+                  webhook=s.webhook_upstream or None, instance_id=s.instance_id)
 
 
 def start_proxy(ctx: Context) -> threading.Event:
@@ -40,6 +40,11 @@ def sync_proxy(ctx: Context) -> None:
     """The registry changed: render, validate and reload now (a no-op on instances of other layers)."""
     if ctx.settings.layer == "rp":
         proxy_sync(ctx).sync_once()
+
+
+def proxy_synced_at(ctx: Context) -> float:
+    """When the registry was read for this proxy's running configuration (kept in its heartbeats)."""
+    return proxy_sync(ctx).control.synced_at()
 
 
 def proxy_health(ctx: Context) -> Health:

@@ -25,9 +25,10 @@ class RpSync:
     listen_port: int
     webhook: str | None = None
     template_dir: Path = TEMPLATES
+    instance_id: str = ""  # this proxy's registry entry, where it says how fresh its configuration is
 
-    def render_now(self) -> str:
-        now = time.time()
+    def render_now(self, now: float | None = None) -> str:
+        now = time.time() if now is None else now
         entries = [(record_layer, endpoint) for record_layer in self._layers()
                    for endpoint in self.registry.live(self.env, record_layer, self.max_age, now=now)]
         view = build_view(self.env, entries, self.webhook)
@@ -36,26 +37,46 @@ class RpSync:
     def _layers(self) -> list[str]:
         return sorted({str(r.get("layer")) for r in self.registry.records(self.env) if r.get("layer")})
 
-    def sync_once(self) -> ApplyResult:
+    def sync_once(self, publish: bool = True) -> ApplyResult:
+        """Render from the registry and apply; ``publish=False`` (the poll) records the sync only on a change."""
+        read_at = time.time()  # every registry read of the render happens after this
         try:
-            text = self.render_now()
+            text = self.render_now(read_at)
         except RenderError as error:
             log.error("%s; keeping the running configuration", error)
             self.control.record_error(str(error))
             return ApplyResult(False, False, False, str(error))
-        result = self.control.apply(text)
+        result = self.control.apply(text, read_at=read_at)
         if result.reloaded:
             log.info("nginx reloaded with a new configuration (%s)", result.sha256[:12])
+        if result.ok and (publish or result.changed):
+            self.publish_synced(read_at)
         return result
 
     def start(self) -> ApplyResult:
         self.control.prepare()
-        return self.control.start(self.render_now())
+        read_at = time.time()
+        result = self.control.start(self.render_now(read_at), read_at)
+        if result.ok:
+            self.publish_synced(read_at)
+        return result
+
+    def publish_synced(self, read_at: float) -> None:
+        """Tell updating instances that nginx now serves the registry as of ``read_at``.
+
+        An instance about to restart its app waits until every proxy has synced after
+        it registered as draining (``skynet_tasks.proxy.handshake``).
+        """
+        if self.instance_id:
+            try:
+                self.registry.mark_synced(self.env, "rp", self.instance_id, read_at)
+            except Exception:  # noqa: BLE001 - waiters fall back to their timeout; the sync itself succeeded
+                log.exception("could not record the proxy's sync in the registry")
 
     def run(self, stop: threading.Event, interval: float) -> None:
         """Sync every ``interval`` seconds until ``stop`` is set; errors are logged, never fatal."""
         while not stop.wait(interval):
             try:
-                self.sync_once()
+                self.sync_once(publish=False)  # no registry write per idle poll
             except Exception:  # noqa: BLE001 - the poll is the safety net: it must keep running
                 log.exception("proxy sync failed; trying again in %.0fs", interval)
