@@ -36,6 +36,8 @@ class CountingProxy:
     def __init__(self) -> None:
         self.upstream: str | None = None
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        # Bytes of response bodies per S3 object path fetched with GET (the build-once figures).
+        self.s3_get_bytes: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
         self.port = free_port()
         proxy = self
@@ -63,6 +65,9 @@ class CountingProxy:
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 response = upstream.getresponse()
                 data = response.read()
+                if service == "s3" and self.command == "GET" and response.status in (200, 206):
+                    with proxy.lock:
+                        proxy.s3_get_bytes[self.path.split("?")[0]] += len(data)
                 self.send_response(response.status)
                 for key, value in response.getheaders():
                     if key.lower() not in HOP_BY_HOP:

@@ -11,6 +11,7 @@ a hand-off from one instance's report to the next instance's acknowledgement.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import statistics
@@ -86,6 +87,26 @@ def measure(view: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def build_once(cluster: CountedCluster, sha: str, fetched: collections.Counter[str],
+               figures: dict[str, Any]) -> dict[str, Any]:
+    """Bytes of the artifact each instance downloaded against its size, and the builds saved.
+
+    Building once means one build per release; each instance downloads the artifact once.
+    The alternative, every instance building for itself, repeats the build (and its
+    checkout) on every instance: ``instances - 1`` builds more per release.
+    """
+    release = Ledger(cluster.aws().dynamodb, names.state_table("local")).release("local-api", sha)
+    assert release is not None and release.artifact_key
+    artifact_bytes = sum(count for path, count in fetched.items() if path.endswith("/" + release.artifact_key))
+    instances, size = figures["instances"], release.size or 0
+    return {
+        "artifact_size_bytes": size,
+        "artifact_bytes_downloaded_per_instance": round(artifact_bytes / instances, 1),
+        "downloads_per_instance_vs_size": round(artifact_bytes / instances / max(size, 1), 3),
+        "build_seconds_saved_vs_each_building": round(figures["build_s"] * (instances - 1), 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="3,10")
@@ -101,12 +122,13 @@ def main() -> None:
             warm = deploy_and_wait(cluster, git.Repo(info.app_repo).commit("main").hexsha)
             assert warm["state"] == "completed", warm.get("reason")
             sha = commit(info.app_repo, directory / "work", f"bench release for {size}\n")
-            before = proxy.snapshot()
+            before, bytes_before = proxy.snapshot(), collections.Counter(proxy.s3_get_bytes)
             view = deploy_and_wait(cluster, sha)
             requests = proxy.snapshot() - before
             figures = measure(view)
             figures["aws_requests"] = sum(requests.values())
             figures["aws_requests_per_ticket"] = round(sum(requests.values()) / size, 1)
+            figures.update(build_once(cluster, sha, collections.Counter(proxy.s3_get_bytes) - bytes_before, figures))
             results.append(figures)
             print(json.dumps(figures), flush=True)
         finally:

@@ -246,8 +246,8 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
     kind = RolloutKind(rollout.get("kind", RolloutKind.CODE))
     ok, error, log_text = True, None, ""
     try:
-        register_self(ctx, health=Health.DRAINING, last_task=f"update {rollout_id}#{ticket}")
-        wait_for_proxies(ctx, since=time.time())  # no proxy routes here any more: the app may stop
+        if register_self(ctx, health=Health.DRAINING, last_task=f"update {rollout_id}#{ticket}"):
+            wait_for_proxies(ctx, since=time.time())  # no proxy routes here any more: the app may stop
         update_ctx = update_context(ctx, {"SKYNET_ROLLOUT": rollout_id, "SKYNET_TICKET": str(ticket)})
         with keep_registered(ctx, f"update {rollout_id}#{ticket}", Health.DRAINING):
             log_text = UPDATERS[kind](ctx, update_ctx, rollout)
@@ -336,8 +336,8 @@ def probe_health(ctx: Context) -> Health:
     return Health.HEALTHY if ctx.services().running() or not spec.service else Health.UNHEALTHY
 
 
-def register_self(ctx: Context, health: Health | None = None, last_task: str = "", last_outcome: str = "") -> None:
-    """Refresh this instance's registry entry; tell the proxies when what they route to changed."""
+def register_self(ctx: Context, health: Health | None = None, last_task: str = "", last_outcome: str = "") -> bool:
+    """Refresh this instance's registry entry; tell the proxies when what they route to changed (then True)."""
     s = ctx.settings
     endpoint = Endpoint(
         instance_id=s.instance_id, group=s.group, address=s.address, port=s.app_port,
@@ -358,6 +358,8 @@ def register_self(ctx: Context, health: Health | None = None, last_task: str = "
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(routed)
         notify_proxies(ctx)
+        return True
+    return False
 
 
 def _proxy_synced_at(ctx: Context) -> float:
