@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from skynet_tasks.stacks.recipes import UnknownRecipe, recipe
 
 
 class BuildSpecError(ValueError):
@@ -131,17 +134,27 @@ def parse_buildspec(text: str) -> BuildSpec:
     stack = top.get("stack")
     if stack is not None and (not isinstance(stack, str) or not _STACK.match(stack)):
         raise BuildSpecError("stack: a recipe name of lowercase letters, digits and dashes")
+    try:
+        chosen = recipe(stack) if stack is not None else None
+    except UnknownRecipe as error:
+        raise BuildSpecError(f"stack: {error}") from None
     health = None
     if top.get("health") is not None:
         health = Health(http=http, command=_command(health_data["command"], "health.command")
                         if health_data.get("command") is not None else None,
                         timeout=_seconds(health_data.get("timeout"), "health.timeout", 30, 1, 600))
+    elif chosen is not None:
+        health = Health(http=chosen.health_path, command=None, timeout=30)
+    service = Service(_command(service_data["command"], "service.command")) if service_data else None
+    if service is None and chosen is not None:
+        # The recipe's own service renders its templates and runs its processes (skynet_tasks.stacks.run).
+        service = Service((sys.executable, "-m", "skynet_tasks.stacks.run", chosen.name))
     return BuildSpec(
         build=_commands(top.get("build"), "build"),
         build_timeout=_seconds(top.get("build_timeout"), "build_timeout", 600, 1, 3600),
         artifact_exclude=tuple(exclude),
         hooks=Hooks(**{name: _commands(hooks.get(name), f"hooks.{name}") for name in _HOOKS}),
-        service=Service(_command(service_data["command"], "service.command")) if service_data else None,
+        service=service,
         health=health,
         update_timeout=_seconds(top.get("update_timeout"), "update_timeout", 300, 1, 580),
         stack=stack,

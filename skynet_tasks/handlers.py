@@ -38,7 +38,6 @@ from skynet_tasks.ledger import Conflict, Release
 from skynet_tasks.messages import RE_REGISTER_TASK, REGISTRY_CHANGED_TASK, TAKE_TICKET_TASK, UPDATE_TASK
 from skynet_tasks.proxy.handshake import wait_for_proxies
 from skynet_tasks.registry import Endpoint
-from skynet_tasks.stacks.recipes import with_stack
 from skynet_tasks.states import Health, ReleaseState, RolloutKind, RolloutState, TicketState
 
 log = logging.getLogger(__name__)
@@ -328,7 +327,7 @@ def probe_health(ctx: Context) -> Health:
     if layout.current_release() is None:
         return Health.EMPTY
     try:
-        spec = with_stack(buildspec.load_buildspec(layout.current / "skynet.yml"))
+        spec = buildspec.load_buildspec(layout.current / "skynet.yml")
     except buildspec.BuildSpecError:
         return Health.UNHEALTHY
     if spec.health and spec.health.http:

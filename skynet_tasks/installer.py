@@ -24,7 +24,6 @@ from skynet_tasks import artifacts, buildspec, commands
 from skynet_tasks.artifact_store import ArtifactStore
 from skynet_tasks.httpcheck import http_get
 from skynet_tasks.services import ServiceError, Services
-from skynet_tasks.stacks.recipes import with_stack
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +128,7 @@ def install(ctx: UpdateContext, manifest: artifacts.Manifest) -> str:
     update_log.note(f"updating from {previous or 'nothing'} to {manifest.sha}")
     try:
         release_dir = fetch_release(ctx, manifest, update_log)
-        spec = with_stack(buildspec.load_buildspec(release_dir / "skynet.yml"))
+        spec = buildspec.load_buildspec(release_dir / "skynet.yml")
     except (artifacts.ArtifactError, buildspec.BuildSpecError, OSError) as error:
         update_log.note(f"refused: {error}")
         raise UpdateFailed(f"release {manifest.sha} refused: {error}", update_log.text()) from error
@@ -173,7 +172,7 @@ def roll_back(ctx: UpdateContext, previous: str | None, update_log: commands.Com
 def restart_current(ctx: UpdateContext, update_log: commands.CommandLog) -> None:
     """Restart the app on the current release and wait for its health check (it rereads its config)."""
     release = ctx.layout.current_release() or ""
-    spec = with_stack(buildspec.load_buildspec(ctx.layout.current / "skynet.yml"))
+    spec = buildspec.load_buildspec(ctx.layout.current / "skynet.yml")
     env = commands.base_environment({**ctx.env, "SKYNET_RELEASE": release, "PORT": str(ctx.app_port)})
     ctx.services.restart(spec.service.command if spec.service else None, ctx.layout.current, env)
     wait_healthy(ctx, spec, env, update_log)

@@ -8,7 +8,6 @@ last log lines.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from skynet_tasks.local.cluster import LocalCluster
+from skynet_tasks.local.cluster import LocalCluster, process_alive
 
 LOG_LINES = 6
 
@@ -34,7 +33,7 @@ def describe_cluster(cluster: LocalCluster) -> str:
     now, lines = time.time(), [note] if note else []
     for instance in info.instances:
         entry = registered.get(instance.id)
-        alive = _alive(instance.pid)
+        alive = process_alive(instance.pid)
         state = (f"registered {entry.health}, heartbeat {now - entry.heartbeat:.0f}s ago, release "
                  f"{entry.release[:10]}" if entry else "NOT registered")
         lines.append(f"{instance.id}: worker pid {instance.pid} {'alive' if alive else 'DEAD'}, {state}")
@@ -47,14 +46,6 @@ def cluster_registry_entries(cluster: LocalCluster) -> list[Any]:
     from clusterkit import registry
 
     return registry(cluster).endpoints("local")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 def _tail(path: Path) -> list[str]:

@@ -20,10 +20,9 @@ from pathlib import Path
 import pytest
 from clusterkit import app_answer, push_commit, skynet
 
-from skynet_tasks.buildspec import parse_buildspec
+from skynet_tasks.buildspec import BuildSpecError, parse_buildspec
 from skynet_tasks.local.cluster import LocalCluster
 from skynet_tasks.services import ProcessServices
-from skynet_tasks.stacks.recipes import UnknownRecipe, with_stack
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -150,13 +149,13 @@ def test_hostile_values_never_reach_the_templates(tmp_path, extra, error):
 
 
 def test_a_repo_names_a_recipe_and_gets_its_service_and_health_check_unless_it_gives_its_own():
-    spec = with_stack(parse_buildspec("stack: php-nginx\n"))
+    spec = parse_buildspec("stack: php-nginx\n")
     assert spec.service is not None and spec.service.command[-2:] == ("skynet_tasks.stacks.run", "php-nginx")
     assert spec.health is not None and spec.health.http == "/.skynet/health"
-    own = with_stack(parse_buildspec("stack: static\nhealth:\n  http: /ready\n"))
+    own = parse_buildspec("stack: static\nhealth:\n  http: /ready\n")
     assert own.health is not None and own.health.http == "/ready"
-    with pytest.raises(UnknownRecipe, match="no stack recipe 'cobol'"):
-        with_stack(parse_buildspec("stack: cobol\n"))
+    with pytest.raises(BuildSpecError, match="no stack recipe 'cobol'"):
+        parse_buildspec("stack: cobol\n")
 
 
 @pytest.fixture(scope="module")

@@ -108,7 +108,7 @@ def create_sample_repo(directory: Path, name: str = "sample-app") -> Path:
     return bare
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -131,14 +131,14 @@ def stop_process_group(pid: int, grace: float = 10.0, sig: int = signal.SIGTERM)
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not _process_alive(pid):
+        if not process_alive(pid):
             return
         time.sleep(0.05)
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
-    while _process_alive(pid):
+    while process_alive(pid):
         time.sleep(0.05)
 
 
@@ -274,7 +274,7 @@ class LocalCluster:
             if wanted <= present:
                 return
             for instance in self.info.instances if self.info else []:
-                if instance.id in wanted and not _process_alive(instance.pid):
+                if instance.id in wanted and not process_alive(instance.pid):
                     raise ClusterError(f"worker {instance.id} exited; see {instance.root}/logs/worker.log")
             time.sleep(0.2)
         raise ClusterError(f"instances {sorted(wanted)} did not register within {timeout:.0f}s")
@@ -292,7 +292,7 @@ class LocalCluster:
             info = ClusterInfo.load(self.dir)
         except ClusterError:
             return
-        if _process_alive(info.moto_pid):
+        if process_alive(info.moto_pid):
             raise ClusterError(f"a local cluster is already running in {self.dir}: "
                                f"stop it with `skynet local down --dir {self.dir}`")
 

@@ -34,8 +34,6 @@ def lagging_proxies(registry: Registry, env: str, since: float, max_age: float) 
 def wait_for_proxies(ctx: Context, since: float) -> list[str]:
     """Wait (up to ``SKYNET_PROXY_DRAIN_WAIT``) until every live proxy synced after ``since``; return the laggards."""
     s = ctx.settings
-    if s.layer == "rp":
-        return []  # proxies do not route to proxies
     deadline = time.monotonic() + s.proxy_drain_wait
     while True:
         lagging = lagging_proxies(ctx.registry, s.env, since, s.heartbeat_max_age)

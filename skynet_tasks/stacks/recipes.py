@@ -2,7 +2,8 @@
 
 A recipe is a set of Jinja2 templates (shipped in ``templates/<recipe>/``) rendered into the
 instance's run folder, the processes to run in the foreground, and a default health check.
-``skynet_tasks.stacks.run`` is the app service that renders and runs them: the installer
+``skynet_tasks.stacks.run`` is the app service that renders and runs them; ``buildspec``
+fills it in as the release's service when ``skynet.yml`` names a stack, and the installer
 starts, restarts and health-checks it like any ``service.command``, so a recipe release
 rolls out, halts and rolls back exactly as any other.
 
@@ -12,10 +13,7 @@ Shipped: ``php-nginx`` (Debian's nginx and PHP-FPM), ``static`` (nginx), ``pytho
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass, replace
-
-from skynet_tasks.buildspec import BuildSpec, BuildSpecError, Health, Service
+from dataclasses import dataclass
 
 HEALTH_PATH = "/.skynet/health"
 
@@ -34,7 +32,7 @@ RECIPES = {
 }
 
 
-class UnknownRecipe(BuildSpecError):
+class UnknownRecipe(LookupError):
     pass
 
 
@@ -43,18 +41,3 @@ def recipe(name: str) -> Recipe:
         return RECIPES[name]
     except KeyError:
         raise UnknownRecipe(f"no stack recipe {name!r} (known: {', '.join(sorted(RECIPES))})") from None
-
-
-def with_stack(spec: BuildSpec) -> BuildSpec:
-    """``spec`` with the recipe's service and default health check filled in when it names a stack.
-
-    A ``service:`` or ``health:`` the repo gives itself wins over the recipe's.
-    """
-    if spec.stack is None:
-        return spec
-    chosen = recipe(spec.stack)
-    service = spec.service
-    if service is None:
-        service = Service((sys.executable, "-m", "skynet_tasks.stacks.run", chosen.name))
-    health = spec.health or Health(http=chosen.health_path, command=None, timeout=30)
-    return replace(spec, service=service, health=health)

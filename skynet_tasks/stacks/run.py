@@ -127,7 +127,7 @@ def processes(name: str, files: dict[str, Path], values: dict[str, object]) -> l
             commands.insert(0, fpm)
         return commands
     if name == "python":
-        app = "wsgi:application" if Path("wsgi.py").exists() else "app:app"
+        app = "wsgi:application" if (Path(str(values["current"])) / "wsgi.py").exists() else "app:app"
         return [[sys.executable, "-m", "gunicorn", "--bind", f"{values['address']}:{values['port']}",
                  "--workers", "2", "--chdir", str(values["current"]), "--access-logfile", "-", app]]
     raise StackError(f"recipe {name} has no processes")
@@ -172,7 +172,7 @@ def main() -> None:
         sys.exit("usage: python -m skynet_tasks.stacks.run RECIPE")
     try:
         sys.exit(run(sys.argv[1], dict(os.environ)))
-    except (StackError, ValueError, OSError) as error:
+    except (StackError, LookupError, ValueError, OSError) as error:
         sys.exit(f"stack {sys.argv[1]}: {error}")
 
 
