@@ -2,6 +2,8 @@
 
 moto's own long poll spins a core while a FIFO group is in flight; Skynet's starts it
 patched so that a poll waits idle, as SQS does, and still delivers what SQS would.
+moto's transactions copy the whole table to roll back; Skynet's copy only the items a
+transaction names, and a failed transaction must still change nothing.
 """
 
 from __future__ import annotations
@@ -19,12 +21,30 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(scope="module")
-def sqs():
-    server = MotoServer.start()
-    client = boto3.client("sqs", endpoint_url=server.endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106 - moto's dummy
-    yield server, client
-    server.stop()
+def server():
+    started = MotoServer.start()
+    yield started
+    started.stop()
+
+
+def client_of(server, service: str):
+    return boto3.client(service, endpoint_url=server.endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106 - moto's dummy
+
+
+@pytest.fixture(scope="module")
+def sqs(server):
+    return server, client_of(server, "sqs")
+
+
+@pytest.fixture(scope="module")
+def table(server):
+    db = client_of(server, "dynamodb")
+    db.create_table(TableName="state", BillingMode="PAY_PER_REQUEST",
+                    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                          {"AttributeName": "sk", "AttributeType": "S"}])
+    return db
 
 
 def fifo_queue(client, name: str) -> str:
@@ -64,3 +84,45 @@ def test_a_waiting_long_poll_still_gets_a_new_message_and_a_message_whose_visibi
     # Not deleted: after its visibility timeout (2 s) the same message comes back to a waiting poll
     again = client.receive_message(QueueUrl=url, WaitTimeSeconds=10)
     assert [m["Body"] for m in again["Messages"]] == ["new"]
+
+
+def key(pk: str, sk: str = "x") -> dict:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def item(db, pk: str, sk: str = "x") -> dict | None:
+    return db.get_item(TableName="state", Key=key(pk, sk), ConsistentRead=True).get("Item")
+
+
+def test_a_failed_transaction_changes_nothing(table):
+    db = table
+    db.put_item(TableName="state", Item={**key("kept"), "v": {"N": "1"}})
+    db.put_item(TableName="state", Item={**key("gone"), "v": {"N": "1"}})
+
+    with pytest.raises(db.exceptions.TransactionCanceledException):
+        db.transact_write_items(TransactItems=[
+            {"Put": {"TableName": "state", "Item": {**key("new"), "v": {"N": "1"}}}},
+            {"Update": {"TableName": "state", "Key": key("kept"), "UpdateExpression": "SET v = :two",
+                        "ExpressionAttributeValues": {":two": {"N": "2"}}}},
+            {"Delete": {"TableName": "state", "Key": key("gone")}},
+            {"ConditionCheck": {"TableName": "state", "Key": key("absent"),
+                                "ConditionExpression": "attribute_exists(pk)"}},
+        ])
+
+    assert item(db, "new") is None
+    assert item(db, "kept")["v"] == {"N": "1"}
+    assert item(db, "gone")["v"] == {"N": "1"}
+
+
+def test_a_transaction_that_passes_writes_every_item(table):
+    db = table
+    db.put_item(TableName="state", Item={**key("counter"), "v": {"N": "1"}})
+
+    db.transact_write_items(TransactItems=[
+        {"Put": {"TableName": "state", "Item": {**key("fresh", "y"), "v": {"N": "7"}}}},
+        {"Update": {"TableName": "state", "Key": key("counter"), "UpdateExpression": "SET v = v + :one",
+                    "ConditionExpression": "v = :one", "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+    ])
+
+    assert item(db, "fresh", "y")["v"] == {"N": "7"}
+    assert item(db, "counter")["v"] == {"N": "2"}

@@ -1,4 +1,8 @@
-"""``python -m skynet_tasks.local.moto_main``: moto's server, with its SQS long poll made to wait.
+"""``python -m skynet_tasks.local.moto_main``: moto's server, with two of its costs made AWS-like.
+
+Neither patch changes what moto answers; both change only how much CPU an answer costs.
+
+**SQS long poll.**
 
 moto 5's ``ReceiveMessage`` long poll waits with ``Condition.wait_for(lambda:
 queue.messages)``, which returns at once while *any* message is visible. On a FIFO
@@ -10,10 +14,24 @@ everything else and a hand-off took seconds. Real SQS holds such a poll idle.
 
 The fix here waits on the queue's condition instead, woken by a new message and
 re-checking at least every ``RECHECK`` seconds (a visibility timeout ending or a
-group being freed do not notify). Nothing else of moto changes.
+group being freed do not notify).
+
+**DynamoDB transactions.** moto 5's ``TransactWriteItems`` keeps a deep copy of the
+whole table *per item of the transaction*, to roll back if one of them fails. Every
+conductor step is a transaction on the state table, which keeps every ticket of every
+rollout, so a step cost time in proportion to the table's history: a 100-instance
+rollout took ~0.9 s per ticket, and a long test run slowed as it went. The fix keeps a
+copy of the items the transaction names instead, and puts those back on failure: the
+same all-or-nothing result, at a cost in proportion to the transaction. DynamoDB requests are
+served one at a time, so that no request sees a transaction half-applied, or is undone by its
+rollback (moto's whole-table rollback could undo a concurrent write, too).
 """
 
 from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
 
 RECHECK = 0.1
 
@@ -28,8 +46,57 @@ def patch_long_poll() -> None:
     Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]
 
 
+def patch_transactions() -> None:
+    from moto.dynamodb import models
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
+
+    moto_transact = models.DynamoDBBackend.transact_write_items
+
+    class TablesNotCopied:
+        """Stands in for the ``copy`` module inside moto's backend: tables are not copied, items still are."""
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = []
+        for entry in transact_items:
+            try:
+                ((kind, operation),) = entry.items()
+                table = self.get_table(operation["TableName"])
+                hash_key, range_key = self.get_keys_value(table, operation["Item" if kind == "Put" else "Key"])
+            except Exception:  # noqa: BLE001, S112 - a malformed entry: moto's own validation answers it
+                continue
+            saved.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
+        try:
+            moto_transact(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, item in reversed(saved):
+                if item is None:
+                    table.delete_item(hash_key, range_key)
+                elif range_key is None:
+                    table.items[hash_key] = item
+                else:
+                    table.items[hash_key][range_key] = item
+            raise
+
+    one_at_a_time = threading.Lock()
+    moto_call_action = DynamoHandler.call_action
+
+    def call_action(self: Any) -> Any:
+        with one_at_a_time:
+            return moto_call_action(self)
+
+    models.copy = TablesNotCopied  # type: ignore[assignment]
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
 def main() -> None:
     patch_long_poll()
+    patch_transactions()
     from moto.server import main as moto_main
 
     moto_main()
