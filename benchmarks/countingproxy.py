@@ -44,6 +44,9 @@ class CountingProxy:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in two writes: with Nagle's algorithm on, the body waits for
+            # the client's delayed ACK of the headers, and every AWS request took 40 ms more.
+            disable_nagle_algorithm = True
 
             def handle_any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

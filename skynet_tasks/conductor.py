@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from skynet_tasks.states import RolloutKind, RolloutState, TicketState
 
@@ -183,9 +184,11 @@ def decide(group: Group, event: Event, now: float, live_members: Collection[str]
     """Apply one event to the group; return the new state and what to do about it.
 
     ``live_members`` are the instances of the group whose heartbeat is fresh, read
-    by the caller right before deciding.
+    by the caller right before deciding. It is consulted only when a rollout is
+    published or may be complete, so the caller may pass a collection that reads
+    the registry on first use.
     """
-    draft = _Draft(group, now, set(live_members))
+    draft = _Draft(group, now, live_members)
     if isinstance(event, RolloutReady):
         draft.rollout_ready(event.rollout)
     elif isinstance(event, TicketTaken):
@@ -216,13 +219,17 @@ def _end_waiting(rollout: Rollout, state: TicketState, now: float) -> tuple[Tick
 class _Draft:
     """The group being changed by one decision, and what was done to it."""
 
-    def __init__(self, group: Group, now: float, live: set[str]) -> None:
+    def __init__(self, group: Group, now: float, live_members: Collection[str]) -> None:
         self.group = group
         self.now = now
-        self.live = live
+        self._live_members = live_members
         self.actions: list[Action] = []
         self.notes: list[str] = []
         self.touched: dict[str, Rollout] = {}
+
+    @cached_property
+    def live(self) -> set[str]:
+        return set(self._live_members)
 
     def decision(self) -> Decision:
         return Decision(self.group, tuple(self.touched.values()), tuple(self.actions), tuple(self.notes))

@@ -37,7 +37,7 @@ from skynet_tasks.installer import UpdateContext, UpdateFailed, install
 from skynet_tasks.ledger import Conflict, Release
 from skynet_tasks.messages import RE_REGISTER_TASK, REGISTRY_CHANGED_TASK, TAKE_TICKET_TASK, UPDATE_TASK
 from skynet_tasks.proxy.handshake import wait_for_proxies
-from skynet_tasks.registry import Endpoint
+from skynet_tasks.registry import Endpoint, LiveMembers
 from skynet_tasks.states import Health, ReleaseState, RolloutKind, RolloutState, TicketState
 
 log = logging.getLogger(__name__)
@@ -194,8 +194,7 @@ def handle_maintenance(ctx: Context, group: str, message: Any, now: float | None
     event = from_message(message)
     for attempt in range(20):
         before = ctx.ledger.load_group(group)
-        live = [e.instance_id for e in ctx.registry.live(ctx.settings.env, None, ctx.settings.heartbeat_max_age,
-                                                        group=group)]
+        live = LiveMembers(ctx.registry, ctx.settings.env, group, ctx.settings.heartbeat_max_age)
         decision = decide(before, event, time.time() if now is None else now, live)
         if decision.changed:
             try:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -169,3 +171,31 @@ class Registry:
         if removed:
             log.info("pruned stale registry entries of env %s: %s", env, ", ".join(removed))
         return removed
+
+
+class LiveMembers(Collection[str]):
+    """A group's members with a fresh heartbeat, read from the registry when first asked.
+
+    The conductor asks only when a rollout is published or may be complete; most of its
+    steps (a ticket taken, an update reported) never do, and in a large group the
+    registry read was the costliest part of a step.
+    """
+
+    def __init__(self, registry: Registry, env: str, group: str, max_age: float) -> None:
+        self.registry = registry
+        self.env = env
+        self.group = group
+        self.max_age = max_age
+
+    @cached_property
+    def members(self) -> frozenset[str]:
+        return frozenset(e.instance_id for e in self.registry.live(self.env, None, self.max_age, group=self.group))
+
+    def __contains__(self, instance: object) -> bool:
+        return instance in self.members
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
