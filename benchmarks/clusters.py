@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from benchmarks.countingproxy import CountingProxy
@@ -13,7 +14,8 @@ class CountedCluster(LocalCluster):
         super().__init__(directory, extra_env={"AWS_ENDPOINT_URL": proxy.url}, **kwargs)  # type: ignore[arg-type]
         self.proxy = proxy
 
-    def _up(self, api: int, rp: int, ready_timeout: float) -> ClusterInfo:
+    def _up(self, api: int, rp: int, ready_timeout: float,
+            extra_layers: Mapping[str, int] | None = None) -> ClusterInfo:
         assert self.moto is not None
         self.proxy.upstream = self.moto.endpoint
-        return super()._up(api, rp, ready_timeout)
+        return super()._up(api, rp, ready_timeout, extra_layers)

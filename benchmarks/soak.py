@@ -1,4 +1,9 @@
-"""Fault-injection soak: many rollouts on a real local cluster, each with a random fault, then the invariants.
+"""Fault-injection soak: many rollouts in two groups of a real local cluster, each with a random fault.
+
+The cluster has two maintenance groups of app instances: ``local-api`` (layer ``api``, tracking the
+sample app's ``main``) and ``local-web`` (layer ``web``, tracking the branch ``web``). Each group has
+its own line of rollouts, and the two lines run at the same time, so one group's faults happen while
+the other is rolling out. Which group a rollout and its fault go to is chosen at random (seeded).
 
 Every AWS request of the instances goes through a proxy that can fail a share of the
 DynamoDB and S3 requests with a 500 (transient errors botocore must absorb). Faults,
@@ -9,16 +14,18 @@ one per rollout, chosen at random (seeded):
 - ``restart-worker``: stop an instance's worker cleanly during the rollout and start it again;
 - ``duplicate-delivery``: the push webhook delivered twice with the same delivery id;
 - ``double-push``: two commits pushed and announced 100 ms apart;
-- ``drop-message``: one maintenance message deleted from the FIFO queue by the soak;
+- ``drop-message``: one maintenance message deleted from the group's FIFO queue by the soak;
 - ``corrupt-artifact``: a built release's artifact overwritten in S3, then rolled back to on instances
   that no longer hold it (an instance that does installs the copy it verified when it downloaded it);
-- ``aws-errors``: 3% of DynamoDB and S3 requests fail with a 500 during the rollout;
+- ``aws-errors``: 3% of DynamoDB and S3 requests fail with a 500 during the rollout (the proxy is shared,
+  so the other group's rollout of the moment sees them too);
 - ``none``.
 
-Afterwards the recorded state is checked: never two tickets of the group updating at once (across
-rollouts), tickets started in number order, one ticket per instance and rollout, every instance on
-a release whose artifact it verified. A rollout still running after its time is aborted by the soak
-and counted as "needed an operator".
+The victims of a fault are always members of the rollout's group. Afterwards the recorded state is
+checked per group: never two tickets of the group updating at once (across rollouts), tickets started
+in number order, one ticket per instance and rollout, every instance on a release of its group whose
+artifact it verified. A rollout still running after its time is aborted by the soak and counted as
+"needed an operator".
 
     .venv/bin/python -m benchmarks.soak --rollouts 50 --seed 1 [--out results/soak.json]
 """
@@ -48,11 +55,13 @@ from benchmarks.countingproxy import CountingProxy
 from skynet_tasks import names
 from skynet_tasks.artifacts import Manifest
 from skynet_tasks.ledger import Ledger
-from skynet_tasks.local.cluster import stop_process_group
+from skynet_tasks.local.cluster import LOCAL_ENV, InstanceInfo, stop_process_group
 from skynet_tasks.webhook.local import push_payload, send_webhook
 
 FAULTS = ("none", "kill-updating", "kill-conductor", "restart-worker", "duplicate-delivery", "double-push",
           "drop-message", "corrupt-artifact", "aws-errors")
+# The second app layer: its own maintenance group, tracking the sample app's branch of the same name.
+SECOND_LAYER = "web"
 SPEC = """build:
   - [python3, build.py]
 service:
@@ -69,34 +78,74 @@ FINISHED = ("completed", "halted", "aborted", "superseded", "build_failed")
 @dataclass
 class SoakReport:
     rollouts: int = 0
+    per_group: collections.Counter[str] = field(default_factory=collections.Counter)
     faults: collections.Counter[str] = field(default_factory=collections.Counter)
+    faults_per_group: dict[str, collections.Counter[str]] = field(default_factory=dict)
     states: collections.Counter[str] = field(default_factory=collections.Counter)
     violations: list[str] = field(default_factory=list)
+    halts: list[str] = field(default_factory=list)  # "group fault: the conductor's reason", to tell why
     needed_operator: int = 0
     seconds: float = 0.0
+    # The two groups' lines record into one report at the same time.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def finished(self, group: str, fault: str, state: str, reason: str | None) -> None:
+        with self.lock:
+            self.rollouts += 1
+            self.per_group[group] += 1
+            self.states[state] += 1
+            if state == "halted":
+                self.halts.append(f"{group} {fault}: {reason}")
+
+    def fault(self, group: str, kind: str) -> None:
+        with self.lock:
+            self.faults[kind] += 1
+            self.faults_per_group.setdefault(group, collections.Counter())[kind] += 1
+
+    def violation(self, text: str) -> None:
+        with self.lock:
+            self.violations.append(text)
+
+    def operator_needed(self) -> None:
+        with self.lock:
+            self.needed_operator += 1
 
     def to_json(self) -> dict[str, Any]:
-        return {"rollouts": self.rollouts, "faults": dict(self.faults), "states": dict(self.states),
-                "invariant_violations": self.violations, "needed_operator": self.needed_operator,
-                "seconds": round(self.seconds, 1)}
+        return {"rollouts": self.rollouts, "rollouts_per_group": dict(self.per_group),
+                "faults": dict(self.faults),
+                "faults_per_group": {group: dict(kinds) for group, kinds in self.faults_per_group.items()},
+                "states": dict(self.states), "halts": self.halts, "invariant_violations": self.violations,
+                "needed_operator": self.needed_operator, "seconds": round(self.seconds, 1)}
 
     def table(self) -> str:
-        lines = [f"{'rollouts':<28}{self.rollouts}"]
-        lines += [f"{'fault ' + kind:<28}{count}" for kind, count in sorted(self.faults.items())]
-        lines += [f"{'state ' + state:<28}{count}" for state, count in sorted(self.states.items())]
-        lines += [f"{'invariant violations':<28}{len(self.violations)}",
-                  f"{'needed an operator':<28}{self.needed_operator}", f"{'seconds':<28}{self.seconds:.0f}"]
+        lines = [f"{'rollouts':<36}{self.rollouts}"]
+        lines += [f"{'rollouts in ' + group:<36}{count}" for group, count in sorted(self.per_group.items())]
+        lines += [f"{'fault ' + kind:<36}{count}" for kind, count in sorted(self.faults.items())]
+        lines += [f"{'state ' + state:<36}{count}" for state, count in sorted(self.states.items())]
+        lines += [f"{'invariant violations':<36}{len(self.violations)}",
+                  f"{'needed an operator':<36}{self.needed_operator}", f"{'seconds':<36}{self.seconds:.0f}"]
         return "\n".join(lines)
 
 
 class FaultyProxy(CountingProxy):
-    """The counting proxy, failing a share of DynamoDB and S3 requests with a 500 when asked."""
+    """The counting proxy, failing a share of DynamoDB and S3 requests with a 500 while any rollout asks for it."""
 
     def __init__(self, seed: int) -> None:
         self.fail_ratio = 0.0
+        self.failing = 0  # rollouts that asked for errors and have not finished (one per group at most)
         self.failed = 0
         self.random = random.Random(seed)
         super().__init__()
+
+    def errors_on(self) -> None:
+        with self.lock:
+            self.failing += 1
+            self.fail_ratio = 0.03
+
+    def errors_off(self) -> None:
+        with self.lock:
+            self.failing -= 1
+            self.fail_ratio = 0.03 if self.failing else 0.0
 
     def should_fail(self, service: str) -> bool:
         if service in ("dynamodb", "s3") and self.fail_ratio and self.random.random() < self.fail_ratio:
@@ -105,84 +154,118 @@ class FaultyProxy(CountingProxy):
         return False
 
 
+@dataclass
+class Lane:
+    """One maintenance group the soak drives: its layer, the branch it tracks, a clone to push from."""
+
+    layer: str
+    branch: str
+    size: int
+    random: random.Random
+    work: Path
+    repo: git.Repo | None = None
+    head: str = ""
+
+    @property
+    def group(self) -> str:
+        return names.default_group(LOCAL_ENV, self.layer)
+
+
 class Soak:
-    def __init__(self, directory: Path, seed: int, api: int = 3) -> None:
+    def __init__(self, directory: Path, seed: int, api: int = 3, second: int = 3) -> None:
         self.random = random.Random(seed)
         self.proxy = FaultyProxy(seed)
         self.cluster = CountedCluster(directory, self.proxy, heartbeat_interval=1.0, heartbeat_max_age=10.0)
-        self.api = api
-        self.work = directory / "work"
+        # Each lane draws its victims from its own generator: the lanes run in threads, and a shared
+        # generator would hand out numbers in whatever order the threads happen to ask.
+        self.lanes = [Lane("api", "main", api, random.Random(f"{seed}-api"), directory / "work-api"),
+                      Lane(SECOND_LAYER, SECOND_LAYER, second, random.Random(f"{seed}-{SECOND_LAYER}"),
+                           directory / f"work-{SECOND_LAYER}")]
+        # start_instance rewrites the cluster's record of its instances; one restart at a time.
+        self.restarting = threading.Lock()
         self.report = SoakReport()
 
     # ---- cluster --------------------------------------------------------------------------------------------
     def up(self) -> None:
-        info = self.cluster.up(api=self.api)
+        api, second = self.lanes
+        info = self.cluster.up(api=api.size, extra_layers={second.layer: second.size})
         os.environ.update(info.environment)
         kombu.pools.reset()
-        self.ledger = Ledger(self.cluster.aws().dynamodb, names.state_table("local"))
+        self.ledger = Ledger(self.cluster.aws().dynamodb, names.state_table(LOCAL_ENV))
         self.secret = Path(str(info.webhook_secret_file)).read_bytes().strip()
-        repo = git.Repo.clone_from(info.app_repo, self.work, branch="main")
-        with repo.config_writer() as config:
-            config.set_value("user", "name", "Soak")
-            config.set_value("user", "email", "soak@skynet.invalid")
-        self.repo = repo
-        self.head = repo.head.commit.hexsha
+        for lane in self.lanes:
+            repo = git.Repo.clone_from(info.app_repo, lane.work, branch=lane.branch)
+            with repo.config_writer() as config:
+                config.set_value("user", "name", "Soak")
+                config.set_value("user", "email", "soak@skynet.invalid")
+            lane.repo, lane.head = repo, repo.head.commit.hexsha
 
     def down(self) -> None:
         self.cluster.down()
         self.proxy.stop()
 
-    def instance_ids(self) -> list[str]:
-        return [i.id for i in self.cluster.require_info().instances]
+    def members(self, lane: Lane) -> list[InstanceInfo]:
+        return [i for i in self.cluster.require_info().instances if i.group == lane.group]
 
     def restart(self, instance_id: str) -> None:
-        self.cluster.start_instance(instance_id, "api")
+        with self.restarting:
+            found = next(i for i in self.cluster.require_info().instances if i.id == instance_id)
+            self.cluster.start_instance(instance_id, found.layer)
 
     # ---- pushes ---------------------------------------------------------------------------------------------
-    def commit(self, fail_on: str | None = None) -> str:
-        (self.work / "VERSION").write_text(f"soak {secrets.token_hex(4)}\n")
-        (self.work / "skynet.yml").write_text(SPEC)
+    def commit(self, lane: Lane, fail_on: str | None = None) -> str:
+        assert lane.repo is not None
+        (lane.work / "VERSION").write_text(f"soak {lane.layer} {secrets.token_hex(4)}\n")
+        (lane.work / "skynet.yml").write_text(SPEC)
         paths = ["VERSION", "skynet.yml"]
-        fail_file = self.work / "fail-on.txt"
+        fail_file = lane.work / "fail-on.txt"
         if fail_on:
             fail_file.write_text(fail_on + "\n")
             paths.append("fail-on.txt")
         elif fail_file.exists():
-            self.repo.index.remove(["fail-on.txt"], working_tree=True)
-        self.repo.index.add(paths)
-        self.repo.index.commit("soak")
-        self.repo.remotes.origin.push("main:main")
-        before, self.head = self.head, self.repo.head.commit.hexsha
+            lane.repo.index.remove(["fail-on.txt"], working_tree=True)
+        lane.repo.index.add(paths)
+        lane.repo.index.commit(f"soak {lane.layer}")
+        lane.repo.remotes.origin.push(f"{lane.branch}:{lane.branch}")
+        before, lane.head = lane.head, lane.repo.head.commit.hexsha
         return before
 
-    def announce(self, before: str, delivery: str | None = None) -> str | None:
+    def announce(self, lane: Lane, before: str, delivery: str | None = None) -> str | None:
         info = self.cluster.require_info()
         status, answer = send_webhook(str(info.webhook_url), self.secret, "push",
-                                      push_payload("sample-app", "main", before, self.head), delivery=delivery)
+                                      push_payload("sample-app", lane.branch, before, lane.head), delivery=delivery)
         if status != 202:
-            self.report.violations.append(f"webhook answered {status}: {answer}")
+            self.report.violation(f"{lane.group}: webhook answered {status}: {answer}")
             return None
         builds = answer.get("builds") or []
+        if any(build["group"] != lane.group for build in builds):
+            self.report.violation(f"a push to {lane.branch} started builds for {[b['group'] for b in builds]}")
         return str(builds[0]["rollout_id"]) if builds else None
 
-    def wait(self, rollout_id: str, timeout: float = 90) -> str:
+    def settle(self, lane: Lane, fault: str, rollout_id: str) -> str:
+        """Wait for the rollout to finish and record how it ended; returns its state."""
+        state, reason = self.wait(rollout_id)
+        self.report.finished(lane.group, fault, state, reason)
+        return state
+
+    def wait(self, rollout_id: str, timeout: float = 90) -> tuple[str, str | None]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             item = self.ledger.rollout_item(rollout_id)
             if item and item.get("state") in FINISHED:
-                return str(item["state"])
+                return str(item["state"]), item.get("reason")
             time.sleep(0.3)
         # Stuck: the operator steps in.
-        self.report.needed_operator += 1
+        self.report.operator_needed()
         from skynet_tasks.app import create_app
         from skynet_tasks.messages import Messenger
         from skynet_tasks.operator import OperatorError, rollout_action
 
         try:
-            rollout_action(self.ledger, Messenger(create_app(), "local"), rollout_id, "abort", "soak")
+            rollout_action(self.ledger, Messenger(create_app(), LOCAL_ENV), rollout_id, "abort", "soak")
         except OperatorError:
             pass
-        return "stuck"
+        return "stuck", None
 
     def updating_ticket(self, rollout_id: str, timeout: float = 30, minimum: int = 2) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout
@@ -197,39 +280,40 @@ class Soak:
         return None
 
     # ---- one rollout with one fault -------------------------------------------------------------------------
-    def run_one(self, fault: str) -> None:
-        self.report.faults[fault] += 1
+    def run_one(self, lane: Lane, fault: str) -> None:
+        self.report.fault(lane.group, fault)
         if fault == "corrupt-artifact":
-            self.corrupt_and_roll_back()
+            self.corrupt_and_roll_back(lane)
             return
-        fail_on = f"ticket:{self.api}" if self.random.random() < 0.15 else None  # now and then the last ticket fails
-        before = self.commit(fail_on)
+        # Now and then the last ticket fails its health check.
+        fail_on = f"ticket:{lane.size}" if lane.random.random() < 0.15 else None
+        before = self.commit(lane, fail_on)
         if fault == "aws-errors":
-            self.proxy.fail_ratio = 0.03
-        rollout_id = self.announce(before)
-        if fault == "duplicate-delivery":
-            delivery = secrets.token_hex(8)
-            rollout_id = self.announce(before, delivery)
-            again = self.announce(before, delivery)
-            if again not in (None, rollout_id):
-                self.report.violations.append(f"a redelivery started another rollout {again}")
-        elif fault == "double-push":
-            time.sleep(0.1)
-            first = rollout_id
-            rollout_id = self.announce(self.commit())
-            if first:
-                self.report.states[self.wait(first)] += 1
-                self.report.rollouts += 1
-        if rollout_id is None:
-            return
-        threading.Thread(target=self.inject, args=(fault, rollout_id), daemon=True).start()
-        state = self.wait(rollout_id)
-        self.proxy.fail_ratio = 0.0
-        self.report.states[state] += 1
-        self.report.rollouts += 1
-        self.heal()
+            self.proxy.errors_on()
+        try:
+            rollout_id = self.announce(lane, before)
+            if fault == "duplicate-delivery":
+                delivery = secrets.token_hex(8)
+                rollout_id = self.announce(lane, before, delivery)
+                again = self.announce(lane, before, delivery)
+                if again not in (None, rollout_id):
+                    self.report.violation(f"{lane.group}: a redelivery started another rollout {again}")
+            elif fault == "double-push":
+                time.sleep(0.1)
+                first = rollout_id
+                rollout_id = self.announce(lane, self.commit(lane))
+                if first:
+                    self.settle(lane, fault, first)
+            if rollout_id is None:
+                return
+            threading.Thread(target=self.inject, args=(lane, fault, rollout_id), daemon=True).start()
+            self.settle(lane, fault, rollout_id)
+        finally:
+            if fault == "aws-errors":
+                self.proxy.errors_off()
+        self.heal(lane)
 
-    def inject(self, fault: str, rollout_id: str) -> None:
+    def inject(self, lane: Lane, fault: str, rollout_id: str) -> None:
         if fault == "kill-updating":
             ticket = self.updating_ticket(rollout_id)
             if ticket:
@@ -237,21 +321,20 @@ class Soak:
                 time.sleep(2)
                 self.restart(ticket["instance"])
         elif fault == "kill-conductor":
-            victim = self.random.choice(self.instance_ids())
-            worker = next(i for i in self.cluster.require_info().instances if i.id == victim)
+            worker = lane.random.choice(self.members(lane))
             for pid in children(worker.pid):
                 if b"conductor" in Path(f"/proc/{pid}/cmdline").read_bytes():
                     os.kill(pid, signal.SIGKILL)
             time.sleep(2)
             stop_process_group(worker.pid, grace=10)
-            self.restart(victim)
+            self.restart(worker.id)
         elif fault == "restart-worker":
-            victim = self.random.choice(self.instance_ids())
+            victim = lane.random.choice(self.members(lane)).id
             self.cluster.stop_instance(victim)
             self.restart(victim)
         elif fault == "drop-message":
             sqs = self.cluster.aws().sqs
-            url = sqs.get_queue_url(QueueName=names.maintenance_queue("local", "local-api"))["QueueUrl"]
+            url = sqs.get_queue_url(QueueName=names.maintenance_queue(LOCAL_ENV, lane.group))["QueueUrl"]
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
                 got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", [])
@@ -259,17 +342,17 @@ class Soak:
                     sqs.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])
                     return
 
-    def corrupt_and_roll_back(self) -> None:
-        group = self.ledger.group_info("local-api")
+    def corrupt_and_roll_back(self, lane: Lane) -> None:
+        group = self.ledger.group_info(lane.group)
         previous = group.get("previous_release")
-        release = self.ledger.release("local-api", str(previous)) if previous else None
+        release = self.ledger.release(lane.group, str(previous)) if previous else None
         if release is None or not release.artifact_key:
             return
         s3 = self.cluster.aws().s3
-        s3.put_object(Bucket="skynet-local-repo", Key=release.artifact_key, Body=b"corrupted by the soak")
+        s3.put_object(Bucket=names.repo_bucket(LOCAL_ENV), Key=release.artifact_key, Body=b"corrupted by the soak")
         # An instance that still holds the release verified it when it downloaded it and installs its own
         # copy; the instances here must download it again, as if they had pruned it (or were new).
-        for instance in self.cluster.require_info().instances:
+        for instance in self.members(lane):
             root = Path(instance.root)
             current = os.readlink(root / "current").rsplit("/", 1)[-1] if (root / "current").is_symlink() else None
             if current != previous:
@@ -278,56 +361,62 @@ class Soak:
         from skynet_tasks.messages import Messenger
         from skynet_tasks.operator import rollback
 
-        started = rollback(self.ledger, Messenger(create_app(), "local"), "local-api", "soak")
-        state = self.wait(started.rollout_id)
-        self.report.states[state] += 1
-        self.report.rollouts += 1
+        started = rollback(self.ledger, Messenger(create_app(), LOCAL_ENV), lane.group, "soak")
+        state = self.settle(lane, "corrupt-artifact", started.rollout_id)
         if state == "completed":
-            self.report.violations.append(f"rollout {started.rollout_id} of a corrupted artifact completed")
+            self.report.violation(f"{lane.group}: rollout {started.rollout_id} of a corrupted artifact completed")
 
-    def heal(self) -> None:
-        """Every instance the soak killed is running again before the next rollout."""
-        info = self.cluster.require_info()
-        for instance in info.instances:
+    def heal(self, lane: Lane) -> None:
+        """Every instance of the group the soak killed is running again before the group's next rollout."""
+        members = self.members(lane)
+        for instance in members:
             try:
                 os.kill(instance.pid, 0)
             except ProcessLookupError:
                 self.restart(instance.id)
-        self.cluster.wait_registered(self.instance_ids(), 60)
+        self.cluster.wait_registered([i.id for i in members], 60)
 
     # ---- invariants -----------------------------------------------------------------------------------------
     def check(self) -> None:
+        for lane in self.lanes:
+            self.check_group(lane)
+
+    def check_group(self, lane: Lane) -> None:
+        group = lane.group
         tickets = []
-        for rollout_id in self.ledger.recent_rollouts("local-api", 500):
+        for rollout_id in self.ledger.recent_rollouts(group, 500):
             view = self.ledger.rollout_view(rollout_id) or {}
             mine = sorted(view.get("tickets", []), key=lambda t: t["number"])
             holders = [t["instance"] for t in mine]
             if len(holders) != len(set(holders)):
-                self.report.violations.append(f"{rollout_id}: an instance holds two tickets")
+                self.report.violation(f"{group} {rollout_id}: an instance holds two tickets")
+            strangers = sorted(set(holders) - {i.id for i in self.members(lane)})
+            if strangers:
+                self.report.violation(f"{group} {rollout_id}: tickets held by non-members {strangers}")
             started = [t for t in mine if t.get("started_at")]
             for earlier, later in zip(started, started[1:], strict=False):
                 if later["started_at"] < earlier["started_at"] and later.get("attempts", 1) == 1:
-                    self.report.violations.append(f"{rollout_id}: ticket {later['number']} started before "
-                                                  f"ticket {earlier['number']}")
+                    self.report.violation(f"{group} {rollout_id}: ticket {later['number']} started before "
+                                          f"ticket {earlier['number']}")
             tickets += [(rollout_id, t) for t in started]
         spans = sorted((t["started_at"], t.get("finished_at") or float("inf"), rid, t["number"])
                        for rid, t in tickets)
         busy_until, busy = float("-inf"), ""
         for start, end, rollout_id, number in spans:
             if start < busy_until:
-                self.report.violations.append(f"{busy} and {rollout_id}#{number} were updating at once")
+                self.report.violation(f"{group}: {busy} and {rollout_id}#{number} were updating at once")
             if end > busy_until:
                 busy_until, busy = end, f"{rollout_id}#{number}"
-        for instance in self.cluster.require_info().instances:
+        for instance in self.members(lane):
             current = Path(instance.root) / "current"
             if not current.exists():
                 continue
             marker = current / ".skynet-release"
             sha = os.readlink(current).rsplit("/", 1)[-1]
-            release = self.ledger.release("local-api", sha)
+            release = self.ledger.release(group, sha)
             if not marker.exists() or release is None or Manifest.from_json(marker.read_text()).sha256 != \
                     release.sha256:
-                self.report.violations.append(f"{instance.id} runs {sha[:12]} without a verified artifact")
+                self.report.violation(f"{group}: {instance.id} runs {sha[:12]} without a verified artifact")
 
 
 def children(pid: int) -> list[int]:
@@ -342,18 +431,45 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def run_soak(directory: Path, rollouts: int, seed: int, say: Any = print, api: int = 3) -> SoakReport:
-    soak = Soak(directory, seed, api=api)
+def plan(rollouts: int, lanes: int, rng: random.Random) -> list[tuple[int, str]]:
+    """(lane, fault) for each rollout: first every fault once in every lane, then lane and fault at random.
+
+    In the first round each lane takes the faults in the order of ``FAULTS`` (``corrupt-artifact``
+    needs a previous release to roll back to, so it does not come first).
+    """
+    first = [(lane, fault) for fault in FAULTS for lane in range(lanes)][:rollouts]
+    return first + [(rng.randrange(lanes), rng.choice(FAULTS)) for _ in range(rollouts - len(first))]
+
+
+def run_soak(directory: Path, rollouts: int, seed: int, say: Any = print) -> SoakReport:
+    soak = Soak(directory, seed)
+    planned = plan(rollouts, len(soak.lanes), soak.random)
     started = time.monotonic()
+    done = iter(range(1, rollouts + 1))
+    errors: list[BaseException] = []
+
+    def drive(lane: Lane, faults: list[str]) -> None:
+        try:
+            first = soak.announce(lane, "0" * 40)  # the sample app's first release
+            if first:
+                soak.wait(first)  # not counted: no fault
+            for fault in faults:
+                soak.run_one(lane, fault)
+                say(f"rollout {next(done)}/{rollouts}: {lane.group} {fault}")
+        except BaseException as error:  # surfaced in the main thread
+            errors.append(error)
+
     try:
         soak.up()
-        first = soak.announce("0" * 40)  # the sample app's first release
-        if first:
-            soak.wait(first)
-        for number in range(rollouts):
-            fault = FAULTS[number % len(FAULTS)] if number < len(FAULTS) else soak.random.choice(FAULTS)
-            soak.run_one(fault)
-            say(f"rollout {number + 1}/{rollouts}: {fault}")
+        lines = [threading.Thread(target=drive, args=(lane, [f for n, f in planned if n == index]),
+                                  name=f"soak-{lane.group}")
+                 for index, lane in enumerate(soak.lanes)]
+        for line in lines:
+            line.start()
+        for line in lines:
+            line.join()
+        if errors:
+            raise errors[0]
         soak.check()
     finally:
         soak.report.seconds = time.monotonic() - started

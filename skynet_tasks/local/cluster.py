@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,6 +68,8 @@ class ClusterInfo:
     webhook_secret_file: str | None = None
     # Processes beside the instances (webhook receiver, dashboard), by name, so `down` stops them too.
     services: dict[str, int] = field(default_factory=dict)
+    # The branch of the sample app each extra application layer tracks (``api`` tracks ``main``).
+    branches: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,6 +108,18 @@ def create_sample_repo(directory: Path, name: str = "sample-app") -> Path:
     repo.create_remote("origin", str(bare)).push("main:main")
     shutil.rmtree(work)
     return bare
+
+
+def create_layer_branch(bare: Path, layer: str) -> str:
+    """A branch named after ``layer`` in the sample repository, starting at ``main``; returns its name.
+
+    Each extra application layer is its own maintenance group and tracks its own
+    branch, so a push reaches exactly one group through the webhook's routing table.
+    """
+    repo = git.Repo(bare)
+    if layer not in repo.heads:
+        repo.create_head(layer, repo.heads["main"].commit)
+    return layer
 
 
 def process_alive(pid: int) -> bool:
@@ -155,13 +169,20 @@ class LocalCluster:
         self.moto: MotoServer | None = None
 
     # ---- up -----------------------------------------------------------------
-    def up(self, api: int = 3, rp: int = 0, ready_timeout: float = 60.0) -> ClusterInfo:
+    def up(self, api: int = 3, rp: int = 0, ready_timeout: float = 60.0,
+           extra_layers: Mapping[str, int] | None = None) -> ClusterInfo:
+        """Start the cluster: ``api`` app instances, ``rp`` proxies, and per extra layer (``{"web": 3}``)
+        that many app instances in a group of their own, tracking the sample app's branch of that name."""
+        for layer in extra_layers or {}:
+            names.check_name_part("layer", layer)
+            if layer in ("api", "rp"):
+                raise ClusterError(f"{layer} is not an extra layer: use up({layer}=...)")
         self.dir.mkdir(parents=True, exist_ok=True)
         self._refuse_if_running()
         (self.dir / "logs").mkdir(exist_ok=True)
         self.moto = MotoServer.start(log_file=self.dir / "logs" / "moto.log")
         try:
-            return self._up(api, rp, ready_timeout)
+            return self._up(api, rp, ready_timeout, extra_layers)
         except BaseException:
             self.down()
             raise
@@ -171,7 +192,8 @@ class LocalCluster:
             self.info = ClusterInfo.load(self.dir)
         return self.info
 
-    def _up(self, api: int, rp: int, ready_timeout: float) -> ClusterInfo:
+    def _up(self, api: int, rp: int, ready_timeout: float,
+            extra_layers: Mapping[str, int] | None = None) -> ClusterInfo:
         if self.moto is None:
             raise ClusterError("moto's server is not running")
         environment = {
@@ -181,14 +203,15 @@ class LocalCluster:
             "SKYNET_HEARTBEAT_MAX_AGE": str(self.heartbeat_max_age),
             **self.extra_env,
         }
-        layers = [("api", api)] + ([("rp", rp)] if rp else [])
+        layers = [("api", api), *(extra_layers or {}).items()] + ([("rp", rp)] if rp else [])
         groups = [names.default_group(LOCAL_ENV, layer) for layer, count in layers]
         aws = self.aws(environment)
         bootstrap_env(aws, LOCAL_ENV, groups)
         app_repo = create_sample_repo(self.dir)
+        branches = {layer: create_layer_branch(app_repo, layer) for layer in extra_layers or {}}
         self.info = ClusterInfo(dir=str(self.dir), env=LOCAL_ENV, aws_endpoint=self.moto.endpoint,
                                 moto_pid=self.moto.process.pid, app_repo=str(app_repo), groups=groups,
-                                environment=environment)
+                                environment=environment, branches=branches)
         self.info.save()
         self.start_webhook()
         self.start_dashboard()
@@ -208,7 +231,8 @@ class LocalCluster:
         from skynet_tasks.webhook.local import start_local_receiver
 
         info = self.require_info()
-        receiver = start_local_receiver(self.dir, info.environment, Path(info.app_repo), env=LOCAL_ENV)
+        receiver = start_local_receiver(self.dir, info.environment, Path(info.app_repo), env=LOCAL_ENV,
+                                        branches_by_layer=info.branches)
         info.webhook_url, info.webhook_secret_file = receiver.url, receiver.secret_file
         info.services["webhook"] = receiver.pid
         info.save()
@@ -237,7 +261,7 @@ class LocalCluster:
             "SKYNET_APP_PORT": str(app_port),
             "SKYNET_ADDRESS": "127.0.0.1",
             "SKYNET_REPO": info.app_repo,
-            "SKYNET_BRANCH": "main",
+            "SKYNET_BRANCH": info.branches.get(layer, "main"),
             **({"SKYNET_RP_POLL": "2", "SKYNET_WEBHOOK_UPSTREAM": urlsplit(info.webhook_url).netloc}
                if layer == "rp" and info.webhook_url else {}),
         }

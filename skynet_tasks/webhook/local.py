@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,22 @@ class LocalReceiver:
 
 
 def start_local_receiver(directory: Path, environment: dict[str, str], app_repo: Path, env: str = "local",
-                         layer: str = "api", timeout: float = 20.0) -> LocalReceiver:
-    """Start ``skynet webhook serve`` for a local cluster: a random secret, the sample app's route."""
+                         layer: str = "api", timeout: float = 20.0,
+                         branches_by_layer: Mapping[str, str] | None = None) -> LocalReceiver:
+    """Start ``skynet webhook serve`` for a local cluster: a random secret, the sample app's routes.
+
+    ``main`` goes to ``layer``; each further layer in ``branches_by_layer`` gets the pushes to its branch.
+    """
     secret_file = directory / "webhook-secret"
     if not secret_file.exists():
         secret_file.touch(mode=0o600)
         secret_file.write_text(secrets.token_hex(32) + "\n")
     routes_file = directory / "webhook-routes.json"
     repo_name = app_repo.name.removesuffix(".git")
+    tracked = {layer: "main", **(branches_by_layer or {})}
     routes_file.write_text(json.dumps({"routes": [
-        {"repo": repo_name, "branch": "main", "env": env, "layer": layer}]}, indent=2) + "\n")
+        {"repo": repo_name, "branch": branch, "env": env, "layer": each}
+        for each, branch in tracked.items()]}, indent=2) + "\n")
     port = free_port()
     (directory / "logs").mkdir(exist_ok=True)
     with open(directory / "logs" / "webhook.log", "ab") as out:
