@@ -65,9 +65,15 @@ class CountingProxy:
                 target = urlsplit(proxy.upstream or "")
                 upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                response = upstream.getresponse()
-                data = response.read()
+                try:
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    response = upstream.getresponse()
+                    data = response.read()
+                except (OSError, http.client.HTTPException):
+                    # moto stopping under a long poll (the cluster going down): the client sees a
+                    # dropped connection, as it would from moto itself, and nothing is printed.
+                    self.close_connection = True
+                    return
                 if service == "s3" and self.command == "GET" and response.status in (200, 206):
                     with proxy.lock:
                         proxy.s3_get_bytes[self.path.split("?")[0]] += len(data)

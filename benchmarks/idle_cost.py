@@ -1,9 +1,12 @@
 """What an idle cluster costs: AWS requests per instance per hour, and dollars per month at list prices.
 
-Starts a local cluster with the production defaults (heartbeat 60 s, long polling 20 s),
-lets it idle, and counts every request the instances make at a proxy in front of moto.
+Starts a local cluster with the production defaults (heartbeat 60 s, long polling 20 s,
+no pause between polls), lets it idle, and counts every request the instances make at a
+proxy in front of moto. ``--heartbeat`` and ``--poll-interval`` (``SKYNET_POLL_INTERVAL``)
+measure other settings.
 
     .venv/bin/python -m benchmarks.idle_cost --instances 3 --seconds 180 [--out results/idle.json]
+    .venv/bin/python -m benchmarks.idle_cost --heartbeat 300 --poll-interval 15   # the economy settings
 """
 
 from __future__ import annotations
@@ -37,11 +40,13 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=180)
     parser.add_argument("--heartbeat", type=float, default=60)
+    parser.add_argument("--poll-interval", type=float, default=0, help="SKYNET_POLL_INTERVAL, seconds")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     proxy = CountingProxy()
     cluster = CountedCluster(Path(tempfile.mkdtemp(prefix="skynet-idle-")), proxy,
                              heartbeat_interval=args.heartbeat, heartbeat_max_age=args.heartbeat * 10)
+    cluster.extra_env["SKYNET_POLL_INTERVAL"] = str(args.poll_interval)
     try:
         cluster.up(api=args.instances)
         time.sleep(10)  # let boot traffic settle
@@ -63,6 +68,7 @@ def main() -> None:
     sqs_per_10s = kinds["sqs"] / 360
     result = {
         "instances": args.instances, "seconds": args.seconds, "heartbeat_interval": args.heartbeat,
+        "poll_interval": args.poll_interval,
         "requests_per_instance_hour": dict(kinds), "by_operation_per_instance_hour": by_operation,
         "sqs_requests_per_instance_per_10s": round(sqs_per_10s, 2),
         "monthly_cost_usd": {n: monthly_cost(kinds, n) for n in (10, 100, 1000)},
