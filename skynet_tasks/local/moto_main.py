@@ -47,6 +47,7 @@ def patch_long_poll() -> None:
 
 
 def patch_transactions() -> None:
+    from moto.core.exceptions import JsonRESTError
     from moto.dynamodb import models
     from moto.dynamodb.models.table import Table
     from moto.dynamodb.responses import DynamoHandler
@@ -60,16 +61,19 @@ def patch_transactions() -> None:
         def deepcopy(value: Any, memo: Any = None) -> Any:
             return value if isinstance(value, Table) else copy.deepcopy(value, memo)
 
+    def named_item(backend: Any, entry: dict[str, Any]) -> tuple[Any, Any, Any, Any] | None:
+        """The table, key and a copy of the item a transaction entry names; None if the entry is
+        malformed (moto's own validation then refuses the transaction)."""
+        try:
+            ((kind, operation),) = entry.items()
+            table = backend.get_table(operation["TableName"])
+            hash_key, range_key = backend.get_keys_value(table, operation["Item" if kind == "Put" else "Key"])
+        except (JsonRESTError, KeyError, TypeError, ValueError):
+            return None
+        return table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))
+
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        saved = []
-        for entry in transact_items:
-            try:
-                ((kind, operation),) = entry.items()
-                table = self.get_table(operation["TableName"])
-                hash_key, range_key = self.get_keys_value(table, operation["Item" if kind == "Put" else "Key"])
-            except Exception:  # noqa: BLE001, S112 - a malformed entry: moto's own validation answers it
-                continue
-            saved.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
+        saved = [found for found in (named_item(self, entry) for entry in transact_items) if found is not None]
         try:
             moto_transact(self, transact_items)
         except Exception:
