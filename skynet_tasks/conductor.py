@@ -50,6 +50,19 @@ class Rollout:
     reason: str | None = None
     finished_at: float | None = None
     superseded_by: str | None = None
+    # The highest ticket number issued, and the lowest ticket that may still be waiting or
+    # updating: kept in the rollout's record so that a step reads only the tickets it needs.
+    last_number: int = 0
+    low_water: int = 1
+    # A ticket failed by its deadline may still be updating on its instance (its message may have
+    # started late): nothing else in the group starts before ``held_until``, or before that
+    # ticket's late report arrives.
+    held_by: int | None = None
+    held_until: float | None = None
+    # True when ``tickets`` holds only what a step needs (the ledger's partial read): the
+    # updating ticket, the first waiting one after it, and the ticket the event names. A rule
+    # that needs every ticket raises NeedsFullView; the caller reads them all and decides again.
+    partial: bool = False
 
     def ticket(self, number: int) -> Ticket | None:
         for ticket in self.tickets:
@@ -65,7 +78,22 @@ class Rollout:
 
     def with_ticket(self, ticket: Ticket) -> Rollout:
         others = tuple(t for t in self.tickets if t.number != ticket.number)
-        return replace(self, tickets=tuple(sorted((*others, ticket), key=lambda t: t.number)))
+        return replace(self, tickets=tuple(sorted((*others, ticket), key=lambda t: t.number)),
+                       last_number=max(self.last_number, ticket.number))
+
+    def next_number(self) -> int:
+        return max(self.last_number, *(t.number for t in self.tickets), 0) + 1
+
+    def holds(self, now: float) -> bool:
+        return self.held_until is not None and now < self.held_until
+
+
+class NeedsFullView(Exception):
+    """A rule needs every ticket of a rollout that was read partially: read them all and decide again."""
+
+    def __init__(self, rollout_id: str) -> None:
+        super().__init__(f"rollout {rollout_id}: this decision needs every ticket")
+        self.rollout_id = rollout_id
 
 
 @dataclass(frozen=True)
@@ -138,6 +166,53 @@ Event = RolloutReady | TicketTaken | UpdateReported | Tick | OperatorAction
 OPERATOR_ACTIONS = ("pause", "resume", "abort", "retry")
 
 
+# ---- partial reads ------------------------------------------------------------
+# A step usually needs a handful of tickets, whatever the group's size: the one updating, the
+# next waiting, and the one its event names. The ledger reads just those (``Ledger.load_group``
+# with a Focus) so that a step costs the same in a group of 1,000 as in a group of 3; a rule
+# that needs more (publication, completion, halting, operator actions) raises NeedsFullView.
+
+OPEN_WINDOW = 2
+
+
+@dataclass(frozen=True)
+class Focus:
+    """The ticket an event names, read besides each rollout's open window."""
+
+    rollout_id: str | None = None
+    instance: str | None = None
+    ticket: int | None = None
+
+
+def focus_of(event: Event) -> Focus:
+    if isinstance(event, TicketTaken):
+        return Focus(event.rollout_id, instance=event.instance)
+    if isinstance(event, UpdateReported):
+        return Focus(event.rollout_id, ticket=event.ticket)
+    return Focus()
+
+
+def open_window(rollout: Rollout) -> tuple[Ticket, ...]:
+    """The first tickets from the low-water mark that wait or update: the updating one comes first
+    (tickets start in number order), then the next to start."""
+    open_states = (TicketState.WAITING, TicketState.UPDATING)
+    return tuple(t for t in rollout.tickets if t.number >= rollout.low_water and t.state in open_states)[:OPEN_WINDOW]
+
+
+def partial_view(group: Group, focus: Focus) -> Group:
+    """The group as a partial read sees it: what ``Ledger.load_group`` returns for ``focus``."""
+    line = []
+    for rollout in group.line:
+        keep = {t.number: t for t in open_window(rollout)}
+        if focus.rollout_id in (None, rollout.id):
+            named = rollout.ticket(focus.ticket) if focus.ticket is not None \
+                else rollout.ticket_of(focus.instance) if focus.instance else None
+            if named is not None:
+                keep[named.number] = named
+        line.append(replace(rollout, tickets=tuple(keep[n] for n in sorted(keep)), partial=True))
+    return replace(group, line=tuple(line))
+
+
 # ---- actions ----------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -178,6 +253,11 @@ class Decision:
 # A dispatched ticket whose instance has not acknowledged it after this long is
 # sent again: the conductor may have died between its write and its send.
 REDISPATCH_AFTER = 30.0
+
+# The update task's hard time limit (``skynet_tasks.tasks``). An instance starts an update
+# only before its ticket's deadline (``Ledger.acknowledge_ticket``), so an update still
+# running after its deadline has stopped by ``deadline + UPDATE_HARD_LIMIT``.
+UPDATE_HARD_LIMIT = 600.0
 
 
 def decide(group: Group, event: Event, now: float, live_members: Collection[str]) -> Decision:
@@ -236,7 +316,7 @@ class _Draft:
 
     def put(self, rollout: Rollout, note: str) -> None:
         """Record a changed rollout; a finished one leaves the line once nothing of it is in flight."""
-        in_flight = any(t.state is TicketState.UPDATING for t in rollout.tickets)
+        in_flight = any(t.state is TicketState.UPDATING for t in rollout.tickets) or rollout.holds(self.now)
         keep = not rollout.state.finished or in_flight
         line = []
         placed = False
@@ -253,18 +333,25 @@ class _Draft:
         self.touched[rollout.id] = rollout
         self.notes.append(note)
 
+    def need_every_ticket(self, rollout: Rollout) -> None:
+        if rollout.partial:
+            raise NeedsFullView(rollout.id)
+
     def end(self, rollout: Rollout, state: RolloutState, reason: str, note: str, **changes: object) -> None:
+        self.need_every_ticket(rollout)  # every waiting ticket ends with it
         ticket_end = TicketState.SUPERSEDED if state is RolloutState.SUPERSEDED else TicketState.CANCELLED
         ended = replace(rollout, state=state, reason=reason, tickets=_end_waiting(rollout, ticket_end, self.now),
                         finished_at=self.now, **changes)  # type: ignore[arg-type]
         self.put(ended, note)
 
     def halt(self, rollout: Rollout, reason: str) -> None:
+        self.need_every_ticket(rollout)
         halted = replace(rollout, state=RolloutState.HALTED, reason=reason,
                          tickets=_end_waiting(rollout, TicketState.CANCELLED, self.now))
         self.put(halted, f"rollout {rollout.id} halted: {reason}")
 
     def publish(self, rollout: Rollout) -> None:
+        self.need_every_ticket(rollout)  # who holds a ticket already
         members = tuple(sorted(self.live | ({rollout.canary} if rollout.canary else set())))
         published = replace(rollout, published=True, expected=members)
         self.put(published, f"rollout {rollout.id} published release {rollout.release}")
@@ -286,7 +373,8 @@ class _Draft:
             return  # a redelivered announcement
         tickets = (Ticket(1, rollout.canary, taken_at=self.now),) if rollout.canary else ()
         ready = replace(rollout, state=RolloutState.RUNNING, tickets=tickets, published=False,
-                        created_at=rollout.created_at or self.now)
+                        created_at=rollout.created_at or self.now, last_number=len(tickets), low_water=1,
+                        partial=False)
         self.put(ready, f"rollout {rollout.id} of release {rollout.release} joined the line")
         if not rollout.canary:
             self.publish(ready)
@@ -297,16 +385,23 @@ class _Draft:
             return  # finished or unknown rollout: the member follows the newest one instead
         if not rollout.published or rollout.ticket_of(instance) is not None:
             return  # before publication only the canary holds a ticket; or a duplicate
-        number = max((t.number for t in rollout.tickets), default=0) + 1
+        number = rollout.next_number()
         self.put(rollout.with_ticket(Ticket(number, instance, taken_at=self.now)),
                  f"ticket {number} of rollout {rollout_id} taken by {instance}")
 
     def update_reported(self, event: UpdateReported) -> None:
         rollout = self.group.rollout(event.rollout_id)
         ticket = rollout.ticket(event.ticket) if rollout else None
+        if rollout is not None and ticket is not None and rollout.held_by == ticket.number \
+                and ticket.state is not TicketState.UPDATING and ticket.instance == event.instance:
+            # The late report of a ticket failed by its deadline: its instance stopped, the line may go on.
+            self.put(replace(rollout, held_by=None, held_until=None),
+                     f"late report of ticket {ticket.number} of rollout {rollout.id} from {ticket.instance}:"
+                     f" the group's line goes on")
+            return
         if rollout is None or ticket is None or ticket.state is not TicketState.UPDATING \
                 or ticket.instance != event.instance:
-            return  # a duplicate, or a late report for a ticket already failed by its deadline
+            return  # a duplicate, or a late report of a ticket whose hold has already passed
         state = TicketState.DONE if event.ok else TicketState.FAILED
         rollout = rollout.with_ticket(replace(ticket, state=state, finished_at=self.now, error=event.error))
         self.put(rollout, f"ticket {ticket.number} of rollout {rollout.id} {state} on {ticket.instance}")
@@ -324,8 +419,9 @@ class _Draft:
         rollout, ticket = busy
         if ticket.deadline is not None and self.now > ticket.deadline:
             error = "deadline passed: the instance did not report its update in time"
-            rollout = rollout.with_ticket(replace(ticket, state=TicketState.FAILED, finished_at=self.now,
-                                                  error=error))
+            rollout = replace(rollout.with_ticket(replace(ticket, state=TicketState.FAILED, finished_at=self.now,
+                                                          error=error)),
+                              held_by=ticket.number, held_until=ticket.deadline + UPDATE_HARD_LIMIT)
             self.put(rollout, f"ticket {ticket.number} of rollout {rollout.id} overdue on {ticket.instance}")
             if not rollout.state.finished:
                 self.halt(rollout, f"ticket {ticket.number} on {ticket.instance}: {error}")
@@ -337,6 +433,8 @@ class _Draft:
         rollout = self.group.rollout(event.rollout_id)
         if rollout is None or rollout.state.finished:
             return
+        if event.action != "pause":
+            self.need_every_ticket(rollout)
         who = f"by {event.actor}"
         if event.action == "pause" and rollout.state is RolloutState.RUNNING:
             self.put(replace(rollout, state=RolloutState.PAUSED, reason=f"paused {who}"),
@@ -354,7 +452,10 @@ class _Draft:
                 for t in rollout.tickets
             )
             verb = "resumed" if event.action == "resume" else "retried"
-            self.put(replace(rollout, state=RolloutState.RUNNING, tickets=tickets, reason=f"{verb} {who}"),
+            reopened = [t.number for t in rollout.tickets if t.state in reopen]
+            low_water = min([rollout.low_water, *reopened])
+            self.put(replace(rollout, state=RolloutState.RUNNING, tickets=tickets, reason=f"{verb} {who}",
+                             low_water=low_water),
                      f"rollout {rollout.id} {verb} {who}")
         elif event.action == "abort":
             # An update already in flight finishes; nothing after it is dispatched.
@@ -363,7 +464,12 @@ class _Draft:
     # -- progress --
     def advance(self) -> None:
         """At a ticket boundary: supersede older rollouts, dispatch the next ticket, or complete."""
-        if self.group.updating() is not None or not self.group.line:
+        if self.group.updating() is not None or any(r.holds(self.now) for r in self.group.line):
+            return
+        for released in [r for r in self.group.line if r.held_until is not None]:
+            self.put(replace(released, held_by=None, held_until=None),
+                     f"rollout {released.id}: the hold of ticket {released.held_by} passed")
+        if not self.group.line:
             return
         # The newest rollout of each kind supersedes the older ones of its kind; rollouts of
         # different kinds (code, config, agent) share the line and take turns, oldest first.
@@ -379,7 +485,8 @@ class _Draft:
                 ticket = waiting[0]
                 started = replace(ticket, state=TicketState.UPDATING, started_at=self.now,
                                   deadline=self.now + active.update_timeout, acknowledged_at=None, finished_at=None)
-                self.put(active.with_ticket(started),
+                # Tickets start in number order, so nothing below this one waits any more.
+                self.put(replace(active.with_ticket(started), low_water=ticket.number),
                          f"ticket {ticket.number} of rollout {active.id} dispatched to {ticket.instance}")
                 self.actions.append(Dispatch(ticket.instance, active.id, ticket.number))
                 return
@@ -387,6 +494,7 @@ class _Draft:
                 self.end(active, RolloutState.COMPLETED, "completed", f"rollout {active.id} completed")
 
     def _complete(self, rollout: Rollout) -> bool:
+        self.need_every_ticket(rollout)
         done = {t.instance for t in rollout.tickets if t.state is TicketState.DONE}
         # A member that left the group (its heartbeat went stale) no longer holds the rollout up.
         return all(m in done or m not in self.live for m in rollout.expected)

@@ -21,6 +21,8 @@ from skynet_tasks.conductor import (
     Decision,
     Dispatch,
     Event,
+    Focus,
+    NeedsFullView,
     Notify,
     Rollout,
     RolloutReady,
@@ -28,6 +30,7 @@ from skynet_tasks.conductor import (
     TicketTaken,
     UpdateReported,
     decide,
+    focus_of,
 )
 from skynet_tasks.config.sync import ConfigDir, git_ssh_environment
 from skynet_tasks.context import Context
@@ -192,10 +195,16 @@ def _run_build(ctx: Context, req: BuildRequest, me: str) -> Release | None:
 def handle_maintenance(ctx: Context, group: str, message: Any, now: float | None = None) -> Decision | None:
     """One conductor step: decide on the event against fresh state, write it conditionally, then act."""
     event = from_message(message)
+    focus: Focus | None = focus_of(event)  # most steps need a few tickets, not the whole line
     for attempt in range(20):
-        before = ctx.ledger.load_group(group)
+        before = ctx.ledger.load_group(group, focus)
         live = LiveMembers(ctx.registry, ctx.settings.env, group, ctx.settings.heartbeat_max_age)
-        decision = decide(before, event, time.time() if now is None else now, live)
+        try:
+            decision = decide(before, event, time.time() if now is None else now, live)
+        except NeedsFullView:
+            focus = None
+            before = ctx.ledger.load_group(group)
+            decision = decide(before, event, time.time() if now is None else now, live)
         if decision.changed:
             try:
                 ctx.ledger.write_decision(before, decision)
@@ -379,8 +388,9 @@ def handle_re_register(ctx: Context, reason: str = "heartbeat") -> None:
     """Heartbeat: register, take a missed ticket, and report a stalled line to the conductor."""
     s = ctx.settings.require_instance()
     register_self(ctx, last_task=f"re_register ({reason})")
-    group = ctx.ledger.load_group(s.group)
+    group = ctx.ledger.load_group(s.group, Focus(instance=s.instance_id))
     now = time.time()
+    report_not_updating(ctx, group.line)
     mine = ctx.layout.current_release()
     newest = group.line[-1] if group.line else None
     if newest is not None and newest.id == group.desired_rollout and newest.published \
@@ -392,6 +402,23 @@ def handle_re_register(ctx: Context, reason: str = "heartbeat") -> None:
         body, _ = to_message(Tick())
         # One tick per group per heartbeat interval, however many members notice.
         ctx.messenger.maintenance(s.group, body, f"tick:{int(now // max(s.heartbeat_interval, 1))}")
+
+
+def report_not_updating(ctx: Context, line: tuple[Rollout, ...]) -> None:
+    """Release the group's line from a hold on this instance's overdue ticket.
+
+    The work worker runs one task at a time, and it is running this one (a heartbeat, or
+    the boot of a restarted worker): whatever update of this instance passed its deadline
+    is not running any more, so the line need not wait for the task's time limit.
+    """
+    me = ctx.settings.require_instance().instance_id
+    for rollout in line:
+        ticket = rollout.ticket_of(me)
+        if ticket is not None and rollout.held_by == ticket.number and ticket.state is not TicketState.UPDATING:
+            log.info("rollout %s: ticket %d passed its deadline and %s is not updating; telling the conductor",
+                     rollout.id, ticket.number, me)
+            send_event(ctx, ctx.settings.group, UpdateReported(rollout.id, ticket.number, me, False,
+                                                               "the instance is not updating (late report)"))
 
 
 def handle_drain(ctx: Context, drain: bool) -> None:
@@ -407,6 +434,8 @@ def handle_drain(ctx: Context, drain: bool) -> None:
 
 
 def _line_needs_attention(line: tuple[Rollout, ...], now: float) -> bool:
+    if any(r.held_until is not None and not r.holds(now) for r in line):
+        return True  # a hold passed: the line may go on
     for rollout in line:
         for ticket in rollout.tickets:
             if ticket.state is TicketState.UPDATING:

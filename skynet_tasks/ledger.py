@@ -10,6 +10,7 @@ pk                         sk                          what
 ``group#<group>``          ``rollout#<created>#<id>``  index of the group's rollouts, newest last
 ``rollout#<id>``           ``rollout``                 the rollout
 ``rollout#<id>``           ``ticket#<number>``         its tickets
+``rollout#<id>``           ``holder#<instance>``       which ticket an instance holds
 ``release#<group>``        ``<sha>``                   a build of that commit for that group
 =========================  ==========================  =======================================
 
@@ -17,6 +18,12 @@ Every conductor decision is written in one transaction conditioned on the
 group's ``version``: two conductors deciding on the same state (a redelivered
 or duplicated maintenance message) cannot both win, so two instances of a
 group can never be put into ``updating`` at once.
+
+A conductor step reads a partial line (``load_group`` with a Focus): per rollout,
+its record, the first open tickets from its low-water mark, and the ticket the
+event names (by number, or by instance through its ``holder#`` item). That is a
+few small reads whatever the group's size; ``conductor.partial_view`` states what
+it must return, and a rule that needs more asks for the whole line.
 """
 
 from __future__ import annotations
@@ -24,12 +31,12 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from skynet_tasks.conductor import Decision, Group, Rollout, Ticket
+from skynet_tasks.conductor import OPEN_WINDOW, Decision, Focus, Group, Rollout, Ticket
 from skynet_tasks.dynamo import condition_failed, from_item, to_attr, to_item
 from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState, TicketState
 
@@ -55,10 +62,20 @@ def _ticket_sk(number: int) -> str:
     return f"ticket#{number:06d}"
 
 
+def _holder_sk(instance: str) -> str:
+    return f"holder#{instance}"
+
+
+_LAST_TICKET_SK = _ticket_sk(999_999)
+
+
 _TICKET_FIELDS = ("number", "instance", "state", "taken_at", "started_at", "finished_at", "deadline",
                   "error", "acknowledged_at", "attempts")
 _ROLLOUT_DYNAMIC = ("state", "canary", "published", "expected", "update_timeout", "reason", "finished_at",
-                    "superseded_by", "created_at", "release", "kind", "group")
+                    "superseded_by", "created_at", "release", "kind", "group", "last_number", "low_water",
+                    "held_by", "held_until")
+# Set on rollouts whose every ticket has a holder item: only those are read partially.
+_INDEXED = "holders_indexed"
 
 
 def _ticket_from_item(item: dict[str, Any]) -> Ticket:
@@ -123,10 +140,15 @@ class Ledger:
             groups += [item["pk"]["S"].split("#", 1)[1] for item in page.get("Items", [])]
         return sorted(groups)
 
-    def load_group(self, group: str) -> Group:
-        """The group with every rollout in its line, read consistently right now."""
+    def load_group(self, group: str, focus: Focus | None = None) -> Group:
+        """The group with every rollout in its line, read consistently right now.
+
+        With a ``focus``, each rollout holds only the tickets ``conductor.partial_view``
+        says (and is marked partial); without one, every ticket.
+        """
         info = self.group_info(group)
-        line = tuple(self.load_rollout(rid) for rid in info.get("line", []))
+        line = tuple(self.load_rollout(rid) if focus is None else self.load_rollout_partially(rid, focus)
+                     for rid in info.get("line", []))
         return Group(
             name=group,
             version=int(info.get("version", 0)),
@@ -148,6 +170,50 @@ class Ledger:
         if header is None or "release" not in header:
             return None
         tickets = tuple(_ticket_from_item(i) for i in items if i["sk"].startswith("ticket#"))
+        return self._rollout(rollout_id, header, tickets)
+
+    def load_rollout_partially(self, rollout_id: str, focus: Focus) -> Rollout | None:
+        """The rollout's record, its open window and the ticket ``focus`` names (see ``conductor.partial_view``)."""
+        header = self.rollout_item(rollout_id)
+        if header is None or "release" not in header:
+            return None
+        if not header.get(_INDEXED):
+            return self.load_rollout(rollout_id)  # recorded before holders were indexed: read it whole
+        rollout = self._rollout(rollout_id, header, ())
+        tickets = {t.number: t for t in self._open_window(rollout_id, rollout.low_water)}
+        if focus.rollout_id in (None, rollout_id):
+            number = focus.ticket
+            if number is None and focus.instance is not None:
+                holder = self.db.get_item(TableName=self.table, ConsistentRead=True, Key={
+                    "pk": {"S": _rollout_pk(rollout_id)}, "sk": {"S": _holder_sk(focus.instance)}}).get("Item")
+                number = int(from_item(holder)["number"]) if holder else None
+            if number is not None and number not in tickets:
+                item = self.ticket(rollout_id, number)
+                if item is not None:
+                    tickets[number] = _ticket_from_item(item)
+        return replace(rollout, tickets=tuple(tickets[n] for n in sorted(tickets)), partial=True)
+
+    def _open_window(self, rollout_id: str, low_water: int) -> list[Ticket]:
+        """The first OPEN_WINDOW tickets from ``low_water`` that wait or update, in number order."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table, "ConsistentRead": True, "Limit": OPEN_WINDOW + 2,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "FilterExpression": "#state IN (:waiting, :updating)", "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {":pk": {"S": _rollout_pk(rollout_id)}, ":low": {"S": _ticket_sk(low_water)},
+                                          ":high": {"S": _LAST_TICKET_SK}, ":waiting": to_attr("waiting"),
+                                          ":updating": to_attr("updating")},
+        }
+        found: list[Ticket] = []
+        while len(found) < OPEN_WINDOW:
+            resp = self.db.query(**kwargs)
+            found += [_ticket_from_item(from_item(i)) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return found[:OPEN_WINDOW]
+
+    @staticmethod
+    def _rollout(rollout_id: str, header: dict[str, Any], tickets: tuple[Ticket, ...]) -> Rollout:
         return Rollout(
             id=rollout_id,
             group=header["group"],
@@ -163,6 +229,10 @@ class Ledger:
             reason=header.get("reason"),
             finished_at=header.get("finished_at"),
             superseded_by=header.get("superseded_by"),
+            held_by=int(header["held_by"]) if header.get("held_by") is not None else None,
+            held_until=header.get("held_until"),
+            last_number=max([int(header.get("last_number", 0)), *(t.number for t in tickets)]),
+            low_water=int(header.get("low_water", 1)),
         )
 
     def rollout_view(self, rollout_id: str) -> dict[str, Any] | None:
@@ -220,10 +290,13 @@ class Ledger:
     def acknowledge_ticket(self, rollout_id: str, number: int, instance: str) -> int | None:
         """The instance starts ticket ``number``; return the attempt it runs, or None if it is not its to run.
 
-        Refused when the ticket is no longer updating on this instance, and when this
-        attempt was already reported: a duplicate update message that arrives after
-        the update finished (a redispatch, a redelivery) must not run it again. A
-        redelivery after a crash, before any report, does run it again.
+        Refused when the ticket is no longer updating on this instance, when this
+        attempt was already reported (a duplicate update message that arrives after
+        the update finished, a redispatch, a redelivery, must not run it again), and
+        once the ticket's deadline has passed (a message that waited too long: the
+        conductor fails the ticket, and counts on an update started before its
+        deadline to stop within the task's time limit). A redelivery after a crash,
+        before any report, does run it again.
         """
         try:
             response = self.db.update_item(
@@ -231,7 +304,8 @@ class Ledger:
                 Key={"pk": {"S": _rollout_pk(rollout_id)}, "sk": {"S": _ticket_sk(number)}},
                 UpdateExpression="SET acknowledged_at = :now",
                 ConditionExpression="#state = :updating AND instance = :me AND "
-                                    "(attribute_not_exists(reported_attempt) OR reported_attempt < attempts)",
+                                    "(attribute_not_exists(reported_attempt) OR reported_attempt < attempts) AND "
+                                    "(attribute_not_exists(deadline) OR deadline > :now)",
                 ExpressionAttributeNames={"#state": "state"},
                 ExpressionAttributeValues={":now": to_attr(time.time()), ":updating": to_attr("updating"),
                                            ":me": to_attr(instance)},
@@ -289,11 +363,18 @@ class Ledger:
         }}]
         tickets: list[dict[str, Any]] = []
         for rollout in decision.touched:
-            items.append({"Update": self._rollout_update(rollout)})
-            previous = {t.number: t for t in old[rollout.id].tickets} if rollout.id in old else {}
+            before_rollout = old.get(rollout.id)
+            header = self._rollout_update(rollout, before_rollout)
+            if header is not None:
+                items.append({"Update": header})
+            previous = {t.number: t for t in before_rollout.tickets} if before_rollout else {}
+            issued = before_rollout.last_number if before_rollout else 0
             for ticket in rollout.tickets:
                 if previous.get(ticket.number) != ticket:
                     tickets.append({"Update": self._ticket_update(rollout.id, ticket)})
+                if ticket.number > issued:  # a new ticket: index its holder
+                    tickets.append({"Put": {"TableName": self.table, "Item": to_item({
+                        "pk": _rollout_pk(rollout.id), "sk": _holder_sk(ticket.instance), "number": ticket.number})}})
         room = _TRANSACTION_LIMIT - len(items)
         try:
             self.db.transact_write_items(TransactItems=items + tickets[:room])
@@ -308,13 +389,20 @@ class Ledger:
         for note in decision.notes:
             log.info("group %s: %s", before.name, note)
 
-    def _rollout_update(self, rollout: Rollout) -> dict[str, Any]:
-        values = asdict(rollout)
-        values["state"] = str(rollout.state)
-        values["kind"] = str(rollout.kind)
-        values["expected"] = list(rollout.expected)
-        return self._field_update({"pk": {"S": _rollout_pk(rollout.id)}, "sk": {"S": "rollout"}},
-                                  {k: values.get(k) for k in _ROLLOUT_DYNAMIC})
+    def _rollout_update(self, rollout: Rollout, before: Rollout | None) -> dict[str, Any] | None:
+        """Set the fields of the rollout's record that changed (all of them for a rollout new to the line)."""
+        changed = [k for k in _ROLLOUT_DYNAMIC if before is None or getattr(before, k) != getattr(rollout, k)]
+        if not changed:
+            return None
+        values: dict[str, Any] = {k: getattr(rollout, k) for k in changed}
+        for name in ("state", "kind"):
+            if name in values:
+                values[name] = str(values[name])
+        if "expected" in values:
+            values["expected"] = list(rollout.expected)
+        if before is None:
+            values[_INDEXED] = True  # its tickets are created from here on, each with its holder item
+        return self._field_update({"pk": {"S": _rollout_pk(rollout.id)}, "sk": {"S": "rollout"}}, values)
 
     def _ticket_update(self, rollout_id: str, ticket: Ticket) -> dict[str, Any]:
         """Set the conductor's fields of a ticket, leaving the instance's annotations (log key…) alone."""

@@ -17,6 +17,7 @@ from celery import Task
 from skynet_tasks import handlers, membership, names
 from skynet_tasks.agent import restart_requested
 from skynet_tasks.app import app
+from skynet_tasks.conductor import UPDATE_HARD_LIMIT
 from skynet_tasks.context import Context
 from skynet_tasks.messages import (
     BUILD_TASK,
@@ -82,7 +83,8 @@ def maintenance(self: SkynetTask, group: str, event: dict[str, Any]) -> None:
     handlers.handle_maintenance(self.ctx, group, event)
 
 
-@app.task(name=UPDATE_TASK, base=SkynetTask, bind=True, soft_time_limit=580, time_limit=600)
+@app.task(name=UPDATE_TASK, base=SkynetTask, bind=True, soft_time_limit=UPDATE_HARD_LIMIT - 20,
+          time_limit=UPDATE_HARD_LIMIT)
 def update(self: SkynetTask, rollout_id: str, ticket: int) -> None:
     handlers.handle_update(self.ctx, rollout_id, ticket)
     if restart_requested(self.ctx.settings.root):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from skynet_tasks.conductor import (
+    UPDATE_HARD_LIMIT,
     Dispatch,
     Group,
+    NeedsFullView,
     Notify,
     OperatorAction,
     Rollout,
@@ -13,6 +17,8 @@ from skynet_tasks.conductor import (
     TicketTaken,
     UpdateReported,
     decide,
+    focus_of,
+    partial_view,
 )
 from skynet_tasks.states import RolloutKind, RolloutState, TicketState
 
@@ -183,3 +189,39 @@ def test_a_newer_config_rollout_supersedes_an_older_config_rollout_only():
     group, _ = run(group, config_ready("c2", "cfg-2", canary=None))
     group, _ = run(group, UpdateReported("r1", 1, "a", ok=True))  # supersession happens at a ticket boundary
     assert {r.id: str(r.state) for r in group.line} == {"r1": "running", "c2": "running"}
+
+
+def test_after_a_missed_deadline_nothing_starts_until_the_late_report_or_the_task_limit():
+    # Found by the model test: the update message of an instance busy elsewhere started after its
+    # ticket's deadline; the conductor failed the ticket and a newer rollout's canary started
+    # while the late update still ran. Now a late message is refused (Ledger.acknowledge_ticket),
+    # and an update started in time may run until the task's hard limit: the line waits for it.
+    group, _ = run(Group("g"), ready(timeout=30), ready("r2", "s2", canary="b"), now=100.0)
+    group, actions = run(group, Tick(), now=131.0)
+    assert actions == [] and states(group) == {"a": "failed"}
+    assert group.rollout("r1") is not None  # halted, superseded, yet still in line: it holds it
+    group, actions = run(group, Tick(), now=100.0 + 30 + UPDATE_HARD_LIMIT - 1)
+    assert actions == []
+
+    late, actions = run(group, UpdateReported("r1", 1, "a", ok=False, error="rolled back"), now=200.0)
+    assert actions == [Dispatch("b", "r2", 1)]  # the late report: a has stopped, the line goes on
+    assert [r.id for r in late.line] == ["r2"]
+
+    group, actions = run(group, Tick(), now=100.0 + 30 + UPDATE_HARD_LIMIT + 1)
+    assert actions == [Dispatch("b", "r2", 1)]  # or the hold passes
+    assert [r.id for r in group.line] == ["r2"]
+
+
+def test_a_partial_read_decides_like_the_whole_line_or_asks_for_it():
+    group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True),
+                   TicketTaken("r1", "b"), TicketTaken("r1", "c"))
+    report = UpdateReported("r1", 2, "b", ok=True)
+    view = partial_view(group, focus_of(report))
+    assert [t.number for t in view.line[0].tickets] == [2, 3]  # updating, next waiting; not the canary's
+
+    quick, whole = decide(view, report, 100.0, MEMBERS), decide(group, report, 100.0, MEMBERS)
+    assert quick.actions == whole.actions == (Dispatch("c", "r1", 3),)
+
+    failed = UpdateReported("r1", 2, "b", ok=False, error="health check failed")
+    with pytest.raises(NeedsFullView):  # halting cancels every waiting ticket: it needs them all
+        decide(partial_view(group, focus_of(failed)), failed, 100.0, MEMBERS)

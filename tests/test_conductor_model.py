@@ -22,10 +22,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from skynet_tasks.conductor import (
     REDISPATCH_AFTER,
+    UPDATE_HARD_LIMIT,
     Decision,
     Dispatch,
     Event,
     Group,
+    NeedsFullView,
     Notify,
     OperatorAction,
     Rollout,
@@ -34,6 +36,8 @@ from skynet_tasks.conductor import (
     TicketTaken,
     UpdateReported,
     decide,
+    focus_of,
+    partial_view,
 )
 from skynet_tasks.states import RolloutState, TicketState
 
@@ -53,7 +57,8 @@ class RolloutModel(RuleBasedStateMachine):
         self.live = set(INSTANCES)
         self.pending: list[Event] = []  # the group's maintenance queue, as the conductor may see it
         self.inbox: list[Dispatch] = []  # update messages on their way to instances
-        self.busy: dict[str, tuple[str, int, str, int]] = {}  # instance -> (rollout, ticket, release, attempt)
+        # instance -> (rollout, ticket, release, attempt, when the update task's time limit stops it)
+        self.busy: dict[str, tuple[str, int, str, int, float]] = {}
         self.reported: dict[tuple[str, int], int] = {}  # (rollout, ticket) -> last attempt its instance reported
         self.installed = dict.fromkeys(INSTANCES, "r0")
         self.verified = {i: {"r0"} for i in INSTANCES}
@@ -66,6 +71,7 @@ class RolloutModel(RuleBasedStateMachine):
     def conduct(self, event: Event) -> Decision:
         before = self.group
         decision = decide(before, event, self.now, self.live)
+        self.check_partial_read_decides_alike(before, event, decision)
         self.check_transition(before, decision)
         if isinstance(event, UpdateReported) and not event.ok:
             self.check_halted_on_failure(before, event, decision)
@@ -77,6 +83,21 @@ class RolloutModel(RuleBasedStateMachine):
                 # Each notified member's take_ticket task posts its ticket.
                 self.pending.extend(TicketTaken(action.rollout_id, member) for member in action.instances)
         return decision
+
+    def check_partial_read_decides_alike(self, before: Group, event: Event, decision: Decision) -> None:
+        """The conductor decides on a partial read of the line: the same decision, or a call for every ticket."""
+        try:
+            quick = decide(partial_view(before, focus_of(event)), event, self.now, self.live)
+        except NeedsFullView:
+            return
+        assert quick.actions == decision.actions
+        assert [r.id for r in quick.group.line] == [r.id for r in decision.group.line]
+        assert replace(quick.group, line=()) == replace(decision.group, line=())
+        full = {r.id: r for r in decision.touched}
+        assert [r.id for r in quick.touched] == list(full)
+        for rollout in quick.touched:
+            assert replace(rollout, tickets=(), partial=False) == replace(full[rollout.id], tickets=())
+            assert all(full[rollout.id].ticket(t.number) == t for t in rollout.tickets)
 
     @staticmethod
     def check_halted_on_failure(before: Group, report: UpdateReported, decision: Decision) -> None:
@@ -157,12 +178,14 @@ class RolloutModel(RuleBasedStateMachine):
             return  # Ledger.acknowledge_ticket refuses: not this instance's turn any more
         if self.reported.get((message.rollout_id, message.ticket), 0) >= ticket.attempts:
             return  # ... or this attempt was already run and reported: a duplicate message
+        if ticket.deadline is not None and self.now >= ticket.deadline:
+            return  # ... or its deadline passed while the message waited
         assert not self.busy, f"{message.instance} starts updating while {self.busy} still is"
         acknowledged = rollout.with_ticket(replace(ticket, acknowledged_at=self.now))  # type: ignore[union-attr]
         self.group = replace(self.group, line=tuple(acknowledged if r.id == acknowledged.id else r
                                                     for r in self.group.line))
         self.busy[message.instance] = (message.rollout_id, message.ticket, self.releases[message.rollout_id],
-                                       ticket.attempts)
+                                       ticket.attempts, self.now + UPDATE_HARD_LIMIT)
 
     @precondition(lambda self: self.busy)
     @rule(ok=st.booleans())
@@ -170,7 +193,7 @@ class RolloutModel(RuleBasedStateMachine):
         self.finish(next(iter(self.busy)), ok)
 
     def finish(self, instance: str, ok: bool) -> None:
-        rollout_id, number, release, attempt = self.busy.pop(instance)
+        rollout_id, number, release, attempt, _ = self.busy.pop(instance)
         self.reported[(rollout_id, number)] = attempt
         if ok:
             self.verified[instance].add(release)  # installed only after its checksum verified
@@ -184,14 +207,12 @@ class RolloutModel(RuleBasedStateMachine):
     def updating_worker_is_killed(self) -> None:
         self.busy.pop(next(iter(self.busy)))  # SIGKILL: no report ever comes; the ticket's deadline decides
 
-    @rule(seconds=st.sampled_from([1.0, 10.0, REDISPATCH_AFTER + 1, UPDATE_TIMEOUT + 1]))
+    @rule(seconds=st.sampled_from([1.0, 10.0, REDISPATCH_AFTER + 1, UPDATE_TIMEOUT + 1, UPDATE_HARD_LIMIT + 1]))
     def time_passes(self, seconds: float) -> None:
         self.now += seconds
-        for instance, (rollout_id, number, _, _) in list(self.busy.items()):
-            rollout = self.group.rollout(rollout_id)
-            ticket = rollout.ticket(number) if rollout else None
-            if ticket is not None and ticket.deadline is not None and self.now > ticket.deadline:
-                self.busy.pop(instance)  # the update's own time limit stopped it
+        for instance, (*_, stopped_by) in list(self.busy.items()):
+            if self.now >= stopped_by:
+                self.busy.pop(instance)  # the update task's time limit stopped it, unreported
         self.pending.append(Tick())
 
     @rule(instance=instances)
@@ -199,6 +220,12 @@ class RolloutModel(RuleBasedStateMachine):
         """What ``handle_re_register`` does: a member that missed its notification takes a ticket."""
         if instance not in self.live or not self.group.line:
             return
+        for rollout in self.group.line:
+            held = rollout.ticket_of(instance)
+            if held is not None and rollout.held_by == held.number and held.state is not TicketState.UPDATING \
+                    and instance not in self.busy:
+                # handlers.report_not_updating: the heartbeat runs, so this instance runs no update
+                self.pending.append(UpdateReported(rollout.id, held.number, instance, False, "not updating"))
         newest = self.group.line[-1]
         if newest.id == self.group.desired_rollout and newest.published \
                 and newest.state in (RolloutState.RUNNING, RolloutState.PAUSED) \
@@ -243,7 +270,8 @@ class RolloutModel(RuleBasedStateMachine):
 
     @invariant()
     def no_waiting_ticket_is_forgotten(self) -> None:
-        if self.group.line and self.group.updating() is None:
+        # A held line waits for its hold to pass and the next heartbeat's tick (the teardown checks it goes on).
+        if self.group.line and self.group.updating() is None and all(r.held_until is None for r in self.group.line):
             newest = self.group.line[-1]
             waiting = [t.number for t in newest.tickets if t.state is TicketState.WAITING]
             assert newest.state is not RolloutState.RUNNING or not waiting, \

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from skynet_tasks import names
 from skynet_tasks.aws import aws_for
 from skynet_tasks.bootstrap import bootstrap_env
-from skynet_tasks.conductor import Group, OperatorAction, Rollout, RolloutReady, UpdateReported, decide
+from skynet_tasks.conductor import (
+    Focus,
+    Group,
+    OperatorAction,
+    Rollout,
+    RolloutReady,
+    TicketTaken,
+    UpdateReported,
+    decide,
+    partial_view,
+)
 from skynet_tasks.ledger import Conflict, Ledger
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.states import RolloutKind
@@ -24,9 +36,9 @@ def ledger():
     server.stop()
 
 
-def step(ledger: Ledger, event: object, now: float = 100.0) -> Group:
+def step(ledger: Ledger, event: object) -> Group:
     before = ledger.load_group("local-api")
-    decision = decide(before, event, now, ["a", "b"])  # type: ignore[arg-type]
+    decision = decide(before, event, time.time(), ["a", "b"])  # type: ignore[arg-type]
     ledger.write_decision(before, decision)
     return decision.group
 
@@ -58,3 +70,34 @@ def test_a_decision_on_a_stale_group_is_refused(ledger):
     with pytest.raises(Conflict):
         ledger.write_decision(before, second)
     assert ledger.load_group("local-api").rollout("r-race").canary == "a"
+
+
+def test_an_update_message_that_arrives_after_its_ticket_deadline_is_refused(ledger):
+    before = ledger.load_group("local-late")
+    ledger.create_rollout("r-late", "local-late", "s3", RolloutKind.CODE, {})
+    dispatched = time.time() - 120  # the message waited two minutes behind a long build
+    decision = decide(before, RolloutReady(Rollout(id="r-late", group="local-late", release="s3", canary="a",
+                                                   update_timeout=60)), dispatched, ["a"])
+    ledger.write_decision(before, decision)
+
+    assert ledger.acknowledge_ticket("r-late", 1, "a") is None
+
+
+def test_a_partial_read_holds_what_the_conductor_expects(ledger):
+    group, members = "local-part", ["a", "b", "c", "d"]
+    ledger.create_rollout("r-part", group, "s4", RolloutKind.CODE, {})
+
+    def step(event: object) -> None:
+        before = ledger.load_group(group)
+        ledger.write_decision(before, decide(before, event, time.time(), members))  # type: ignore[arg-type]
+
+    step(RolloutReady(Rollout(id="r-part", group=group, release="s4", canary="a", update_timeout=60)))
+    step(UpdateReported("r-part", 1, "a", ok=True))
+    for member in ("c", "b", "d"):
+        step(TicketTaken("r-part", member))
+
+    for focus in (Focus(), Focus("r-part", instance="b"), Focus("r-part", instance="a"), Focus("r-part", ticket=1),
+                  Focus("r-part", instance="nobody")):
+        assert ledger.load_group(group, focus) == partial_view(ledger.load_group(group), focus), focus
+    partial = ledger.load_group(group, Focus("r-part", instance="d")).rollout("r-part")
+    assert partial is not None and [t.instance for t in partial.tickets] == ["c", "b", "d"]  # updating, next, d's

@@ -32,6 +32,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(200)]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 TOKEN = "browser-test-token-0123456789"
 SAMPLE_SPEC = (Path(__file__).parent.parent / "skynet_tasks" / "local" / "sample_app" / "skynet.yml").read_text()
+# Updates that last two seconds, so that the page's refreshes see each ticket updating: the sample
+# app alone updates faster than the page refreshes.
+WATCHABLE_SPEC = SAMPLE_SPEC + 'hooks:\n  before_install:\n    - [python3, -c, "import time; time.sleep(2)"]\n'
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +139,8 @@ def watch(driver: WebDriver, until_state: tuple[str, ...], timeout: float, on_up
 
 def test_the_rollout_page_shows_tickets_advancing_during_a_real_rollout(cluster, dashboard, browser, workdir):
     # Given the rollout page of a rollout that has just been requested
-    push_commit(cluster.require_info().app_repo, workdir, {"VERSION": "release two\n"}, "Release two")
+    push_commit(cluster.require_info().app_repo, workdir, {"VERSION": "release two\n", "skynet.yml": WATCHABLE_SPEC},
+                "Release two")
     rollout_id = deploy(cluster)
     browser.get(f"{dashboard}/rollouts/{rollout_id}")
     browser.execute_script("window.skynetLoadedOnce = true;")
@@ -161,7 +165,7 @@ def test_a_halted_rollout_shows_the_failed_ticket_and_its_log_and_resume_resumes
         cluster, dashboard, browser, workdir):
     # Given a release whose health check fails on ticket 2
     push_commit(cluster.require_info().app_repo, workdir,
-                {"skynet.yml": SAMPLE_SPEC, "fail-on.txt": "ticket:2\n", "VERSION": "bad release\n"},
+                {"skynet.yml": WATCHABLE_SPEC, "fail-on.txt": "ticket:2\n", "VERSION": "bad release\n"},
                 "Release that fails its health check on ticket 2")
     rollout_id = deploy(cluster)
     browser.get(f"{dashboard}/rollouts/{rollout_id}")
