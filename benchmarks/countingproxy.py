@@ -88,6 +88,12 @@ class CountingProxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any
 
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # a client that went away (a killed worker, a cluster going down) answers nothing
+
             def log_message(self, *args: object) -> None:
                 pass
 
