@@ -1,7 +1,9 @@
 """The local AWS endpoint: moto's server as Skynet starts it (skynet_tasks/local/moto_main.py).
 
-moto's own long poll spins a core while a FIFO group is in flight; Skynet's starts it
-patched so that a poll waits idle, as SQS does, and still delivers what SQS would.
+moto's own long poll spins a core while a FIFO group is in flight, and delivers from a
+group in flight to a poll that began before; Skynet's starts it patched so that a poll
+waits idle and a group's messages go to one consumer at a time, as on SQS, while a poll
+still delivers what SQS would.
 moto's transactions copy the whole table to roll back; Skynet's copy only the items a
 transaction names, and a failed transaction must still change nothing.
 """
@@ -84,6 +86,29 @@ def test_a_waiting_long_poll_still_gets_a_new_message_and_a_message_whose_visibi
     # Not deleted: after its visibility timeout (2 s) the same message comes back to a waiting poll
     again = client.receive_message(QueueUrl=url, WaitTimeSeconds=10)
     assert [m["Body"] for m in again["Messages"]] == ["new"]
+
+
+def test_a_message_group_is_in_flight_at_one_consumer_at_a_time_under_long_polling(sqs):
+    # moto alone: a poll that began while the group was free delivers from it even after
+    # another poll took the group's head, so both consumers held a message of the group.
+    _, client = sqs
+    url = fifo_queue(client, "exclusive")
+    got: list[tuple[str, str]] = []
+
+    def consume(name: str) -> None:
+        for message in client.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages", []):
+            got.append((name, message["Body"]))
+
+    pollers = [threading.Thread(target=consume, args=(name,)) for name in ("first", "second")]
+    for poller in pollers:
+        poller.start()
+    time.sleep(0.2)  # both polls are waiting on an empty queue (and end before m1's visibility, 2 s)
+    client.send_message(QueueUrl=url, MessageBody="m1", MessageGroupId="g")
+    time.sleep(0.2)
+    client.send_message(QueueUrl=url, MessageBody="m2", MessageGroupId="g")
+    for poller in pollers:
+        poller.join()
+    assert [body for _, body in got] == ["m1"], got  # m2 waits until m1 is deleted (or its visibility ends)
 
 
 def key(pk: str, sk: str = "x") -> dict:

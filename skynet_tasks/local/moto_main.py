@@ -1,6 +1,7 @@
-"""``python -m skynet_tasks.local.moto_main``: moto's server, with two of its costs made AWS-like.
+"""``python -m skynet_tasks.local.moto_main``: moto's server, with three of its behaviours made AWS-like.
 
-Neither patch changes what moto answers; both change only how much CPU an answer costs.
+Two patches change only how much CPU an answer costs; the third makes a FIFO queue's
+message group as exclusive under long polling as it is on SQS.
 
 **SQS long poll.**
 
@@ -15,6 +16,17 @@ everything else and a hand-off took seconds. Real SQS holds such a poll idle.
 The fix here waits on the queue's condition instead, woken by a new message and
 re-checking at least every ``RECHECK`` seconds (a visibility timeout ending or a
 group being freed do not notify).
+
+**SQS FIFO message groups.** moto 5's long poll takes the set of message groups in
+flight once, when it starts, and delivers from any group not in that set for its whole
+wait. Two conductors long-polling the maintenance queue then both receive messages of
+the group, one after the other's receive began: the group runs steps in parallel, every
+step but one loses its conditional write and decides again, and a hand-off waited
+seconds for the retries. Real SQS delivers a group's next message only once the one in
+flight is deleted (or its visibility ends). Here every receive of a queue looks at the
+groups in flight afresh, one receive at a time, between waits. Duplicate and parallel
+deliveries are still tested, on purpose: the soak's ``duplicate-delivery`` fault and the
+conductor's model test.
 
 **DynamoDB transactions.** moto 5's ``TransactWriteItems`` keeps a deep copy of the
 whole table *per item of the transaction*, to roll back if one of them fails. Every
@@ -31,6 +43,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from typing import Any
 
 RECHECK = 0.1
@@ -44,6 +57,31 @@ def patch_long_poll() -> None:
             self._messages_lock.wait(timeout=min(timeout, RECHECK))
 
     Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]
+
+
+def patch_fifo_receive() -> None:
+    """Receives of one queue take turns, each with a fresh look at which message groups are in flight."""
+    from moto.sqs.models import SQSBackend
+
+    moto_receive = SQSBackend.receive_message
+    turns: dict[str, threading.Lock] = {}
+    turns_lock = threading.Lock()
+
+    def receive_message(self: Any, queue_name: str, count: int, wait_seconds_timeout: int, visibility_timeout: int,
+                        message_attribute_names: list[str] | None = None) -> list[Any]:
+        queue = self.get_queue(queue_name)
+        with turns_lock:
+            turn = turns.setdefault(queue_name, threading.Lock())
+        deadline = time.monotonic() + wait_seconds_timeout
+        while True:
+            with turn:  # moto's receive with no wait looks once, at the groups in flight now
+                received: list[Any] = moto_receive(self, queue_name, count, 0, visibility_timeout,
+                                                   message_attribute_names)
+            if received or time.monotonic() >= deadline:
+                return received
+            queue.wait_for_messages(max(deadline - time.monotonic(), 0))
+
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
 
 
 def patch_transactions() -> None:
@@ -100,6 +138,7 @@ def patch_transactions() -> None:
 
 def main() -> None:
     patch_long_poll()
+    patch_fifo_receive()
     patch_transactions()
     from moto.server import main as moto_main
 
