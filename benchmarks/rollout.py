@@ -84,6 +84,7 @@ def measure(view: dict[str, Any]) -> dict[str, Any]:
         "handoff_max_s": round(max(handoffs), 3), "overhead_s": round(overhead, 3),
         "overhead_per_instance_s": round(overhead / len(tickets), 3),
         "vs_polling_every_5s": round(POLLING_HANDOFF_MEAN / max(statistics.mean(handoffs), 1e-3), 1),
+        "handoffs_s": [round(h, 3) for h in handoffs],
     }
 
 

@@ -127,8 +127,9 @@ class Group:
 class RolloutReady:
     """A release is built (or a config/agent version is uploaded): the rollout joins the line.
 
-    With a canary, the canary's ticket is number 1 and the release is published
-    only once it succeeds; without one, the release is published at once.
+    With a canary, the canary's ticket is number 1, the other members are told to
+    take theirs while it updates, and the release is published (and their turns
+    start) only once it succeeds; without one, the release is published at once.
     """
 
     rollout: Rollout
@@ -226,7 +227,7 @@ class Dispatch:
 
 @dataclass(frozen=True)
 class Notify:
-    """Tell the members to take a ticket in ``rollout_id`` (the release was published)."""
+    """Tell the members to take a ticket in ``rollout_id`` (its canary starts, or the release was published)."""
 
     instances: tuple[str, ...]
     rollout_id: str
@@ -378,13 +379,20 @@ class _Draft:
         self.put(ready, f"rollout {rollout.id} of release {rollout.release} joined the line")
         if not rollout.canary:
             self.publish(ready)
+            return
+        # The others line up while the canary updates: their tickets wait, and nothing but the
+        # canary starts before publication (``advance``). When the canary succeeds, the next
+        # ticket is dispatched in the same step, instead of after a burst of ticket requests.
+        others = tuple(sorted(self.live - {rollout.canary}))
+        if others:
+            self.actions.append(Notify(others, rollout.id))
 
     def ticket_taken(self, rollout_id: str, instance: str) -> None:
         rollout = self.group.rollout(rollout_id)
         if rollout is None or rollout.state not in (RolloutState.RUNNING, RolloutState.PAUSED):
             return  # finished or unknown rollout: the member follows the newest one instead
-        if not rollout.published or rollout.ticket_of(instance) is not None:
-            return  # before publication only the canary holds a ticket; or a duplicate
+        if rollout.ticket_of(instance) is not None:
+            return  # a duplicate
         number = rollout.next_number()
         self.put(rollout.with_ticket(Ticket(number, instance, taken_at=self.now)),
                  f"ticket {number} of rollout {rollout_id} taken by {instance}")
@@ -481,6 +489,8 @@ class _Draft:
                          f"rollout {older.id} superseded by {newest.id}", superseded_by=newest.id)
         for active in [r for r in self.group.line if r.state is RolloutState.RUNNING]:
             waiting = [t for t in active.tickets if t.state is TicketState.WAITING]
+            if waiting and not active.published and waiting[0].instance != active.canary:
+                continue  # the others wait for the canary's success (the canary's ticket is number 1)
             if waiting:
                 ticket = waiting[0]
                 started = replace(ticket, state=TicketState.UPDATING, started_at=self.now,

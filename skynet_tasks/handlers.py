@@ -116,7 +116,7 @@ def keep_registered(ctx: Context, task: str, health: Health | None = None) -> It
 
 def send_event(ctx: Context, group: str, event: Event) -> None:
     body, dedup = to_message(event)
-    ctx.messenger.maintenance(group, body, dedup)
+    ctx.messenger.maintenance(group, body, dedup, lane="tickets" if isinstance(event, TicketTaken) else None)
 
 
 # ---- build ------------------------------------------------------------------
@@ -219,7 +219,8 @@ def handle_maintenance(ctx: Context, group: str, message: Any, now: float | None
 
 
 def perform(ctx: Context, decision: Decision) -> None:
-    for action in decision.actions:
+    # The turn first: an instance waits on its update message, while ticket notifications can trail.
+    for action in sorted(decision.actions, key=lambda action: not isinstance(action, Dispatch)):
         if isinstance(action, Dispatch):
             ctx.messenger.to_instance(action.instance, UPDATE_TASK,
                                       {"rollout_id": action.rollout_id, "ticket": action.ticket})

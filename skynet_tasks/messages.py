@@ -1,8 +1,9 @@
 """Sending Skynet's messages: builds, maintenance events and directed work.
 
 Payloads stay small (ids and keys, never artifacts or logs). Maintenance events
-go to the group's FIFO queue with ``MessageGroupId=<group>`` and an explicit
-deduplication id, so SQS serializes them across the whole group; the ids are
+go to the group's FIFO queue with ``MessageGroupId=<group>`` (ticket requests:
+``<group>:tickets``) and an explicit deduplication id, so SQS serializes them
+across the whole group; the ids are
 derived from the event, so a sender that repeats itself is deduplicated by SQS
 for five minutes, and after that by the state table.
 """
@@ -45,11 +46,18 @@ class Messenger:
         log.info("build of %s for group %s enqueued (rollout %s)", request.get("sha"), group,
                  request.get("rollout_id"))
 
-    def maintenance(self, group: str, event: dict[str, Any], dedup: str) -> None:
+    def maintenance(self, group: str, event: dict[str, Any], dedup: str, lane: str | None = None) -> None:
+        """Post a conductor event; ``lane`` names a second message group of the same queue.
+
+        Ticket requests go in their own lane: when a rollout starts, every member asks
+        for a ticket at once, and a report (whose step hands the turn on) must not wait
+        behind that burst. Steps of the two lanes may then run at the same time; the
+        state table's conditional write makes one of them decide again.
+        """
         self.app.send_task(
             MAINTENANCE_TASK, kwargs={"group": group, "event": event},
             queue=names.maintenance_queue(self.env, group),
-            MessageGroupId=group, MessageDeduplicationId=_dedup_id(f"{group}:{dedup}"),
+            MessageGroupId=f"{group}:{lane}" if lane else group, MessageDeduplicationId=_dedup_id(f"{group}:{dedup}"),
         )
 
     def to_instance(self, instance_id: str, task: str, kwargs: dict[str, Any], expires: float | None = None) -> None:

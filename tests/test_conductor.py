@@ -14,6 +14,7 @@ from skynet_tasks.conductor import (
     Rollout,
     RolloutReady,
     Tick,
+    Ticket,
     TicketTaken,
     UpdateReported,
     decide,
@@ -44,14 +45,37 @@ def states(group: Group, rollout_id: str = "r1") -> dict[str, str]:
     return {t.instance: str(t.state) for t in rollout.tickets}
 
 
-def test_the_canary_updates_first_and_publishing_notifies_the_others():
+def test_the_canary_updates_first_while_the_others_line_up_and_its_success_starts_the_next_at_once():
     group, actions = run(Group("g"), ready())
-    assert actions == [Dispatch("a", "r1", 1)]
+    assert actions == [Notify(("b", "c"), "r1"), Dispatch("a", "r1", 1)]
     assert group.desired_release is None
 
+    # The others' tickets wait while the canary updates: nothing starts before publication.
+    group, actions = run(group, TicketTaken("r1", "c"), TicketTaken("r1", "b"))
+    assert actions == [] and states(group) == {"a": "updating", "c": "waiting", "b": "waiting"}
+
+    # The canary's success publishes the release and hands the turn on in the same step.
     group, actions = run(group, UpdateReported("r1", 1, "a", ok=True))
     assert group.desired_release == "s1"
-    assert actions == [Notify(("b", "c"), "r1")]
+    assert actions == [Dispatch("c", "r1", 2)]  # c asked first; everyone holds a ticket: no notification
+
+
+def test_a_failed_canary_cancels_the_tickets_taken_while_it_updated():
+    group, _ = run(Group("g"), ready(), TicketTaken("r1", "b"), TicketTaken("r1", "c"))
+    group, actions = run(group, UpdateReported("r1", 1, "a", ok=False, error="health check failed"))
+    assert actions == [] and group.desired_release is None
+    assert states(group) == {"a": "failed", "b": "cancelled", "c": "cancelled"}
+    retried, actions = run(group, OperatorAction("r1", "retry"))
+    assert actions == [Dispatch("a", "r1", 1)]  # the canary again first, the others after its success
+    assert states(retried) == {"a": "updating", "b": "waiting", "c": "waiting"}
+
+
+def test_publication_notifies_the_members_that_joined_during_the_canary():
+    group, actions = run(Group("g"), ready(), live=("a", "b"))
+    assert actions == [Notify(("b",), "r1"), Dispatch("a", "r1", 1)]
+    group, _ = run(group, TicketTaken("r1", "b"))
+    group, actions = run(group, UpdateReported("r1", 1, "a", ok=True))  # c has joined meanwhile
+    assert actions == [Notify(("c",), "r1"), Dispatch("b", "r1", 2)]
 
 
 def test_tickets_are_served_one_at_a_time_in_order_and_the_rollout_completes():
@@ -101,7 +125,7 @@ def test_a_newer_release_waits_for_the_update_in_flight_then_supersedes():
                    TicketTaken("r1", "b"), TicketTaken("r1", "c"))
     # b is updating for r1 when r2 is built by c.
     group, actions = run(group, ready("r2", "s2", canary="c"))
-    assert actions == []  # never two updating at once
+    assert actions == [Notify(("a", "b"), "r2")]  # they line up; never two updating at once
     assert group.updating() is not None and group.updating()[1].instance == "b"  # type: ignore[index]
     group, actions = run(group, UpdateReported("r1", 2, "b", ok=True))
     assert actions == [Dispatch("c", "r2", 1)]
@@ -114,7 +138,7 @@ def test_a_new_release_supersedes_a_halted_rollout():
     decision = decide(group, ready("r2", "s2", canary="b"), 100.0, MEMBERS)
     superseded = next(r for r in decision.touched if r.id == "r1")
     assert superseded.state is RolloutState.SUPERSEDED and superseded.superseded_by == "r2"
-    assert decision.actions == (Dispatch("b", "r2", 1),)
+    assert decision.actions == (Notify(("a", "c"), "r2"), Dispatch("b", "r2", 1))
 
 
 def test_a_member_that_left_does_not_hold_up_completion():
@@ -170,7 +194,7 @@ def test_a_config_rollout_waits_its_turn_behind_a_code_rollout_instead_of_supers
 
     # A config push arrives while b updates its code: nothing else is dispatched meanwhile.
     group, actions = run(group, config_ready(canary="c"))
-    assert actions == []
+    assert actions == [Notify(("a", "b"), "c1")]
     # b's report frees the line: the code rollout is still running (c has not taken its ticket),
     # so the config canary goes next, and the code rollout is not superseded.
     group, actions = run(group, UpdateReported("r1", 2, "b", ok=True))
@@ -225,3 +249,12 @@ def test_a_partial_read_decides_like_the_whole_line_or_asks_for_it():
     failed = UpdateReported("r1", 2, "b", ok=False, error="health check failed")
     with pytest.raises(NeedsFullView):  # halting cancels every waiting ticket: it needs them all
         decide(partial_view(group, focus_of(failed)), failed, 100.0, MEMBERS)
+
+
+def test_nobody_but_the_canary_starts_before_publication_whatever_the_line_holds():
+    # Not reachable through events today (the canary's ticket is number 1, and tickets start in
+    # number order); the guard keeps "nothing before the canary succeeded" independent of that.
+    rollout = Rollout(id="r1", group="g", release="s1", canary="a", last_number=2, tickets=(
+        Ticket(1, "a", state=TicketState.CANCELLED), Ticket(2, "b")))
+    decision = decide(Group("g", line=(rollout,)), Tick(), 100.0, MEMBERS)
+    assert decision.actions == () and states(decision.group) == {"a": "cancelled", "b": "waiting"}

@@ -181,6 +181,8 @@ class RolloutModel(RuleBasedStateMachine):
         if ticket.deadline is not None and self.now >= ticket.deadline:
             return  # ... or its deadline passed while the message waited
         assert not self.busy, f"{message.instance} starts updating while {self.busy} still is"
+        assert rollout.published or message.instance == rollout.canary, \
+            f"{message.instance} updates to {rollout.release} before its canary succeeded"  # type: ignore[union-attr]
         acknowledged = rollout.with_ticket(replace(ticket, acknowledged_at=self.now))  # type: ignore[union-attr]
         self.group = replace(self.group, line=tuple(acknowledged if r.id == acknowledged.id else r
                                                     for r in self.group.line))
