@@ -21,7 +21,7 @@ broker_transport_options = {
     "polling_interval": _settings.poll_interval,
     # Only used if kombu ever has to create a queue itself (sending to a queue that
     # bootstrap did not make): keep it above the longest task's hard limit.
-    "visibility_timeout": 660,
+    "visibility_timeout": 900,
 }
 
 # Every task is idempotent and acknowledged only once it has run: a worker that

@@ -2,7 +2,7 @@
 
 Starts moto's server and the receiver (as ``skynet local up`` does), then sends signed pings
 (verified but enqueue nothing) from several threads, and signed pushes one at a time,
-timing each from the request to the build message being receivable from the build queue.
+timing each from the request to the build request being receivable from the group's maintenance queue.
 
     .venv/bin/python -m benchmarks.webhook [--pings 500] [--pushes 30] [--out results/webhook.json]
 """
@@ -53,7 +53,7 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         assert all(status == 200 for status in statuses)
 
-        queue = aws.sqs.get_queue_url(QueueName=names.build_queue("local", "local-api"))["QueueUrl"]
+        queue = aws.sqs.get_queue_url(QueueName=names.maintenance_queue("local", "local-api"))["QueueUrl"]
         latencies = []
         for _ in range(args.pushes):
             sha = secrets.token_hex(20)

@@ -38,7 +38,7 @@ from skynet_tasks.events import from_message, to_message
 from skynet_tasks.httpcheck import healthy
 from skynet_tasks.installer import UpdateContext, UpdateFailed, install
 from skynet_tasks.ledger import Conflict, Release
-from skynet_tasks.messages import RE_REGISTER_TASK, REGISTRY_CHANGED_TASK, TAKE_TICKET_TASK, UPDATE_TASK
+from skynet_tasks.messages import BUILD_TASK, REGISTRY_CHANGED_TASK, TAKE_TICKET_TASK, UPDATE_TASK
 from skynet_tasks.proxy.handshake import wait_for_proxies
 from skynet_tasks.registry import Endpoint, LiveMembers
 from skynet_tasks.states import Health, ReleaseState, RolloutKind, RolloutState, TicketState
@@ -46,7 +46,7 @@ from skynet_tasks.states import Health, ReleaseState, RolloutKind, RolloutState,
 log = logging.getLogger(__name__)
 
 # A build claim outlives the build task's hard time limit (840 s) and expires just
-# before the build queue's visibility timeout (900 s) hands the message to another instance.
+# before the instance queue's visibility timeout (900 s) could hand the message back.
 BUILD_LEASE = 870.0
 
 
@@ -93,8 +93,8 @@ def new_rollout_id(now: float | None = None) -> str:
 def keep_registered(ctx: Context, task: str, health: Health | None = None) -> Iterator[None]:
     """Refresh this instance's registration while a long task runs.
 
-    Heartbeat messages wait behind the running task, so without this a long
-    build or update would look like a dead instance to the conductor.
+    Heartbeats skip a worker that holds a task, so without this a long build or
+    update would look like a dead instance to the conductor.
     """
     stop = threading.Event()
 
@@ -120,6 +120,19 @@ def send_event(ctx: Context, group: str, event: Event) -> None:
 
 
 # ---- build ------------------------------------------------------------------
+
+def handle_build_request(ctx: Context, request: Any) -> None:
+    """A member's conductor received the group's build request: its own instance builds.
+
+    SQS gives the message to one conductor, so "the first member to receive it builds".
+    The build itself runs on this instance's work worker: a build takes minutes, and
+    the group's maintenance queue must not wait for it.
+    """
+    req = BuildRequest.from_dict(request)  # a malformed request fails here, before anyone builds
+    me = ctx.settings.require_instance().instance_id
+    ctx.messenger.to_instance(me, BUILD_TASK, {"request": req.to_dict()})
+    log.info("rollout %s: build of %s handed to %s", req.rollout_id, req.sha, me)
+
 
 def handle_build(ctx: Context, request: Any) -> None:
     """Build the release once for the group and become its canary."""
@@ -407,9 +420,10 @@ def handle_re_register(ctx: Context, reason: str = "heartbeat") -> None:
 def report_not_updating(ctx: Context, line: tuple[Rollout, ...]) -> None:
     """Release the group's line from a hold on this instance's overdue ticket.
 
-    The work worker runs one task at a time, and it is running this one (a heartbeat, or
-    the boot of a restarted worker): whatever update of this instance passed its deadline
-    is not running any more, so the line need not wait for the task's time limit.
+    A heartbeat runs only while the work worker holds no task, and nothing starts while it
+    runs (``workers.launch.heartbeat_step``); a boot runs before the worker consumes. Either
+    way, whatever update of this instance passed its deadline is not running any more, so
+    the line need not wait for the task's time limit.
     """
     me = ctx.settings.require_instance().instance_id
     for rollout in line:
@@ -446,10 +460,3 @@ def _line_needs_attention(line: tuple[Rollout, ...], now: float) -> bool:
     newest = line[-1] if line else None
     # A published rollout with nobody waiting may be complete now that a member left.
     return newest is not None and newest.published and newest.state is RolloutState.RUNNING
-
-
-def send_heartbeat(ctx: Context) -> None:
-    """Ask this instance's own worker to re-register: the heartbeat proves the worker consumes."""
-    interval = ctx.settings.heartbeat_interval
-    ctx.messenger.to_instance(ctx.settings.require_instance().instance_id, RE_REGISTER_TASK,
-                              {"reason": "heartbeat"}, expires=max(interval * 2, 5))

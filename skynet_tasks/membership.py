@@ -11,6 +11,7 @@ for queues nobody reads.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 
 from skynet_tasks import names
@@ -18,7 +19,7 @@ from skynet_tasks.builder import read_manifest
 from skynet_tasks.buildspec import BuildSpecError
 from skynet_tasks.commands import CommandFailed, CommandLog
 from skynet_tasks.context import Context
-from skynet_tasks.handlers import BuildRequest, notify_proxies, update_context
+from skynet_tasks.handlers import BuildRequest, handle_re_register, notify_proxies, update_context
 from skynet_tasks.installer import UpdateFailed, install, restart_current
 from skynet_tasks.services import ServiceError
 from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState
@@ -88,6 +89,19 @@ def sweep(ctx: Context) -> list[str]:
     return removed
 
 
+# About one heartbeat in ten, spread over the members, also sweeps: enough to clean up
+# within minutes, without every instance scanning the registry every beat.
+SWEEP_ONE_IN = 10
+
+
+def heartbeat(ctx: Context) -> None:
+    """One heartbeat of this instance: re-register and heal (``handle_re_register``), now and then sweep."""
+    handle_re_register(ctx, "heartbeat")
+    if secrets.randbelow(SWEEP_ONE_IN) == 0:
+        sweep(ctx)
+        nudge_stalled_builds(ctx)
+
+
 def nudge_stalled_builds(ctx: Context, now: float | None = None) -> list[str]:
     """Re-send the build of recent rollouts of this group that no instance started; return their ids.
 
@@ -115,7 +129,7 @@ def nudge_stalled_builds(ctx: Context, now: float | None = None) -> list[str]:
         request = BuildRequest(group=s.group, repo=str(item.get("repo") or s.repo), branch=str(item.get("branch")
                                or s.branch), sha=str(item["release"]), rollout_id=rollout_id,
                                source=str(item.get("source") or "nudge"), requested_at=float(item["requested_at"]))
-        ctx.messenger.build(s.group, request.to_dict())
+        ctx.messenger.build(s.group, request.to_dict(), attempt=f"nudge:{now}")
         log.warning("rollout %s: no instance started its build in %.0fs; build re-sent", rollout_id, now - last)
         nudged.append(rollout_id)
     return nudged

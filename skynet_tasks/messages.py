@@ -1,4 +1,4 @@
-"""Sending Skynet's messages: builds, maintenance events and directed work.
+"""Sending Skynet's messages: build requests, maintenance events and directed work.
 
 Payloads stay small (ids and keys, never artifacts or logs). Maintenance events
 go to the group's FIFO queue with ``MessageGroupId=<group>`` (ticket requests:
@@ -21,6 +21,7 @@ from skynet_tasks import names
 log = logging.getLogger(__name__)
 
 BUILD_TASK = "skynet.build"
+BUILD_REQUEST_TASK = "skynet.build_request"
 MAINTENANCE_TASK = "skynet.maintenance"
 UPDATE_TASK = "skynet.update"
 TAKE_TICKET_TASK = "skynet.take_ticket"
@@ -41,9 +42,19 @@ class Messenger:
         self.app = app
         self.env = env
 
-    def build(self, group: str, request: dict[str, Any]) -> None:
-        self.app.send_task(BUILD_TASK, kwargs={"request": request}, queue=names.build_queue(self.env, group))
-        log.info("build of %s for group %s enqueued (rollout %s)", request.get("sha"), group,
+    def build(self, group: str, request: dict[str, Any], attempt: str = "first") -> None:
+        """Ask the group for a build: the member whose conductor receives it builds (``handle_build_request``).
+
+        The request travels on the group's maintenance queue, which every member already
+        polls: a build queue of its own would cost each member a long poll, 180 SQS
+        requests an hour, for a message that comes a few times a day.
+        """
+        self.app.send_task(
+            BUILD_REQUEST_TASK, kwargs={"request": request}, queue=names.maintenance_queue(self.env, group),
+            MessageGroupId=group, MessageDeduplicationId=_dedup_id(f"{group}:build:{request.get('rollout_id')}:"
+                                                                   f"{attempt}"),
+        )
+        log.info("build of %s for group %s requested (rollout %s)", request.get("sha"), group,
                  request.get("rollout_id"))
 
     def maintenance(self, group: str, event: dict[str, Any], dedup: str, lane: str | None = None) -> None:

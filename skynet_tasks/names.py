@@ -33,10 +33,6 @@ def default_group(env: str, layer: str) -> str:
     return f"{check_name_part('env', env)}-{check_name_part('layer', layer)}"
 
 
-def build_queue(env: str, group: str) -> str:
-    return f"{prefix(env)}{check_name_part('group', group)}-build"
-
-
 def maintenance_queue(env: str, group: str) -> str:
     return f"{prefix(env)}{check_name_part('group', group)}-maint.fifo"
 

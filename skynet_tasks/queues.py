@@ -35,17 +35,14 @@ class QueueSpec:
 
 # Visibility timeouts sit above the hard time limit of the tasks on each queue
 # (see skynet_tasks.tasks), so a running task is never handed to a second worker.
-BUILD_VISIBILITY = 900
 # Short: a message swallowed by a conductor that died mid-receive blocks its FIFO group this long.
 MAINTENANCE_VISIBILITY = 20
-INSTANCE_VISIBILITY = 660
+# An instance's own queue carries its builds (hard limit 840 s) and updates (600 s).
+INSTANCE_VISIBILITY = 900
 
 
 def group_queues(env: str, group: str) -> list[QueueSpec]:
-    return [
-        QueueSpec(names.build_queue(env, group), BUILD_VISIBILITY),
-        QueueSpec(names.maintenance_queue(env, group), MAINTENANCE_VISIBILITY, fifo=True),
-    ]
+    return [QueueSpec(names.maintenance_queue(env, group), MAINTENANCE_VISIBILITY, fifo=True)]
 
 
 def instance_queue(env: str, instance_id: str) -> QueueSpec:

@@ -69,7 +69,7 @@ class Settings:
     poll_interval: float = 0.0
     keep_releases: int = 5
     rp_poll_interval: float = 30.0
-    # Longer than a long poll (20 s), far shorter than the build queue's visibility timeout (900 s).
+    # Longer than a long poll (20 s), far shorter than the instance queue's visibility timeout (900 s).
     build_nudge_after: float = 45.0
     proxy_drain_wait: float = 10.0
     webhook_upstream: str = ""

@@ -7,7 +7,6 @@ so a running task is never handed to a second worker while it still runs.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import time
 from typing import Any
@@ -20,6 +19,7 @@ from skynet_tasks.app import app
 from skynet_tasks.conductor import UPDATE_HARD_LIMIT
 from skynet_tasks.context import Context
 from skynet_tasks.messages import (
+    BUILD_REQUEST_TASK,
     BUILD_TASK,
     DRAIN_TASK,
     MAINTENANCE_TASK,
@@ -30,8 +30,6 @@ from skynet_tasks.messages import (
 )
 from skynet_tasks.settings import Settings
 from skynet_tasks.taskruns import TaskRuns
-
-SWEEP_ONE_IN = 10
 
 
 class SkynetTask(Task):
@@ -78,6 +76,11 @@ def build(self: SkynetTask, request: dict[str, Any]) -> None:
     handlers.handle_build(self.ctx, request)
 
 
+@app.task(name=BUILD_REQUEST_TASK, base=SkynetTask, bind=True, time_limit=15)
+def build_request(self: SkynetTask, request: dict[str, Any]) -> None:
+    handlers.handle_build_request(self.ctx, request)
+
+
 @app.task(name=MAINTENANCE_TASK, base=SkynetTask, bind=True, soft_time_limit=12, time_limit=15)
 def maintenance(self: SkynetTask, group: str, event: dict[str, Any]) -> None:
     handlers.handle_maintenance(self.ctx, group, event)
@@ -101,12 +104,9 @@ def take_ticket(self: SkynetTask, rollout_id: str) -> None:
 
 @app.task(name=RE_REGISTER_TASK, base=SkynetTask, bind=True, time_limit=60, quiet_success=True)
 def re_register(self: SkynetTask, reason: str = "heartbeat") -> None:
-    handlers.handle_re_register(self.ctx, reason)
-    # About one heartbeat in ten, spread over the members, also sweeps: enough to clean up
-    # within minutes, without every instance scanning the registry every beat.
-    if secrets.randbelow(SWEEP_ONE_IN) == 0:
-        membership.sweep(self.ctx)
-        membership.nudge_stalled_builds(self.ctx)
+    # Heartbeats run in the worker's main process now (workers.launch.heartbeat_step); this task
+    # serves heartbeat messages that an older agent left in its own queue before it updated itself.
+    membership.heartbeat(self.ctx)
 
 
 @app.task(name=DRAIN_TASK, base=SkynetTask, bind=True, time_limit=60)

@@ -82,7 +82,7 @@ def test_the_api_gives_durations_hand_offs_and_logs(env):
     assert client.get("/api/rollouts/nope/tickets/9/log").status_code == 404
     assert client.get("/api/groups/NOT_A_GROUP").status_code == 404
     queues = {q["name"]: q for q in client.get("/api/queues").get_json()}
-    assert queues[names.build_queue("local", GROUP)]["dead_letter"] == 0
+    assert queues[names.maintenance_queue("local", GROUP)]["dead_letter"] == 0
     assert client.get("/api/openapi.json").get_json()["openapi"].startswith("3.")
 
 
@@ -93,7 +93,7 @@ def test_metrics_are_prefixed_and_count_instances_by_release(env):
     assert f'skynet_ticket_failures{{env="local",group="{GROUP}"}} 1.0' in text
     assert "skynet_ticket_handoff_latency_seconds_bucket" in text
     assert "skynet_rollout_duration_seconds_count" in text
-    assert 'skynet_queue_messages{env="local",kind="dead_letter",queue="skynet-local-local-api-build"} 0.0' in text
+    assert 'skynet_queue_messages{env="local",kind="dead_letter",queue="skynet-local-local-api-maint.fifo"} 0.0' in text
 
 
 def test_a_foreign_host_header_is_refused(env, tmp_path):

@@ -211,7 +211,7 @@ def test_the_other_pages_show_the_clusters_instances_releases_and_queues(cluster
         "groups": ("local-api", "api-1", "api-2", "api-3", "resume"),
         "instances": ("api-1", "api-2", "api-3", "drain"),
         "releases": ("Release two", "Release that fails its health check on ticket 2", "build log"),
-        "queues": ("skynet-local-local-api-build", "skynet-local-local-api-maint.fifo", "skynet-local-inst-api-1"),
+        "queues": ("skynet-local-local-api-maint.fifo", "skynet-local-inst-api-1"),
     }
     for page, texts in expectations.items():
         browser.get(f"{dashboard}/{page}")

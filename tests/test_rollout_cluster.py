@@ -169,9 +169,10 @@ def test_duplicated_builds_and_maintenance_messages_never_update_two_at_once(clu
     messenger = sender_for(info.environment)
     request = {"group": "local-api", "repo": info.app_repo, "branch": "main", "sha": sha,
                "rollout_id": new_rollout_id(), "source": "test", "requested_at": 0}
-    # When the same build is enqueued twice, and every maintenance event is duplicated
+    # When the same build is requested twice (distinct deduplication ids, as after a nudge), and every
+    # maintenance event is duplicated
     messenger.build("local-api", request)
-    messenger.build("local-api", request)
+    messenger.build("local-api", request, attempt="again")
     for instance in INSTANCES:
         for copy in range(3):
             # Distinct deduplication ids: SQS delivers every copy, as after a redelivery.

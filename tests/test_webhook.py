@@ -2,7 +2,7 @@
 
 The receiver runs as ``skynet webhook serve`` in its own process, started the way
 ``skynet local up`` starts it; each test checks the HTTP answer and what did or did
-not reach the group's build queue.
+not reach the group's maintenance queue as a build request.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from skynet_tasks.aws import aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.messages import BUILD_REQUEST_TASK
 from skynet_tasks.webhook.local import push_payload, send_webhook, start_local_receiver
 from skynet_tasks.webhook.signature import sign
 
@@ -31,6 +32,10 @@ pytestmark = pytest.mark.timeout(120)
 
 SHA = "3" * 40
 BEFORE = "2" * 40
+
+
+def celery_task(sqs_body: str) -> str:
+    return str(json.loads(base64.b64decode(sqs_body))["headers"]["task"])
 
 
 def celery_body(sqs_body: str) -> list:
@@ -46,10 +51,10 @@ class Hook:
     def __init__(self, url: str, secret: bytes, directory: Path, sqs, environment: dict[str, str]) -> None:
         self.url, self.secret, self.directory, self.sqs = url, secret, directory, sqs
         self.environment = environment
-        self.queue_url = sqs.get_queue_url(QueueName=names.build_queue("local", "local-api"))["QueueUrl"]
+        self.queue_url = sqs.get_queue_url(QueueName=names.maintenance_queue("local", "local-api"))["QueueUrl"]
 
     def builds(self) -> list[dict]:
-        """Every build message waiting in the group's build queue (taken off it)."""
+        """Every build request waiting in the group's maintenance queue (taken off it)."""
         found = []
         while True:
             got = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
@@ -57,6 +62,7 @@ class Hook:
             if not messages:
                 return found
             for message in messages:
+                assert celery_task(message["Body"]) == BUILD_REQUEST_TASK
                 found.append(celery_body(message["Body"]))
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
