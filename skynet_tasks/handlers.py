@@ -290,11 +290,19 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
         log.exception("rollout %s: could not mark ticket %d reported", rollout_id, ticket)
     # Back in the registry before the report: the next instance's drain waits for the proxies to
     # read the registry after its own write, so they route here again before it stops its app.
+    # Telling the proxies can wait until the report is out: that drain tells them too.
+    changed = False
     try:
-        register_self(ctx, last_task=f"update {rollout_id}#{ticket}", last_outcome="ok" if ok else f"failed: {error}")
+        changed = register_self(ctx, last_task=f"update {rollout_id}#{ticket}",
+                                last_outcome="ok" if ok else f"failed: {error}", notify=False)
     except Exception:  # noqa: BLE001 - the report must go out; the heartbeat registers again
         log.exception("rollout %s: could not re-register after ticket %d", rollout_id, ticket)
     send_event(ctx, ctx.settings.group, UpdateReported(rollout_id, ticket, me, ok, error))
+    if changed:
+        try:
+            notify_proxies(ctx)
+        except Exception:  # noqa: BLE001 - the proxies' own poll catches up (SKYNET_RP_POLL)
+            log.exception("rollout %s: could not tell the proxies after ticket %d", rollout_id, ticket)
     log.info("rollout %s: ticket %d on %s %s%s", rollout_id, ticket, me, "succeeded" if ok else "failed",
              f": {error}" if error else "")
 
@@ -356,8 +364,12 @@ def probe_health(ctx: Context) -> Health:
     return Health.HEALTHY if ctx.services().running() or not spec.service else Health.UNHEALTHY
 
 
-def register_self(ctx: Context, health: Health | None = None, last_task: str = "", last_outcome: str = "") -> bool:
-    """Refresh this instance's registry entry; tell the proxies when what they route to changed (then True)."""
+def register_self(ctx: Context, health: Health | None = None, last_task: str = "", last_outcome: str = "",
+                  notify: bool = True) -> bool:
+    """Refresh this instance's registry entry; True when what the proxies route to changed.
+
+    Then the proxies are told at once, unless ``notify`` is False (the caller tells them).
+    """
     s = ctx.settings
     endpoint = Endpoint(
         instance_id=s.instance_id, group=s.group, address=s.address, port=s.app_port,
@@ -377,7 +389,8 @@ def register_self(ctx: Context, health: Health | None = None, last_task: str = "
     if routed != previous and s.layer != "rp":
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(routed)
-        notify_proxies(ctx)
+        if notify:
+            notify_proxies(ctx)
         return True
     return False
 
