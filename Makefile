@@ -28,7 +28,7 @@ test: setup
 bench: setup
 	$(BIN)/python -m benchmarks.rollout --sizes 3,10,20 --out benchmarks/results/rollout.json
 	$(BIN)/python -m benchmarks.conductor_scale --sizes 10,100,1000 --out benchmarks/results/conductor.json
-	$(BIN)/python -m benchmarks.idle_cost --instances 3 --seconds 120 --out benchmarks/results/idle.json
+	$(BIN)/python -m benchmarks.idle_cost --instances 3 --seconds 600 --out benchmarks/results/idle.json
 	$(BIN)/python -m benchmarks.webhook --out benchmarks/results/webhook.json
 	$(BIN)/python -m benchmarks.rp_render --out benchmarks/results/rp_render.json
 
