@@ -72,6 +72,11 @@ health:
   timeout: 10
 update_timeout: 15
 """
+# gitpython's index.add and index.remove change the process's working directory while they run
+# (git.index.util.git_working_dir) and resolve paths against it: two lanes committing at once
+# looked for each other's files (the short soak once failed on "no such file: skynet.yml").
+GIT_INDEX = threading.Lock()
+
 FINISHED = ("completed", "halted", "aborted", "superseded", "build_failed")
 
 
@@ -222,10 +227,11 @@ class Soak:
         if fail_on:
             fail_file.write_text(fail_on + "\n")
             paths.append("fail-on.txt")
-        elif fail_file.exists():
-            lane.repo.index.remove(["fail-on.txt"], working_tree=True)
-        lane.repo.index.add(paths)
-        lane.repo.index.commit(f"soak {lane.layer}")
+        with GIT_INDEX:
+            if not fail_on and fail_file.exists():
+                lane.repo.index.remove(["fail-on.txt"], working_tree=True)
+            lane.repo.index.add(paths)
+            lane.repo.index.commit(f"soak {lane.layer}")
         lane.repo.remotes.origin.push(f"{lane.branch}:{lane.branch}")
         before, lane.head = lane.head, lane.repo.head.commit.hexsha
         return before
