@@ -185,11 +185,17 @@ class Focus:
     ticket: int | None = None
 
 
-def focus_of(event: Event) -> Focus:
+def focus_of(event: Event) -> Focus | None:
+    """What a partial read for ``event`` must hold besides the open windows; None: read every ticket.
+
+    The report of ticket 1, the canary's, publishes or halts: both need every ticket, so
+    a partial read would only be thrown away (and the longer step would more often lose
+    its conditional write to the ticket requests decided next to it).
+    """
     if isinstance(event, TicketTaken):
         return Focus(event.rollout_id, instance=event.instance)
     if isinstance(event, UpdateReported):
-        return Focus(event.rollout_id, ticket=event.ticket)
+        return None if event.ticket == 1 else Focus(event.rollout_id, ticket=event.ticket)
     return Focus()
 
 

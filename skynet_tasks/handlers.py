@@ -208,11 +208,7 @@ def _run_build(ctx: Context, req: BuildRequest, me: str) -> Release | None:
 def handle_maintenance(ctx: Context, group: str, message: Any, now: float | None = None) -> Decision | None:
     """One conductor step: decide on the event against fresh state, write it conditionally, then act."""
     event = from_message(message)
-    # Most steps need a few tickets, not the whole line. The canary's report (ticket 1) publishes or
-    # halts, and both need every ticket: reading them at once spares a partial read, and makes the
-    # step shorter while the members' ticket requests are still being decided next to it.
-    canary_report = isinstance(event, UpdateReported) and event.ticket == 1
-    focus: Focus | None = None if canary_report else focus_of(event)
+    focus = focus_of(event)  # most steps need a few tickets, not the whole line
     for attempt in range(20):
         before = ctx.ledger.load_group(group, focus)
         live = LiveMembers(ctx.registry, ctx.settings.env, group, ctx.settings.heartbeat_max_age)

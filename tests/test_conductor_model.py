@@ -86,8 +86,11 @@ class RolloutModel(RuleBasedStateMachine):
 
     def check_partial_read_decides_alike(self, before: Group, event: Event, decision: Decision) -> None:
         """The conductor decides on a partial read of the line: the same decision, or a call for every ticket."""
+        focus = focus_of(event)
+        if focus is None:
+            return  # the conductor reads every ticket for this event
         try:
-            quick = decide(partial_view(before, focus_of(event)), event, self.now, self.live)
+            quick = decide(partial_view(before, focus), event, self.now, self.live)
         except NeedsFullView:
             return
         assert quick.actions == decision.actions
