@@ -74,11 +74,17 @@ def percentile(values: list[float], q: float) -> float:
 def measure(view: dict[str, Any]) -> dict[str, Any]:
     tickets = sorted(view["tickets"], key=lambda t: t["number"])
     updates = [t["reported_at"] - t["acknowledged_at"] for t in tickets]
-    handoffs = [b["acknowledged_at"] - a["reported_at"] for a, b in zip(tickets, tickets[1:], strict=False)]
+    pairs = list(zip(tickets, tickets[1:], strict=False))
+    handoffs = [b["acknowledged_at"] - a["reported_at"] for a, b in pairs]
+    # A hand-off in two parts: the report's trip and the conductor's step (until it decides, which
+    # stamps the next ticket's start), then the write, the dispatch's trip and the acknowledgement.
+    to_decision = [b["started_at"] - a["reported_at"] for a, b in pairs]
+    to_ack = [b["acknowledged_at"] - b["started_at"] for a, b in pairs]
     total = view["finished_at"] - view["requested_at"]
     build = float(view.get("build_duration") or 0)
     return {"state": view["state"], "instances": len(tickets), "total": total, "build": build,
-            "canary": updates[0], "updates": updates, "handoffs": handoffs,
+            "canary": updates[0], "updates": updates, "handoffs": handoffs, "to_decision": to_decision,
+            "to_ack": to_ack,
             "overhead": total - build - sum(updates)}
 
 
@@ -96,6 +102,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "update_mean_s": round(statistics.mean(u for run in runs for u in run["updates"]), 3),
         "handoff_p50_s": round(percentile(handoffs, 0.5), 3), "handoff_p95_s": round(percentile(handoffs, 0.95), 3),
         "handoff_max_s": round(max(handoffs), 3),
+        "report_to_decision_p50_s": round(percentile([h for run in runs for h in run["to_decision"]], 0.5), 3),
+        "decision_to_ack_p50_s": round(percentile([h for run in runs for h in run["to_ack"]], 0.5), 3),
         # The canary's report also publishes the release; it is the hand-off most likely to meet
         # the members' ticket requests in the conductor (see the README).
         "first_handoff_mean_s": round(statistics.mean(run["handoffs"][0] for run in runs), 3),
