@@ -111,6 +111,29 @@ def test_a_message_group_is_in_flight_at_one_consumer_at_a_time_under_long_polli
     assert [body for _, body in got] == ["m1"], got  # m2 waits until m1 is deleted (or its visibility ends)
 
 
+def test_deleting_a_fifo_groups_head_hands_its_next_message_to_a_waiting_poll_at_once(monkeypatch):
+    # Polls look again on their own only every 30 s here: the delete must wake them.
+    monkeypatch.setenv("SKYNET_MOTO_RECHECK", "30")
+    slow_server = MotoServer.start()
+    try:
+        client = client_of(slow_server, "sqs")
+        url = fifo_queue(client, "handed-on")
+        for body in ("m1", "m2"):
+            client.send_message(QueueUrl=url, MessageBody=body, MessageGroupId="g")
+        (head,) = client.receive_message(QueueUrl=url)["Messages"]
+        later = threading.Timer(0.5, lambda: client.delete_message(QueueUrl=url,
+                                                                   ReceiptHandle=head["ReceiptHandle"]))
+        later.start()
+        started = time.monotonic()
+        got = client.receive_message(QueueUrl=url, WaitTimeSeconds=10)
+        waited = time.monotonic() - started
+        later.join()
+    finally:
+        slow_server.stop()
+    assert [m["Body"] for m in got["Messages"]] == ["m2"]
+    assert waited < 5, f"the poll got m2 only after {waited:.1f} s, at the end of its wait"
+
+
 def key(pk: str, sk: str = "x") -> dict:
     return {"pk": {"S": pk}, "sk": {"S": sk}}
 

@@ -28,6 +28,10 @@ groups in flight afresh, one receive at a time, between waits. Duplicate and par
 deliveries are still tested, on purpose: the soak's ``duplicate-delivery`` fault and the
 conductor's model test.
 
+A deleted message also wakes the queue's long polls: on a FIFO queue it frees its group, whose
+next message SQS hands to a waiting poll at once. moto notifies only new messages, so the
+group's next step (a report queued behind the step before) waited for the ``RECHECK``.
+
 **DynamoDB transactions.** moto 5's ``TransactWriteItems`` keeps a deep copy of the
 whole table *per item of the transaction*, to roll back if one of them fails. Every
 conductor step is a transaction on the state table, which keeps every ticket of every
@@ -42,11 +46,14 @@ rollback (moto's whole-table rollback could undo a concurrent write, too).
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
 from typing import Any
 
-RECHECK = 0.1
+# How often a waiting long poll looks again without being woken; settable for tests that show
+# what wakes it.
+RECHECK = float(os.environ.get("SKYNET_MOTO_RECHECK", "0.1"))
 
 
 def patch_long_poll() -> None:
@@ -61,7 +68,7 @@ def patch_long_poll() -> None:
 
 def patch_fifo_receive() -> None:
     """Receives of one queue take turns, each with a fresh look at which message groups are in flight."""
-    from moto.sqs.models import SQSBackend
+    from moto.sqs.models import Queue, SQSBackend
 
     moto_receive = SQSBackend.receive_message
     turns: dict[str, threading.Lock] = {}
@@ -81,7 +88,16 @@ def patch_fifo_receive() -> None:
                 return received
             queue.wait_for_messages(max(deadline - time.monotonic(), 0))
 
+    moto_delete = Queue.delete_message
+
+    def delete_message(self: Queue, receipt_handle: str) -> None:
+        moto_delete(self, receipt_handle)
+        if self.fifo_queue:
+            with self._messages_lock:
+                self._messages_lock.notify_all()
+
     SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+    Queue.delete_message = delete_message  # type: ignore[method-assign]
 
 
 def patch_transactions() -> None:
