@@ -117,8 +117,13 @@ class Registry:
                         return layer, endpoint
         return None
 
-    def records(self, env: str) -> list[dict[str, Any]]:
-        """Raw items of an env, as stored (untrusted: any instance writes its own entry)."""
+    def records(self, env: str, layer: str | None = None) -> list[dict[str, Any]]:
+        """Raw items of an env, or of one of its layers, as stored (untrusted: any instance writes its own entry)."""
+        if layer:
+            # One layer is one item: reading it alone spares reading (and paying for) every other layer's.
+            item = self.db.get_item(TableName=self.table, Key={"env": {"S": env}, "layer": {"S": layer}},
+                                    ConsistentRead=True).get("Item")
+            return [from_item(item)] if item else []
         resp = self.db.query(TableName=self.table, KeyConditionExpression="env = :env",
                              ExpressionAttributeValues={":env": {"S": env}}, ConsistentRead=True)
         return [from_item(i) for i in resp.get("Items", [])]
@@ -126,9 +131,7 @@ class Registry:
     def endpoints(self, env: str, layer: str | None = None) -> list[Endpoint]:
         """Every entry of the env (or one layer), stale or not, that parses as an Endpoint."""
         out = []
-        for record in self.records(env):
-            if layer and record.get("layer") != layer:
-                continue
+        for record in self.records(env, layer):
             for instance_id, entry in (record.get("instances") or {}).items():
                 try:
                     fields = {k: entry[k] for k in Endpoint.__dataclass_fields__ if k in entry}

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 KEEP = 50
 RETENTION = 7 * 86400  # seconds a run stays if nothing newer pushes it out first
+# Trimming reads the instance's whole history: once every few runs, not after every one (each
+# task's record would otherwise cost a query too, next to the conductor's reads). Between two
+# trims an instance keeps at most KEEP + TRIM_EVERY - 1 runs.
+TRIM_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -40,12 +44,18 @@ def _pk(instance: str) -> str:
 
 
 class TaskRuns:
-    """Records and reads task runs; one DynamoDB client and table, passed in."""
+    """Records and reads task runs; one DynamoDB client and table, passed in.
 
-    def __init__(self, dynamodb: Any, table: str, keep: int = KEEP) -> None:
+    A recorder trims an instance's history at its first record and every ``trim_every`` records
+    after that, so keep one per process.
+    """
+
+    def __init__(self, dynamodb: Any, table: str, keep: int = KEEP, trim_every: int = TRIM_EVERY) -> None:
         self.db = dynamodb
         self.table = table
         self.keep = keep
+        self.trim_every = trim_every
+        self._untrimmed: dict[str, int] = {}
 
     def record(self, instance: str, task: str, state: str, started_at: float, runtime: float | None,
                error: str | None, task_id: str | None = None) -> bool:
@@ -60,7 +70,10 @@ class TaskRuns:
                 "expires_at": int(time.time() + RETENTION)}
         try:
             self.db.put_item(TableName=self.table, Item=to_item({k: v for k, v in item.items() if v is not None}))
-            self._trim(instance)
+            untrimmed = self._untrimmed.get(instance, 0)
+            if untrimmed % self.trim_every == 0:
+                self._trim(instance)
+            self._untrimmed[instance] = untrimmed + 1
         except (ClientError, BotoCoreError) as failure:
             log.warning("task run %s of %s on %s not recorded: %s", task_id, task, instance, failure)
             return False

@@ -6,12 +6,15 @@ so a running task is never handed to a second worker while it still runs.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import threading
 import time
 from typing import Any
 
 from celery import Task
+from celery.signals import worker_process_init
 
 from skynet_tasks import handlers, membership, names
 from skynet_tasks.agent import restart_requested
@@ -37,12 +40,17 @@ class SkynetTask(Task):
 
     abstract = True
     _context: Context | None = None
+    _runs: TaskRuns | None = None
+
+    @classmethod
+    def context(cls) -> Context:
+        if SkynetTask._context is None:
+            SkynetTask._context = Context.create(Settings.from_env(), app)
+        return SkynetTask._context
 
     @property
     def ctx(self) -> Context:
-        if SkynetTask._context is None:
-            SkynetTask._context = Context.create(Settings.from_env(), self.app)
-        return SkynetTask._context
+        return self.context()
 
     # Routine successes not worth a row on the dashboard's task page (heartbeats: their
     # age is on the instances page); their failures are still recorded.
@@ -65,10 +73,35 @@ class SkynetTask(Task):
         if SkynetTask._context is None:  # the context itself failed to build: nothing to record with
             return
         settings = self.ctx.settings
-        runs = TaskRuns(self.ctx.aws.dynamodb, names.state_table(settings.env))
-        runs.record(settings.instance_id, self.name, "failure" if error else "success", started_at,
-                    round(runtime, 3), f"{type(error).__name__}: {error}" if error else None,
-                    task_id=self.request.id)
+        if SkynetTask._runs is None:  # one per process: it counts the records between two trims
+            SkynetTask._runs = TaskRuns(self.ctx.aws.dynamodb, names.state_table(settings.env))
+        SkynetTask._runs.record(settings.instance_id, self.name, "failure" if error else "success", started_at,
+                                round(runtime, 3), f"{type(error).__name__}: {error}" if error else None,
+                                task_id=self.request.id)
+
+
+log = logging.getLogger(__name__)
+
+
+def warm_up() -> None:
+    """Build what a pool process's tasks use before the first of them needs it.
+
+    Its AWS clients and its broker channel (a boto3 client, and kombu's listing of the
+    queues) cost about 80 ms the first time they are used: a conductor's first dispatch,
+    or an instance's first report, took that much longer than the next ones.
+    """
+    try:
+        SkynetTask.context()  # built and kept for the process's tasks
+        with app.producer_or_acquire() as producer:
+            producer.connection.default_channel  # noqa: B018 - connects, lists the queues; back to the pool
+    except Exception:  # noqa: BLE001 - the first task builds whatever is still missing
+        log.warning("could not warm up this pool process; its first task will", exc_info=True)
+
+
+@worker_process_init.connect
+def _warm_up_in_background(**_: Any) -> None:
+    # In a thread: a pool process must tell its parent it is up within seconds, whatever AWS answers.
+    threading.Thread(target=warm_up, name="skynet-warm-up", daemon=True).start()
 
 
 @app.task(name=BUILD_TASK, base=SkynetTask, bind=True, soft_time_limit=780, time_limit=840)

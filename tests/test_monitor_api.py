@@ -225,16 +225,31 @@ def test_the_server_refuses_a_public_address_without_a_token_and_a_readable_toke
 
 
 def test_task_runs_are_bounded_per_instance_and_expire(env):
-    runs = TaskRuns(env.aws.dynamodb, names.state_table("local"), keep=5)
-    for number in range(8):
+    runs = TaskRuns(env.aws.dynamodb, names.state_table("local"), keep=5, trim_every=3)
+
+    def stored() -> list[dict]:
+        return env.aws.dynamodb.query(TableName=names.state_table("local"), KeyConditionExpression="pk = :pk",
+                                      ExpressionAttributeValues={":pk": {"S": "runs#api-9"}})["Items"]
+
+    counts = []
+    for number in range(12):
         assert runs.record("api-9", f"task-{number}", "success", 1000.0 + number, 0.5, None)
+        counts.append(len(stored()))
 
-    recent = runs.recent("api-9", 50)
+    # Trimmed at the 1st, 4th, 7th and 10th record: never more than keep + trim_every - 1 runs.
+    assert counts == [1, 2, 3, 4, 5, 6, 5, 6, 7, 5, 6, 7]
+    assert [r.task for r in runs.recent("api-9", 5)] == ["task-11", "task-10", "task-9", "task-8", "task-7"]
+    assert all(int(i["expires_at"]["N"]) > time.time() for i in stored())
 
-    assert [r.task for r in recent] == ["task-7", "task-6", "task-5", "task-4", "task-3"]
-    stored = env.aws.dynamodb.query(TableName=names.state_table("local"), KeyConditionExpression="pk = :pk",
-                                    ExpressionAttributeValues={":pk": {"S": "runs#api-9"}})["Items"]
-    assert len(stored) == 5 and all(int(i["expires_at"]["N"]) > time.time() for i in stored)
+
+def test_a_new_recorder_trims_at_its_first_record(env):
+    """A worker restarted more often than it trims still bounds its instance's history."""
+    for number in range(7):
+        TaskRuns(env.aws.dynamodb, names.state_table("local"), keep=5, trim_every=10).record(
+            "api-8", f"task-{number}", "success", 1000.0 + number, 0.5, None)
+
+    assert [r.task for r in TaskRuns(env.aws.dynamodb, names.state_table("local")).recent("api-8", 50)] == \
+        ["task-6", "task-5", "task-4", "task-3", "task-2"]
 
 
 def test_the_timeline_measures_hand_offs_between_tickets_that_ran():

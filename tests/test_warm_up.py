@@ -1,0 +1,66 @@
+"""A pool process warms up before its first task (skynet_tasks.tasks.warm_up), and never fails for it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import boto3
+import pytest
+
+from benchmarks.countingproxy import CountingProxy
+from skynet_tasks.local.motoserver import MotoServer
+
+pytestmark = pytest.mark.timeout(120)
+
+# Run in a process of its own: the warm-up fills process-wide state (the task context, the app's producers).
+WARM_UP_THEN_SEND = """
+import sys
+from skynet_tasks import tasks
+tasks.warm_up()
+print("warm", flush=True)
+sys.stdin.readline()  # the test counts what the warm-up asked of AWS, then lets the process send
+tasks.app.send_task("skynet.take_ticket", kwargs={"rollout_id": "r-1"}, queue="skynet-local-inst-api-1")
+print("sent", flush=True)
+"""
+
+
+def run_warm_up(environment: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", WARM_UP_THEN_SEND], env={**os.environ, **environment},
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_after_the_warm_up_the_first_send_asks_sqs_for_nothing_but_the_queue_and_the_send():
+    server, proxy = MotoServer.start(), CountingProxy()
+    try:
+        proxy.upstream = server.endpoint
+        sqs = boto3.client("sqs", endpoint_url=server.endpoint, region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106 - moto's dummy
+        url = sqs.create_queue(QueueName="skynet-local-inst-api-1")["QueueUrl"]
+        process = run_warm_up({**server.environment(), "AWS_ENDPOINT_URL": proxy.url})
+        assert process.stdout is not None and process.stdin is not None
+        assert process.stdout.readline().strip() == "warm"
+        warmed = proxy.snapshot()
+        process.stdin.write("\n")
+        process.stdin.flush()
+        assert process.stdout.readline().strip() == "sent"
+        process.wait(30)
+        first_send = proxy.snapshot() - warmed
+
+        assert warmed[("sqs", "ListQueues")] >= 1  # the broker channel was opened during the warm-up
+        assert set(first_send) <= {("sqs", "GetQueueAttributes"), ("sqs", "SendMessage")}, first_send
+        assert first_send[("sqs", "SendMessage")] == 1
+        assert sqs.receive_message(QueueUrl=url).get("Messages"), "the task message did not arrive"
+    finally:
+        proxy.stop()
+        server.stop()
+
+
+def test_a_warm_up_that_cannot_reach_aws_only_logs():
+    process = run_warm_up({"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "testing",
+                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                           "AWS_MAX_ATTEMPTS": "1"})
+    out, err = process.communicate("\n", timeout=90)
+    assert out.splitlines()[0] == "warm"
+    assert "could not warm up this pool process" in err
