@@ -174,6 +174,7 @@ OPERATOR_ACTIONS = ("pause", "resume", "abort", "retry")
 # that needs more (publication, completion, halting, operator actions) raises NeedsFullView.
 
 OPEN_WINDOW = 2
+OPEN_STATES = (TicketState.WAITING, TicketState.UPDATING)
 
 
 @dataclass(frozen=True)
@@ -202,8 +203,7 @@ def focus_of(event: Event) -> Focus | None:
 def open_window(rollout: Rollout) -> tuple[Ticket, ...]:
     """The first tickets from the low-water mark that wait or update: the updating one comes first
     (tickets start in number order), then the next to start."""
-    open_states = (TicketState.WAITING, TicketState.UPDATING)
-    return tuple(t for t in rollout.tickets if t.number >= rollout.low_water and t.state in open_states)[:OPEN_WINDOW]
+    return tuple(t for t in rollout.tickets if t.number >= rollout.low_water and t.state in OPEN_STATES)[:OPEN_WINDOW]
 
 
 def partial_view(group: Group, focus: Focus) -> Group:

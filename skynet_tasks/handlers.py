@@ -209,9 +209,15 @@ def handle_maintenance(ctx: Context, group: str, message: Any, now: float | None
     """One conductor step: decide on the event against fresh state, write it conditionally, then act."""
     event = from_message(message)
     focus = focus_of(event)  # most steps need a few tickets, not the whole line
+    # Read once per step (heartbeats are minutes apart; a retry needs none fresher), and only if asked.
+    live = LiveMembers(ctx.registry, ctx.settings.env, group, ctx.settings.heartbeat_max_age)
     for attempt in range(20):
+        if focus is None:
+            # The decisions that read every ticket mostly consult the members too (publication,
+            # completion). Read before the group's item, they leave out of the time between
+            # that read and the conditional write, in which another step's write makes it fail.
+            live.members  # noqa: B018
         before = ctx.ledger.load_group(group, focus)
-        live = LiveMembers(ctx.registry, ctx.settings.env, group, ctx.settings.heartbeat_max_age)
         try:
             decision = decide(before, event, time.time() if now is None else now, live)
         except NeedsFullView:

@@ -24,6 +24,13 @@ its record, the first open tickets from its low-water mark, and the ticket the
 event names (by number, or by instance through its ``holder#`` item). That is a
 few small reads whatever the group's size; ``conductor.partial_view`` states what
 it must return, and a rule that needs more asks for the whole line.
+
+The group's item is always read first: a decision written after any other
+conductor's is refused, so what is read after it can be newer but never
+older than the version the decision is conditioned on. A focused step reads
+the group's item, the named rollout's record and the items the event names in
+one transactional read, a snapshot; for a report, those are the open window
+whenever the reported ticket is the one updating, so the step needs one read.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from skynet_tasks.conductor import OPEN_WINDOW, Decision, Focus, Group, Rollout, Ticket
+from skynet_tasks.conductor import OPEN_STATES, OPEN_WINDOW, Decision, Focus, Group, Rollout, Ticket
 from skynet_tasks.dynamo import condition_failed, from_item, to_attr, to_item
 from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState, TicketState
 
@@ -108,6 +115,34 @@ class Release:
     update_timeout: float | None = None
 
 
+class _ReadAhead:
+    """Items of one rollout read ahead, in the snapshot of its group's item; others are read when asked for."""
+
+    def __init__(self, ledger: Ledger, pk: str, items: dict[str, dict[str, Any] | None]) -> None:
+        self.ledger = ledger
+        self.pk = pk
+        self.items = items  # by sort key; None: read, and not there
+
+    def get(self, sk: str) -> dict[str, Any] | None:
+        if sk in self.items:
+            return self.items[sk]
+        return self.ledger.item(self.pk, sk)
+
+    def open_window(self, rollout: Rollout) -> list[Ticket] | None:
+        """The rollout's open window if the tickets read ahead make it up; None: query for it.
+
+        They do when every ticket from the low-water mark on (up to the window's size and the
+        last ticket issued) was read and waits or updates: then no open ticket comes before them.
+        No ticket from the low-water mark on at all makes an empty window.
+        """
+        numbers = range(rollout.low_water, min(rollout.low_water + OPEN_WINDOW, rollout.last_number + 1))
+        found = [self.items.get(_ticket_sk(n)) for n in numbers]
+        if any(item is None for item in found):
+            return None
+        tickets = [_ticket_from_item(item) for item in found if item is not None]
+        return tickets if all(t.state in OPEN_STATES for t in tickets) else None
+
+
 class Ledger:
     """Reads and writes the state table of one env."""
 
@@ -146,9 +181,13 @@ class Ledger:
         With a ``focus``, each rollout holds only the tickets ``conductor.partial_view``
         says (and is marked partial); without one, every ticket.
         """
-        info = self.group_info(group)
-        line = tuple(self.load_rollout(rid) if focus is None else self.load_rollout_partially(rid, focus)
-                     for rid in info.get("line", []))
+        if focus is None:
+            info = self.group_info(group)
+            line = tuple(self.load_rollout(rid) for rid in info.get("line", []))
+        else:
+            info, ahead = self._read_ahead(group, focus)
+            line = tuple(self.load_rollout_partially(rid, focus, ahead if rid == focus.rollout_id else None)
+                         for rid in info.get("line", []))
         return Group(
             name=group,
             version=int(info.get("version", 0)),
@@ -160,9 +199,7 @@ class Ledger:
 
     # ---- rollouts -----------------------------------------------------------
     def rollout_item(self, rollout_id: str) -> dict[str, Any] | None:
-        item = self.db.get_item(TableName=self.table, ConsistentRead=True,
-                                Key={"pk": {"S": _rollout_pk(rollout_id)}, "sk": {"S": "rollout"}}).get("Item")
-        return from_item(item) if item else None
+        return self.item(_rollout_pk(rollout_id), "rollout")
 
     def load_rollout(self, rollout_id: str) -> Rollout | None:
         items = self._query_all(_rollout_pk(rollout_id))
@@ -172,23 +209,47 @@ class Ledger:
         tickets = tuple(_ticket_from_item(i) for i in items if i["sk"].startswith("ticket#"))
         return self._rollout(rollout_id, header, tickets)
 
-    def load_rollout_partially(self, rollout_id: str, focus: Focus) -> Rollout | None:
-        """The rollout's record, its open window and the ticket ``focus`` names (see ``conductor.partial_view``)."""
-        header = self.rollout_item(rollout_id)
+    def _read_ahead(self, group: str, focus: Focus) -> tuple[dict[str, Any], _ReadAhead | None]:
+        """The group's item and, in the same snapshot, what ``focus`` will need of the rollout it names:
+        its record, and the holder item of the instance it names, or the ticket it names and the
+        tickets after it (the open window, when that ticket is the one updating)."""
+        if focus.rollout_id is None:
+            return self.group_info(group), None
+        sks = ["rollout"]
+        if focus.ticket is not None:
+            sks += [_ticket_sk(n) for n in range(focus.ticket, focus.ticket + OPEN_WINDOW)]
+        elif focus.instance is not None:
+            sks.append(_holder_sk(focus.instance))
+        pk = _rollout_pk(focus.rollout_id)
+        keys = [_group_key(group), *({"pk": {"S": pk}, "sk": {"S": sk}} for sk in sks)]
+        responses = self.db.transact_get_items(
+            TransactItems=[{"Get": {"TableName": self.table, "Key": key}} for key in keys])["Responses"]
+        items = [from_item(r["Item"]) if r.get("Item") else None for r in responses]
+        return items[0] or {}, _ReadAhead(self, pk, dict(zip(sks, items[1:], strict=True)))
+
+    def load_rollout_partially(self, rollout_id: str, focus: Focus, ahead: _ReadAhead | None = None) -> Rollout | None:
+        """The rollout's record, its open window and the ticket ``focus`` names (see ``conductor.partial_view``).
+
+        ``ahead`` holds items of the rollout already read with the group's item; the rest is read here.
+        """
+        items = ahead or _ReadAhead(self, _rollout_pk(rollout_id), {})
+        header = items.get("rollout")
         if header is None or "release" not in header:
             return None
         if not header.get(_INDEXED):
             return self.load_rollout(rollout_id)  # recorded before holders were indexed: read it whole
         rollout = self._rollout(rollout_id, header, ())
-        tickets = {t.number: t for t in self._open_window(rollout_id, rollout.low_water)}
+        window = items.open_window(rollout)
+        if window is None:
+            window = self._open_window(rollout_id, rollout.low_water)
+        tickets = {t.number: t for t in window}
         if focus.rollout_id in (None, rollout_id):
             number = focus.ticket
             if number is None and focus.instance is not None:
-                holder = self.db.get_item(TableName=self.table, ConsistentRead=True, Key={
-                    "pk": {"S": _rollout_pk(rollout_id)}, "sk": {"S": _holder_sk(focus.instance)}}).get("Item")
-                number = int(from_item(holder)["number"]) if holder else None
+                holder = items.get(_holder_sk(focus.instance))
+                number = int(holder["number"]) if holder else None
             if number is not None and number not in tickets:
-                item = self.ticket(rollout_id, number)
+                item = items.get(_ticket_sk(number))
                 if item is not None:
                     tickets[number] = _ticket_from_item(item)
         return replace(rollout, tickets=tuple(tickets[n] for n in sorted(tickets)), partial=True)
@@ -318,8 +379,11 @@ class Ledger:
         return int(from_item(response["Attributes"]).get("attempts", 1))
 
     def ticket(self, rollout_id: str, number: int) -> dict[str, Any] | None:
-        item = self.db.get_item(TableName=self.table, ConsistentRead=True, Key={
-            "pk": {"S": _rollout_pk(rollout_id)}, "sk": {"S": _ticket_sk(number)}}).get("Item")
+        return self.item(_rollout_pk(rollout_id), _ticket_sk(number))
+
+    def item(self, pk: str, sk: str) -> dict[str, Any] | None:
+        item = self.db.get_item(TableName=self.table, ConsistentRead=True,
+                                Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")
         return from_item(item) if item else None
 
     def annotate_ticket(self, rollout_id: str, number: int, attributes: dict[str, Any]) -> None:

@@ -96,8 +96,40 @@ def test_a_partial_read_holds_what_the_conductor_expects(ledger):
     for member in ("c", "b", "d"):
         step(TicketTaken("r-part", member))
 
-    for focus in (Focus(), Focus("r-part", instance="b"), Focus("r-part", instance="a"), Focus("r-part", ticket=1),
-                  Focus("r-part", instance="nobody")):
-        assert ledger.load_group(group, focus) == partial_view(ledger.load_group(group), focus), focus
+    def holds_what_the_conductor_expects() -> None:
+        for focus in (Focus(), Focus("r-part", instance="b"), Focus("r-part", instance="a"),
+                      Focus("r-part", instance="nobody"), Focus("other", ticket=2),
+                      *(Focus("r-part", ticket=n) for n in range(1, 6))):
+            assert ledger.load_group(group, focus) == partial_view(ledger.load_group(group), focus), focus
+
+    holds_what_the_conductor_expects()  # 1 done (a); 2 updating (c); 3, 4 waiting (b, d)
     partial = ledger.load_group(group, Focus("r-part", instance="d")).rollout("r-part")
     assert partial is not None and [t.instance for t in partial.tickets] == ["c", "b", "d"]  # updating, next, d's
+    step(UpdateReported("r-part", 2, "c", ok=True))
+    step(UpdateReported("r-part", 3, "b", ok=True))
+    holds_what_the_conductor_expects()  # the last ticket updates: a window of one
+    step(OperatorAction("r-part", "pause"))
+    step(UpdateReported("r-part", 4, "d", ok=False, error="health check failed"))
+    holds_what_the_conductor_expects()  # halted: an empty window
+
+
+def test_a_report_of_the_updating_ticket_is_decided_on_one_read(ledger):
+    group, members = "local-one-read", ["a", "b", "c"]
+    ledger.create_rollout("r-one", group, "s5", RolloutKind.CODE, {})
+    for event in (RolloutReady(Rollout(id="r-one", group=group, release="s5", canary="a", update_timeout=60)),
+                  TicketTaken("r-one", "b"), TicketTaken("r-one", "c")):
+        before = ledger.load_group(group)
+        ledger.write_decision(before, decide(before, event, time.time(), members))  # type: ignore[arg-type]
+    requests: list[str] = []
+
+    def count(event_name: str, **_: object) -> None:
+        requests.append(event_name.rsplit(".", 1)[-1])
+
+    ledger.db.meta.events.register("before-call.dynamodb", count)
+    try:
+        group_read = ledger.load_group(group, Focus("r-one", ticket=1))
+    finally:
+        ledger.db.meta.events.unregister("before-call.dynamodb", count)
+
+    assert requests == ["TransactGetItems"]
+    assert [t.number for t in group_read.line[0].tickets] == [1, 2]  # the canary updating, b next
