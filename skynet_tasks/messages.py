@@ -72,4 +72,9 @@ class Messenger:
         )
 
     def to_instance(self, instance_id: str, task: str, kwargs: dict[str, Any], expires: float | None = None) -> None:
-        self.app.send_task(task, kwargs=kwargs, queue=names.instance_queue(self.env, instance_id), expires=expires)
+        # Not declared first: declaring asks SQS for the queue's size (GetQueueAttributes), once per
+        # queue and connection, and a conductor telling 19 members to take a ticket asked 19 times.
+        # The message still goes to that queue (Celery sends it through the default exchange with
+        # the queue's name), and kombu still creates the queue if it is missing, as declaring did.
+        self.app.send_task(task, kwargs=kwargs, queue=names.instance_queue(self.env, instance_id), expires=expires,
+                           declare=[])
