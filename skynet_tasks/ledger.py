@@ -222,8 +222,16 @@ class Ledger:
             sks.append(_holder_sk(focus.instance))
         pk = _rollout_pk(focus.rollout_id)
         keys = [_group_key(group), *({"pk": {"S": pk}, "sk": {"S": sk}} for sk in sks)]
-        responses = self.db.transact_get_items(
-            TransactItems=[{"Get": {"TableName": self.table, "Key": key}} for key in keys])["Responses"]
+        try:
+            responses = self.db.transact_get_items(
+                TransactItems=[{"Get": {"TableName": self.table, "Key": key}} for key in keys])["Responses"]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            # DynamoDB cancels a transactional read that meets a write to one of its items (an
+            # instance acknowledging its ticket, another step): read them one by one instead,
+            # the group's item first.
+            return self.group_info(group), None
         items = [from_item(r["Item"]) if r.get("Item") else None for r in responses]
         return items[0] or {}, _ReadAhead(self, pk, dict(zip(sks, items[1:], strict=True)))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from botocore.exceptions import ClientError
 
 from skynet_tasks import names
 from skynet_tasks.aws import aws_for
@@ -133,3 +134,35 @@ def test_a_report_of_the_updating_ticket_is_decided_on_one_read(ledger):
 
     assert requests == ["TransactGetItems"]
     assert [t.number for t in group_read.line[0].tickets] == [1, 2]  # the canary updating, b next
+
+
+class CancelsTransactionalReads:
+    """The state table's client, except that DynamoDB cancels its transactional reads (a concurrent write)."""
+
+    def __init__(self, db: object) -> None:
+        self.db = db
+        self.cancelled = 0
+
+    def transact_get_items(self, **_: object) -> None:
+        self.cancelled += 1
+        raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled, "
+                           "please refer cancellation reasons for specific reasons [None, TransactionConflict]"}},
+                          "TransactGetItems")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.db, name)
+
+
+def test_a_cancelled_snapshot_read_is_read_one_item_at_a_time_instead(ledger):
+    group = "local-cancelled"
+    ledger.create_rollout("r-cancel", group, "s6", RolloutKind.CODE, {})
+    for event in (RolloutReady(Rollout(id="r-cancel", group=group, release="s6", canary="a", update_timeout=60)),
+                  TicketTaken("r-cancel", "b")):
+        before = ledger.load_group(group)
+        ledger.write_decision(before, decide(before, event, time.time(), ["a", "b"]))  # type: ignore[arg-type]
+    cancelling = CancelsTransactionalReads(ledger.db)
+    conflicted = Ledger(cancelling, ledger.table)
+
+    for focus in (Focus("r-cancel", ticket=1), Focus("r-cancel", instance="b")):
+        assert conflicted.load_group(group, focus) == partial_view(ledger.load_group(group), focus), focus
+    assert cancelling.cancelled == 2
