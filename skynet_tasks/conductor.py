@@ -45,8 +45,6 @@ class Rollout:
     canary: str | None = None
     published: bool = False
     expected: tuple[str, ...] = ()
-    # The members told to take a ticket when the canary started (publication tells only the others).
-    notified: tuple[str, ...] = ()
     tickets: tuple[Ticket, ...] = ()
     update_timeout: float = 300.0
     reason: str | None = None
@@ -372,10 +370,7 @@ class _Draft:
                 desired_release=rollout.release,
                 desired_rollout=rollout.id,
             )
-        # Members told when the canary started are not told again, though their requests may still
-        # be on their way: a burst of repeated notifications, and of the tasks they start, would meet
-        # the first hand-off. A member whose notification was lost takes a ticket at its next heartbeat.
-        others = tuple(m for m in members if published.ticket_of(m) is None and m not in rollout.notified)
+        others = tuple(m for m in members if published.ticket_of(m) is None)
         if others:
             self.actions.append(Notify(others, rollout.id))
 
@@ -384,17 +379,18 @@ class _Draft:
         if self.group.rollout(rollout.id) is not None:
             return  # a redelivered announcement
         tickets = (Ticket(1, rollout.canary, taken_at=self.now),) if rollout.canary else ()
-        # With a canary, the others line up while it updates: their tickets wait, and nothing but
-        # the canary starts before publication (``advance``). When the canary succeeds, the next
-        # ticket is dispatched in the same step, instead of after a burst of ticket requests.
-        others = tuple(sorted(self.live - {rollout.canary})) if rollout.canary else ()
         ready = replace(rollout, state=RolloutState.RUNNING, tickets=tickets, published=False,
                         created_at=rollout.created_at or self.now, last_number=len(tickets), low_water=1,
-                        notified=others, partial=False)
+                        partial=False)
         self.put(ready, f"rollout {rollout.id} of release {rollout.release} joined the line")
         if not rollout.canary:
             self.publish(ready)
-        elif others:
+            return
+        # The others line up while the canary updates: their tickets wait, and nothing but the
+        # canary starts before publication (``advance``). When the canary succeeds, the next
+        # ticket is dispatched in the same step, instead of after a burst of ticket requests.
+        others = tuple(sorted(self.live - {rollout.canary}))
+        if others:
             self.actions.append(Notify(others, rollout.id))
 
     def ticket_taken(self, rollout_id: str, instance: str) -> None:
@@ -472,9 +468,8 @@ class _Draft:
             verb = "resumed" if event.action == "resume" else "retried"
             reopened = [t.number for t in rollout.tickets if t.state in reopen]
             low_water = min([rollout.low_water, *reopened])
-            # Members whose requests came while it was halted were turned away: publication tells them again.
             self.put(replace(rollout, state=RolloutState.RUNNING, tickets=tickets, reason=f"{verb} {who}",
-                             low_water=low_water, notified=()),
+                             low_water=low_water),
                      f"rollout {rollout.id} {verb} {who}")
         elif event.action == "abort":
             # An update already in flight finishes; nothing after it is dispatched.

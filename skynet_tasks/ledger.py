@@ -78,7 +78,7 @@ _LAST_TICKET_SK = _ticket_sk(999_999)
 
 _TICKET_FIELDS = ("number", "instance", "state", "taken_at", "started_at", "finished_at", "deadline",
                   "error", "acknowledged_at", "attempts")
-_ROLLOUT_DYNAMIC = ("state", "canary", "published", "expected", "notified", "update_timeout", "reason", "finished_at",
+_ROLLOUT_DYNAMIC = ("state", "canary", "published", "expected", "update_timeout", "reason", "finished_at",
                     "superseded_by", "created_at", "release", "kind", "group", "last_number", "low_water",
                     "held_by", "held_until")
 # Set on rollouts whose every ticket has a holder item: only those are read partially.
@@ -293,7 +293,6 @@ class Ledger:
             canary=header.get("canary"),
             published=bool(header.get("published", False)),
             expected=tuple(header.get("expected", ())),
-            notified=tuple(header.get("notified", ())),
             tickets=tickets,
             update_timeout=float(header.get("update_timeout", 300.0)),
             reason=header.get("reason"),
@@ -471,9 +470,8 @@ class Ledger:
         for name in ("state", "kind"):
             if name in values:
                 values[name] = str(values[name])
-        for name in ("expected", "notified"):
-            if name in values:
-                values[name] = list(getattr(rollout, name))
+        if "expected" in values:
+            values["expected"] = list(rollout.expected)
         if before is None:
             values[_INDEXED] = True  # its tickets are created from here on, each with its holder item
         return self._field_update({"pk": {"S": _rollout_pk(rollout.id)}, "sk": {"S": "rollout"}}, values)

@@ -170,26 +170,6 @@ def test_pause_stops_dispatching_and_abort_lets_the_update_in_flight_finish():
     assert actions == [] and done.line == ()
 
 
-def test_publication_does_not_tell_again_the_members_whose_requests_are_still_on_their_way():
-    group, actions = run(Group("g"), ready())
-    assert actions == [Notify(("b", "c"), "r1"), Dispatch("a", "r1", 1)]
-    group, _ = run(group, TicketTaken("r1", "b"))
-    group, actions = run(group, UpdateReported("r1", 1, "a", ok=True))  # c's request has not arrived yet
-    assert actions == [Dispatch("b", "r1", 2)]
-    group, _ = run(group, TicketTaken("r1", "c"))
-    assert states(group) == {"a": "done", "b": "updating", "c": "waiting"}
-
-
-def test_a_retried_canary_tells_again_at_publication_the_members_turned_away_while_it_was_halted():
-    group, _ = run(Group("g"), ready(), TicketTaken("r1", "b"),
-                   UpdateReported("r1", 1, "a", ok=False, error="health check failed"),
-                   TicketTaken("r1", "c"))  # arrives after the halt: turned away
-    assert states(group) == {"a": "failed", "b": "cancelled"}
-    group, _ = run(group, OperatorAction("r1", "retry"))
-    group, actions = run(group, UpdateReported("r1", 1, "a", ok=True))
-    assert actions == [Notify(("c",), "r1"), Dispatch("b", "r1", 2)]
-
-
 def test_resume_after_a_failed_canary_changes_nothing_only_retry_goes_on():
     # Found by the model test: resuming went on without a published release and stalled forever.
     group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=False, error="health check failed"))
