@@ -44,6 +44,8 @@ class Rollout:
     created_at: float = 0.0
     canary: str | None = None
     published: bool = False
+    # The members that were live at publication: it completes once those still live are done.
+    # Read only with every ticket (``partial_view`` leaves it empty, as the ledger's partial read does).
     expected: tuple[str, ...] = ()
     tickets: tuple[Ticket, ...] = ()
     update_timeout: float = 300.0
@@ -216,7 +218,7 @@ def partial_view(group: Group, focus: Focus) -> Group:
                 else rollout.ticket_of(focus.instance) if focus.instance else None
             if named is not None:
                 keep[named.number] = named
-        line.append(replace(rollout, tickets=tuple(keep[n] for n in sorted(keep)), partial=True))
+        line.append(replace(rollout, tickets=tuple(keep[n] for n in sorted(keep)), expected=(), partial=True))
     return replace(group, line=tuple(line))
 
 

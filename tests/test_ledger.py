@@ -166,3 +166,17 @@ def test_a_cancelled_snapshot_read_is_read_one_item_at_a_time_instead(ledger):
     for focus in (Focus("r-cancel", ticket=1), Focus("r-cancel", instance="b")):
         assert conflicted.load_group(group, focus) == partial_view(ledger.load_group(group), focus), focus
     assert cancelling.cancelled == 2
+
+
+def test_the_members_a_rollout_expects_stay_out_of_the_record_every_step_reads(ledger):
+    group, members = "local-expected", ["a", "b", "c"]
+    ledger.create_rollout("r-exp", group, "s7", RolloutKind.CODE, {})
+    for event in (RolloutReady(Rollout(id="r-exp", group=group, release="s7", canary="a", update_timeout=60)),
+                  UpdateReported("r-exp", 1, "a", ok=True)):  # publication: a, b and c are expected
+        before = ledger.load_group(group)
+        ledger.write_decision(before, decide(before, event, time.time(), members))  # type: ignore[arg-type]
+
+    assert "expected" not in (ledger.rollout_item("r-exp") or {})  # the record a partial read gets
+    assert ledger.load_group(group).rollout("r-exp").expected == ("a", "b", "c")
+    assert ledger.load_group(group, Focus("r-exp", ticket=1)).rollout("r-exp").expected == ()
+    assert ledger.rollout_view("r-exp")["expected"] == ["a", "b", "c"]
