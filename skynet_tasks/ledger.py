@@ -83,11 +83,18 @@ _ROLLOUT_DYNAMIC = ("state", "canary", "published", "update_timeout", "reason", 
                     "superseded_by", "created_at", "release", "kind", "group", "last_number", "low_water",
                     "held_by", "held_until")
 # Set on rollouts whose every ticket has a holder item: only those are read partially.
+_INDEXED = "holders_indexed"
 # The members a published rollout expects, one per instance of the group, live in an item of their
 # own: kept in the rollout's record, they made every conductor step read and copy a list as long as
 # the group (79 ms per ticket at 1,000 members). Only a step that reads every ticket needs them.
 _EXPECTED_SK = "expected"
-_INDEXED = "holders_indexed"
+
+
+def _expected_members(items: list[dict[str, Any]], header: dict[str, Any]) -> list[str] | None:
+    """The members a rollout expects, from its items (or its record, where rollouts before the
+    ``expected`` item kept them); None if it was never published."""
+    found = next((i["members"] for i in items if i["sk"] == _EXPECTED_SK), header.get("expected"))
+    return list(found) if found is not None else None
 
 
 def _ticket_from_item(item: dict[str, Any]) -> Ticket:
@@ -212,8 +219,8 @@ class Ledger:
         if header is None or "release" not in header:
             return None
         tickets = tuple(_ticket_from_item(i) for i in items if i["sk"].startswith("ticket#"))
-        expected = next((i["members"] for i in items if i["sk"] == _EXPECTED_SK), header.get("expected", ()))
-        return replace(self._rollout(rollout_id, header, tickets), expected=tuple(expected))
+        expected = tuple(_expected_members(items, header) or ())
+        return replace(self._rollout(rollout_id, header, tickets), expected=expected)
 
     def _read_ahead(self, group: str, focus: Focus) -> tuple[dict[str, Any], _ReadAhead | None]:
         """The group's item and, in the same snapshot, what ``focus`` will need of the rollout it names:
@@ -315,12 +322,12 @@ class Ledger:
         header = next((i for i in items if i["sk"] == "rollout"), None)
         if header is None:
             return None
-        view = {k: v for k, v in header.items() if k not in ("pk", "sk")}
+        view = {k: v for k, v in header.items() if k not in ("pk", "sk", "expected")}
         view["id"] = rollout_id
         view["tickets"] = [
             {k: v for k, v in i.items() if k not in ("pk", "sk")} for i in items if i["sk"].startswith("ticket#")
         ]
-        expected = next((i["members"] for i in items if i["sk"] == _EXPECTED_SK), None)
+        expected = _expected_members(items, header)
         if expected is not None:
             view["expected"] = expected
         return view

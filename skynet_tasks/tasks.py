@@ -34,6 +34,8 @@ from skynet_tasks.messages import (
 from skynet_tasks.settings import Settings
 from skynet_tasks.taskruns import TaskRuns
 
+log = logging.getLogger(__name__)
+
 
 class SkynetTask(Task):
     """A task with the worker's Context, built once per process on first use."""
@@ -78,9 +80,6 @@ class SkynetTask(Task):
         SkynetTask._runs.record(settings.instance_id, self.name, "failure" if error else "success", started_at,
                                 round(runtime, 3), f"{type(error).__name__}: {error}" if error else None,
                                 task_id=self.request.id)
-
-
-log = logging.getLogger(__name__)
 
 
 def warm_up() -> None:

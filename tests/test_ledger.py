@@ -37,9 +37,10 @@ def ledger():
     server.stop()
 
 
-def step(ledger: Ledger, event: object) -> Group:
-    before = ledger.load_group("local-api")
-    decision = decide(before, event, time.time(), ["a", "b"])  # type: ignore[arg-type]
+def step(ledger: Ledger, event: object, group: str = "local-api", members: tuple[str, ...] = ("a", "b")) -> Group:
+    """One conductor step on a full read of the group, as the conductor takes it."""
+    before = ledger.load_group(group)
+    decision = decide(before, event, time.time(), members)  # type: ignore[arg-type]
     ledger.write_decision(before, decision)
     return decision.group
 
@@ -85,17 +86,11 @@ def test_an_update_message_that_arrives_after_its_ticket_deadline_is_refused(led
 
 
 def test_a_partial_read_holds_what_the_conductor_expects(ledger):
-    group, members = "local-part", ["a", "b", "c", "d"]
+    group, members = "local-part", ("a", "b", "c", "d")
     ledger.create_rollout("r-part", group, "s4", RolloutKind.CODE, {})
-
-    def step(event: object) -> None:
-        before = ledger.load_group(group)
-        ledger.write_decision(before, decide(before, event, time.time(), members))  # type: ignore[arg-type]
-
-    step(RolloutReady(Rollout(id="r-part", group=group, release="s4", canary="a", update_timeout=60)))
-    step(UpdateReported("r-part", 1, "a", ok=True))
-    for member in ("c", "b", "d"):
-        step(TicketTaken("r-part", member))
+    for event in (RolloutReady(Rollout(id="r-part", group=group, release="s4", canary="a", update_timeout=60)),
+                  UpdateReported("r-part", 1, "a", ok=True), *(TicketTaken("r-part", m) for m in ("c", "b", "d"))):
+        step(ledger, event, group, members)
 
     def holds_what_the_conductor_expects() -> None:
         for focus in (Focus(), Focus("r-part", instance="b"), Focus("r-part", instance="a"),
@@ -106,21 +101,20 @@ def test_a_partial_read_holds_what_the_conductor_expects(ledger):
     holds_what_the_conductor_expects()  # 1 done (a); 2 updating (c); 3, 4 waiting (b, d)
     partial = ledger.load_group(group, Focus("r-part", instance="d")).rollout("r-part")
     assert partial is not None and [t.instance for t in partial.tickets] == ["c", "b", "d"]  # updating, next, d's
-    step(UpdateReported("r-part", 2, "c", ok=True))
-    step(UpdateReported("r-part", 3, "b", ok=True))
+    step(ledger, UpdateReported("r-part", 2, "c", ok=True), group, members)
+    step(ledger, UpdateReported("r-part", 3, "b", ok=True), group, members)
     holds_what_the_conductor_expects()  # the last ticket updates: a window of one
-    step(OperatorAction("r-part", "pause"))
-    step(UpdateReported("r-part", 4, "d", ok=False, error="health check failed"))
+    step(ledger, OperatorAction("r-part", "pause"), group, members)
+    step(ledger, UpdateReported("r-part", 4, "d", ok=False, error="health check failed"), group, members)
     holds_what_the_conductor_expects()  # halted: an empty window
 
 
 def test_a_report_of_the_updating_ticket_is_decided_on_one_read(ledger):
-    group, members = "local-one-read", ["a", "b", "c"]
+    group = "local-one-read"
     ledger.create_rollout("r-one", group, "s5", RolloutKind.CODE, {})
     for event in (RolloutReady(Rollout(id="r-one", group=group, release="s5", canary="a", update_timeout=60)),
                   TicketTaken("r-one", "b"), TicketTaken("r-one", "c")):
-        before = ledger.load_group(group)
-        ledger.write_decision(before, decide(before, event, time.time(), members))  # type: ignore[arg-type]
+        step(ledger, event, group, ("a", "b", "c"))
     requests: list[str] = []
 
     def count(event_name: str, **_: object) -> None:
@@ -158,8 +152,7 @@ def test_a_cancelled_snapshot_read_is_read_one_item_at_a_time_instead(ledger):
     ledger.create_rollout("r-cancel", group, "s6", RolloutKind.CODE, {})
     for event in (RolloutReady(Rollout(id="r-cancel", group=group, release="s6", canary="a", update_timeout=60)),
                   TicketTaken("r-cancel", "b")):
-        before = ledger.load_group(group)
-        ledger.write_decision(before, decide(before, event, time.time(), ["a", "b"]))  # type: ignore[arg-type]
+        step(ledger, event, group)
     cancelling = CancelsTransactionalReads(ledger.db)
     conflicted = Ledger(cancelling, ledger.table)
 
@@ -169,12 +162,11 @@ def test_a_cancelled_snapshot_read_is_read_one_item_at_a_time_instead(ledger):
 
 
 def test_the_members_a_rollout_expects_stay_out_of_the_record_every_step_reads(ledger):
-    group, members = "local-expected", ["a", "b", "c"]
+    group = "local-expected"
     ledger.create_rollout("r-exp", group, "s7", RolloutKind.CODE, {})
     for event in (RolloutReady(Rollout(id="r-exp", group=group, release="s7", canary="a", update_timeout=60)),
                   UpdateReported("r-exp", 1, "a", ok=True)):  # publication: a, b and c are expected
-        before = ledger.load_group(group)
-        ledger.write_decision(before, decide(before, event, time.time(), members))  # type: ignore[arg-type]
+        step(ledger, event, group, ("a", "b", "c"))
 
     assert "expected" not in (ledger.rollout_item("r-exp") or {})  # the record a partial read gets
     assert ledger.load_group(group).rollout("r-exp").expected == ("a", "b", "c")
