@@ -35,6 +35,7 @@ from skynet_tasks.events import to_message
 from skynet_tasks.handlers import handle_maintenance
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.registry import Endpoint
+from skynet_tasks.resources import resolve
 from skynet_tasks.settings import Settings
 from skynet_tasks.states import RolloutKind
 
@@ -57,7 +58,7 @@ class CountedSends:
 def run_size(environment: dict[str, str], proxy: CountingProxy, size: int) -> dict[str, Any]:
     group = f"{ENV}-g{size}"
     aws = aws_for(environment)
-    bootstrap_env(aws, ENV, [group])
+    bootstrap_env(aws, resolve(aws, ENV), [group])
     settings = Settings.from_env({**environment, "SKYNET_ENV": ENV, "SKYNET_GROUP": group,
                                   "SKYNET_HEARTBEAT_MAX_AGE": "3600"})
     ctx = Context.create(settings, app=None, aws=aws)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from skynet_tasks.local.motoserver import MotoServer, free_port
 from skynet_tasks.proxy.nginx import NginxControl
 from skynet_tasks.proxy.sync import RpSync
 from skynet_tasks.registry import Endpoint, Registry
+from skynet_tasks.resources import resolve
 
 
 def main() -> None:
@@ -35,7 +36,7 @@ def main() -> None:
     results = []
     try:
         aws = aws_for(server.environment())
-        bootstrap_env(aws, "local", ["local-api"])
+        bootstrap_env(aws, resolve(aws, "local"), ["local-api"])
         registry = Registry(aws.dynamodb, names.endpoints_table("local"))
         for size in [int(s) for s in args.sizes.split(",")]:
             for layer in ("api", "rp"):

@@ -56,6 +56,7 @@ from skynet_tasks import names
 from skynet_tasks.artifacts import Manifest
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.local.cluster import LOCAL_ENV, InstanceInfo, stop_process_group
+from skynet_tasks.resources import resolve
 from skynet_tasks.webhook.local import push_payload, send_webhook
 
 FAULTS = ("none", "kill-updating", "kill-conductor", "restart-worker", "duplicate-delivery", "double-push",
@@ -355,7 +356,8 @@ class Soak:
         if release is None or not release.artifact_key:
             return
         s3 = self.cluster.aws().s3
-        s3.put_object(Bucket=names.repo_bucket(LOCAL_ENV), Key=release.artifact_key, Body=b"corrupted by the soak")
+        bucket = resolve(self.cluster.aws(), LOCAL_ENV).repo_bucket
+        s3.put_object(Bucket=bucket, Key=release.artifact_key, Body=b"corrupted by the soak")
         # An instance that still holds the release verified it when it downloaded it and installs its own
         # copy; the instances here must download it again, as if they had pruned it (or were new).
         for instance in self.members(lane):

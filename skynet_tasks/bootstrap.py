@@ -12,18 +12,11 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
-from skynet_tasks import names
 from skynet_tasks.aws import Aws
 from skynet_tasks.queues import Queues, group_queues
+from skynet_tasks.resources import EnvResources
 
 log = logging.getLogger(__name__)
-
-# (table name function, hash key, range key, TTL attribute)
-TABLES = (
-    (names.endpoints_table, "env", "layer", None),
-    (names.state_table, "pk", "sk", "expires_at"),
-    (names.config_table, "scope", "path", None),
-)
 
 
 @dataclass
@@ -33,13 +26,16 @@ class BootstrapReport:
     buckets: list[str] = field(default_factory=list)
 
 
-def bootstrap_env(aws: Aws, env: str, groups: Iterable[str], config_bucket: str | None = None,
-                  repo_bucket: str | None = None) -> BootstrapReport:
-    """Create the env's tables and buckets and each group's queues."""
+def bootstrap_env(aws: Aws, resources: EnvResources, groups: Iterable[str]) -> BootstrapReport:
+    """Create the env's tables and buckets, under the names ``resources`` gives, and each group's queues."""
+    env = resources.env
     report = BootstrapReport()
-    for table_name, hash_key, range_key, ttl in TABLES:
-        report.tables.append(ensure_table(aws, table_name(env), hash_key, range_key, ttl))
-    for bucket in (config_bucket or names.config_bucket(env), repo_bucket or names.repo_bucket(env)):
+    # (table, hash key, range key, TTL attribute): the keys the stack gives each table
+    tables = ((resources.endpoints_table, "env", "layer", None), (resources.state_table, "pk", "sk", "expires_at"),
+              (resources.config_table, "scope", "path", None))
+    for table, hash_key, range_key, ttl in tables:
+        report.tables.append(ensure_table(aws, table, hash_key, range_key, ttl))
+    for bucket in (resources.config_bucket, resources.repo_bucket):
         report.buckets.append(ensure_bucket(aws, bucket))
     queues = Queues(aws.sqs)
     for group in groups:

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from celery import Celery
 
-from skynet_tasks import names
 from skynet_tasks.artifact_store import ArtifactStore
 from skynet_tasks.aws import Aws
 from skynet_tasks.installer import InstanceLayout
@@ -14,6 +13,7 @@ from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
+from skynet_tasks.resources import EnvResources, resolve
 from skynet_tasks.services import ProcessServices, Services, SystemdServices
 from skynet_tasks.settings import Settings
 
@@ -22,6 +22,7 @@ from skynet_tasks.settings import Settings
 class Context:
     settings: Settings
     aws: Aws
+    resources: EnvResources
     ledger: Ledger
     registry: Registry
     messenger: Messenger
@@ -31,13 +32,15 @@ class Context:
     @classmethod
     def create(cls, settings: Settings, app: Celery, aws: Aws | None = None) -> Context:
         aws = aws or Aws()
+        resources = resolve(aws, settings.env, settings)
         return cls(
             settings=settings,
             aws=aws,
-            ledger=Ledger(aws.dynamodb, names.state_table(settings.env)),
-            registry=Registry(aws.dynamodb, names.endpoints_table(settings.env)),
+            resources=resources,
+            ledger=Ledger(aws.dynamodb, resources.state_table),
+            registry=Registry(aws.dynamodb, resources.endpoints_table),
             messenger=Messenger(app, settings.env),
-            store=ArtifactStore(aws.s3, settings.repo_bucket),
+            store=ArtifactStore(aws.s3, resources.repo_bucket),
             queues=Queues(aws.sqs),
         )
 

@@ -2,7 +2,8 @@
 
 Everything an env owns starts with ``skynet-<env>-`` so that IAM policies can
 grant an instance its env's resources with one prefix, and so that two envs
-never share a queue, table or bucket.
+never share a queue, table or bucket. Bucket names also carry the account id
+and may be set explicitly: they are resolved in ``skynet_tasks.resources``.
 """
 
 from __future__ import annotations
@@ -59,10 +60,3 @@ def state_table(env: str) -> str:
 def config_table(env: str) -> str:
     return f"{prefix(env)}config"
 
-
-def config_bucket(env: str) -> str:
-    return f"{prefix(env)}config"
-
-
-def repo_bucket(env: str) -> str:
-    return f"{prefix(env)}repo"

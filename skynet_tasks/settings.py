@@ -42,8 +42,9 @@ class Settings:
     ``SKYNET_INSTANCE_ID`` (required for a worker), ``SKYNET_ROOT`` [/srv/skynet],
     ``SKYNET_CONFIG_DIR`` [/etc/config], ``SKYNET_REPO`` and ``SKYNET_BRANCH`` [main]
     (what the group deploys), ``SKYNET_ADDRESS`` [127.0.0.1] and ``SKYNET_APP_PORT`` [8000]
-    (where the app listens, as the proxy reaches it), ``SKYNET_CONFIG_BUCKET``,
-    ``SKYNET_REPO_BUCKET`` [skynet-<env>-config/-repo], ``SKYNET_HEARTBEAT_INTERVAL`` [60 s],
+    (where the app listens, as the proxy reaches it; a proxy's nginx listens there too),
+    ``SKYNET_CONFIG_BUCKET``, ``SKYNET_REPO_BUCKET`` [unset: the stack's names, see
+    ``skynet_tasks.resources``], ``SKYNET_HEARTBEAT_INTERVAL`` [60 s],
     ``SKYNET_HEARTBEAT_MAX_AGE`` [600 s], ``SKYNET_POLL_WAIT`` [20 s, SQS long polling],
     ``SKYNET_POLL_INTERVAL`` [0 s, pause after an empty poll],
     ``SKYNET_KEEP_RELEASES`` [5]; on the proxy layer, ``SKYNET_RP_POLL`` [30 s, the safety-net
@@ -61,8 +62,10 @@ class Settings:
     branch: str = "main"
     address: str = "127.0.0.1"
     app_port: int = 8000
-    config_bucket: str = "skynet-local-config"
-    repo_bucket: str = "skynet-local-repo"
+    # Only what was set explicitly (an instance's user-data sets both); empty means "derive it":
+    # read bucket names through skynet_tasks.resources.resolve, never from here.
+    config_bucket: str = ""
+    repo_bucket: str = ""
     heartbeat_interval: float = 60.0
     heartbeat_max_age: float = 600.0
     poll_wait: int = 20
@@ -94,8 +97,8 @@ class Settings:
             branch=env_vars.get("SKYNET_BRANCH") or "main",
             address=env_vars.get("SKYNET_ADDRESS") or "127.0.0.1",
             app_port=int(_number(env_vars, "SKYNET_APP_PORT", 8000, 1, 65535)),
-            config_bucket=env_vars.get("SKYNET_CONFIG_BUCKET") or names.config_bucket(env),
-            repo_bucket=env_vars.get("SKYNET_REPO_BUCKET") or names.repo_bucket(env),
+            config_bucket=env_vars.get("SKYNET_CONFIG_BUCKET") or "",
+            repo_bucket=env_vars.get("SKYNET_REPO_BUCKET") or "",
             heartbeat_interval=_number(env_vars, "SKYNET_HEARTBEAT_INTERVAL", 60, 0.5, 3600),
             heartbeat_max_age=_number(env_vars, "SKYNET_HEARTBEAT_MAX_AGE", 600, 1, 86400),
             poll_wait=int(_number(env_vars, "SKYNET_POLL_WAIT", 20, 0, 20)),

@@ -24,6 +24,7 @@ from skynet_tasks.ledger import Ledger
 from skynet_tasks.local.cluster import LocalCluster
 from skynet_tasks.messages import Messenger
 from skynet_tasks.registry import Registry
+from skynet_tasks.resources import resolve
 
 
 def sender_for(environment: dict[str, str]) -> Messenger:
@@ -86,6 +87,11 @@ def ledger(cluster: LocalCluster) -> Ledger:
 
 def registry(cluster: LocalCluster) -> Registry:
     return Registry(cluster.aws().dynamodb, names.endpoints_table("local"))
+
+
+def repo_bucket(cluster: LocalCluster) -> str:
+    """The cluster's repo bucket, named as the stack names it (with moto's account id)."""
+    return resolve(cluster.aws(), "local").repo_bucket
 
 
 def current_release(cluster: LocalCluster, instance_id: str) -> str | None:

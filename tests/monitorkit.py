@@ -22,6 +22,7 @@ from skynet_tasks.monitor.app import create_app
 from skynet_tasks.monitor.auth import Auth
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Endpoint, Registry
+from skynet_tasks.resources import resolve
 from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState, TicketState
 from skynet_tasks.taskruns import TaskRuns
 
@@ -57,7 +58,7 @@ def seed(aws: Aws) -> None:
     ledger.ensure_group(GROUP, "/srv/sample-app.git", "main")
     assert ledger.claim_build(Release(group=GROUP, sha=BAD_SHA, state=ReleaseState.BUILDING, repo="sample-app",
                                       branch="main", builder="api-1", started_at=now - 60), lease=60)
-    aws.s3.put_object(Bucket=names.repo_bucket("local"), Key="logs/builds/bad.log", Body=b"build ok\n")
+    aws.s3.put_object(Bucket=resolve(aws, "local").repo_bucket, Key="logs/builds/bad.log", Body=b"build ok\n")
     ledger.finish_build(GROUP, BAD_SHA, "api-1", ReleaseState.BUILT,
                         {"log_key": "logs/builds/bad.log", "sha256": "c" * 64, "size": 1234,
                          "author": "Test Author", "message": "Bad release"})
@@ -70,7 +71,7 @@ def seed(aws: Aws) -> None:
                       published=True, expected=("api-1", "api-2"), tickets=tickets, reason="ticket 2 failed")
     before = Group(GROUP)
     ledger.write_decision(before, Decision(Group(GROUP, line=(rollout,)), touched=(rollout,), notes=("seeded",)))
-    aws.s3.put_object(Bucket=names.repo_bucket("local"), Key="logs/updates/halted-2.log",
+    aws.s3.put_object(Bucket=resolve(aws, "local").repo_bucket, Key="logs/updates/halted-2.log",
                       Body=b"running check.py\nhealth check failed on purpose\nrolled back\n")
     ledger.annotate_ticket(HALTED, 2, {"log_key": "logs/updates/halted-2.log"})
     TaskRuns(aws.dynamodb, names.state_table("local")).record("api-2", "skynet.update", "failure", now - 39, 9.0,
@@ -83,10 +84,10 @@ def seeded_env() -> Iterator[Seeded]:
     try:
         environment = {**moto.environment(), "SKYNET_ENV": "local"}
         aws = aws_for(environment)
-        bootstrap_env(aws, "local", [GROUP])
+        bootstrap_env(aws, resolve(aws, "local"), [GROUP])
         seed(aws)
         messenger = sender_for(environment)
-        app = create_app("local", aws, messenger.app, Auth(TOKEN), max_age=60.0)
+        app = create_app(resolve(aws, "local"), aws, messenger.app, Auth(TOKEN), max_age=60.0)
         yield Seeded(moto, aws, environment, Ledger(aws.dynamodb, names.state_table("local")),
                      Registry(aws.dynamodb, names.endpoints_table("local")), app)
     finally:

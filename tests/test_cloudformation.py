@@ -19,6 +19,7 @@ import pytest
 from skynet_tasks import names
 from skynet_tasks.aws import aws_for
 from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.resources import resolve
 from skynet_tasks.stacks.cfn import load_template
 
 pytestmark = pytest.mark.timeout(180)
@@ -114,6 +115,9 @@ def test_the_stack_creates_skynets_resources_in_moto(tmp_path):
         account = aws.client("sts").get_caller_identity()["Account"]
         buckets = {b["Name"] for b in aws.s3.list_buckets()["Buckets"]}
         assert {f"skynet-prod-config-{account}", f"skynet-prod-repo-{account}"} <= buckets
+        # ... and they are the names every Skynet command finds for the env, without being told them
+        resolved = resolve(aws, "prod")
+        assert {resolved.config_bucket, resolved.repo_bucket} <= buckets
         # moto's CloudFormation applies neither PublicAccessBlockConfiguration nor versioning to the buckets
         # it creates: test_buckets_block_public_access_and_are_encrypted_and_versioned reads them instead.
 

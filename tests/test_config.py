@@ -21,9 +21,11 @@ from skynet_tasks.config.publish import compare, push, read_tree
 from skynet_tasks.config.sources import Level, read_levels
 from skynet_tasks.config.sync import ConfigDir, git_ssh_environment
 from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.resources import resolve
 
 ENV = "cfgtest"
-BUCKET = f"skynet-{ENV}-config"
+MOTO_ACCOUNT = "123456789012"  # the account id moto's server answers for
+BUCKET = f"skynet-{ENV}-config-{MOTO_ACCOUNT}"  # as the stack names it
 TABLE = f"skynet-{ENV}-config"
 
 
@@ -32,7 +34,7 @@ def aws():
     moto = MotoServer.start()
     try:
         aws = aws_for({**moto.environment()})
-        bootstrap_env(aws, ENV, [f"{ENV}-api"])
+        bootstrap_env(aws, resolve(aws, ENV), [f"{ENV}-api"])
         yield aws
     finally:
         moto.stop()
@@ -57,7 +59,7 @@ def dynamo_put(aws: Aws, scope: str, path: str, content: dict) -> None:
 
 
 def merged(aws: Aws, layer: str = "api"):
-    return merge(read_levels(aws.s3, aws.dynamodb, ENV, layer))
+    return merge(read_levels(aws.s3, aws.dynamodb, resolve(aws, ENV), layer))
 
 
 def sync(aws: Aws, config: ConfigDir, layer: str = "api") -> str:
@@ -240,7 +242,7 @@ def test_a_push_uploads_the_tree_and_diff_shows_changes_without_secrets(aws, tmp
     os.chmod(tree / "secrets" / "token", 0o600)
     level = Level("layer", "Layers/api")
 
-    first = push(aws.s3, aws.dynamodb, ENV, level, read_tree(tree), "s3")
+    first = push(aws.s3, aws.dynamodb, resolve(aws, ENV), level, read_tree(tree), "s3")
     assert first.added == ["app.json", "secrets/token"]
 
     (tree / "app.json").write_text('{"greeting": "bonjour"}\n')
@@ -256,7 +258,7 @@ def test_a_push_uploads_the_tree_and_diff_shows_changes_without_secrets(aws, tmp
 
     (tree / "extra.txt").unlink()
     (tree / "app.json").unlink()
-    second = push(aws.s3, aws.dynamodb, ENV, level, read_tree(tree), "dynamodb")
+    second = push(aws.s3, aws.dynamodb, resolve(aws, ENV), level, read_tree(tree), "dynamodb")
     assert second.added == ["secrets/token"]  # the table level was empty: the bucket is another store
     assert json.loads(merged(aws).files["app.json"].data) == {"greeting": "hello"}  # still from S3
 
@@ -273,5 +275,5 @@ def test_a_bad_tree_is_refused_before_anything_is_uploaded(aws, tmp_path, make, 
     (tree / "app.json").write_text("{}")
     make(tree)
     with pytest.raises(ConfigError, match=error):
-        push(aws.s3, aws.dynamodb, ENV, Level("layer", "Layers/api"), read_tree(tree), "s3")
+        push(aws.s3, aws.dynamodb, resolve(aws, ENV), Level("layer", "Layers/api"), read_tree(tree), "s3")
     assert "Contents" not in aws.s3.list_objects_v2(Bucket=BUCKET)

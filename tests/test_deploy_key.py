@@ -22,6 +22,7 @@ from skynet_tasks.config.merge import merge
 from skynet_tasks.config.sources import read_levels
 from skynet_tasks.config.sync import ConfigDir, git_ssh_environment
 from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.resources import resolve
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -84,10 +85,11 @@ def test_a_deploy_key_from_the_bucket_clones_a_private_repo_over_ssh(sshd, tmp_p
     moto = MotoServer.start()
     try:
         aws = aws_for(moto.environment())
-        bootstrap_env(aws, "keys", ["keys-api"])
-        aws.s3.put_object(Bucket="skynet-keys-config", Key="Global/deploy/github.pem", Body=deploy_key.read_bytes())
+        resources = resolve(aws, "keys")
+        bootstrap_env(aws, resources, ["keys-api"])
+        aws.s3.put_object(Bucket=resources.config_bucket, Key="Global/deploy/github.pem", Body=deploy_key.read_bytes())
         config = ConfigDir(tmp_path / "etc" / "config")
-        config.activate(config.write(merge(read_levels(aws.s3, aws.dynamodb, "keys", "api"))))
+        config.activate(config.write(merge(read_levels(aws.s3, aws.dynamodb, resources, "api"))))
     finally:
         moto.stop()
     environment = git_ssh_environment(config)

@@ -23,6 +23,7 @@ from skynet_tasks.conductor import (
 )
 from skynet_tasks.ledger import Conflict, Ledger
 from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.resources import resolve
 from skynet_tasks.states import RolloutKind
 
 pytestmark = pytest.mark.timeout(60)
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.timeout(60)
 def ledger():
     server = MotoServer.start()
     aws = aws_for(server.environment())
-    bootstrap_env(aws, "local", ["local-api"])
+    bootstrap_env(aws, resolve(aws, "local"), ["local-api"])
     yield Ledger(aws.dynamodb, names.state_table("local"))
     server.stop()
 

@@ -98,8 +98,9 @@ def test_metrics_are_prefixed_and_count_instances_by_release(env):
 
 def test_a_foreign_host_header_is_refused(env, tmp_path):
     from skynet_tasks.monitor.app import create_app
+    from skynet_tasks.resources import resolve
 
-    app = create_app("local", env.aws, _celery(env), Auth(TOKEN), 60.0,
+    app = create_app(resolve(env.aws, "local"), env.aws, _celery(env), Auth(TOKEN), 60.0,
                      allowed_hosts=("127.0.0.1", "localhost"))
     client = app.test_client()
     assert client.get("/groups", headers={"Host": "127.0.0.1:8089"}).status_code == 200
@@ -153,8 +154,9 @@ def test_cross_site_actions_are_refused_even_with_valid_credentials(env, headers
 
 def test_a_dashboard_without_a_token_refuses_every_action(env):
     from skynet_tasks.monitor.app import create_app
+    from skynet_tasks.resources import resolve
 
-    app = create_app("local", env.aws, _celery(env), Auth(None), 60.0)
+    app = create_app(resolve(env.aws, "local"), env.aws, _celery(env), Auth(None), 60.0)
     before = state_of(env)
 
     answer = app.test_client().post(f"/api/rollouts/{HALTED}/resume", headers={**BEARER, **same_origin_headers()})

@@ -26,6 +26,7 @@ from skynet_tasks.deploys import deploy_ref
 from skynet_tasks.local.cluster import LocalCluster
 from skynet_tasks.monitor.app import create_app
 from skynet_tasks.monitor.auth import Auth
+from skynet_tasks.resources import resolve
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(200)]
 
@@ -50,7 +51,8 @@ def dashboard(cluster: LocalCluster) -> Iterator[str]:
     """The dashboard served by waitress in this process, on the cluster's moto server."""
     info = cluster.require_info()
     messenger = sender_for(info.environment)
-    app = create_app("local", cluster.aws(), messenger.app, Auth(TOKEN), max_age=15.0, poll_seconds=0.5,
+    aws = cluster.aws()
+    app = create_app(resolve(aws, "local"), aws, messenger.app, Auth(TOKEN), max_age=15.0, poll_seconds=0.5,
                      allowed_hosts=("127.0.0.1", "localhost"))
     server = create_server(app, host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)

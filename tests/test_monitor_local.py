@@ -14,6 +14,7 @@ from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.local.cluster import stop_process_group
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.monitor.local import start_local_dashboard
+from skynet_tasks.resources import resolve
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,7 +32,8 @@ def test_the_local_dashboard_starts_with_a_private_token_and_guards_its_actions(
     moto = MotoServer.start()
     try:
         environment = {**moto.environment(), "SKYNET_ENV": "local"}
-        bootstrap_env(aws_for(environment), "local", ["local-api"])
+        aws = aws_for(environment)
+        bootstrap_env(aws, resolve(aws, "local"), ["local-api"])
 
         dashboard = start_local_dashboard(tmp_path, environment)
         try:

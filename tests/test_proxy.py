@@ -25,6 +25,7 @@ from skynet_tasks.proxy.nginx import NginxControl
 from skynet_tasks.proxy.render import TEMPLATES, render
 from skynet_tasks.proxy.sync import RpSync
 from skynet_tasks.registry import Endpoint, Registry
+from skynet_tasks.resources import resolve
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -98,7 +99,7 @@ class Backend:
 def proxy(tmp_path_factory):
     server = MotoServer.start()
     aws = aws_for(server.environment())
-    bootstrap_env(aws, "local", ["local-api"])
+    bootstrap_env(aws, resolve(aws, "local"), ["local-api"])
     registry = Registry(aws.dynamodb, names.endpoints_table("local"))
     backends = {name: Backend(name) for name in ("api-1", "api-2")}
     for name, backend in backends.items():

@@ -28,6 +28,7 @@ from clusterkit import (
     group_status,
     ledger,
     push_commit,
+    repo_bucket,
     rollout,
     sender_for,
     skynet,
@@ -100,7 +101,7 @@ def test_a_good_push_is_built_once_canaried_and_rolled_out_one_at_a_time(cluster
     release = ledger(cluster).release("local-api", sha)
     assert release is not None and release.state is ReleaseState.BUILT
     assert tickets[0]["instance"] == release.builder == done["builder"]
-    build_logs = cluster.aws().s3.list_objects_v2(Bucket="skynet-local-repo", Prefix="logs/builds/")
+    build_logs = cluster.aws().s3.list_objects_v2(Bucket=repo_bucket(cluster), Prefix="logs/builds/")
     assert sum(sha in obj["Key"] for obj in build_logs.get("Contents", [])) == 1
     assert_one_at_a_time(tickets)
     for instance in INSTANCES:
@@ -131,7 +132,7 @@ def test_a_failed_build_touches_no_instance_and_keeps_its_log(cluster, workdir):
     assert "build failed" in result["reason"]
     release = ledger(cluster).release("local-api", sha)
     assert release is not None and release.state is ReleaseState.FAILED
-    log_text = cluster.aws().s3.get_object(Bucket="skynet-local-repo", Key=release.log_key)["Body"].read().decode()
+    log_text = cluster.aws().s3.get_object(Bucket=repo_bucket(cluster), Key=release.log_key)["Body"].read().decode()
     assert "syntax error in app.py" in log_text
     assert rollout(cluster, result["rollout_id"])["tickets"] == []
     assert {i: current_release(cluster, i) for i in INSTANCES} == before
@@ -157,7 +158,7 @@ def test_a_health_check_failing_on_the_second_ticket_halts_the_rollout(cluster, 
     assert current_release(cluster, failed) == previous  # back on its previous release ...
     assert app_answer(cluster, failed)["release"] == previous  # ... and still serving
     assert current_release(cluster, never) == previous
-    update_log = cluster.aws().s3.get_object(Bucket="skynet-local-repo", Key=tickets[1]["log_key"])
+    update_log = cluster.aws().s3.get_object(Bucket=repo_bucket(cluster), Key=tickets[1]["log_key"])
     assert b"rolled back" in update_log["Body"].read()
 
 
@@ -187,7 +188,7 @@ def test_duplicated_builds_and_maintenance_messages_never_update_two_at_once(clu
     assert sorted(t["instance"] for t in tickets) == list(INSTANCES)
     assert_one_at_a_time(tickets)
     assert all(current_release(cluster, i) == sha for i in INSTANCES)
-    build_logs = cluster.aws().s3.list_objects_v2(Bucket="skynet-local-repo", Prefix="logs/builds/")
+    build_logs = cluster.aws().s3.list_objects_v2(Bucket=repo_bucket(cluster), Prefix="logs/builds/")
     assert sum(sha in obj["Key"] for obj in build_logs.get("Contents", [])) == 1
     halted = [r for r in group_status(cluster)["rollouts"] if r["state"] == "superseded"]
     assert halted, "the halted rollout was superseded by the fix"
@@ -260,8 +261,8 @@ def publish_crafted_release(cluster: LocalCluster, tarball: Path, manifest_sha25
                         size=tarball.stat().st_size, files=[], builder="test", built_at=time.time(),
                         build_log_key="", artifact_key=f"{prefix}/artifact.tar.gz")
     s3 = cluster.aws().s3
-    s3.put_object(Bucket="skynet-local-repo", Key=manifest.artifact_key, Body=tarball.read_bytes())
-    s3.put_object(Bucket="skynet-local-repo", Key=f"{prefix}/manifest.json", Body=manifest.to_json().encode())
+    s3.put_object(Bucket=repo_bucket(cluster), Key=manifest.artifact_key, Body=tarball.read_bytes())
+    s3.put_object(Bucket=repo_bucket(cluster), Key=f"{prefix}/manifest.json", Body=manifest.to_json().encode())
     states = ledger(cluster)
     assert states.claim_build(Release(group="local-api", sha=sha, state=ReleaseState.BUILDING, repo=info.app_repo,
                                       branch="main", builder="test", started_at=time.time()), lease=60)

@@ -25,6 +25,7 @@ from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import BUILD_REQUEST_TASK
+from skynet_tasks.resources import resolve
 from skynet_tasks.webhook.local import push_payload, send_webhook, start_local_receiver
 from skynet_tasks.webhook.signature import sign
 
@@ -82,7 +83,7 @@ def hook(tmp_path_factory):
     directory = tmp_path_factory.mktemp("webhook")
     server = MotoServer.start()
     aws = aws_for(server.environment())
-    bootstrap_env(aws, "local", ["local-api"])
+    bootstrap_env(aws, resolve(aws, "local"), ["local-api"])
     repo = directory / "repos" / "sample-app.git"
     Ledger(aws.dynamodb, names.state_table("local")).ensure_group("local-api", str(repo), "main")
     receiver = start_local_receiver(directory, server.environment(), repo)

@@ -10,10 +10,9 @@ from typing import Any
 
 import click
 
-from skynet_tasks import names
 from skynet_tasks.aws import Aws
 from skynet_tasks.cli.core import wait_for_rollout
-from skynet_tasks.cli.options import env_option, json_option
+from skynet_tasks.cli.options import env_option, env_resources, json_option
 from skynet_tasks.config.merge import merge
 from skynet_tasks.config.paths import ConfigError
 from skynet_tasks.config.publish import STORES, compare, push, read_tree, start_config_rollouts, stored_level
@@ -57,17 +56,18 @@ def push_command(env: str, layer: str | None, global_: bool, store: str, directo
     try:
         level = level_for(env, layer, global_)
         tree = read_tree(directory)
-        change = push(aws.s3, aws.dynamodb, env, level, tree, store)
+        resources = env_resources(aws, env)
+        change = push(aws.s3, aws.dynamodb, resources, level, tree, store)
     except (ConfigError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     result: dict[str, Any] = {"level": level.scope, "store": store, **change.to_dict(), "rollouts": []}
     if not as_json:
         click.echo("\n".join(change.lines()))
     if not change.empty and not no_rollout:
-        ledger = Ledger(aws.dynamodb, names.state_table(env))
+        ledger = Ledger(aws.dynamodb, resources.state_table)
         settings = Settings.from_env({**os.environ, "SKYNET_ENV": env})
-        started = start_config_rollouts(aws, ledger, Registry(aws.dynamodb, names.endpoints_table(env)),
-                                        Messenger(app, env), env, layer if not global_ else None,
+        started = start_config_rollouts(aws, ledger, Registry(aws.dynamodb, resources.endpoints_table),
+                                        Messenger(app, env), resources, layer if not global_ else None,
                                         settings.heartbeat_max_age)
         for rollout in started:
             entry: dict[str, Any] = {"group": rollout.group, "version": rollout.version,
@@ -98,7 +98,8 @@ def diff_command(env: str, layer: str | None, global_: bool, store: str, directo
     aws = Aws()
     try:
         level = level_for(env, layer, global_)
-        change = compare(stored_level(aws.s3, aws.dynamodb, env, level, store), read_tree(directory))
+        change = compare(stored_level(aws.s3, aws.dynamodb, env_resources(aws, env), level, store),
+                         read_tree(directory))
     except (ConfigError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(json.dumps({"level": level.scope, "store": store, **change.to_dict()}, indent=2) if as_json
@@ -113,7 +114,7 @@ def show_command(env: str, layer: str, as_json: bool) -> None:
     """The merged config an instance of ENV/LAYER gets, with the source of every file and JSON key."""
     aws = Aws()
     try:
-        merged = merge(read_levels(aws.s3, aws.dynamodb, env, layer))
+        merged = merge(read_levels(aws.s3, aws.dynamodb, env_resources(aws, env), layer))
     except (ConfigError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     rows = merged.origins()

@@ -12,7 +12,7 @@ import click
 from skynet_tasks import names
 from skynet_tasks.aws import Aws
 from skynet_tasks.bootstrap import bootstrap_env
-from skynet_tasks.cli.options import env_option, group_option, json_option, layer_option
+from skynet_tasks.cli.options import env_option, env_resources, group_option, json_option, layer_option
 from skynet_tasks.deploys import DeployError, deploy_ref
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
@@ -38,9 +38,8 @@ def bootstrap(env: str, groups: tuple[str, ...], layers: tuple[str, ...], as_jso
                         | {names.default_group(env, names.check_name_part("layer", layer)) for layer in layers})
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
-    settings = Settings.from_env()
-    report = bootstrap_env(Aws(), env, wanted, settings.config_bucket if settings.env == env else None,
-                           settings.repo_bucket if settings.env == env else None)
+    aws = Aws()
+    report = bootstrap_env(aws, env_resources(aws, env), wanted)
     if as_json:
         click.echo(json.dumps(report.__dict__, indent=2))
     else:

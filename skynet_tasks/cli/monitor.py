@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from skynet_tasks.cli.options import env_option
+from skynet_tasks.cli.options import env_option, env_resources
 from skynet_tasks.monitor.auth import Auth, AuthConfigError, check_bind, is_loopback
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ def serve(env: str, host: str, port: int, token_file: Path | None, threads: int)
     except AuthConfigError as error:
         raise click.ClickException(str(error)) from None
     settings = Settings.from_env()
-    application = create_app(env, Aws(), celery_app, auth, settings.heartbeat_max_age,
+    aws = Aws()
+    application = create_app(env_resources(aws, env), aws, celery_app, auth, settings.heartbeat_max_age,
                              allowed_hosts=LOOPBACK_NAMES if is_loopback(host) else None)
     log.info("dashboard of env %s on http://%s:%d/ (actions %s)", env, host, port,
              "enabled" if auth.token else "disabled: no --token-file")

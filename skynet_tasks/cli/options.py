@@ -8,6 +8,9 @@ from typing import Any, TypeVar
 import click
 
 from skynet_tasks import names
+from skynet_tasks.aws import Aws
+from skynet_tasks.resources import EnvResources, resolve
+from skynet_tasks.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,3 +43,11 @@ def group_option(func: F) -> F:
 
 def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+
+
+def env_resources(aws: Aws, env: str) -> EnvResources:
+    """The names of ``env``'s resources; SKYNET_CONFIG_BUCKET/SKYNET_REPO_BUCKET count only for SKYNET_ENV's env."""
+    try:
+        return resolve(aws, env, Settings.from_env())
+    except ValueError as error:  # SettingsError and ResourceError are ValueErrors
+        raise click.ClickException(str(error)) from None

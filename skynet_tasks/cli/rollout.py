@@ -10,13 +10,12 @@ import click
 from skynet_tasks import names
 from skynet_tasks.artifact_store import ArtifactStore
 from skynet_tasks.aws import Aws
-from skynet_tasks.cli.options import env_option, group_option, json_option, layer_option
+from skynet_tasks.cli.options import env_option, env_resources, group_option, json_option, layer_option
 from skynet_tasks.deploys import DeployError
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
 from skynet_tasks.operator import OperatorError, drain_instance, rollback, rollout_action
 from skynet_tasks.registry import Registry
-from skynet_tasks.settings import Settings
 
 
 def _actor() -> str:
@@ -99,11 +98,11 @@ def drain_command(env: str, instance_id: str, undo: bool) -> None:
 def logs(env: str, rollout_id: str, ticket: int | None) -> None:
     """Print a rollout's build log and its tickets' update logs."""
     aws = Aws()
-    ledger = Ledger(aws.dynamodb, names.state_table(env))
-    view = ledger.rollout_view(rollout_id)
+    resources = env_resources(aws, env)  # env's own bucket, whatever SKYNET_ENV says
+    view = Ledger(aws.dynamodb, resources.state_table).rollout_view(rollout_id)
     if view is None:
         raise click.ClickException(f"no rollout {rollout_id}")
-    store = ArtifactStore(aws.s3, Settings.from_env().repo_bucket)
+    store = ArtifactStore(aws.s3, resources.repo_bucket)
     keys = [] if ticket else [("build", view.get("build_log_key"))]
     keys += [(f"ticket {t['number']} ({t['instance']})", t.get("log_key")) for t in view["tickets"]
              if ticket is None or t["number"] == ticket]

@@ -28,8 +28,7 @@ class Synced:
 
 
 def merged_config(ctx: Context) -> MergedConfig:
-    s = ctx.settings
-    return merge(read_levels(ctx.aws.s3, ctx.aws.dynamodb, s.env, s.layer, bucket=s.config_bucket))
+    return merge(read_levels(ctx.aws.s3, ctx.aws.dynamodb, ctx.resources, ctx.settings.layer))
 
 
 def sync_config(ctx: Context) -> Synced:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skynet_tasks import names
 from skynet_tasks.config.merge import merge
 from skynet_tasks.config.paths import ConfigError, check_config_path, is_secret
 from skynet_tasks.config.sources import MAX_FILE_BYTES, Level, Piece, read_dynamo_level, read_levels, read_s3_level
@@ -24,6 +23,7 @@ from skynet_tasks.deploys import StartedRollout, start_member_rollouts
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
 from skynet_tasks.registry import Registry
+from skynet_tasks.resources import EnvResources
 from skynet_tasks.states import RolloutKind
 
 CONFIG_UPDATE_TIMEOUT = 120.0
@@ -80,11 +80,12 @@ class Change:
         return {"added": self.added, "changed": self.changed, "removed": self.removed}
 
 
-def stored_level(s3: Any, dynamodb: Any, env: str, level: Level, store: str) -> dict[str, bytes]:
+def stored_level(s3: Any, dynamodb: Any, resources: EnvResources, level: Level, store: str) -> dict[str, bytes]:
+    """What ``level`` holds in ``store`` (s3: the env's config bucket; dynamodb: its config table)."""
     if store == "s3":
-        pieces = read_s3_level(s3, names.config_bucket(env), level)
+        pieces = read_s3_level(s3, resources.config_bucket, level)
     else:
-        pieces = read_dynamo_level(dynamodb, names.config_table(env), level)
+        pieces = read_dynamo_level(dynamodb, resources.config_table, level)
     return {path: piece.data for path, piece in pieces.items()}
 
 
@@ -108,22 +109,22 @@ def _text_diff(path: str, old: bytes, new: bytes) -> str:
                                         f"a/{path}", f"b/{path}")).rstrip("\n")
 
 
-def push(s3: Any, dynamodb: Any, env: str, level: Level, tree: dict[str, bytes], store: str) -> Change:
+def push(s3: Any, dynamodb: Any, resources: EnvResources, level: Level, tree: dict[str, bytes], store: str) -> Change:
     """Make ``level`` in ``store`` hold exactly ``tree``; return what changed."""
-    change = compare(stored_level(s3, dynamodb, env, level, store), tree)
+    change = compare(stored_level(s3, dynamodb, resources, level, store), tree)
     for path in change.added + change.changed:
         if store == "s3":
-            s3.put_object(Bucket=names.config_bucket(env), Key=f"{level.prefix}{path}", Body=tree[path],
+            s3.put_object(Bucket=resources.config_bucket, Key=f"{level.prefix}{path}", Body=tree[path],
                           ServerSideEncryption="AES256")
         else:
             content = _dynamo_content(tree[path])
-            dynamodb.put_item(TableName=names.config_table(env),
+            dynamodb.put_item(TableName=resources.config_table,
                               Item={"scope": {"S": level.scope}, "path": {"S": path}, "content": content})
     for path in change.removed:
         if store == "s3":
-            s3.delete_object(Bucket=names.config_bucket(env), Key=f"{level.prefix}{path}")
+            s3.delete_object(Bucket=resources.config_bucket, Key=f"{level.prefix}{path}")
         else:
-            dynamodb.delete_item(TableName=names.config_table(env),
+            dynamodb.delete_item(TableName=resources.config_table,
                                  Key={"scope": {"S": level.scope}, "path": {"S": path}})
     return change
 
@@ -135,18 +136,20 @@ def _dynamo_content(data: bytes) -> dict[str, Any]:
         return {"B": data}
 
 
-def start_config_rollouts(aws: Any, ledger: Ledger, registry: Registry, messenger: Messenger, env: str,
-                          layer: str | None, heartbeat_max_age: float, source: str = "cli") -> list[StartedRollout]:
-    """A config-update rollout for every group of ``env`` (of ``layer`` only, if given) with live members.
+def start_config_rollouts(aws: Any, ledger: Ledger, registry: Registry, messenger: Messenger,
+                          resources: EnvResources, layer: str | None, heartbeat_max_age: float,
+                          source: str = "cli") -> list[StartedRollout]:
+    """A config-update rollout for every group of the env (of ``layer`` only, if given) with live members.
 
     The rollout's release is the merged config's version for that layer.
     """
+    env = resources.env
     layers = sorted({str(r.get("layer")) for r in registry.records(env)} if layer is None else {layer})
     started = []
     for each_layer in layers:
         if each_layer == "rp":
             continue  # the proxy layer's nginx config is rendered from the registry, not from config files
-        version = merge(read_levels(aws.s3, aws.dynamodb, env, each_layer)).version
+        version = merge(read_levels(aws.s3, aws.dynamodb, resources, each_layer)).version
         started += start_member_rollouts(ledger, registry, messenger, env, each_layer, RolloutKind.CONFIG, version,
                                          CONFIG_UPDATE_TIMEOUT, heartbeat_max_age, source)
     return started

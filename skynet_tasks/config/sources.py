@@ -19,6 +19,7 @@ from typing import Any
 from skynet_tasks import names
 from skynet_tasks.config.paths import ConfigError, check_config_path
 from skynet_tasks.dynamo import from_item
+from skynet_tasks.resources import EnvResources
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_LEVEL_BYTES = 16 * 1024 * 1024
@@ -122,14 +123,11 @@ def _check_size(size: int, source: str) -> None:
         raise ConfigError(f"{source} is larger than {MAX_FILE_BYTES} bytes")
 
 
-def read_levels(s3: Any, dynamodb: Any, env: str, layer: str | None, bucket: str | None = None,
-                table: str | None = None) -> list[dict[str, Piece]]:
-    """Every source of ``env``/``layer``, lowest precedence first (each level: S3, then DynamoDB)."""
-    bucket = bucket or names.config_bucket(env)
-    table = table or names.config_table(env)
+def read_levels(s3: Any, dynamodb: Any, resources: EnvResources, layer: str | None) -> list[dict[str, Piece]]:
+    """Every source of the env's ``layer``, lowest precedence first (each level: S3, then DynamoDB)."""
     result = []
-    for level in levels(env, layer):
-        result.append(read_s3_level(s3, bucket, level))
-        result.append(read_dynamo_level(dynamodb, table, level))
+    for level in levels(resources.env, layer):
+        result.append(read_s3_level(s3, resources.config_bucket, level))
+        result.append(read_dynamo_level(dynamodb, resources.config_table, level))
     return result
 

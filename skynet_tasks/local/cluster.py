@@ -30,6 +30,7 @@ from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.local.motoserver import MotoServer, free_port
 from skynet_tasks.registry import Registry
+from skynet_tasks.resources import resolve
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,10 @@ class LocalCluster:
         layers = [("api", api), *(extra_layers or {}).items()] + ([("rp", rp)] if rp else [])
         groups = [names.default_group(LOCAL_ENV, layer) for layer, count in layers]
         aws = self.aws(environment)
-        bootstrap_env(aws, LOCAL_ENV, groups)
+        resources = resolve(aws, LOCAL_ENV)  # the stack's names: moto's account id is in the buckets'
+        bootstrap_env(aws, resources, groups)
+        # What the stack's user-data gives every instance; `skynet agent push` also still reads them.
+        environment.update(SKYNET_CONFIG_BUCKET=resources.config_bucket, SKYNET_REPO_BUCKET=resources.repo_bucket)
         app_repo = create_sample_repo(self.dir)
         branches = {layer: create_layer_branch(app_repo, layer) for layer in extra_layers or {}}
         self.info = ClusterInfo(dir=str(self.dir), env=LOCAL_ENV, aws_endpoint=self.moto.endpoint,

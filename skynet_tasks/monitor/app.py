@@ -19,7 +19,6 @@ from markupsafe import Markup
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
-from skynet_tasks import names
 from skynet_tasks.artifact_store import ArtifactStore
 from skynet_tasks.aws import Aws
 from skynet_tasks.conductor import OPERATOR_ACTIONS
@@ -33,6 +32,7 @@ from skynet_tasks.monitor.openapi import openapi_document
 from skynet_tasks.operator import OperatorError, drain_instance, rollback, rollout_action
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
+from skynet_tasks.resources import EnvResources
 from skynet_tasks.taskruns import TaskRuns
 
 log = logging.getLogger(__name__)
@@ -61,19 +61,19 @@ def _clock(value: Any) -> str:
     return time.strftime("%H:%M:%S", time.localtime(value))
 
 
-def create_app(env: str, aws: Aws, celery_app: Celery, auth: Auth, max_age: float,
+def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth, max_age: float,
                allowed_hosts: tuple[str, ...] | None = None, poll_seconds: float = POLL_SECONDS) -> Flask:
-    """The dashboard of ``env``.
+    """The dashboard of the env ``resources`` names (its tables, its repo bucket for the logs).
 
     ``allowed_hosts``, when given, are the only Host names served (a loopback
     dashboard names its loopback names, so a DNS-rebound page cannot read it);
     pages re-fetch themselves every ``poll_seconds``.
     """
-    names.check_name_part("env", env)
-    ledger = Ledger(aws.dynamodb, names.state_table(env))
-    registry = Registry(aws.dynamodb, names.endpoints_table(env))
-    data = MonitorData(ledger, registry, Queues(aws.sqs), ArtifactStore(aws.s3, names.repo_bucket(env)),
-                       TaskRuns(aws.dynamodb, names.state_table(env)), env, max_age)
+    env = resources.env
+    ledger = Ledger(aws.dynamodb, resources.state_table)
+    registry = Registry(aws.dynamodb, resources.endpoints_table)
+    data = MonitorData(ledger, registry, Queues(aws.sqs), ArtifactStore(aws.s3, resources.repo_bucket),
+                       TaskRuns(aws.dynamodb, resources.state_table), env, max_age)
     messenger = Messenger(celery_app, env)
     metrics, action_counter = make_registry(data)
 
