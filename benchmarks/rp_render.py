@@ -46,7 +46,8 @@ def main() -> None:
                 registry.register("local", "api", Endpoint(f"api-{n}", "local-api", f"10.0.{n // 250}.{n % 250 + 1}",
                                                             8000, "r1", "healthy", time.time() + 3600))
             port = free_port()
-            sync = RpSync(registry, "local", 7200, NginxControl(Path(tempfile.mkdtemp()), listen_port=port), port)
+            sync = RpSync(registry, "local", 7200, NginxControl(Path(tempfile.mkdtemp()), listen_port=port,
+                                                                 listen_address="127.0.0.1"), port, "127.0.0.1")
             sync.start()
             timings = []
             try:

@@ -8,6 +8,7 @@ from instance metadata and tags before these settings are read.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -31,6 +32,15 @@ def _number(env: Mapping[str, str], key: str, default: float, low: float, high: 
     if not low <= value <= high:
         raise SettingsError(f"{key}={raw!r} is out of range [{low}, {high}]")
     return value
+
+
+def _address(env: Mapping[str, str]) -> str:
+    # It is registered for the proxies to reach and a proxy's nginx listens on it: an IP address only.
+    raw = env.get("SKYNET_ADDRESS") or "127.0.0.1"
+    try:
+        return ipaddress.ip_address(raw).compressed
+    except ValueError:
+        raise SettingsError(f"SKYNET_ADDRESS={raw!r} is not an IP address") from None
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ class Settings:
             config_dir=Path(env_vars.get("SKYNET_CONFIG_DIR") or "/etc/config"),
             repo=env_vars.get("SKYNET_REPO") or "",
             branch=env_vars.get("SKYNET_BRANCH") or "main",
-            address=env_vars.get("SKYNET_ADDRESS") or "127.0.0.1",
+            address=_address(env_vars),
             app_port=int(_number(env_vars, "SKYNET_APP_PORT", 8000, 1, 65535)),
             config_bucket=env_vars.get("SKYNET_CONFIG_BUCKET") or "",
             repo_bucket=env_vars.get("SKYNET_REPO_BUCKET") or "",

@@ -8,24 +8,32 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from skynet_tasks import names
+from skynet_tasks.app import create_app
 from skynet_tasks.aws import aws_for
 from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.context import Context
 from skynet_tasks.local.motoserver import MotoServer, free_port
 from skynet_tasks.proxy.handshake import lagging_proxies
 from skynet_tasks.proxy.model import build_view
 from skynet_tasks.proxy.nginx import NginxControl
-from skynet_tasks.proxy.render import TEMPLATES, render
+from skynet_tasks.proxy.render import TEMPLATES, RenderError, render
+from skynet_tasks.proxy.runtime import proxy_health, proxy_sync, start_proxy, stop_proxy
 from skynet_tasks.proxy.sync import RpSync
 from skynet_tasks.registry import Endpoint, Registry
 from skynet_tasks.resources import resolve
+from skynet_tasks.settings import Settings, SettingsError
+from skynet_tasks.states import Health
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -52,7 +60,7 @@ def test_hostile_registry_values_never_reach_the_configuration_and_the_rest_stil
     entries.append(("api", endpoint("api-v6", 8003, address="::1")))
 
     view = build_view("local", entries)
-    text = render(view, "local", tmp_path, 8080)
+    text = render(view, "local", tmp_path, 8080, listen_address="127.0.0.1")
 
     assert len(view.refused) == len(HOSTILE)
     assert "server 127.0.0.1:8001" in text and "server [::1]:8003" in text
@@ -63,7 +71,7 @@ def test_hostile_registry_values_never_reach_the_configuration_and_the_rest_stil
 def test_only_healthy_instances_are_routed_and_an_empty_layer_answers_503(tmp_path):
     view = build_view("local", [("api", endpoint("api-1", 8001, health="draining")),
                                 ("api", endpoint("api-2", 8002, health="unhealthy"))])
-    text = render(view, "local", tmp_path, 8080)
+    text = render(view, "local", tmp_path, 8080, listen_address="127.0.0.1")
 
     assert "upstream local__api" not in text
     assert "return 503" in text and "location /api/local/" in text
@@ -96,22 +104,28 @@ class Backend:
 
 
 @pytest.fixture(scope="module")
-def proxy(tmp_path_factory):
+def aws():
     server = MotoServer.start()
     aws = aws_for(server.environment())
     bootstrap_env(aws, resolve(aws, "local"), ["local-api"])
+    yield aws
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(aws, tmp_path_factory):
     registry = Registry(aws.dynamodb, names.endpoints_table("local"))
     backends = {name: Backend(name) for name in ("api-1", "api-2")}
     for name, backend in backends.items():
         registry.register("local", "api", endpoint(name, backend.port))
     port = free_port()
-    sync = RpSync(registry, "local", 30, NginxControl(tmp_path_factory.mktemp("rp"), listen_port=port), port)
+    control = NginxControl(tmp_path_factory.mktemp("rp"), listen_port=port, listen_address="127.0.0.1")
+    sync = RpSync(registry, "local", 30, control, port, "127.0.0.1")
     sync.start()
     yield sync, registry, backends, f"http://127.0.0.1:{port}"
     sync.control.stop()
     for backend in backends.values():
         backend.stop()
-    server.stop()
 
 
 def get(url: str) -> tuple[int, dict]:
@@ -185,7 +199,7 @@ def test_a_configuration_nginx_refuses_is_never_loaded_and_the_failure_shows_in_
     (broken / "nginx.conf.j2").write_text((TEMPLATES / "nginx.conf.j2").read_text().replace(
         "keepalive 16;", "keepalive sixteen;"))
     registry.deregister("local", "api", "api-2")  # a change that must not get through
-    bad = RpSync(registry, "local", 30, sync.control, sync.listen_port, template_dir=broken)
+    bad = RpSync(registry, "local", 30, sync.control, sync.listen_port, sync.listen_address, template_dir=broken)
 
     result = bad.sync_once()
 
@@ -198,7 +212,8 @@ def test_a_configuration_nginx_refuses_is_never_loaded_and_the_failure_shows_in_
     broken_jinja = tmp_path / "jinja"
     broken_jinja.mkdir()
     (broken_jinja / "nginx.conf.j2").write_text("{{ no_such_value }}")
-    failed = RpSync(registry, "local", 30, sync.control, sync.listen_port, template_dir=broken_jinja).sync_once()
+    failed = RpSync(registry, "local", 30, sync.control, sync.listen_port, sync.listen_address,
+                    template_dir=broken_jinja).sync_once()
     assert not failed.ok and "nginx template" in (failed.error or "")
     assert sync.control.conf.read_text() == before
 
@@ -209,7 +224,7 @@ def test_a_configuration_nginx_refuses_is_never_loaded_and_the_failure_shows_in_
 def test_a_proxy_records_which_registry_read_it_serves_and_never_applies_an_older_one(proxy):
     sync, registry, backends, url = proxy
     registry.register("local", "rp", endpoint("rp-1", 80))
-    publishing = RpSync(registry, "local", 30, sync.control, sync.listen_port, instance_id="rp-1")
+    publishing = RpSync(registry, "local", 30, sync.control, sync.listen_port, sync.listen_address, instance_id="rp-1")
 
     # An instance drains: until the proxy has synced after that write, the proxy is lagging for it
     registry.register("local", "api", endpoint("api-2", backends["api-2"].port, health="draining"))
@@ -228,3 +243,54 @@ def test_a_proxy_records_which_registry_read_it_serves_and_never_applies_an_olde
     publishing.sync_once()
     assert served_by(url) == {"api-1", "api-2"}
     registry.deregister("local", "rp", "rp-1")
+
+
+def reachable(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_the_proxy_layer_listens_on_the_instances_own_address(aws, proxy, tmp_path, caplog):
+    # Given an RP instance whose address is not 127.0.0.1 (on EC2: its private address, which the
+    # load balancer's health check reaches); Linux answers on all of 127.0.0.0/8
+    _, registry, backends, _ = proxy
+    port = free_port("127.0.0.2")
+    settings = Settings.from_env({"SKYNET_ENV": "local", "SKYNET_LAYER": "rp", "SKYNET_INSTANCE_ID": "rp-9",
+                                  "SKYNET_ROOT": str(tmp_path), "SKYNET_ADDRESS": "127.0.0.2",
+                                  "SKYNET_APP_PORT": str(port)})
+    ctx = Context.create(settings, create_app(), aws)
+
+    # When the worker starts its proxy
+    with caplog.at_level(logging.INFO, logger="skynet_tasks.proxy.runtime"):
+        poll = start_proxy(ctx)
+    try:
+        # Then nginx answers on that address, and only there
+        assert served_by(f"http://127.0.0.2:{port}") == {"api-1", "api-2"}
+        assert get(f"http://127.0.0.2:{port}/health") == (200, {"ok": True})
+        assert not reachable("127.0.0.1", port)
+        assert proxy_health(ctx) == Health.HEALTHY
+        assert f"proxy listening on 127.0.0.2:{port}" in caplog.text
+        # and a reload is confirmed by its own health check on that address
+        registry.deregister("local", "api", "api-2")
+        assert proxy_sync(ctx).sync_once().reloaded
+        assert served_by(f"http://127.0.0.2:{port}") == {"api-1"}
+    finally:
+        stop_proxy(ctx, poll)
+        registry.register("local", "api", endpoint("api-2", backends["api-2"].port))
+
+
+@pytest.mark.parametrize("address", ["localhost", "127.0.0.1; include /etc/passwd", "10.0.0.300"])
+def test_an_instance_address_that_is_not_an_ip_is_refused(address):
+    with pytest.raises(SettingsError, match="SKYNET_ADDRESS=.* is not an IP address"):
+        Settings.from_env({"SKYNET_ADDRESS": address})
+    with pytest.raises(RenderError, match="listen address: .* is not an IP address"):
+        render(build_view("local", []), "local", Path("/run"), 8080, listen_address=address)
+
+
+def test_an_ipv6_instance_address_is_bracketed_where_nginx_listens():
+    text = render(build_view("local", []), "local", Path("/run"), 8080, listen_address="fd00::1")
+
+    assert "listen [fd00::1]:8080;" in text

@@ -69,6 +69,15 @@ def check_server(env: str, layer: str, endpoint: Endpoint) -> Server:
     return Server(endpoint.instance_id, literal, port)
 
 
+def ip_literal(value: str) -> str:
+    """``value`` as it goes into a URL or an nginx ``listen`` (IPv6 bracketed); ValueError if not an IP address."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+    return f"[{address.compressed}]" if address.version == 6 else address.compressed
+
+
 def check_hostport(value: str) -> str:
     """``ip:port`` of a service the proxy fronts (configuration, but checked the same way)."""
     host, _, port = value.rpartition(":")

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from skynet_tasks.proxy.model import ip_literal
+
 log = logging.getLogger(__name__)
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -51,11 +53,20 @@ class ApplyResult:
 
 
 class NginxControl:
-    def __init__(self, run_dir: Path, binary: str = NGINX, listen_port: int | None = None) -> None:
+    def __init__(self, run_dir: Path, binary: str = NGINX, listen_port: int | None = None,
+                 listen_address: str | None = None) -> None:
+        """Control the nginx whose files live in ``run_dir``.
+
+        With ``listen_port`` (and the ``listen_address`` the configuration listens on),
+        a reload is confirmed by asking nginx's /health there.
+        """
         self.run_dir = run_dir
         self.binary = binary
+        if listen_port and listen_address is None:
+            raise ValueError("a listen port needs the listen address nginx is configured with")
         # Where to check that a reload took effect (see render.CONFIG_ID_HEADER).
-        self.health_url = f"http://127.0.0.1:{listen_port}/health" if listen_port else None
+        self.health_url = f"http://{ip_literal(listen_address)}:{listen_port}/health" \
+            if listen_port and listen_address is not None else None
         self.conf = run_dir / "nginx.conf"
         self.pid_file = run_dir / "nginx.pid"
         self.status_file = run_dir / "status.json"

@@ -15,16 +15,20 @@ log = logging.getLogger(__name__)
 
 def proxy_sync(ctx: Context) -> RpSync:
     s = ctx.settings
-    return RpSync(registry=ctx.registry, env=s.env, max_age=s.heartbeat_max_age,
-                  control=NginxControl(s.root / "rp", listen_port=s.app_port), listen_port=s.app_port,
-                  webhook=s.webhook_upstream or None, instance_id=s.instance_id)
+    # nginx listens on the instance's own address (its private one on EC2), not loopback: the load
+    # balancer's health check comes from outside the instance.
+    control = NginxControl(s.root / "rp", listen_port=s.app_port, listen_address=s.address)
+    return RpSync(registry=ctx.registry, env=s.env, max_age=s.heartbeat_max_age, control=control,
+                  listen_port=s.app_port, listen_address=s.address, webhook=s.webhook_upstream or None,
+                  instance_id=s.instance_id)
 
 
 def start_proxy(ctx: Context) -> threading.Event:
     """Start nginx with the current registry and the safety-net poll; set the returned event to stop both."""
     sync = proxy_sync(ctx)
     result = sync.start()
-    log.info("proxy listening on %s:%d (configuration %s)", "127.0.0.1", ctx.settings.app_port, result.sha256[:12])
+    log.info("proxy listening on %s:%d (configuration %s)", ctx.settings.address, ctx.settings.app_port,
+             result.sha256[:12])
     stop = threading.Event()
     threading.Thread(target=sync.run, args=(stop, ctx.settings.rp_poll_interval), name="proxy-poll",
                      daemon=True).start()

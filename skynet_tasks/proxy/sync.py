@@ -23,6 +23,7 @@ class RpSync:
     max_age: float
     control: NginxControl
     listen_port: int
+    listen_address: str  # the instance's own address: where the load balancer reaches it
     webhook: str | None = None
     template_dir: Path = TEMPLATES
     instance_id: str = ""  # this proxy's registry entry, where it says how fresh its configuration is
@@ -32,7 +33,8 @@ class RpSync:
         entries = [(record_layer, endpoint) for record_layer in self._layers()
                    for endpoint in self.registry.live(self.env, record_layer, self.max_age, now=now)]
         view = build_view(self.env, entries, self.webhook)
-        return render(view, self.env, self.control.run_dir, self.listen_port, template_dir=self.template_dir)
+        return render(view, self.env, self.control.run_dir, self.listen_port, listen_address=self.listen_address,
+                      template_dir=self.template_dir)
 
     def _layers(self) -> list[str]:
         return sorted({str(r.get("layer")) for r in self.registry.records(self.env) if r.get("layer")})
