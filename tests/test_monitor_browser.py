@@ -20,7 +20,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
-from waitress.server import create_server
+from werkzeug.serving import make_server
 
 from skynet_tasks.deploys import deploy_ref
 from skynet_tasks.local.cluster import LocalCluster
@@ -48,17 +48,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 @pytest.fixture(scope="module")
 def dashboard(cluster: LocalCluster) -> Iterator[str]:
-    """The dashboard served by waitress in this process, on the cluster's moto server."""
+    """The dashboard in this process, on the cluster's moto server: werkzeug's threaded server (Flask's own).
+
+    In process, so that the pages can refresh faster than ``skynet monitor serve`` makes them.
+    """
     info = cluster.require_info()
     messenger = sender_for(info.environment)
     aws = cluster.aws()
     app = create_app(resolve(aws, "local"), aws, messenger.app, Auth(TOKEN), max_age=15.0, poll_seconds=0.5,
                      allowed_hosts=("127.0.0.1", "localhost"))
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
     thread.join(5)
 
 

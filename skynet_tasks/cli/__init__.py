@@ -10,6 +10,7 @@ import logging
 
 import click
 
+from skynet_tasks import __version__
 from skynet_tasks.cli.agent import agent
 from skynet_tasks.cli.config import config
 from skynet_tasks.cli.core import bootstrap, deploy, status, worker
@@ -22,6 +23,7 @@ from skynet_tasks.cli.webhook import webhook
 
 
 @click.group()
+@click.version_option(__version__, prog_name="skynet")
 @click.option("--log-level", envvar="SKYNET_LOG_LEVEL", default="WARNING", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def main(log_level: str) -> None:

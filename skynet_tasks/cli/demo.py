@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from skynet_tasks.cli.extras import require_extra
 from skynet_tasks.local.cluster import ClusterError
 
 
@@ -19,6 +20,7 @@ from skynet_tasks.local.cluster import ClusterError
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of each step (implies quiet progress).")
 def demo(directory: Path, once: bool, as_json: bool) -> None:
     """Bring up a local cluster and show a good rollout, a halted one and a fix."""
+    require_extra("local", "skynet demo")
     from skynet_tasks.demo import Demo, DemoError, summary_json
 
     def say(text: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from skynet_tasks.cli.extras import require_extra
 from skynet_tasks.local.cluster import ClusterError, LocalCluster
 
 
@@ -28,6 +29,7 @@ def local() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the cluster's description as JSON.")
 def up(api: int, rp: int, directory: Path, detach: bool, heartbeat: float, as_json: bool) -> None:
     """Start a local cluster in DIR."""
+    require_extra("local", "skynet local up")
     cluster = LocalCluster(directory, heartbeat_interval=heartbeat, heartbeat_max_age=max(30.0, heartbeat * 6))
     try:
         info = cluster.up(api=api, rp=rp)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from skynet_tasks.cli.extras import require_extra
 from skynet_tasks.cli.options import env_option, env_resources
 from skynet_tasks.monitor.auth import Auth, AuthConfigError, check_bind, is_loopback
 
@@ -30,12 +31,12 @@ def monitor() -> None:
 @click.option("--threads", type=click.IntRange(1, 64), default=8, show_default=True)
 def serve(env: str, host: str, port: int, token_file: Path | None, threads: int) -> None:
     """Serve the dashboard until stopped."""
-    import waitress
-
+    require_extra("dashboard", "skynet monitor serve")
     from skynet_tasks.app import app as celery_app
     from skynet_tasks.aws import Aws
     from skynet_tasks.monitor.app import create_app
     from skynet_tasks.settings import Settings
+    from skynet_tasks.wsgiserver import serve_wsgi
 
     try:
         auth = Auth.from_file(token_file) if token_file else Auth()
@@ -49,4 +50,4 @@ def serve(env: str, host: str, port: int, token_file: Path | None, threads: int)
     log.info("dashboard of env %s on http://%s:%d/ (actions %s)", env, host, port,
              "enabled" if auth.token else "disabled: no --token-file")
     click.echo(f"Skynet dashboard of env {env}: http://{host}:{port}/", err=True)
-    waitress.serve(application, host=host, port=port, threads=threads, ident="skynet-dashboard")
+    serve_wsgi(application, host, port, threads, "skynet-dashboard")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from skynet_tasks.cli.extras import require_extra
 from skynet_tasks.stacks.cfn import TEMPLATES, StackError, render
 
 
@@ -40,6 +41,8 @@ def render_command(template: Path, params: tuple[str, ...]) -> None:
               show_default=True)
 def validate(templates: Path) -> None:
     """Run cfn-lint on every template."""
+    require_extra("stack", "skynet stack validate")
+    # cfn-lint's console script sits beside this interpreter even when that venv is not on PATH.
     lint = shutil.which("cfn-lint") or str(Path(sys.executable).parent / "cfn-lint")
     files = sorted(str(p) for p in templates.glob("*.yaml"))
     result = subprocess.run([lint, *files], check=False)

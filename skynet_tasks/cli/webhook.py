@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
+from skynet_tasks.cli.extras import require_extra
 from skynet_tasks.cli.options import env_option
 from skynet_tasks.webhook.receiver import DEFAULT_MAX_BODY
-from skynet_tasks.webhook.server import serve_wsgi
 from skynet_tasks.webhook.service import WebhookConfigError, build_receiver, read_secret, secret_from_environment
 from skynet_tasks.webhook.wsgi import PATH, make_app
 
@@ -36,6 +36,9 @@ def webhook() -> None:
 def serve(env: str, host: str, port: int, secret_file: Path | None, routes: str | None, max_body: int,
           threads: int) -> None:
     """Serve POST /hooks/github until stopped. Refuses to start without a secret."""
+    require_extra("webhook", "skynet webhook serve")
+    from skynet_tasks.wsgiserver import serve_wsgi
+
     try:
         secret = read_secret(secret_file) if secret_file else secret_from_environment(os.environ)
         routes_source = routes or os.environ.get("SKYNET_WEBHOOK_ROUTES")
@@ -46,4 +49,4 @@ def serve(env: str, host: str, port: int, secret_file: Path | None, routes: str 
         raise click.ClickException(str(error)) from None
     log.info("webhook receiver on http://%s:%d%s for env %s (%d routes)", host, port, PATH, env,
              len(receiver.routes))
-    serve_wsgi(make_app(receiver), host, port, threads)
+    serve_wsgi(make_app(receiver), host, port, threads, "skynet-webhook")

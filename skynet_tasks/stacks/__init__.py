@@ -1,1 +1,1 @@
-"""CloudFormation stacks Skynet ships (cloudformation/ at the repository root)."""
+"""CloudFormation stacks Skynet ships (in cloudformation/; skynet_tasks/cloudformation links to it)."""

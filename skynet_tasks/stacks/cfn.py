@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "cloudformation"
+# The templates live in cloudformation/ at the repository root; skynet_tasks/cloudformation is a
+# symlink to it, so a checkout reads them in place and a wheel carries a copy as package data.
+# A wheel is always unpacked onto disk, so the resource is a real path that cfn-lint can read.
+TEMPLATES = Path(str(resources.files("skynet_tasks") / "cloudformation"))
 
 
 class StackError(ValueError):

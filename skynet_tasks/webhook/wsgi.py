@@ -1,4 +1,4 @@
-"""The receiver as a WSGI application (served by waitress; nginx may sit in front)."""
+"""The receiver as a WSGI application (served by gunicorn; nginx may sit in front)."""
 
 from __future__ import annotations
 

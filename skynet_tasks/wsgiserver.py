@@ -1,9 +1,12 @@
-"""Serving the receiver with gunicorn.
+"""Serving a WSGI application with gunicorn: the webhook receiver and the dashboard.
 
 gunicorn hands the application a lazily read body stream, so the receiver checks
 the declared size and content type before reading anything, and reads at most
 one byte past its limit; a server that buffers whole requests first (waitress)
 would also answer oversized requests itself, in plain text.
+
+gunicorn is in the ``webhook`` and ``dashboard`` extras, not in an instance's
+base install: import this module only from the commands that serve.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ class _Server(BaseApplication):
         return self.application
 
 
-def serve_wsgi(application: Callable[..., Any], host: str, port: int, threads: int) -> None:
-    """Serve until SIGTERM/SIGINT: one worker process, ``threads`` threads (the work is I/O-bound)."""
+def serve_wsgi(application: Callable[..., Any], host: str, port: int, threads: int, name: str) -> None:
+    """Serve until SIGTERM/SIGINT: one worker process named ``name``, ``threads`` threads (the work is I/O-bound)."""
     _Server(application, {
         "bind": f"{host}:{port}", "workers": 1, "worker_class": "gthread", "threads": threads,
         "timeout": 60, "graceful_timeout": 10, "keepalive": 5, "errorlog": "-", "loglevel": "warning",
-        "proc_name": "skynet-webhook",
+        "proc_name": name,
     }).run()
