@@ -14,7 +14,7 @@ from skynet_tasks.messages import Messenger
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
 from skynet_tasks.resources import EnvResources, resolve
-from skynet_tasks.services import ProcessServices, Services, SystemdServices
+from skynet_tasks.services import SPEC_FILE, USE_SYSTEMD, ProcessServices, Services, SystemdServices
 from skynet_tasks.settings import Settings
 
 
@@ -49,7 +49,7 @@ class Context:
         return InstanceLayout(self.settings.root)
 
     def services(self) -> Services:
-        """The app's service manager: systemd where the unit is installed, else a tracked process."""
-        if (self.settings.root / "use-systemd").exists():
-            return SystemdServices()
+        """The app's service manager: systemd where ``workers.units`` installed the unit, else a supervisor."""
+        if (self.settings.root / USE_SYSTEMD).exists():
+            return SystemdServices(self.layout.run_dir / SPEC_FILE)
         return ProcessServices(self.layout.run_dir, self.layout.logs / "app.log")

@@ -62,9 +62,9 @@ def converge_at_boot(ctx: Context) -> str | None:
 def restart_app_if_down(ctx: Context) -> bool:
     """Start the app on the current release if it is not running; True if it had to.
 
-    Stopping the worker's systemd unit also stops the processes it started (the app
-    among them), and a rebooted host starts with none: the release on disk is served
-    again before the instance registers.
+    The app outlives the worker (its own supervisor or systemd unit), but a rebooted
+    host, or a supervisor that gave up on a crashing app, leaves none: the release on
+    disk is served again before the instance registers.
     """
     if ctx.layout.current_release() is None or ctx.services().running():
         return False

@@ -11,6 +11,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -116,9 +118,29 @@ def test_a_self_update_rollout_bumps_the_agent_version_on_every_instance(cluster
     wheel = build_agent_wheel(tmp_path, version)
     before = {e.instance_id: e.agent_version for e in registry(cluster).endpoints("local", "api")}
     assert set(before.values()) == {__version__}
+    app_pids = {instance: app_answer(cluster, instance)["pid"] for instance in INSTANCES}
+    failures: list[str] = []
+    served: dict[str, set[int]] = {instance: set() for instance in INSTANCES}
+    stop = threading.Event()
 
-    result = skynet(cluster, "agent", "push", "--env", "local", str(wheel), "--wait", "--json", "--timeout", "240",
-                    timeout=280)
+    def keep_asking_every_app() -> None:  # each app on its own port: the agents restart, the apps do not
+        while not stop.is_set():
+            for instance in INSTANCES:
+                try:
+                    served[instance].add(app_answer(cluster, instance)["pid"])
+                except OSError as error:
+                    failures.append(f"{instance}: {error!r}")
+            time.sleep(0.05)
+
+    asking = threading.Thread(target=keep_asking_every_app)
+    asking.start()
+    try:
+        result = skynet(cluster, "agent", "push", "--env", "local", str(wheel), "--wait", "--json", "--timeout",
+                        "240", timeout=280)
+    finally:
+        stop.set()
+        asking.join()
+    assert failures == [] and served == {instance: {pid} for instance, pid in app_pids.items()}
 
     assert result.returncode == 0, result.stdout + result.stderr
     [started] = json.loads(result.stdout)["rollouts"]

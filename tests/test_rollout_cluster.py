@@ -432,3 +432,55 @@ def test_through_the_proxy_a_rolling_update_fails_no_request(cluster, workdir):
     assert sha in releases  # the new release was served through the proxy during the rollout
     rp_entry = next(e for e in cluster_registry(cluster).endpoints("local", "rp") if e.instance_id == "rp-1")
     assert rp_entry.health == "healthy"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_the_app_keeps_serving_through_the_proxy_while_its_agent_stops_or_is_killed_and_restarts(cluster, sig):
+    # Given an instance serving a release through the proxy
+    info = cluster.require_info()
+    assert info.rp_url
+    if current_release(cluster, "api-1") is None:  # this test run alone
+        assert deploy(cluster)[0] == 0
+    proxy = f"{info.rp_url}/api/local/"
+    app_pid = app_answer(cluster, "api-1")["pid"]
+    outcomes: list[int | str] = []
+    served_by_api_1: set[int] = set()
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                with urlopen(proxy, timeout=10) as response:
+                    outcomes.append(response.status)
+                    answer = json.loads(response.read())
+                    if answer["instance"] == "api-1":
+                        served_by_api_1.add(answer["pid"])
+            except HTTPError as error:
+                outcomes.append(error.code)
+            except OSError as error:
+                outcomes.append(repr(error))
+            time.sleep(0.02)
+
+    loop = threading.Thread(target=hammer)
+    loop.start()
+    try:
+        # When its worker is stopped (or killed), stays down a while, and starts again
+        cluster.stop_instance("api-1", sig=sig)
+        time.sleep(2)
+        alone = app_answer(cluster, "api-1")  # the app, with no agent on its instance
+        cluster.start_instance("api-1", "api")
+        cluster.wait_registered(["api-1"], 60)
+        wait_for(lambda: any(
+            e.instance_id == "api-1" and e.health == "healthy" and e.heartbeat > time.time() - 2
+            for e in cluster_registry(cluster).endpoints("local", "api")), 60, "api-1 to heartbeat healthy again")
+        time.sleep(2)
+    finally:
+        stop.set()
+        loop.join()
+
+    # Then no request failed, and the very same app process served throughout
+    failures = [o for o in outcomes if o != 200]
+    assert len(outcomes) > 50 and failures == [], f"{len(failures)} of {len(outcomes)} failed: {failures[:5]}"
+    assert alone["pid"] == app_pid
+    assert app_answer(cluster, "api-1")["pid"] == app_pid
+    assert served_by_api_1 == {app_pid}

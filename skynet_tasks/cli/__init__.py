@@ -15,6 +15,7 @@ from skynet_tasks.cli.agent import agent
 from skynet_tasks.cli.config import config
 from skynet_tasks.cli.core import bootstrap, deploy, status, worker
 from skynet_tasks.cli.demo import demo
+from skynet_tasks.cli.instance import instance
 from skynet_tasks.cli.local import local
 from skynet_tasks.cli.monitor import monitor
 from skynet_tasks.cli.rollout import drain_command, logs, rollback_command, rollout
@@ -32,5 +33,5 @@ def main(log_level: str) -> None:
 
 
 for command in (bootstrap, deploy, status, worker, local, demo, rollout, rollback_command, drain_command, logs,
-                webhook, stack, monitor, config, agent):
+                webhook, stack, monitor, config, agent, instance):
     main.add_command(command)

@@ -1,0 +1,72 @@
+"""Installing the systemd units of an EC2 instance: the worker's and the app's.
+
+``skynet-worker.service`` is copied as shipped; ``skynet-app.service`` is rendered
+with the agent's Python and the instance root. Then the instance root is marked
+(``ROOT/use-systemd``) so the worker drives the app through ``systemctl``
+(``skynet_tasks.services.SystemdServices``) rather than a supervisor of its own,
+systemd rereads its units and the app's unit is enabled (it starts at boot on the
+release last installed; before any release it is skipped).
+
+Run by the first boot (``skynet instance install-units``), as root.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import string
+import subprocess  # nosec B404 - systemctl with fixed arguments
+from collections.abc import Sequence
+from pathlib import Path
+
+from skynet_tasks.services import USE_SYSTEMD
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+WORKER_UNIT = "skynet-worker.service"
+APP_UNIT = "skynet-app.service"
+# systemd splits ExecStart on spaces and expands % and $: only plain absolute paths go in.
+PLAIN_PATH = re.compile(r"/[A-Za-z0-9._/+-]*")
+
+
+class UnitError(ValueError):
+    """A path that cannot go into a unit file, or a systemctl call that failed."""
+
+
+def _plain(path: Path | str, what: str) -> str:
+    text = str(path)
+    if not PLAIN_PATH.fullmatch(text) or "/../" in f"{text}/":
+        raise UnitError(f"{what} {text!r}: only absolute paths of letters, digits, '.', '_', '+', '-' and '/'")
+    return text
+
+
+def render_app_unit(python: Path | str, root: Path | str) -> str:
+    """The text of ``skynet-app.service`` for the agent's ``python`` and the instance ``root``."""
+    template = string.Template((HERE / APP_UNIT).read_text())
+    return template.substitute(python=_plain(python, "the Python"), root=_plain(root, "the instance root"))
+
+
+def install_units(unit_dir: Path, root: Path, python: Path | str,
+                  systemctl: Sequence[str] | None = ("systemctl",)) -> list[Path]:
+    """Write both units into ``unit_dir``, mark ``root`` for systemd, reload systemd and enable the app's unit.
+
+    ``systemctl=None`` only writes the files. Returns the unit files written.
+    """
+    app_unit = render_app_unit(python, root)  # checked before anything is written
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in ((WORKER_UNIT, (HERE / WORKER_UNIT).read_text()), (APP_UNIT, app_unit)):
+        temp = unit_dir / f".{name}.tmp"
+        temp.write_text(text)
+        temp.replace(unit_dir / name)
+        written.append(unit_dir / name)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / USE_SYSTEMD).write_text("the app runs as skynet-app.service\n")
+    if systemctl is not None:
+        for args in (("daemon-reload",), ("enable", APP_UNIT)):
+            result = subprocess.run([*systemctl, *args], capture_output=True, text=True, timeout=60, check=False)  # noqa: S603  # nosec B603
+            if result.returncode != 0:
+                raise UnitError(f"systemctl {' '.join(args)}: {result.stderr.strip()}")
+    log.info("installed %s; the app runs as %s", ", ".join(str(p) for p in written), APP_UNIT)
+    return written
