@@ -10,6 +10,7 @@ The tests read the user data after a create, and the stack's parameters after an
 from __future__ import annotations
 
 import base64
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.cli import main as cli
 from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.stacks.cfn import StackError
 from skynet_tasks.stacks.deploy import PHASE_TAG, deploy_stack, repo_bucket
 from skynet_tasks.stacks.parameters import ParameterError
-from skynet_tasks.stacks.wheels import wheel_ref
+from skynet_tasks.stacks.wheels import build_wheel, wheel_ref
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -219,3 +221,14 @@ def test_both_launch_templates_export_the_pinned_sha256():
     line = "export SKYNET_WHEEL_KEY='${SkynetWheelKey}' SKYNET_WHEEL_SHA256='${SkynetWheelSha256}'"
     assert text.count(line) == 2
 
+
+
+def test_without_wheel_the_deploy_builds_one_from_the_checkout_and_refuses_without_one(tmp_path):
+    built = build_wheel(tmp_path)
+    with pytest.raises(StackError) as refused:
+        build_wheel(tmp_path, project=tmp_path)
+
+    assert built.parent == tmp_path and wheel_ref(built).filename.startswith("skynet-")
+    with zipfile.ZipFile(built) as archive:
+        assert "workers/wheel.py" in archive.namelist()
+    assert "not running from a source checkout, pass a wheel with --wheel" in str(refused.value)
