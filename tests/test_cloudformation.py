@@ -104,7 +104,9 @@ def test_the_stack_creates_skynets_resources_in_moto(tmp_path):
         image = ec2.describe_images()["Images"][0]["ImageId"]
         parameters = {"Env": "prod", "RepoUrl": "git@github.com:example/app.git", "DomainName": "app.example.com",
                       "HostedZoneId": zone.split("/")[-1], "VpcId": vpc, "PublicSubnets": ",".join(subnets[:2]),
-                      "PrivateSubnets": ",".join(subnets[2:]), "ImageId": image}
+                      "PrivateSubnets": ",".join(subnets[2:]), "ImageId": image,
+                      "SkynetWheelKey": f"agent/wheels/{'0' * 64}/skynet-0.1.0-py3-none-any.whl",
+                      "SkynetWheelSha256": "0" * 64}
         cfn = aws.client("cloudformation")
         cfn.create_stack(StackName="php-nginx", TemplateBody=TEMPLATE.read_text(),
                          Capabilities=["CAPABILITY_NAMED_IAM"],

@@ -1,4 +1,4 @@
-"""``skynet stack render`` and ``skynet stack validate``: the CloudFormation stacks in cloudformation/."""
+"""``skynet stack render``, ``validate`` and ``deploy``: the CloudFormation stacks in cloudformation/."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from skynet_tasks.cli.extras import require_extra
+from skynet_tasks.cli.options import env_option
 from skynet_tasks.stacks.cfn import TEMPLATES, StackError, render
 
 
@@ -49,3 +50,31 @@ def validate(templates: Path) -> None:
     if result.returncode == 0:
         click.echo(f"{len(files)} template(s) pass cfn-lint")
     sys.exit(result.returncode)
+
+
+@stack.command("deploy")
+@env_option
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A parameter value (repeatable).")
+@click.option("--stack-name", default=None, help="Stack name [default: skynet-<env>].")
+@click.option("--wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The agent wheel new instances boot [default: built from this checkout].")
+@click.option("--template", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=TEMPLATES / "php-nginx.yaml", show_default=True)
+def deploy_command(env: str, params: tuple[str, ...], stack_name: str | None, wheel: Path | None,
+                   template: Path) -> None:
+    """Check the parameters, upload the agent wheel to the stack's repo bucket, create or update the stack."""
+    from skynet_tasks.aws import Aws
+    from skynet_tasks.stacks.deploy import deploy_stack, stack_name_for
+    from skynet_tasks.stacks.parameters import parse_assignments
+
+    try:
+        values = parse_assignments(params)
+        if values.setdefault("Env", env) != env:
+            raise StackError(f"--param Env={values['Env']} contradicts --env {env}")
+        aws = Aws()
+        name = stack_name or stack_name_for(env)
+        result = deploy_stack(aws.client("cloudformation"), aws.s3, template, name, values, wheel)
+    except StackError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"stack {result.stack_name} {result.action}; new instances boot "
+               f"s3://{result.bucket}/{result.wheel.key} (sha256 {result.wheel.sha256})")
