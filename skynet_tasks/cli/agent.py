@@ -15,7 +15,7 @@ from skynet_tasks.agent import AgentError, publish_wheel
 from skynet_tasks.artifact_store import ArtifactStore
 from skynet_tasks.aws import Aws
 from skynet_tasks.cli.core import wait_for_rollout
-from skynet_tasks.cli.options import env_option, json_option
+from skynet_tasks.cli.options import env_option, env_resources, json_option
 from skynet_tasks.deploys import start_member_rollouts
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.registry import Registry
@@ -59,7 +59,7 @@ def push_command(env: str, layers: tuple[str, ...], wheel: Path, stack_name: str
         if stack is None and stack_name is not None:
             raise StackError(f"no stack {stack_name}")
         # Instances read the wheel from the bucket their stack made, whatever this shell's SKYNET_REPO_BUCKET says.
-        bucket = repo_bucket(cfn, name) if stack is not None else settings.repo_bucket
+        bucket = repo_bucket(cfn, name) if stack is not None else env_resources(aws, env).repo_bucket
         manifest = publish_wheel(ArtifactStore(aws.s3, bucket), wheel)
         booted = upload_wheel(aws.s3, bucket, wheel) if stack is not None else None
     except (AgentError, StackError) as error:
