@@ -344,7 +344,7 @@ def update_context(ctx: Context, extra_env: dict[str, str]) -> UpdateContext:
     s = ctx.settings
     return UpdateContext(
         layout=ctx.layout, store=ctx.store, services=ctx.services(), app_port=s.app_port,
-        keep_releases=s.keep_releases,
+        health_host=s.address, keep_releases=s.keep_releases,
         env={"SKYNET_INSTANCE_ID": s.instance_id, "SKYNET_ENV": s.env, "SKYNET_LAYER": s.layer,
              "SKYNET_ADDRESS": s.address,
              "SKYNET_CONFIG_DIR": str(s.config_dir), "SKYNET_ROOT": str(s.root), **extra_env})
@@ -366,7 +366,8 @@ def probe_health(ctx: Context) -> Health:
     except buildspec.BuildSpecError:
         return Health.UNHEALTHY
     if spec.health and spec.health.http:
-        return Health.HEALTHY if healthy("127.0.0.1", ctx.settings.app_port, spec.health.http) else Health.UNHEALTHY
+        answers = healthy(ctx.settings.address, ctx.settings.app_port, spec.health.http)
+        return Health.HEALTHY if answers else Health.UNHEALTHY
     return Health.HEALTHY if ctx.services().running() or not spec.service else Health.UNHEALTHY
 
 

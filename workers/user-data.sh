@@ -1,21 +1,32 @@
 #!/bin/bash
 # First boot of a Skynet instance (embedded in cloudformation/php-nginx.yaml's Mappings).
 # The launch template exports SKYNET_ENV, SKYNET_LAYER, SKYNET_REPO, SKYNET_BRANCH, SKYNET_APP_PORT,
-# the bucket names, SKYNET_WHEEL_KEY, AWS_DEFAULT_REGION and SKYNET_LIFECYCLE_HOOK before it.
+# the bucket names, SKYNET_WHEEL_KEY, SKYNET_WHEEL_SHA256, AWS_DEFAULT_REGION and SKYNET_LIFECYCLE_HOOK
+# before it. The local cluster runs this same script in each instance's namespaces.
 set -euo pipefail
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv git nginx-light php-fpm
-systemctl disable --now nginx php8.2-fpm || true
-python3 -m venv /opt/skynet
-/opt/skynet/bin/pip install -q boto3
-/opt/skynet/bin/python - <<'PY'
-import boto3, os
-boto3.client("s3").download_file(os.environ["SKYNET_REPO_BUCKET"], os.environ["SKYNET_WHEEL_KEY"],
-                                 "/tmp/" + os.path.basename(os.environ["SKYNET_WHEEL_KEY"]))
+# 1. The host: Debian's packages and a virtual environment for the agent. An image that has
+#    them already (a baked AMI; the local cluster's instances) skips this step.
+if [ ! -x /opt/skynet/bin/python ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv git nginx-light php-fpm
+  systemctl disable --now nginx php8.2-fpm || true
+  python3 -m venv /opt/skynet
+  /opt/skynet/bin/python -m pip install -q boto3
+fi
+# 2. The agent: the wheel the stack names, installed only if its sha256 is the one the stack pins.
+wheel="/tmp/$(basename "$SKYNET_WHEEL_KEY")"
+/opt/skynet/bin/python - "$wheel" <<'PY'
+import hashlib, os, sys, boto3
+path, key, pinned = sys.argv[1], os.environ["SKYNET_WHEEL_KEY"], os.environ["SKYNET_WHEEL_SHA256"]
+boto3.client("s3").download_file(os.environ["SKYNET_REPO_BUCKET"], key, path)
+digest = hashlib.sha256()
+with open(path, "rb") as wheel:
+    for block in iter(lambda: wheel.read(1 << 20), b""):
+        digest.update(block)
+if digest.hexdigest() != pinned:
+    os.unlink(path)
+    sys.exit(f"skynet: {key} has sha256 {digest.hexdigest()}, the stack pins {pinned}: not installed")
 PY
-/opt/skynet/bin/pip install -q "/tmp/$(basename "$SKYNET_WHEEL_KEY")"
-mkdir -p /etc/skynet /srv/skynet
-env | grep -E '^(SKYNET_|AWS_DEFAULT_REGION)' > /etc/skynet/env
-cp "$(/opt/skynet/bin/python -c 'import workers, os; print(os.path.dirname(workers.__file__))')/skynet-worker.service" /etc/systemd/system/
-systemctl daemon-reload
-systemctl enable --now skynet-worker
+/opt/skynet/bin/python -m pip install -q "$wheel"
+# 3. The instance: identity from instance metadata, its settings file, its worker.
+exec /opt/skynet/bin/python -m workers.boot

@@ -1,7 +1,8 @@
-"""``python -m skynet_tasks.local.moto_main``: moto's server, with three of its behaviours made AWS-like.
+"""``python -m skynet_tasks.local.moto_main``: moto's server, with four of its behaviours made AWS-like.
 
 Two patches change only how much CPU an answer costs; the third makes a FIFO queue's
-message group as exclusive under long polling as it is on SQS.
+message group as exclusive under long polling as it is on SQS; the fourth lets a service
+principal's stand-in assume the roles that trust that service (``patch_service_principals``).
 
 **SQS long poll.**
 
@@ -152,7 +153,97 @@ def patch_transactions() -> None:
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
+# The local stand-in for an AWS service principal (EC2 assuming an instance role for its
+# instances) is the IAM user of this name followed by the service's short name: ``aws-service-ec2``.
+SERVICE_USER_PREFIX = "aws-service-"
+
+
+def patch_service_principals() -> None:
+    """Trust policies that name a service (``Principal: {Service: ec2.amazonaws.com}``) trust its stand-in.
+
+    On AWS, EC2 itself assumes an instance's role and serves the credentials through instance
+    metadata. moto 5.2 compares only ``Principal.AWS`` and fails with a TypeError on a
+    service-only trust policy, so no one could assume the stack's instance roles. Here the local
+    instance-metadata service plays EC2 as the IAM user ``aws-service-ec2``; any other caller is
+    still refused, as on AWS.
+    """
+    from moto.iam.access_control import IAMPolicyStatement
+
+    moto_check = IAMPolicyStatement._check_principal
+
+    def check_principal(self: IAMPolicyStatement, principal: str) -> bool:
+        expected = self._statement.get("Principal")
+        if isinstance(expected, dict) and "AWS" not in expected and "Service" in expected:
+            services = expected["Service"] if isinstance(expected["Service"], list) else [expected["Service"]]
+            return any(principal.endswith(f":user/{SERVICE_USER_PREFIX}{service.split('.')[0]}")
+                       for service in services)
+        return bool(moto_check(self, principal))
+
+    IAMPolicyStatement._check_principal = check_principal  # type: ignore[method-assign]
+
+
+# IAM checks each item of a transaction as its own action on its own table (there is no
+# dynamodb:TransactWriteItems action in IAM).
+_TRANSACT_ITEM_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                          "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+
+
+def patch_resource_authorization() -> None:
+    """IAM decides on the resource AWS decides on, so least-privilege policies work as on AWS.
+
+    moto 5.2 authorizes every DynamoDB request, and SQS ``CreateQueue``, against the resource
+    ``*``: a policy scoped to table or queue ARNs, as least privilege asks, refuses them all.
+    It also checks ``dynamodb:TransactWriteItems``, which IAM does not have. AWS checks a
+    request against its table's ARN (an index's for a query on one), each item of a
+    transaction or batch as its own action on its own table, and ``CreateQueue`` against the
+    ARN of the queue it would create.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.sqs.responses import SQSResponse
+
+    def dynamodb_checks(handler: Any) -> list[tuple[str, str]]:
+        body, action = handler.body or {}, handler._get_action()
+        region, account = handler.region, handler.current_account
+
+        def arn(table: str, index: str | None = None) -> str:
+            return f"arn:aws:dynamodb:{region}:{account}:table/{table}" + (f"/index/{index}" if index else "")
+
+        if action in ("TransactWriteItems", "TransactGetItems"):
+            checks = []
+            for entry in body.get("TransactItems") or []:
+                ((kind, operation),) = entry.items()
+                checks.append((_TRANSACT_ITEM_ACTIONS.get(kind, action), arn(operation.get("TableName", "*"))))
+            return checks
+        if action in ("BatchGetItem", "BatchWriteItem"):
+            return [(action, arn(table)) for table in body.get("RequestItems") or {}]
+        if body.get("TableName"):
+            return [(action, arn(body["TableName"], body.get("IndexName")))]
+        return [(action, "*")]
+
+    def authorize(self: Any, resource: str = "*") -> None:
+        from moto.iam.access_control import IAMRequest
+
+        for action, arn in dynamodb_checks(self) or [(self._get_action(), "*")]:
+            self._get_action = lambda action=action: action  # what moto's authorizer reads as the action
+            try:
+                self._authenticate_and_authorize_action(IAMRequest, arn)
+            finally:
+                del self._get_action
+
+    moto_resource = SQSResponse._determine_resource
+
+    def sqs_resource(self: Any) -> str:
+        if self._get_action() == "CreateQueue":
+            return f"arn:aws:sqs:{self.region}:{self.current_account}:{self._get_param('QueueName')}"
+        return str(moto_resource(self))
+
+    DynamoHandler._authenticate_and_authorize_normal_action = authorize  # type: ignore[method-assign]
+    SQSResponse._determine_resource = sqs_resource  # type: ignore[method-assign]
+
+
 def main() -> None:
+    patch_service_principals()
+    patch_resource_authorization()
     patch_long_poll()
     patch_fifo_receive()
     patch_transactions()

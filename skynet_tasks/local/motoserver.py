@@ -54,13 +54,14 @@ class MotoServer:
     @classmethod
     def start(
         cls, host: str = "127.0.0.1", port: int | None = None, log_file: Path | None = None,
-        timeout: float = 30.0,
+        timeout: float = 30.0, extra_env: dict[str, str] | None = None,
     ) -> MotoServer:
+        """Start moto's server; ``extra_env`` sets moto's own switches (``INITIAL_NO_AUTH_ACTION_COUNT``)."""
         port = port or free_port(host)
         out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
         process = subprocess.Popen(
             [sys.executable, "-m", "skynet_tasks.local.moto_main", "-H", host, "-p", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **LOCAL_CREDENTIALS},
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **LOCAL_CREDENTIALS, **(extra_env or {})},
             start_new_session=True,
         )
         server = cls(process, host, port)

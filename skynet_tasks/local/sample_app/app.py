@@ -37,4 +37,6 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+    # The instance's own address (its private address on EC2), where the proxies reach it.
+    address = os.environ.get("SKYNET_ADDRESS") or "127.0.0.1"
+    ThreadingHTTPServer((address, int(os.environ["PORT"])), Handler).serve_forever()
