@@ -230,5 +230,5 @@ def test_without_wheel_the_deploy_builds_one_from_the_checkout_and_refuses_witho
 
     assert built.parent == tmp_path and wheel_ref(built).filename.startswith("skynet-")
     with zipfile.ZipFile(built) as archive:
-        assert "workers/wheel.py" in archive.namelist()
+        assert "workers/boot.py" in archive.namelist()
     assert "not running from a source checkout, pass a wheel with --wheel" in str(refused.value)

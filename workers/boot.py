@@ -9,7 +9,8 @@ The user data installs the agent (``workers/user-data.sh``), then hands over her
 2. **Settings file.** ``/etc/skynet/env`` keeps what the user data exported (``SKYNET_*``,
    the region, and an endpoint override only where one is set: the local cluster), for the
    worker's service to read at every start.
-3. **The worker.** On a host run by systemd, the unit is installed and started; elsewhere
+3. **The worker.** On a host run by systemd, the worker's and the app's units are installed
+   (``workers.units``) and the worker is started; elsewhere
    (the local cluster's instances, whose namespaces have no init) the worker is started the
    same way, detached in a session of its own, its output in ``/srv/skynet/logs/worker.log``.
 
@@ -26,10 +27,10 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 from workers.identity import fill_from_ec2
+from workers.units import WORKER_UNIT, install_units
 
 ENV_FILE = Path("/etc/skynet/env")
 UNIT_DIR = Path("/etc/systemd/system")
-UNIT = Path(__file__).with_name("skynet-worker.service")
 # What the user data exports and the worker reads; nothing else of the boot environment is kept.
 KEPT = ("SKYNET_", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
 REQUIRED = ("SKYNET_ENV", "SKYNET_LAYER", "SKYNET_REPO", "SKYNET_CONFIG_BUCKET", "SKYNET_REPO_BUCKET")
@@ -67,9 +68,8 @@ def settings_file(environ: Mapping[str, str]) -> str:
 def start_worker(environ: Mapping[str, str], root: Path) -> None:
     """Start the worker under systemd where it runs the host, else detached in its own session."""
     if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
-        shutil.copy(UNIT, UNIT_DIR / UNIT.name)
-        subprocess.run(["systemctl", "daemon-reload"], check=True)
-        subprocess.run(["systemctl", "enable", "--now", UNIT.stem], check=True)
+        install_units(UNIT_DIR, root, sys.executable)  # the worker's unit, and the app's of its own
+        subprocess.run(["systemctl", "enable", "--now", WORKER_UNIT], check=True, timeout=120)
         return
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
