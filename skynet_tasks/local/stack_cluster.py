@@ -141,6 +141,19 @@ class StackCluster:
         path.write_text(json.dumps(asdict(info), indent=2) + "\n")
         path.chmod(0o600)  # it holds the operator's keys
 
+    def scale_out(self, layer: str, count: int = 1) -> list[StackInstance]:
+        """Raise ``layer``'s auto scaling group by ``count`` and boot what it launches, as EC2 would."""
+        info = self.info
+        assert info is not None  # noqa: S101
+        autoscaling = self.operator_aws().client("autoscaling")
+        group = f"skynet-{self.env}-{names.check_name_part('layer', layer)}"
+        described = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
+        autoscaling.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=described["DesiredCapacity"]
+                                         + count)
+        known = {i.id for i in info.instances}
+        launched = [i for i in stack_aws.stack_instances(self.operator_aws(), [group]) if i.instance_id not in known]
+        return [self.boot(instance) for instance in launched]
+
     # ---- one instance ----------------------------------------------------------
     def boot(self, instance: stack_aws.Ec2Instance, timeout: float = 180.0) -> StackInstance:
         """Give ``instance`` its namespaces and metadata, then run its user data; raise if it fails."""
