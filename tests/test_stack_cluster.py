@@ -8,6 +8,7 @@ stand-in, and runs its user data unchanged. Needs root (namespaces, mounts): CI 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -19,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from skynet_tasks import names
-from skynet_tasks.aws import aws_for
 from skynet_tasks.local import stack_aws
 from skynet_tasks.local.cluster import ClusterError
 from skynet_tasks.local.stack_cluster import StackCluster
@@ -40,8 +40,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
 
 
 def operator_env(cluster: StackCluster) -> dict[str, str]:
-    assert cluster.info is not None
-    return {**os.environ, **cluster.info.operator, "SKYNET_ENV": ENV}
+    return {**os.environ, **cluster.require_state().operator}
 
 
 def skynet(cluster: StackCluster, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -51,16 +50,15 @@ def skynet(cluster: StackCluster, *args: str, timeout: float = 240) -> subproces
 
 def in_namespace(cluster: StackCluster, instance: int, code: str) -> subprocess.CompletedProcess[str]:
     """Run Python inside an instance's network namespace, as a process on that instance would (no keys given)."""
-    assert cluster.info is not None
-    environment = {"PATH": os.environ["PATH"], "AWS_ENDPOINT_URL": cluster.info.aws_endpoint,
+    environment = {"PATH": os.environ["PATH"], "AWS_ENDPOINT_URL": cluster.require_info().aws_endpoint,
                    "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-    return subprocess.run(["ip", "netns", "exec", cluster.info.instances[instance].namespace, sys.executable, "-c",
-                           code], env=environment, capture_output=True, text=True, timeout=60, check=False)
+    namespace = cluster.require_state().instances[instance].namespace
+    return subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-c", code], env=environment,
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_an_api_instance_boots_from_its_user_data_and_registers_at_its_private_address(stack):
-    assert stack.info is not None
-    (instance,) = stack.info.instances
+    (instance,) = stack.require_state().instances
     registry = Registry(stack.operator_aws().dynamodb, names.endpoints_table(ENV))
     (entry,) = [e for e in registry.live(ENV, "api", 600) if e.instance_id == instance.id]
     settings_file = (Path(instance.disk) / "etc-upper" / "skynet" / "env").read_text()
@@ -68,20 +66,19 @@ def test_an_api_instance_boots_from_its_user_data_and_registers_at_its_private_a
     described = ec2.describe_instances(InstanceIds=[instance.id])["Reservations"][0]["Instances"][0]
 
     assert entry.address == instance.address == described["PrivateIpAddress"]
-    assert instance.address.startswith("10.213.")
+    assert ipaddress.ip_address(instance.address) in ipaddress.ip_network(stack.vpc.cidr)
     # What the worker reads is what the user data exported: no identity, no keys.
     assert "SKYNET_INSTANCE_ID" not in settings_file and "AWS_ACCESS_KEY_ID" not in settings_file
-    assert f"SKYNET_REPO_BUCKET={stack.info.outputs['RepoBucketName']}" in settings_file
+    assert f"SKYNET_REPO_BUCKET={stack.require_state().outputs['RepoBucketName']}" in settings_file
     # Its processes run inside its namespace, none outside.
     pids = subprocess.run(["ip", "netns", "pids", instance.namespace], capture_output=True, text=True, check=True)
     assert len(pids.stdout.split()) >= 3  # the metadata stand-in, the work worker, the conductor worker
 
 
 def test_a_push_is_built_on_the_instance_under_its_role_and_served_at_its_address(stack):
-    assert stack.info is not None
-    (instance,) = stack.info.instances
-    head = subprocess.run(["git", "-C", stack.info.app_repo, "rev-parse", "main"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    (instance,) = stack.require_state().instances
+    head = subprocess.run(["git", "-C", stack.require_info().app_repo, "rev-parse", "main"], capture_output=True,
+                          text=True, check=True).stdout.strip()
 
     deployed = skynet(stack, "deploy", "--env", ENV, "--ref", "main", "--wait", "--timeout", "180")
     answer = json.loads(urllib.request.urlopen(f"http://{instance.address}:8000/", timeout=10).read())
@@ -97,7 +94,6 @@ def test_no_request_of_the_cluster_was_refused_by_iam(stack):
 
 
 def test_the_instance_role_is_refused_what_its_policy_lacks(stack):
-    assert stack.info is not None
     attempts = {
         "delete the state table": "c('dynamodb').delete_table(TableName='skynet-local-state')",
         "list IAM users": "c('iam').list_users()",
@@ -118,18 +114,18 @@ def test_the_instance_role_is_refused_what_its_policy_lacks(stack):
 
 
 def test_a_wheel_that_is_not_the_pinned_one_is_not_installed_at_boot(stack):
-    assert stack.info is not None
+    state = stack.require_state()
     aws = stack.operator_aws()
     cfn = aws.client("cloudformation")
     parameters = {p["ParameterKey"]: p["ParameterValue"]
-                  for p in cfn.describe_stacks(StackName=stack.info.stack)["Stacks"][0]["Parameters"]}
-    bucket, key = stack.info.outputs["RepoBucketName"], parameters["SkynetWheelKey"]
+                  for p in cfn.describe_stacks(StackName=state.stack)["Stacks"][0]["Parameters"]}
+    bucket, key = state.outputs["RepoBucketName"], parameters["SkynetWheelKey"]
     genuine = aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     aws.s3.put_object(Bucket=bucket, Key=key, Body=genuine + b"tampered")
     try:
         autoscaling = aws.client("autoscaling")
         autoscaling.set_desired_capacity(AutoScalingGroupName=f"skynet-{ENV}-api", DesiredCapacity=2)
-        booted = {i.id for i in stack.info.instances}
+        booted = {i.id for i in state.instances}
         (new,) = [i for i in stack_aws.stack_instances(aws, [f"skynet-{ENV}-api"]) if i.instance_id not in booted]
 
         with pytest.raises(ClusterError) as refused:
@@ -144,11 +140,10 @@ def test_a_wheel_that_is_not_the_pinned_one_is_not_installed_at_boot(stack):
 
 
 def test_an_instance_without_identity_refuses_to_start_and_registers_nothing(stack, tmp_path):
-    assert stack.info is not None
-    (booted,) = stack.info.instances[:1]
+    (booted,) = stack.require_state().instances[:1]
     user_data = (Path(booted.disk) / "user-data").read_text()
     exported = dict(re.findall(r"(SKYNET_[A-Z_]+)='?([^' \n]+)'?", user_data))
-    namespace = "skyvpc-no-imds"
+    namespace = f"{stack.vpc.name}-no-imds"
     subprocess.run(["ip", "netns", "add", namespace], check=True)
     try:
         def boot(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -160,7 +155,7 @@ def test_an_instance_without_identity_refuses_to_start_and_registers_nothing(sta
         no_user_data = boot({})
     finally:
         subprocess.run(["ip", "netns", "del", namespace], check=False)
-    registry = Registry(aws_for(stack.info.operator).dynamodb, names.endpoints_table(ENV))
+    registry = Registry(stack.operator_aws().dynamodb, names.endpoints_table(ENV))
 
     assert no_metadata.returncode == 1 and "no instance identity" in no_metadata.stderr
     assert no_user_data.returncode == 1 and "did not export SKYNET_ENV" in no_user_data.stderr

@@ -77,6 +77,20 @@ class Vpc:
         _ip("addr", "add", f"{self.gateway}/{prefix}", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")
 
+    @classmethod
+    def claim(cls, prefix: str = "sky", second_octets: range = range(214, 254)) -> Vpc:
+        """Create the first free VPC ``<prefix><n>`` at ``10.<n>.0.0/16``: clusters side by side never share one."""
+        for octet in second_octets:
+            vpc = cls(f"{prefix}{octet}", f"10.{octet}.0.0/16")
+            if _ip("-4", "addr", "show", "to", vpc.cidr, check=False).stdout.strip():
+                continue  # the range is in use on this machine
+            try:
+                vpc.create()
+            except NetworkError:
+                continue  # taken meanwhile
+            return vpc
+        raise NetworkError(f"no free address range among 10.{second_octets.start}-{second_octets.stop - 1}.0.0/16")
+
     def destroy(self) -> None:
         _ip("link", "del", self.bridge, check=False)
 

@@ -1,0 +1,98 @@
+"""One EC2 instance of the stack-built local cluster: its namespaces, its metadata, its first boot.
+
+An instance gets what EC2 gives a host: a network namespace at its private address
+(``network.Vpc.attach``), an instance-metadata stand-in in it (``imds``), and a private mount
+namespace in which ``/etc``, ``/opt`` and ``/srv`` are overlays whose writes land in the
+instance's folder, and ``/opt/skynet`` an overlay of this machine's virtual environment (the
+"image", with the agent's runtime baked in, as a baked AMI would have it). ``/tmp`` stays
+shared: the sample app's repository may live there. Then its launch template's user data runs,
+unchanged: it verifies and installs the agent's wheel, and ``workers.boot`` starts the worker.
+
+The boot environment is what EC2 gives a user-data script plus one variable,
+``AWS_ENDPOINT_URL`` (moto's address): no ``SKYNET_*`` variable and no credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from skynet_tasks.local.cluster import ClusterError
+from skynet_tasks.local.network import IMDS_ADDRESS
+from skynet_tasks.local.stack_aws import Ec2Instance
+
+BOOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def start_metadata(instance: Ec2Instance, disk: Path, namespace: str, endpoint: str, region: str,
+                   service_key: dict[str, str], timeout: float = 30.0) -> None:
+    """Start the instance's metadata stand-in inside its namespace; return once it answers."""
+    config = disk / "imds.json"
+    config.write_text(json.dumps({
+        "listen": [IMDS_ADDRESS, 80], "instance_id": instance.instance_id, "local_ipv4": instance.address,
+        "region": region, "availability_zone": instance.availability_zone, "tags": instance.tags,
+        "user_data": instance.user_data, "role_arn": instance.role_arn, "endpoint_url": endpoint,
+        "service_key_id": service_key["AWS_ACCESS_KEY_ID"], "service_secret": service_key["AWS_SECRET_ACCESS_KEY"]}))
+    config.chmod(0o600)  # it holds the EC2 service's keys
+    with open(disk / "imds.log", "ab") as out:
+        subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-m", "skynet_tasks.local.imds",
+                          str(config)], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         start_new_session=True,
+                         env={"PATH": BOOT_PATH, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        probe = subprocess.run(["ip", "netns", "exec", namespace, "bash", "-c", f"exec 3<>/dev/tcp/{IMDS_ADDRESS}/80"],
+                               capture_output=True, check=False)
+        if probe.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise ClusterError(f"the metadata service of {instance.instance_id} did not start; see {disk}/imds.log")
+
+
+def run_user_data(instance: Ec2Instance, disk: Path, namespace: str, endpoint: str, timeout: float = 180.0) -> None:
+    """Run the instance's user data in its namespaces, on its own disk; raise ClusterError if it fails."""
+    for part in ("etc", "opt", "venv", "srv"):
+        for layer in ("upper", "work"):
+            (disk / f"{part}-{layer}").mkdir(parents=True, exist_ok=True)
+    (disk / "user-data").write_text(instance.user_data)
+
+    def overlay(lower: str, part: str, target: str) -> str:
+        return (f"mount -t overlay overlay -o lowerdir={lower},upperdir={disk}/{part}-upper,"
+                f"workdir={disk}/{part}-work {target}")
+
+    # What the instance writes to /etc, /opt and /srv lands in its folder, never on this host.
+    mounts = "; ".join([overlay("/etc", "etc", "/etc"), overlay("/opt", "opt", "/opt"), "mkdir -p /opt/skynet",
+                        overlay(sys.prefix, "venv", "/opt/skynet"), overlay("/srv", "srv", "/srv")])
+    environment = {"PATH": BOOT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "AWS_ENDPOINT_URL": endpoint}
+    with open(disk / "cloud-init-output.log", "ab") as out:
+        result = subprocess.run(
+            ["ip", "netns", "exec", namespace, "unshare", "--mount", "--propagation", "private", "bash", "-c",
+             f"set -e; {mounts}; exec bash {disk}/user-data"],
+            env=environment, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout,
+            check=False)
+    if result.returncode != 0:
+        tail = (disk / "cloud-init-output.log").read_text()[-2000:]
+        raise ClusterError(f"instance {instance.instance_id}'s user data failed ({result.returncode}):\n{tail}")
+
+
+def namespace_pids(namespace: str) -> list[int]:
+    listed = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False)
+    return [int(p) for p in listed.stdout.split()]
+
+
+def stop_namespace(namespace: str, grace: float = 10.0) -> None:
+    """SIGTERM every process in ``namespace`` (workers leave the registry), SIGKILL what remains."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        for pid in namespace_pids(namespace):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while namespace_pids(namespace) and time.monotonic() < deadline:
+            time.sleep(0.1)
