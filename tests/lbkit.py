@@ -38,6 +38,7 @@ class Instance(http.server.ThreadingHTTPServer):
 
     def __init__(self, host: str, port: int, name: str) -> None:
         self.name, self.health, self.events = name, 200, list[str]()
+        self.health_delay = 0.0  # seconds /health waits before answering
         self.lock = threading.Lock()
         super().__init__((host, port), _Handler)
         threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -62,6 +63,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path == "/health":
+            time.sleep(self.server.health_delay)
             status = self.server.health
             self.server.record("pass" if status == 200 else "fail")
         else:
