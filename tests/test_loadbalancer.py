@@ -270,3 +270,12 @@ def test_a_missing_targets_file_is_refused_at_start(tmp_path):
     done = run_cli("--listen", "127.0.0.1:0", "--targets-file", str(tmp_path / "nowhere"), "--health-check-json", "{}")
     assert done.returncode == 2
     assert "nowhere" in done.stderr and "No such file" in done.stderr
+
+
+def test_an_address_already_in_use_is_refused_at_start(tmp_path, pair):
+    a, _ = pair
+    targets = tmp_path / "targets.txt"
+    targets.write_text("")
+    done = run_cli("--listen", f"{A}:{a.server_port}", "--targets-file", str(targets), "--health-check-json", "{}")
+    assert done.returncode == 1
+    assert f"load balancer on {A}:{a.server_port}" in done.stderr and "in use" in done.stderr

@@ -69,8 +69,12 @@ class LoadBalancer:
         """Read the targets once, bind the listener, and start the health checks."""
         # Enough threads that a slow target's checks never delay another's.
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lb-check")
-        self.pool.sync(await asyncio.get_running_loop().run_in_executor(self._executor, self._read_targets))
-        self._server = await asyncio.start_server(self._accept, *self.listen)
+        try:
+            self.pool.sync(await asyncio.get_running_loop().run_in_executor(self._executor, self._read_targets))
+            self._server = await asyncio.start_server(self._accept, *self.listen)
+        except BaseException:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            raise
         self._checker = asyncio.create_task(self._check_forever())
         log.info("listening on %s:%d", *self.address)
 
@@ -114,6 +118,9 @@ class LoadBalancer:
             return await asyncio.wait_for(call, self.check.timeout)
         except TimeoutError:
             log.debug("health check of %s timed out", target)
+            return False
+        except Exception:  # noqa: BLE001 - a check that crashes is a failed check, never a stopped checker
+            log.exception("health check of %s crashed", target)
             return False
 
     def _probe(self, target: Target) -> bool:
