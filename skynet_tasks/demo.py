@@ -33,6 +33,7 @@ import git
 from skynet_tasks import names
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.local.cluster import LocalCluster
+from skynet_tasks.local.stack_cluster import StackCluster
 from skynet_tasks.states import RolloutState
 from skynet_tasks.webhook.local import push_payload, send_webhook
 
@@ -133,16 +134,28 @@ def _commit(workdir: Path, app_repo: str, files: dict[str, str | None], message:
 
 
 class Demo:
-    def __init__(self, directory: Path, say: Callable[[str], None], api: int = 3) -> None:
+    """The story, told on the stack-built cluster (``stack=True``, as AWS runs it) or on the plain one."""
+
+    def __init__(self, directory: Path, say: Callable[[str], None], api: int = 3, stack: bool = True) -> None:
         self.directory = directory
         self.say = say
         self.api = api
-        self.cluster = LocalCluster(directory, heartbeat_interval=2.0, heartbeat_max_age=20.0)
+        self.stack = stack
+        self.cluster: LocalCluster | StackCluster = (
+            StackCluster(directory) if stack else LocalCluster(directory, heartbeat_interval=2.0,
+                                                                heartbeat_max_age=20.0))
 
     def up(self) -> None:
-        self.say(f"starting a local cluster in {self.directory}: moto's server, {self.api} API instances, "
-                 "a reverse proxy (nginx), the webhook receiver and the dashboard…")
-        info = self.cluster.up(api=self.api, rp=1)
+        if isinstance(self.cluster, StackCluster):
+            self.say(f"deploying cloudformation/php-nginx.yaml into moto (IAM enforced) in {self.directory}: "
+                     f"{self.api} API instances and a reverse proxy (nginx), each booting from its launch "
+                     "template's user data in a namespace of its own, behind a load-balancer stand-in; "
+                     "the webhook receiver and the dashboard…")
+            info = self.cluster.up(api=self.api, rp=1, services=True)
+        else:
+            self.say(f"starting a local cluster in {self.directory}: moto's server, {self.api} API instances, "
+                     "a reverse proxy (nginx), the webhook receiver and the dashboard…")
+            info = self.cluster.up(api=self.api, rp=1)
         os.environ.update(info.environment)
         self.say(f"cluster up: AWS endpoint {info.aws_endpoint}; proxy {info.rp_url}/api/local/; "
                  f"webhook {info.webhook_url}; sample app at {info.app_repo}")

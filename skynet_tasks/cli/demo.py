@@ -11,6 +11,7 @@ import click
 
 from skynet_tasks.cli.extras import require_extra
 from skynet_tasks.local.cluster import ClusterError
+from skynet_tasks.local.network import NetworkError
 
 
 @click.command()
@@ -18,15 +19,21 @@ from skynet_tasks.local.cluster import ClusterError
               default=Path(".local-cluster/demo"), show_default=True, help="Where the demo cluster keeps its files.")
 @click.option("--once", is_flag=True, help="Exit after the story (non-zero if a step misbehaved).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary of each step (implies quiet progress).")
-def demo(directory: Path, once: bool, as_json: bool) -> None:
-    """Bring up a local cluster and show a good rollout, a halted one and a fix."""
+@click.option("--plain", is_flag=True,
+              help="The plain local cluster (processes on loopback, no root needed) instead of the stack-built one.")
+def demo(directory: Path, once: bool, as_json: bool, plain: bool) -> None:
+    """Bring up a local cluster and show a good rollout, a halted one and a fix.
+
+    By default the cluster is built from cloudformation/php-nginx.yaml as AWS builds it
+    (IAM enforced, each instance booting from its user data in its own namespaces): run as root.
+    """
     require_extra("local", "skynet demo")
     from skynet_tasks.demo import Demo, DemoError, summary_json
 
     def say(text: str) -> None:
         click.echo(text, err=as_json)
 
-    story = Demo(directory.resolve(), say)
+    story = Demo(directory.resolve(), say, stack=not plain)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -44,7 +51,7 @@ def demo(directory: Path, once: bool, as_json: bool) -> None:
                 f"the dashboard: {info.dashboard_url} (actions need the token in {info.dashboard_token_file}); "
                 "Ctrl-C stops it")
             stop.wait()
-    except (ClusterError, DemoError) as error:
+    except (ClusterError, DemoError, NetworkError) as error:
         raise click.ClickException(str(error)) from None
     finally:
         story.down()

@@ -11,6 +11,8 @@ import click
 
 from skynet_tasks.cli.extras import require_extra
 from skynet_tasks.local.cluster import ClusterError, LocalCluster
+from skynet_tasks.local.network import NetworkError
+from skynet_tasks.local.stack_cluster import StackCluster
 
 
 @click.group()
@@ -27,13 +29,22 @@ def local() -> None:
 @click.option("--heartbeat", type=click.FloatRange(0.5, 600), default=5.0, show_default=True,
               help="Heartbeat interval of the instances, in seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the cluster's description as JSON.")
-def up(api: int, rp: int, directory: Path, detach: bool, heartbeat: float, as_json: bool) -> None:
+@click.option("--stack", is_flag=True,
+              help="Build it from cloudformation/php-nginx.yaml as AWS does: IAM enforced, each instance booting "
+                   "from its user data in its own network namespace, a load-balancer stand-in (needs root).")
+def up(api: int, rp: int, directory: Path, detach: bool, heartbeat: float, as_json: bool, stack: bool) -> None:
     """Start a local cluster in DIR."""
     require_extra("local", "skynet local up")
-    cluster = LocalCluster(directory, heartbeat_interval=heartbeat, heartbeat_max_age=max(30.0, heartbeat * 6))
+    cluster: LocalCluster | StackCluster
     try:
-        info = cluster.up(api=api, rp=rp)
-    except ClusterError as error:
+        if stack:
+            cluster = StackCluster(directory)
+            info = cluster.up(api=api, rp=rp, services=True)
+        else:
+            cluster = LocalCluster(directory, heartbeat_interval=heartbeat,
+                                   heartbeat_max_age=max(30.0, heartbeat * 6))
+            info = cluster.up(api=api, rp=rp)
+    except (ClusterError, NetworkError) as error:
         raise click.ClickException(str(error)) from None
     if as_json:
         click.echo(json.dumps(info.to_json(), indent=2))
@@ -55,6 +66,9 @@ def up(api: int, rp: int, directory: Path, detach: bool, heartbeat: float, as_js
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path(".local-cluster"),
               show_default=True)
 def down(directory: Path) -> None:
-    """Stop every process of the local cluster in DIR."""
-    LocalCluster(directory).down()
+    """Stop every process of the local cluster in DIR (plain or stack-built)."""
+    if (directory / "stack.json").exists():
+        StackCluster(directory).down()
+    else:
+        LocalCluster(directory).down()
     click.echo(f"local cluster in {directory} stopped")

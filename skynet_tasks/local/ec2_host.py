@@ -40,10 +40,11 @@ def start_metadata(instance: Ec2Instance, disk: Path, namespace: str, endpoint: 
         "service_key_id": service_key["AWS_ACCESS_KEY_ID"], "service_secret": service_key["AWS_SECRET_ACCESS_KEY"]}))
     config.chmod(0o600)  # it holds the EC2 service's keys
     with open(disk / "imds.log", "ab") as out:
-        subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-m", "skynet_tasks.local.imds",
-                          str(config)], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         start_new_session=True,
-                         env={"PATH": BOOT_PATH, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+        process = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-m",
+                                    "skynet_tasks.local.imds", str(config)], stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True,
+                                   env={"PATH": BOOT_PATH, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+    (disk / "imds.pid").write_text(f"{process.pid}\n")  # ip netns exec execs: the same process
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         probe = subprocess.run(["ip", "netns", "exec", namespace, "bash", "-c", f"exec 3<>/dev/tcp/{IMDS_ADDRESS}/80"],
@@ -60,6 +61,7 @@ def run_user_data(instance: Ec2Instance, disk: Path, namespace: str, endpoint: s
         for layer in ("upper", "work"):
             (disk / f"{part}-{layer}").mkdir(parents=True, exist_ok=True)
     (disk / "user-data").write_text(instance.user_data)
+    write_name_service(instance, disk / "etc-upper")
 
     def overlay(lower: str, part: str, target: str) -> str:
         return (f"mount -t overlay overlay -o lowerdir={lower},upperdir={disk}/{part}-upper,"
@@ -80,19 +82,48 @@ def run_user_data(instance: Ec2Instance, disk: Path, namespace: str, endpoint: s
         raise ClusterError(f"instance {instance.instance_id}'s user data failed ({result.returncode}):\n{tail}")
 
 
+def write_name_service(instance: Ec2Instance, etc: Path) -> None:
+    """The instance's own name, as EC2's DHCP options and resolver give it (``ip-10-0-1-4.ec2.internal``).
+
+    The namespace reaches no DNS server, and software asks for its host's name (Python's
+    HTTP server looks up the address it binds): its own address is in ``/etc/hosts``, and
+    any other lookup fails at once on a resolver that answers nothing, instead of waiting out
+    the host's resolver timeouts.
+    """
+    hostname = "ip-" + instance.address.replace(".", "-")
+    hosts = Path("/etc/hosts").read_text() if Path("/etc/hosts").exists() else "127.0.0.1 localhost\n"
+    (etc / "hosts").write_text(f"{hosts.rstrip()}\n{instance.address} {hostname}.ec2.internal {hostname}\n")
+    (etc / "hostname").write_text(f"{hostname}\n")
+    (etc / "resolv.conf").unlink(missing_ok=True)  # a symlink on hosts with a local resolver
+    (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+
+
 def namespace_pids(namespace: str) -> list[int]:
     listed = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False)
     return [int(p) for p in listed.stdout.split()]
 
 
-def stop_namespace(namespace: str, grace: float = 10.0) -> None:
-    """SIGTERM every process in ``namespace`` (workers leave the registry), SIGKILL what remains."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        for pid in namespace_pids(namespace):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        while namespace_pids(namespace) and time.monotonic() < deadline:
-            time.sleep(0.1)
+def stop_namespace(namespace: str, disk: Path, grace: float = 10.0) -> None:
+    """Stop an instance as a shutdown would: its processes first (workers leave the registry with
+    their role's credentials), its metadata service last; SIGKILL what did not stop."""
+    metadata = _read_pid(disk / "imds.pid")
+    for last in (False, True):
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            def remaining(last: bool = last) -> list[int]:
+                return [pid for pid in namespace_pids(namespace) if last or pid != metadata]
+
+            for pid in remaining():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + wait
+            while remaining() and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None

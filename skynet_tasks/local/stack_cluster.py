@@ -32,6 +32,7 @@ from skynet_tasks import names
 from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.local import ec2_host, stack_aws
 from skynet_tasks.local.cluster import ClusterError, ClusterInfo, InstanceInfo, LocalCluster, create_sample_repo
+from skynet_tasks.local.lb_process import start_load_balancer, write_targets
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.local.network import Vpc, require_namespaces
 from skynet_tasks.registry import Registry
@@ -94,6 +95,8 @@ class StackCluster:
             if services:
                 self.start_services()
             launched = stack_aws.stack_instances(self.operator_aws(), self.auto_scaling_groups())
+            if services:
+                self.start_load_balancer()
             with ThreadPoolExecutor(max_workers=max(len(launched), 1)) as pool:
                 list(pool.map(self.boot, launched))
             self.wait_registered(ready_timeout)
@@ -128,6 +131,10 @@ class StackCluster:
     def operator_aws(self) -> Aws:
         """The operator's AWS: this machine's user of the cluster, an administrator of its account."""
         return aws_for(self.require_state().operator)
+
+    def aws(self) -> Aws:
+        """What a caller of either kind of cluster uses: here, the operator's AWS."""
+        return self.operator_aws()
 
     def auto_scaling_groups(self) -> list[str]:
         return [f"skynet-{self.env}-rp", f"skynet-{self.env}-api"]
@@ -173,6 +180,19 @@ class StackCluster:
         info.services.update(webhook=receiver.pid, dashboard=dashboard.pid)
         self.save()
 
+    def start_load_balancer(self) -> None:
+        """The load balancer stand-in, with the health check of the stack's RP target group."""
+        info = self.require_info()
+        elbv2 = self.operator_aws().client("elbv2")
+        (target_group,) = elbv2.describe_target_groups(Names=[f"skynet-{self.env}-rp"])["TargetGroups"]
+        balancer = start_load_balancer(self.dir, target_group, self.rp_targets())
+        info.rp_url = balancer.url
+        info.services["load-balancer"] = balancer.pid
+        self.save()
+
+    def rp_targets(self) -> list[str]:
+        return [f"{i.address}:8000" for i in self.require_state().instances if i.layer == "rp"]
+
     def save(self) -> None:
         self.require_info().save()
         path = self.dir / "stack.json"
@@ -191,12 +211,12 @@ class StackCluster:
         info.instances.append(InstanceInfo(id=instance.instance_id, layer=instance.layer,
                                            group=instance.tags.get("maintenance-group", ""),
                                            root=str(disk / "srv-upper" / "skynet"), pid=0, app_port=8000))
-        if instance.layer == "rp" and not info.rp_url:
-            info.rp_url = f"http://{instance.address}:8000"
         self.save()
         ec2_host.start_metadata(instance, disk, namespace, info.aws_endpoint, info.environment["AWS_DEFAULT_REGION"],
                                 state.service_key)
         ec2_host.run_user_data(instance, disk, namespace, info.aws_endpoint)
+        if instance.layer == "rp" and "load-balancer" in info.services:
+            write_targets(self.dir / "lb-targets", self.rp_targets())  # the group registers it in the target group
         return booted
 
     def scale_out(self, layer: str, count: int = 1) -> list[StackInstance]:
@@ -231,9 +251,14 @@ class StackCluster:
         except ClusterError:
             vpc = None  # never got as far as a VPC
         if vpc is not None:
-            for namespace in vpc.namespaces():
-                ec2_host.stop_namespace(namespace)
-                vpc.detach(namespace.removeprefix(f"{vpc.name}-"))
+            def stop(namespace: str) -> None:
+                instance_id = namespace.removeprefix(f"{vpc.name}-")
+                ec2_host.stop_namespace(namespace, self.dir / "instances" / instance_id)
+                vpc.detach(instance_id)
+
+            # All at once: each worker's warm shutdown waits out its long poll, and those waits overlap.
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(stop, vpc.namespaces()))
             vpc.destroy()
         try:
             info: ClusterInfo | None = self.require_info()
