@@ -21,8 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_config_cluster import build_agent_wheel
 
+from skynet_tasks import __version__, names
 from skynet_tasks.local.stack_cluster import StackCluster, StackInstance
+from skynet_tasks.registry import Registry
+from skynet_tasks.stacks.wheel_pin import read_pin
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 
@@ -104,3 +108,61 @@ def test_config_push_with_default_options_changes_the_file_on_every_instance_of_
     assert refused_requests(stack) == []
     for instance in stack.info.instances:
         assert not REFUSED_IN_LOG.findall(worker_log(instance)), instance.id
+
+
+def installed_agent(instance: StackInstance) -> str | None:
+    """The skynet_tasks.__version__ installed in the instance's /opt/skynet (an overlay: writes in venv-upper)."""
+    found = sorted((Path(instance.disk) / "venv-upper").glob("lib/python*/site-packages/skynet_tasks/__init__.py"))
+    if not found:
+        return None
+    match = re.search(r'^__version__ = "([^"]+)"', found[0].read_text(), flags=re.M)
+    return match.group(1) if match else None
+
+
+def test_an_instance_added_after_agent_push_boots_the_pushed_agent(stack, tmp_path):
+    assert stack.info is not None
+    version = f"{__version__}.post7"
+    wheel = build_agent_wheel(tmp_path, version)
+    assert {installed_agent(i) for i in stack.info.instances} == {__version__}
+
+    pushed = skynet(stack, "agent", "push", "--env", ENV, str(wheel), "--json")
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    pin = read_pin(stack.operator_aws().client("ssm"), f"/skynet/{ENV}/agent-wheel")
+    assert pin["key"].endswith(wheel.name) and pin["sha256"] == json.loads(pushed.stdout)["sha256"]
+    (added,) = stack.scale_out("api", 1)
+
+    assert installed_agent(added) == version
+    registry = Registry(stack.operator_aws().dynamodb, names.endpoints_table(ENV))
+    wait_for(lambda: [e for e in registry.live(ENV, "api", 600) if e.instance_id == added.id
+                      and e.agent_version == version], 60, f"{added.id} to register with agent {version}")
+
+
+def test_nothing_the_cluster_did_was_refused_by_iam(stack):
+    assert stack.info is not None
+    assert refused_requests(stack) == []
+    for instance in stack.info.instances:
+        assert not REFUSED_IN_LOG.findall(worker_log(instance)), instance.id
+
+
+def test_the_instance_role_reads_the_wheel_pin_and_cannot_move_it(stack):
+    assert stack.info is not None
+    code = ("import boto3, json, botocore.exceptions as e\nssm = boto3.client('ssm')\nout = {}\n"
+            "for what, call in [('read', lambda: ssm.get_parameter(Name='/skynet/local/agent-wheel')),\n"
+            "    ('move', lambda: ssm.put_parameter(Name='/skynet/local/agent-wheel', Value='{}', Overwrite=True,"
+            " Type='String')),\n"
+            "    ('read another env', lambda: ssm.get_parameter(Name='/skynet/local-eu/agent-wheel'))]:\n"
+            "    try:\n        call()\n        out[what] = 'allowed'\n"
+            "    except e.ClientError as error:\n        out[what] = error.response['Error']['Code']\n"
+            "print(json.dumps(out))")
+    environment = {"PATH": os.environ["PATH"], "AWS_ENDPOINT_URL": stack.info.aws_endpoint,
+                   "AWS_DEFAULT_REGION": "us-east-1"}
+
+    ran = subprocess.run(["ip", "netns", "exec", stack.info.instances[0].namespace, sys.executable, "-c", code],
+                         env=environment, capture_output=True, text=True, timeout=60, check=False)
+
+    assert ran.returncode == 0, ran.stderr
+    outcomes = json.loads(ran.stdout)
+    assert outcomes.pop("read") == "allowed"
+    # moto answers a refusal of a JSON-protocol service with the code 403; AWS with AccessDeniedException.
+    assert set(outcomes) == {"move", "read another env"}
+    assert all(code in ("AccessDeniedException", "403") for code in outcomes.values()), outcomes
