@@ -1,10 +1,10 @@
 """``skynet stack deploy`` and ``skynet agent push`` against moto's server: what new instances boot.
 
 moto's CloudFormation creates the whole stack (launch templates with their user data resolved,
-auto scaling groups with instances). On an update it re-creates only resources that ``Ref`` a
-changed parameter, and the launch templates use the wheel parameters inside ``Fn::Sub``: so after
-an update moto keeps the launch templates' first version, where CloudFormation makes a new one.
-The tests read the user data after a create, and the stack's parameters after an update.
+auto scaling groups with instances, the SSM parameter that pins the wheel). On an update it
+re-creates only resources that ``Ref`` a changed parameter, and the pin uses the wheel parameters
+inside ``Fn::Sub``: so after an update moto keeps the pin's first value, where CloudFormation
+writes the new one. ``agent push`` writes the pin itself once the stack names the new wheel.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.stacks.cfn import StackError
 from skynet_tasks.stacks.deploy import PHASE_TAG, deploy_stack, repo_bucket
 from skynet_tasks.stacks.parameters import ParameterError
+from skynet_tasks.stacks.wheel_pin import read_pin
 from skynet_tasks.stacks.wheels import build_wheel, wheel_ref
 
 pytestmark = pytest.mark.timeout(240)
@@ -110,8 +111,9 @@ def test_deploy_creates_the_stack_and_its_instances_boot_the_uploaded_wheel(moto
     assert parameters["SkynetWheelKey"] == key and parameters["SkynetWheelSha256"] == sha
     bucket = repo_bucket(aws.client("cloudformation"), "skynet-alpha")
     assert aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"first wheel"
-    for layer in ("rp", "api"):
-        assert f"SKYNET_WHEEL_KEY='{key}' SKYNET_WHEEL_SHA256='{sha}'" in user_data(aws, f"skynet-alpha-{layer}")
+    for layer in ("rp", "api"):  # the user data names the pin; the pin names the wheel
+        assert "export SKYNET_WHEEL_PARAMETER=/skynet/alpha/agent-wheel " in user_data(aws, f"skynet-alpha-{layer}")
+    assert read_pin(aws.client("ssm"), "/skynet/alpha/agent-wheel") == {"key": key, "sha256": sha}
     # The stack was made at capacity 0 and raised once the wheel was there: the defaults, and the value given.
     assert capacities(aws, "alpha") == {"skynet-alpha-rp": (2, 2), "skynet-alpha-api": (2, 2)}
     tags = aws.client("cloudformation").describe_stacks(StackName="skynet-alpha")["Stacks"][0]["Tags"]
@@ -194,7 +196,8 @@ def test_agent_push_makes_new_instances_of_the_stack_boot_the_pushed_wheel(moto,
 
     assert result.exit_code == 0, result.output
     key = f"agent/wheels/{sha}/skynet-0.1.1-py3-none-any.whl"
-    assert f"stack skynet-eps: new instances boot {key}" in result.output
+    assert f"stack skynet-eps: new instances boot {key} (pinned in /skynet/eps/agent-wheel)" in result.output
+    assert read_pin(aws.client("ssm"), "/skynet/eps/agent-wheel") == {"key": key, "sha256": sha}
     parameters = stack_parameters(aws, "skynet-eps")
     assert parameters["SkynetWheelKey"] == key and parameters["SkynetWheelSha256"] == sha
     assert parameters["VpcId"] == network["VpcId"]  # everything else kept its value
@@ -216,10 +219,11 @@ def test_agent_push_without_a_stack_says_so_and_only_publishes(moto, aws, tmp_pa
     assert named.exit_code == 1 and "no stack skynet-nope" in named.output
 
 
-def test_both_launch_templates_export_the_pinned_sha256():
+def test_both_launch_templates_name_the_wheel_pin_and_not_the_wheel():
     text = TEMPLATE.read_text()
-    line = "export SKYNET_WHEEL_KEY='${SkynetWheelKey}' SKYNET_WHEEL_SHA256='${SkynetWheelSha256}'"
-    assert text.count(line) == 2
+    assert text.count("export SKYNET_WHEEL_PARAMETER=${AgentWheelParameter} ") == 2
+    # The wheel's key and sha256 are read at boot: a launch template that holds them holds them stale.
+    assert "SKYNET_WHEEL_KEY" not in text and "SKYNET_WHEEL_SHA256" not in text
 
 
 

@@ -1,8 +1,8 @@
 #!/bin/bash
 # First boot of a Skynet instance (embedded in cloudformation/php-nginx.yaml's Mappings).
 # The launch template exports SKYNET_ENV, SKYNET_LAYER, SKYNET_REPO, SKYNET_BRANCH, SKYNET_APP_PORT,
-# the bucket names, SKYNET_WHEEL_KEY, SKYNET_WHEEL_SHA256, AWS_DEFAULT_REGION and SKYNET_LIFECYCLE_HOOK
-# before it. The local cluster runs this same script in each instance's namespaces.
+# the bucket names, SKYNET_WHEEL_PARAMETER (the SSM parameter pinning the agent wheel), AWS_DEFAULT_REGION
+# and SKYNET_LIFECYCLE_HOOK before it. The local cluster runs this same script in each instance's namespaces.
 set -euo pipefail
 # 1. The host: Debian's packages and a virtual environment for the agent. An image that has
 #    them already (a baked AMI; the local cluster's instances) skips this step.
@@ -13,11 +13,14 @@ if [ ! -x /opt/skynet/bin/python ]; then
   python3 -m venv /opt/skynet
   /opt/skynet/bin/python -m pip install -q boto3
 fi
-# 2. The agent: the wheel the stack names, installed only if its sha256 is the one the stack pins.
-wheel="/tmp/$(basename "$SKYNET_WHEEL_KEY")"
-/opt/skynet/bin/python - "$wheel" <<'PY'
-import hashlib, os, sys, boto3
-path, key, pinned = sys.argv[1], os.environ["SKYNET_WHEEL_KEY"], os.environ["SKYNET_WHEEL_SHA256"]
+# 2. The agent: the wheel the stack pins in SSM ({"key", "sha256"}; skynet agent push moves the pin),
+#    read now rather than baked into the user data, installed only if its sha256 is the pinned one.
+wheel=$(/opt/skynet/bin/python - <<'PY'
+import hashlib, json, os, sys, boto3
+name = os.environ["SKYNET_WHEEL_PARAMETER"]
+pin = json.loads(boto3.client("ssm").get_parameter(Name=name)["Parameter"]["Value"])
+key, pinned = pin["key"], pin["sha256"]
+path = os.path.join("/tmp", os.path.basename(key))
 boto3.client("s3").download_file(os.environ["SKYNET_REPO_BUCKET"], key, path)
 digest = hashlib.sha256()
 with open(path, "rb") as wheel:
@@ -25,8 +28,10 @@ with open(path, "rb") as wheel:
         digest.update(block)
 if digest.hexdigest() != pinned:
     os.unlink(path)
-    sys.exit(f"skynet: {key} has sha256 {digest.hexdigest()}, the stack pins {pinned}: not installed")
+    sys.exit(f"skynet: {key} has sha256 {digest.hexdigest()}, the stack pins {pinned} ({name}): not installed")
+print(path)
 PY
+)
 /opt/skynet/bin/python -m pip install -q "$wheel"
 # 3. The instance: identity from instance metadata, its settings file, its worker.
 exec /opt/skynet/bin/python -m workers.boot

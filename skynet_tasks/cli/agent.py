@@ -22,6 +22,7 @@ from skynet_tasks.registry import Registry
 from skynet_tasks.settings import Settings
 from skynet_tasks.stacks.cfn import StackError
 from skynet_tasks.stacks.deploy import describe_stack, point_stack_at_wheel, repo_bucket, stack_name_for
+from skynet_tasks.stacks.wheel_pin import write_pin
 from skynet_tasks.stacks.wheels import WheelRef, upload_wheel
 from skynet_tasks.states import RolloutKind, RolloutState
 
@@ -75,7 +76,7 @@ def push_command(env: str, layers: tuple[str, ...], wheel: Path, stack_name: str
         result["rollouts"].append({"group": rollout.group, "rollout_id": rollout.rollout_id})
         if not as_json:
             click.echo(f"rollout {rollout.rollout_id}: agent {manifest.version} for group {rollout.group}")
-    _point_stack(cfn, name, booted, as_json)
+    _point_stack(cfn, aws.client("ssm"), name, booted, as_json)
     if wait:
         for entry in result["rollouts"]:
             view = wait_for_rollout(ledger, entry["rollout_id"], timeout, quiet=as_json)
@@ -85,16 +86,22 @@ def push_command(env: str, layers: tuple[str, ...], wheel: Path, stack_name: str
         sys.exit(1)
 
 
-def _point_stack(cfn: Any, name: str, booted: WheelRef | None, quiet: bool) -> None:
-    """New instances of the stack boot the pushed wheel; without a stack, only running instances update."""
+def _point_stack(cfn: Any, ssm: Any, name: str, booted: WheelRef | None, quiet: bool) -> None:
+    """New instances of the stack boot the pushed wheel; without a stack, only running instances update.
+
+    The stack's parameters name the wheel, and its SSM pin (what booting instances read) is set to the
+    same value once the update is done.
+    """
     if booted is None:
         click.echo(f"no stack {name}: instances that boot later keep their stack's wheel "
                    f"(pass --stack-name if the env's stack has another name)", err=True)
         return
     try:
         changed = point_stack_at_wheel(cfn, name, booted)
+        pin = write_pin(cfn, ssm, name, booted)
     except StackError as error:
         raise click.ClickException(f"the rollouts started, but new instances still boot the old wheel: {error}") \
             from None
     if not quiet:
-        click.echo(f"stack {name}: new instances boot {booted.key}" + ("" if changed else " (already so)"))
+        click.echo(f"stack {name}: new instances boot {booted.key}" + (f" (pinned in {pin})" if pin else "")
+                   + ("" if changed else " (already so)"))

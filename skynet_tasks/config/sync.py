@@ -13,6 +13,7 @@ Inside a generation, ``*.pem`` deploy keys are in ``ssh/`` (folder 0700, keys 06
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -86,10 +87,31 @@ class ConfigDir:
             raise ConfigError(f"config version {version} is not on this instance")
         if self.path.exists() and not self.path.is_symlink():
             # A config directory made by hand before Skynet managed it: kept as a generation of its own.
-            os.replace(self.path, self.generations / f"preexisting-{secrets.token_hex(3)}")
+            self._keep_preexisting()
         link = self.path.parent / f".{self.path.name}.link-{secrets.token_hex(3)}"
         os.symlink(Path(self.generations.name) / version, link)
         os.replace(link, self.path)
+
+    def _keep_preexisting(self) -> None:
+        """Move the hand-made config directory into the generations, by copy if it cannot be renamed."""
+        kept = self.generations / f"preexisting-{secrets.token_hex(3)}"
+        try:
+            os.replace(self.path, kept)
+            return
+        except OSError as error:
+            # On an overlay root (a container; an image with /etc/config baked in) a directory of the
+            # lower layer cannot be renamed: rename(2) answers EXDEV unless the mount has redirect_dir,
+            # as mv(1) knows. Copy it, then remove it; the symlink replaces it right after.
+            if error.errno != errno.EXDEV:
+                raise
+        temp = self.generations / f".tmp-{secrets.token_hex(4)}"
+        try:
+            shutil.copytree(self.path, temp, symlinks=True)
+            os.replace(temp, kept)
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
+        shutil.rmtree(self.path)
+        log.info("config directory %s was made by hand: kept as %s", self.path, kept)
 
     def prune(self, keep: set[str]) -> None:
         """Drop old generations beyond the newest few, never one named in ``keep``."""

@@ -197,9 +197,17 @@ def patch_resource_authorization() -> None:
     request against its table's ARN (an index's for a query on one), each item of a
     transaction or batch as its own action on its own table, and ``CreateQueue`` against the
     ARN of the queue it would create.
+
+    moto authorizes every SSM request against ``*`` too. AWS checks ``GetParameter``,
+    ``PutParameter``, ``DeleteParameter`` and ``GetParameterHistory`` against the parameter's
+    ARN, ``arn:aws:ssm:<region>:<account>:parameter/<name without its leading slash>`` (IAM's
+    Service Authorization Reference, "Actions, resources, and condition keys for AWS Systems
+    Manager": https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html;
+    and https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html).
     """
     from moto.dynamodb.responses import DynamoHandler
     from moto.sqs.responses import SQSResponse
+    from moto.ssm.responses import SimpleSystemManagerResponse
 
     def dynamodb_checks(handler: Any) -> list[tuple[str, str]]:
         body, action = handler.body or {}, handler._get_action()
@@ -237,8 +245,26 @@ def patch_resource_authorization() -> None:
             return f"arn:aws:sqs:{self.region}:{self.current_account}:{self._get_param('QueueName')}"
         return str(moto_resource(self))
 
+    def ssm_resource(self: Any) -> str:
+        name = self._get_param("Name") if self._get_action() in _SSM_ONE_PARAMETER else None
+        if not isinstance(name, str) or not name:
+            return "*"
+        if name.startswith("arn:"):
+            return name.split(":parameter/", 1)[0] + ":parameter/" + _parameter_path(name.split(":parameter/", 1)[-1])
+        return f"arn:aws:ssm:{self.region}:{self.current_account}:parameter/{_parameter_path(name)}"
+
     DynamoHandler._authenticate_and_authorize_normal_action = authorize  # type: ignore[method-assign]
     SQSResponse._determine_resource = sqs_resource  # type: ignore[method-assign]
+    SimpleSystemManagerResponse._determine_resource = ssm_resource  # type: ignore[attr-defined]
+
+
+# SSM actions on one parameter named by ``Name``, which IAM checks against that parameter's ARN.
+_SSM_ONE_PARAMETER = {"GetParameter", "PutParameter", "DeleteParameter", "GetParameterHistory"}
+
+
+def _parameter_path(name: str) -> str:
+    """A parameter name as its ARN ends: no leading slash, no ``:version``/``:label`` selector."""
+    return name.lstrip("/").split(":", 1)[0]
 
 
 def main() -> None:
