@@ -18,9 +18,12 @@ import pytest
 
 from skynet_tasks import names
 from skynet_tasks.aws import aws_for
+from skynet_tasks.local import stack_aws
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.resources import resolve
 from skynet_tasks.stacks.cfn import load_template
+from skynet_tasks.stacks.deploy import deploy_stack
+from skynet_tasks.stacks.wheels import build_wheel
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -62,9 +65,35 @@ def test_iam_policies_grant_no_wildcard_action_and_only_this_envs_resources():
                 continue
             text = json.dumps(resource)
             # Every ARN names this env's resources (skynet-${Env}-…) or a resource of this stack (its
-            # attribute, or its name: the SSM parameter's ${AgentWheelParameter}).
-            own = any(f"${{{name}}}" in text for name in template()["Resources"])
+            # attribute, its Ref, or its name: the SSM parameter's ${AgentWheelParameter}).
+            own = any(f"${{{name}}}" in text for name in template()["Resources"]) or (
+                isinstance(resource, dict) and resource.get("Ref") in template()["Resources"])
             assert "skynet-${Env}-" in text or "Fn::GetAtt" in text or "Bucket.Arn" in text or own, statement
+
+
+def test_the_webhook_role_may_only_enqueue_builds_read_its_secret_and_write_its_log():
+    resources = template()["Resources"]
+    policy = resources["WebhookPolicy"]["Properties"]
+    granted = {}
+    for statement in policy["PolicyDocument"]["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        granted[json.dumps(statement["Resource"], sort_keys=True)] = sorted(actions)
+
+    assert policy["Roles"] == [{"Ref": "WebhookRole"}]
+    assert granted == {
+        json.dumps({"Ref": "WebhookSecret"}): ["secretsmanager:GetSecretValue"],
+        json.dumps({"Fn::GetAtt": "ApiMaintenanceQueue.Arn"}): ["sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+                                                                      "sqs:SendMessage"],
+        json.dumps("*"): ["sqs:ListQueues"],
+        json.dumps({"Fn::GetAtt": "StateTable.Arn"}): ["dynamodb:DeleteItem", "dynamodb:GetItem",
+                                                            "dynamodb:PutItem", "dynamodb:UpdateItem"],
+        json.dumps({"Fn::GetAtt": "WebhookLogGroup.Arn"}): ["logs:CreateLogStream", "logs:PutLogEvents"],
+    }
+    trust = resources["WebhookRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Principal"] for s in trust] == [{"Service": "lambda.amazonaws.com"}]
+    # The function URL is public (GitHub cannot sign AWS requests): the HMAC signature is the authentication.
+    assert resources["WebhookUrl"]["Properties"]["AuthType"] == "NONE"
+    assert "SKYNET_WEBHOOK_SECRET" not in resources["WebhookFunction"]["Properties"]["Environment"]["Variables"]
 
 
 def test_no_ssh_and_no_public_ingress_to_the_api_layer():
@@ -78,6 +107,8 @@ def test_no_ssh_and_no_public_ingress_to_the_api_layer():
             assert 22 not in ports, name
             if name != "LoadBalancerSecurityGroup":
                 assert "CidrIp" not in rule, f"{name} is open to an address range"
+    public = resources["LoadBalancerSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert sorted((r["FromPort"], r["ToPort"]) for r in public) == [(80, 80), (443, 443)]
     api_rules = resources["ApiSecurityGroup"]["Properties"]["SecurityGroupIngress"]
     assert [r["SourceSecurityGroupId"] for r in api_rules] == [{"Ref": "RpSecurityGroup"}]
 
@@ -107,7 +138,9 @@ def test_the_stack_creates_skynets_resources_in_moto(tmp_path):
                    ["Subnet"]["SubnetId"] for n, z in ((1, "a"), (2, "b"), (3, "a"), (4, "b"))]
         zone = aws.client("route53").create_hosted_zone(Name="example.com", CallerReference="t")["HostedZone"]["Id"]
         image = ec2.describe_images()["Images"][0]["ImageId"]
+        certificate = aws.client("acm").request_certificate(DomainName="app.example.com")["CertificateArn"]
         parameters = {"Env": "prod", "RepoUrl": "git@github.com:example/app.git", "DomainName": "app.example.com",
+                      "CertificateArn": certificate,
                       "HostedZoneId": zone.split("/")[-1], "VpcId": vpc, "PublicSubnets": ",".join(subnets[:2]),
                       "PrivateSubnets": ",".join(subnets[2:]), "ImageId": image,
                       "SkynetWheelKey": f"agent/wheels/{'0' * 64}/skynet-0.1.0-py3-none-any.whl",
@@ -151,6 +184,63 @@ def test_the_stack_creates_skynets_resources_in_moto(tmp_path):
         assert {"skynet-prod-rp", "skynet-prod-api"} <= set(groups)
         tags = {t["Key"]: t["Value"] for t in groups["skynet-prod-api"]["Tags"]}
         assert tags["maintenance-group"] == "prod-api" and tags["skynet-layer"] == "api"
+
+        # HTTPS on the load balancer; plain HTTP only redirects to it.
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+        assert outputs["Url"] == "https://app.example.com/"
+        elb = aws.client("elbv2")
+        balancer = elb.describe_load_balancers(Names=["skynet-prod-rp"])["LoadBalancers"][0]["LoadBalancerArn"]
+        listeners = {ln["Port"]: ln for ln in elb.describe_listeners(LoadBalancerArn=balancer)["Listeners"]}
+        assert set(listeners) == {80, 443}
+        https = listeners[443]
+        assert https["Protocol"] == "HTTPS" and https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+        assert [c["CertificateArn"] for c in https["Certificates"]] == [certificate]
+        assert [a["Type"] for a in https["DefaultActions"]] == ["forward"]
+        [redirect] = listeners[80]["DefaultActions"]
+        assert redirect["Type"] == "redirect"
+        assert redirect["RedirectConfig"]["Protocol"] == "HTTPS" and redirect["RedirectConfig"]["Port"] == "443"
+        assert redirect["RedirectConfig"]["StatusCode"] == "HTTP_301"
+        # No GitHubRepository: no webhook receiver, no secret.
+        assert "WebhookUrl" not in outputs and "WebhookSecretArn" not in outputs
+        assert aws.client("secretsmanager").list_secrets()["SecretList"] == []
+    finally:
+        server.stop()
+
+
+def test_skynet_stack_deploy_creates_the_webhook_function_its_url_and_secret_in_moto(tmp_path):
+    server = MotoServer.start(log_file=tmp_path / "moto.log")
+    try:
+        aws = aws_for(server.environment())
+        network = stack_aws.create_network(aws, "10.7", "example.com")
+        cfn = aws.client("cloudformation")
+        result = deploy_stack(cfn, aws.s3, TEMPLATE, "skynet-prod", {
+            "Env": "prod", "RepoUrl": "git@github.com:example/app.git", "Branch": "release",
+            "GitHubRepository": "example/app", "DomainName": "app.example.com",
+            "CertificateArn": network.certificate_arn, "HostedZoneId": network.hosted_zone_id,
+            "VpcId": network.vpc_id, "PublicSubnets": ",".join(network.public_subnets),
+            "PrivateSubnets": ",".join(network.private_subnets), "ImageId": network.image_id,
+            "RpMinSize": "0", "RpDesiredSize": "0", "ApiMinSize": "0", "ApiDesiredSize": "0"},
+            build_wheel(tmp_path), {"Delay": 1, "MaxAttempts": 60})
+
+        stack = cfn.describe_stacks(StackName="skynet-prod")["Stacks"][0]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+        code_key = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}["WebhookCodeKey"]
+        function = aws.client("lambda").get_function_configuration(FunctionName="skynet-prod-webhook")
+        url = aws.client("lambda").get_function_url_config(FunctionName="skynet-prod-webhook")
+        secret = aws.client("secretsmanager").get_secret_value(SecretId=outputs["WebhookSecretArn"])
+
+        assert result.action == "created"
+        assert code_key.startswith("agent/lambda/") and code_key.endswith("/skynet-webhook.zip")
+        aws.s3.head_object(Bucket=result.bucket, Key=code_key)  # the code the function was created from
+        assert function["Handler"] == "skynet_tasks.webhook.lambda_handler.handler"
+        assert function["Role"].endswith(":role/skynet-prod-webhook") and function["Timeout"] == 10
+        assert function["Environment"]["Variables"] == {
+            "SKYNET_ENV": "prod", "SKYNET_WEBHOOK_SECRET_ARN": outputs["WebhookSecretArn"],
+            "SKYNET_WEBHOOK_ROUTES": json.dumps({"routes": [
+                {"repo": "example/app", "branch": "release", "env": "prod", "layer": "api"}]}),
+            "GIT_PYTHON_REFRESH": "quiet"}
+        assert url["AuthType"] == "NONE" and outputs["WebhookUrl"] == url["FunctionUrl"].rstrip("/") + "/"
+        assert len(secret["SecretString"]) == 40 and secret["SecretString"].isalnum()
     finally:
         server.stop()
 

@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 # What the build reads; tests/, benchmarks/ and the venv stay out of the copy.
 SOURCES = ("pyproject.toml", "README.md", "celeryconfig.py", "skynet_tasks", "workers", "cloudformation")
 TEMPLATE = "skynet_tasks/cloudformation/php-nginx.yaml"
-BASE = {"celery", "kombu", "boto3", "gitpython", "jinja2", "click", "pyyaml"}
+# packaging: skynet stack deploy resolves the wheel's requirements to pack the webhook's Lambda code.
+BASE = {"celery", "kombu", "boto3", "gitpython", "jinja2", "click", "pyyaml", "packaging"}
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,9 @@ def network(moto: MotoServer) -> dict[str, str]:
     subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=f"us-east-1{z}")
                ["Subnet"]["SubnetId"] for n, z in ((1, "a"), (2, "b"), (3, "a"), (4, "b"))]
     zone = aws.client("route53").create_hosted_zone(Name="example.com", CallerReference="t")["HostedZone"]["Id"]
+    certificate = aws.client("acm").request_certificate(DomainName="app.example.com")["CertificateArn"]
     return {"RepoUrl": "git@github.com:example/app.git", "DomainName": "app.example.com",
+            "CertificateArn": certificate,
             "HostedZoneId": zone.split("/")[-1], "VpcId": vpc, "PublicSubnets": ",".join(subnets[:2]),
             "PrivateSubnets": ",".join(subnets[2:]), "ImageId": ec2.describe_images()["Images"][0]["ImageId"]}
 

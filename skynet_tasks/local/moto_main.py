@@ -196,7 +196,8 @@ def patch_resource_authorization() -> None:
     It also checks ``dynamodb:TransactWriteItems``, which IAM does not have. AWS checks a
     request against its table's ARN (an index's for a query on one), each item of a
     transaction or batch as its own action on its own table, and ``CreateQueue`` against the
-    ARN of the queue it would create.
+    ARN of the queue it would create. Secrets Manager, too, is authorized against ``*`` in moto,
+    and against the secret's ARN on AWS.
 
     moto authorizes every SSM request against ``*`` too. AWS checks ``GetParameter``,
     ``PutParameter``, ``DeleteParameter`` and ``GetParameterHistory`` against the parameter's
@@ -206,6 +207,7 @@ def patch_resource_authorization() -> None:
     and https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html).
     """
     from moto.dynamodb.responses import DynamoHandler
+    from moto.secretsmanager.responses import SecretsManagerResponse
     from moto.sqs.responses import SQSResponse
     from moto.ssm.responses import SimpleSystemManagerResponse
 
@@ -253,7 +255,17 @@ def patch_resource_authorization() -> None:
             return name.split(":parameter/", 1)[0] + ":parameter/" + _parameter_path(name.split(":parameter/", 1)[-1])
         return f"arn:aws:ssm:{self.region}:{self.current_account}:parameter/{_parameter_path(name)}"
 
+    def secret_resource(self: Any) -> str:
+        secret_id = self._get_param("SecretId")
+        if not secret_id:
+            return "*"
+        try:
+            return str(self.backend.secrets[secret_id].arn)
+        except KeyError:  # no such secret: the request fails after authorization, as on AWS
+            return f"arn:aws:secretsmanager:{self.region}:{self.current_account}:secret:{secret_id}"
+
     DynamoHandler._authenticate_and_authorize_normal_action = authorize  # type: ignore[method-assign]
+    SecretsManagerResponse._determine_resource = secret_resource  # type: ignore[attr-defined]
     SQSResponse._determine_resource = sqs_resource  # type: ignore[method-assign]
     SimpleSystemManagerResponse._determine_resource = ssm_resource  # type: ignore[attr-defined]
 
@@ -268,6 +280,8 @@ def _parameter_path(name: str) -> str:
 
 
 def main() -> None:
+    import skynet_tasks.local.moto_cfn  # noqa: F401 - registers CloudFormation types moto lacks
+
     patch_service_principals()
     patch_resource_authorization()
     patch_long_poll()

@@ -72,24 +72,27 @@ def wheel_key(wheel: Path, sha256: str) -> str:
 
 @dataclass(frozen=True)
 class Network:
-    """What a real account has before the stack: a VPC, subnets, a hosted zone, an image."""
+    """What a real account has before the stack: a VPC, subnets, a hosted zone, an image, a certificate."""
 
     vpc_id: str
     public_subnets: list[str]
     private_subnets: list[str]
     hosted_zone_id: str
     image_id: str
+    certificate_arn: str
 
 
-def create_network(aws: Aws, cidr_prefix: str) -> Network:
-    """A VPC ``<prefix>.0.0/16`` with public subnets .1/.2 and private subnets .3/.4, a zone and an image."""
+def create_network(aws: Aws, cidr_prefix: str, domain: str = "skynet.test") -> Network:
+    """A VPC ``<prefix>.0.0/16`` with public subnets .1/.2 and private subnets .3/.4, a zone, an image and
+    an ACM certificate for ``*.<domain>`` (the load balancer's HTTPS listener names one)."""
     ec2 = aws.client("ec2")
     vpc = ec2.create_vpc(CidrBlock=f"{cidr_prefix}.0.0/16")["Vpc"]["VpcId"]
     subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"{cidr_prefix}.{n}.0/24", AvailabilityZone=f"us-east-1{zone}")
                ["Subnet"]["SubnetId"] for n, zone in ((1, "a"), (2, "b"), (3, "a"), (4, "b"))]
-    zone_id = aws.client("route53").create_hosted_zone(Name="skynet.test", CallerReference=vpc)["HostedZone"]["Id"]
+    zone_id = aws.client("route53").create_hosted_zone(Name=domain, CallerReference=vpc)["HostedZone"]["Id"]
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    return Network(vpc, subnets[:2], subnets[2:], zone_id.rsplit("/", 1)[-1], image)
+    certificate = aws.client("acm").request_certificate(DomainName=f"*.{domain}")["CertificateArn"]
+    return Network(vpc, subnets[:2], subnets[2:], zone_id.rsplit("/", 1)[-1], image, certificate)
 
 
 def deploy_stack(aws: Aws, name: str, parameters: dict[str, str]) -> dict[str, str]:

@@ -153,7 +153,8 @@ class StackCluster:
             "Env": self.env, "RepoUrl": str(repo), "DomainName": f"app.{self.env}.skynet.test",
             "HostedZoneId": network.hosted_zone_id, "VpcId": network.vpc_id,
             "PublicSubnets": ",".join(network.public_subnets), "PrivateSubnets": ",".join(network.private_subnets),
-            "ImageId": network.image_id, "RpMinSize": str(rp), "RpDesiredSize": str(rp),
+            "ImageId": network.image_id, "CertificateArn": network.certificate_arn,
+            "RpMinSize": str(rp), "RpDesiredSize": str(rp),
             "RpMaxSize": str(max(rp, 1) + 2), "ApiMinSize": str(api), "ApiDesiredSize": str(api),
             "ApiMaxSize": str(api + 2), "SkynetWheelKey": stack_aws.wheel_key(wheel, sha256),
             "SkynetWheelSha256": sha256})

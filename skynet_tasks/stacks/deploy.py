@@ -6,6 +6,10 @@ at 0 (no instance boots while the wheel is missing), then, once the wheel is upl
 with the real capacities. An existing stack has its bucket: the wheel goes first, then one update.
 A stack left at capacity 0 by a deploy that stopped between the phases carries the tag
 ``skynet-deploy=capacity-pending``, and the next deploy restores the capacities.
+
+The webhook receiver's Lambda code (``lambda_zip``, built from the same wheel) follows the same
+path: a new stack is created with ``WebhookCodeKey`` empty (the template then makes no function),
+and the update that restores the capacities names the uploaded zip.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from botocore.exceptions import ClientError, WaiterError
 
 from skynet_tasks.agent import AgentError
 from skynet_tasks.stacks.cfn import StackError, load_template
+from skynet_tasks.stacks.lambda_zip import build_lambda_zip, lambda_zip_ref, upload_lambda_zip
 from skynet_tasks.stacks.parameters import ParameterError, check_parameters
 from skynet_tasks.stacks.wheels import WheelRef, build_wheel, upload_wheel, wheel_ref
 
@@ -28,6 +33,8 @@ log = logging.getLogger(__name__)
 
 REPO_BUCKET = "RepoBucket"  # the template's logical id of the bucket instances download the wheel from
 WHEEL_PARAMETERS = ("SkynetWheelKey", "SkynetWheelSha256")
+WEBHOOK_CODE = "WebhookCodeKey"  # set by the deploy, like the wheel's parameters
+WEBHOOK_REPOSITORY = "GitHubRepository"  # the stack has a webhook receiver when this is set
 PHASE_TAG = "skynet-deploy"
 CAPABILITIES = ["CAPABILITY_NAMED_IAM"]  # the template names its IAM roles
 MAX_TEMPLATE_BODY = 51_200  # CreateStack's TemplateBody limit, in bytes
@@ -92,7 +99,7 @@ def deploy_stack(cfn: Any, s3: Any, template_path: Path, stack_name: str, values
     if len(body.encode()) > MAX_TEMPLATE_BODY:
         raise DeployError(f"{template_path} is over CloudFormation's {MAX_TEMPLATE_BODY}-byte TemplateBody limit")
     declared = template.get("Parameters", {})
-    chosen = sorted(set(values) & set(WHEEL_PARAMETERS))
+    chosen = sorted(set(values) & {*WHEEL_PARAMETERS, WEBHOOK_CODE})
     if chosen:
         raise ParameterError(f"{', '.join(chosen)} is set by the deploy from the wheel: pass --wheel instead")
     existing = describe_stack(cfn, stack_name)
@@ -100,7 +107,7 @@ def deploy_stack(cfn: Any, s3: Any, template_path: Path, stack_name: str, values
         raise DeployError(f"stack {stack_name} is {existing['StackStatus']} and cannot be updated"
                           + ("; delete it first" if existing["StackStatus"] == "ROLLBACK_COMPLETE" else ""))
     previous = {p["ParameterKey"] for p in (existing or {}).get("Parameters", [])}
-    check_parameters(declared, values, previous | set(WHEEL_PARAMETERS))
+    check_parameters(declared, values, previous | {*WHEEL_PARAMETERS, WEBHOOK_CODE})
     wait = {"Delay": 15, "MaxAttempts": 240, **(waiter_config or {})}
     with tempfile.TemporaryDirectory(prefix="skynet-wheel-") as scratch:
         path = wheel if wheel is not None else build_wheel(Path(scratch))
@@ -109,16 +116,21 @@ def deploy_stack(cfn: Any, s3: Any, template_path: Path, stack_name: str, values
         except AgentError as error:
             raise ParameterError(str(error)) from None
         full = {**values, **ref.parameters()}
+        before = {p["ParameterKey"]: p.get("ParameterValue", "") for p in (existing or {}).get("Parameters", [])}
+        wants_webhook = WEBHOOK_CODE in declared and values.get(WEBHOOK_REPOSITORY, before.get(WEBHOOK_REPOSITORY, ""))
+        code = build_lambda_zip(path, Path(scratch)) if wants_webhook else None
+        if code is not None:
+            full[WEBHOOK_CODE] = lambda_zip_ref(code).key
         check_parameters(declared, full, previous)  # the wheel's name must pass SkynetWheelKey's pattern too
         if existing is None:
-            return _create(cfn, s3, template, body, stack_name, full, path, wait)
-        return _update(cfn, s3, template, body, existing, full, path, wait)
+            return _create(cfn, s3, template, body, stack_name, full, path, code, wait)
+        return _update(cfn, s3, template, body, existing, full, path, code, wait)
 
 
 def _create(cfn: Any, s3: Any, template: Mapping[str, Any], body: str, name: str, full: dict[str, str],
-            wheel: Path, wait: dict[str, int]) -> DeployResult:
+            wheel: Path, code: Path | None, wait: dict[str, int]) -> DeployResult:
     capacity = capacity_parameters(template)
-    first = {**full, **{p: "0" for p in capacity}}
+    first = {**full, **{p: "0" for p in capacity}, **({WEBHOOK_CODE: ""} if code is not None else {})}
     log.info("stack %s: creating with capacities at 0 until the wheel is uploaded", name)
     cfn.create_stack(StackName=name, TemplateBody=body, Capabilities=CAPABILITIES,
                      Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in first.items()],
@@ -126,6 +138,8 @@ def _create(cfn: Any, s3: Any, template: Mapping[str, Any], body: str, name: str
     _wait(cfn, "stack_create_complete", name, wait)
     bucket = repo_bucket(cfn, name)
     ref = upload_wheel(s3, bucket, wheel)
+    if code is not None:
+        upload_lambda_zip(s3, bucket, code)
     _restore_capacity(cfn, template, name, full, wait)
     return DeployResult(name, "created", bucket, ref)
 
@@ -160,10 +174,12 @@ def _kept(stack: Mapping[str, Any], defaults: Mapping[str, Any], given: Mapping[
 
 
 def _update(cfn: Any, s3: Any, template: Mapping[str, Any], body: str, existing: Mapping[str, Any],
-            full: dict[str, str], wheel: Path, wait: dict[str, int]) -> DeployResult:
+            full: dict[str, str], wheel: Path, code: Path | None, wait: dict[str, int]) -> DeployResult:
     name = str(existing["StackName"])
     bucket = repo_bucket(cfn, name)
     ref = upload_wheel(s3, bucket, wheel)  # before the stack names it: no instance may boot a missing key
+    if code is not None:
+        upload_lambda_zip(s3, bucket, code)
     declared = template.get("Parameters", {})
     tags = {t["Key"]: t["Value"] for t in existing.get("Tags", [])}
     values = dict(full)

@@ -1,8 +1,9 @@
-"""The receiver as an AWS Lambda handler behind API Gateway (REST or HTTP API, proxy integration).
+"""The receiver as an AWS Lambda handler behind a function URL or API Gateway (payload format 1.0 or 2.0).
 
-Configuration from the function's environment: ``SKYNET_WEBHOOK_SECRET`` (or
-``SKYNET_WEBHOOK_SECRET_FILE``), ``SKYNET_WEBHOOK_ROUTES`` (a JSON routing table
-file packaged with the function, or the JSON itself) and ``SKYNET_ENV``.
+Configuration from the function's environment: the secret from ``SKYNET_WEBHOOK_SECRET_ARN``
+(a Secrets Manager secret, read once per container at cold start: the stack's way), else
+``SKYNET_WEBHOOK_SECRET_FILE``, else ``SKYNET_WEBHOOK_SECRET``; ``SKYNET_WEBHOOK_ROUTES`` (a
+JSON routing table file packaged with the function, or the JSON itself) and ``SKYNET_ENV``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import json
 import os
 from typing import Any
 
+from skynet_tasks.aws import Aws
 from skynet_tasks.webhook.receiver import Receiver, Response, refuse
-from skynet_tasks.webhook.service import build_receiver, secret_from_environment
+from skynet_tasks.webhook.service import build_receiver, secret_from_environment, secret_from_secrets_manager
 
 _receiver: Receiver | None = None
 
@@ -22,12 +24,17 @@ _receiver: Receiver | None = None
 def _get_receiver() -> Receiver:
     global _receiver  # one receiver per warm Lambda container, like its boto3 clients
     if _receiver is None:
-        _receiver = build_receiver(secret_from_environment(os.environ), os.environ["SKYNET_WEBHOOK_ROUTES"],
-                                   env=os.environ.get("SKYNET_ENV", "local"))
+        aws = Aws()
+        arn = os.environ.get("SKYNET_WEBHOOK_SECRET_ARN")
+        secret = (secret_from_secrets_manager(aws.client("secretsmanager"), arn) if arn
+                  else secret_from_environment(os.environ))
+        _receiver = build_receiver(secret, os.environ["SKYNET_WEBHOOK_ROUTES"],
+                                   env=os.environ.get("SKYNET_ENV", "local"), aws=aws)
     return _receiver
 
 
 def respond(event: dict[str, Any], receiver: Receiver) -> Response:
+    """The receiver's answer to one proxy event (its headers and raw, possibly base64, body)."""
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     raw = event.get("body") or ""
     if len(raw) > receiver.max_body * 4 // 3 + 4:
@@ -40,6 +47,7 @@ def respond(event: dict[str, Any], receiver: Receiver) -> Response:
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda's entry point: one webhook request in, its HTTP answer out."""
     response = respond(event, _get_receiver())
     return {"statusCode": response.status, "headers": {"Content-Type": "application/json"},
             "body": json.dumps(response.body)}

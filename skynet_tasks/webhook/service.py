@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
 
 from skynet_tasks import names
 from skynet_tasks.aws import Aws
@@ -37,6 +40,20 @@ def secret_from_environment(environ: Mapping[str, str]) -> bytes:
     if not secret:
         raise WebhookConfigError("no webhook secret (SKYNET_WEBHOOK_SECRET_FILE or SKYNET_WEBHOOK_SECRET): "
                                  "refusing to accept unsigned hooks")
+    return secret
+
+
+def secret_from_secrets_manager(secretsmanager: Any, secret_id: str) -> bytes:
+    """The webhook secret stored in Secrets Manager under ``secret_id`` (its ARN or name)."""
+    try:
+        value = secretsmanager.get_secret_value(SecretId=secret_id).get("SecretString") or ""
+    except ClientError as error:
+        # The error code and the secret's id only: neither is the secret.
+        raise WebhookConfigError(f"cannot read the webhook secret {secret_id} from Secrets Manager: "
+                                 f"{error.response.get('Error', {}).get('Code', 'error')}") from None
+    secret = value.strip().encode()
+    if not secret:
+        raise WebhookConfigError(f"the webhook secret {secret_id} is empty: refusing to accept unsigned hooks")
     return secret
 
 

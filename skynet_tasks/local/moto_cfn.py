@@ -1,0 +1,139 @@
+"""CloudFormation types moto 5.2 lacks and the stack uses: ``AWS::Lambda::Url``, ``AWS::SecretsManager::Secret``.
+
+moto's CloudFormation skips a resource type it has no model for (with a warning), and then fails
+the whole stack on the first ``!GetAtt`` or output that names it. Both services exist in moto
+(function URL configs, secrets with ``GetRandomPassword``); only the CloudFormation glue is
+missing, so each model here creates the resource through moto's own backend, as its API would.
+moto finds a model by subclassing: importing this module (``moto_main`` does, before serving)
+registers them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from moto.awslambda.models import FunctionUrlConfig, lambda_backends
+from moto.core.common_models import CloudFormationModel
+from moto.secretsmanager.models import secretsmanager_backends
+
+# GenerateSecretString's properties, as GetRandomPassword's arguments (AWS's defaults).
+_PASSWORD_OPTIONS = {"PasswordLength": ("password_length", 32), "ExcludeCharacters": ("exclude_characters", ""),
+                     "ExcludeNumbers": ("exclude_numbers", False), "ExcludePunctuation": ("exclude_punctuation", False),
+                     "ExcludeUppercase": ("exclude_uppercase", False), "ExcludeLowercase": ("exclude_lowercase", False),
+                     "IncludeSpace": ("include_space", False),
+                     "RequireEachIncludedType": ("require_each_included_type", True)}
+
+
+def _flag(value: Any) -> Any:
+    # CloudFormation hands template booleans over as strings once parameters are substituted.
+    return value.lower() == "true" if isinstance(value, str) and value.lower() in ("true", "false") else value
+
+
+class FunctionUrl(CloudFormationModel):
+    """``AWS::Lambda::Url``: the function URL config of a moto Lambda function."""
+
+    def __init__(self, config: FunctionUrlConfig) -> None:
+        self.config = config
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Lambda::Url"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr in ("FunctionArn", "FunctionUrl")
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                        account_id: str, region_name: str, **kwargs: Any) -> FunctionUrl:
+        props = cloudformation_json["Properties"]
+        config = {key: props[key] for key in ("AuthType", "Cors", "InvokeMode") if key in props}
+        backend = lambda_backends[account_id][region_name]
+        return cls(backend.create_function_url_config(props["TargetFunctionArn"], config))
+
+    @classmethod
+    def update_from_cloudformation_json(cls, original_resource: FunctionUrl,
+                                        new_resource_name: str, cloudformation_json: dict[str, Any],
+                                        account_id: str, region_name: str) -> FunctionUrl:
+        original_resource.config.update(cloudformation_json["Properties"])
+        return original_resource
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                        account_id: str, region_name: str) -> None:
+        lambda_backends[account_id][region_name].delete_function_url_config(
+            cloudformation_json["Properties"]["TargetFunctionArn"])
+
+    @property
+    def physical_resource_id(self) -> str:
+        return str(self.config.function.function_arn)
+
+    def get_cfn_attribute(self, attribute_name: str) -> Any:
+        if attribute_name == "FunctionUrl":
+            # AWS's attribute ends with a slash (https://<id>.lambda-url.<region>.on.aws/).
+            return self.config.url.rstrip("/") + "/"
+        if attribute_name == "FunctionArn":
+            return self.config.function.function_arn
+        raise NotImplementedError(attribute_name)
+
+
+class Secret(CloudFormationModel):
+    """``AWS::SecretsManager::Secret`` with ``SecretString`` or ``GenerateSecretString``; its Ref is its ARN."""
+
+    def __init__(self, arn: str, name: str) -> None:
+        self.arn, self.name = arn, name
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "Name"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::SecretsManager::Secret"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == "Id"
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                        account_id: str, region_name: str, **kwargs: Any) -> Secret:
+        props = cloudformation_json["Properties"]
+        backend = secretsmanager_backends[account_id][region_name]
+        secret = props.get("SecretString")
+        if secret is None:
+            generate = props.get("GenerateSecretString", {})
+            options = {arg: _flag(generate.get(key, default)) for key, (arg, default) in _PASSWORD_OPTIONS.items()}
+            options["password_length"] = int(options["password_length"])
+            secret = json.loads(backend.get_random_password(**options))["RandomPassword"]
+        created = json.loads(backend.create_secret(
+            name=props.get("Name", resource_name), secret_string=secret, secret_binary=None,
+            description=props.get("Description"), tags=props.get("Tags"), kms_key_id=props.get("KmsKeyId"),
+            client_request_token=None, replica_regions=[], force_overwrite=False))
+        return cls(created["ARN"], created["Name"])
+
+    @classmethod
+    def update_from_cloudformation_json(cls, original_resource: Secret,
+                                        new_resource_name: str, cloudformation_json: dict[str, Any],
+                                        account_id: str, region_name: str) -> Secret:
+        return original_resource  # CloudFormation keeps a generated value on update, too
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                        account_id: str, region_name: str) -> None:
+        secretsmanager_backends[account_id][region_name].delete_secret(
+            cloudformation_json["Properties"].get("Name", resource_name), None, True)
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.arn
+
+    def get_cfn_attribute(self, attribute_name: str) -> Any:
+        if attribute_name == "Id":
+            return self.arn
+        raise NotImplementedError(attribute_name)
