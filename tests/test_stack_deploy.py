@@ -21,6 +21,7 @@ from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.cli import main as cli
 from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.resources import resolve
 from skynet_tasks.stacks.cfn import StackError
 from skynet_tasks.stacks.deploy import PHASE_TAG, deploy_stack, repo_bucket
 from skynet_tasks.stacks.parameters import ParameterError
@@ -209,7 +210,7 @@ def test_agent_push_makes_new_instances_of_the_stack_boot_the_pushed_wheel(moto,
 
 
 def test_agent_push_without_a_stack_says_so_and_only_publishes(moto, aws, tmp_path):
-    bootstrap_env(aws, "zeta", ["zeta-api"])
+    bootstrap_env(aws, resolve(aws, "zeta"), ["zeta-api"])
     pushed = make_wheel(tmp_path, "0.1.1", b"pushed")
 
     result = skynet(moto, "agent", "push", "--env", "zeta", str(pushed))
@@ -217,7 +218,7 @@ def test_agent_push_without_a_stack_says_so_and_only_publishes(moto, aws, tmp_pa
 
     assert result.exit_code == 0, result.output
     assert "no stack skynet-zeta: instances that boot later keep their stack's wheel" in result.output
-    assert aws.s3.head_object(Bucket="skynet-zeta-repo", Key="agent/0.1.1/manifest.json")
+    assert aws.s3.head_object(Bucket=resolve(aws, "zeta").repo_bucket, Key="agent/0.1.1/manifest.json")
     assert named.exit_code == 1 and "no stack skynet-nope" in named.output
 
 

@@ -140,7 +140,8 @@ class StackCluster:
         return [f"skynet-{self.env}-rp", f"skynet-{self.env}-api"]
 
     def _deploy(self, api: int, rp: int) -> None:
-        assert self.moto is not None  # noqa: S101 - up() started it
+        if self.moto is None:
+            raise ClusterError("moto's server is not running")
         operator = {**stack_aws.create_operator(self.moto.environment()), "SKYNET_ENV": self.env}
         aws = aws_for(operator)
         service_key = stack_aws.user_with_key(aws, stack_aws.EC2_SERVICE, stack_aws.ASSUME_ONLY)

@@ -29,11 +29,12 @@ def stack_pin(cfn: Any, stack: str) -> str | None:
     """The name of ``stack``'s wheel pin parameter; None if its template has none (instances read the
     pin from their launch template then)."""
     try:
-        resources = cfn.describe_stack_resources(StackName=stack)["StackResources"]
+        detail = cfn.describe_stack_resource(StackName=stack, LogicalResourceId=PIN_RESOURCE)["StackResourceDetail"]
     except ClientError as error:
+        if "does not exist" in str(error):
+            return None  # a stack of an older template
         raise StackError(f"stack {stack}: {error}") from None
-    names = [r.get("PhysicalResourceId") for r in resources if r["LogicalResourceId"] == PIN_RESOURCE]
-    return names[0] if names and names[0] else None
+    return detail.get("PhysicalResourceId") or None
 
 
 def write_pin(cfn: Any, ssm: Any, stack: str, ref: WheelRef) -> str | None:
