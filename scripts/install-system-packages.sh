@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Skynet's local mode and tests use, only those missing.
 # nginx: the reverse-proxy layer; php-fpm: the PHP stack recipe; openssh-server: the
-# deploy-key clone test; git: builds; chromium: the dashboard's browser tests.
+# deploy-key clone test; git: builds; chromium: the dashboard's browser tests; iproute2: the
+# stack-built local cluster; nftables: its security groups.
 # Run as root (or with sudo available).
 set -euo pipefail
 
@@ -10,6 +11,10 @@ command -v git >/dev/null 2>&1 || want+=(git)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || want+=(nginx-light)
 ls /usr/sbin/php-fpm* >/dev/null 2>&1 || want+=(php-fpm)
 [ -x /usr/sbin/sshd ] || want+=(openssh-server)
+# ip (network namespaces, one per instance of the stack-built local cluster).
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || want+=(iproute2)
+# nft: the security groups' rules inside those namespaces.
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || want+=(nftables)
 # The dashboard's browser tests drive Debian's chromium through its chromedriver.
 command -v chromium >/dev/null 2>&1 || want+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || want+=(chromium-driver)

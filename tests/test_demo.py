@@ -38,6 +38,9 @@ def test_the_demo_tells_its_three_steps_and_says_so_in_json(tmp_path):
     halted = steps[1]["tickets"]
     assert [t["state"] for t in halted] == ["done", "failed", "cancelled"]
     assert summary["behaved"] is True
+    # Under IAM, moto refused nothing the instances, the receiver or the dashboard asked for.
+    moto_log = (tmp_path / "demo" / "logs" / "moto.log").read_text()
+    assert not [line for line in moto_log.splitlines() if '" 403 ' in line]
     # Everything it started is gone: no worker, proxy or receiver of this demo is left running.
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True, check=False)
     assert leftovers.stdout.strip() == ""

@@ -18,47 +18,31 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from stackkit import ENV, denied_requests, in_namespace, instances_of, skynet
 
 from skynet_tasks import names
-from skynet_tasks.local import stack_aws
+from skynet_tasks.local import ec2_host, stack_aws
 from skynet_tasks.local.cluster import ClusterError
-from skynet_tasks.local.stack_cluster import StackCluster
+from skynet_tasks.local.stack_cluster import StackCluster, StackInstance
 from skynet_tasks.registry import Registry
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
-ENV = "local"
-DENIED = re.compile(r'" 403 ')
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
     cluster = StackCluster(tmp_path_factory.mktemp("stack"), env=ENV)
-    cluster.up(api=1, rp=0)
+    cluster.up(api=1, rp=1)
     yield cluster
     cluster.down()
 
 
-def operator_env(cluster: StackCluster) -> dict[str, str]:
-    return {**os.environ, **cluster.require_state().operator}
-
-
-def skynet(cluster: StackCluster, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "skynet_tasks.cli", *args], env=operator_env(cluster),
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def in_namespace(cluster: StackCluster, instance: int, code: str) -> subprocess.CompletedProcess[str]:
-    """Run Python inside an instance's network namespace, as a process on that instance would (no keys given)."""
-    environment = {"PATH": os.environ["PATH"], "AWS_ENDPOINT_URL": cluster.require_info().aws_endpoint,
-                   "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-    namespace = cluster.require_state().instances[instance].namespace
-    return subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-c", code], env=environment,
-                          capture_output=True, text=True, timeout=60, check=False)
+def instance_of(cluster: StackCluster, layer: str) -> StackInstance:
+    (found,) = instances_of(cluster, layer)
+    return found
 
 
 def test_an_api_instance_boots_from_its_user_data_and_registers_at_its_private_address(stack):
-    (instance,) = stack.require_state().instances
+    instance = instance_of(stack, "api")
     registry = Registry(stack.operator_aws().dynamodb, names.endpoints_table(ENV))
     (entry,) = [e for e in registry.live(ENV, "api", 600) if e.instance_id == instance.id]
     settings_file = (Path(instance.disk) / "etc-upper" / "skynet" / "env").read_text()
@@ -76,21 +60,38 @@ def test_an_api_instance_boots_from_its_user_data_and_registers_at_its_private_a
 
 
 def test_a_push_is_built_on_the_instance_under_its_role_and_served_at_its_address(stack):
-    (instance,) = stack.require_state().instances
+    instance, proxy = instance_of(stack, "api"), instance_of(stack, "rp")
     head = subprocess.run(["git", "-C", stack.require_info().app_repo, "rev-parse", "main"], capture_output=True,
                           text=True, check=True).stdout.strip()
 
     deployed = skynet(stack, "deploy", "--env", ENV, "--ref", "main", "--wait", "--timeout", "180")
-    answer = json.loads(urllib.request.urlopen(f"http://{instance.address}:8000/", timeout=10).read())
+    answer = json.loads(urllib.request.urlopen(f"http://{proxy.address}:8000/api/local/", timeout=10).read())
 
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     assert answer["instance"] == instance.id and answer["release"] == head
 
 
-def test_no_request_of_the_cluster_was_refused_by_iam(stack):
-    moto_log = (Path(stack.dir) / "logs" / "moto.log").read_text()
+def test_the_security_groups_admit_only_what_the_template_allows(stack):
+    api, proxy = instance_of(stack, "api"), instance_of(stack, "rp")
+    probe = ("import socket, sys\ntry:\n    socket.create_connection((sys.argv[1], 8000), timeout=2).close()\n"
+             "    print('open')\nexcept OSError:\n    print('closed')\n")
 
-    assert not [line for line in moto_log.splitlines() if DENIED.search(line)]
+    def reach(source: StackInstance, target: StackInstance) -> str:
+        ran = subprocess.run(["ip", "netns", "exec", source.namespace, sys.executable, "-c", probe, target.address],
+                             capture_output=True, text=True, timeout=30, check=True)
+        return ran.stdout.strip()
+
+    # The load balancer (here: the gateway) reaches the proxy, the proxy reaches the API layer...
+    assert urllib.request.urlopen(f"http://{proxy.address}:8000/health", timeout=10).status == 200
+    assert reach(proxy, api) == "open"
+    # ...and nothing else reaches the API layer, nor the proxy but from the load balancer.
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://{api.address}:8000/", timeout=2)
+    assert reach(api, proxy) == "closed"
+
+
+def test_no_request_of_the_cluster_was_refused_by_iam(stack):
+    assert denied_requests(stack) == []
 
 
 def test_the_instance_role_is_refused_what_its_policy_lacks(stack):
@@ -105,7 +106,7 @@ def test_the_instance_role_is_refused_what_its_policy_lacks(stack):
         f"    out[{what!r}] = error.response['Error']['Code']\n" for what, call in attempts.items())
         + "print(json.dumps(out))")
 
-    ran = in_namespace(stack, 0, code)
+    ran = in_namespace(stack, instance_of(stack, "api"), code)
 
     assert ran.returncode == 0, ran.stderr
     outcomes = json.loads(ran.stdout)
@@ -139,24 +140,38 @@ def test_a_wheel_that_is_not_the_pinned_one_is_not_installed_at_boot(stack):
     assert not (disk / "etc-upper" / "skynet" / "env").exists()
 
 
-def test_an_instance_without_identity_refuses_to_start_and_registers_nothing(stack, tmp_path):
-    (booted,) = stack.require_state().instances[:1]
+def test_an_instance_without_identity_or_tags_refuses_to_start_and_registers_nothing(stack):
+    booted = instances_of(stack, "api")[0]  # the first: the tampered wheel's instance is there too
     user_data = (Path(booted.disk) / "user-data").read_text()
     exported = dict(re.findall(r"(SKYNET_[A-Z_]+)='?([^' \n]+)'?", user_data))
-    namespace = f"{stack.vpc.name}-no-imds"
-    subprocess.run(["ip", "netns", "add", namespace], check=True)
+    registry = Registry(stack.operator_aws().dynamodb, names.endpoints_table(ENV))
+    registered = sorted(e.instance_id for e in registry.live(ENV, None, 600))
+    # A host whose metadata has no tags: the launch template's InstanceMetadataTags switched off.
+    untagged = stack_aws.Ec2Instance("i-0untagged", stack.vpc.cidr.replace(".0.0/16", ".9.9"), "us-east-1a", {},
+                                     user_data, "arn:aws:iam::123456789012:role/none")
+    bare = f"{stack.vpc.name}-no-imds"
+    subprocess.run(["ip", "netns", "add", bare], check=True)
+    tagless = stack.vpc.attach(untagged.instance_id, untagged.address)
     try:
-        def boot(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        disk = Path(stack.dir) / "instances" / untagged.instance_id
+        disk.mkdir(parents=True)
+        ec2_host.start_metadata(untagged, disk, tagless, stack.require_info().aws_endpoint, "us-east-1",
+                                stack.require_state().service_key)
+
+        def boot(namespace: str, environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
             return subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-m", "workers.boot"],
                                   env={"PATH": os.environ["PATH"], "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
                                        **environment}, capture_output=True, text=True, timeout=60, check=False)
 
-        no_metadata = boot(exported)
-        no_user_data = boot({})
+        no_metadata = boot(bare, exported)
+        no_user_data = boot(bare, {})
+        no_tags = boot(tagless, exported)
     finally:
-        subprocess.run(["ip", "netns", "del", namespace], check=False)
-    registry = Registry(stack.operator_aws().dynamodb, names.endpoints_table(ENV))
+        subprocess.run(["ip", "netns", "del", bare], check=False)
+        ec2_host.stop_namespace(tagless, Path(stack.dir) / "instances" / untagged.instance_id)
+        stack.vpc.detach(untagged.instance_id)
 
     assert no_metadata.returncode == 1 and "no instance identity" in no_metadata.stderr
     assert no_user_data.returncode == 1 and "did not export SKYNET_ENV" in no_user_data.stderr
-    assert [e.instance_id for e in registry.live(ENV, None, 600)] == [booted.id]
+    assert no_tags.returncode == 1 and "no maintenance-group tag" in no_tags.stderr
+    assert sorted(e.instance_id for e in registry.live(ENV, None, 600)) == registered

@@ -13,14 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from stackkit import ENV, denied_requests, in_namespace, skynet
 from test_config_cluster import build_agent_wheel
 
 from skynet_tasks import __version__, names
@@ -30,9 +29,7 @@ from skynet_tasks.stacks.wheel_pin import read_pin
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(180)]
 
-ENV = "local"
 REPO = Path(__file__).resolve().parent.parent
-DENIED = re.compile(r'" 403 ')
 # How botocore words a refusal: "An error occurred (AccessDenied) when calling…", "(403) … Forbidden".
 REFUSED_IN_LOG = re.compile(r"AccessDenied|not authorized|\(403\)|Forbidden")
 
@@ -43,18 +40,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     cluster.up(api=2, rp=0)
     yield cluster
     cluster.down()
-
-
-def operator_env(cluster: StackCluster) -> dict[str, str]:
-    """This shell's environment with the operator's keys, and no SKYNET_* variable but the env."""
-    assert cluster.info is not None
-    own = {k: v for k, v in os.environ.items() if not k.startswith("SKYNET_")}
-    return {**own, **cluster.info.operator, "SKYNET_ENV": ENV}
-
-
-def skynet(cluster: StackCluster, *args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "skynet_tasks.cli", *args], env=operator_env(cluster),
-                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -83,14 +68,7 @@ def worker_log(instance: StackInstance) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def refused_requests(cluster: StackCluster) -> list[str]:
-    """moto's log lines for requests IAM refused."""
-    return [line for line in (Path(cluster.dir) / "logs" / "moto.log").read_text().splitlines()
-            if DENIED.search(line)]
-
-
 def test_config_push_with_default_options_changes_the_file_on_every_instance_of_the_layer(stack, tmp_path):
-    assert stack.info is not None
     tree = tmp_path / "api"
     tree.mkdir()
     greeting = f"hello from the operator at {time.time()}\n"
@@ -103,10 +81,10 @@ def test_config_push_with_default_options_changes_the_file_on_every_instance_of_
     result = json.loads(pushed.stdout)
     assert result["level"] == "Layers/api" and result["store"] == "s3"
     assert [r["state"] for r in result["rollouts"]] == ["completed"]
-    for instance in stack.info.instances:
+    for instance in stack.require_state().instances:
         assert config_file(instance, "greeting.txt") == greeting, instance.id
-    assert refused_requests(stack) == []
-    for instance in stack.info.instances:
+    assert denied_requests(stack) == []
+    for instance in stack.require_state().instances:
         assert not REFUSED_IN_LOG.findall(worker_log(instance)), instance.id
 
 
@@ -120,10 +98,9 @@ def installed_agent(instance: StackInstance) -> str | None:
 
 
 def test_an_instance_added_after_agent_push_boots_the_pushed_agent(stack, tmp_path):
-    assert stack.info is not None
     version = f"{__version__}.post7"
     wheel = build_agent_wheel(tmp_path, version)
-    assert {installed_agent(i) for i in stack.info.instances} == {__version__}
+    assert {installed_agent(i) for i in stack.require_state().instances} == {__version__}
 
     pushed = skynet(stack, "agent", "push", "--env", ENV, str(wheel), "--json")
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
@@ -138,14 +115,12 @@ def test_an_instance_added_after_agent_push_boots_the_pushed_agent(stack, tmp_pa
 
 
 def test_nothing_the_cluster_did_was_refused_by_iam(stack):
-    assert stack.info is not None
-    assert refused_requests(stack) == []
-    for instance in stack.info.instances:
+    assert denied_requests(stack) == []
+    for instance in stack.require_state().instances:
         assert not REFUSED_IN_LOG.findall(worker_log(instance)), instance.id
 
 
 def test_the_instance_role_reads_the_wheel_pin_and_cannot_move_it(stack):
-    assert stack.info is not None
     code = ("import boto3, json, botocore.exceptions as e\nssm = boto3.client('ssm')\nout = {}\n"
             "for what, call in [('read', lambda: ssm.get_parameter(Name='/skynet/local/agent-wheel')),\n"
             "    ('move', lambda: ssm.put_parameter(Name='/skynet/local/agent-wheel', Value='{}', Overwrite=True,"
@@ -154,11 +129,8 @@ def test_the_instance_role_reads_the_wheel_pin_and_cannot_move_it(stack):
             "    try:\n        call()\n        out[what] = 'allowed'\n"
             "    except e.ClientError as error:\n        out[what] = error.response['Error']['Code']\n"
             "print(json.dumps(out))")
-    environment = {"PATH": os.environ["PATH"], "AWS_ENDPOINT_URL": stack.info.aws_endpoint,
-                   "AWS_DEFAULT_REGION": "us-east-1"}
 
-    ran = subprocess.run(["ip", "netns", "exec", stack.info.instances[0].namespace, sys.executable, "-c", code],
-                         env=environment, capture_output=True, text=True, timeout=60, check=False)
+    ran = in_namespace(stack, stack.require_state().instances[0], code)
 
     assert ran.returncode == 0, ran.stderr
     outcomes = json.loads(ran.stdout)

@@ -31,6 +31,7 @@ from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.local.motoserver import MotoServer, free_port
 from skynet_tasks.registry import Registry
 from skynet_tasks.resources import resolve
+from skynet_tasks.services import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -121,21 +122,6 @@ def create_layer_branch(bare: Path, layer: str) -> str:
     if layer not in repo.heads:
         repo.create_head(layer, repo.heads["main"].commit)
     return layer
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        # A zombie child of ours counts as dead.
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-        return finished == 0
-    except ChildProcessError:
-        return True
 
 
 def stop_process_group(pid: int, grace: float = 10.0, sig: int = signal.SIGTERM) -> None:

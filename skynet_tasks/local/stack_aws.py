@@ -11,10 +11,7 @@ hosted zone and an image. Then it deploys ``cloudformation/php-nginx.yaml`` as a
 
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,30 +41,6 @@ def user_with_key(aws: Aws, name: str, policy: dict[str, Any]) -> dict[str, str]
 def create_operator(unauthenticated: dict[str, str]) -> dict[str, str]:
     """The operator's environment (endpoint, region, its own keys), made with moto's free requests."""
     return {**unauthenticated, **user_with_key(aws_for(unauthenticated), OPERATOR, ADMIN)}
-
-
-def build_wheel(source: Path, out: Path) -> Path:
-    """Build the agent's wheel from the source tree (offline, no build isolation); return its path."""
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.whl"):
-        old.unlink()
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
-                    str(source)], check=True, timeout=300, capture_output=True)
-    (wheel,) = out.glob("*.whl")
-    return wheel
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as data:
-        for block in iter(lambda: data.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def wheel_key(wheel: Path, sha256: str) -> str:
-    """Content-addressed: a new wheel never overwrites the one instances already boot from."""
-    return f"agent/wheels/{sha256}/{wheel.name}"
 
 
 @dataclass(frozen=True)
@@ -115,6 +88,7 @@ class Ec2Instance:
     tags: dict[str, str]
     user_data: str
     role_arn: str
+    security_groups: tuple[str, ...] = ()
 
     @property
     def layer(self) -> str:
@@ -135,10 +109,12 @@ def stack_instances(aws: Aws, groups: list[str]) -> list[Ec2Instance]:
         user_data = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
         template = ec2.describe_launch_template_versions(LaunchTemplateId=tags["aws:ec2launchtemplate:id"],
                                                          Versions=[tags["aws:ec2launchtemplate:version"]])
-        profile_arn = template["LaunchTemplateVersions"][0]["LaunchTemplateData"]["IamInstanceProfile"]["Arn"]
+        data = template["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+        profile_arn = data["IamInstanceProfile"]["Arn"]
         profile = iam.get_instance_profile(InstanceProfileName=profile_arn.rsplit("/", 1)[-1])["InstanceProfile"]
         found.append(Ec2Instance(
             instance_id=instance["InstanceId"], address=instance["PrivateIpAddress"],
             availability_zone=instance["Placement"]["AvailabilityZone"], tags=tags,
-            user_data=base64.b64decode(user_data["UserData"]["Value"]).decode(), role_arn=profile["Roles"][0]["Arn"]))
+            user_data=base64.b64decode(user_data["UserData"]["Value"]).decode(), role_arn=profile["Roles"][0]["Arn"],
+            security_groups=tuple(data.get("SecurityGroupIds", []))))
     return sorted(found, key=lambda i: (i.layer != "rp", i.address))

@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -30,16 +31,15 @@ from pathlib import Path
 
 from skynet_tasks import names
 from skynet_tasks.aws import Aws, aws_for
-from skynet_tasks.local import ec2_host, stack_aws
+from skynet_tasks.local import ec2_host, firewall, stack_aws
 from skynet_tasks.local.cluster import ClusterError, ClusterInfo, InstanceInfo, LocalCluster, create_sample_repo
 from skynet_tasks.local.lb_process import start_load_balancer, write_targets
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.local.network import Vpc, require_namespaces
 from skynet_tasks.registry import Registry
+from skynet_tasks.stacks.wheels import build_wheel, upload_wheel, wheel_ref
 
 log = logging.getLogger(__name__)
-
-SOURCE = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -49,6 +49,7 @@ class StackInstance:
     address: str
     namespace: str
     disk: str
+    security_groups: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class StackCluster:
         self.moto: MotoServer | None = None
         self.info: ClusterInfo | None = None
         self.state: StackState | None = None
+        self._lock = threading.Lock()  # instances boot in parallel; their records and rules change one at a time
 
     # ---- up --------------------------------------------------------------------
     def up(self, api: int = 1, rp: int = 0, ready_timeout: float = 180.0, services: bool = False) -> ClusterInfo:
@@ -146,8 +148,8 @@ class StackCluster:
         aws = aws_for(operator)
         service_key = stack_aws.user_with_key(aws, stack_aws.EC2_SERVICE, stack_aws.ASSUME_ONLY)
         repo = create_sample_repo(self.dir)
-        wheel = stack_aws.build_wheel(SOURCE, self.dir / "wheel")
-        sha256 = stack_aws.sha256_of(wheel)
+        (self.dir / "wheel").mkdir(exist_ok=True)
+        wheel = wheel_ref(build_wheel(self.dir / "wheel"))
         network = stack_aws.create_network(aws, self.vpc.cidr.split(".0.0/")[0])
         stack = f"skynet-{self.env}"
         outputs = stack_aws.deploy_stack(aws, stack, {
@@ -157,9 +159,8 @@ class StackCluster:
             "ImageId": network.image_id, "CertificateArn": network.certificate_arn,
             "RpMinSize": str(rp), "RpDesiredSize": str(rp),
             "RpMaxSize": str(max(rp, 1) + 2), "ApiMinSize": str(api), "ApiDesiredSize": str(api),
-            "ApiMaxSize": str(api + 2), "SkynetWheelKey": stack_aws.wheel_key(wheel, sha256),
-            "SkynetWheelSha256": sha256})
-        aws.s3.upload_file(str(wheel), outputs["RepoBucketName"], stack_aws.wheel_key(wheel, sha256))
+            "ApiMaxSize": str(api + 2), **wheel.parameters()})
+        upload_wheel(aws.s3, outputs["RepoBucketName"], self.dir / "wheel" / wheel.filename)
         self.state = StackState(stack=stack, vpc=self.vpc.name, cidr=self.vpc.cidr, operator=operator,
                                 service_key=service_key, outputs=outputs)
         self.info = ClusterInfo(dir=str(self.dir), env=self.env, aws_endpoint=self.moto.endpoint,
@@ -208,18 +209,37 @@ class StackCluster:
         disk = self.dir / "instances" / instance.instance_id
         disk.mkdir(parents=True, exist_ok=True)
         namespace = self.vpc.attach(instance.instance_id, instance.address)
-        booted = StackInstance(instance.instance_id, instance.layer, instance.address, namespace, str(disk))
-        state.instances.append(booted)
-        info.instances.append(InstanceInfo(id=instance.instance_id, layer=instance.layer,
-                                           group=instance.tags.get("maintenance-group", ""),
-                                           root=str(disk / "srv-upper" / "skynet"), pid=0, app_port=8000))
-        self.save()
+        booted = StackInstance(instance.instance_id, instance.layer, instance.address, namespace, str(disk),
+                               list(instance.security_groups))
+        with self._lock:
+            state.instances.append(booted)
+            info.instances.append(InstanceInfo(id=instance.instance_id, layer=instance.layer,
+                                               group=instance.tags.get("maintenance-group", ""),
+                                               root=str(disk / "srv-upper" / "skynet"), pid=0, app_port=8000))
+            self.save()
+            self.apply_security_groups()  # before it runs anything; and its peers now admit it
         ec2_host.start_metadata(instance, disk, namespace, info.aws_endpoint, info.environment["AWS_DEFAULT_REGION"],
                                 state.service_key)
         ec2_host.run_user_data(instance, disk, namespace, info.aws_endpoint)
         if instance.layer == "rp" and "load-balancer" in info.services:
-            write_targets(self.dir / "lb-targets", self.rp_targets())  # the group registers it in the target group
+            with self._lock:
+                write_targets(self.dir / "lb-targets", self.rp_targets())  # the group registers it in the target group
         return booted
+
+    def apply_security_groups(self) -> None:
+        """Every booted instance's inbound rules, from its security groups and the instances in each group."""
+        state = self.require_state()
+        ec2 = self.operator_aws().client("ec2")
+        cfn = self.operator_aws().client("cloudformation")
+        balancer = cfn.describe_stack_resource(StackName=state.stack, LogicalResourceId="LoadBalancerSecurityGroup")
+        # The load balancer's stand-in connects from the gateway, where it runs.
+        members: dict[str, list[str]] = {balancer["StackResourceDetail"]["PhysicalResourceId"]: [self.vpc.gateway]}
+        for instance in state.instances:
+            for group in instance.security_groups:
+                members.setdefault(group, []).append(instance.address)
+        for instance in state.instances:
+            firewall.apply(instance.namespace, firewall.ruleset(firewall.ingress_rules(ec2, instance.security_groups),
+                                                                members))
 
     def scale_out(self, layer: str, count: int = 1) -> list[StackInstance]:
         """Raise ``layer``'s auto scaling group by ``count`` and boot what it launches, as EC2 would."""

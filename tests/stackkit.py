@@ -1,0 +1,45 @@
+"""Helpers of the tests that run on the stack-built cluster (``StackCluster``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from skynet_tasks.local.stack_cluster import StackCluster, StackInstance
+
+ENV = "local"
+# A request moto refused under IAM, in its access log: '... "POST / HTTP/1.1" 403 -'.
+DENIED = re.compile(r'" 403 ')
+
+
+def operator_env(cluster: StackCluster) -> dict[str, str]:
+    """This shell's environment with the operator's keys, and no SKYNET_* variable but the env."""
+    own = {k: v for k, v in os.environ.items() if not k.startswith("SKYNET_")}
+    return {**own, **cluster.require_state().operator, "SKYNET_ENV": ENV}
+
+
+def skynet(cluster: StackCluster, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as the operator would."""
+    return subprocess.run([sys.executable, "-m", "skynet_tasks.cli", *args], env=operator_env(cluster),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def denied_requests(cluster: StackCluster) -> list[str]:
+    """The requests moto refused under IAM so far, from its log."""
+    moto_log = (Path(cluster.dir) / "logs" / "moto.log").read_text()
+    return [line for line in moto_log.splitlines() if DENIED.search(line)]
+
+
+def instances_of(cluster: StackCluster, layer: str) -> list[StackInstance]:
+    return [i for i in cluster.require_state().instances if i.layer == layer]
+
+
+def in_namespace(cluster: StackCluster, instance: StackInstance, code: str) -> subprocess.CompletedProcess[str]:
+    """Run Python inside an instance's network namespace, as a process on that instance would (no keys given)."""
+    environment = {"PATH": os.environ["PATH"], "AWS_ENDPOINT_URL": cluster.require_info().aws_endpoint,
+                   "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    return subprocess.run(["ip", "netns", "exec", instance.namespace, sys.executable, "-c", code], env=environment,
+                          capture_output=True, text=True, timeout=60, check=False)
