@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -175,3 +176,16 @@ def test_an_instance_without_identity_or_tags_refuses_to_start_and_registers_not
     assert no_user_data.returncode == 1 and "did not export SKYNET_ENV" in no_user_data.stderr
     assert no_tags.returncode == 1 and "no maintenance-group tag" in no_tags.stderr
     assert sorted(e.instance_id for e in registry.live(ENV, None, 600)) == registered
+
+
+def test_without_namespaces_local_up_stack_says_so_and_exits_non_zero(tmp_path):
+    # A host without iproute2 cannot make the instances' namespaces: no silent fallback to the plain cluster.
+    environment = {**os.environ, "PATH": str(Path(sys.executable).parent),
+                   "GIT_PYTHON_GIT_EXECUTABLE": str(shutil.which("git"))}
+    ran = subprocess.run([sys.executable, "-m", "skynet_tasks.cli", "local", "up", "--stack", "--dir",
+                          str(tmp_path / "cluster")], env=environment, capture_output=True, text=True, timeout=60,
+                         check=False)
+
+    assert ran.returncode == 1
+    assert "needs `ip` (Debian package iproute2)" in ran.stderr
+    assert not (tmp_path / "cluster" / "cluster.json").exists()
