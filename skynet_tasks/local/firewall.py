@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from skynet_tasks.aws import Aws
+
 
 class FirewallError(RuntimeError):
     """nft refused the rules (or is not installed)."""
@@ -60,6 +62,31 @@ def ruleset(rules: Iterable[Ingress], members: Mapping[str, Iterable[str]]) -> s
             lines.append(f"    tcp dport {rule.low}-{rule.high} ip saddr {{ {', '.join(sources)} }} accept")
     lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Host:
+    """An instance as its security groups see it."""
+
+    namespace: str
+    address: str
+    security_groups: tuple[str, ...]
+
+
+def apply_security_groups(aws: Aws, stack: str, gateway: str, hosts: Iterable[Host]) -> None:
+    """Every host's inbound rules, from its security groups and the addresses of the hosts in each group.
+
+    The load balancer's group is the ``gateway``: its stand-in runs there.
+    """
+    ec2, cfn = aws.client("ec2"), aws.client("cloudformation")
+    balancer = cfn.describe_stack_resource(StackName=stack, LogicalResourceId="LoadBalancerSecurityGroup")
+    members: dict[str, list[str]] = {balancer["StackResourceDetail"]["PhysicalResourceId"]: [gateway]}
+    hosts = list(hosts)
+    for host in hosts:
+        for group in host.security_groups:
+            members.setdefault(group, []).append(host.address)
+    for host in hosts:
+        apply(host.namespace, ruleset(ingress_rules(ec2, host.security_groups), members))
 
 
 def apply(namespace: str, script: str) -> None:

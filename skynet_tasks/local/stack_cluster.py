@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import sys
 import threading
 import time
@@ -32,7 +30,14 @@ from pathlib import Path
 from skynet_tasks import names
 from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.local import ec2_host, firewall, stack_aws
-from skynet_tasks.local.cluster import ClusterError, ClusterInfo, InstanceInfo, LocalCluster, create_sample_repo
+from skynet_tasks.local.cluster import (
+    ClusterError,
+    ClusterInfo,
+    InstanceInfo,
+    LocalCluster,
+    create_sample_repo,
+    stop_process_group,
+)
 from skynet_tasks.local.lb_process import start_load_balancer, write_targets
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.local.network import Vpc, require_namespaces
@@ -229,17 +234,8 @@ class StackCluster:
     def apply_security_groups(self) -> None:
         """Every booted instance's inbound rules, from its security groups and the instances in each group."""
         state = self.require_state()
-        ec2 = self.operator_aws().client("ec2")
-        cfn = self.operator_aws().client("cloudformation")
-        balancer = cfn.describe_stack_resource(StackName=state.stack, LogicalResourceId="LoadBalancerSecurityGroup")
-        # The load balancer's stand-in connects from the gateway, where it runs.
-        members: dict[str, list[str]] = {balancer["StackResourceDetail"]["PhysicalResourceId"]: [self.vpc.gateway]}
-        for instance in state.instances:
-            for group in instance.security_groups:
-                members.setdefault(group, []).append(instance.address)
-        for instance in state.instances:
-            firewall.apply(instance.namespace, firewall.ruleset(firewall.ingress_rules(ec2, instance.security_groups),
-                                                                members))
+        hosts = [firewall.Host(i.namespace, i.address, tuple(i.security_groups)) for i in state.instances]
+        firewall.apply_security_groups(self.operator_aws(), state.stack, self.vpc.gateway, hosts)
 
     def scale_out(self, layer: str, count: int = 1) -> list[StackInstance]:
         """Raise ``layer``'s auto scaling group by ``count`` and boot what it launches, as EC2 would."""
@@ -286,11 +282,11 @@ class StackCluster:
             info: ClusterInfo | None = self.require_info()
         except ClusterError:
             info = None
-        for pid in ([*info.services.values(), info.moto_pid] if info else []):
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        # The services (receiver, dashboard, load balancer), then moto: each waited for, killed if it lingers.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda pid: stop_process_group(pid, grace=5), info.services.values() if info else []))
+        if info is not None:
+            stop_process_group(info.moto_pid, grace=5)
         if self.moto is not None:
             self.moto.stop()
         for name in ("cluster.json", "stack.json"):
