@@ -80,6 +80,8 @@ class StackCluster:
         self.moto: MotoServer | None = None
         self.info: ClusterInfo | None = None
         self.state: StackState | None = None
+        # Seconds each phase of ``up`` took (``stack``, ``up``) and each instance's boot (``boot:<id>``).
+        self.timings: dict[str, float] = {}
         self._lock = threading.Lock()  # instances boot in parallel; their records and rules change one at a time
 
     # ---- up --------------------------------------------------------------------
@@ -94,6 +96,7 @@ class StackCluster:
         require_namespaces()
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         self._vpc = Vpc.claim()
+        started = time.monotonic()
         try:
             self.moto = MotoServer.start(host=self.vpc.gateway, log_file=self.dir / "logs" / "moto.log",
                                          extra_env={"INITIAL_NO_AUTH_ACTION_COUNT":
@@ -104,9 +107,11 @@ class StackCluster:
             launched = stack_aws.stack_instances(self.operator_aws(), self.auto_scaling_groups())
             if services:
                 self.start_load_balancer()
+            self.timings["stack"] = time.monotonic() - started  # moto, the account, the wheel, the stack
             with ThreadPoolExecutor(max_workers=max(len(launched), 1)) as pool:
                 list(pool.map(self.boot, launched))
             self.wait_registered(ready_timeout)
+            self.timings["up"] = time.monotonic() - started
             return self.require_info()
         except BaseException:
             self.down()
@@ -223,9 +228,11 @@ class StackCluster:
                                                root=str(disk / "srv-upper" / "skynet"), pid=0, app_port=8000))
             self.save()
             self.apply_security_groups()  # before it runs anything; and its peers now admit it
+        started = time.monotonic()
         ec2_host.start_metadata(instance, disk, namespace, info.aws_endpoint, info.environment["AWS_DEFAULT_REGION"],
                                 state.service_key)
         ec2_host.run_user_data(instance, disk, namespace, info.aws_endpoint)
+        self.timings[f"boot:{instance.instance_id}"] = time.monotonic() - started
         if instance.layer == "rp" and "load-balancer" in info.services:
             with self._lock:
                 write_targets(self.dir / "lb-targets", self.rp_targets())  # the group registers it in the target group
