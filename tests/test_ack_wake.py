@@ -1,10 +1,11 @@
-"""The fix for kombu's SQS consumer (``skynet_tasks.ack_wake``), on kombu's real event loop, SQS channel and
-curl client, against moto's server.
+"""The fix for kombu's SQS consumer (``skynet_tasks.compat.kombu_ack_wake``), on kombu's real event loop,
+SQS channel and curl client, against moto's server.
 
 The situation it fixes: the channel's check for a free prefetch slot ran (and scheduled
 itself again) just before the acknowledgement that freed the slot, and the loop then slept
 in ``poll`` until its next timer, libcurl's, about a second away. Here the acknowledgement
-comes from the loop's ``on_tick``, after the check and before ``poll``.
+comes from the loop's ``on_tick``, after the check and before ``poll``. The first test shows the
+bug in the installed kombu: when it fails, kombu fixed it, and the patch can go.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from kombu import Connection
 from kombu.asynchronous import Hub, set_event_loop
 
-from skynet_tasks import ack_wake, curl_timer
+from skynet_tasks.compat import kombu_ack_wake, kombu_curl_timer
 from skynet_tasks.local.motoserver import MotoServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -85,8 +86,20 @@ def seconds_until_the_next_message_arrives() -> float:
         hub.close()
 
 
-def test_after_an_acknowledgement_the_next_message_is_received_at_once(sqs_endpoint):
-    curl_timer.install()
-    ack_wake.install()
+@pytest.fixture
+def curl_timer_patched():
+    # kombu alone takes libcurl's millisecond timers in seconds: every receive would wait for them
+    with kombu_curl_timer.PATCH.applied():
+        yield
+
+
+def test_still_needed_kombu_alone_receives_a_second_after_the_acknowledgement(sqs_endpoint, curl_timer_patched):
+    assert not kombu_ack_wake.PATCH.installed
     waited = seconds_until_the_next_message_arrives()
+    assert waited >= 0.5, f"kombu alone received {waited:.2f} s after the acknowledgement: is ack_wake still needed?"
+
+
+def test_after_an_acknowledgement_the_next_message_is_received_at_once(sqs_endpoint, curl_timer_patched):
+    with kombu_ack_wake.PATCH.applied():
+        waited = seconds_until_the_next_message_arrives()
     assert waited < 0.5, f"the next receive started {waited:.2f} s after the acknowledgement"  # unfixed: 1.0 s

@@ -1,4 +1,5 @@
-"""The local AWS endpoint: moto's server as Skynet starts it (skynet_tasks/local/moto_main.py).
+"""The local AWS endpoint: moto's server as Skynet starts it (skynet_tasks/local/moto_main.py, patched by
+skynet_tasks/compat/moto_*.py; each patch's "still needed" test is in tests/test_compat_moto.py).
 
 moto's own long poll spins a core while a FIFO group is in flight, and delivers from a
 group in flight to a poll that began before; Skynet's starts it patched so that a poll

@@ -34,8 +34,9 @@ from celery import bootsteps
 from celery.signals import worker_shutdown
 from celery.worker import state as worker_state
 
-from skynet_tasks import ack_wake, curl_timer, handlers, membership, names
+from skynet_tasks import handlers, membership, names
 from skynet_tasks.agent import agent_path_environment, clear_restart, restart_requested
+from skynet_tasks.compat import install_kombu_patches
 from skynet_tasks.config.apply import sync_config
 from skynet_tasks.config.paths import ConfigError
 from skynet_tasks.context import Context
@@ -200,8 +201,9 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
 
 
 def run_celery(app: Any, settings: Settings, role: str, loglevel: str) -> None:
-    curl_timer.install()  # kombu's SQS receives wait on libcurl timers 1,000 times too long
-    ack_wake.install()  # and could start up to a second after the task before them was acknowledged
+    # kombu's SQS receives wait on libcurl timers 1,000 times too long, and could start up to a
+    # second after the task before them was acknowledged (skynet_tasks/compat/kombu_*.py)
+    install_kombu_patches()
     app.worker_main([
         "worker", "--queues", ",".join(worker_queues(settings, role)), "--concurrency", "1",
         "--prefetch-multiplier", "1", "--hostname", f"{settings.instance_id}-{role}@skynet", "--loglevel", loglevel,

@@ -1,4 +1,4 @@
-"""A fix for kombu's asynchronous SQS client: libcurl's timer in milliseconds, not seconds.
+"""kombu's asynchronous SQS client: libcurl's timer in milliseconds, not seconds.
 
 A Celery worker on SQS receives through kombu's ``CurlClient``, which drives a
 libcurl multi handle from the worker's event loop. libcurl asks for a timer with
@@ -11,12 +11,15 @@ On a worker that handles one message at a time, the receive after each task ofte
 waits for it, so a group's conductor steps ran about once a second and every
 hand-off of a rollout carried up to a second of nothing.
 
-``install()`` replaces the one method, in the worker process that runs the hub.
+The patch replaces the one method, in the worker process that runs the hub.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
+
+from skynet_tasks.compat.patching import Patch, replace
 
 _TIMER = "_skynet_curl_timer"
 
@@ -29,7 +32,12 @@ def set_timeout(client: Any, msecs: int) -> None:
     setattr(client, _TIMER, None if msecs < 0 else client.hub.call_later(msecs / 1000.0, client._timeout_check))
 
 
-def install() -> None:
+def _apply(stack: ExitStack) -> None:
     from kombu.asynchronous.http.curl import CurlClient
 
-    CurlClient._set_timeout = set_timeout  # type: ignore[method-assign]
+    replace(stack, CurlClient, "_set_timeout", set_timeout)
+
+
+PATCH = Patch("curl_timer", "kombu", ">=5.7,<5.8", _apply)
+install = PATCH.install
+uninstall = PATCH.uninstall

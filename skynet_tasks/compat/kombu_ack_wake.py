@@ -1,4 +1,4 @@
-"""A fix for kombu's SQS consumer on Celery's event loop: receive again as soon as a task is acknowledged.
+"""kombu's SQS consumer on Celery's event loop: receive again as soon as a task is acknowledged.
 
 kombu's SQS channel starts a receive only while its prefetch slot is free. While the
 worker holds a message, the channel's check (``_schedule_queue``) finds it cannot
@@ -15,7 +15,7 @@ message sent meanwhile waits: conductor steps that had just run were each follow
 up to a second of deafness, and a rollout's hand-off waited 0.3 to 1 s whenever its
 report met only such conductors (seen in the rollout benchmark's traces, 2026-11-26).
 
-``install()`` makes an acknowledgement or rejection on a channel with an event loop wake
+The patch makes an acknowledgement or rejection on a channel with an event loop wake
 that loop once, so that the pending check runs at once. A wake costs one loop iteration.
 """
 
@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
-_INSTALLED = "_skynet_wakes_after_ack"
+from skynet_tasks.compat.patching import Patch, replace
 
 
 def wake(hub: Any) -> None:
@@ -47,11 +48,13 @@ def _waking(method: Callable[..., Any]) -> Callable[..., Any]:
     return settle
 
 
-def install() -> None:
+def _apply(stack: ExitStack) -> None:
     from kombu.transport.SQS import Channel
 
-    if getattr(Channel, _INSTALLED, False):
-        return
-    Channel.basic_ack = _waking(Channel.basic_ack)  # type: ignore[method-assign]
-    Channel.basic_reject = _waking(Channel.basic_reject)  # type: ignore[method-assign]
-    setattr(Channel, _INSTALLED, True)
+    for name in ("basic_ack", "basic_reject"):
+        replace(stack, Channel, name, _waking(getattr(Channel, name)))
+
+
+PATCH = Patch("ack_wake", "kombu", ">=5.7,<5.8", _apply)
+install = PATCH.install
+uninstall = PATCH.uninstall

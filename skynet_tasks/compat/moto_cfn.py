@@ -4,18 +4,22 @@ moto's CloudFormation skips a resource type it has no model for (with a warning)
 the whole stack on the first ``!GetAtt`` or output that names it. Both services exist in moto
 (function URL configs, secrets with ``GetRandomPassword``); only the CloudFormation glue is
 missing, so each model here creates the resource through moto's own backend, as its API would.
-moto finds a model by subclassing: importing this module (``moto_main`` does, before serving)
-registers them.
+
+moto finds its models as the subclasses of ``CloudFormationModel`` (``parsing.get_model_list``).
+A subclass cannot be taken back, so these models have the same shape without subclassing it, and
+the patch adds them to that list (and drops moto's cached maps built from it), until uninstalled.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
 
-from moto.awslambda.models import FunctionUrlConfig, lambda_backends
-from moto.core.common_models import CloudFormationModel
-from moto.secretsmanager.models import secretsmanager_backends
+from skynet_tasks.compat.patching import Patch, replace
+
+if TYPE_CHECKING:
+    from moto.awslambda.models import FunctionUrlConfig
 
 # GenerateSecretString's properties, as GetRandomPassword's arguments (AWS's defaults).
 _PASSWORD_OPTIONS = {"PasswordLength": ("password_length", 32), "ExcludeCharacters": ("exclude_characters", ""),
@@ -30,7 +34,7 @@ def _flag(value: Any) -> Any:
     return value.lower() == "true" if isinstance(value, str) and value.lower() in ("true", "false") else value
 
 
-class FunctionUrl(CloudFormationModel):
+class FunctionUrl:
     """``AWS::Lambda::Url``: the function URL config of a moto Lambda function."""
 
     def __init__(self, config: FunctionUrlConfig) -> None:
@@ -53,6 +57,8 @@ class FunctionUrl(CloudFormationModel):
                                         account_id: str, region_name: str, **kwargs: Any) -> FunctionUrl:
         props = cloudformation_json["Properties"]
         config = {key: props[key] for key in ("AuthType", "Cors", "InvokeMode") if key in props}
+        from moto.awslambda.models import lambda_backends
+
         backend = lambda_backends[account_id][region_name]
         return cls(backend.create_function_url_config(props["TargetFunctionArn"], config))
 
@@ -66,8 +72,13 @@ class FunctionUrl(CloudFormationModel):
     @classmethod
     def delete_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
                                         account_id: str, region_name: str) -> None:
+        from moto.awslambda.models import lambda_backends
+
         lambda_backends[account_id][region_name].delete_function_url_config(
             cloudformation_json["Properties"]["TargetFunctionArn"])
+
+    def is_created(self) -> bool:
+        return True
 
     @property
     def physical_resource_id(self) -> str:
@@ -82,7 +93,7 @@ class FunctionUrl(CloudFormationModel):
         raise NotImplementedError(attribute_name)
 
 
-class Secret(CloudFormationModel):
+class Secret:
     """``AWS::SecretsManager::Secret`` with ``SecretString`` or ``GenerateSecretString``; its Ref is its ARN."""
 
     def __init__(self, arn: str, name: str) -> None:
@@ -103,6 +114,8 @@ class Secret(CloudFormationModel):
     @classmethod
     def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
                                         account_id: str, region_name: str, **kwargs: Any) -> Secret:
+        from moto.secretsmanager.models import secretsmanager_backends
+
         props = cloudformation_json["Properties"]
         backend = secretsmanager_backends[account_id][region_name]
         secret = props.get("SecretString")
@@ -126,8 +139,13 @@ class Secret(CloudFormationModel):
     @classmethod
     def delete_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
                                         account_id: str, region_name: str) -> None:
+        from moto.secretsmanager.models import secretsmanager_backends
+
         secretsmanager_backends[account_id][region_name].delete_secret(
             cloudformation_json["Properties"].get("Name", resource_name), None, True)
+
+    def is_created(self) -> bool:
+        return True
 
     @property
     def physical_resource_id(self) -> str:
@@ -137,3 +155,30 @@ class Secret(CloudFormationModel):
         if attribute_name == "Id":
             return self.arn
         raise NotImplementedError(attribute_name)
+
+
+MODELS: tuple[type[Any], ...] = (FunctionUrl, Secret)
+
+
+def _apply(stack: ExitStack) -> None:
+    from moto.cloudformation import parsing
+
+    moto_models = parsing.get_model_list
+
+    def get_model_list() -> list[type[Any]]:
+        return [*moto_models(), *MODELS]
+
+    replace(stack, parsing, "get_model_list", get_model_list)
+    # moto caches the maps it builds from the list: rebuild them now, and again once uninstalled
+    stack.callback(_forget_model_maps, parsing)
+    _forget_model_maps(parsing)
+
+
+def _forget_model_maps(parsing: Any) -> None:
+    parsing.get_model_map.cache_clear()
+    parsing.get_name_type_map.cache_clear()
+
+
+PATCH = Patch("cfn_models", "moto", ">=5.2,<5.3", _apply)
+install = PATCH.install
+uninstall = PATCH.uninstall

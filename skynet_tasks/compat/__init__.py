@@ -1,0 +1,52 @@
+"""Patches of third-party libraries, each in its own module, version-checked and undoable.
+
+Each module's ``install()`` refuses a library version outside the range its patch was written
+for (``UnsupportedVersion``), and does nothing the second time; ``uninstall()`` puts the
+library's originals back (for tests). Each patch has a test that shows the upstream bug in the
+installed version without it, so an upgrade that fixes the bug fails that test: then delete
+the patch. The functions here install a process's set and log, once, which patches are active.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from skynet_tasks.compat import kombu_ack_wake, kombu_curl_timer, moto_cfn, moto_dynamodb, moto_iam, moto_sqs
+from skynet_tasks.compat.patching import Patch, UnsupportedVersion, installed_version
+
+__all__ = ["KOMBU_PATCHES", "MOTO_PATCHES", "UnsupportedVersion", "install_kombu_patches", "install_moto_patches"]
+
+log = logging.getLogger(__name__)
+
+# What a Celery worker on SQS needs: the receive after a task starts at once.
+KOMBU_PATCHES: tuple[Patch, ...] = (kombu_curl_timer.PATCH, kombu_ack_wake.PATCH)
+# What the local AWS (moto's server) needs to behave as AWS does for Skynet.
+MOTO_PATCHES: tuple[Patch, ...] = (moto_sqs.PATCH, moto_dynamodb.PATCH, *moto_iam.PATCHES, moto_cfn.PATCH)
+
+_logged: set[str] = set()
+_lock = threading.Lock()
+
+
+def install_set(library: str, patches: tuple[Patch, ...]) -> None:
+    """Install ``patches`` of ``library`` (all or none) and log once which are active."""
+    for patch in patches:
+        patch.check_version()  # refuse before changing anything
+    for patch in patches:
+        patch.install()
+    with _lock:
+        if library in _logged:
+            return
+        _logged.add(library)
+    log.info("compat: %s %s: %s active", library, installed_version(library),
+             ", ".join(patch.name for patch in patches))
+
+
+def install_kombu_patches() -> None:
+    """Install every kombu patch a Skynet worker runs with."""
+    install_set("kombu", KOMBU_PATCHES)
+
+
+def install_moto_patches() -> None:
+    """Install every moto patch the local AWS runs with."""
+    install_set("moto", MOTO_PATCHES)

@@ -1,0 +1,152 @@
+"""moto's IAM, decided as AWS decides: service principals, and the resource ARNs requests are checked on.
+
+Two patches, both needed for least-privilege policies to mean locally what they mean on AWS:
+
+- ``SERVICE_PRINCIPALS``: trust policies that name a service (``Principal: {Service:
+  ec2.amazonaws.com}``) trust that service's local stand-in.
+- ``RESOURCE_AUTHORIZATION``: DynamoDB, SQS ``CreateQueue``, SSM parameters and Secrets
+  Manager secrets are authorized against the resource ARN AWS uses, not against ``*``.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import Any
+
+from skynet_tasks.compat.patching import Patch, replace
+
+# The local stand-in for an AWS service principal (EC2 assuming an instance role for its
+# instances) is the IAM user of this name followed by the service's short name: ``aws-service-ec2``.
+SERVICE_USER_PREFIX = "aws-service-"
+
+
+def _apply_service_principals(stack: ExitStack) -> None:
+    """On AWS, EC2 itself assumes an instance's role and serves the credentials through instance
+    metadata. moto 5.2 compares only ``Principal.AWS`` and fails with a TypeError on a
+    service-only trust policy, so no one could assume the stack's instance roles. Here the local
+    instance-metadata service plays EC2 as the IAM user ``aws-service-ec2``; any other caller is
+    still refused, as on AWS.
+    """
+    from moto.iam.access_control import IAMPolicyStatement
+
+    def check_principal(self: IAMPolicyStatement, principal: str) -> bool:
+        expected = self._statement.get("Principal")
+        if isinstance(expected, dict) and "AWS" not in expected and "Service" in expected:
+            services = expected["Service"] if isinstance(expected["Service"], list) else [expected["Service"]]
+            return any(principal.endswith(f":user/{SERVICE_USER_PREFIX}{service.split('.')[0]}")
+                       for service in services)
+        return bool(moto_check(self, principal))
+
+    moto_check = replace(stack, IAMPolicyStatement, "_check_principal", check_principal)
+
+
+# IAM checks each item of a transaction as its own action on its own table (there is no
+# dynamodb:TransactWriteItems action in IAM).
+_TRANSACT_ITEM_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                          "ConditionCheck": "ConditionCheckItem", "Get": "GetItem"}
+
+# SSM actions on one parameter named by ``Name``, which IAM checks against that parameter's ARN.
+_SSM_ONE_PARAMETER = {"GetParameter", "PutParameter", "DeleteParameter", "GetParameterHistory"}
+
+
+def parameter_path(name: str) -> str:
+    """A parameter name as its ARN ends: no leading slash, no ``:version``/``:label`` selector."""
+    return name.lstrip("/").split(":", 1)[0]
+
+
+def dynamodb_checks(handler: Any) -> list[tuple[str, str]]:
+    """The (action, resource ARN) pairs IAM checks for the DynamoDB request ``handler`` serves."""
+    body, action = handler.body or {}, handler._get_action()
+    region, account = handler.region, handler.current_account
+
+    def arn(table: str, index: str | None = None) -> str:
+        return f"arn:aws:dynamodb:{region}:{account}:table/{table}" + (f"/index/{index}" if index else "")
+
+    if action in ("TransactWriteItems", "TransactGetItems"):
+        checks = []
+        for entry in body.get("TransactItems") or []:
+            ((kind, operation),) = entry.items()
+            checks.append((_TRANSACT_ITEM_ACTIONS.get(kind, action), arn(operation.get("TableName", "*"))))
+        return checks
+    if action in ("BatchGetItem", "BatchWriteItem"):
+        return [(action, arn(table)) for table in body.get("RequestItems") or {}]
+    if body.get("TableName"):
+        return [(action, arn(body["TableName"], body.get("IndexName")))]
+    return [(action, "*")]
+
+
+def _apply_resource_authorization(stack: ExitStack) -> None:
+    """moto 5.2 authorizes every DynamoDB request, and SQS ``CreateQueue``, against the resource
+    ``*``: a policy scoped to table or queue ARNs, as least privilege asks, refuses them all.
+    It also checks ``dynamodb:TransactWriteItems``, which IAM does not have. AWS checks a
+    request against its table's ARN (an index's for a query on one), each item of a
+    transaction or batch as its own action on its own table, and ``CreateQueue`` against the
+    ARN of the queue it would create. Secrets Manager, too, is authorized against ``*`` in moto,
+    and against the secret's ARN on AWS.
+
+    moto authorizes every SSM request against ``*`` too. AWS checks ``GetParameter``,
+    ``PutParameter``, ``DeleteParameter`` and ``GetParameterHistory`` against the parameter's
+    ARN, ``arn:aws:ssm:<region>:<account>:parameter/<name without its leading slash>`` (IAM's
+    Service Authorization Reference, "Actions, resources, and condition keys for AWS Systems
+    Manager": https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html;
+    and https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html).
+    """
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.secretsmanager.responses import SecretsManagerResponse
+    from moto.sqs.responses import SQSResponse
+    from moto.ssm.responses import SimpleSystemManagerResponse
+
+    def authorize(self: Any, resource: str = "*") -> None:
+        from moto.iam.access_control import IAMRequest
+
+        for action, arn in dynamodb_checks(self) or [(self._get_action(), "*")]:
+            self._get_action = lambda action=action: action  # what moto's authorizer reads as the action
+            try:
+                self._authenticate_and_authorize_action(IAMRequest, arn)
+            finally:
+                del self._get_action
+
+    def sqs_resource(self: Any) -> str:
+        if self._get_action() == "CreateQueue":
+            return f"arn:aws:sqs:{self.region}:{self.current_account}:{self._get_param('QueueName')}"
+        return str(moto_sqs_resource(self))
+
+    def ssm_resource(self: Any) -> str:
+        name = self._get_param("Name") if self._get_action() in _SSM_ONE_PARAMETER else None
+        if not isinstance(name, str) or not name:
+            return "*"
+        if name.startswith("arn:"):
+            return name.split(":parameter/", 1)[0] + ":parameter/" + parameter_path(name.split(":parameter/", 1)[-1])
+        return f"arn:aws:ssm:{self.region}:{self.current_account}:parameter/{parameter_path(name)}"
+
+    def secret_resource(self: Any) -> str:
+        secret_id = self._get_param("SecretId")
+        if not secret_id:
+            return "*"
+        try:
+            return str(self.backend.secrets[secret_id].arn)
+        except KeyError:  # no such secret: the request fails after authorization, as on AWS
+            return f"arn:aws:secretsmanager:{self.region}:{self.current_account}:secret:{secret_id}"
+
+    # moto reads ``_determine_resource`` where a service defines it; Secrets Manager and SSM do not.
+    replace(stack, DynamoHandler, "_authenticate_and_authorize_normal_action", authorize)
+    replace(stack, SecretsManagerResponse, "_determine_resource", secret_resource, create=True)
+    moto_sqs_resource = replace(stack, SQSResponse, "_determine_resource", sqs_resource)
+    replace(stack, SimpleSystemManagerResponse, "_determine_resource", ssm_resource, create=True)
+
+
+SERVICE_PRINCIPALS = Patch("iam_service_principals", "moto", ">=5.2,<5.3", _apply_service_principals)
+RESOURCE_AUTHORIZATION = Patch("iam_resources", "moto", ">=5.2,<5.3", _apply_resource_authorization)
+PATCHES = (SERVICE_PRINCIPALS, RESOURCE_AUTHORIZATION)
+
+
+def install() -> None:
+    """Install both IAM patches (each once)."""
+    for patch in PATCHES:
+        patch.install()
+
+
+def uninstall() -> None:
+    """Put moto's IAM decisions back."""
+    for patch in reversed(PATCHES):
+        patch.uninstall()
