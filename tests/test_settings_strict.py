@@ -158,13 +158,16 @@ def test_the_worker_refuses_before_asking_instance_metadata(environment, aws_cal
     assert asked == [] and aws_calls == []
 
 
-@pytest.mark.parametrize(("variables", "message"), [*BAD, ({"SKYNET_WEBHOOK_SECRET": "s"}, "no routing table")])
+NO_ROUTES = ({"SKYNET_WEBHOOK_SECRET": "s"}, "SKYNET_WEBHOOK_ROUTES is not set")
+
+
+@pytest.mark.parametrize(("variables", "message"), [*BAD, NO_ROUTES])
 def test_the_lambda_handler_answers_500_and_logs_why(variables, message, environment, aws_calls, monkeypatch,
                                                      caplog):
     from skynet_tasks.webhook import lambda_handler
 
     monkeypatch.setattr(lambda_handler, "_receiver", None)
-    routes = {"SKYNET_WEBHOOK_ROUTES": json.dumps({"routes": []})} if "routing" not in message else {}
+    routes = {"SKYNET_WEBHOOK_ROUTES": json.dumps({"routes": []})} if "ROUTES" not in message else {}
     environment({"SKYNET_WEBHOOK_SECRET": "s", **routes, **variables})
 
     with caplog.at_level(logging.ERROR, logger=lambda_handler.__name__):

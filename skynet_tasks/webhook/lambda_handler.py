@@ -5,7 +5,7 @@ Configuration from the function's environment: the secret from ``SKYNET_WEBHOOK_
 ``SKYNET_WEBHOOK_SECRET_FILE``, else ``SKYNET_WEBHOOK_SECRET``; ``SKYNET_WEBHOOK_ROUTES`` (a
 JSON routing table file packaged with the function, or the JSON itself) and ``SKYNET_ENV``, read
 once into ``Settings``. A container whose environment Skynet refuses (an unknown ``SKYNET_*``
-name, a bad value, no secret or routes) answers 500 and logs why, every time, sending nothing.
+name, a bad value, no routing table) answers 500 and logs why, every time, sending nothing.
 """
 
 from __future__ import annotations
@@ -20,12 +20,7 @@ from skynet_tasks.app import create_app
 from skynet_tasks.aws import Aws
 from skynet_tasks.settings import Settings, SettingsError
 from skynet_tasks.webhook.receiver import Receiver, Response, refuse
-from skynet_tasks.webhook.service import (
-    WebhookConfigError,
-    build_receiver,
-    secret_from_secrets_manager,
-    secret_from_settings,
-)
+from skynet_tasks.webhook.service import build_receiver, secret_from_secrets_manager, secret_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +32,7 @@ def _get_receiver() -> Receiver:
     if _receiver is None:
         settings = Settings.from_env()  # first: a refused environment contacts nothing
         if not settings.webhook_routes:
-            raise WebhookConfigError("no routing table (SKYNET_WEBHOOK_ROUTES)")
+            raise SettingsError("SKYNET_WEBHOOK_ROUTES is not set: no routing table")
         aws = Aws()
         arn = settings.webhook_secret_arn
         secret = (secret_from_secrets_manager(aws.client("secretsmanager"), arn) if arn
@@ -64,7 +59,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda's entry point: one webhook request in, its HTTP answer out."""
     try:
         receiver = _get_receiver()
-    except (SettingsError, WebhookConfigError) as error:
+    except SettingsError as error:  # a secret it cannot read still fails the invocation, as before
         log.error("webhook receiver not started: %s", error)  # the operator reads why in the function's log
         response = refuse(500, "the webhook receiver is misconfigured: see its log")
     else:
