@@ -1,47 +1,59 @@
 """Celery settings for Skynet workers and senders (the CLI, the webhook).
 
+Nothing here reads the environment: ``config(settings)`` is the whole Celery configuration,
+made from the ``Settings`` its process built at start (``skynet_tasks.app.configure``).
+
 The broker is SQS. ``sqs://`` has no host on purpose: kombu then takes the
 endpoint from ``AWS_ENDPOINT_URL`` (moto's server locally, unset on AWS) and
 region and credentials from boto3's usual chain, exactly like every boto3
 client Skynet makes. Nothing here names an endpoint or a credential.
 """
 
-import os
+from __future__ import annotations
+
+from typing import Any
 
 from skynet_tasks.settings import Settings
 
-_settings = Settings.from_env()
-
-broker_url = os.environ.get("SKYNET_BROKER_URL", "sqs://")
-broker_connection_retry_on_startup = True
-broker_transport_options = {
-    # Long polling: an idle queue costs one ReceiveMessage per wait, and a message
-    # is picked up as soon as it arrives (about 10 ms against moto).
-    "wait_time_seconds": _settings.poll_wait,
-    "polling_interval": _settings.poll_interval,
-    # Only used if kombu ever has to create a queue itself (sending to a queue that
-    # bootstrap did not make): keep it above the longest task's hard limit.
-    "visibility_timeout": 900,
+STATIC: dict[str, Any] = {
+    "broker_connection_retry_on_startup": True,
+    # Every task is idempotent and acknowledged only once it has run: a worker that
+    # dies mid-task leaves the message to come back, and the state table's
+    # conditional writes make the second run harmless.
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "task_ignore_result": True,
+    "task_serializer": "json",
+    "accept_content": ["json"],
+    "result_serializer": "json",
+    # One message at a time per instance: with a larger prefetch kombu receives several
+    # messages of a FIFO group at once and they run in parallel (celery issue 8352).
+    "worker_prefetch_multiplier": 1,
+    "worker_concurrency": 1,
+    # SQS carries neither remote control nor events; enabling them only creates
+    # pidbox and event queues that nothing reads (celery 3280, 6575).
+    "worker_enable_remote_control": False,
+    "worker_send_task_events": False,
+    "task_send_sent_event": False,
+    "worker_hijack_root_logger": False,
+    "include": ["skynet_tasks.tasks"],
 }
 
-# Every task is idempotent and acknowledged only once it has run: a worker that
-# dies mid-task leaves the message to come back, and the state table's
-# conditional writes make the second run harmless.
-task_acks_late = True
-task_reject_on_worker_lost = True
-task_ignore_result = True
-task_serializer = "json"
-accept_content = ["json"]
-result_serializer = "json"
 
-# One message at a time per instance: with a larger prefetch kombu receives several
-# messages of a FIFO group at once and they run in parallel (celery issue 8352).
-worker_prefetch_multiplier = 1
-worker_concurrency = 1
-
-# SQS carries neither remote control nor events; enabling them only creates
-# pidbox and event queues that nothing reads (celery 3280, 6575).
-worker_enable_remote_control = False
-worker_send_task_events = False
-task_send_sent_event = False
-worker_hijack_root_logger = False
+def config(settings: Settings) -> dict[str, Any]:
+    """Celery's configuration for a process with these settings."""
+    return {
+        **STATIC,
+        "broker_url": settings.broker_url,
+        "broker_transport_options": {
+            # Long polling: an idle queue costs one ReceiveMessage per wait, and a message
+            # is picked up as soon as it arrives (about 10 ms against moto).
+            "wait_time_seconds": settings.poll_wait,
+            "polling_interval": settings.poll_interval,
+            # Only used if kombu ever has to create a queue itself (sending to a queue that
+            # bootstrap did not make): keep it above the longest task's hard limit.
+            "visibility_timeout": 900,
+        },
+        # Kept for the tasks' Context (skynet_tasks.app.settings_of): the settings of this process's start.
+        "skynet_settings": settings,
+    }

@@ -1,15 +1,57 @@
-"""The Celery application of Skynet, configured from ``celeryconfig``."""
+"""The Celery application of Skynet, configured from ``celeryconfig`` with the process's Settings.
+
+Importing this module only creates the tasks' app object (``skynet_tasks.tasks`` binds to it).
+Its configuration comes from the ``Settings`` its process built at start, given to
+``configure``; until then any use of its configuration is an error, never Celery's
+defaults (an AMQP broker on localhost).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from typing import Any, NoReturn
+
 from celery import Celery
 
-
-def create_app() -> Celery:
-    app = Celery("skynet")
-    app.config_from_object("celeryconfig")
-    app.conf.include = ["skynet_tasks.tasks"]
-    return app
+import celeryconfig
+from skynet_tasks.settings import Settings, SettingsError
 
 
-app = create_app()
+class _NotConfigured(Mapping[str, Any]):
+    """Celery reads its configuration lazily, at first use: this makes that use before ``configure`` fail."""
+
+    def _refuse(self, *_: object) -> NoReturn:
+        raise SettingsError("Skynet's Celery app was used before its process built its settings "
+                            "(skynet_tasks.app.configure)")
+
+    def __getitem__(self, key: str) -> Any:
+        self._refuse()
+
+    def __iter__(self) -> Iterator[str]:
+        self._refuse()
+
+    def __len__(self) -> int:
+        self._refuse()
+
+
+def configure(celery_app: Celery, settings: Settings) -> Celery:
+    """Give ``celery_app`` Skynet's configuration for ``settings``; return it."""
+    celery_app.config_from_object(celeryconfig.config(settings), force=True)
+    return celery_app
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """A new Skynet Celery app for ``settings`` (built from the environment now, strictly, if not given)."""
+    return configure(Celery("skynet"), settings if settings is not None else Settings.from_env())
+
+
+def settings_of(celery_app: Celery) -> Settings:
+    """The Settings ``celery_app`` was configured with."""
+    settings = celery_app.conf.get("skynet_settings")
+    if not isinstance(settings, Settings):
+        raise SettingsError("Skynet's Celery app has no settings: configure it first (skynet_tasks.app.configure)")
+    return settings
+
+
+app = Celery("skynet")
+app.config_from_object(_NotConfigured())

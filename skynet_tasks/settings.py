@@ -8,58 +8,74 @@ from instance metadata and tags before these settings are read.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from skynet_tasks import names
+from skynet_tasks.variables import BY_NAME, VARIABLES, Variable
 
 
 class SettingsError(ValueError):
     """A setting is missing or has a value Skynet cannot use."""
 
 
-def _number(env: Mapping[str, str], key: str, default: float, low: float, high: float) -> float:
-    raw = env.get(key)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{key}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{key}={raw!r} is out of range [{low}, {high}]")
-    return value
+def check_names(environ: Mapping[str, str]) -> None:
+    """Raise SettingsError naming every ``SKYNET_*`` variable that is not declared (with the nearest name)."""
+    problems = []
+    for key in sorted(k for k in environ if k.startswith("SKYNET_") and k not in BY_NAME):
+        # Compared without the prefix every name shares, which would make any two names look alike.
+        near = difflib.get_close_matches(key.removeprefix("SKYNET_"), [n.removeprefix("SKYNET_") for n in BY_NAME], n=1)
+        problems.append(f"{key} is not a Skynet variable" + (f" (did you mean SKYNET_{near[0]}?)" if near else ""))
+    if problems:
+        raise SettingsError("; ".join(problems) + ": see docs/configuration.md, \"Every variable\"")
 
 
-def _address(env: Mapping[str, str]) -> str:
-    # It is registered for the proxies to reach and a proxy's nginx listens on it: an IP address only.
-    raw = env.get("SKYNET_ADDRESS") or "127.0.0.1"
-    try:
-        return ipaddress.ip_address(raw).compressed
-    except ValueError:
-        raise SettingsError(f"SKYNET_ADDRESS={raw!r} is not an IP address") from None
+def parse(variable: Variable, raw: str) -> object:
+    """The value of ``variable`` written as ``raw``; SettingsError naming it if it cannot be used."""
+    shown = "(hidden)" if variable.secret else repr(raw)
+    if variable.kind in ("number", "integer"):
+        try:
+            value: float = int(raw) if variable.kind == "integer" else float(raw)
+        except ValueError:
+            what = "an integer" if variable.kind == "integer" else "a number"
+            raise SettingsError(f"{variable.name}={shown} is not {what}") from None
+        if variable.low is not None and variable.high is not None and not variable.low <= value <= variable.high:
+            raise SettingsError(f"{variable.name}={shown} is out of range [{variable.range}]")
+        return value
+    if variable.kind == "address":
+        # It is registered for the proxies to reach and a proxy's nginx listens on it: an IP address only.
+        try:
+            return ipaddress.ip_address(raw).compressed
+        except ValueError:
+            raise SettingsError(f"{variable.name}={shown} is not an IP address") from None
+    if variable.kind == "name":
+        try:
+            return names.check_name_part(variable.name, raw)
+        except ValueError as error:
+            raise SettingsError(str(error)) from None
+    return Path(raw) if variable.kind == "path" else raw
+
+
+def parse_environment(environ: Mapping[str, str]) -> dict[str, object]:
+    """Every declared variable's value (its default when unset or empty), by name; refuses unknown names."""
+    check_names(environ)
+    values: dict[str, object] = {}
+    for variable in VARIABLES:
+        raw = environ.get(variable.name) or variable.default
+        values[variable.name] = parse(variable, raw) if raw else ""
+    return values
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything an instance or an operator command needs to know about its place.
 
-    Environment variables (defaults in brackets):
-    ``SKYNET_ENV`` [local], ``SKYNET_LAYER`` [api], ``SKYNET_GROUP`` [<env>-<layer>],
-    ``SKYNET_INSTANCE_ID`` (required for a worker), ``SKYNET_ROOT`` [/srv/skynet],
-    ``SKYNET_CONFIG_DIR`` [/etc/config], ``SKYNET_REPO`` and ``SKYNET_BRANCH`` [main]
-    (what the group deploys), ``SKYNET_ADDRESS`` [127.0.0.1] and ``SKYNET_APP_PORT`` [8000]
-    (where the app listens, as the proxy reaches it; a proxy's nginx listens there too),
-    ``SKYNET_CONFIG_BUCKET``, ``SKYNET_REPO_BUCKET`` [unset: the stack's names, see
-    ``skynet_tasks.resources``], ``SKYNET_HEARTBEAT_INTERVAL`` [60 s],
-    ``SKYNET_HEARTBEAT_MAX_AGE`` [600 s], ``SKYNET_POLL_WAIT`` [20 s, SQS long polling],
-    ``SKYNET_POLL_INTERVAL`` [0 s, pause after an empty poll],
-    ``SKYNET_KEEP_RELEASES`` [5]; on the proxy layer, ``SKYNET_RP_POLL`` [30 s, the safety-net
-    poll of the endpoints table] and ``SKYNET_WEBHOOK_UPSTREAM`` [none; ip:port of a webhook
-    receiver the proxy fronts at /hooks/github].
+    One field per declared setting (``skynet_tasks.variables``, where each variable's
+    default, range and meaning are); the defaults here are the declared ones.
     """
 
     env: str = "local"
@@ -85,40 +101,26 @@ class Settings:
     # Longer than a long poll (20 s), far shorter than the instance queue's visibility timeout (900 s).
     build_nudge_after: float = 45.0
     proxy_drain_wait: float = 10.0
+    broker_url: str = "sqs://"
+    lifecycle_hook: str = ""
     webhook_upstream: str = ""
+    webhook_secret_arn: str = ""
+    webhook_secret_file: str = ""
+    webhook_secret: str = field(default="", repr=False)  # a secret: never in a log line or a traceback
+    webhook_routes: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env_vars = os.environ if environ is None else environ
-        env = names.check_name_part("env", env_vars.get("SKYNET_ENV") or "local")
-        layer = names.check_name_part("layer", env_vars.get("SKYNET_LAYER") or "api")
-        group = names.check_name_part("group", env_vars.get("SKYNET_GROUP") or names.default_group(env, layer))
-        instance_id = env_vars.get("SKYNET_INSTANCE_ID") or ""
-        if instance_id:
-            names.check_name_part("instance id", instance_id)
-        return cls(
-            env=env,
-            layer=layer,
-            group=group,
-            instance_id=instance_id,
-            root=Path(env_vars.get("SKYNET_ROOT") or "/srv/skynet"),
-            config_dir=Path(env_vars.get("SKYNET_CONFIG_DIR") or "/etc/config"),
-            repo=env_vars.get("SKYNET_REPO") or "",
-            branch=env_vars.get("SKYNET_BRANCH") or "main",
-            address=_address(env_vars),
-            app_port=int(_number(env_vars, "SKYNET_APP_PORT", 8000, 1, 65535)),
-            config_bucket=env_vars.get("SKYNET_CONFIG_BUCKET") or "",
-            repo_bucket=env_vars.get("SKYNET_REPO_BUCKET") or "",
-            heartbeat_interval=_number(env_vars, "SKYNET_HEARTBEAT_INTERVAL", 60, 0.5, 3600),
-            heartbeat_max_age=_number(env_vars, "SKYNET_HEARTBEAT_MAX_AGE", 600, 1, 86400),
-            poll_wait=int(_number(env_vars, "SKYNET_POLL_WAIT", 20, 0, 20)),
-            poll_interval=_number(env_vars, "SKYNET_POLL_INTERVAL", 0, 0, 300),
-            keep_releases=int(_number(env_vars, "SKYNET_KEEP_RELEASES", 5, 2, 100)),
-            rp_poll_interval=_number(env_vars, "SKYNET_RP_POLL", 30, 0.5, 3600),
-            build_nudge_after=_number(env_vars, "SKYNET_BUILD_NUDGE_AFTER", 45, 5, 3600),
-            proxy_drain_wait=_number(env_vars, "SKYNET_PROXY_DRAIN_WAIT", 10, 0, 300),
-            webhook_upstream=env_vars.get("SKYNET_WEBHOOK_UPSTREAM") or "",
-        )
+        """The settings in ``environ`` (default: this process's environment), all checked.
+
+        Raises SettingsError naming the variable: a ``SKYNET_*`` name that is not declared
+        (with the nearest declared one), or a value that does not parse or is out of range.
+        """
+        values = parse_environment(os.environ if environ is None else environ)
+        fields = {v.field: values[v.name] for v in VARIABLES if v.field is not None}
+        if not fields["group"]:
+            fields["group"] = names.default_group(str(fields["env"]), str(fields["layer"]))
+        return cls(**fields)  # type: ignore[arg-type]
 
     def require_instance(self) -> Settings:
         """Return self, or raise if this process has no instance identity (a worker needs one)."""

@@ -18,7 +18,7 @@ from celery.signals import worker_process_init
 
 from skynet_tasks import handlers, membership, names
 from skynet_tasks.agent import restart_requested
-from skynet_tasks.app import app
+from skynet_tasks.app import app, settings_of
 from skynet_tasks.conductor import UPDATE_HARD_LIMIT
 from skynet_tasks.context import Context
 from skynet_tasks.messages import (
@@ -31,7 +31,6 @@ from skynet_tasks.messages import (
     TAKE_TICKET_TASK,
     UPDATE_TASK,
 )
-from skynet_tasks.settings import Settings
 from skynet_tasks.taskruns import TaskRuns
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,8 @@ class SkynetTask(Task):
     @classmethod
     def context(cls) -> Context:
         if SkynetTask._context is None:
-            SkynetTask._context = Context.create(Settings.from_env(), app)
+            # The settings the worker built at start and configured the app with.
+            SkynetTask._context = Context.create(settings_of(app), app)
         return SkynetTask._context
 
     @property

@@ -18,6 +18,9 @@ pytestmark = pytest.mark.timeout(120)
 WARM_UP_THEN_SEND = """
 import sys
 from skynet_tasks import tasks
+from skynet_tasks.app import app, configure
+from skynet_tasks.settings import Settings
+configure(app, Settings.from_env())  # as the worker does at start
 tasks.warm_up()
 print("warm", flush=True)
 sys.stdin.readline()  # the test counts what the warm-up asked of AWS, then lets the process send

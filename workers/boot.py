@@ -26,6 +26,7 @@ import sys
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
+from skynet_tasks.settings import Settings, SettingsError
 from workers.identity import fill_from_ec2
 from workers.units import WORKER_UNIT, install_units
 
@@ -82,8 +83,9 @@ def start_worker(environ: Mapping[str, str], root: Path) -> None:
 def main() -> None:
     environ = dict(os.environ)
     try:
+        Settings.from_env(environ)  # every SKYNET_* variable the user data exported, before metadata is asked
         check_identity(environ)
-    except BootError as error:
+    except (BootError, SettingsError) as error:
         sys.exit(f"skynet boot: {error}")
     ENV_FILE.parent.mkdir(parents=True, exist_ok=True)
     ENV_FILE.write_text(settings_file(environ))

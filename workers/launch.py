@@ -156,13 +156,17 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
     """Prepare this instance and run its Celery worker(s) until stopped (see the module docstring)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
-    resolve_identity()
+    # Every SKYNET_* variable is checked before anything is asked of instance metadata or AWS.
+    Settings.from_env()
+    resolve_identity()  # fills this process's SKYNET_INSTANCE_ID, SKYNET_ADDRESS, SKYNET_GROUP on EC2
     settings = Settings.from_env().require_instance()
     if role != "conductor":
         restart_on_installed_agent(settings, loglevel, role)  # returns only if already on it (or none installed)
         clear_restart(settings.root)
     from skynet_tasks import tasks  # noqa: F401 - registers the tasks
-    from skynet_tasks.app import app
+    from skynet_tasks.app import app, configure
+
+    configure(app, settings)  # the tasks' app, with the settings of this start
 
     if role == "conductor":
         if parent_pid:
@@ -177,9 +181,8 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
             membership.restart_app_if_down(ctx)
         handlers.handle_re_register(ctx, "boot")
         worker_shutdown.connect(lambda **_: membership.leave(ctx), weak=False)
-        hook = os.environ.get("SKYNET_LIFECYCLE_HOOK")
-        if hook:
-            watch_lifecycle(ctx, hook)
+        if settings.lifecycle_hook:
+            watch_lifecycle(ctx, settings.lifecycle_hook)
         if settings.layer == "rp":
             from skynet_tasks.proxy.runtime import start_proxy, stop_proxy
 

@@ -1,7 +1,8 @@
 """The ``skynet`` command: a thin click layer over the library.
 
 Every option has an environment-variable fallback (``SKYNET_ENV`` and so on)
-and is validated before anything is sent.
+and is validated before anything is sent. The group builds the process's Settings
+first: an unknown ``SKYNET_*`` variable or a bad value stops every command at once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from skynet_tasks.cli.demo import demo
 from skynet_tasks.cli.instance import instance
 from skynet_tasks.cli.local import local
 from skynet_tasks.cli.monitor import monitor
+from skynet_tasks.cli.options import Startup
 from skynet_tasks.cli.rollout import drain_command, logs, rollback_command, rollout
 from skynet_tasks.cli.stack import stack
 from skynet_tasks.cli.webhook import webhook
@@ -27,9 +29,11 @@ from skynet_tasks.cli.webhook import webhook
 @click.version_option(__version__, prog_name="skynet")
 @click.option("--log-level", envvar="SKYNET_LOG_LEVEL", default="WARNING", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-def main(log_level: str) -> None:
+@click.pass_context
+def main(ctx: click.Context, log_level: str) -> None:
     """Skynet: a self-deploying cluster agent for AWS."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = Startup.from_env()
 
 
 for command in (bootstrap, deploy, status, worker, local, demo, rollout, rollback_command, drain_command, logs,

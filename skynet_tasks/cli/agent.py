@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,10 @@ from skynet_tasks.agent import AgentError, publish_wheel
 from skynet_tasks.artifact_store import ArtifactStore
 from skynet_tasks.aws import Aws
 from skynet_tasks.cli.core import wait_for_rollout
-from skynet_tasks.cli.options import env_option, env_resources, json_option
+from skynet_tasks.cli.options import env_option, env_resources, json_option, startup
 from skynet_tasks.deploys import start_member_rollouts
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.registry import Registry
-from skynet_tasks.settings import Settings
 from skynet_tasks.stacks.cfn import StackError
 from skynet_tasks.stacks.deploy import describe_stack, point_stack_at_wheel, repo_bucket, stack_name_for
 from skynet_tasks.stacks.wheel_pin import write_pin
@@ -48,11 +46,11 @@ def push_command(env: str, layers: tuple[str, ...], wheel: Path, stack_name: str
                  as_json: bool) -> None:
     """Upload WHEEL (skynet-<version>-….whl), start a skynet-update rollout per group, and make the env's
     stack boot it on new instances."""
-    from skynet_tasks.app import app
+    app = startup().celery()
     from skynet_tasks.messages import Messenger
 
     aws = Aws()
-    settings = Settings.from_env({**os.environ, "SKYNET_ENV": env})
+    settings = startup().settings
     cfn = aws.client("cloudformation")
     name = stack_name or stack_name_for(env)
     try:

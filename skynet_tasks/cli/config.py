@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,14 +11,13 @@ import click
 
 from skynet_tasks.aws import Aws
 from skynet_tasks.cli.core import wait_for_rollout
-from skynet_tasks.cli.options import env_option, env_resources, json_option
+from skynet_tasks.cli.options import env_option, env_resources, json_option, startup
 from skynet_tasks.config.merge import merge
 from skynet_tasks.config.paths import ConfigError
 from skynet_tasks.config.publish import STORES, compare, push, read_tree, start_config_rollouts, stored_level
 from skynet_tasks.config.sources import level_for, read_levels
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.registry import Registry
-from skynet_tasks.settings import Settings
 from skynet_tasks.states import RolloutState
 
 EXIT_HALTED = 1
@@ -49,7 +47,7 @@ def config() -> None:
 def push_command(env: str, layer: str | None, global_: bool, store: str, directory: Path, no_rollout: bool,
                  wait: bool, timeout: float, as_json: bool) -> None:
     """Make one level hold exactly DIRECTORY, then roll the change out as config-update rollouts."""
-    from skynet_tasks.app import app
+    app = startup().celery()
     from skynet_tasks.messages import Messenger
 
     aws = Aws()
@@ -65,7 +63,7 @@ def push_command(env: str, layer: str | None, global_: bool, store: str, directo
         click.echo("\n".join(change.lines()))
     if not change.empty and not no_rollout:
         ledger = Ledger(aws.dynamodb, resources.state_table)
-        settings = Settings.from_env({**os.environ, "SKYNET_ENV": env})
+        settings = startup().settings
         started = start_config_rollouts(aws, ledger, Registry(aws.dynamodb, resources.endpoints_table),
                                         Messenger(app, env), resources, layer if not global_ else None,
                                         settings.heartbeat_max_age)
@@ -125,3 +123,11 @@ def show_command(env: str, layer: str, as_json: bool) -> None:
     click.echo(f"config version {merged.version}")
     for file, key, source in rows:
         click.echo(f"{file}{':' + key if key else ''}  <-  {source}")
+
+
+@config.command("variables")
+def variables_command() -> None:
+    """Print every SKYNET_* variable Skynet knows (docs/configuration.md's "Every variable" table)."""
+    from skynet_tasks.variables import markdown_table
+
+    click.echo(markdown_table(), nl=False)

@@ -12,12 +12,11 @@ import click
 from skynet_tasks import names
 from skynet_tasks.aws import Aws
 from skynet_tasks.bootstrap import bootstrap_env
-from skynet_tasks.cli.options import env_option, env_resources, group_option, json_option, layer_option
+from skynet_tasks.cli.options import env_option, env_resources, group_option, json_option, layer_option, startup
 from skynet_tasks.deploys import DeployError, deploy_ref
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
 from skynet_tasks.registry import Registry
-from skynet_tasks.settings import Settings
 from skynet_tasks.states import RolloutState
 from skynet_tasks.status import collect_status
 
@@ -70,7 +69,7 @@ def worker(loglevel: str, role: str, parent_pid: int | None) -> None:
 @json_option
 def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeout: float, as_json: bool) -> None:
     """Build REF once and roll it out to the group, one instance at a time (like a webhook push)."""
-    from skynet_tasks.app import app
+    app = startup().celery()
 
     group = group or names.default_group(env, layer)
     aws = Aws()
@@ -125,7 +124,7 @@ def wait_for_rollout(ledger: Ledger, rollout_id: str, timeout: float, quiet: boo
 def status(env: str, as_json: bool, rollouts: int) -> None:
     """Groups, their instances and their recent rollouts."""
     aws = Aws()
-    settings = Settings.from_env()
+    settings = startup().settings
     data = collect_status(Ledger(aws.dynamodb, names.state_table(env)),
                           Registry(aws.dynamodb, names.endpoints_table(env)), env, settings.heartbeat_max_age,
                           rollouts)

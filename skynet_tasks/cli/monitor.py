@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from skynet_tasks.cli.extras import require_extra
-from skynet_tasks.cli.options import env_option, env_resources
+from skynet_tasks.cli.options import env_option, env_resources, startup
 from skynet_tasks.monitor.auth import Auth, AuthConfigError, check_bind, is_loopback
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,8 @@ def monitor() -> None:
 def serve(env: str, host: str, port: int, token_file: Path | None, threads: int) -> None:
     """Serve the dashboard until stopped."""
     require_extra("dashboard", "skynet monitor serve")
-    from skynet_tasks.app import app as celery_app
     from skynet_tasks.aws import Aws
     from skynet_tasks.monitor.app import create_app
-    from skynet_tasks.settings import Settings
     from skynet_tasks.wsgiserver import serve_wsgi
 
     try:
@@ -43,9 +41,9 @@ def serve(env: str, host: str, port: int, token_file: Path | None, threads: int)
         check_bind(host, auth)
     except AuthConfigError as error:
         raise click.ClickException(str(error)) from None
-    settings = Settings.from_env()
+    start = startup()
     aws = Aws()
-    application = create_app(env_resources(aws, env), aws, celery_app, auth, settings.heartbeat_max_age,
+    application = create_app(env_resources(aws, env), aws, start.celery(), auth, start.settings.heartbeat_max_age,
                              allowed_hosts=LOOPBACK_NAMES if is_loopback(host) else None)
     log.info("dashboard of env %s on http://%s:%d/ (actions %s)", env, host, port,
              "enabled" if auth.token else "disabled: no --token-file")

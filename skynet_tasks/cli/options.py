@@ -3,16 +3,52 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
+from celery import Celery
 
 from skynet_tasks import names
 from skynet_tasks.aws import Aws
 from skynet_tasks.resources import EnvResources, resolve
-from skynet_tasks.settings import Settings
+from skynet_tasks.settings import Settings, SettingsError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Startup:
+    """What the ``skynet`` command built at its start: its settings and, on first use, its Celery app."""
+
+    settings: Settings
+    _celery: Celery | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls) -> Startup:
+        """This process's settings, or a click error naming the bad variable (nothing is sent or written)."""
+        try:
+            return cls(Settings.from_env())
+        except SettingsError as error:
+            raise click.ClickException(str(error)) from None
+
+    def celery(self) -> Celery:
+        """The Celery app to send with, configured from these settings."""
+        if self._celery is None:
+            from skynet_tasks.app import create_app
+
+            self._celery = create_app(self.settings)
+        return self._celery
+
+
+def startup() -> Startup:
+    """The running command's Startup (built by the ``skynet`` group; built here for a command invoked alone)."""
+    ctx = click.get_current_context()
+    found = ctx.find_object(Startup)
+    if found is None:
+        found = Startup.from_env()
+        ctx.find_root().obj = found
+    return found
 
 
 def _name_part(kind: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
@@ -48,6 +84,6 @@ def json_option(func: F) -> F:
 def env_resources(aws: Aws, env: str) -> EnvResources:
     """The names of ``env``'s resources; SKYNET_CONFIG_BUCKET/SKYNET_REPO_BUCKET count only for SKYNET_ENV's env."""
     try:
-        return resolve(aws, env, Settings.from_env())
+        return resolve(aws, env, startup().settings)
     except ValueError as error:  # SettingsError and ResourceError are ValueErrors
         raise click.ClickException(str(error)) from None

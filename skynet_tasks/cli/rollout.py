@@ -10,7 +10,7 @@ import click
 from skynet_tasks import names
 from skynet_tasks.artifact_store import ArtifactStore
 from skynet_tasks.aws import Aws
-from skynet_tasks.cli.options import env_option, env_resources, group_option, json_option, layer_option
+from skynet_tasks.cli.options import env_option, env_resources, group_option, json_option, layer_option, startup
 from skynet_tasks.deploys import DeployError
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
@@ -35,7 +35,7 @@ def _action_command(action: str, help_text: str) -> click.Command:
     @env_option
     @click.argument("rollout_id")
     def command(env: str, rollout_id: str) -> None:
-        from skynet_tasks.app import app
+        app = startup().celery()
 
         ledger = Ledger(Aws().dynamodb, names.state_table(env))
         try:
@@ -60,7 +60,7 @@ for _name, _help in (("pause", "Dispatch no further tickets until resumed."),
 @json_option
 def rollback_command(env: str, layer: str, group: str | None, as_json: bool) -> None:
     """Roll the group back to its previous good release (a new rollout of an already built release)."""
-    from skynet_tasks.app import app
+    app = startup().celery()
 
     group = group or names.default_group(env, layer)
     ledger = Ledger(Aws().dynamodb, names.state_table(env))
@@ -80,7 +80,7 @@ def rollback_command(env: str, layer: str, group: str | None, as_json: bool) -> 
 @click.option("--undo", is_flag=True, help="Put a drained instance back into the proxy.")
 def drain_command(env: str, instance_id: str, undo: bool) -> None:
     """Take an instance out of the reverse proxy (it keeps running and updating)."""
-    from skynet_tasks.app import app
+    app = startup().celery()
 
     aws = Aws()
     try:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import click
 
 from skynet_tasks.cli.extras import require_extra
-from skynet_tasks.cli.options import env_option
+from skynet_tasks.cli.options import env_option, startup
 from skynet_tasks.webhook.receiver import DEFAULT_MAX_BODY
-from skynet_tasks.webhook.service import WebhookConfigError, build_receiver, read_secret, secret_from_environment
+from skynet_tasks.webhook.service import WebhookConfigError, build_receiver, read_secret, secret_from_settings
 from skynet_tasks.webhook.wsgi import PATH, make_app
 
 log = logging.getLogger(__name__)
@@ -39,12 +38,13 @@ def serve(env: str, host: str, port: int, secret_file: Path | None, routes: str 
     require_extra("webhook", "skynet webhook serve")
     from skynet_tasks.wsgiserver import serve_wsgi
 
+    start = startup()
     try:
-        secret = read_secret(secret_file) if secret_file else secret_from_environment(os.environ)
-        routes_source = routes or os.environ.get("SKYNET_WEBHOOK_ROUTES")
+        secret = read_secret(secret_file) if secret_file else secret_from_settings(start.settings)
+        routes_source = routes or start.settings.webhook_routes
         if not routes_source:
             raise WebhookConfigError("no routing table (--routes or SKYNET_WEBHOOK_ROUTES)")
-        receiver = build_receiver(secret, routes_source, env=env, max_body=max_body)
+        receiver = build_receiver(secret, routes_source, env=env, app=start.celery(), max_body=max_body)
     except WebhookConfigError as error:
         raise click.ClickException(str(error)) from None
     log.info("webhook receiver on http://%s:%d%s for env %s (%d routes)", host, port, PATH, env,

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from skynet_tasks.settings import Settings
 from skynet_tasks.stacks.recipes import HEALTH_PATH, recipe
 
 SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]*")
@@ -171,8 +172,9 @@ def main() -> None:
     if len(sys.argv) != 2:
         sys.exit("usage: python -m skynet_tasks.stacks.run RECIPE")
     try:
+        Settings.from_env()  # the app's environment, as Skynet gave it: no unknown SKYNET_* name, no bad value
         sys.exit(run(sys.argv[1], dict(os.environ)))
-    except (StackError, LookupError, ValueError, OSError) as error:
+    except (StackError, LookupError, ValueError, OSError) as error:  # SettingsError is a ValueError
         sys.exit(f"stack {sys.argv[1]}: {error}")
 
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
+from celery import Celery
 
 from skynet_tasks import names
 from skynet_tasks.aws import Aws
 from skynet_tasks.deploys import StartedBuild, group_source, request_build
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
+from skynet_tasks.settings import Settings
 from skynet_tasks.webhook.deliveries import DeliveryLedger
 from skynet_tasks.webhook.receiver import DEFAULT_MAX_BODY, Receiver
 from skynet_tasks.webhook.routing import Route, RoutingError, load_routes, parse_routes
@@ -33,10 +34,11 @@ def read_secret(path: Path) -> bytes:
     return secret
 
 
-def secret_from_environment(environ: Mapping[str, str]) -> bytes:
-    if environ.get("SKYNET_WEBHOOK_SECRET_FILE"):
-        return read_secret(Path(environ["SKYNET_WEBHOOK_SECRET_FILE"]))
-    secret = environ.get("SKYNET_WEBHOOK_SECRET", "").encode()
+def secret_from_settings(settings: Settings) -> bytes:
+    """The secret from SKYNET_WEBHOOK_SECRET_FILE, else SKYNET_WEBHOOK_SECRET; refuses to go without one."""
+    if settings.webhook_secret_file:
+        return read_secret(Path(settings.webhook_secret_file))
+    secret = settings.webhook_secret.encode()
     if not secret:
         raise WebhookConfigError("no webhook secret (SKYNET_WEBHOOK_SECRET_FILE or SKYNET_WEBHOOK_SECRET): "
                                  "refusing to accept unsigned hooks")
@@ -67,13 +69,10 @@ def routes_from(source: str) -> list[Route]:
         raise WebhookConfigError(str(error)) from None
 
 
-def build_receiver(secret: bytes, routes_source: str, env: str, max_body: int = DEFAULT_MAX_BODY,
+def build_receiver(secret: bytes, routes_source: str, env: str, app: Celery, max_body: int = DEFAULT_MAX_BODY,
                    aws: Aws | None = None) -> Receiver:
-    """A receiver that enqueues builds exactly as ``skynet deploy`` does."""
-    from skynet_tasks.app import create_app
-
+    """A receiver that enqueues builds with ``app`` exactly as ``skynet deploy`` does."""
     aws = aws or Aws()
-    app = create_app()
     ledgers: dict[str, Ledger] = {}
     messengers: dict[str, Messenger] = {}
 
