@@ -10,8 +10,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +134,41 @@ def assert_one_at_a_time(tickets: list[dict[str, Any]]) -> None:
         assert earlier["finished_at"] <= later["started_at"], (
             f"ticket {earlier['number']} ({earlier['instance']}) still updating when ticket {later['number']} "
             f"({later['instance']}) started")
+
+
+@dataclass
+class Traffic:
+    """What a client saw while it kept requesting a URL: each request's status (or error), each answer."""
+
+    outcomes: list[int | str] = field(default_factory=list)
+    answers: list[dict[str, Any]] = field(default_factory=list)
+
+    def failures(self) -> list[int | str]:
+        return [o for o in self.outcomes if o != 200]
+
+
+@contextmanager
+def traffic_to(url: str, pause: float = 0.02) -> Iterator[Traffic]:
+    """Keep requesting ``url`` (the app through the proxy) from a thread while the block runs."""
+    seen = Traffic()
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    seen.outcomes.append(response.status)
+                    seen.answers.append(json.loads(response.read()))
+            except urllib.error.HTTPError as error:
+                seen.outcomes.append(error.code)
+            except OSError as error:
+                seen.outcomes.append(repr(error))
+            stop.wait(pause)
+
+    loop = threading.Thread(target=hammer, name="traffic")
+    loop.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        loop.join()

@@ -14,10 +14,8 @@ import os
 import secrets
 import signal
 import tarfile
-import threading
 import time
 from pathlib import Path
-from urllib.error import HTTPError
 from urllib.request import urlopen
 
 import pytest
@@ -32,6 +30,7 @@ from clusterkit import (
     rollout,
     sender_for,
     skynet,
+    traffic_to,
     wait_for,
 )
 from clusterkit import (
@@ -402,34 +401,13 @@ def test_through_the_proxy_a_rolling_update_fails_no_request(cluster, workdir):
                     set(INSTANCES) or None, 30, "the proxy to route to every instance")
     assert seen
     sha = push_commit(info.app_repo, workdir, {"VERSION": "through the proxy\n"}, "Release watched through the proxy")
-    outcomes: list[int | str] = []
-    releases: set[str] = set()
-    stop = threading.Event()
-
-    def hammer() -> None:
-        while not stop.is_set():
-            try:
-                with urlopen(proxy, timeout=10) as response:
-                    outcomes.append(response.status)
-                    releases.add(json.loads(response.read())["release"])
-            except HTTPError as error:
-                outcomes.append(error.code)
-            except OSError as error:
-                outcomes.append(repr(error))
-            time.sleep(0.02)
-
-    loop = threading.Thread(target=hammer)
-    loop.start()
-    try:
+    with traffic_to(proxy) as seen:
         code, result = deploy(cluster)
-    finally:
-        stop.set()
-        loop.join()
 
     assert code == 0 and result["state"] == "completed", result
-    failures = [o for o in outcomes if o != 200]
-    assert len(outcomes) > 50 and failures == [], f"{len(failures)} of {len(outcomes)} failed: {failures[:5]}"
-    assert sha in releases  # the new release was served through the proxy during the rollout
+    failures = seen.failures()
+    assert len(seen.outcomes) > 50 and failures == [], f"{len(failures)} of {len(seen.outcomes)} failed: {failures[:5]}"
+    assert sha in {a["release"] for a in seen.answers}  # the new release was served through the proxy meanwhile
     rp_entry = next(e for e in cluster_registry(cluster).endpoints("local", "rp") if e.instance_id == "rp-1")
     assert rp_entry.health == "healthy"
 
@@ -443,27 +421,7 @@ def test_the_app_keeps_serving_through_the_proxy_while_its_agent_stops_or_is_kil
         assert deploy(cluster)[0] == 0
     proxy = f"{info.rp_url}/api/local/"
     app_pid = app_answer(cluster, "api-1")["pid"]
-    outcomes: list[int | str] = []
-    served_by_api_1: set[int] = set()
-    stop = threading.Event()
-
-    def hammer() -> None:
-        while not stop.is_set():
-            try:
-                with urlopen(proxy, timeout=10) as response:
-                    outcomes.append(response.status)
-                    answer = json.loads(response.read())
-                    if answer["instance"] == "api-1":
-                        served_by_api_1.add(answer["pid"])
-            except HTTPError as error:
-                outcomes.append(error.code)
-            except OSError as error:
-                outcomes.append(repr(error))
-            time.sleep(0.02)
-
-    loop = threading.Thread(target=hammer)
-    loop.start()
-    try:
+    with traffic_to(proxy) as seen:
         # When its worker is stopped (or killed), stays down a while, and starts again
         cluster.stop_instance("api-1", sig=sig)
         time.sleep(2)
@@ -474,13 +432,10 @@ def test_the_app_keeps_serving_through_the_proxy_while_its_agent_stops_or_is_kil
             e.instance_id == "api-1" and e.health == "healthy" and e.heartbeat > time.time() - 2
             for e in cluster_registry(cluster).endpoints("local", "api")), 60, "api-1 to heartbeat healthy again")
         time.sleep(2)
-    finally:
-        stop.set()
-        loop.join()
 
     # Then no request failed, and the very same app process served throughout
-    failures = [o for o in outcomes if o != 200]
-    assert len(outcomes) > 50 and failures == [], f"{len(failures)} of {len(outcomes)} failed: {failures[:5]}"
+    failures = seen.failures()
+    assert len(seen.outcomes) > 50 and failures == [], f"{len(failures)} of {len(seen.outcomes)} failed: {failures[:5]}"
     assert alone["pid"] == app_pid
     assert app_answer(cluster, "api-1")["pid"] == app_pid
-    assert served_by_api_1 == {app_pid}
+    assert {a["pid"] for a in seen.answers if a["instance"] == "api-1"} == {app_pid}
