@@ -14,11 +14,10 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+from clusterkit import wait_for
 from stackkit import ENV, denied_requests, in_namespace, skynet
 from test_config_cluster import build_agent_wheel
 
@@ -40,16 +39,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     cluster.up(api=2, rp=0)
     yield cluster
     cluster.down()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def config_file(instance: StackInstance, name: str) -> str | None:
