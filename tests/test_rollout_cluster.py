@@ -342,17 +342,19 @@ def test_a_new_instance_installs_the_desired_release_before_it_registers_and_lea
 
 def test_the_sweeper_removes_long_silent_instances_and_their_queues(cluster):
     aws = cluster.aws()
+    settings = Settings.from_env(cluster.instance_environment("api-1", "api", 1))
+    ctx = Context.create(settings, create_app(settings), aws)
     queues = Queues(aws.sqs)
     queues.ensure(instance_queue("local", "api-ghost"))
     cluster_registry(cluster).register("local", "api", Endpoint(
         instance_id="api-ghost", group="local-api", address="127.0.0.1", port=9, release="", health="healthy",
         heartbeat=time.time() - 3600))
-    settings = Settings.from_env(cluster.instance_environment("api-1", "api", 1))
-    ctx = Context.create(settings, create_app(), aws)
 
-    removed = sweep(ctx)
+    sweep(ctx)
 
-    assert "api-ghost" in removed
+    # Gone from the registry, by this sweep or by a member's heartbeat that swept first (about one
+    # beat in ten sweeps, with the same code): a race this test used to lose now and then.
+    assert "api-ghost" not in {e.instance_id for e in cluster_registry(cluster).endpoints("local")}
     assert "skynet-local-inst-api-ghost" not in queues.list("skynet-local-inst-")
     assert "skynet-local-inst-api-1" in queues.list("skynet-local-inst-")  # live members keep theirs
     assert "api-1" in {e.instance_id for e in cluster_registry(cluster).endpoints("local")}
