@@ -48,15 +48,12 @@ def load_template(path: Path) -> dict[str, Any]:
 
 
 def render(path: Path, values: dict[str, str]) -> str:
-    """The template as JSON, with ``values`` as its parameters' defaults (unknown names refused)."""
+    """The template as JSON, with ``values`` as its parameters' defaults (checked as ``stack deploy`` checks them)."""
+    from skynet_tasks.stacks.parameters import check_given  # it builds on this module's StackError
+
     template = load_template(path)
     parameters = template.get("Parameters", {})
-    unknown = sorted(set(values) - set(parameters))
-    if unknown:
-        raise StackError(f"the template has no parameter {', '.join(unknown)}; it has {', '.join(sorted(parameters))}")
+    check_given(parameters, values)
     for name, value in values.items():
-        allowed = parameters[name].get("AllowedValues")
-        if allowed and value not in allowed:
-            raise StackError(f"{name} must be one of {', '.join(map(str, allowed))}")
         parameters[name]["Default"] = value
     return json.dumps(template, indent=1)

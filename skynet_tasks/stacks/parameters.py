@@ -44,18 +44,23 @@ def check_parameters(declared: Mapping[str, Any], values: Mapping[str, str],
     ``previous`` names the parameters an existing stack already has a value for: an update may
     leave those out (they keep their value), a create may not.
     """
-    unknown = sorted(set(values) - set(declared))
-    if unknown:
-        raise ParameterError(f"the template has no parameter {', '.join(unknown)}; "
-                             f"it has {', '.join(sorted(declared))}")
-    for name, value in values.items():
-        check_value(name, declared[name], value)
+    check_given(declared, values)
     kept = set(previous)
     missing = sorted(name for name, spec in declared.items()
                      if name not in values and "Default" not in spec and name not in kept)
     if missing:
         raise ParameterError(f"missing required parameter {', '.join(missing)} (no Default in the template): "
                              f"give it with --param NAME=VALUE")
+
+
+def check_given(declared: Mapping[str, Any], values: Mapping[str, str]) -> None:
+    """Refuse unknown names and values that break their parameter's rules (missing ones are not checked)."""
+    unknown = sorted(set(values) - set(declared))
+    if unknown:
+        raise ParameterError(f"the template has no parameter {', '.join(unknown)}; "
+                             f"it has {', '.join(sorted(declared))}")
+    for name, value in values.items():
+        check_value(name, declared[name], value)
 
 
 def check_value(name: str, spec: Mapping[str, Any], value: str) -> None:
