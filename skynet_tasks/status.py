@@ -8,8 +8,8 @@ from typing import Any
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.registry import Registry
 
-TICKET_FIELDS = ("number", "instance", "state", "taken_at", "started_at", "finished_at", "error", "log_key",
-                 "attempts")
+TICKET_FIELDS = ("number", "instance", "state", "taken_at", "started_at", "acknowledged_at", "finished_at", "error",
+                 "log_key", "attempts")
 ROLLOUT_FIELDS = ("id", "group", "kind", "release", "state", "reason", "canary", "created_at", "finished_at",
                   "repo", "branch", "source", "author", "message", "sha256", "size", "builder", "build_log_key",
                   "build_duration", "superseded_by", "published")

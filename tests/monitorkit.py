@@ -65,7 +65,7 @@ def seed(aws: Aws) -> None:
     assert ledger.create_rollout(HALTED, GROUP, BAD_SHA, RolloutKind.CODE, {"source": "test"})
     tickets = (
         Ticket(1, "api-1", TicketState.DONE, now - 50, now - 49, now - 40),
-        Ticket(2, "api-2", TicketState.FAILED, now - 45, now - 39, now - 30, error="health check failed"),
+        Ticket(2, "api-2", TicketState.FAILED, now - 45, now - 40, now - 30, error="health check failed"),
     )
     rollout = Rollout(HALTED, GROUP, BAD_SHA, state=RolloutState.HALTED, created_at=now - 55, canary="api-1",
                       published=True, expected=("api-1", "api-2"), tickets=tickets, reason="ticket 2 failed")
@@ -73,7 +73,8 @@ def seed(aws: Aws) -> None:
     ledger.write_decision(before, Decision(Group(GROUP, line=(rollout,)), touched=(rollout,), notes=("seeded",)))
     aws.s3.put_object(Bucket=resolve(aws, "local").repo_bucket, Key="logs/updates/halted-2.log",
                       Body=b"running check.py\nhealth check failed on purpose\nrolled back\n")
-    ledger.annotate_ticket(HALTED, 2, {"log_key": "logs/updates/halted-2.log"})
+    # api-2 acknowledged its update a second after the conductor started its ticket.
+    ledger.annotate_ticket(HALTED, 2, {"log_key": "logs/updates/halted-2.log", "acknowledged_at": now - 39})
     TaskRuns(aws.dynamodb, names.state_table("local")).record("api-2", "skynet.update", "failure", now - 39, 9.0,
                                                               "health check failed")
 

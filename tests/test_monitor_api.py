@@ -74,7 +74,7 @@ def test_the_api_gives_durations_hand_offs_and_logs(env):
     assert [t["state"] for t in rollout["tickets"]] == ["done", "failed"]
     assert rollout["failed_ticket"] == 2
     assert rollout["tickets"][1]["handoff"] == pytest.approx(1.0, abs=0.01)
-    assert rollout["tickets"][1]["updated"] == pytest.approx(9.0, abs=0.01)
+    assert rollout["tickets"][1]["updated"] == pytest.approx(10.0, abs=0.01)
     assert "rolled back" in rollout["failed_log"]
     log = client.get(f"/api/rollouts/{HALTED}/tickets/2/log")
     assert log.status_code == 200 and log.mimetype == "text/plain"
@@ -256,13 +256,17 @@ def test_a_new_recorder_trims_at_its_first_record(env):
 
 def test_the_timeline_measures_hand_offs_between_tickets_that_ran():
     summary = {"created_at": 0.0, "finished_at": None, "tickets": [
-        {"number": 1, "state": "done", "taken_at": 1.0, "started_at": 2.0, "finished_at": 10.0},
-        {"number": 2, "state": "done", "taken_at": 1.5, "started_at": 10.5, "finished_at": 20.0},
-        {"number": 3, "state": "updating", "taken_at": 3.0, "started_at": 23.0, "finished_at": None}]}
+        {"number": 1, "state": "done", "taken_at": 1.0, "started_at": 2.0, "acknowledged_at": 2.1,
+         "finished_at": 10.0},
+        # The conductor starts ticket 2 in the step that ends ticket 1; its instance acknowledges 0.5 s later.
+        {"number": 2, "state": "done", "taken_at": 1.5, "started_at": 10.0, "acknowledged_at": 10.5,
+         "finished_at": 20.0},
+        {"number": 3, "state": "updating", "taken_at": 3.0, "started_at": 20.0, "acknowledged_at": 23.0,
+         "finished_at": None}]}
 
     shaped = ticket_timeline(summary, now=30.0)
 
     assert [t["handoff"] for t in shaped["tickets"]] == [None, 0.5, 3.0]
-    assert [t["waited"] for t in shaped["tickets"]] == [1.0, 9.0, 20.0]
-    assert [t["updated"] for t in shaped["tickets"]] == [8.0, 9.5, 7.0]
+    assert [t["waited"] for t in shaped["tickets"]] == [1.0, 8.5, 17.0]
+    assert [t["updated"] for t in shaped["tickets"]] == [8.0, 10.0, 10.0]
     assert shaped["duration"] == 30.0 and shaped["failed_ticket"] is None

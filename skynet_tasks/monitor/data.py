@@ -63,16 +63,18 @@ def _span(start: Any, end: Any, now: float) -> float | None:
 def ticket_timeline(summary: dict[str, Any], now: float) -> dict[str, Any]:
     """A rollout summary with, per ticket, its wait and update durations and the hand-off latency before it.
 
-    The hand-off latency of ticket n is the time from the end of the previous
-    ticket that ran to the start of ticket n: how long "your number came up" took.
+    The hand-off latency of ticket n is the time from the end of the previous ticket
+    that ran to ticket n's instance acknowledging its update: how long "your number came
+    up" took to reach the instance. The conductor writes ticket n's ``started_at`` in the
+    same step that ends ticket n-1, so that difference would always read 0.
     """
     tickets = []
     previous_end: float | None = None
     for ticket in summary.get("tickets", []):
         started, finished = ticket.get("started_at"), ticket.get("finished_at")
-        handoff = None
-        if isinstance(started, int | float) and previous_end is not None:
-            handoff = round(max(0.0, started - previous_end), 3)
+        acknowledged, handoff = ticket.get("acknowledged_at"), None
+        if isinstance(acknowledged, int | float) and previous_end is not None:
+            handoff = round(max(0.0, acknowledged - previous_end), 3)
         tickets.append({
             **ticket,
             "waited": _span(ticket.get("taken_at"), started, now) if ticket.get("state") != "cancelled"

@@ -44,7 +44,7 @@ class EnvCollector(Collector):
         durations = HistogramMetricFamily("skynet_rollout_duration_seconds",
                                           "Duration of finished recent rollouts, by group", labels=["env", "group"])
         handoffs = HistogramMetricFamily("skynet_ticket_handoff_latency_seconds",
-                                         "Time from one ticket's end to the next ticket's start, recent rollouts",
+                                         "Seconds from one ticket's end to the next instance's acknowledgement",
                                          labels=["env", "group"])
         failures = GaugeMetricFamily("skynet_ticket_failures", "Failed tickets in recent rollouts",
                                      labels=["env", "group"])
