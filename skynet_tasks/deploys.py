@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 
 from skynet_tasks import gitrepo, names
+from skynet_tasks.buildrequest import BuildRequest, new_rollout_id
 from skynet_tasks.conductor import Rollout, RolloutReady
 from skynet_tasks.events import to_message
-from skynet_tasks.handlers import BuildRequest, new_rollout_id
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
 from skynet_tasks.registry import Registry
