@@ -24,6 +24,8 @@ class DeployError(Exception):
 
 @dataclass(frozen=True)
 class StartedBuild:
+    """A requested build: the group, the commit and the rollout it starts."""
+
     group: str
     release: str
     rollout_id: str
@@ -68,6 +70,8 @@ def deploy_ref(ledger: Ledger, messenger: Messenger, group: str, ref: str, sourc
 
 @dataclass(frozen=True)
 class StartedRollout:
+    """A started config or agent rollout of one group of a layer."""
+
     group: str
     layer: str
     version: str

@@ -122,20 +122,22 @@ def heartbeat_step(ctx: Context) -> type[bootsteps.StartStopStep]:
     A heartbeat is the ``re_register`` task, run through its own ``run`` with ``ctx`` as
     this process's task context (the body an operator's ``skynet instance re-register``
     message runs in the pool). It runs here, in the worker's main process, on the event
-    loop that hands messages to the pool: while it runs, no task starts; and it runs only while the
-    worker holds no task, so it never overlaps an update (which ``report_not_updating``
-    relies on) and never overwrites the draining state an update registers. A task in
-    hand keeps the registration fresh itself (``registration.keep_registered``). Running it
-    here instead of as a message to the instance's own queue saves three SQS requests
-    per beat (send, receive, delete): a third of an idle instance's requests.
+    loop that hands messages to the pool: while it runs, no task starts; and it runs
+    only while the worker holds no task, so it never overlaps an update (which
+    ``report_not_updating`` relies on) and never overwrites the draining state an update
+    registers. A task in hand keeps the registration fresh itself
+    (``registration.keep_registered``). Running it here instead of as a message to the
+    instance's own queue saves three SQS requests per beat (send, receive, delete): a
+    third of an idle instance's requests.
     """
-
     from skynet_tasks.tasks.base import SkynetTask
     from skynet_tasks.tasks.re_register import re_register
 
     SkynetTask.adopt(ctx)  # the pool processes forked from this one build their own
 
     class Heartbeat(bootsteps.StartStopStep):
+        """Runs this instance's heartbeat on the consumer's timer."""
+
         requires = {"celery.worker.consumer.tasks:Tasks"}
 
         def __init__(self, parent: Any, **kwargs: Any) -> None:
@@ -146,6 +148,7 @@ def heartbeat_step(ctx: Context) -> type[bootsteps.StartStopStep]:
             self.timer_ref = consumer.timer.call_repeatedly(ctx.settings.heartbeat_interval, self.beat, priority=10)
 
         def beat(self) -> None:
+            """One heartbeat (the ``re_register`` task's body), unless the worker holds a task."""
             if worker_state.reserved_requests or worker_state.active_requests:
                 return
             try:

@@ -10,7 +10,7 @@
 - ``base``: the task class with its Context, the pool process's warm-up, posting conductor events.
 
 Every module here depends only on modules below the package and on ``base`` (``build``
-also runs ``publish``'s body); nothing outside imports the package but the worker.
+also runs ``publish``'s body); no module below the package imports it.
 """
 
 from skynet_tasks.tasks import (  # noqa: F401 - imported to register every task with the app

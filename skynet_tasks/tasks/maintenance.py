@@ -66,6 +66,7 @@ def handle_maintenance(ctx: Context, group: str, message: Any, now: float | None
 
 
 def perform(ctx: Context, decision: Decision) -> None:
+    """Carry out a decision's actions: an update dispatched, members told to take a ticket."""
     # The turn first: an instance waits on its update message, while ticket notifications can trail.
     for action in sorted(decision.actions, key=lambda action: not isinstance(action, Dispatch)):
         if isinstance(action, Dispatch):
