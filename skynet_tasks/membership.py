@@ -3,9 +3,9 @@
 A new, empty instance of a group (scale-out, a replaced instance) installs the
 group's desired release before it registers, without waiting for a ticket: it was
 not serving anything, so there is nothing to take one at a time. The sweeper runs
-from heartbeats (``tasks.re_register``): it prunes registry entries that stopped beating and deletes the
-SQS queues of those instances, so a cluster that scales in does not keep paying
-for queues nobody reads.
+from heartbeats (``tasks.re_register``): it prunes registry entries that stopped
+beating and deletes the SQS queues of those instances, so a cluster that scales in
+does not keep paying for queues nobody reads.
 """
 
 from __future__ import annotations
