@@ -1,6 +1,6 @@
 """The conductor at scale: tickets of many simulated instances through the real conductor.
 
-The conductor is Skynet's own step (``handlers.handle_maintenance``) on the real ledger
+The conductor is Skynet's own step (``tasks.maintenance.handle_maintenance``) on the real ledger
 and registry, talking to moto's server through a proxy that counts every AWS request.
 The instances are simulated: they are registry entries, and their messages are the
 conductor events they would send (take a ticket, report an update) handed straight to
@@ -32,12 +32,12 @@ from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.conductor import Rollout, RolloutReady, TicketTaken, UpdateReported
 from skynet_tasks.context import Context
 from skynet_tasks.events import to_message
-from skynet_tasks.handlers import handle_maintenance
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.registry import Endpoint
 from skynet_tasks.resources import resolve
 from skynet_tasks.settings import Settings
 from skynet_tasks.states import RolloutKind
+from skynet_tasks.tasks.maintenance import handle_maintenance
 
 ENV = "scale"
 

@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 
 from skynet_tasks import gitrepo, names
+from skynet_tasks.buildrequest import BuildRequest, new_rollout_id
 from skynet_tasks.conductor import Rollout, RolloutReady
 from skynet_tasks.events import to_message
-from skynet_tasks.handlers import BuildRequest, new_rollout_id
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
 from skynet_tasks.registry import Registry
@@ -24,6 +24,8 @@ class DeployError(Exception):
 
 @dataclass(frozen=True)
 class StartedBuild:
+    """A requested build: the group, the commit and the rollout it starts."""
+
     group: str
     release: str
     rollout_id: str
@@ -68,6 +70,8 @@ def deploy_ref(ledger: Ledger, messenger: Messenger, group: str, ref: str, sourc
 
 @dataclass(frozen=True)
 class StartedRollout:
+    """A started config or agent rollout of one group of a layer."""
+
     group: str
     layer: str
     version: str

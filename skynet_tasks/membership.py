@@ -3,26 +3,27 @@
 A new, empty instance of a group (scale-out, a replaced instance) installs the
 group's desired release before it registers, without waiting for a ticket: it was
 not serving anything, so there is nothing to take one at a time. The sweeper runs
-from heartbeats: it prunes registry entries that stopped beating and deletes the
-SQS queues of those instances, so a cluster that scales in does not keep paying
-for queues nobody reads.
+from heartbeats (``tasks.re_register``): it prunes registry entries that stopped
+beating and deletes the SQS queues of those instances, so a cluster that scales in
+does not keep paying for queues nobody reads.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 
 from skynet_tasks import names
 from skynet_tasks.builder import read_manifest
+from skynet_tasks.buildrequest import BuildRequest
 from skynet_tasks.buildspec import BuildSpecError
 from skynet_tasks.commands import CommandFailed, CommandLog
 from skynet_tasks.context import Context
-from skynet_tasks.handlers import BuildRequest, handle_re_register, notify_proxies, update_context
 from skynet_tasks.installer import UpdateFailed, install, restart_current
+from skynet_tasks.registration import tell_proxies
 from skynet_tasks.services import ServiceError
 from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState
+from skynet_tasks.update_context import update_context
 
 log = logging.getLogger(__name__)
 
@@ -89,19 +90,6 @@ def sweep(ctx: Context) -> list[str]:
     return removed
 
 
-# About one heartbeat in ten, spread over the members, also sweeps: enough to clean up
-# within minutes, without every instance scanning the registry every beat.
-SWEEP_ONE_IN = 10
-
-
-def heartbeat(ctx: Context) -> None:
-    """One heartbeat of this instance: re-register and heal (``handle_re_register``), now and then sweep."""
-    handle_re_register(ctx, "heartbeat")
-    if secrets.randbelow(SWEEP_ONE_IN) == 0:
-        sweep(ctx)
-        nudge_stalled_builds(ctx)
-
-
 def nudge_stalled_builds(ctx: Context, now: float | None = None) -> list[str]:
     """Re-send the build of recent rollouts of this group that no instance started; return their ids.
 
@@ -139,7 +127,7 @@ def leave(ctx: Context) -> None:
     """Clean shutdown: take this instance out of the registry at once (the proxy stops routing to it)."""
     s = ctx.settings
     ctx.registry.deregister(s.env, s.layer, s.instance_id)
-    notify_proxies(ctx)
+    tell_proxies(ctx)
     log.info("instance %s deregistered", s.instance_id)
 
 

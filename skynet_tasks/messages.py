@@ -28,6 +28,7 @@ TAKE_TICKET_TASK = "skynet.take_ticket"
 RE_REGISTER_TASK = "skynet.re_register"
 DRAIN_TASK = "skynet.drain"
 REGISTRY_CHANGED_TASK = "skynet.registry_changed"
+PUBLISH_TASK = "skynet.publish"
 
 
 def _dedup_id(text: str) -> str:
@@ -43,7 +44,7 @@ class Messenger:
         self.env = env
 
     def build(self, group: str, request: dict[str, Any], attempt: str = "first") -> None:
-        """Ask the group for a build: the member whose conductor receives it builds (``handle_build_request``).
+        """Ask the group for a build: the member whose conductor receives it builds (``tasks.build``).
 
         The request travels on the group's maintenance queue, which every member already
         polls: a build queue of its own would cost each member a long poll, 180 SQS
@@ -72,6 +73,7 @@ class Messenger:
         )
 
     def to_instance(self, instance_id: str, task: str, kwargs: dict[str, Any], expires: float | None = None) -> None:
+        """Send ``task`` with ``kwargs`` to the instance's own queue, for its work worker."""
         # Not declared first: declaring asks SQS for the queue's size (GetQueueAttributes), once per
         # queue and connection, and a conductor telling 19 members to take a ticket asked 19 times.
         # The message still goes to that queue (Celery sends it through the default exchange with

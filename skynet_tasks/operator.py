@@ -18,7 +18,8 @@ from skynet_tasks.conductor import OPERATOR_ACTIONS, OperatorAction, canary_fail
 from skynet_tasks.deploys import StartedBuild, group_source, request_build
 from skynet_tasks.events import to_message
 from skynet_tasks.ledger import Ledger
-from skynet_tasks.messages import DRAIN_TASK, REGISTRY_CHANGED_TASK, Messenger
+from skynet_tasks.messages import DRAIN_TASK, Messenger
+from skynet_tasks.proxy.notify import notify_proxies
 from skynet_tasks.registry import Registry
 from skynet_tasks.states import Health, RolloutState
 
@@ -96,8 +97,7 @@ def drain_instance(ledger: Ledger, registry: Registry, messenger: Messenger, env
     if not undo:
         registry.set_health(env, layer, instance_id, str(Health.DRAINING))
     messenger.to_instance(instance_id, DRAIN_TASK, {"drain": not undo})
-    for proxy in registry.live(env, "rp", PROXY_MAX_AGE):
-        messenger.to_instance(proxy.instance_id, REGISTRY_CHANGED_TASK, {}, expires=60)
+    notify_proxies(registry, messenger, env, PROXY_MAX_AGE)
     action = "undrain" if undo else "drain"
     record = ActionRecord(endpoint.group, None, action, actor, time.time())
     ledger.record_action(endpoint.group, {**record.__dict__, "instance": instance_id})

@@ -230,7 +230,7 @@ class RolloutModel(RuleBasedStateMachine):
             held = rollout.ticket_of(instance)
             if held is not None and rollout.held_by == held.number and held.state is not TicketState.UPDATING \
                     and instance not in self.busy:
-                # handlers.report_not_updating: the heartbeat runs, so this instance runs no update
+                # tasks.re_register.report_not_updating: the heartbeat runs, so this instance runs no update
                 self.pending.append(UpdateReported(rollout.id, held.number, instance, False, "not updating"))
         newest = self.group.line[-1]
         if newest.id == self.group.desired_rollout and newest.published \

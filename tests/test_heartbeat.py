@@ -3,36 +3,79 @@
 A heartbeat that ran during an update would overwrite the draining state the update
 registered (the proxies would route to an app that is restarting), and would tell the
 conductor that the instance is not updating while it is (``report_not_updating``).
+A heartbeat is the ``re_register`` task's own body, run with the main process's
+Context; the pool processes that process forks build their own.
 """
 
 from __future__ import annotations
 
-import pytest
-from celery.worker import state as worker_state
+import os
+import subprocess
+import sys
 
+import pytest
+
+from skynet_tasks.tasks import base
+
+pytestmark = pytest.mark.timeout(60)
+
+# In a process of its own: running a task's body configures and finalizes the process's Celery app.
+BEATS = """
+from celery.worker import state as worker_state
+from skynet_tasks.app import app, configure
+from skynet_tasks.settings import Settings
+from skynet_tasks.tasks import re_register
 from workers import launch
+
+configure(app, Settings.from_env())  # as the worker does at start
+beats = []
+re_register.heartbeat = lambda ctx, reason: beats.append(f"{ctx} ({reason})")  # what the task's body runs
+step = launch.heartbeat_step("the instance's context")(parent=None)
 
 
 class Request:
-    """Stands in for a Celery request (the worker's state keeps weak references to them)."""
+    '''Stands in for a Celery request (the worker's state keeps weak references to them).'''
 
 
-@pytest.fixture
-def beats(monkeypatch):
-    done: list[object] = []
-    monkeypatch.setattr(launch.membership, "heartbeat", done.append)
-    return done
-
-
-@pytest.mark.parametrize("held", [worker_state.reserved_requests, worker_state.active_requests])
-def test_a_heartbeat_is_skipped_while_the_worker_holds_a_task_and_runs_once_it_is_idle(beats, held):
-    step = launch.heartbeat_step("the instance's context")(parent=None)  # type: ignore[arg-type]
+for held in (worker_state.reserved_requests, worker_state.active_requests):
     request = Request()
     held.add(request)
-    try:
-        step.beat()
-        assert beats == []
-    finally:
-        held.discard(request)
     step.beat()
-    assert beats == ["the instance's context"]
+    held.discard(request)
+    print("while a task is held:", beats, flush=True)
+step.beat()
+print("once idle:", beats, flush=True)
+"""
+
+
+def test_a_heartbeat_is_skipped_while_the_worker_holds_a_task_and_runs_the_re_register_task_once_idle():
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SKYNET_")}
+    result = subprocess.run([sys.executable, "-c", BEATS], capture_output=True, text=True, env=environment,
+                            timeout=45, check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "while a task is held: []",
+        "while a task is held: []",
+        "once idle: [\"the instance's context (heartbeat)\"]",
+    ]
+
+
+def test_a_process_forked_from_one_that_adopted_a_context_builds_its_own(monkeypatch):
+    # Given the worker's main process adopted its context (its heartbeat's)
+    monkeypatch.setattr(base.SkynetTask, "_context", None)
+    monkeypatch.setattr(base.SkynetTask, "_context_pid", 0)
+    base.SkynetTask.adopt("the main process's context")  # type: ignore[arg-type]
+    assert base.SkynetTask.context() == "the main process's context"
+    built: list[str] = []
+    monkeypatch.setattr(base, "settings_of", lambda app: "the worker's settings")
+    monkeypatch.setattr(base.Context, "create", lambda settings, app: built.append(settings) or "a pool's context")
+
+    # When a pool process forked from it (another pid) asks for its tasks' context
+    parent = os.getpid()
+    monkeypatch.setattr(base.os, "getpid", lambda: parent + 1)
+
+    # Then it builds its own rather than sharing the parent's AWS connections
+    assert base.SkynetTask.context() == "a pool's context"
+    assert base.SkynetTask.context() == "a pool's context"
+    assert built == ["the worker's settings"]

@@ -40,9 +40,9 @@ from clusterkit import (
 from skynet_tasks.app import create_app
 from skynet_tasks.artifact_store import release_prefix
 from skynet_tasks.artifacts import Manifest
+from skynet_tasks.buildrequest import new_rollout_id
 from skynet_tasks.context import Context
 from skynet_tasks.deploys import request_build
-from skynet_tasks.handlers import new_rollout_id
 from skynet_tasks.ledger import Release
 from skynet_tasks.local.cluster import LocalCluster
 from skynet_tasks.membership import sweep

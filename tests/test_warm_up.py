@@ -1,4 +1,4 @@
-"""A pool process warms up before its first task (skynet_tasks.tasks.warm_up), and never fails for it."""
+"""A pool process warms up before its first task (skynet_tasks.tasks.base.warm_up), and never fails for it."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from skynet_tasks import tasks
 from skynet_tasks.app import app, configure
 from skynet_tasks.settings import Settings
 configure(app, Settings.from_env())  # as the worker does at start
-tasks.warm_up()
+tasks.base.warm_up()
 print("warm", flush=True)
 sys.stdin.readline()  # the test counts what the warm-up asked of AWS, then lets the process send
-tasks.SkynetTask.context().messenger.to_instance("api-1", "skynet.take_ticket", {"rollout_id": "r-1"})
+tasks.base.SkynetTask.context().messenger.to_instance("api-1", "skynet.take_ticket", {"rollout_id": "r-1"})
 print("sent", flush=True)
 """
 

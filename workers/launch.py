@@ -34,13 +34,14 @@ from celery import bootsteps
 from celery.signals import worker_shutdown
 from celery.worker import state as worker_state
 
-from skynet_tasks import handlers, membership, names
+from skynet_tasks import membership, names
 from skynet_tasks.agent import agent_path_environment, clear_restart, restart_requested
 from skynet_tasks.compat import install_kombu_patches
 from skynet_tasks.config.apply import sync_config
 from skynet_tasks.config.paths import ConfigError
 from skynet_tasks.context import Context
 from skynet_tasks.queues import instance_queue
+from skynet_tasks.registration import register_self
 from skynet_tasks.settings import Settings
 from workers.identity import resolve_identity
 
@@ -118,16 +119,25 @@ def watch_lifecycle(ctx: Context, hook: str) -> None:
 def heartbeat_step(ctx: Context) -> type[bootsteps.StartStopStep]:
     """A consumer bootstep that runs this instance's heartbeat every heartbeat interval, when idle.
 
-    The heartbeat runs here, in the worker's main process, on the event loop that hands
-    messages to the pool: while it runs, no task starts; and it runs only while the
-    worker holds no task, so it never overlaps an update (which ``report_not_updating``
-    relies on) and never overwrites the draining state an update registers. A task in
-    hand keeps the registration fresh itself (``handlers.keep_registered``). Running it
-    here instead of as a message to the instance's own queue saves three SQS requests
-    per beat (send, receive, delete): a third of an idle instance's requests.
+    A heartbeat is the ``re_register`` task, run through its own ``run`` with ``ctx`` as
+    this process's task context (the body an operator's ``skynet instance re-register``
+    message runs in the pool). It runs here, in the worker's main process, on the event
+    loop that hands messages to the pool: while it runs, no task starts; and it runs
+    only while the worker holds no task, so it never overlaps an update (which
+    ``report_not_updating`` relies on) and never overwrites the draining state an update
+    registers. A task in hand keeps the registration fresh itself
+    (``registration.keep_registered``). Running it here instead of as a message to the
+    instance's own queue saves three SQS requests per beat (send, receive, delete): a
+    third of an idle instance's requests.
     """
+    from skynet_tasks.tasks.base import SkynetTask
+    from skynet_tasks.tasks.re_register import re_register
+
+    SkynetTask.adopt(ctx)  # the pool processes forked from this one build their own
 
     class Heartbeat(bootsteps.StartStopStep):
+        """Runs this instance's heartbeat on the consumer's timer."""
+
         requires = {"celery.worker.consumer.tasks:Tasks"}
 
         def __init__(self, parent: Any, **kwargs: Any) -> None:
@@ -138,10 +148,11 @@ def heartbeat_step(ctx: Context) -> type[bootsteps.StartStopStep]:
             self.timer_ref = consumer.timer.call_repeatedly(ctx.settings.heartbeat_interval, self.beat, priority=10)
 
         def beat(self) -> None:
+            """One heartbeat (the ``re_register`` task's body), unless the worker holds a task."""
             if worker_state.reserved_requests or worker_state.active_requests:
                 return
             try:
-                membership.heartbeat(ctx)
+                re_register.run(reason="heartbeat")
             except Exception:  # noqa: BLE001 - a missed beat shows as an aging heartbeat, never a crash
                 log.exception("heartbeat failed")
 
@@ -165,6 +176,7 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
         clear_restart(settings.root)
     from skynet_tasks import tasks  # noqa: F401 - registers the tasks
     from skynet_tasks.app import app, configure
+    from skynet_tasks.tasks.re_register import handle_re_register
 
     configure(app, settings)  # the tasks' app, with the settings of this start
 
@@ -179,7 +191,7 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
         sync_config_at_boot(ctx)
         if membership.converge_at_boot(ctx) is None:
             membership.restart_app_if_down(ctx)
-        handlers.handle_re_register(ctx, "boot")
+        handle_re_register(ctx, "boot")
         worker_shutdown.connect(lambda **_: membership.leave(ctx), weak=False)
         if settings.lifecycle_hook:
             watch_lifecycle(ctx, settings.lifecycle_hook)
@@ -188,7 +200,7 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
 
             poll = start_proxy(ctx)
             worker_shutdown.connect(lambda **_: stop_proxy(ctx, poll), weak=False)
-            handlers.register_self(ctx, last_task="proxy started")
+            register_self(ctx, last_task="proxy started")
         app.steps["consumer"].add(heartbeat_step(ctx))
     requested_role = role
     if role == "all":

@@ -1,4 +1,4 @@
-"""``skynet instance ...``: setting up the host an instance runs on."""
+"""``skynet instance ...``: setting up the host an instance runs on, and asking an instance to re-register."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from pathlib import Path
 
 import click
 
+from skynet_tasks import names
+from skynet_tasks.cli.options import env_option, env_resources, startup
+
 
 @click.group()
 def instance() -> None:
-    """Set up this host as a Skynet instance."""
+    """Set up this host as a Skynet instance; ask an instance to re-register."""
 
 
 @instance.command("install-units")
@@ -29,3 +32,28 @@ def install_units_command(unit_dir: Path, root: Path, no_systemctl: bool) -> Non
         raise click.ClickException(str(error)) from error
     for path in written:
         click.echo(str(path))
+
+
+def _instance_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    # From the operator's command line: it becomes part of a queue name, so it is checked as one.
+    try:
+        return names.check_name_part("instance id", value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+@instance.command("re-register")
+@env_option
+@click.argument("instance_id", callback=_instance_id)
+def re_register_command(env: str, instance_id: str) -> None:
+    """Have an instance register afresh and heal its group now, as its next heartbeat would."""
+    from skynet_tasks.aws import Aws
+    from skynet_tasks.messages import RE_REGISTER_TASK, Messenger
+    from skynet_tasks.registry import Registry
+
+    aws = Aws()
+    # Only a known instance: a message to an unknown id would create a queue that nobody reads.
+    if Registry(aws.dynamodb, env_resources(aws, env).endpoints_table).find(env, instance_id) is None:
+        raise click.ClickException(f"no instance {instance_id} is registered in env {env}")
+    Messenger(startup().celery(), env).to_instance(instance_id, RE_REGISTER_TASK, {"reason": "operator"})
+    click.echo(f"instance {instance_id}: re-register requested")

@@ -29,7 +29,7 @@ from skynet_tasks.taskruns import TaskRuns
 
 log = logging.getLogger(__name__)
 
-# What a rollout id may look like in a URL (handlers.new_rollout_id makes r<date>-<time>-<hex>).
+# What a rollout id may look like in a URL (buildrequest.new_rollout_id makes r<date>-<time>-<hex>).
 ROLLOUT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 SHA = re.compile(r"^[0-9a-f]{7,64}$")
 LOG_LIMIT = 200_000  # characters of a log shown; the tail, where the failure is

@@ -1,4 +1,4 @@
-"""Skynet's Celery tasks: thin bindings of ``skynet_tasks.handlers`` to queues and time limits.
+"""What every task module builds on: the task base class with its Context, the warm-up, sending events.
 
 Hard time limits stay below each queue's visibility timeout (``skynet_tasks.queues``)
 so a running task is never handed to a second worker while it still runs.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 from typing import Any
@@ -16,21 +15,11 @@ from typing import Any
 from celery import Task
 from celery.signals import worker_process_init
 
-from skynet_tasks import handlers, membership, names
-from skynet_tasks.agent import restart_requested
+from skynet_tasks import names
 from skynet_tasks.app import app, settings_of
-from skynet_tasks.conductor import UPDATE_HARD_LIMIT
+from skynet_tasks.conductor import Event, TicketTaken
 from skynet_tasks.context import Context
-from skynet_tasks.messages import (
-    BUILD_REQUEST_TASK,
-    BUILD_TASK,
-    DRAIN_TASK,
-    MAINTENANCE_TASK,
-    RE_REGISTER_TASK,
-    REGISTRY_CHANGED_TASK,
-    TAKE_TICKET_TASK,
-    UPDATE_TASK,
-)
+from skynet_tasks.events import to_message
 from skynet_tasks.taskruns import TaskRuns
 
 log = logging.getLogger(__name__)
@@ -41,17 +30,29 @@ class SkynetTask(Task):
 
     abstract = True
     _context: Context | None = None
+    # The process the context belongs to: a pool process forked from a parent that holds one
+    # (the heartbeat's, see ``adopt``) must not share its AWS connections, so it builds its own.
+    _context_pid = 0
     _runs: TaskRuns | None = None
 
     @classmethod
     def context(cls) -> Context:
-        if SkynetTask._context is None:
+        """This process's Context for its tasks: the adopted one, or one built from the worker's settings."""
+        ctx = SkynetTask._context
+        if ctx is None or SkynetTask._context_pid != os.getpid():
             # The settings the worker built at start and configured the app with.
-            SkynetTask._context = Context.create(settings_of(app), app)
-        return SkynetTask._context
+            ctx = Context.create(settings_of(app), app)
+            SkynetTask.adopt(ctx)
+        return ctx
+
+    @classmethod
+    def adopt(cls, ctx: Context) -> None:
+        """Make ``ctx`` the Context of the tasks this process runs (not of processes it forks later)."""
+        SkynetTask._context, SkynetTask._context_pid, SkynetTask._runs = ctx, os.getpid(), None
 
     @property
     def ctx(self) -> Context:
+        """The Context this task runs with."""
         return self.context()
 
     # Routine successes not worth a row on the dashboard's task page (heartbeats: their
@@ -72,8 +73,8 @@ class SkynetTask(Task):
                 self._record_run(started_at, time.monotonic() - clock, error)
 
     def _record_run(self, started_at: float, runtime: float, error: BaseException | None) -> None:
-        if SkynetTask._context is None:  # the context itself failed to build: nothing to record with
-            return
+        if SkynetTask._context is None or SkynetTask._context_pid != os.getpid():
+            return  # the context itself failed to build: nothing to record with
         settings = self.ctx.settings
         if SkynetTask._runs is None:  # one per process: it counts the records between two trims
             SkynetTask._runs = TaskRuns(self.ctx.aws.dynamodb, names.state_table(settings.env))
@@ -103,51 +104,7 @@ def _warm_up_in_background(**_: Any) -> None:
     threading.Thread(target=warm_up, name="skynet-warm-up", daemon=True).start()
 
 
-@app.task(name=BUILD_TASK, base=SkynetTask, bind=True, soft_time_limit=780, time_limit=840)
-def build(self: SkynetTask, request: dict[str, Any]) -> None:
-    handlers.handle_build(self.ctx, request)
-
-
-@app.task(name=BUILD_REQUEST_TASK, base=SkynetTask, bind=True, time_limit=15)
-def build_request(self: SkynetTask, request: dict[str, Any]) -> None:
-    handlers.handle_build_request(self.ctx, request)
-
-
-@app.task(name=MAINTENANCE_TASK, base=SkynetTask, bind=True, soft_time_limit=12, time_limit=15)
-def maintenance(self: SkynetTask, group: str, event: dict[str, Any]) -> None:
-    handlers.handle_maintenance(self.ctx, group, event)
-
-
-@app.task(name=UPDATE_TASK, base=SkynetTask, bind=True, soft_time_limit=UPDATE_HARD_LIMIT - 20,
-          time_limit=UPDATE_HARD_LIMIT)
-def update(self: SkynetTask, rollout_id: str, ticket: int) -> None:
-    handlers.handle_update(self.ctx, rollout_id, ticket)
-    if restart_requested(self.ctx.settings.root):
-        # A new agent is installed and this ticket is reported: a warm shutdown of the worker
-        # (this pool process's parent) lets this task finish and its message be acknowledged,
-        # then ``skynet worker`` re-executes itself on the new version.
-        os.kill(os.getppid(), signal.SIGTERM)
-
-
-@app.task(name=TAKE_TICKET_TASK, base=SkynetTask, bind=True, time_limit=60)
-def take_ticket(self: SkynetTask, rollout_id: str) -> None:
-    handlers.handle_take_ticket(self.ctx, rollout_id)
-
-
-@app.task(name=RE_REGISTER_TASK, base=SkynetTask, bind=True, time_limit=60, quiet_success=True)
-def re_register(self: SkynetTask, reason: str = "heartbeat") -> None:
-    # Heartbeats run in the worker's main process now (workers.launch.heartbeat_step); this task
-    # serves heartbeat messages that an older agent left in its own queue before it updated itself.
-    membership.heartbeat(self.ctx)
-
-
-@app.task(name=DRAIN_TASK, base=SkynetTask, bind=True, time_limit=60)
-def drain(self: SkynetTask, drain: bool = True) -> None:
-    handlers.handle_drain(self.ctx, drain)
-
-
-@app.task(name=REGISTRY_CHANGED_TASK, base=SkynetTask, bind=True, time_limit=60)
-def registry_changed(self: SkynetTask) -> None:
-    from skynet_tasks.proxy.runtime import sync_proxy
-
-    sync_proxy(self.ctx)
+def send_event(ctx: Context, group: str, event: Event) -> None:
+    """Post ``event`` to ``group``'s conductor (a ticket request in the tickets lane)."""
+    body, dedup = to_message(event)
+    ctx.messenger.maintenance(group, body, dedup, lane="tickets" if isinstance(event, TicketTaken) else None)

@@ -1,0 +1,113 @@
+"""This instance's entry in the registry (the endpoints table): its health, and keeping it fresh.
+
+What the proxies route to comes from here: address, port, release and health. An
+entry that changed what they route to tells them at once (``proxy.notify``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from skynet_tasks import __version__, buildspec
+from skynet_tasks.config.sync import ConfigDir
+from skynet_tasks.context import Context
+from skynet_tasks.httpcheck import healthy
+from skynet_tasks.proxy.notify import notify_proxies
+from skynet_tasks.registry import Endpoint
+from skynet_tasks.states import Health
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def keep_registered(ctx: Context, task: str, health: Health | None = None) -> Iterator[None]:
+    """Refresh this instance's registration while a long task runs.
+
+    Heartbeats skip a worker that holds a task, so without this a long build or
+    update would look like a dead instance to the conductor.
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(ctx.settings.heartbeat_interval):
+            try:
+                register_self(ctx, health=health, last_task=task)
+            except Exception:  # noqa: BLE001 - a missed refresh must not break the task
+                log.exception("could not refresh the registration during %s", task)
+
+    thread = threading.Thread(target=beat, name="keep-registered", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def probe_health(ctx: Context) -> Health:
+    """This instance's health as the proxy should see it: its app answers its health check."""
+    layout = ctx.layout
+    if layout.drain_flag.exists():
+        return Health.DRAINING
+    if ctx.settings.layer == "rp":
+        from skynet_tasks.proxy.runtime import proxy_health
+
+        return proxy_health(ctx)
+    if layout.current_release() is None:
+        return Health.EMPTY
+    try:
+        spec = buildspec.load_buildspec(layout.current / "skynet.yml")
+    except buildspec.BuildSpecError:
+        return Health.UNHEALTHY
+    if spec.health and spec.health.http:
+        answers = healthy(ctx.settings.address, ctx.settings.app_port, spec.health.http)
+        return Health.HEALTHY if answers else Health.UNHEALTHY
+    return Health.HEALTHY if ctx.services().running() or not spec.service else Health.UNHEALTHY
+
+
+def register_self(ctx: Context, health: Health | None = None, last_task: str = "", last_outcome: str = "",
+                  notify: bool = True) -> bool:
+    """Refresh this instance's registry entry; True when what the proxies route to changed.
+
+    Then the proxies are told at once, unless ``notify`` is False (the caller tells them).
+    """
+    s = ctx.settings
+    endpoint = Endpoint(
+        instance_id=s.instance_id, group=s.group, address=s.address, port=s.app_port,
+        release=ctx.layout.current_release() or "", health=str(health or probe_health(ctx)),
+        heartbeat=time.time(), agent_version=__version__,
+        config_version=ConfigDir(s.config_dir).current_version() or "", last_task=last_task, last_outcome=last_outcome,
+        synced_at=_proxy_synced_at(ctx))
+    ctx.registry.register(s.env, s.layer, endpoint)
+    # Tasks run in the worker's pool process and heartbeats in its main one: the last
+    # routing-relevant state is kept in a file, so both see the same.
+    routed = f"{endpoint.address}:{endpoint.port} {endpoint.health} {endpoint.release}"
+    marker = ctx.layout.run_dir / "registered"
+    try:
+        previous = marker.read_text()
+    except OSError:
+        previous = ""
+    if routed != previous and s.layer != "rp":
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(routed)
+        if notify:
+            tell_proxies(ctx)
+        return True
+    return False
+
+
+def tell_proxies(ctx: Context) -> None:
+    """Ask every live proxy of this instance's env to sync now (their slow poll would catch up anyway)."""
+    notify_proxies(ctx.registry, ctx.messenger, ctx.settings.env, ctx.settings.heartbeat_max_age)
+
+
+def _proxy_synced_at(ctx: Context) -> float:
+    if ctx.settings.layer != "rp":
+        return 0.0
+    from skynet_tasks.proxy.runtime import proxy_synced_at
+
+    return proxy_synced_at(ctx)

@@ -1,0 +1,117 @@
+"""``build``: a member builds a pushed commit once for its group, then publishes it as its canary.
+
+Two tasks: ``build_request`` is the group's request as a conductor receives it from the
+maintenance queue (SQS gives it to one member: "the first member to receive it
+builds"), handed to that member's own work worker as ``build``, since a build takes
+minutes and the group's maintenance queue must not wait for it.
+
+Trust: the request comes from the maintenance queue and is checked by
+``BuildRequest.from_dict``; the build clones the repository of the request, which the
+webhook and the CLI take from the group's own record, never from a payload.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from skynet_tasks.app import app
+from skynet_tasks.builder import BuildFailed, build_release
+from skynet_tasks.buildrequest import BuildRequest
+from skynet_tasks.config.sync import ConfigDir, git_ssh_environment
+from skynet_tasks.context import Context
+from skynet_tasks.ledger import Release
+from skynet_tasks.messages import BUILD_REQUEST_TASK, BUILD_TASK
+from skynet_tasks.registration import keep_registered
+from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState
+from skynet_tasks.tasks.base import SkynetTask
+from skynet_tasks.tasks.publish import publish_release
+
+log = logging.getLogger(__name__)
+
+# A build claim outlives the build task's hard time limit (840 s) and expires just
+# before the instance queue's visibility timeout (900 s) could hand the message back.
+BUILD_LEASE = 870.0
+
+
+@app.task(name=BUILD_REQUEST_TASK, base=SkynetTask, bind=True, time_limit=15)
+def build_request(self: SkynetTask, request: dict[str, Any]) -> None:
+    """The group's build request reached this member's conductor: this instance builds."""
+    handle_build_request(self.ctx, request)
+
+
+@app.task(name=BUILD_TASK, base=SkynetTask, bind=True, soft_time_limit=780, time_limit=840)
+def build(self: SkynetTask, request: dict[str, Any]) -> None:
+    """Build the requested release once for the group and publish it with this instance as its canary."""
+    handle_build(self.ctx, request)
+
+
+def handle_build_request(ctx: Context, request: Any) -> None:
+    """Hand the group's build request to this instance's own work worker."""
+    req = BuildRequest.from_dict(request)  # a malformed request fails here, before anyone builds
+    me = ctx.settings.require_instance().instance_id
+    ctx.messenger.to_instance(me, BUILD_TASK, {"request": req.to_dict()})
+    log.info("rollout %s: build of %s handed to %s", req.rollout_id, req.sha, me)
+
+
+def handle_build(ctx: Context, request: Any) -> None:
+    """Build the release once for the group and become its canary."""
+    req = BuildRequest.from_dict(request)
+    me = ctx.settings.require_instance().instance_id
+    created = ctx.ledger.create_rollout(req.rollout_id, req.group, req.sha, RolloutKind.CODE, {
+        "repo": req.repo, "branch": req.branch, "source": req.source, "requested_at": req.requested_at})
+    if not created:
+        existing = ctx.ledger.rollout_item(req.rollout_id) or {}
+        if existing.get("state") != RolloutState.BUILDING:
+            log.info("rollout %s: build request seen before (state %s); nothing to do", req.rollout_id,
+                     existing.get("state"))
+            return
+    with keep_registered(ctx, f"build {req.sha[:12]}"):
+        release = _built_release(ctx, req, me)
+    if release is None:
+        return
+    publish_release(ctx, req.rollout_id, release, req.requested_at)
+
+
+def _built_release(ctx: Context, req: BuildRequest, me: str) -> Release | None:
+    """The release of ``req.sha``, building it if nobody has; None when the build failed or is someone else's."""
+    deadline = time.monotonic() + BUILD_LEASE
+    while True:
+        claim = ctx.ledger.claim_build(Release(group=req.group, sha=req.sha, state=ReleaseState.BUILDING,
+                                               repo=req.repo, branch=req.branch, builder=me,
+                                               started_at=time.time()), lease=BUILD_LEASE)
+        if claim is not None:
+            return _run_build(ctx, req, me)
+        existing = ctx.ledger.release(req.group, req.sha)
+        if existing is not None and existing.state is ReleaseState.BUILT:
+            log.info("release %s of group %s was built before by %s; reusing it", req.sha, req.group,
+                     existing.builder)
+            return existing
+        if existing is not None and existing.state is ReleaseState.BUILDING and existing.builder == me:
+            return _run_build(ctx, req, me)  # our own earlier attempt died: lease is ours to renew
+        if time.monotonic() > deadline:
+            ctx.ledger.fail_build(req.rollout_id, "timed out waiting for another instance's build")
+            return None
+        time.sleep(1.0)  # another instance is building this commit right now
+
+
+def _run_build(ctx: Context, req: BuildRequest, me: str) -> Release | None:
+    try:
+        built = build_release(store=ctx.store, work_root=ctx.layout.root / "build", repo=req.repo,
+                              branch=req.branch, sha=req.sha, builder=me,
+                              git_env=git_ssh_environment(ConfigDir(ctx.settings.config_dir)))
+    except BuildFailed as failure:
+        ctx.ledger.finish_build(req.group, req.sha, me, ReleaseState.FAILED,
+                                {"error": failure.reason, "log_key": failure.log_key})
+        ctx.ledger.annotate_rollout(req.rollout_id, {"build_log_key": failure.log_key, "builder": me})
+        ctx.ledger.fail_build(req.rollout_id, f"build failed: {failure.reason}")
+        log.warning("rollout %s: build of %s failed: %s (log %s)", req.rollout_id, req.sha, failure.reason,
+                    failure.log_key)
+        return None
+    ctx.ledger.finish_build(req.group, req.sha, me, ReleaseState.BUILT, {
+        "artifact_key": built.artifact_key, "manifest_key": built.manifest_key, "log_key": built.log_key,
+        "sha256": built.sha256, "size": built.size, "author": built.author, "message": built.message,
+        "update_timeout": built.update_timeout})
+    log.info("release %s built by %s in %.1fs (%d bytes)", req.sha, me, built.duration, built.size)
+    return ctx.ledger.release(req.group, req.sha)

@@ -1,0 +1,121 @@
+"""``update``: this instance's number came up; it updates for its ticket and reports back.
+
+Code, config and agent rollouts share the ticket's path (drain, update, health check,
+re-register, report) and differ only in what the update installs (``UPDATERS``). On a
+failure the installer has put the previous release back; the report says so and the
+conductor halts the rollout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from skynet_tasks.agent import restart_requested
+from skynet_tasks.app import app
+from skynet_tasks.builder import read_manifest
+from skynet_tasks.conductor import UPDATE_HARD_LIMIT, UpdateReported
+from skynet_tasks.context import Context
+from skynet_tasks.installer import UpdateContext, UpdateFailed, install
+from skynet_tasks.messages import UPDATE_TASK
+from skynet_tasks.proxy.handshake import wait_for_proxies
+from skynet_tasks.registration import keep_registered, register_self, tell_proxies
+from skynet_tasks.states import Health, ReleaseState, RolloutKind
+from skynet_tasks.tasks.base import SkynetTask, send_event
+from skynet_tasks.update_context import update_context
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name=UPDATE_TASK, base=SkynetTask, bind=True, soft_time_limit=UPDATE_HARD_LIMIT - 20,
+          time_limit=UPDATE_HARD_LIMIT)
+def update(self: SkynetTask, rollout_id: str, ticket: int) -> None:
+    """Update this instance for ``ticket`` of ``rollout_id`` and report the outcome to the conductor."""
+    handle_update(self.ctx, rollout_id, ticket)
+    if restart_requested(self.ctx.settings.root):
+        # A new agent is installed and this ticket is reported: a warm shutdown of the worker
+        # (this pool process's parent) lets this task finish and its message be acknowledged,
+        # then ``skynet worker`` re-executes itself on the new version.
+        os.kill(os.getppid(), signal.SIGTERM)
+
+
+def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
+    """Update this instance for ``ticket`` if it is still this instance's turn, then report back."""
+    me = ctx.settings.require_instance().instance_id
+    attempt = ctx.ledger.acknowledge_ticket(rollout_id, ticket, me)
+    if attempt is None:
+        log.info("rollout %s: ticket %d is not updating on %s any more (or was reported); ignoring the update"
+                 " message", rollout_id, ticket, me)
+        return
+    rollout = ctx.ledger.rollout_item(rollout_id) or {}
+    kind = RolloutKind(rollout.get("kind", RolloutKind.CODE))
+    ok, error, log_text = True, None, ""
+    try:
+        if register_self(ctx, health=Health.DRAINING, last_task=f"update {rollout_id}#{ticket}"):
+            wait_for_proxies(ctx, since=time.time())  # no proxy routes here any more: the app may stop
+        update_ctx = update_context(ctx, {"SKYNET_ROLLOUT": rollout_id, "SKYNET_TICKET": str(ticket)})
+        with keep_registered(ctx, f"update {rollout_id}#{ticket}", Health.DRAINING):
+            log_text = UPDATERS[kind](ctx, update_ctx, rollout)
+    except UpdateFailed as failure:
+        ok, error, log_text = False, failure.reason, failure.log_text
+    except Exception as unexpected:  # noqa: BLE001 - any failure must be reported, or the line stalls
+        log.exception("rollout %s: update of ticket %d crashed", rollout_id, ticket)
+        ok, error = False, f"update crashed: {unexpected!r}"
+    annotations: dict[str, Any] = {"reported_attempt": attempt}
+    log_key = f"logs/updates/{rollout_id}/{ticket:06d}-{me}.log"
+    try:
+        ctx.store.put_text(log_key, log_text or (error or "") + "\n")
+        annotations["log_key"] = log_key
+    except Exception:  # noqa: BLE001 - the report matters more than its log
+        log.exception("rollout %s: could not store the log of ticket %d", rollout_id, ticket)
+    try:
+        # Marked reported before the report goes out, so that a duplicate update message can no longer run it.
+        ctx.ledger.annotate_ticket(rollout_id, ticket, {**annotations, "reported_at": time.time()})
+    except Exception:  # noqa: BLE001 - the conductor ignores a second report anyway; the first must go out
+        log.exception("rollout %s: could not mark ticket %d reported", rollout_id, ticket)
+    # Back in the registry before the report: the next instance's drain waits for the proxies to
+    # read the registry after its own write, so they route here again before it stops its app.
+    # Telling the proxies can wait until the report is out: that drain tells them too.
+    changed = False
+    try:
+        changed = register_self(ctx, last_task=f"update {rollout_id}#{ticket}",
+                                last_outcome="ok" if ok else f"failed: {error}", notify=False)
+    except Exception:  # noqa: BLE001 - the report must go out; the heartbeat registers again
+        log.exception("rollout %s: could not re-register after ticket %d", rollout_id, ticket)
+    send_event(ctx, ctx.settings.group, UpdateReported(rollout_id, ticket, me, ok, error))
+    if changed:
+        try:
+            tell_proxies(ctx)
+        except Exception:  # noqa: BLE001 - the proxies' own poll catches up (SKYNET_RP_POLL)
+            log.exception("rollout %s: could not tell the proxies after ticket %d", rollout_id, ticket)
+    log.info("rollout %s: ticket %d on %s %s%s", rollout_id, ticket, me, "succeeded" if ok else "failed",
+             f": {error}" if error else "")
+
+
+def install_release(ctx: Context, update_ctx: UpdateContext, rollout: dict[str, Any]) -> str:
+    """A code ticket: install the rollout's built release (see ``installer.install``)."""
+    sha = rollout.get("release", "")
+    release = ctx.ledger.release(ctx.settings.group, sha)
+    if release is None or release.state is not ReleaseState.BUILT or not release.manifest_key:
+        raise UpdateFailed(f"release {sha} is not built", "")
+    return install(update_ctx, read_manifest(ctx.store, release.manifest_key))
+
+
+def apply_config(ctx: Context, update_ctx: UpdateContext, rollout: dict[str, Any]) -> str:
+    """A config-update ticket: sync the config, restart the app on it, health-check."""
+    from skynet_tasks.config.apply import apply_config_update
+
+    return apply_config_update(ctx, update_ctx)
+
+
+def update_agent(ctx: Context, update_ctx: UpdateContext, rollout: dict[str, Any]) -> str:
+    """A skynet-update ticket: install the agent's new version; the worker restarts once it reported."""
+    from skynet_tasks.agent import install_agent
+
+    return install_agent(ctx, rollout)
+
+
+UPDATERS = {RolloutKind.CODE: install_release, RolloutKind.CONFIG: apply_config, RolloutKind.AGENT: update_agent}
