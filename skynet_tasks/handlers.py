@@ -17,31 +17,29 @@ from typing import Any
 from skynet_tasks import __version__, buildspec, gitrepo, names
 from skynet_tasks.builder import BuildFailed, build_release, read_manifest
 from skynet_tasks.conductor import (
-    REDISPATCH_AFTER,
     Decision,
     Dispatch,
     Event,
-    Focus,
-    NeedsFullView,
     Notify,
     Rollout,
     RolloutReady,
     Tick,
     TicketTaken,
     UpdateReported,
-    decide,
-    focus_of,
+    attention,
 )
 from skynet_tasks.config.sync import ConfigDir, git_ssh_environment
 from skynet_tasks.context import Context
 from skynet_tasks.events import from_message, to_message
 from skynet_tasks.httpcheck import healthy
 from skynet_tasks.installer import UpdateContext, UpdateFailed, install
-from skynet_tasks.ledger import Conflict, Release
+from skynet_tasks.ledger import Release
+from skynet_tasks.ledger.reads import member_view
 from skynet_tasks.messages import BUILD_TASK, REGISTRY_CHANGED_TASK, TAKE_TICKET_TASK, UPDATE_TASK
 from skynet_tasks.proxy.handshake import wait_for_proxies
 from skynet_tasks.registry import Endpoint, LiveMembers
 from skynet_tasks.states import Health, ReleaseState, RolloutKind, RolloutState, TicketState
+from skynet_tasks.step import decide_and_write_until_settled
 
 log = logging.getLogger(__name__)
 
@@ -208,33 +206,11 @@ def _run_build(ctx: Context, req: BuildRequest, me: str) -> Release | None:
 def handle_maintenance(ctx: Context, group: str, message: Any, now: float | None = None) -> Decision | None:
     """One conductor step: decide on the event against fresh state, write it conditionally, then act."""
     event = from_message(message)
-    focus = focus_of(event)  # most steps need a few tickets, not the whole line
     # Read once per step (heartbeats are minutes apart; a retry needs none fresher), and only if asked.
     live = LiveMembers(ctx.registry, ctx.settings.env, group, ctx.settings.heartbeat_max_age)
-    for attempt in range(20):
-        if focus is None:
-            # The decisions that read every ticket mostly consult the members too (publication,
-            # completion). Read before the group's item, they leave out of the time between
-            # that read and the conditional write, in which another step's write makes it fail.
-            live.members  # noqa: B018
-        before = ctx.ledger.load_group(group, focus)
-        try:
-            decision = decide(before, event, time.time() if now is None else now, live)
-        except NeedsFullView:
-            focus = None  # this step publishes, completes, halts or acts for an operator: read every ticket
-            continue
-        if decision.changed:
-            try:
-                ctx.ledger.write_decision(before, decision)
-            except Conflict:
-                # Another conductor moved the group on: decide again on what it wrote.
-                log.info("group %s: conflict at version %s (attempt %d); deciding again", group, before.version,
-                         attempt + 1)
-                time.sleep(0.01 + secrets.randbelow(90) / 1000)  # jitter, so retries do not collide again
-                continue
-        perform(ctx, decision)
-        return decision
-    raise Conflict(f"group {group}: gave up after 20 conflicting decisions")
+    decision = decide_and_write_until_settled(ctx.ledger, group, event, live, now)
+    perform(ctx, decision)
+    return decision
 
 
 def perform(ctx: Context, decision: Decision) -> None:
@@ -421,7 +397,7 @@ def handle_re_register(ctx: Context, reason: str = "heartbeat") -> None:
     """Heartbeat: register, take a missed ticket, and report a stalled line to the conductor."""
     s = ctx.settings.require_instance()
     register_self(ctx, last_task=f"re_register ({reason})")
-    group = ctx.ledger.load_group(s.group, Focus(instance=s.instance_id))
+    group = member_view(ctx.ledger, s.group, s.instance_id)
     now = time.time()
     report_not_updating(ctx, group.line)
     mine = ctx.layout.current_release()
@@ -431,7 +407,7 @@ def handle_re_register(ctx: Context, reason: str = "heartbeat") -> None:
             and newest.ticket_of(s.instance_id) is None and mine != newest.release:
         log.info("rollout %s: %s missed its notification; taking a ticket now", newest.id, s.instance_id)
         send_event(ctx, s.group, TicketTaken(newest.id, s.instance_id))
-    if _line_needs_attention(group.line, now):
+    if attention(group, now):
         body, _ = to_message(Tick())
         # One tick per group per heartbeat interval, however many members notice.
         ctx.messenger.maintenance(s.group, body, f"tick:{int(now // max(s.heartbeat_interval, 1))}")
@@ -465,18 +441,3 @@ def handle_drain(ctx: Context, drain: bool) -> None:
         flag.unlink(missing_ok=True)
     register_self(ctx, last_task="drain" if drain else "undrain")
     log.info("instance %s %s", ctx.settings.instance_id, "draining" if drain else "back in service")
-
-
-def _line_needs_attention(line: tuple[Rollout, ...], now: float) -> bool:
-    if any(r.held_until is not None and not r.holds(now) for r in line):
-        return True  # a hold passed: the line may go on
-    for rollout in line:
-        for ticket in rollout.tickets:
-            if ticket.state is TicketState.UPDATING:
-                overdue = ticket.deadline is not None and now > ticket.deadline
-                unacknowledged = ticket.acknowledged_at is None and ticket.started_at is not None \
-                    and now - ticket.started_at > REDISPATCH_AFTER
-                return overdue or unacknowledged
-    newest = line[-1] if line else None
-    # A published rollout with nobody waiting may be complete now that a member left.
-    return newest is not None and newest.published and newest.state is RolloutState.RUNNING

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 from skynet_tasks.conductor import (
     UPDATE_HARD_LIMIT,
     Dispatch,
     Group,
-    NeedsFullView,
     Notify,
     OperatorAction,
     Rollout,
@@ -18,9 +15,8 @@ from skynet_tasks.conductor import (
     TicketTaken,
     UpdateReported,
     decide,
-    focus_of,
-    partial_view,
 )
+from skynet_tasks.ledger.reads import focus_of, needs_every_ticket, partial_view
 from skynet_tasks.states import RolloutKind, RolloutState, TicketState
 
 MEMBERS = ("a", "b", "c")
@@ -236,19 +232,31 @@ def test_after_a_missed_deadline_nothing_starts_until_the_late_report_or_the_tas
     assert [r.id for r in group.line] == ["r2"]
 
 
-def test_a_partial_read_decides_like_the_whole_line_or_asks_for_it():
+def test_a_partial_read_decides_like_the_whole_line_or_is_read_whole():
     group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True),
-                   TicketTaken("r1", "b"), TicketTaken("r1", "c"))
+                   TicketTaken("r1", "b"), TicketTaken("r1", "c"), TicketTaken("r1", "d"),
+                   live=(*MEMBERS, "d"))
     report = UpdateReported("r1", 2, "b", ok=True)
     view = partial_view(group, focus_of(report))
     assert [t.number for t in view.line[0].tickets] == [2, 3]  # updating, next waiting; not the canary's
 
     quick, whole = decide(view, report, 100.0, MEMBERS), decide(group, report, 100.0, MEMBERS)
+    assert needs_every_ticket(view, quick) is None
     assert quick.actions == whole.actions == (Dispatch("c", "r1", 3),)
 
     failed = UpdateReported("r1", 2, "b", ok=False, error="health check failed")
-    with pytest.raises(NeedsFullView):  # halting cancels every waiting ticket: it needs them all
-        decide(partial_view(group, focus_of(failed)), failed, 100.0, MEMBERS)
+    view = partial_view(group, focus_of(failed))
+    halted = decide(view, failed, 100.0, MEMBERS)
+    # The partial view does not hold d's waiting ticket, which halting cancels: the step is read whole.
+    assert states(halted.group) == {"b": "failed", "c": "cancelled"}
+    assert needs_every_ticket(view, halted) == "halting cancels every waiting ticket"
+    assert states(decide(group, failed, 100.0, MEMBERS).group)["d"] == "cancelled"
+
+
+def test_events_that_change_every_ticket_are_read_whole_at_once():
+    assert focus_of(UpdateReported("r1", 1, "a", ok=True)) is None  # the canary's report publishes or halts
+    assert all(focus_of(OperatorAction("r1", action)) is None for action in ("resume", "retry", "abort"))
+    assert focus_of(OperatorAction("r1", "pause")) is not None
 
 
 def test_nobody_but_the_canary_starts_before_publication_whatever_the_line_holds():

@@ -11,7 +11,6 @@ from skynet_tasks import names
 from skynet_tasks.aws import aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.conductor import (
-    Focus,
     Group,
     OperatorAction,
     Rollout,
@@ -19,9 +18,9 @@ from skynet_tasks.conductor import (
     TicketTaken,
     UpdateReported,
     decide,
-    partial_view,
 )
 from skynet_tasks.ledger import Conflict, Ledger
+from skynet_tasks.ledger.reads import Focus, partial_view
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.resources import resolve
 from skynet_tasks.states import RolloutKind
