@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from skynet_tasks.conductor import (
+    REDISPATCH_AFTER,
     UPDATE_HARD_LIMIT,
     Dispatch,
     Group,
@@ -14,6 +17,7 @@ from skynet_tasks.conductor import (
     Ticket,
     TicketTaken,
     UpdateReported,
+    attention,
     decide,
 )
 from skynet_tasks.ledger.reads import focus_of, needs_every_ticket, partial_view
@@ -266,3 +270,34 @@ def test_nobody_but_the_canary_starts_before_publication_whatever_the_line_holds
         Ticket(1, "a", state=TicketState.CANCELLED), Ticket(2, "b")))
     decision = decide(Group("g", line=(rollout,)), Tick(), 100.0, MEMBERS)
     assert decision.actions == () and states(decision.group) == {"a": "cancelled", "b": "waiting"}
+
+
+def test_a_line_needs_a_tick_exactly_when_the_tick_has_something_to_do():
+    # The deadline rule is one table (conductor.attention): the heartbeat sends a tick when it says so.
+    group, _ = run(Group("g"), ready(timeout=60), TicketTaken("r1", "b"), now=100.0)
+    acknowledged = replace(group.rollout("r1"), tickets=tuple(  # type: ignore[arg-type]
+        replace(t, acknowledged_at=101.0) if t.number == 1 else t for t in group.rollout("r1").tickets))  # type: ignore[union-attr]
+    on_time = replace(group, line=(acknowledged,))
+    assert attention(on_time, 150.0) is None and not decide(on_time, Tick(), 150.0, MEMBERS).changed
+
+    assert attention(on_time, 161.0) == "the updating ticket passed its deadline: the rollout halts"
+    assert decide(on_time, Tick(), 161.0, MEMBERS).group.rollout("r1").state is RolloutState.HALTED  # type: ignore[union-attr]
+
+    assert attention(group, 100.0 + REDISPATCH_AFTER + 1) == \
+        "the updating ticket's dispatch was not acknowledged: it is sent again"
+    assert decide(group, Tick(), 100.0 + REDISPATCH_AFTER + 1, MEMBERS).actions == (Dispatch("a", "r1", 1),)
+
+    overdue, _ = run(on_time, Tick(), now=161.0)  # a's ticket failed by its deadline: the line is held
+    assert attention(overdue, 162.0) is None
+    released = 60 + 100.0 + UPDATE_HARD_LIMIT + 1
+    assert attention(overdue, released) == "a hold passed: the line may go on"
+    assert decide(overdue, Tick(), released, MEMBERS).changed
+
+
+def test_a_published_rollout_with_nobody_updating_needs_a_tick_to_complete_once_a_member_left():
+    group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True), TicketTaken("r1", "b"),
+                   UpdateReported("r1", 2, "b", ok=True))
+    assert attention(group, 100.0) == "a published rollout has nobody updating: it may be complete"
+    assert not decide(group, Tick(), 100.0, MEMBERS).changed  # c has not taken its ticket yet
+    completed = decide(group, Tick(), 100.0, ("a", "b")).group  # c left the group
+    assert completed.line == () and attention(completed, 100.0) is None
