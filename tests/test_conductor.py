@@ -301,3 +301,15 @@ def test_a_published_rollout_with_nobody_updating_needs_a_tick_to_complete_once_
     assert not decide(group, Tick(), 100.0, MEMBERS).changed  # c has not taken its ticket yet
     completed = decide(group, Tick(), 100.0, ("a", "b")).group  # c left the group
     assert completed.line == () and attention(completed, 100.0) is None
+
+
+def test_completion_is_decided_on_every_ticket_as_a_partial_view_cannot_see_who_is_missing():
+    # c was live at publication but its ticket request has not arrived: the rollout is not complete.
+    group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True), TicketTaken("r1", "b"),
+                   UpdateReported("r1", 2, "b", ok=True))
+    view = partial_view(group, focus_of(Tick()))
+    quick = decide(view, Tick(), 100.0, MEMBERS)
+
+    assert quick.group.line == ()  # the partial view holds no expected members: it looks complete
+    assert needs_every_ticket(view, quick) == "completion needs every expected member done"
+    assert not decide(group, Tick(), 100.0, MEMBERS).changed

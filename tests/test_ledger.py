@@ -242,3 +242,19 @@ def test_a_step_that_keeps_losing_gives_up_with_an_error_that_says_so(ledger):
 
     rollout = ledger.load_group(group).rollout("r-unsettled")
     assert rollout is not None and rollout.ticket_of("b") is None  # nothing of the lost step was written
+
+
+def test_a_step_that_halts_cancels_the_waiting_tickets_its_partial_read_did_not_hold(ledger):
+    group = "local-halt-whole"
+    published_rollout(ledger, group, "r-halt")
+    for member in ("b", "c", "d"):  # b updates; c is next; d waits beyond the open window
+        decide_and_write_until_settled(ledger, group, TicketTaken("r-halt", member), STEP_MEMBERS)
+    failed = UpdateReported("r-halt", 2, "b", ok=False, error="health check failed")
+    assert "d" not in [t.instance for t in ledger.load_group(group, Focus("r-halt", ticket=2)).line[0].tickets]
+
+    decide_and_write_until_settled(ledger, group, failed, STEP_MEMBERS)
+
+    rollout = ledger.load_group(group).rollout("r-halt")
+    assert rollout is not None and str(rollout.state) == "halted"
+    assert {t.instance: str(t.state) for t in rollout.tickets} == {
+        "a": "done", "b": "failed", "c": "cancelled", "d": "cancelled"}
