@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from dataclasses import replace
 
 from skynet_tasks.conductor import (
+    REDISPATCH_AFTER,
     UPDATE_HARD_LIMIT,
     Dispatch,
     Group,
-    NeedsFullView,
     Notify,
     OperatorAction,
     Rollout,
@@ -17,10 +17,10 @@ from skynet_tasks.conductor import (
     Ticket,
     TicketTaken,
     UpdateReported,
+    attention,
     decide,
-    focus_of,
-    partial_view,
 )
+from skynet_tasks.ledger.reads import focus_of, needs_every_ticket, partial_view
 from skynet_tasks.states import RolloutKind, RolloutState, TicketState
 
 MEMBERS = ("a", "b", "c")
@@ -236,19 +236,31 @@ def test_after_a_missed_deadline_nothing_starts_until_the_late_report_or_the_tas
     assert [r.id for r in group.line] == ["r2"]
 
 
-def test_a_partial_read_decides_like_the_whole_line_or_asks_for_it():
+def test_a_partial_read_decides_like_the_whole_line_or_is_read_whole():
     group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True),
-                   TicketTaken("r1", "b"), TicketTaken("r1", "c"))
+                   TicketTaken("r1", "b"), TicketTaken("r1", "c"), TicketTaken("r1", "d"),
+                   live=(*MEMBERS, "d"))
     report = UpdateReported("r1", 2, "b", ok=True)
     view = partial_view(group, focus_of(report))
     assert [t.number for t in view.line[0].tickets] == [2, 3]  # updating, next waiting; not the canary's
 
     quick, whole = decide(view, report, 100.0, MEMBERS), decide(group, report, 100.0, MEMBERS)
+    assert needs_every_ticket(view, quick) is None
     assert quick.actions == whole.actions == (Dispatch("c", "r1", 3),)
 
     failed = UpdateReported("r1", 2, "b", ok=False, error="health check failed")
-    with pytest.raises(NeedsFullView):  # halting cancels every waiting ticket: it needs them all
-        decide(partial_view(group, focus_of(failed)), failed, 100.0, MEMBERS)
+    view = partial_view(group, focus_of(failed))
+    halted = decide(view, failed, 100.0, MEMBERS)
+    # The partial view does not hold d's waiting ticket, which halting cancels: the step is read whole.
+    assert states(halted.group) == {"b": "failed", "c": "cancelled"}
+    assert needs_every_ticket(view, halted) == "halting cancels every waiting ticket"
+    assert states(decide(group, failed, 100.0, MEMBERS).group)["d"] == "cancelled"
+
+
+def test_events_that_change_every_ticket_are_read_whole_at_once():
+    assert focus_of(UpdateReported("r1", 1, "a", ok=True)) is None  # the canary's report publishes or halts
+    assert all(focus_of(OperatorAction("r1", action)) is None for action in ("resume", "retry", "abort"))
+    assert focus_of(OperatorAction("r1", "pause")) is not None
 
 
 def test_nobody_but_the_canary_starts_before_publication_whatever_the_line_holds():
@@ -258,3 +270,46 @@ def test_nobody_but_the_canary_starts_before_publication_whatever_the_line_holds
         Ticket(1, "a", state=TicketState.CANCELLED), Ticket(2, "b")))
     decision = decide(Group("g", line=(rollout,)), Tick(), 100.0, MEMBERS)
     assert decision.actions == () and states(decision.group) == {"a": "cancelled", "b": "waiting"}
+
+
+def test_a_line_needs_a_tick_exactly_when_the_tick_has_something_to_do():
+    # The deadline rule is one table (conductor.attention): the heartbeat sends a tick when it says so.
+    group, _ = run(Group("g"), ready(timeout=60), TicketTaken("r1", "b"), now=100.0)
+    acknowledged = replace(group.rollout("r1"), tickets=tuple(  # type: ignore[arg-type]
+        replace(t, acknowledged_at=101.0) if t.number == 1 else t for t in group.rollout("r1").tickets))  # type: ignore[union-attr]
+    on_time = replace(group, line=(acknowledged,))
+    assert attention(on_time, 150.0) is None and not decide(on_time, Tick(), 150.0, MEMBERS).changed
+
+    assert attention(on_time, 161.0) == "the updating ticket passed its deadline: the rollout halts"
+    assert decide(on_time, Tick(), 161.0, MEMBERS).group.rollout("r1").state is RolloutState.HALTED  # type: ignore[union-attr]
+
+    assert attention(group, 100.0 + REDISPATCH_AFTER + 1) == \
+        "the updating ticket's dispatch was not acknowledged: it is sent again"
+    assert decide(group, Tick(), 100.0 + REDISPATCH_AFTER + 1, MEMBERS).actions == (Dispatch("a", "r1", 1),)
+
+    overdue, _ = run(on_time, Tick(), now=161.0)  # a's ticket failed by its deadline: the line is held
+    assert attention(overdue, 162.0) is None
+    released = 60 + 100.0 + UPDATE_HARD_LIMIT + 1
+    assert attention(overdue, released) == "a hold passed: the line may go on"
+    assert decide(overdue, Tick(), released, MEMBERS).changed
+
+
+def test_a_published_rollout_with_nobody_updating_needs_a_tick_to_complete_once_a_member_left():
+    group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True), TicketTaken("r1", "b"),
+                   UpdateReported("r1", 2, "b", ok=True))
+    assert attention(group, 100.0) == "a published rollout has nobody updating: it may be complete"
+    assert not decide(group, Tick(), 100.0, MEMBERS).changed  # c has not taken its ticket yet
+    completed = decide(group, Tick(), 100.0, ("a", "b")).group  # c left the group
+    assert completed.line == () and attention(completed, 100.0) is None
+
+
+def test_completion_is_decided_on_every_ticket_as_a_partial_view_cannot_see_who_is_missing():
+    # c was live at publication but its ticket request has not arrived: the rollout is not complete.
+    group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True), TicketTaken("r1", "b"),
+                   UpdateReported("r1", 2, "b", ok=True))
+    view = partial_view(group, focus_of(Tick()))
+    quick = decide(view, Tick(), 100.0, MEMBERS)
+
+    assert quick.group.line == ()  # the partial view holds no expected members: it looks complete
+    assert needs_every_ticket(view, quick) == "completion needs every expected member done"
+    assert not decide(group, Tick(), 100.0, MEMBERS).changed

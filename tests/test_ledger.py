@@ -1,4 +1,5 @@
-"""The state table's guarantees that the conductor's purity relies on, against moto's server over HTTP."""
+"""The state table's guarantees that the conductor's purity relies on, and one conductor step written on it,
+against moto's server over HTTP."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from skynet_tasks import names
 from skynet_tasks.aws import aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.conductor import (
-    Focus,
+    Decision,
     Group,
     OperatorAction,
     Rollout,
@@ -19,12 +20,13 @@ from skynet_tasks.conductor import (
     TicketTaken,
     UpdateReported,
     decide,
-    partial_view,
 )
 from skynet_tasks.ledger import Conflict, Ledger
+from skynet_tasks.ledger.reads import Focus, partial_view
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.resources import resolve
 from skynet_tasks.states import RolloutKind
+from skynet_tasks.step import Unsettled, decide_and_write_until_settled
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -173,3 +175,86 @@ def test_the_members_a_rollout_expects_stay_out_of_the_record_every_step_reads(l
     assert ledger.load_group(group).rollout("r-exp").expected == ("a", "b", "c")
     assert ledger.load_group(group, Focus("r-exp", ticket=1)).rollout("r-exp").expected == ()
     assert ledger.rollout_view("r-exp")["expected"] == ["a", "b", "c"]
+
+
+# ---- one conductor step (skynet_tasks.step): a step that loses its write decides again, and gives up clearly
+
+STEP_MEMBERS = ("a", "b", "c", "d", "e", "f")
+
+
+class AnotherStepWritesFirst:
+    """The ledger, except that before each of the first ``times`` writes another member's ticket is written."""
+
+    def __init__(self, ledger: Ledger, group: str, rollout_id: str, others: list[str], times: int) -> None:
+        self.ledger = ledger
+        self.group = group
+        self.rollout_id = rollout_id
+        self.others = others
+        self.times = times
+        self.refused = 0
+
+    def write_decision(self, before: Group, decision: Decision) -> None:
+        if self.times:
+            self.times -= 1
+            decide_and_write_until_settled(self.ledger, self.group, TicketTaken(self.rollout_id, self.others.pop(0)),
+                                           STEP_MEMBERS)
+        try:
+            self.ledger.write_decision(before, decision)
+        except Conflict:
+            self.refused += 1
+            raise
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.ledger, name)
+
+
+def published_rollout(ledger: Ledger, group: str, rollout_id: str) -> None:
+    """A rollout whose canary (a) succeeded: the others may take their tickets."""
+    ledger.create_rollout(rollout_id, group, "s1", RolloutKind.CODE, {})
+    for event in (RolloutReady(Rollout(id=rollout_id, group=group, release="s1", canary="a", update_timeout=60)),
+                  UpdateReported(rollout_id, 1, "a", ok=True)):
+        decide_and_write_until_settled(ledger, group, event, STEP_MEMBERS, now=time.time())
+
+
+def test_a_step_that_loses_its_write_decides_again_on_what_the_winner_wrote(ledger):
+    group = "local-settle"
+    published_rollout(ledger, group, "r-settle")
+    racing = AnotherStepWritesFirst(ledger, group, "r-settle", ["c", "d"], times=2)
+
+    decision = decide_and_write_until_settled(racing, group, TicketTaken("r-settle", "b"), STEP_MEMBERS)  # type: ignore[arg-type]
+
+    assert racing.refused == 2  # b's ticket lost its write twice, each time to another member's
+    rollout = ledger.load_group(group).rollout("r-settle")
+    assert rollout is not None
+    holders = {t.instance: t.number for t in rollout.tickets}
+    assert holders == {"a": 1, "c": 2, "d": 3, "b": 4}  # b's ticket follows the winners', nobody's was lost
+    assert decision.touched[0].ticket_of("b").number == 4  # type: ignore[union-attr]
+
+
+def test_a_step_that_keeps_losing_gives_up_with_an_error_that_says_so(ledger):
+    group = "local-unsettled"
+    published_rollout(ledger, group, "r-unsettled")
+    racing = AnotherStepWritesFirst(ledger, group, "r-unsettled", ["c", "d", "e"], times=3)
+
+    with pytest.raises(Unsettled, match="gave up after 3 decisions that all lost to another step's write"):
+        decide_and_write_until_settled(racing, group, TicketTaken("r-unsettled", "b"), STEP_MEMBERS,  # type: ignore[arg-type]
+                                       attempts=3)
+
+    rollout = ledger.load_group(group).rollout("r-unsettled")
+    assert rollout is not None and rollout.ticket_of("b") is None  # nothing of the lost step was written
+
+
+def test_a_step_that_halts_cancels_the_waiting_tickets_its_partial_read_did_not_hold(ledger):
+    group = "local-halt-whole"
+    published_rollout(ledger, group, "r-halt")
+    for member in ("b", "c", "d"):  # b updates; c is next; d waits beyond the open window
+        decide_and_write_until_settled(ledger, group, TicketTaken("r-halt", member), STEP_MEMBERS)
+    failed = UpdateReported("r-halt", 2, "b", ok=False, error="health check failed")
+    assert "d" not in [t.instance for t in ledger.load_group(group, Focus("r-halt", ticket=2)).line[0].tickets]
+
+    decide_and_write_until_settled(ledger, group, failed, STEP_MEMBERS)
+
+    rollout = ledger.load_group(group).rollout("r-halt")
+    assert rollout is not None and str(rollout.state) == "halted"
+    assert {t.instance: str(t.state) for t in rollout.tickets} == {
+        "a": "done", "b": "failed", "c": "cancelled", "d": "cancelled"}

@@ -15,9 +15,10 @@ import secrets
 import time
 
 from skynet_tasks.app import app
-from skynet_tasks.conductor import REDISPATCH_AFTER, Focus, Rollout, Tick, TicketTaken, UpdateReported
+from skynet_tasks.conductor import Rollout, Tick, TicketTaken, UpdateReported, attention
 from skynet_tasks.context import Context
 from skynet_tasks.events import to_message
+from skynet_tasks.ledger.reads import member_view
 from skynet_tasks.membership import nudge_stalled_builds, sweep
 from skynet_tasks.messages import RE_REGISTER_TASK
 from skynet_tasks.registration import register_self
@@ -49,7 +50,7 @@ def handle_re_register(ctx: Context, reason: str = "heartbeat") -> None:
     """Heartbeat: register, take a missed ticket, and report a stalled line to the conductor."""
     s = ctx.settings.require_instance()
     register_self(ctx, last_task=f"re_register ({reason})")
-    group = ctx.ledger.load_group(s.group, Focus(instance=s.instance_id))
+    group = member_view(ctx.ledger, s.group, s.instance_id)
     now = time.time()
     report_not_updating(ctx, group.line)
     mine = ctx.layout.current_release()
@@ -59,7 +60,7 @@ def handle_re_register(ctx: Context, reason: str = "heartbeat") -> None:
             and newest.ticket_of(s.instance_id) is None and mine != newest.release:
         log.info("rollout %s: %s missed its notification; taking a ticket now", newest.id, s.instance_id)
         send_event(ctx, s.group, TicketTaken(newest.id, s.instance_id))
-    if _line_needs_attention(group.line, now):
+    if attention(group, now):
         body, _ = to_message(Tick())
         # One tick per group per heartbeat interval, however many members notice.
         ctx.messenger.maintenance(s.group, body, f"tick:{int(now // max(s.heartbeat_interval, 1))}")
@@ -81,18 +82,3 @@ def report_not_updating(ctx: Context, line: tuple[Rollout, ...]) -> None:
                      rollout.id, ticket.number, me)
             send_event(ctx, ctx.settings.group, UpdateReported(rollout.id, ticket.number, me, False,
                                                                "the instance is not updating (late report)"))
-
-
-def _line_needs_attention(line: tuple[Rollout, ...], now: float) -> bool:
-    if any(r.held_until is not None and not r.holds(now) for r in line):
-        return True  # a hold passed: the line may go on
-    for rollout in line:
-        for ticket in rollout.tickets:
-            if ticket.state is TicketState.UPDATING:
-                overdue = ticket.deadline is not None and now > ticket.deadline
-                unacknowledged = ticket.acknowledged_at is None and ticket.started_at is not None \
-                    and now - ticket.started_at > REDISPATCH_AFTER
-                return overdue or unacknowledged
-    newest = line[-1] if line else None
-    # A published rollout with nobody waiting may be complete now that a member left.
-    return newest is not None and newest.published and newest.state is RolloutState.RUNNING

@@ -2,8 +2,10 @@
 
 This module is pure: ``decide(group, event, now, live_members)`` returns the
 group's next state and the actions to carry out, and touches no AWS service.
-``skynet_tasks.tasks`` reads the state, calls ``decide``, writes the result with
+``skynet_tasks.step`` reads the state, calls ``decide``, writes the result with
 a conditional write (``skynet_tasks.ledger``) and only then performs the actions.
+It decides on whatever view of the group it is given; which view suffices for
+which step is the reader's business (``skynet_tasks.ledger.reads``).
 
 The invariant everything here protects: at most one ticket of a group is
 ``updating`` at any time, across all of the group's rollouts. Events may arrive
@@ -14,259 +16,21 @@ rule is idempotent: an event that does not match the current state changes nothi
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import cached_property
 
+from skynet_tasks.conductor.attention import UPDATE_HARD_LIMIT, overdue, unacknowledged
+from skynet_tasks.conductor.decisions import Action, Decision, Dispatch, Notify
+from skynet_tasks.conductor.events import (
+    Event,
+    OperatorAction,
+    RolloutReady,
+    Tick,
+    TicketTaken,
+    UpdateReported,
+)
+from skynet_tasks.conductor.line import Group, Rollout, Ticket
 from skynet_tasks.states import RolloutKind, RolloutState, TicketState
-
-
-@dataclass(frozen=True)
-class Ticket:
-    number: int
-    instance: str
-    state: TicketState = TicketState.WAITING
-    taken_at: float = 0.0
-    started_at: float | None = None
-    finished_at: float | None = None
-    deadline: float | None = None
-    error: str | None = None
-    acknowledged_at: float | None = None
-    attempts: int = 1
-
-
-@dataclass(frozen=True)
-class Rollout:
-    id: str
-    group: str
-    release: str
-    kind: RolloutKind = RolloutKind.CODE
-    state: RolloutState = RolloutState.RUNNING
-    created_at: float = 0.0
-    canary: str | None = None
-    published: bool = False
-    # The members that were live at publication: it completes once those still live are done.
-    # Read only with every ticket (``partial_view`` leaves it empty, as the ledger's partial read does).
-    expected: tuple[str, ...] = ()
-    tickets: tuple[Ticket, ...] = ()
-    update_timeout: float = 300.0
-    reason: str | None = None
-    finished_at: float | None = None
-    superseded_by: str | None = None
-    # The highest ticket number issued, and the lowest ticket that may still be waiting or
-    # updating: kept in the rollout's record so that a step reads only the tickets it needs.
-    last_number: int = 0
-    low_water: int = 1
-    # A ticket failed by its deadline may still be updating on its instance (its message may have
-    # started late): nothing else in the group starts before ``held_until``, or before that
-    # ticket's late report arrives.
-    held_by: int | None = None
-    held_until: float | None = None
-    # True when ``tickets`` holds only what a step needs (the ledger's partial read): the
-    # updating ticket, the first waiting one after it, and the ticket the event names. A rule
-    # that needs every ticket raises NeedsFullView; the caller reads them all and decides again.
-    partial: bool = False
-
-    def ticket(self, number: int) -> Ticket | None:
-        for ticket in self.tickets:
-            if ticket.number == number:
-                return ticket
-        return None
-
-    def ticket_of(self, instance: str) -> Ticket | None:
-        for ticket in self.tickets:
-            if ticket.instance == instance:
-                return ticket
-        return None
-
-    def with_ticket(self, ticket: Ticket) -> Rollout:
-        others = tuple(t for t in self.tickets if t.number != ticket.number)
-        return replace(self, tickets=tuple(sorted((*others, ticket), key=lambda t: t.number)),
-                       last_number=max(self.last_number, ticket.number))
-
-    def next_number(self) -> int:
-        return max(self.last_number, *(t.number for t in self.tickets), 0) + 1
-
-    def holds(self, now: float) -> bool:
-        return self.held_until is not None and now < self.held_until
-
-
-class NeedsFullView(Exception):
-    """A rule needs every ticket of a rollout that was read partially: read them all and decide again."""
-
-    def __init__(self, rollout_id: str) -> None:
-        super().__init__(f"rollout {rollout_id}: this decision needs every ticket")
-        self.rollout_id = rollout_id
-
-
-@dataclass(frozen=True)
-class Group:
-    """A maintenance group and the rollouts holding a place in its line, oldest first."""
-
-    name: str
-    version: int = 0
-    desired_release: str | None = None
-    desired_rollout: str | None = None
-    previous_release: str | None = None
-    line: tuple[Rollout, ...] = ()
-
-    def rollout(self, rollout_id: str) -> Rollout | None:
-        for rollout in self.line:
-            if rollout.id == rollout_id:
-                return rollout
-        return None
-
-    def updating(self) -> tuple[Rollout, Ticket] | None:
-        for rollout in self.line:
-            for ticket in rollout.tickets:
-                if ticket.state is TicketState.UPDATING:
-                    return rollout, ticket
-        return None
-
-
-# ---- events -----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class RolloutReady:
-    """A release is built (or a config/agent version is uploaded): the rollout joins the line.
-
-    With a canary, the canary's ticket is number 1, the other members are told to
-    take theirs while it updates, and the release is published (and their turns
-    start) only once it succeeds; without one, the release is published at once.
-    """
-
-    rollout: Rollout
-
-
-@dataclass(frozen=True)
-class TicketTaken:
-    rollout_id: str
-    instance: str
-
-
-@dataclass(frozen=True)
-class UpdateReported:
-    rollout_id: str
-    ticket: int
-    instance: str
-    ok: bool
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Tick:
-    """Sent by heartbeats: check deadlines, completion and lost dispatches."""
-
-
-@dataclass(frozen=True)
-class OperatorAction:
-    rollout_id: str
-    action: str  # pause | resume | abort | retry
-    actor: str = "operator"
-
-
-Event = RolloutReady | TicketTaken | UpdateReported | Tick | OperatorAction
-
-OPERATOR_ACTIONS = ("pause", "resume", "abort", "retry")
-
-
-# ---- partial reads ------------------------------------------------------------
-# A step usually needs a handful of tickets, whatever the group's size: the one updating, the
-# next waiting, and the one its event names. The ledger reads just those (``Ledger.load_group``
-# with a Focus) so that a step costs the same in a group of 1,000 as in a group of 3; a rule
-# that needs more (publication, completion, halting, operator actions) raises NeedsFullView.
-
-OPEN_WINDOW = 2
-OPEN_STATES = (TicketState.WAITING, TicketState.UPDATING)
-
-
-@dataclass(frozen=True)
-class Focus:
-    """The ticket an event names, read besides each rollout's open window."""
-
-    rollout_id: str | None = None
-    instance: str | None = None
-    ticket: int | None = None
-
-
-def focus_of(event: Event) -> Focus | None:
-    """What a partial read for ``event`` must hold besides the open windows; None: read every ticket.
-
-    The report of ticket 1, the canary's, publishes or halts: both need every ticket, so
-    a partial read would only be thrown away (and the longer step would more often lose
-    its conditional write to the ticket requests decided next to it).
-    """
-    if isinstance(event, TicketTaken):
-        return Focus(event.rollout_id, instance=event.instance)
-    if isinstance(event, UpdateReported):
-        return None if event.ticket == 1 else Focus(event.rollout_id, ticket=event.ticket)
-    return Focus()
-
-
-def open_window(rollout: Rollout) -> tuple[Ticket, ...]:
-    """The first tickets from the low-water mark that wait or update: the updating one comes first
-    (tickets start in number order), then the next to start."""
-    return tuple(t for t in rollout.tickets if t.number >= rollout.low_water and t.state in OPEN_STATES)[:OPEN_WINDOW]
-
-
-def partial_view(group: Group, focus: Focus) -> Group:
-    """The group as a partial read sees it: what ``Ledger.load_group`` returns for ``focus``."""
-    line = []
-    for rollout in group.line:
-        keep = {t.number: t for t in open_window(rollout)}
-        if focus.rollout_id in (None, rollout.id):
-            named = rollout.ticket(focus.ticket) if focus.ticket is not None \
-                else rollout.ticket_of(focus.instance) if focus.instance else None
-            if named is not None:
-                keep[named.number] = named
-        line.append(replace(rollout, tickets=tuple(keep[n] for n in sorted(keep)), expected=(), partial=True))
-    return replace(group, line=tuple(line))
-
-
-# ---- actions ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Dispatch:
-    """Tell ``instance`` its number came up: send it ``update(rollout_id, ticket)``."""
-
-    instance: str
-    rollout_id: str
-    ticket: int
-
-
-@dataclass(frozen=True)
-class Notify:
-    """Tell the members to take a ticket in ``rollout_id`` (its canary starts, or the release was published)."""
-
-    instances: tuple[str, ...]
-    rollout_id: str
-
-
-Action = Dispatch | Notify
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The group after one event, the rollouts it touched (including any that left
-    the line), what to do now, and a readable account of every change."""
-
-    group: Group
-    touched: tuple[Rollout, ...] = ()
-    actions: tuple[Action, ...] = ()
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.notes)
-
-
-# A dispatched ticket whose instance has not acknowledged it after this long is
-# sent again: the conductor may have died between its write and its send.
-REDISPATCH_AFTER = 30.0
-
-# The update task's hard time limit (``skynet_tasks.tasks``). An instance starts an update
-# only before its ticket's deadline (``Ledger.acknowledge_ticket``), so an update still
-# running after its deadline has stopped by ``deadline + UPDATE_HARD_LIMIT``.
-UPDATE_HARD_LIMIT = 600.0
 
 
 def decide(group: Group, event: Event, now: float, live_members: Collection[str]) -> Decision:
@@ -342,25 +106,18 @@ class _Draft:
         self.touched[rollout.id] = rollout
         self.notes.append(note)
 
-    def need_every_ticket(self, rollout: Rollout) -> None:
-        if rollout.partial:
-            raise NeedsFullView(rollout.id)
-
     def end(self, rollout: Rollout, state: RolloutState, reason: str, note: str, **changes: object) -> None:
-        self.need_every_ticket(rollout)  # every waiting ticket ends with it
         ticket_end = TicketState.SUPERSEDED if state is RolloutState.SUPERSEDED else TicketState.CANCELLED
         ended = replace(rollout, state=state, reason=reason, tickets=_end_waiting(rollout, ticket_end, self.now),
                         finished_at=self.now, **changes)  # type: ignore[arg-type]
         self.put(ended, note)
 
     def halt(self, rollout: Rollout, reason: str) -> None:
-        self.need_every_ticket(rollout)
         halted = replace(rollout, state=RolloutState.HALTED, reason=reason,
                          tickets=_end_waiting(rollout, TicketState.CANCELLED, self.now))
         self.put(halted, f"rollout {rollout.id} halted: {reason}")
 
     def publish(self, rollout: Rollout) -> None:
-        self.need_every_ticket(rollout)  # who holds a ticket already
         members = tuple(sorted(self.live | ({rollout.canary} if rollout.canary else set())))
         published = replace(rollout, published=True, expected=members)
         self.put(published, f"rollout {rollout.id} published release {rollout.release}")
@@ -382,8 +139,7 @@ class _Draft:
             return  # a redelivered announcement
         tickets = (Ticket(1, rollout.canary, taken_at=self.now),) if rollout.canary else ()
         ready = replace(rollout, state=RolloutState.RUNNING, tickets=tickets, published=False,
-                        created_at=rollout.created_at or self.now, last_number=len(tickets), low_water=1,
-                        partial=False)
+                        created_at=rollout.created_at or self.now, last_number=len(tickets), low_water=1)
         self.put(ready, f"rollout {rollout.id} of release {rollout.release} joined the line")
         if not rollout.canary:
             self.publish(ready)
@@ -433,7 +189,7 @@ class _Draft:
         if busy is None:
             return
         rollout, ticket = busy
-        if ticket.deadline is not None and self.now > ticket.deadline:
+        if overdue(ticket, self.now) and ticket.deadline is not None:  # (overdue has a deadline; mypy cannot tell)
             error = "deadline passed: the instance did not report its update in time"
             rollout = replace(rollout.with_ticket(replace(ticket, state=TicketState.FAILED, finished_at=self.now,
                                                           error=error)),
@@ -441,16 +197,13 @@ class _Draft:
             self.put(rollout, f"ticket {ticket.number} of rollout {rollout.id} overdue on {ticket.instance}")
             if not rollout.state.finished:
                 self.halt(rollout, f"ticket {ticket.number} on {ticket.instance}: {error}")
-        elif ticket.acknowledged_at is None and ticket.started_at is not None \
-                and self.now - ticket.started_at > REDISPATCH_AFTER:
+        elif unacknowledged(ticket, self.now):
             self.actions.append(Dispatch(ticket.instance, rollout.id, ticket.number))
 
     def operator(self, event: OperatorAction) -> None:
         rollout = self.group.rollout(event.rollout_id)
         if rollout is None or rollout.state.finished:
             return
-        if event.action != "pause":
-            self.need_every_ticket(rollout)
         who = f"by {event.actor}"
         if event.action == "pause" and rollout.state is RolloutState.RUNNING:
             self.put(replace(rollout, state=RolloutState.PAUSED, reason=f"paused {who}"),
@@ -512,7 +265,6 @@ class _Draft:
                 self.end(active, RolloutState.COMPLETED, "completed", f"rollout {active.id} completed")
 
     def _complete(self, rollout: Rollout) -> bool:
-        self.need_every_ticket(rollout)
         done = {t.instance for t in rollout.tickets if t.state is TicketState.DONE}
         # A member that left the group (its heartbeat went stale) no longer holds the rollout up.
         return all(m in done or m not in self.live for m in rollout.expected)

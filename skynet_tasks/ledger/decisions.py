@@ -1,0 +1,97 @@
+"""Writing a conductor decision: the only place rollout and ticket states are written.
+
+Every decision is written in one transaction conditioned on the group's ``version``: two
+conductors deciding on the same state (a redelivered or duplicated maintenance message)
+cannot both win, so two instances of a group can never be put into ``updating`` at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from skynet_tasks.conductor import Decision, Group, Rollout, Ticket
+from skynet_tasks.dynamo import condition_failed, to_item
+from skynet_tasks.ledger import expressions
+from skynet_tasks.ledger.rollouts import ROLLOUT_FIELDS
+from skynet_tasks.ledger.table import EXPECTED_SK, ROLLOUT_SK, Store, group_key, holder_sk, key, rollout_pk, ticket_sk
+
+log = logging.getLogger(__name__)
+
+_TRANSACTION_LIMIT = 100
+
+
+class Conflict(Exception):
+    """Another writer changed the group first: re-read and decide again."""
+
+
+class DecisionWriter(Store):
+    """Writes what the conductor decided, if nobody decided first."""
+
+    def write_decision(self, before: Group, decision: Decision) -> None:
+        """Persist a decision atomically, if the group is still at ``before.version``; else raise Conflict."""
+        after = decision.group
+        old = {r.id: r for r in before.line}
+        group_values: dict[str, Any] = {"version": before.version + 1, "line": [r.id for r in after.line],
+                                        "updated_at": time.time()}
+        for name in ("desired_release", "desired_rollout", "previous_release"):
+            if getattr(after, name) is not None:
+                group_values[name] = getattr(after, name)
+        if before.version:
+            condition, current = "#version = :current", {":current": before.version}
+        else:
+            condition, current = "attribute_not_exists(#version) OR #version = :current", {":current": 0}
+        items: list[dict[str, Any]] = [{"Update": expressions.update(
+            self.table, group_key(before.name), group_values, condition=condition, names={"#version": "version"},
+            condition_values=current)}]
+        tickets: list[dict[str, Any]] = []
+        for rollout in decision.touched:
+            before_rollout = old.get(rollout.id)
+            header = self._rollout_update(rollout, before_rollout)
+            if header is not None:
+                items.append({"Update": header})
+            if rollout.expected != (before_rollout.expected if before_rollout else ()):
+                items.append({"Put": {"TableName": self.table, "Item": to_item({
+                    "pk": rollout_pk(rollout.id), "sk": EXPECTED_SK, "members": list(rollout.expected)})}})
+            previous = {t.number: t for t in before_rollout.tickets} if before_rollout else {}
+            issued = before_rollout.last_number if before_rollout else 0
+            for ticket in rollout.tickets:
+                if previous.get(ticket.number) != ticket:
+                    tickets.append({"Update": self._ticket_update(rollout.id, ticket)})
+                if ticket.number > issued:  # a new ticket: index its holder
+                    tickets.append({"Put": {"TableName": self.table, "Item": to_item({
+                        "pk": rollout_pk(rollout.id), "sk": holder_sk(ticket.instance), "number": ticket.number})}})
+        room = _TRANSACTION_LIMIT - len(items)
+        try:
+            self.db.transact_write_items(TransactItems=items + tickets[:room])
+        except ClientError as error:
+            if condition_failed(error):
+                raise Conflict(f"group {before.name} changed since version {before.version}") from error
+            raise
+        # Only bulk endings (cancelled or superseded waiting tickets of a rollout that
+        # left the line) can overflow one transaction; nothing reads them to decide.
+        for start in range(room, len(tickets), _TRANSACTION_LIMIT):
+            self.db.transact_write_items(TransactItems=tickets[start:start + _TRANSACTION_LIMIT])
+        for note in decision.notes:
+            log.info("group %s: %s", before.name, note)
+
+    def _rollout_update(self, rollout: Rollout, before: Rollout | None) -> dict[str, Any] | None:
+        """Set the fields of the rollout's record that changed (all of them for a rollout new to the line)."""
+        changed = [k for k in ROLLOUT_FIELDS if before is None or getattr(before, k) != getattr(rollout, k)]
+        if not changed:
+            return None
+        values: dict[str, Any] = {k: getattr(rollout, k) for k in changed}
+        for name in ("state", "kind"):
+            if name in values:
+                values[name] = str(values[name])
+        return expressions.fields(self.table, key(rollout_pk(rollout.id), ROLLOUT_SK), values)
+
+    def _ticket_update(self, rollout_id: str, ticket: Ticket) -> dict[str, Any]:
+        """Set the conductor's fields of a ticket, leaving the instance's annotations (log key…) alone."""
+        values = asdict(ticket)
+        values["state"] = str(ticket.state)
+        return expressions.fields(self.table, key(rollout_pk(rollout_id), ticket_sk(ticket.number)), values)

@@ -1,0 +1,146 @@
+"""The read strategy of a conductor step: which view of the group suffices to decide an event.
+
+A step usually needs a handful of tickets, whatever the group's size: the one updating, the
+next waiting, and the one its event names. ``Reader.read_and_decide`` reads just those (a
+partial view, ``partial_view`` says which) so that a step costs the same in a group of 1,000
+as in a group of 3, and reads every ticket only when the step needs them:
+
+- Some events need every ticket whatever the state (``focus_of`` returns None): the canary's
+  report publishes or halts, and an operator's resume, retry or abort reopens or ends every
+  ticket. Those are read whole at once: a partial read would only be thrown away (and the
+  longer step would more often lose its conditional write to the steps decided next to it).
+- Otherwise the conductor decides on the partial view, and ``needs_every_ticket`` looks at what
+  it decided: a rollout published, halted, ended or resumed (``EVERY_TICKET``) changes or
+  consults tickets the view may not hold, so the step is read whole and decided again.
+  Anything else (a ticket taken, a success and the next dispatch, a pause, a redispatch) was
+  decided on tickets the view holds, so it is the decision a full view gives.
+
+The conductor knows nothing of this: it decides on the view it is given. The model test
+(``tests/test_conductor_model.py``) checks, for random histories, that every decision this
+strategy keeps from a partial view is the one the full view gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from skynet_tasks.conductor import (
+    Decision,
+    Event,
+    Group,
+    OperatorAction,
+    Rollout,
+    Ticket,
+    TicketTaken,
+    UpdateReported,
+    decide,
+)
+from skynet_tasks.states import RolloutState, TicketState
+
+OPEN_WINDOW = 2
+_OPEN_STATES = (TicketState.WAITING, TicketState.UPDATING)
+
+
+@dataclass(frozen=True)
+class Focus:
+    """The ticket an event names, read besides each rollout's open window."""
+
+    rollout_id: str | None = None
+    instance: str | None = None
+    ticket: int | None = None
+
+
+def focus_of(event: Event) -> Focus | None:
+    """What a partial read for ``event`` must hold besides the open windows; None: read every ticket."""
+    if isinstance(event, UpdateReported):
+        return None if event.ticket == 1 else Focus(event.rollout_id, ticket=event.ticket)  # 1: the canary's
+    if isinstance(event, OperatorAction) and event.action != "pause":
+        return None
+    if isinstance(event, TicketTaken):
+        return Focus(event.rollout_id, instance=event.instance)
+    return Focus()  # the open windows hold the updating ticket and the next to start
+
+
+def open_window(rollout: Rollout) -> tuple[Ticket, ...]:
+    """The first tickets from the low-water mark that wait or update: the updating one comes first
+    (tickets start in number order), then the next to start."""
+    return tuple(t for t in rollout.tickets if t.number >= rollout.low_water and t.state in _OPEN_STATES)[:OPEN_WINDOW]
+
+
+def partial_view(group: Group, focus: Focus) -> Group:
+    """The group as a partial read for ``focus`` sees it: what ``Ledger.load_group(group, focus)`` returns."""
+    line = []
+    for rollout in group.line:
+        keep = {t.number: t for t in open_window(rollout)}
+        if focus.rollout_id in (None, rollout.id):
+            named = rollout.ticket(focus.ticket) if focus.ticket is not None \
+                else rollout.ticket_of(focus.instance) if focus.instance else None
+            if named is not None:
+                keep[named.number] = named
+        line.append(replace(rollout, tickets=tuple(keep[n] for n in sorted(keep)), expected=()))
+    return replace(group, line=tuple(line))
+
+
+# What a decision does to a rollout that needs every ticket of it (by the rollout's new state,
+# or its publication), and why. Pausing is the one change of state that needs none.
+EVERY_TICKET: dict[str, str] = {
+    "published": "publication tells the members without a ticket to take one, and expects them",
+    RolloutState.HALTED: "halting cancels every waiting ticket",
+    RolloutState.ABORTED: "aborting cancels every waiting ticket",
+    RolloutState.SUPERSEDED: "superseding moves every waiting ticket to the newer rollout",
+    RolloutState.COMPLETED: "completion needs every expected member done",
+    RolloutState.RUNNING: "resuming or retrying reopens every cancelled or failed ticket",
+}
+
+
+def needs_every_ticket(before: Group, decision: Decision) -> str | None:
+    """Why ``decision``, taken on the partial view ``before``, must be taken again on every ticket; None if not."""
+    was = {r.id: r for r in before.line}
+    for rollout in decision.touched:
+        old = was.get(rollout.id)
+        if old is None:
+            continue  # it joined the line in this step: the view holds all of it
+        if rollout.published and not old.published:
+            return EVERY_TICKET["published"]
+        if rollout.state is not old.state and rollout.state in EVERY_TICKET:
+            return EVERY_TICKET[rollout.state]
+    return None
+
+
+class Lines(Protocol):
+    """The ledger's reads of a group's line (``skynet_tasks.ledger.lines.LineStore``)."""
+
+    def load_group(self, group: str, focus: Focus | None = None) -> Group: ...
+
+
+class Reader:
+    """Reads, for one event, a view of its group that suffices to decide it, and decides on it."""
+
+    def __init__(self, lines: Lines, group: str, event: Event, live_members: Collection[str]) -> None:
+        self.lines = lines
+        self.group = group
+        self.event = event
+        self.live_members = live_members
+        self.focus = focus_of(event)
+
+    def read_and_decide(self, now: float) -> tuple[Group, Decision]:
+        """The group as read right now, and the conductor's decision on it (see the module's docstring)."""
+        if self.focus is not None:
+            view = self.lines.load_group(self.group, self.focus)
+            decision = decide(view, self.event, now, self.live_members)
+            if needs_every_ticket(view, decision) is None:
+                return view, decision
+            self.focus = None  # this event needs every ticket: a decision taken again reads them at once
+        # The decisions that read every ticket mostly consult the members too (publication,
+        # completion). Read before the group's item, they leave out of the time between that
+        # read and the conditional write, in which another step's write makes it fail.
+        len(self.live_members)
+        whole = self.lines.load_group(self.group)
+        return whole, decide(whole, self.event, now, self.live_members)
+
+
+def member_view(lines: Lines, group: str, instance: str) -> Group:
+    """The group as a member's heartbeat needs it: each rollout's open window and the member's own ticket."""
+    return lines.load_group(group, Focus(instance=instance))

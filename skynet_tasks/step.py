@@ -1,0 +1,49 @@
+"""One conductor step: decide an event on a fresh read of its group, and write the decision.
+
+Two conductor steps of one group can run at once (the maintenance queue's two message
+groups, a redelivery, moto's racy FIFO lock): the conditional write lets one win, and the
+other decides again on what the winner wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Collection
+
+from skynet_tasks.conductor import Decision, Event
+from skynet_tasks.ledger import Conflict, Ledger
+from skynet_tasks.ledger.reads import Reader
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 20
+
+
+class Unsettled(Conflict):
+    """Every attempt of a step lost its conditional write to another step: the event is not decided."""
+
+
+def decide_and_write_until_settled(ledger: Ledger, group: str, event: Event, live_members: Collection[str],
+                                   now: float | None = None, attempts: int = MAX_ATTEMPTS) -> Decision:
+    """Decide ``event`` on a fresh read of ``group`` and write it; decide again whenever another step wrote first.
+
+    Returns the decision written (or one that changes nothing, which needs no write); raises
+    Unsettled after ``attempts`` decisions that all lost their write. ``now`` pins the clock
+    (tests); by default each attempt decides at the time it reads.
+    """
+    reader = Reader(ledger, group, event, live_members)
+    for attempt in range(1, attempts + 1):
+        before, decision = reader.read_and_decide(time.time() if now is None else now)
+        if not decision.changed:
+            return decision
+        try:
+            ledger.write_decision(before, decision)
+        except Conflict:
+            log.info("group %s: conflict at version %s (attempt %d of %d); deciding again", group, before.version,
+                     attempt, attempts)
+            time.sleep(0.01 + secrets.randbelow(90) / 1000)  # jitter, so retries do not collide again
+            continue
+        return decision
+    raise Unsettled(f"group {group}: gave up after {attempts} decisions that all lost to another step's write")
