@@ -183,3 +183,13 @@ def test_a_fraction_of_requests_is_throttled_and_the_rest_served():
         server.stop()
     assert 20 <= codes.count("RequestThrottled") <= 100, codes.count("RequestThrottled")  # about 60
     assert set(codes) == {"ok", "RequestThrottled"}
+
+
+def test_skynet_local_up_refuses_an_unknown_mode_before_starting_anything(tmp_path):
+    from click.testing import CliRunner
+
+    from skynet_tasks.cli import main
+
+    result = CliRunner().invoke(main, ["local", "up", "--faults", "conflicts,latency", "--dir", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "unknown fault mode 'latency'" in result.output
+    assert not (tmp_path / "c").exists()
