@@ -5,8 +5,9 @@ DynamoDB): a file from a higher source **replaces** the same path from a lower o
 except that two ``*.json`` files whose top level is an object are **deep-merged**:
 objects merge key by key, recursively, and any other value (string, number, list,
 null) from the higher source replaces the lower one whole. A ``*.json`` file that is
-not valid JSON, or nests deeper than ``nesting.MAX_NESTING`` levels, is refused. The merged view remembers the source of every file and,
-for JSON files, of every key, which is what ``skynet config show`` prints.
+not valid JSON, or nests deeper than ``nesting.MAX_NESTING`` levels, is refused. The
+merged view remembers the source of every file and, for JSON files, of every key,
+which is what ``skynet config show`` prints.
 """
 
 from __future__ import annotations
