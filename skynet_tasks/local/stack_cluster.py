@@ -100,7 +100,8 @@ class StackCluster:
         started = time.monotonic()
         try:
             self.moto = MotoServer.start(host=self.vpc.gateway, log_file=self.dir / "logs" / "moto.log",
-                                         faults=self.faults, extra_env={"INITIAL_NO_AUTH_ACTION_COUNT":
+                                         faults=self.faults,
+                                         extra_env={"INITIAL_NO_AUTH_ACTION_COUNT":
                                                     str(stack_aws.UNAUTHENTICATED_REQUESTS)})
             self._deploy(api, rp)
             if services:
