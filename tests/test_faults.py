@@ -56,9 +56,12 @@ def test_a_spec_names_the_modes_and_their_parameters():
     assert parse_faults("conflicts,throttle") == Faults(conflict_hold=0.05, throttle_rate=0.1)
     assert parse_faults("conflicts=200, throttle=0.25") == Faults(conflict_hold=0.2, throttle_rate=0.25)
     assert parse_faults(parse_faults("conflicts=200,throttle=0.25").spec()) == Faults(0.2, 0.25)
+    only = parse_faults("throttle=0.5:s3+dynamodb")
+    assert only == Faults(throttle_rate=0.5, throttled=("s3", "dynamodb")) and parse_faults(only.spec()) == only
 
 
-@pytest.mark.parametrize("spec", ["latency", "throttle=2", "throttle=0", "throttle=x", "conflicts=-1"])
+@pytest.mark.parametrize("spec", ["latency", "throttle=2", "throttle=0", "throttle=x", "conflicts=-1",
+                                  "throttle=0.1:ec2", "throttle=0.1:"])
 def test_a_bad_spec_is_refused_with_what_is_wrong(spec):
     with pytest.raises(FaultSpecError):
         parse_faults(spec)
@@ -172,6 +175,16 @@ def test_throttled_sqs_and_s3_answer_as_they_do(throttled):
     assert code_of(s3.list_buckets) == ("SlowDown", 503)
     counts = throttled.fault_counts()
     assert counts["throttled:sqs"] >= 2 and counts["throttled:s3"] >= 2
+
+
+def test_only_the_services_named_are_throttled():
+    server = MotoServer.start(faults="throttle=1:s3")
+    try:
+        assert code_of(client_of(server, "s3").list_buckets) == ("SlowDown", 503)
+        assert code_of(client_of(server, "sqs").list_queues) == ("ok", 200)
+        assert code_of(client_of(server, "dynamodb").list_tables) == ("ok", 200)
+    finally:
+        server.stop()
 
 
 def test_a_fraction_of_requests_is_throttled_and_the_rest_served():

@@ -14,11 +14,13 @@ SPEC is a comma-separated list of:
     ``TransactionConflictException``. Each transaction holds its items for MS milliseconds
     (default 50) before it is applied, so that concurrent writers really overlap here, where
     each request otherwise takes well under a millisecond. (local/faults_conflicts.py)
-``throttle[=RATE]``
-    A fraction RATE (default 0.1) of DynamoDB, SQS and S3 requests is refused with the
-    service's throttling error: DynamoDB 400 ``ProvisionedThroughputExceededException`` on
-    item operations and ``ThrottlingException`` on table operations, SQS 400
-    ``RequestThrottled``, S3 503 ``SlowDown``. (local/faults_throttle.py)
+``throttle[=RATE[:SERVICES]]``
+    A fraction RATE (default 0.1) of the requests to SERVICES (``+``-separated, default
+    ``dynamodb+sqs+s3``) is refused with the service's throttling error: DynamoDB 400
+    ``ProvisionedThroughputExceededException`` on item operations and ``ThrottlingException`` on
+    table operations, SQS 400 ``RequestThrottled``, S3 503 ``SlowDown``. (local/faults_throttle.py)
+    SQS throttling stops kombu's consumer today (a worker exits on its first throttled receive):
+    ``throttle=RATE:dynamodb+s3`` leaves SQS alone.
 
 Every fault served is logged and counted; ``GET /skynet-faults/`` on the server answers the
 counts as JSON (``FaultCounter.read``), so a test can show that a fault really happened.
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 COUNTERS_PATH = "/skynet-faults/"
 DEFAULT_CONFLICT_HOLD_MS = 50.0
 DEFAULT_THROTTLE_RATE = 0.1
+THROTTLED_SERVICES = ("dynamodb", "sqs", "s3")
 
 
 class FaultSpecError(ValueError):
@@ -55,6 +58,7 @@ class Faults:
 
     conflict_hold: float | None = None  # seconds a transaction holds its items; None: mode off
     throttle_rate: float = 0.0  # fraction of requests refused as throttled
+    throttled: tuple[str, ...] = THROTTLED_SERVICES  # the services whose requests may be throttled
 
     @property
     def active(self) -> bool:
@@ -67,7 +71,8 @@ class Faults:
         if self.conflict_hold is not None:
             parts.append(f"conflicts={self.conflict_hold * 1000:g}")
         if self.throttle_rate > 0:
-            parts.append(f"throttle={self.throttle_rate:g}")
+            services = "" if self.throttled == THROTTLED_SERVICES else ":" + "+".join(self.throttled)
+            parts.append(f"throttle={self.throttle_rate:g}{services}")
         return ",".join(parts)
 
 
@@ -76,6 +81,7 @@ def parse_faults(spec: str | Iterable[str] | None) -> Faults:
     parts = spec.split(",") if isinstance(spec, str) else list(spec or ())
     conflict_hold: float | None = None
     throttle_rate = 0.0
+    throttled = THROTTLED_SERVICES
     for part in (p.strip() for p in parts):
         if not part:
             continue
@@ -86,12 +92,19 @@ def parse_faults(spec: str | Iterable[str] | None) -> Faults:
                 raise FaultSpecError(f"{part!r}: the hold is in milliseconds, 0 to 5000")
             conflict_hold = milliseconds / 1000
         elif name == "throttle":
-            throttle_rate = _number(part, value, DEFAULT_THROTTLE_RATE) if has_value else DEFAULT_THROTTLE_RATE
+            rate, has_services, services = value.partition(":")
+            throttle_rate = _number(part, rate, DEFAULT_THROTTLE_RATE)
+            if has_services:
+                throttled = tuple(dict.fromkeys(services.split("+")))
+                unknown = [service for service in throttled if service not in THROTTLED_SERVICES]
+                if unknown or not services:
+                    raise FaultSpecError(f"{part!r}: services are {'+'.join(THROTTLED_SERVICES)}, or some of them")
             if not 0 < throttle_rate <= 1:
                 raise FaultSpecError(f"{part!r}: the rate is a fraction of requests, above 0 and at most 1")
         else:
-            raise FaultSpecError(f"unknown fault mode {name!r} (known: conflicts[=MS], throttle[=RATE])")
-    return Faults(conflict_hold, throttle_rate)
+            raise FaultSpecError(f"unknown fault mode {name!r} (known: conflicts[=MS], "
+                                 "throttle[=RATE[:SERVICES]])")
+    return Faults(conflict_hold, throttle_rate, throttled)
 
 
 def _number(part: str, value: str, default: float) -> float:
@@ -156,7 +169,8 @@ def install(faults: Faults, stack: ExitStack) -> FaultCounter:
     from skynet_tasks.local import faults_conflicts, faults_throttle
 
     counter = FaultCounter()
-    throttle = faults_throttle.Throttle(faults.throttle_rate, counter) if faults.throttle_rate > 0 else None
+    throttle = (faults_throttle.Throttle(faults.throttle_rate, counter, faults.throttled)
+                if faults.throttle_rate > 0 else None)
     if faults.conflict_hold is not None:
         faults_conflicts.install(faults.conflict_hold, counter, stack)
 

@@ -22,11 +22,9 @@ import threading
 import uuid
 from typing import Any
 
-from skynet_tasks.local.faults import FaultCounter
+from skynet_tasks.local.faults import THROTTLED_SERVICES, FaultCounter
 
 log = logging.getLogger(__name__)
-
-SERVICES = ("dynamodb", "sqs", "s3")
 
 # DynamoDB's data-plane actions, throttled as a table's capacity is; any other action is the control plane's.
 _ITEM_ACTIONS = frozenset({
@@ -36,18 +34,20 @@ _ITEM_ACTIONS = frozenset({
 
 
 class Throttle:
-    """Refuses a random ``rate`` of the requests to DynamoDB, SQS and S3 with the service's throttling error."""
+    """Refuses a random ``rate`` of the requests to ``services`` (of DynamoDB, SQS, S3) with their throttling error."""
 
-    def __init__(self, rate: float, counter: FaultCounter, seed: int | None = None) -> None:
+    def __init__(self, rate: float, counter: FaultCounter, services: tuple[str, ...] = THROTTLED_SERVICES,
+                 seed: int | None = None) -> None:
         self.rate = rate
         self.counter = counter
+        self.services = services
         # Fault injection, not security: a plain PRNG, seedable to replay a run.
         self._random = random.Random(seed)  # noqa: S311  # nosec B311
         self._lock = threading.Lock()
 
     def maybe_refuse(self, service: str | None, environ: dict[str, Any], start_response: Any) -> list[bytes] | None:
         """The throttling answer for this request (already started), or None to serve it."""
-        if service not in SERVICES:
+        if service not in self.services:
             return None
         with self._lock:
             refused = self._random.random() < self.rate
