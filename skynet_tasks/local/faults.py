@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 COUNTERS_PATH = "/skynet-faults/"
 DEFAULT_CONFLICT_HOLD_MS = 50.0
 DEFAULT_THROTTLE_RATE = 0.1
-THROTTLED_SERVICES = ("dynamodb", "sqs", "s3")
+THROTTLED_SERVICES: tuple[str, ...] = ("dynamodb", "sqs", "s3")
 
 
 class FaultSpecError(ValueError):
