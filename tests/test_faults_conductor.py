@@ -19,13 +19,13 @@ from skynet_tasks.aws import aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.conductor import Rollout, RolloutReady, TicketTaken, UpdateReported
 from skynet_tasks.events import to_message
-from skynet_tasks.handlers import handle_maintenance
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import UPDATE_TASK
 from skynet_tasks.registry import Endpoint, Registry
 from skynet_tasks.resources import resolve
 from skynet_tasks.states import RolloutKind
+from skynet_tasks.tasks.maintenance import handle_maintenance
 
 pytestmark = pytest.mark.timeout(120)
 
