@@ -33,7 +33,7 @@ import json
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -156,9 +156,6 @@ class FaultCounter:
         if status != 200:
             raise RuntimeError(f"{host}:{port}{COUNTERS_PATH} answered {status}: is it running with --faults?")
         return {str(k): int(v) for k, v in json.loads(body).items()}
-
-
-Wsgi = Callable[[dict[str, Any], Any], Any]
 
 
 def install(faults: Faults, stack: ExitStack) -> FaultCounter:
