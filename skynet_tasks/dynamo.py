@@ -50,12 +50,29 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
 
 
+def _code(error: Exception) -> str:
+    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _reasons(error: Exception) -> list[str]:
+    reasons = getattr(error, "response", {}).get("CancellationReasons") or []
+    return [str((reason or {}).get("Code", "None")) for reason in reasons]
+
+
 def condition_failed(error: Exception) -> bool:
-    """True if a boto3 ClientError is DynamoDB refusing a conditional write."""
-    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
-    if code == "ConditionalCheckFailedException":
+    """True if a boto3 ClientError is DynamoDB refusing a write because another write got there first.
+
+    That is a failed condition (the item changed since it was read), or, on real DynamoDB, a
+    transaction that overlapped another one on the same item (``TransactionConflict`` among a
+    cancelled transaction's reasons) or a single write that met a transaction in progress
+    (``TransactionConflictException``). Every caller's answer is the same for both: the other
+    write won, so read again (and decide again). Other cancellations (a validation error,
+    throttling) are not conflicts, and are raised by the callers as they are.
+    """
+    code = _code(error)
+    if code in ("ConditionalCheckFailedException", "TransactionConflictException"):
         return True
     if code == "TransactionCanceledException":
-        reasons = getattr(error, "response", {}).get("CancellationReasons", [])
-        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons) or not reasons
+        reasons = _reasons(error)
+        return not reasons or any(r in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons)
     return False

@@ -43,6 +43,10 @@ HOSTILE = {
     "newline in the id": {"instance_id": "api-9\nserver 6.6.6.6:80"},
     "hostname": {"address": "evil.example.com"},
     "port out of range": {"port": 70000},
+    # Python's ipaddress takes an IPv6 zone of any characters; nginx takes none ("nginx -t" fails)
+    "IPv6 zone": {"address": "fe80::1%eth0"},
+    "IPv6 zone with syntax": {"address": "fe80::1%eth0;}"},
+    "IPv6 zone with a newline": {"address": "fe80::1%x\nserver 6.6.6.6:80"},
 }
 
 
@@ -64,7 +68,7 @@ def test_hostile_registry_values_never_reach_the_configuration_and_the_rest_stil
 
     assert len(view.refused) == len(HOSTILE)
     assert "server 127.0.0.1:8001" in text and "server [::1]:8003" in text
-    for bad in ("passwd", "80}", "6.6.6.6", "evil.example.com", "70000"):
+    for bad in ("passwd", "80}", "6.6.6.6", "evil.example.com", "70000", "%", "fe80"):
         assert bad not in text
 
 
@@ -187,8 +191,34 @@ def test_a_hostile_entry_is_refused_and_the_running_config_stays_valid(proxy):
         text = sync.control.conf.read_text()
         assert "passwd" not in text and "6.6.6.6" not in text and "evil" not in text
         assert served_by(url, 6) <= {"api-1", "api-2"}
-    registry.deregister("local", "api", "api-3")
+        registry.deregister("local", "api", fields["instance_id"])
     sync.sync_once()
+    assert sync.control.status()["refused_entries"] == []  # none left behind for the next test
+
+
+def test_an_entry_nginx_cannot_parse_does_not_keep_a_new_member_out_and_is_named_in_status(proxy, caplog):
+    # An address with an IPv6 zone passed the check and failed nginx -t: every proxy kept its old
+    # configuration, so a member that joined later never received a request.
+    sync, registry, backends, url = proxy
+    newcomer = Backend("api-new")
+    try:
+        registry.register("local", "api", endpoint("api-zoned", 9, address="fe80::1%eth0"))
+        registry.register("local", "api", endpoint("api-new", newcomer.port))
+        with caplog.at_level(logging.WARNING, logger="skynet_tasks.proxy.model"):
+            result = sync.sync_once()
+
+        assert result.ok and result.reloaded
+        assert "api-new" in served_by(url, 12)
+        assert "fe80" not in sync.control.conf.read_text()
+        (refused,) = sync.control.status()["refused_entries"]
+        assert refused.startswith("api/api-zoned: address is not an IP address nginx can use")
+        assert "registry entry api-zoned of local/api refused" in caplog.text
+    finally:
+        registry.deregister("local", "api", "api-zoned")
+        registry.deregister("local", "api", "api-new")
+        newcomer.stop()
+        sync.sync_once()
+    assert sync.control.status()["refused_entries"] == []
 
 
 def test_a_configuration_nginx_refuses_is_never_loaded_and_the_failure_shows_in_status(proxy, tmp_path):
@@ -288,6 +318,11 @@ def test_an_instance_address_that_is_not_an_ip_is_refused(address):
         Settings.from_env({"SKYNET_ADDRESS": address})
     with pytest.raises(RenderError, match="listen address: .* is not an IP address"):
         render(build_view("local", []), "local", Path("/run"), 8080, listen_address=address)
+
+
+def test_a_listen_address_with_an_ipv6_zone_is_refused_before_nginx_sees_it():
+    with pytest.raises(RenderError, match="listen address: .* with a zone, which nginx does not take"):
+        render(build_view("local", []), "local", Path("/run"), 8080, listen_address="fe80::1%eth0")
 
 
 def test_an_ipv6_instance_address_is_bracketed_where_nginx_listens():

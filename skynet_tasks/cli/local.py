@@ -11,6 +11,7 @@ import click
 
 from skynet_tasks.cli.extras import require_extra
 from skynet_tasks.local.cluster import ClusterError, LocalCluster
+from skynet_tasks.local.faults import FaultSpecError, parse_faults
 from skynet_tasks.local.network import NetworkError
 from skynet_tasks.local.stack_cluster import StackCluster
 
@@ -32,17 +33,26 @@ def local() -> None:
 @click.option("--stack", is_flag=True,
               help="Build it from cloudformation/php-nginx.yaml as AWS does: IAM enforced, each instance booting "
                    "from its user data in its own network namespace, a load-balancer stand-in (needs root).")
-def up(api: int, rp: int, directory: Path, detach: bool, heartbeat: float, as_json: bool, stack: bool) -> None:
+@click.option("--faults", default="", metavar="MODES",
+              help="Make the local AWS misbehave as AWS can: conflicts[=MS] (overlapping DynamoDB transactions "
+                   "cancelled with TransactionConflict), throttle[=RATE] (that fraction of DynamoDB, SQS and S3 "
+                   "requests throttled); comma-separated. See docs/development.md.")
+def up(api: int, rp: int, directory: Path, detach: bool, heartbeat: float, as_json: bool, stack: bool,
+       faults: str) -> None:
     """Start a local cluster in DIR."""
     require_extra("local", "skynet local up")
+    try:
+        faults = parse_faults(faults).spec()
+    except FaultSpecError as error:
+        raise click.BadParameter(str(error), param_hint="--faults") from None
     cluster: LocalCluster | StackCluster
     try:
         if stack:
-            cluster = StackCluster(directory)
+            cluster = StackCluster(directory, faults=faults)
             info = cluster.up(api=api, rp=rp, services=True)
         else:
             cluster = LocalCluster(directory, heartbeat_interval=heartbeat,
-                                   heartbeat_max_age=max(30.0, heartbeat * 6))
+                                   heartbeat_max_age=max(30.0, heartbeat * 6), faults=faults)
             info = cluster.up(api=api, rp=rp)
     except (ClusterError, NetworkError) as error:
         raise click.ClickException(str(error)) from None

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from skynet_tasks import buildspec, commands
 from skynet_tasks.config.merge import MergedConfig, merge
+from skynet_tasks.config.nesting import MAX_NESTING
 from skynet_tasks.config.paths import ConfigError
 from skynet_tasks.config.sources import read_levels
 from skynet_tasks.config.sync import ConfigDir
@@ -28,7 +29,13 @@ class Synced:
 
 
 def merged_config(ctx: Context) -> MergedConfig:
-    return merge(read_levels(ctx.aws.s3, ctx.aws.dynamodb, ctx.resources, ctx.settings.layer))
+    """This instance's config as its sources hold it now, merged; ConfigError if it cannot be applied."""
+    try:
+        return merge(read_levels(ctx.aws.s3, ctx.aws.dynamodb, ctx.resources, ctx.settings.layer))
+    except RecursionError:
+        # The nesting checks stop deep values before anything recursive reads them; this is the
+        # backstop for one they missed, so that the instance stays on its last good config.
+        raise ConfigError(f"config nested too deep to be read (more than {MAX_NESTING} levels)") from None
 
 
 def sync_config(ctx: Context) -> Synced:

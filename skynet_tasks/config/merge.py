@@ -5,8 +5,9 @@ DynamoDB): a file from a higher source **replaces** the same path from a lower o
 except that two ``*.json`` files whose top level is an object are **deep-merged**:
 objects merge key by key, recursively, and any other value (string, number, list,
 null) from the higher source replaces the lower one whole. A ``*.json`` file that is
-not valid JSON is refused. The merged view remembers the source of every file and,
-for JSON files, of every key, which is what ``skynet config show`` prints.
+not valid JSON, or nests deeper than ``nesting.MAX_NESTING`` levels, is refused. The
+merged view remembers the source of every file and, for JSON files, of every key,
+which is what ``skynet config show`` prints.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from skynet_tasks.config.nesting import check_json_text, check_value
 from skynet_tasks.config.paths import ConfigError, kind_of, mode_of, placed_at
 from skynet_tasks.config.sources import Piece
 
@@ -103,10 +105,12 @@ def _json_object(piece: Piece) -> dict[str, Any] | None:
     """The piece's JSON object if it is a ``*.json`` file holding one; None for other files."""
     if not piece.path.endswith(".json"):
         return None
+    check_json_text(piece.data, piece.source)  # before the parser, which recurses
     try:
         value = json.loads(piece.data)
     except (UnicodeDecodeError, ValueError) as error:
         raise ConfigError(f"{piece.source} is not valid JSON: {error}") from None
+    check_value(value, piece.source)
     return value if isinstance(value, dict) else None
 
 

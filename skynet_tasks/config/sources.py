@@ -7,7 +7,8 @@ the table is the preferred place and overrides the bucket.
 DynamoDB layout (the env's ``config`` table): hash key ``scope`` (the level, as
 ``Global``, ``Environments/prod``, ``Layers/api``), range key ``path`` (the file's
 path in that level), and ``content``: a string or binary (the file's bytes) or a map
-or list (written as JSON). Any other type is refused: it has no file form.
+or list (written as JSON, at most ``nesting.MAX_NESTING`` levels deep). Any other type is
+refused: it has no file form.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from skynet_tasks import names
+from skynet_tasks.config.nesting import MAX_NESTING, check_attribute
 from skynet_tasks.config.paths import ConfigError, check_config_path
 from skynet_tasks.dynamo import from_item
 from skynet_tasks.resources import EnvResources
@@ -87,7 +89,13 @@ def read_dynamo_level(dynamodb: Any, table: str, level: Level) -> dict[str, Piec
                               "ExpressionAttributeNames": {"#s": "scope"},
                               "ExpressionAttributeValues": {":s": {"S": level.scope}}, "ConsistentRead": True}
     while True:
-        page = dynamodb.query(**kwargs)
+        try:
+            page = dynamodb.query(**kwargs)
+        except RecursionError:
+            # botocore's parser recurses into each attribute: an item nested tens of thousands deep
+            # (DynamoDB refuses more than 32 levels; an emulator or a future limit may not) ends here.
+            raise ConfigError(f"dynamodb://{table}/{level.scope}: an item is nested too deep to be read "
+                              f"(more than {MAX_NESTING} levels)") from None
         for item in page.get("Items", []):
             raw_path = item.get("path", {}).get("S", "")
             source = f"dynamodb://{table}/{level.scope}/{raw_path}"
@@ -110,6 +118,7 @@ def item_content(attribute: dict[str, Any] | None, source: str) -> bytes:
     if kind == "B":
         return bytes(attribute["B"])
     if kind in ("M", "L"):
+        check_attribute(attribute, source)  # before the deserializer, which recurses
         value = from_item({"v": attribute})["v"]
         return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
     shown = {"N": "a number", "SS": "a string set", "NS": "a number set", "BS": "a binary set",

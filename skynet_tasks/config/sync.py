@@ -4,7 +4,10 @@
 ``.<name>.d/<version>/`` next to it. A sync writes the new generation in a temporary
 folder, renames it into place, then swaps the symlink (a new link renamed over the
 old one): a reader resolves either the old or the new tree, never half of one, and
-a sync that fails before the swap leaves the previous config in place. The previous
+a sync that fails before the swap leaves the previous config in place. Each file is
+written whole (a short write goes on, a full disk refuses the generation) and every file
+and folder of a generation is fsynced before it can become current, the swap after it: a
+power loss never leaves a current generation with truncated files. The previous
 generation is kept, which is what a failed config update returns to.
 
 Inside a generation, ``*.pem`` deploy keys are in ``ssh/`` (folder 0700, keys 0600),
@@ -71,9 +74,11 @@ class ConfigDir:
                 os.chmod(temp / "ssh", 0o700)
             _write_file(temp / MARKER, json.dumps({"version": version, "files": sorted(
                 item.placed_at for item in merged.files.values())}).encode(), 0o644)
+            _fsync_tree(temp)  # every file and folder on disk before the generation can become current
             if target.exists():
                 shutil.rmtree(target)  # an earlier, incomplete attempt
             os.replace(temp, target)
+            _fsync_folder(self.generations)
         except OSError as error:
             raise ConfigError(f"could not write config version {version} under {self.generations}: {error}") from None
         finally:
@@ -91,6 +96,7 @@ class ConfigDir:
         link = self.path.parent / f".{self.path.name}.link-{secrets.token_hex(3)}"
         os.symlink(Path(self.generations.name) / version, link)
         os.replace(link, self.path)
+        _fsync_folder(self.path.parent)  # the switch itself survives a power loss
 
     def _keep_preexisting(self) -> None:
         """Move the hand-made config directory into the generations, by copy if it cannot be renamed."""
@@ -130,10 +136,32 @@ def _write_file(path: Path, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
     try:
         os.fchmod(fd, mode)
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            # os.write may write less than asked (a nearly full disk, a signal): go on from there.
+            # A write that cannot go on raises (ENOSPC...), and the whole generation is refused.
+            written = os.write(fd, view)
+            if written <= 0:
+                raise OSError(errno.EIO, f"could not write {path}: the file system accepted no more bytes")
+            view = view[written:]
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_folder(path: Path) -> None:
+    """Make the entries of folder ``path`` (names created, renamed) durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every folder under ``root`` and ``root`` itself (its files were fsynced as written)."""
+    for folder, _, _ in os.walk(root, topdown=False):
+        _fsync_folder(Path(folder))
 
 
 def git_ssh_environment(config: ConfigDir) -> dict[str, str]:

@@ -147,8 +147,9 @@ class LocalCluster:
     """Start and stop a local cluster in ``directory``."""
 
     def __init__(self, directory: Path, heartbeat_interval: float = 5.0, heartbeat_max_age: float = 30.0,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, faults: str = "") -> None:
         self.dir = directory.resolve()
+        self.faults = faults  # the local AWS's fault modes (skynet_tasks.local.faults)
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_max_age = heartbeat_max_age
         self.extra_env = extra_env or {}
@@ -167,7 +168,7 @@ class LocalCluster:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._refuse_if_running()
         (self.dir / "logs").mkdir(exist_ok=True)
-        self.moto = MotoServer.start(log_file=self.dir / "logs" / "moto.log")
+        self.moto = MotoServer.start(log_file=self.dir / "logs" / "moto.log", faults=self.faults)
         try:
             return self._up(api, rp, ready_timeout, extra_layers)
         except BaseException:

@@ -17,6 +17,7 @@ from http.client import HTTPException
 from pathlib import Path
 
 from skynet_tasks.httpcheck import http_get
+from skynet_tasks.local.faults import FaultCounter, parse_faults
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +55,28 @@ class MotoServer:
     @classmethod
     def start(
         cls, host: str = "127.0.0.1", port: int | None = None, log_file: Path | None = None,
-        timeout: float = 30.0, extra_env: dict[str, str] | None = None,
+        timeout: float = 30.0, extra_env: dict[str, str] | None = None, faults: str = "",
     ) -> MotoServer:
-        """Start moto's server; ``extra_env`` sets moto's own switches (``INITIAL_NO_AUTH_ACTION_COUNT``)."""
+        """Start moto's server; ``extra_env`` sets moto's own switches (``INITIAL_NO_AUTH_ACTION_COUNT``),
+        ``faults`` its fault modes (``"conflicts,throttle=0.1"``: see ``skynet_tasks.local.faults``)."""
         port = port or free_port(host)
+        spec = parse_faults(faults).spec()  # a bad spec fails here, not in the child
         out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
         process = subprocess.Popen(
-            [sys.executable, "-m", "skynet_tasks.local.moto_main", "-H", host, "-p", str(port)],
+            [sys.executable, "-m", "skynet_tasks.local.moto_main", "-H", host, "-p", str(port),
+             *(["--faults", spec] if spec else [])],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **LOCAL_CREDENTIALS, **(extra_env or {})},
             start_new_session=True,
         )
         server = cls(process, host, port)
         server.wait_ready(timeout)
-        log.info("moto server %s started (pid %s)", server.endpoint, process.pid)
+        log.info("moto server %s started (pid %s)%s", server.endpoint, process.pid,
+                 f" with faults {spec}" if spec else "")
         return server
+
+    def fault_counts(self) -> dict[str, int]:
+        """How many faults of each kind the server has served (it must run with ``faults``)."""
+        return FaultCounter.read(self.host, self.port)
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -73,8 +73,9 @@ class StackState:
 class StackCluster:
     """Start and stop the stack-built cluster in ``directory``."""
 
-    def __init__(self, directory: Path, env: str = "local") -> None:
+    def __init__(self, directory: Path, env: str = "local", faults: str = "") -> None:
         self.dir = directory.resolve()
+        self.faults = faults  # the local AWS's fault modes (skynet_tasks.local.faults)
         self.env = names.check_name_part("env", env)
         self._vpc: Vpc | None = None
         self.moto: MotoServer | None = None
@@ -99,6 +100,7 @@ class StackCluster:
         started = time.monotonic()
         try:
             self.moto = MotoServer.start(host=self.vpc.gateway, log_file=self.dir / "logs" / "moto.log",
+                                         faults=self.faults,
                                          extra_env={"INITIAL_NO_AUTH_ACTION_COUNT":
                                                     str(stack_aws.UNAUTHENTICATED_REQUESTS)})
             self._deploy(api, rp)

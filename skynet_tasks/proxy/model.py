@@ -59,22 +59,29 @@ def check_server(env: str, layer: str, endpoint: Endpoint) -> Server:
     if not isinstance(endpoint.address, str):
         raise UnsafeEntry("address is not a string")
     try:
-        address = ipaddress.ip_address(endpoint.address)
+        literal = ip_literal(endpoint.address)
     except ValueError:
-        raise UnsafeEntry("address is not an IP address") from None
+        raise UnsafeEntry("address is not an IP address nginx can use (IPv4, or IPv6 without a zone)") from None
     port = endpoint.port
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise UnsafeEntry("port is not an integer in 1..65535")
-    literal = f"[{address.compressed}]" if address.version == 6 else address.compressed
     return Server(endpoint.instance_id, literal, port)
 
 
 def ip_literal(value: str) -> str:
-    """``value`` as it goes into a URL or an nginx ``listen`` (IPv6 bracketed); ValueError if not an IP address."""
+    """``value`` as it goes into a URL or an nginx ``listen``/``server`` (IPv6 bracketed); ValueError if it
+    is not an IPv4 or IPv6 address, or is an IPv6 address with a zone (``fe80::1%eth0``).
+
+    Python's ipaddress accepts a zone of any characters (``%eth0;}``, a newline) and keeps it in
+    ``compressed``; nginx takes no zone in ``server`` or ``listen`` and fails ``nginx -t``, which
+    would freeze every proxy's configuration. A zone only means something on one host's link anyway.
+    """
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
         raise ValueError(f"{value!r} is not an IP address") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise ValueError(f"{value!r} is an IPv6 address with a zone, which nginx does not take")
     return f"[{address.compressed}]" if address.version == 6 else address.compressed
 
 
@@ -84,6 +91,14 @@ def check_hostport(value: str) -> str:
     server = check_server("local", "webhook", Endpoint("webhook", "", host.strip("[]"), int(port) if port.isdigit()
                                                        else -1, "", "", 0))
     return f"{server.address}:{server.port}"
+
+
+def _shown_id(instance_id: object) -> str:
+    """The instance id for a log line: as it is if it is a valid name, else a bounded repr (never raw)."""
+    try:
+        return names.check_name_part("instance id", instance_id)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        return repr(instance_id)[:40]
 
 
 def build_view(env: str, entries: Iterable[tuple[str, Endpoint]], webhook: str | None = None) -> ProxyView:
@@ -97,8 +112,10 @@ def build_view(env: str, entries: Iterable[tuple[str, Endpoint]], webhook: str |
         try:
             server = check_server(env, layer, endpoint)
         except UnsafeEntry as error:
-            log.warning("registry entry of %s/%s refused: %s", env, layer, error)
-            refused.append(f"{layer}: {error}")
+            who = _shown_id(endpoint.instance_id)
+            log.warning("registry entry %s of %s/%s refused, left out of the proxy configuration: %s",
+                        who, env, layer, error)
+            refused.append(f"{layer}/{who}: {error}")
             continue
         if endpoint.health == Health.HEALTHY:
             by_layer[layer].append(server)

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -90,10 +90,10 @@ class NginxControl:
     def running(self) -> bool:
         return self.master_pid() is not None
 
-    def start(self, text: str, read_at: float | None = None) -> ApplyResult:
+    def start(self, text: str, read_at: float | None = None, refused: Sequence[str] = ()) -> ApplyResult:
         """Write ``text`` (which must validate) and start nginx's master with it."""
         self.prepare()
-        result = self.apply(text, reload=False, read_at=read_at)
+        result = self.apply(text, reload=False, read_at=read_at, refused=refused)
         if not result.ok:
             raise NginxError(f"the first configuration does not validate: {result.error}")
         if not self.running():
@@ -102,14 +102,16 @@ class NginxControl:
                 raise NginxError(f"nginx did not start: {started.stderr.strip()}")
         return result
 
-    def apply(self, text: str, reload: bool = True, read_at: float | None = None) -> ApplyResult:
+    def apply(self, text: str, reload: bool = True, read_at: float | None = None,
+              refused: Sequence[str] = ()) -> ApplyResult:
         """Validate ``text`` with ``nginx -t``, swap it in atomically and reload, only if it changed.
 
         A configuration that does not validate changes nothing: the running nginx
         keeps its configuration, and status.json says what was refused and why.
         ``read_at`` is when the registry was read for ``text``: a text read before the
         running one (two syncs crossing) is not applied, and status.json keeps the
-        newest read the running configuration reflects.
+        newest read the running configuration reflects. ``refused`` (the registry entries
+        the render left out, and why) goes into status.json as ``refused_entries``.
         """
         digest = hashlib.sha256(text.encode()).hexdigest()
         with self._locked():
@@ -117,7 +119,7 @@ class NginxControl:
                 return ApplyResult(True, False, False, sha256=digest)  # a newer read is live already
             if self.conf.exists() and self.conf.read_text() == text and self.running():
                 if read_at is not None:
-                    self._record(ApplyResult(True, False, False, sha256=digest), read_at)
+                    self._record(ApplyResult(True, False, False, sha256=digest), read_at, refused)
                 return ApplyResult(True, False, False, sha256=digest)
             candidate = self.run_dir / f".nginx.conf.{os.getpid()}.new"
             candidate.write_text(text)
@@ -127,7 +129,7 @@ class NginxControl:
                 lines = checked.stderr.strip().splitlines()
                 error = next((line for line in lines if "[emerg]" in line), lines[-1] if lines else "nginx -t failed")
                 log.error("nginx refused the rendered configuration; keeping the running one: %s", error)
-                return self._record(ApplyResult(False, False, False, error, digest))
+                return self._record(ApplyResult(False, False, False, error, digest), refused=refused)
             os.replace(candidate, self.conf)
             reloaded = False
             master = self.master_pid()
@@ -135,7 +137,7 @@ class NginxControl:
                 old_workers = set(self._workers())
                 os.kill(master, signal.SIGHUP)  # nginx re-reads nginx.conf; old workers finish their requests
                 reloaded = self._wait_live(config_id(text), old_workers)
-            return self._record(ApplyResult(True, True, reloaded, None, digest), read_at)
+            return self._record(ApplyResult(True, True, reloaded, None, digest), read_at, refused)
 
     def _wait_live(self, wanted: str | None, old_workers: set[int], timeout: float = 10.0) -> bool:
         """After a reload, wait until nginx answers with the new configuration only.
@@ -181,11 +183,13 @@ class NginxControl:
         """The time of the registry read that the running configuration reflects (0 if unknown)."""
         return float(self.status().get("synced_at") or 0)  # type: ignore[arg-type]
 
-    def _record(self, result: ApplyResult, read_at: float | None = None) -> ApplyResult:
+    def _record(self, result: ApplyResult, read_at: float | None = None,
+                refused: Sequence[str] | None = None) -> ApplyResult:
         previous = self.status()
         synced = float(previous.get("synced_at") or 0)  # type: ignore[arg-type]
         status = {**asdict(result), "at": time.time(), "running": self.running(),
-                  "synced_at": max(synced, read_at) if result.ok and read_at is not None else synced}
+                  "synced_at": max(synced, read_at) if result.ok and read_at is not None else synced,
+                  "refused_entries": list(refused) if refused is not None else previous.get("refused_entries", [])}
         if result.ok:
             status["last_ok"] = status["at"]
         else:

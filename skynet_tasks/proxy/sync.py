@@ -27,12 +27,16 @@ class RpSync:
     webhook: str | None = None
     template_dir: Path = TEMPLATES
     instance_id: str = ""  # this proxy's registry entry, where it says how fresh its configuration is
+    # The registry entries the last render left out, and why: status.json shows them (``refused_entries``).
+    refused: tuple[str, ...] = ()
 
     def render_now(self, now: float | None = None) -> str:
+        """The nginx configuration for the registry as it is now (entries that are not safe left out)."""
         now = time.time() if now is None else now
         entries = [(record_layer, endpoint) for record_layer in self._layers()
                    for endpoint in self.registry.live(self.env, record_layer, self.max_age, now=now)]
         view = build_view(self.env, entries, self.webhook)
+        self.refused = view.refused
         return render(view, self.env, self.control.run_dir, self.listen_port, listen_address=self.listen_address,
                       template_dir=self.template_dir)
 
@@ -48,7 +52,7 @@ class RpSync:
             log.error("%s; keeping the running configuration", error)
             self.control.record_error(str(error))
             return ApplyResult(False, False, False, str(error))
-        result = self.control.apply(text, read_at=read_at)
+        result = self.control.apply(text, read_at=read_at, refused=self.refused)
         if result.reloaded:
             log.info("nginx reloaded with a new configuration (%s)", result.sha256[:12])
         if result.ok and (publish or result.changed):
@@ -58,7 +62,7 @@ class RpSync:
     def start(self) -> ApplyResult:
         self.control.prepare()
         read_at = time.time()
-        result = self.control.start(self.render_now(read_at), read_at)
+        result = self.control.start(self.render_now(read_at), read_at, refused=self.refused)
         if result.ok:
             self.publish_synced(read_at)
         return result

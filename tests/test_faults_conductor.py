@@ -1,0 +1,122 @@
+"""The conductor on a local AWS that misbehaves as AWS does: transactions that conflict, requests throttled.
+
+The steps run as the maintenance task runs them (``handlers.handle_maintenance``) against
+moto's server over HTTP, with the boto3 clients Skynet builds (``skynet_tasks.aws``); only
+the messages a step sends are recorded instead of sent.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from skynet_tasks.aws import aws_for
+from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.conductor import Rollout, RolloutReady, TicketTaken, UpdateReported
+from skynet_tasks.events import to_message
+from skynet_tasks.ledger import Ledger
+from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.messages import UPDATE_TASK
+from skynet_tasks.registry import Endpoint, Registry
+from skynet_tasks.resources import resolve
+from skynet_tasks.states import RolloutKind
+from skynet_tasks.tasks.maintenance import handle_maintenance
+
+pytestmark = pytest.mark.timeout(120)
+
+GROUP = "local-api"
+MEMBERS = ("a", "b", "c")
+
+
+@dataclass
+class SentMessages:
+    """Stands in for the Messenger: what the conductor told each instance."""
+
+    sent: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def to_instance(self, instance: str, task: str, payload: dict[str, Any]) -> None:
+        self.sent.append((instance, task, payload))
+
+
+def conductor_on(server: MotoServer) -> SimpleNamespace:
+    """What a conductor step uses, on ``server``, with the retry policy every Skynet client has."""
+    aws = aws_for(server.environment())
+    resources = resolve(aws, "local")
+    bootstrap_env(aws, resources, [GROUP])
+    registry = Registry(aws.dynamodb, resources.endpoints_table)
+    for member in MEMBERS:
+        registry.register("local", "api", Endpoint(member, GROUP, "10.0.0.1", 8080, "old", "healthy", time.time()))
+    return SimpleNamespace(ledger=Ledger(aws.dynamodb, resources.state_table), registry=registry,
+                           settings=SimpleNamespace(env="local", heartbeat_max_age=600.0), messenger=SentMessages())
+
+
+def step(ctx: SimpleNamespace, event: object) -> None:
+    handle_maintenance(ctx, GROUP, to_message(event)[0])  # type: ignore[arg-type]
+
+
+def start_rollout(ctx: SimpleNamespace, rollout_id: str) -> None:
+    ctx.ledger.create_rollout(rollout_id, GROUP, f"sha-{rollout_id}", RolloutKind.CODE, {})
+    step(ctx, RolloutReady(Rollout(id=rollout_id, group=GROUP, release=f"sha-{rollout_id}", canary="a",
+                                   update_timeout=60)))
+
+
+def test_two_steps_of_one_group_at_the_same_moment_are_both_decided_when_their_transactions_conflict():
+    # Given DynamoDB's behaviour: the later of two overlapping transactions is cancelled (TransactionConflict)
+    server = MotoServer.start(faults="conflicts=300")
+    try:
+        ctx = conductor_on(server)
+        start_rollout(ctx, "r-conflict")
+        before = server.fault_counts().get("TransactionConflict", 0)
+
+        # When b and c take their tickets at the same moment (two conductor workers, two message groups)
+        start = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def take(member: str) -> None:
+            start.wait()
+            try:
+                step(ctx, TicketTaken("r-conflict", member))
+            except BaseException as error:  # noqa: BLE001 - surfaced by the assertion below
+                errors.append(error)
+
+        takers = [threading.Thread(target=take, args=(member,)) for member in ("b", "c")]
+        for taker in takers:
+            taker.start()
+        for taker in takers:
+            taker.join(60)
+
+        # Then the conflict happened, and neither step was lost: the loser decided again on a fresh read
+        assert errors == []
+        assert server.fault_counts()["TransactionConflict"] > before
+        rollout = ctx.ledger.load_group(GROUP).rollout("r-conflict")
+        assert sorted(t.instance for t in rollout.tickets) == ["a", "b", "c"]
+        assert [t.number for t in rollout.tickets] == [1, 2, 3]  # one number each, none given twice
+    finally:
+        server.stop()
+
+
+def test_a_rollout_completes_while_a_tenth_of_the_requests_are_throttled():
+    # Given an AWS that throttles 10% of DynamoDB, SQS and S3 requests
+    server = MotoServer.start(faults="throttle=0.1")
+    try:
+        ctx = conductor_on(server)
+
+        # When a whole rollout goes through the conductor: canary, tickets, reports, completion
+        start_rollout(ctx, "r-throttle")
+        step(ctx, TicketTaken("r-throttle", "b"))
+        step(ctx, TicketTaken("r-throttle", "c"))
+        for number, member in enumerate(MEMBERS, start=1):
+            step(ctx, UpdateReported("r-throttle", number, member, ok=True))
+
+        # Then it completed, each member updated once, and requests really were throttled on the way
+        assert ctx.ledger.rollout_item("r-throttle")["state"] == "completed"
+        updated = [instance for instance, task, _ in ctx.messenger.sent if task == UPDATE_TASK]
+        assert updated == ["a", "b", "c"]
+        assert server.fault_counts().get("throttled:dynamodb", 0) > 0
+    finally:
+        server.stop()
