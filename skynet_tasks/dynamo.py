@@ -60,19 +60,37 @@ def _reasons(error: Exception) -> list[str]:
 
 
 def condition_failed(error: Exception) -> bool:
-    """True if a boto3 ClientError is DynamoDB refusing a write because another write got there first.
+    """True if a boto3 ClientError is DynamoDB refusing a write because its condition failed.
 
-    That is a failed condition (the item changed since it was read), or, on real DynamoDB, a
-    transaction that overlapped another one on the same item (``TransactionConflict`` among a
-    cancelled transaction's reasons) or a single write that met a transaction in progress
-    (``TransactionConflictException``). Every caller's answer is the same for both: the other
-    write won, so read again (and decide again). Other cancellations (a validation error,
-    throttling) are not conflicts, and are raised by the callers as they are.
+    The item changed since it was read (or exists already): the caller's answer is the
+    write's answer, "no". A cancelled transaction without reasons counts too (moto gives none).
     """
     code = _code(error)
-    if code in ("ConditionalCheckFailedException", "TransactionConflictException"):
+    if code == "ConditionalCheckFailedException":
         return True
     if code == "TransactionCanceledException":
         reasons = _reasons(error)
-        return not reasons or any(r in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons)
+        return not reasons or "ConditionalCheckFailed" in reasons
     return False
+
+
+def transaction_conflict(error: Exception) -> bool:
+    """True if DynamoDB cancelled a request because a transaction on the same item was in progress.
+
+    That is a transaction that overlapped another one (``TransactionConflict`` among its
+    cancellation reasons), or a single write that met a transaction in progress
+    (``TransactionConflictException``). Nothing was written, and nothing was refused: the
+    same request may be sent again. botocore does not retry either of them.
+    """
+    code = _code(error)
+    if code == "TransactionConflictException":
+        return True
+    return code == "TransactionCanceledException" and "TransactionConflict" in _reasons(error)
+
+
+def lost_to_another_write(error: Exception) -> bool:
+    """True if another write got there first: a failed condition or a transaction conflict.
+
+    For a decision conditioned on a version, both mean the same: read again and decide again.
+    """
+    return condition_failed(error) or transaction_conflict(error)

@@ -120,3 +120,28 @@ def test_a_rollout_completes_while_a_tenth_of_the_requests_are_throttled():
         assert server.fault_counts().get("throttled:dynamodb", 0) > 0
     finally:
         server.stop()
+
+
+def test_a_single_write_that_meets_a_step_s_transaction_is_sent_again_not_lost():
+    # Given DynamoDB's behaviour: a single write on an item a transaction holds is refused
+    # (TransactionConflictException), and a rollout whose record every ticket request rewrites
+    server = MotoServer.start(faults="conflicts=300")
+    try:
+        ctx = conductor_on(server)
+        start_rollout(ctx, "r-annotate")
+        before = server.fault_counts().get("TransactionConflictException", 0)
+
+        # When the builder annotates the rollout while a step's transaction holds its record
+        stepping = threading.Thread(target=step, args=(ctx, TicketTaken("r-annotate", "b")))
+        stepping.start()
+        time.sleep(0.1)  # inside the step's 300 ms hold
+        ctx.ledger.annotate_rollout("r-annotate", {"author": "Ada"})
+        stepping.join(60)
+
+        # Then the write met the transaction, was sent again, and both are recorded
+        assert server.fault_counts()["TransactionConflictException"] > before
+        record = ctx.ledger.rollout_item("r-annotate")
+        assert record["author"] == "Ada"
+        assert ctx.ledger.load_group(GROUP).rollout("r-annotate").ticket_of("b") is not None
+    finally:
+        server.stop()

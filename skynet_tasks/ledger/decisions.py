@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from skynet_tasks.conductor import Decision, Group, Rollout, Ticket
-from skynet_tasks.dynamo import condition_failed, to_item
+from skynet_tasks.dynamo import lost_to_another_write, to_item
 from skynet_tasks.ledger import expressions
 from skynet_tasks.ledger.rollouts import ROLLOUT_FIELDS
 from skynet_tasks.ledger.table import EXPECTED_SK, ROLLOUT_SK, Store, group_key, holder_sk, key, rollout_pk, ticket_sk
@@ -69,7 +69,7 @@ class DecisionWriter(Store):
         try:
             self.db.transact_write_items(TransactItems=items + tickets[:room])
         except ClientError as error:
-            if condition_failed(error):
+            if lost_to_another_write(error):
                 raise Conflict(f"group {before.name} changed since version {before.version}") from error
             raise
         # Only bulk endings (cancelled or superseded waiting tickets of a rollout that

@@ -15,7 +15,7 @@ class GroupStore(Store):
     def ensure_group(self, group: str, repo: str, branch: str) -> None:
         """Create the group's item if missing, and record what it deploys when known."""
         first = {"version": 0, **({"repo": repo, "branch": branch} if repo else {})}
-        self.db.update_item(**expressions.update(self.table, group_key(group), {}, if_absent=first))
+        self.update_item(**expressions.update(self.table, group_key(group), {}, if_absent=first))
 
     def group_info(self, group: str) -> dict[str, Any]:
         """The group's item, read consistently; empty if the group has none yet."""

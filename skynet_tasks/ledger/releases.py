@@ -76,7 +76,7 @@ class ReleaseStore(Store):
     def finish_build(self, group: str, sha: str, builder: str, state: ReleaseState, attributes: dict[str, Any]) -> None:
         """Record the outcome of a build this instance claimed."""
         values = {**attributes, "state": str(state), "finished_at": time.time()}
-        self.db.update_item(**expressions.update(self.table, key(_pk(group), sha), values,
+        self.update_item(**expressions.update(self.table, key(_pk(group), sha), values,
                                                  condition="builder = :me", condition_values={":me": builder}))
 
     def release(self, group: str, sha: str) -> Release | None:

@@ -116,7 +116,7 @@ class RolloutStore(Store):
 
     def fail_build(self, rollout_id: str, reason: str) -> None:
         """A rollout whose build failed never joins its group's line."""
-        self.db.update_item(**expressions.update(
+        self.update_item(**expressions.update(
             self.table, key(rollout_pk(rollout_id), ROLLOUT_SK),
             {"state": str(RolloutState.BUILD_FAILED), "reason": reason, "finished_at": time.time()},
             condition="attribute_exists(pk) AND #state = :building", names={"#state": "state"},
@@ -126,5 +126,5 @@ class RolloutStore(Store):
         """Add descriptive attributes (never the state) to a rollout: release details, timings."""
         if "state" in attributes:
             raise ValueError("annotate_rollout cannot change a state; the conductor does")
-        self.db.update_item(**expressions.update(self.table, key(rollout_pk(rollout_id), ROLLOUT_SK), attributes,
+        self.update_item(**expressions.update(self.table, key(rollout_pk(rollout_id), ROLLOUT_SK), attributes,
                                                  condition="attribute_exists(pk)"))

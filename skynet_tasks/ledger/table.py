@@ -18,15 +18,22 @@ Each rollout is readable in one query (its ``pk``).
 
 from __future__ import annotations
 
+import secrets
+import time
 from typing import Any
 
-from skynet_tasks.dynamo import from_item
+from botocore.exceptions import ClientError
+
+from skynet_tasks.dynamo import from_item, transaction_conflict
 
 ROLLOUT_SK = "rollout"
 # The members a published rollout expects, one per instance of the group, live in an item of their
 # own: kept in the rollout's record, they made every conductor step read and copy a list as long as
 # the group (79 ms per ticket at 1,000 members). Only a step that reads every ticket needs them.
 EXPECTED_SK = "expected"
+
+# A conductor's transaction is milliseconds long: a few tries with a growing pause outlast it.
+TRANSACTION_CONFLICT_ATTEMPTS = 5
 
 
 def key(pk: str, sk: str) -> dict[str, Any]:
@@ -63,6 +70,23 @@ class Store:
     def __init__(self, dynamodb: Any, table: str) -> None:
         self.db = dynamodb
         self.table = table
+
+    def update_item(self, **request: Any) -> dict[str, Any]:
+        """Send one UpdateItem, again while a conductor's transaction holds the item.
+
+        A single write that meets a transaction in progress on its item is refused with
+        ``TransactionConflictException`` on DynamoDB (nothing written, nothing refused):
+        an instance acknowledging its ticket while a step writes that ticket's rollout must
+        not read that as "not yours to run". Its condition is evaluated again each time.
+        """
+        for attempt in range(TRANSACTION_CONFLICT_ATTEMPTS):
+            try:
+                return dict(self.db.update_item(**request))
+            except ClientError as error:
+                if not transaction_conflict(error) or attempt == TRANSACTION_CONFLICT_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.02 * (attempt + 1) + secrets.randbelow(30) / 1000)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def item(self, pk: str, sk: str) -> dict[str, Any] | None:
         """The item (pk, sk), read consistently; None if it is not there."""

@@ -52,7 +52,7 @@ class TicketStore(Store):
                       "(attribute_not_exists(deadline) OR deadline > :now)",
             names={"#state": "state"}, condition_values={":now": now, ":updating": "updating", ":me": instance})
         try:
-            response = self.db.update_item(**request, ReturnValues="ALL_NEW")
+            response = self.update_item(**request, ReturnValues="ALL_NEW")
         except ClientError as error:
             if condition_failed(error):
                 return None
@@ -67,7 +67,7 @@ class TicketStore(Store):
         """Add descriptive attributes (log key, timings) to a ticket, never its state."""
         if "state" in attributes:
             raise ValueError("annotate_ticket cannot change a state; the conductor does")
-        self.db.update_item(**expressions.update(self.table, key(rollout_pk(rollout_id), ticket_sk(number)),
+        self.update_item(**expressions.update(self.table, key(rollout_pk(rollout_id), ticket_sk(number)),
                                                  attributes, condition="attribute_exists(pk)"))
 
     def open_tickets(self, rollout_id: str, low_water: int, count: int) -> list[Ticket]:
