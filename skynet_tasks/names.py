@@ -60,3 +60,24 @@ def state_table(env: str) -> str:
 def config_table(env: str) -> str:
     return f"{prefix(env)}config"
 
+
+# ---- names that become paths on an instance (validation helpers) -------------------------------------
+# A release's sha names its folder (``releases/<sha>``) and its download; it comes from S3 manifests and
+# from messages, both untrusted, so it is checked before it is joined to any path: a git object id,
+# SHA-1 (40) or SHA-256 (64) lowercase hex, nothing else (no "/", no "..").
+_RELEASE_SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_release_sha(value: object) -> str:
+    """Return ``value`` if it is a git commit id (40 or 64 lowercase hex digits), else raise ValueError."""
+    if not isinstance(value, str) or not _RELEASE_SHA.match(value):
+        raise ValueError(f"release sha {str(value)[:80]!r} is not a 40 or 64 digit lowercase hex commit id")
+    return value
+
+
+def check_sha256(value: object) -> str:
+    """Return ``value`` if it is a sha256 digest in lowercase hex, else raise ValueError."""
+    if not isinstance(value, str) or not _SHA256.match(value):
+        raise ValueError(f"sha256 {str(value)[:80]!r} is not 64 lowercase hex digits")
+    return value
