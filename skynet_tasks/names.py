@@ -93,7 +93,7 @@ _ENV = re.compile(r"^[a-z0-9]{1,40}$")
 
 
 def check_env(value: str) -> str:
-    """Return ``value`` if it is a valid env name (1-40 lowercase letters and digits, no dash), else raise ValueError."""
+    """Return ``value`` if it is a valid env name (1-40 lowercase letters and digits, no dash); else ValueError."""
     if not isinstance(value, str) or not _ENV.match(value):
         raise ValueError(f"env {value!r} is not valid: use 1-40 lowercase letters and digits (no dash: env prod's "
                          "names must never match another env's, such as prod-eu's)")
