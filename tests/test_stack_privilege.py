@@ -180,3 +180,14 @@ def test_an_api_instance_writes_what_a_builder_writes_but_never_the_agent_nor_co
     assert refused == dict.fromkeys(forbidden, "AccessDenied")
     assert config == "AccessDenied"
     assert s3.get_object(Bucket=stack.repo_bucket, Key=WHEEL)["Body"].read() == b"as built"
+
+
+@pytest.mark.parametrize("layer", ["api", "rp"])
+def test_an_instance_reads_its_layers_config_items(stack, layer):
+    # What the config sync does at boot (skynet_tasks/config/sources.py): one Query per level.
+    dynamodb = stack.client(stack.instance(layer, f"i-0{layer}"), "dynamodb")
+
+    for scope in ("Global", f"Environments/{ENV}", f"Layers/{layer}"):
+        dynamodb.query(TableName=names.config_table(ENV), KeyConditionExpression="#s = :s",
+                       ExpressionAttributeNames={"#s": "scope"}, ExpressionAttributeValues={":s": {"S": scope}},
+                       ConsistentRead=True)
