@@ -1,8 +1,11 @@
 """Release artifacts: deterministic tarballs, their manifest, and safe extraction.
 
 Packing is trusted (it runs on the builder, over the checked-out tree). The
-tarball an instance downloads is NOT trusted: it is checked against the
-manifest's sha256 before anything is read, and extraction refuses absolute
+tarball an instance downloads is NOT trusted, and neither is the manifest stored
+beside it in the same bucket: whoever can write one can write the other. What is
+trusted is the release record the ledger (DynamoDB) holds, written when the
+build reported: ``ExpectedRelease``. The manifest must agree with it, and the
+tarball must have its sha256 and size, before anything is read; extraction refuses absolute
 paths, ``..``, links leaving the release folder, devices and fifos, and archives
 that unpack to more bytes or files than allowed. Extraction happens in a
 temporary folder renamed into place only when everything succeeded, so a refused
@@ -23,6 +26,9 @@ import tarfile
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+from skynet_tasks import names
 
 
 class ArtifactError(Exception):
@@ -75,6 +81,55 @@ class Manifest:
         except TypeError as error:
             raise ArtifactError(f"manifest file entry is invalid: {error}") from None
         return cls(**{**data, "files": files})
+
+
+class ReleaseRecord(Protocol):
+    """What the ledger records of a built release (``skynet_tasks.ledger.Release`` is one)."""
+
+    @property
+    def sha(self) -> str: ...
+
+    @property
+    def sha256(self) -> str | None: ...
+
+    @property
+    def size(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class ExpectedRelease:
+    """The release an install must get, as the ledger recorded it when the build reported (trusted)."""
+
+    sha: str
+    sha256: str
+    size: int
+
+    @classmethod
+    def of(cls, record: ReleaseRecord) -> ExpectedRelease:
+        """The expectation a ledger record sets; a record without sha256 or size is refused at install."""
+        return cls(sha=record.sha, sha256=record.sha256 or "", size=record.size if record.size is not None else -1)
+
+
+def check_manifest(manifest: Manifest, expected: ExpectedRelease) -> str:
+    """Return the release's sha if ``manifest`` (untrusted) describes exactly ``expected``; else raise ArtifactError.
+
+    Every name is checked before it may become a path, the expectation's as much as the manifest's.
+    """
+    try:
+        sha = names.check_release_sha(expected.sha)
+        names.check_sha256(expected.sha256)
+        names.check_release_sha(manifest.sha)
+    except ValueError as error:
+        raise UnsafeArtifact(f"refused: {error}") from None
+    if isinstance(expected.size, bool) or not isinstance(expected.size, int) or expected.size < 0:
+        raise ArtifactError(f"refused: the ledger records no size for release {sha}")
+    if manifest.sha != sha:
+        raise ChecksumMismatch(f"refused: the manifest describes release {manifest.sha}, the ledger {sha}")
+    if (manifest.sha256, manifest.size) != (expected.sha256, expected.size):
+        raise ChecksumMismatch(f"refused: the manifest of {sha} says sha256 {manifest.sha256!s:.64} "
+                               f"({manifest.size} bytes), the ledger recorded {expected.sha256} "
+                               f"({expected.size} bytes)")
+    return sha
 
 
 def sha256_file(path: Path) -> str:
@@ -139,6 +194,7 @@ def pack(source_dir: Path, dest: Path, *, exclude: tuple[str, ...] | list[str] =
 
 
 def verify(path: Path, expected_sha256: str, expected_size: int) -> None:
+    """Raise ChecksumMismatch unless the file at ``path`` has exactly this sha256 and size."""
     size = path.stat().st_size
     digest = sha256_file(path)
     if size != expected_size or digest != expected_sha256:

@@ -3,7 +3,8 @@
 Layout under the instance root: ``releases/<sha>/`` (extracted artifacts, the
 last few kept), ``current`` (a symlink switched atomically), ``downloads/``,
 ``run/`` and ``logs/``. An update downloads the artifact, checks its sha256
-against the manifest, extracts it safely, runs the lifecycle hooks, switches
+and size against the ledger's record of the release (never against the manifest
+beside it in the bucket: see ``artifacts``), extracts it safely, runs the lifecycle hooks, switches
 ``current``, restarts the app and waits for it to be healthy. If any step fails
 after the switch, ``current`` goes back to the previous release, the app is
 restarted on it, and the instance keeps serving.
@@ -99,21 +100,27 @@ class UpdateContext:
     on_progress: Callable[[str], None] | None = None
 
 
-def fetch_release(ctx: UpdateContext, manifest: artifacts.Manifest, log_: commands.CommandLog) -> Path:
-    """Make sure ``releases/<sha>`` holds the verified artifact; return that folder."""
-    target = ctx.layout.releases / manifest.sha
+def fetch_release(ctx: UpdateContext, manifest: artifacts.Manifest, expected: artifacts.ExpectedRelease,
+                  log_: commands.CommandLog) -> Path:
+    """Make sure ``releases/<sha>`` holds the artifact the ledger recorded; return that folder.
+
+    ``manifest`` comes from S3 and is untrusted; ``expected`` comes from the ledger. Nothing on disk
+    is touched before the manifest agrees with the ledger and its names are valid.
+    """
+    sha = artifacts.check_manifest(manifest, expected)
+    target = ctx.layout.releases / sha
     if (target / ".skynet-release").exists():
-        log_.note(f"release {manifest.sha} already on disk")
+        log_.note(f"release {sha} already on disk")
         return target
     if target.exists():
         shutil.rmtree(target)  # a half-finished earlier attempt
     ctx.layout.downloads.mkdir(parents=True, exist_ok=True)
     ctx.layout.releases.mkdir(parents=True, exist_ok=True)
-    tarball = ctx.layout.downloads / f"{manifest.sha}.tar.gz"
+    tarball = ctx.layout.downloads / f"{sha}.tar.gz"
     try:
         size = ctx.store.download(manifest.artifact_key, tarball)
         log_.note(f"downloaded {manifest.artifact_key}: {size} bytes")
-        artifacts.verify(tarball, manifest.sha256, manifest.size)
+        artifacts.verify(tarball, expected.sha256, expected.size)
         artifacts.extract_safely(tarball, target, max_bytes=MAX_RELEASE_BYTES, max_files=MAX_RELEASE_FILES)
     finally:
         tarball.unlink(missing_ok=True)
@@ -121,24 +128,28 @@ def fetch_release(ctx: UpdateContext, manifest: artifacts.Manifest, log_: comman
     return target
 
 
-def install(ctx: UpdateContext, manifest: artifacts.Manifest) -> str:
-    """Install and start ``manifest``'s release; return the update log. Raise UpdateFailed after rolling back."""
+def install(ctx: UpdateContext, manifest: artifacts.Manifest, expected: artifacts.ExpectedRelease) -> str:
+    """Install and start the release the ledger recorded as ``expected``; return the update log.
+
+    ``manifest`` (read from S3) must describe exactly that release. Raise UpdateFailed after rolling back.
+    """
     update_log = commands.CommandLog()
     previous = ctx.layout.current_release()
-    update_log.note(f"updating from {previous or 'nothing'} to {manifest.sha}")
+    update_log.note(f"updating from {previous or 'nothing'} to {expected.sha[:64]}")
     try:
-        release_dir = fetch_release(ctx, manifest, update_log)
+        release_dir = fetch_release(ctx, manifest, expected, update_log)
         spec = buildspec.load_buildspec(release_dir / "skynet.yml")
     except (artifacts.ArtifactError, buildspec.BuildSpecError, OSError) as error:
         update_log.note(f"refused: {error}")
-        raise UpdateFailed(f"release {manifest.sha} refused: {error}", update_log.text()) from error
-    env = commands.base_environment({**ctx.env, "SKYNET_RELEASE": manifest.sha, "PORT": str(ctx.app_port)})
+        raise UpdateFailed(f"release {expected.sha[:64]} refused: {error}", update_log.text()) from error
+    sha = manifest.sha  # checked by fetch_release: the ledger's sha, a valid name
+    env = commands.base_environment({**ctx.env, "SKYNET_RELEASE": sha, "PORT": str(ctx.app_port)})
     hook_timeout = spec.update_timeout
     try:
         for hook in spec.hooks.before_install + spec.hooks.after_install:
             commands.run(hook, cwd=release_dir, env=env, timeout=hook_timeout, log=update_log)
-        switch_current(ctx.layout, manifest.sha)
-        update_log.note(f"current -> releases/{manifest.sha}")
+        switch_current(ctx.layout, sha)
+        update_log.note(f"current -> releases/{sha}")
         _progress(ctx, "starting")
         ctx.services.restart(spec.service.command if spec.service else None, ctx.layout.current, env)
         for hook in spec.hooks.start + spec.hooks.validate:
@@ -148,8 +159,8 @@ def install(ctx: UpdateContext, manifest: artifacts.Manifest) -> str:
         update_log.note(f"update failed: {error}")
         roll_back(ctx, previous, update_log)
         raise UpdateFailed(str(error), update_log.text()) from error
-    update_log.note(f"release {manifest.sha} is healthy")
-    prune_releases(ctx.layout, ctx.keep_releases, keep={manifest.sha, previous or ""})
+    update_log.note(f"release {sha} is healthy")
+    prune_releases(ctx.layout, ctx.keep_releases, keep={sha, previous or ""})
     return update_log.text()
 
 

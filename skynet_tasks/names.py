@@ -26,12 +26,13 @@ def check_name_part(kind: str, value: str) -> str:
 
 
 def prefix(env: str) -> str:
-    return f"skynet-{check_name_part('env', env)}-"
+    """``skynet-<env>-``: every name of the env starts with it, and no other env's name does (``check_env``)."""
+    return f"skynet-{check_env(env)}-"
 
 
 def default_group(env: str, layer: str) -> str:
     """The maintenance group of a layer when no tag names another one."""
-    return f"{check_name_part('env', env)}-{check_name_part('layer', layer)}"
+    return f"{check_env(env)}-{check_name_part('layer', layer)}"
 
 
 def maintenance_queue(env: str, group: str) -> str:
@@ -60,3 +61,40 @@ def state_table(env: str) -> str:
 def config_table(env: str) -> str:
     return f"{prefix(env)}config"
 
+
+# ---- names that become paths on an instance (validation helpers) -------------------------------------
+# A release's sha names its folder (``releases/<sha>``) and its download; it comes from S3 manifests and
+# from messages, both untrusted, so it is checked before it is joined to any path: a git object id,
+# SHA-1 (40) or SHA-256 (64) lowercase hex, nothing else (no "/", no "..").
+_RELEASE_SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_release_sha(value: object) -> str:
+    """Return ``value`` if it is a git commit id (40 or 64 lowercase hex digits), else raise ValueError."""
+    if not isinstance(value, str) or not _RELEASE_SHA.match(value):
+        raise ValueError(f"release sha {str(value)[:80]!r} is not a 40 or 64 digit lowercase hex commit id")
+    return value
+
+
+def check_sha256(value: object) -> str:
+    """Return ``value`` if it is a sha256 digest in lowercase hex, else raise ValueError."""
+    if not isinstance(value, str) or not _SHA256.match(value):
+        raise ValueError(f"sha256 {str(value)[:80]!r} is not 64 lowercase hex digits")
+    return value
+
+
+# ---- env names: no dash, so that one env's prefix is never the start of another's ---------------------
+# IAM grants an instance its env's queues, tables and Auto Scaling groups as ``skynet-<env>-*``. Were
+# dashes allowed, ``skynet-prod-*`` would also match every name of env ``prod-eu``
+# (``skynet-prod-eu-...``): the env is followed by the first dash of the name, so it may hold none.
+# The template's Env parameter has the same AllowedPattern.
+_ENV = re.compile(r"^[a-z0-9]{1,40}$")
+
+
+def check_env(value: str) -> str:
+    """Return ``value`` if it is a valid env name (1-40 lowercase letters and digits, no dash); else ValueError."""
+    if not isinstance(value, str) or not _ENV.match(value):
+        raise ValueError(f"env {value!r} is not valid: use 1-40 lowercase letters and digits (no dash: env prod's "
+                         "names must never match another env's, such as prod-eu's)")
+    return value

@@ -76,7 +76,7 @@ def resolve(aws: Aws, env: str, settings: Settings | None = None) -> EnvResource
     Any bucket still unnamed gets the stack's name, with the account id from STS.
     Raises ValueError for an invalid env and ResourceError for an unusable bucket name.
     """
-    names.check_name_part("env", env)
+    names.check_env(env)
     own = settings if settings is not None and settings.env == env else None
     config = check_bucket("config", own.config_bucket) if own and own.config_bucket else None
     repo = check_bucket("repo", own.repo_bucket) if own and own.repo_bucket else None

@@ -20,6 +20,7 @@ import base64
 import binascii
 import hmac
 import ipaddress
+import os
 import re
 import stat
 from collections.abc import Mapping
@@ -29,6 +30,28 @@ from urllib.parse import urlsplit
 
 CSRF_HEADER = "X-Skynet-Request"
 _ACTOR = re.compile(r"[^A-Za-z0-9._@-]+")
+
+
+class SecretFileError(Exception):
+    """A secret file cannot be used: it is unreadable, or others than its owner may read or write it."""
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """The text of the secret file ``path`` (``what`` names it in errors); refuse one its group or others can open.
+
+    The dashboard's token file and the webhook receiver's secret file both go through here. The mode is
+    checked on the descriptor the text is read from, so a file swapped between the check and the read
+    cannot slip through.
+    """
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            text = handle.read()
+    except OSError as error:
+        raise SecretFileError(f"cannot read {what} {path}: {error.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SecretFileError(f"{what} {path} is readable by others (mode {stat.S_IMODE(mode):04o}): chmod 600 it")
+    return text
 
 
 class AuthConfigError(Exception):
@@ -53,12 +76,9 @@ class Auth:
     def from_file(cls, path: Path) -> Auth:
         """Read the token (the file's first line); refuse a file others may read, or an empty or short token."""
         try:
-            mode = path.stat().st_mode
-            text = path.read_text()
-        except OSError as error:
-            raise AuthConfigError(f"cannot read token file {path}: {error.strerror}") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise AuthConfigError(f"token file {path} is readable by others: chmod 600 it")
+            text = read_secret_file(path, "token file")
+        except SecretFileError as error:
+            raise AuthConfigError(str(error)) from None
         token = text.strip().splitlines()[0].strip() if text.strip() else ""
         if len(token) < 16:
             raise AuthConfigError(f"token file {path} holds no token of at least 16 characters")

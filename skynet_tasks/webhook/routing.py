@@ -42,7 +42,7 @@ def parse_routes(data: Any) -> list[Route]:
                 or not set(entry) <= {"repo", "branch", "env", "layer", "group"}:
             raise RoutingError(f"route {number}: needs repo, branch, env, layer (and optionally group)")
         try:
-            env = names.check_name_part("env", entry["env"])
+            env = names.check_env(entry["env"])
             layer = names.check_name_part("layer", entry["layer"])
             group = names.check_name_part("group", entry.get("group") or names.default_group(env, layer))
             branch = check_branch(entry["branch"])

@@ -25,10 +25,14 @@ class WebhookConfigError(Exception):
 
 
 def read_secret(path: Path) -> bytes:
+    """The webhook secret in the file ``path``: refused if the file is empty or others than its owner may open it."""
+    # The dashboard's token file has the same rule and the same check: one reader for both.
+    from skynet_tasks.monitor.auth import SecretFileError, read_secret_file
+
     try:
-        secret = path.read_bytes().strip()
-    except OSError as error:
-        raise WebhookConfigError(f"cannot read the webhook secret file {path}: {error.strerror}") from None
+        secret = read_secret_file(path, "the webhook secret file").strip().encode()
+    except SecretFileError as error:
+        raise WebhookConfigError(str(error)) from None
     if not secret:
         raise WebhookConfigError(f"the webhook secret file {path} is empty: refusing to accept unsigned hooks")
     return secret
