@@ -14,6 +14,7 @@ import logging
 import time
 
 from skynet_tasks import names
+from skynet_tasks.artifacts import ExpectedRelease
 from skynet_tasks.builder import read_manifest
 from skynet_tasks.buildrequest import BuildRequest
 from skynet_tasks.buildspec import BuildSpecError
@@ -52,7 +53,7 @@ def converge_at_boot(ctx: Context) -> str | None:
     try:
         # Hooks see ticket 0 of rollout "boot": no ticket is involved.
         boot = update_context(ctx, {"SKYNET_ROLLOUT": "boot", "SKYNET_TICKET": "0"})
-        install(boot, read_manifest(ctx.store, release.manifest_key))
+        install(boot, read_manifest(ctx.store, release.manifest_key), ExpectedRelease.of(release))
     except UpdateFailed as failure:
         # Registering anyway lets the heartbeat take a ticket and an operator see the failure.
         log.error("could not install release %s at boot: %s", desired, failure.reason)

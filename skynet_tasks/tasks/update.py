@@ -16,6 +16,7 @@ from typing import Any
 
 from skynet_tasks.agent import restart_requested
 from skynet_tasks.app import app
+from skynet_tasks.artifacts import ExpectedRelease
 from skynet_tasks.builder import read_manifest
 from skynet_tasks.conductor import UPDATE_HARD_LIMIT, UpdateReported
 from skynet_tasks.context import Context
@@ -101,7 +102,7 @@ def install_release(ctx: Context, update_ctx: UpdateContext, rollout: dict[str, 
     release = ctx.ledger.release(ctx.settings.group, sha)
     if release is None or release.state is not ReleaseState.BUILT or not release.manifest_key:
         raise UpdateFailed(f"release {sha} is not built", "")
-    return install(update_ctx, read_manifest(ctx.store, release.manifest_key))
+    return install(update_ctx, read_manifest(ctx.store, release.manifest_key), ExpectedRelease.of(release))
 
 
 def apply_config(ctx: Context, update_ctx: UpdateContext, rollout: dict[str, Any]) -> str:
