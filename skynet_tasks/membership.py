@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 
-from skynet_tasks import names
 from skynet_tasks.artifacts import ExpectedRelease
 from skynet_tasks.builder import read_manifest
 from skynet_tasks.buildrequest import BuildRequest
@@ -79,15 +78,16 @@ def restart_app_if_down(ctx: Context) -> bool:
 
 
 def sweep(ctx: Context) -> list[str]:
-    """Prune long-silent registry entries of the env and delete their instances' queues."""
+    """Prune long-silent registry entries of the env; return their instance ids.
+
+    Their queues stay: an instance may not delete a queue it did not create (its role has no
+    ``sqs:DeleteQueue``), so the operator removes them (``skynet queues prune``).
+    """
     s = ctx.settings
     removed = ctx.registry.prune(s.env, s.heartbeat_max_age * SWEEP_AFTER_MAX_AGES)
-    for instance_id in removed:
-        if instance_id == s.instance_id:
-            continue
-        if ctx.queues.delete(names.instance_queue(s.env, instance_id)):
-            log.info("swept the queues of %s, silent for over %.0fs", instance_id,
-                     s.heartbeat_max_age * SWEEP_AFTER_MAX_AGES)
+    if removed:
+        log.info("swept %s from the registry, silent for over %.0fs", ", ".join(removed),
+                 s.heartbeat_max_age * SWEEP_AFTER_MAX_AGES)
     return removed
 
 

@@ -71,10 +71,18 @@ class Queues:
         except ClientError as error:
             if error.response["Error"]["Code"] not in ("QueueAlreadyExists", "QueueNameExists"):
                 raise
-            # It exists with other attributes (an older Skynet made it): bring it up to date.
+            # It exists with other attributes (an older Skynet made it): bring it up to date, where
+            # allowed. An instance's role may not set queue attributes (a queue policy is one), so
+            # an instance uses its queue as it is; ``skynet bootstrap`` updates it.
             url = self.sqs.get_queue_url(QueueName=spec.name)["QueueUrl"]
-            self.sqs.set_queue_attributes(QueueUrl=url, Attributes={
-                k: v for k, v in attributes.items() if k not in ("FifoQueue", "ContentBasedDeduplication")})
+            try:
+                self.sqs.set_queue_attributes(QueueUrl=url, Attributes={
+                    k: v for k, v in attributes.items() if k not in ("FifoQueue", "ContentBasedDeduplication")})
+            except ClientError as refused:
+                if refused.response["Error"]["Code"] not in ("AccessDenied", "AccessDeniedException"):
+                    raise
+                log.warning("queue %s has other attributes than this version's, and this role may not "
+                            "change them: used as it is", spec.name)
         return url
 
     def delete(self, name: str) -> bool:
@@ -89,7 +97,14 @@ class Queues:
             deleted = True
         return deleted
 
+    def created_at(self, name: str) -> float:
+        """When the queue was created, in seconds since the epoch."""
+        url = self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        attrs = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["CreatedTimestamp"])["Attributes"]
+        return float(attrs["CreatedTimestamp"])
+
     def list(self, prefix: str) -> list[str]:
+        """The names of the queues whose name starts with ``prefix``."""
         urls: list[str] = []
         paginator = self.sqs.get_paginator("list_queues")
         for page in paginator.paginate(QueueNamePrefix=prefix):

@@ -340,7 +340,7 @@ def test_a_new_instance_installs_the_desired_release_before_it_registers_and_lea
     assert "api-4" not in {e.instance_id for e in cluster_registry(cluster).endpoints("local")}
 
 
-def test_the_sweeper_removes_long_silent_instances_and_their_queues(cluster):
+def test_the_sweeper_removes_long_silent_instances_and_the_operator_their_queues(cluster):
     aws = cluster.aws()
     settings = Settings.from_env(cluster.instance_environment("api-1", "api", 1))
     ctx = Context.create(settings, create_app(settings), aws)
@@ -355,9 +355,20 @@ def test_the_sweeper_removes_long_silent_instances_and_their_queues(cluster):
     # Gone from the registry, by this sweep or by a member's heartbeat that swept first (about one
     # beat in ten sweeps, with the same code): a race this test used to lose now and then.
     assert "api-ghost" not in {e.instance_id for e in cluster_registry(cluster).endpoints("local")}
-    assert "skynet-local-inst-api-ghost" not in queues.list("skynet-local-inst-")
-    assert "skynet-local-inst-api-1" in queues.list("skynet-local-inst-")  # live members keep theirs
     assert "api-1" in {e.instance_id for e in cluster_registry(cluster).endpoints("local")}
+    # An instance may not delete queues: the ghost's stays until the operator prunes
+    assert "skynet-local-inst-api-ghost" in queues.list("skynet-local-inst-")
+
+    young = skynet(cluster, "queues", "prune", "--env", "local", "--json")
+    assert young.returncode == 0, young.stderr
+    assert json.loads(young.stdout)["deleted"] == []  # created a moment ago: it may be an instance booting
+    assert "skynet-local-inst-api-ghost" in json.loads(young.stdout)["too_young"]
+    pruned = skynet(cluster, "queues", "prune", "--env", "local", "--min-age", "0", "--json")
+
+    assert "skynet-local-inst-api-ghost" in json.loads(pruned.stdout)["deleted"]
+    left = set(queues.list("skynet-local-inst-"))
+    assert "skynet-local-inst-api-ghost" not in left and "skynet-local-inst-api-ghost-dlq" not in left
+    assert "skynet-local-inst-api-1" in queues.list("skynet-local-inst-")  # live members keep theirs
 
 
 def test_a_signed_github_push_to_the_local_receiver_rolls_the_commit_out(cluster, workdir):

@@ -20,6 +20,7 @@ from skynet_tasks.cli.instance import instance
 from skynet_tasks.cli.local import local
 from skynet_tasks.cli.monitor import monitor
 from skynet_tasks.cli.options import Startup
+from skynet_tasks.cli.queues import queues
 from skynet_tasks.cli.rollout import drain_command, logs, rollback_command, rollout
 from skynet_tasks.cli.stack import stack
 from skynet_tasks.cli.webhook import webhook
@@ -37,5 +38,5 @@ def main(ctx: click.Context, log_level: str) -> None:
 
 
 for command in (bootstrap, deploy, status, worker, local, demo, rollout, rollback_command, drain_command, logs,
-                webhook, stack, monitor, config, agent, instance):
+                webhook, stack, monitor, config, agent, instance, queues):
     main.add_command(command)
