@@ -6,7 +6,6 @@ build log is uploaded whatever the outcome, so a failed build can be read.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -89,6 +88,3 @@ def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: s
 def read_manifest(store: ArtifactStore, key: str) -> artifacts.Manifest:
     return artifacts.Manifest.from_json(store.get_text(key))
 
-
-def manifest_summary(manifest: artifacts.Manifest) -> str:
-    return json.dumps({"sha": manifest.sha, "sha256": manifest.sha256, "size": manifest.size})

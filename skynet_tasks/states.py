@@ -21,11 +21,6 @@ class RolloutState(StrEnum):
     SUPERSEDED = "superseded"
 
     @property
-    def in_line(self) -> bool:
-        """True while the rollout holds a place in its group's line (it may still dispatch)."""
-        return self in (RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.HALTED)
-
-    @property
     def finished(self) -> bool:
         return self in (
             RolloutState.BUILD_FAILED, RolloutState.COMPLETED, RolloutState.ABORTED, RolloutState.SUPERSEDED,
