@@ -14,6 +14,11 @@ import re
 # names, so it is restricted to what every one of those accepts.
 _NAME_PART = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 
+# A full commit id as git and GitHub write it: a release is named by one. The one pattern for it:
+# the webhook's Lambda imports it too, and this module imports nothing a Lambda lacks.
+# \A…\Z rather than ^…$, which would let a trailing newline through.
+SHA = re.compile(r"\A[0-9a-f]{40}\Z")
+
 
 def check_name_part(kind: str, value: str) -> str:
     """Return ``value`` if it is usable inside resource names, else raise ValueError."""

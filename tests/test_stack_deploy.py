@@ -22,7 +22,7 @@ from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.cli import main as cli
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.resources import resolve
-from skynet_tasks.stacks.cfn import StackError
+from skynet_tasks.stacks import StackError
 from skynet_tasks.stacks.deploy import PHASE_TAG, deploy_stack, repo_bucket
 from skynet_tasks.stacks.parameters import ParameterError
 from skynet_tasks.stacks.wheel_pin import read_pin
