@@ -23,8 +23,8 @@ from skynet_tasks import names
 from skynet_tasks.aws import aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.ledger import Ledger
-from skynet_tasks.local.cluster import stop_process_group
 from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.local.processes import stop_process_group
 from skynet_tasks.resources import resolve
 from skynet_tasks.webhook.local import push_payload, send_webhook, start_local_receiver
 

@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import git
-
 from skynet_tasks import names
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.local.cluster import LocalCluster
+from skynet_tasks.local.sample_repo import branch_tip, commit_files
 from skynet_tasks.local.stack_cluster import StackCluster
 from skynet_tasks.states import RolloutState
 from skynet_tasks.webhook.local import push_payload, send_webhook
+from skynet_tasks.webhook.refnames import ZERO_SHA
 
 SAMPLE_SPEC = Path(__file__).parent / "local" / "sample_app" / "skynet.yml"
 
@@ -114,25 +114,6 @@ class ProxyClient:
             thread.join()
 
 
-def _commit(workdir: Path, app_repo: str, files: dict[str, str | None], message: str) -> str:
-    if not workdir.exists():
-        repo = git.Repo.clone_from(app_repo, workdir, branch="main")
-        with repo.config_writer() as config:
-            config.set_value("user", "name", "Skynet Demo")
-            config.set_value("user", "email", "demo@skynet.invalid")
-    repo = git.Repo(workdir)
-    for name, content in files.items():
-        if content is None:
-            if (workdir / name).exists():
-                repo.index.remove([name], working_tree=True)
-        else:
-            (workdir / name).write_text(content)
-            repo.index.add([name])
-    repo.index.commit(message)
-    repo.remotes.origin.push("main:main")
-    return repo.head.commit.hexsha
-
-
 class Demo:
     """The story, told on the stack-built cluster (``stack=True``, as AWS runs it) or on the plain one."""
 
@@ -170,9 +151,9 @@ class Demo:
         client = ProxyClient(f"{info.rp_url}/api/local/")
         spec = SAMPLE_SPEC.read_text()
         # The first release, so that the proxy has something to serve before the story starts.
-        first = git.Repo(info.app_repo).commit("main").hexsha
+        first = branch_tip(info.app_repo)
         self.say("deploying the sample app's first release…")
-        self.push_and_follow(ledger, secret, "0" * 40, first, "First release")
+        self.push_and_follow(ledger, secret, ZERO_SHA, first, "First release")
         # The story's rolling updates fail no request only if the proxy already routes to every
         # instance; the last one re-registers just after it reports, so give the proxy that moment.
         self.wait_for_proxy_to_serve(client, first, {i.id for i in info.instances if i.layer == "api"})
@@ -186,7 +167,7 @@ class Demo:
         results = []
         before = first
         for number, (title, expected, files, message) in enumerate(story, start=1):
-            sha = _commit(workdir, info.app_repo, files, message)
+            sha = commit_files(info.app_repo, workdir, files, message)
             self.say(f"\nstep {number}: {title} ({sha[:12]}), announced by a signed push webhook")
             started_at = time.monotonic()
             with client.counting() as counts:

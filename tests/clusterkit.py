@@ -1,7 +1,8 @@
 """Helpers for tests that drive a real local cluster (moto server, real workers, real git).
 
 The cluster itself is ``skynet_tasks.local.cluster.LocalCluster``: the same code as
-``skynet local up``. These helpers only push commits, call the CLI and read state.
+``skynet local up``. These helpers only call the CLI and read state;
+commits go to the sample repository through ``skynet_tasks.local.sample_repo.commit_files``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import git
 import kombu.pools
 
 from skynet_tasks import names
@@ -41,28 +41,6 @@ def sender_for(environment: dict[str, str]) -> Messenger:
     kombu.pools.reset()
     os.environ.update(environment)
     return Messenger(create_app(), "local")
-
-
-def push_commit(app_repo: str, workdir: Path, files: dict[str, str | None], message: str) -> str:
-    """Commit ``files`` (None deletes one) on main of the bare repository; return the new sha."""
-    if not workdir.exists():
-        repo = git.Repo.clone_from(app_repo, workdir, branch="main")
-        with repo.config_writer() as config:
-            config.set_value("user", "name", "Test Author")
-            config.set_value("user", "email", "test@skynet.invalid")
-    repo = git.Repo(workdir)
-    repo.remotes.origin.pull("main")
-    for name, content in files.items():
-        path = workdir / name
-        if content is None:
-            repo.index.remove([name], working_tree=True)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
-            repo.index.add([name])
-    repo.index.commit(message)
-    repo.remotes.origin.push("main:main")
-    return repo.head.commit.hexsha
 
 
 def skynet(cluster: LocalCluster, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:

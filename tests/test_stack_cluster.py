@@ -23,7 +23,7 @@ from stackkit import ENV, denied_requests, in_namespace, instances_of, skynet
 
 from skynet_tasks import names
 from skynet_tasks.local import ec2_host, stack_aws
-from skynet_tasks.local.cluster import ClusterError
+from skynet_tasks.local.cluster_info import ClusterError
 from skynet_tasks.local.stack_cluster import StackCluster, StackInstance
 from skynet_tasks.registry import Registry
 

@@ -1,34 +1,30 @@
 """A whole Skynet cluster on one machine: moto's server, the env's resources, a sample app, real workers.
 
 ``skynet local up`` and the test suite both use this module: there is no second harness.
-Everything it starts is recorded in ``DIR/cluster.json`` with its process id, so
-``skynet local down`` stops exactly that.
+Everything it starts is recorded in ``DIR/cluster.json`` (``cluster_info``) with its process
+id, so ``skynet local down`` stops exactly that.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shlex
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
-
-import git
 
 from skynet_tasks import names
 from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.local.cluster_info import ClusterError, ClusterInfo, InstanceInfo
 from skynet_tasks.local.motoserver import MotoServer, free_port
+from skynet_tasks.local.processes import stop_app, stop_process_group
+from skynet_tasks.local.sample_repo import create_layer_branch, create_sample_repo
 from skynet_tasks.registry import Registry
 from skynet_tasks.resources import resolve
 from skynet_tasks.services import process_alive
@@ -36,111 +32,6 @@ from skynet_tasks.services import process_alive
 log = logging.getLogger(__name__)
 
 LOCAL_ENV = "local"
-SAMPLE_APP = Path(__file__).parent / "sample_app"
-
-
-class ClusterError(Exception):
-    """The local cluster could not be started or found."""
-
-
-@dataclass
-class InstanceInfo:
-    id: str
-    layer: str
-    group: str
-    root: str
-    pid: int
-    app_port: int
-
-
-@dataclass
-class ClusterInfo:
-    dir: str
-    env: str
-    aws_endpoint: str
-    moto_pid: int
-    app_repo: str
-    groups: list[str]
-    instances: list[InstanceInfo] = field(default_factory=list)
-    environment: dict[str, str] = field(default_factory=dict)
-    webhook_url: str | None = None
-    rp_url: str | None = None
-    dashboard_url: str | None = None
-    dashboard_token_file: str | None = None
-    webhook_secret_file: str | None = None
-    # Processes beside the instances (webhook receiver, dashboard), by name, so `down` stops them too.
-    services: dict[str, int] = field(default_factory=dict)
-    # The branch of the sample app each extra application layer tracks (``api`` tracks ``main``).
-    branches: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def load(cls, directory: Path) -> ClusterInfo:
-        path = directory / "cluster.json"
-        if not path.exists():
-            raise ClusterError(f"no local cluster in {directory} (no cluster.json)")
-        data = json.loads(path.read_text())
-        data["instances"] = [InstanceInfo(**i) for i in data.get("instances", [])]
-        return cls(**data)
-
-    def save(self) -> None:
-        path = Path(self.dir) / "cluster.json"
-        temp = path.with_suffix(".tmp")
-        temp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        os.replace(temp, path)
-
-
-def create_sample_repo(directory: Path, name: str = "sample-app") -> Path:
-    """A bare repository holding the sample app on ``main``; returns its path."""
-    bare = directory / "repos" / f"{name}.git"
-    if bare.exists():
-        return bare
-    git.Repo.init(bare, bare=True, initial_branch="main")
-    work = directory / "repos" / f".{name}-seed"
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(SAMPLE_APP, work, ignore=shutil.ignore_patterns("__pycache__"))
-    repo = git.Repo.init(work, initial_branch="main")
-    with repo.config_writer() as config:
-        config.set_value("user", "name", "Skynet Demo")
-        config.set_value("user", "email", "demo@skynet.invalid")
-    repo.git.add(A=True)
-    repo.index.commit("Sample app: first release")
-    repo.create_remote("origin", str(bare)).push("main:main")
-    shutil.rmtree(work)
-    return bare
-
-
-def create_layer_branch(bare: Path, layer: str) -> str:
-    """A branch named after ``layer`` in the sample repository, starting at ``main``; returns its name.
-
-    Each extra application layer is its own maintenance group and tracks its own
-    branch, so a push reaches exactly one group through the webhook's routing table.
-    """
-    repo = git.Repo(bare)
-    if layer not in repo.heads:
-        repo.create_head(layer, repo.heads["main"].commit)
-    return layer
-
-
-def stop_process_group(pid: int, grace: float = 10.0, sig: int = signal.SIGTERM) -> None:
-    """Stop a process and its group: SIGTERM (or ``sig``), then SIGKILL after ``grace`` seconds."""
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not process_alive(pid):
-            return
-        time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    while process_alive(pid):
-        time.sleep(0.05)
 
 
 class LocalCluster:
@@ -212,7 +103,7 @@ class LocalCluster:
         if proxies:
             self.info.rp_url = f"http://127.0.0.1:{proxies[0].app_port}"
             self.info.save()
-        self.write_env_file()
+        self.info.write_env_file()
         self.wait_registered([i.id for i in self.info.instances], ready_timeout)
         log.info("local cluster up in %s: %d instances", self.dir, len(self.info.instances))
         return self.info
@@ -293,14 +184,6 @@ class LocalCluster:
             time.sleep(0.2)
         raise ClusterError(f"instances {sorted(wanted)} did not register within {timeout:.0f}s")
 
-    def write_env_file(self) -> Path:
-        info = self.require_info()
-        lines = ["# Point a shell at the local Skynet cluster: source this file."]
-        lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(info.environment.items())]
-        path = self.dir / "env.sh"
-        path.write_text("\n".join(lines) + "\n")
-        return path
-
     def _refuse_if_running(self) -> None:
         try:
             info = ClusterInfo.load(self.dir)
@@ -333,17 +216,3 @@ class LocalCluster:
             self.moto.stop()
         (self.dir / "cluster.json").unlink(missing_ok=True)
 
-
-def stop_app(root: Path) -> None:
-    """Stop what an instance leaves running when its worker is gone: its app, and a proxy's nginx.
-
-    Both are found through their pid files; nginx daemonizes into its own session,
-    so stopping the worker's process group does not reach it.
-    """
-    for pid_file in (root / "run" / "app.pid", root / "rp" / "nginx.pid"):
-        try:
-            pid = int(pid_file.read_text().strip())
-        except (OSError, ValueError):
-            continue
-        stop_process_group(pid, grace=5)
-        pid_file.unlink(missing_ok=True)

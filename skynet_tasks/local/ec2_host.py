@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from skynet_tasks.local.cluster import ClusterError
+from skynet_tasks.local.cluster_info import ClusterError
 from skynet_tasks.local.network import IMDS_ADDRESS
 from skynet_tasks.local.stack_aws import Ec2Instance
 

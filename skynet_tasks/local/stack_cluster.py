@@ -30,17 +30,12 @@ from pathlib import Path
 from skynet_tasks import names
 from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.local import ec2_host, firewall, stack_aws
-from skynet_tasks.local.cluster import (
-    ClusterError,
-    ClusterInfo,
-    InstanceInfo,
-    LocalCluster,
-    create_sample_repo,
-    stop_process_group,
-)
+from skynet_tasks.local.cluster_info import ClusterError, ClusterInfo, InstanceInfo
 from skynet_tasks.local.lb_process import start_load_balancer, write_targets
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.local.network import Vpc, require_namespaces
+from skynet_tasks.local.processes import stop_process_group
+from skynet_tasks.local.sample_repo import create_sample_repo
 from skynet_tasks.registry import Registry
 from skynet_tasks.stacks.wheels import build_wheel, upload_wheel, wheel_ref
 
@@ -178,7 +173,7 @@ class StackCluster:
                                 groups=[names.default_group(self.env, "api"), names.default_group(self.env, "rp")],
                                 environment=operator)
         self.save()
-        LocalCluster(self.dir).write_env_file()
+        self.info.write_env_file()
 
     def start_services(self) -> None:
         """The webhook receiver and the dashboard, on this machine, acting with the operator's credentials."""
