@@ -25,6 +25,7 @@ import kombu.pools
 
 from benchmarks.clusters import CountedCluster
 from benchmarks.countingproxy import CountingProxy
+from benchmarks.report import percentile, write_json
 from skynet_tasks import names
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.local.sample_repo import branch_tip, commit_files
@@ -50,11 +51,6 @@ def deploy_and_wait(cluster: CountedCluster, sha: str, timeout: float = 600) -> 
             return view
         time.sleep(0.2)
     raise TimeoutError(f"rollout {started.rollout_id} did not finish in {timeout}s")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def measure(view: dict[str, Any]) -> dict[str, Any]:
@@ -150,9 +146,7 @@ def main() -> None:
         finally:
             cluster.down()
             proxy.stop()
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
+    write_json(results, args.out)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import random
 import secrets
@@ -51,6 +50,7 @@ import kombu.pools
 
 from benchmarks.clusters import CountedCluster
 from benchmarks.countingproxy import CountingProxy
+from benchmarks.report import write_json
 from skynet_tasks import names
 from skynet_tasks.artifacts import Manifest
 from skynet_tasks.ledger import Ledger
@@ -58,6 +58,7 @@ from skynet_tasks.local.cluster import LOCAL_ENV
 from skynet_tasks.local.cluster_info import InstanceInfo
 from skynet_tasks.local.processes import stop_process_group
 from skynet_tasks.local.sample_repo import branch_tip, commit_files
+from skynet_tasks.proctable import child_pids
 from skynet_tasks.resources import resolve
 from skynet_tasks.webhook.local import push_payload, send_webhook
 
@@ -312,7 +313,7 @@ class Soak:
                 self.restart(ticket["instance"])
         elif fault == "kill-conductor":
             worker = lane.random.choice(self.members(lane))
-            for pid in children(worker.pid):
+            for pid in child_pids(worker.pid):
                 if b"conductor" in Path(f"/proc/{pid}/cmdline").read_bytes():
                     os.kill(pid, signal.SIGKILL)
             time.sleep(2)
@@ -410,18 +411,6 @@ class Soak:
                 self.report.violation(f"{group}: {instance.id} runs {sha[:12]} without a verified artifact")
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[1] == str(pid):
-            found.append(int(stat.parent.name))
-    return found
-
-
 def plan(rollouts: int, lanes: int, rng: random.Random) -> list[tuple[int, str]]:
     """(lane, fault) for each rollout: first every fault once in every lane, then lane and fault at random.
 
@@ -479,9 +468,7 @@ def main() -> None:
     print(report.table())
     for violation in report.violations:
         print("VIOLATION", violation)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report.to_json(), indent=2))
+    write_json(report.to_json(), args.out)
 
 
 if __name__ == "__main__":

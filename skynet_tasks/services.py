@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from skynet_tasks.appspec import AppSpec, AppSpecError, write_spec
+from skynet_tasks.proctable import process_alive
 from skynet_tasks.supervisor import RestartPolicy
 
 log = logging.getLogger(__name__)
@@ -48,25 +49,6 @@ def _spec(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> AppSpec:
         return AppSpec.of(command, cwd, env)
     except AppSpecError as error:
         raise ServiceError(str(error)) from error
-
-
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` runs: a zombie (a dead child nobody reaped yet) does not."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child, now reaped
-            return False
-    except ChildProcessError:
-        pass
-    try:  # an orphan zombie: the init of a container may never reap it
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _read_pid(path: Path) -> int | None:

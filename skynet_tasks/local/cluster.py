@@ -14,37 +14,35 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from skynet_tasks import names
 from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.bootstrap import bootstrap_env
-from skynet_tasks.local.cluster_info import ClusterError, ClusterInfo, InstanceInfo
+from skynet_tasks.local.cluster_info import ClusterError, ClusterInfo, InstanceInfo, RecordedCluster
 from skynet_tasks.local.motoserver import MotoServer, free_port
 from skynet_tasks.local.processes import stop_app, stop_process_group
 from skynet_tasks.local.sample_repo import create_layer_branch, create_sample_repo
+from skynet_tasks.proctable import process_alive
 from skynet_tasks.registry import Registry
 from skynet_tasks.resources import resolve
-from skynet_tasks.services import process_alive
 
 log = logging.getLogger(__name__)
 
 LOCAL_ENV = "local"
 
 
-class LocalCluster:
+class LocalCluster(RecordedCluster):
     """Start and stop a local cluster in ``directory``."""
 
     def __init__(self, directory: Path, heartbeat_interval: float = 5.0, heartbeat_max_age: float = 30.0,
                  extra_env: dict[str, str] | None = None) -> None:
-        self.dir = directory.resolve()
+        super().__init__(directory)
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_max_age = heartbeat_max_age
         self.extra_env = extra_env or {}
-        self.info: ClusterInfo | None = None
-        self.moto: MotoServer | None = None
 
     # ---- up -----------------------------------------------------------------
     def up(self, api: int = 3, rp: int = 0, ready_timeout: float = 60.0,
@@ -64,11 +62,6 @@ class LocalCluster:
         except BaseException:
             self.down()
             raise
-
-    def require_info(self) -> ClusterInfo:
-        if self.info is None:
-            self.info = ClusterInfo.load(self.dir)
-        return self.info
 
     def _up(self, api: int, rp: int, ready_timeout: float,
             extra_layers: Mapping[str, int] | None = None) -> ClusterInfo:
@@ -196,23 +189,9 @@ class LocalCluster:
     # ---- down ---------------------------------------------------------------
     def down(self) -> None:
         """Stop every process this cluster started: workers, their apps, moto's server."""
-        info = self.info
-        if info is None:
-            try:
-                info = ClusterInfo.load(self.dir)
-            except ClusterError:
-                info = None
-        if info is not None:
-            def stop_instance(instance: InstanceInfo) -> None:
-                stop_process_group(instance.pid)
-                stop_app(Path(instance.root))
+        def stop_instance(instance: InstanceInfo) -> None:
+            stop_process_group(instance.pid)
+            stop_app(Path(instance.root))
 
-            # All at once: each worker's warm shutdown waits out its long poll, and those waits overlap.
-            with ThreadPoolExecutor(max_workers=max(len(info.instances) + len(info.services), 1)) as pool:
-                list(pool.map(lambda pid: stop_process_group(pid, grace=5), info.services.values()))
-                list(pool.map(stop_instance, info.instances))
-            stop_process_group(info.moto_pid, grace=5)
-        if self.moto is not None:
-            self.moto.stop()
-        (self.dir / "cluster.json").unlink(missing_ok=True)
-
+        info = self.recorded_info()
+        self.stop_recorded([partial(stop_instance, instance) for instance in (info.instances if info else [])])

@@ -1,4 +1,4 @@
-"""The record of a running local cluster (``DIR/cluster.json``), shared by both kinds of local cluster.
+"""The record of a running local cluster (``DIR/cluster.json``), and what both kinds of local cluster do with it.
 
 Everything a local cluster starts is recorded here with its process id, so ``skynet local down``
 stops exactly that, and ``skynet status``, the demo and the tests find the cluster again. The
@@ -10,9 +10,15 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.local.processes import stop_process_group
 
 
 class ClusterError(Exception):
@@ -81,3 +87,41 @@ class ClusterInfo:
         path = Path(self.dir) / "env.sh"
         path.write_text("\n".join(lines) + "\n")
         return path
+
+
+class RecordedCluster:
+    """A local cluster of either kind: a folder holding its record, and the moto server it started."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory.resolve()
+        self.info: ClusterInfo | None = None
+        self.moto: MotoServer | None = None
+
+    def require_info(self) -> ClusterInfo:
+        """The cluster's record: the one this object made, else the one in its folder (ClusterError if none)."""
+        if self.info is None:
+            self.info = ClusterInfo.load(self.dir)
+        return self.info
+
+    def recorded_info(self) -> ClusterInfo | None:
+        """The cluster's record, or None where there is none."""
+        try:
+            return self.require_info()
+        except ClusterError:
+            return None
+
+    def stop_recorded(self, alongside: Iterable[Callable[[], object]] = ()) -> None:
+        """Stop the recorded services with ``alongside`` at the same time, then moto's server; delete the record."""
+        info = self.recorded_info()
+        stops: list[Callable[[], object]] = [partial(stop_process_group, pid, 5)
+                                             for pid in (info.services.values() if info else [])]
+        stops += alongside
+        # All at once: each worker's warm shutdown waits out its long poll, and those waits overlap.
+        with ThreadPoolExecutor(max_workers=max(len(stops), 1)) as pool:
+            for stopping in [pool.submit(stop) for stop in stops]:
+                stopping.result()
+        if info is not None:
+            stop_process_group(info.moto_pid, grace=5)
+        if self.moto is not None:
+            self.moto.stop()
+        (self.dir / "cluster.json").unlink(missing_ok=True)

@@ -7,7 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from skynet_tasks.services import process_alive
+from skynet_tasks.proctable import process_alive
 
 
 def stop_process_group(pid: int, grace: float = 10.0, sig: int = signal.SIGTERM) -> None:

@@ -30,11 +30,10 @@ from pathlib import Path
 from skynet_tasks import names
 from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.local import ec2_host, firewall, stack_aws
-from skynet_tasks.local.cluster_info import ClusterError, ClusterInfo, InstanceInfo
+from skynet_tasks.local.cluster_info import ClusterError, ClusterInfo, InstanceInfo, RecordedCluster
 from skynet_tasks.local.lb_process import start_load_balancer, write_targets
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.local.network import Vpc, require_namespaces
-from skynet_tasks.local.processes import stop_process_group
 from skynet_tasks.local.sample_repo import create_sample_repo
 from skynet_tasks.registry import Registry
 from skynet_tasks.stacks.wheels import build_wheel, upload_wheel, wheel_ref
@@ -65,15 +64,13 @@ class StackState:
     instances: list[StackInstance] = field(default_factory=list)
 
 
-class StackCluster:
+class StackCluster(RecordedCluster):
     """Start and stop the stack-built cluster in ``directory``."""
 
     def __init__(self, directory: Path, env: str = "local") -> None:
-        self.dir = directory.resolve()
+        super().__init__(directory)
         self.env = names.check_name_part("env", env)
         self._vpc: Vpc | None = None
-        self.moto: MotoServer | None = None
-        self.info: ClusterInfo | None = None
         self.state: StackState | None = None
         # Seconds each phase of ``up`` took (``stack``, ``up``) and each instance's boot (``boot:<id>``).
         self.timings: dict[str, float] = {}
@@ -111,11 +108,6 @@ class StackCluster:
         except BaseException:
             self.down()
             raise
-
-    def require_info(self) -> ClusterInfo:
-        if self.info is None:
-            self.info = ClusterInfo.load(self.dir)
-        return self.info
 
     def require_state(self) -> StackState:
         if self.state is None:
@@ -280,16 +272,5 @@ class StackCluster:
             with ThreadPoolExecutor(max_workers=8) as pool:
                 list(pool.map(stop, vpc.namespaces()))
             vpc.destroy()
-        try:
-            info: ClusterInfo | None = self.require_info()
-        except ClusterError:
-            info = None
-        # The services (receiver, dashboard, load balancer), then moto: each waited for, killed if it lingers.
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda pid: stop_process_group(pid, grace=5), info.services.values() if info else []))
-        if info is not None:
-            stop_process_group(info.moto_pid, grace=5)
-        if self.moto is not None:
-            self.moto.stop()
-        for name in ("cluster.json", "stack.json"):
-            (self.dir / name).unlink(missing_ok=True)
+        self.stop_recorded()  # the services (receiver, dashboard, load balancer), then moto
+        (self.dir / "stack.json").unlink(missing_ok=True)
