@@ -146,7 +146,7 @@ def watch(driver: WebDriver, until_state: tuple[str, ...], timeout: float, on_up
 def test_the_rollout_page_shows_tickets_advancing_during_a_real_rollout(cluster, dashboard, browser, workdir):
     # Given the rollout page of a rollout that has just been requested
     commit_files(cluster.require_info().app_repo, workdir, {"VERSION": "release two\n", "skynet.yml": WATCHABLE_SPEC},
-                "Release two")
+                 "Release two")
     rollout_id = deploy(cluster)
     browser.get(f"{dashboard}/rollouts/{rollout_id}")
     browser.execute_script("window.skynetLoadedOnce = true;")
@@ -171,8 +171,8 @@ def test_a_halted_rollout_shows_the_failed_ticket_and_its_log_and_resume_resumes
         cluster, dashboard, browser, workdir):
     # Given a release whose health check fails on ticket 2
     commit_files(cluster.require_info().app_repo, workdir,
-                {"skynet.yml": WATCHABLE_SPEC, "fail-on.txt": "ticket:2\n", "VERSION": "bad release\n"},
-                "Release that fails its health check on ticket 2")
+                 {"skynet.yml": WATCHABLE_SPEC, "fail-on.txt": "ticket:2\n", "VERSION": "bad release\n"},
+                 "Release that fails its health check on ticket 2")
     rollout_id = deploy(cluster)
     browser.get(f"{dashboard}/rollouts/{rollout_id}")
 

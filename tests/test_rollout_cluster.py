@@ -141,8 +141,8 @@ def test_a_health_check_failing_on_the_second_ticket_halts_the_rollout(cluster, 
     previous = current_release(cluster, "api-1")
     sample = Path(__file__).parent.parent / "skynet_tasks" / "local" / "sample_app" / "skynet.yml"
     sha = commit_files(cluster.require_info().app_repo, workdir,
-                      {"skynet.yml": sample.read_text(), "fail-on.txt": "ticket:2\n", "VERSION": "bad release\n"},
-                      "Release that fails its health check on ticket 2")
+                       {"skynet.yml": sample.read_text(), "fail-on.txt": "ticket:2\n", "VERSION": "bad release\n"},
+                       "Release that fails its health check on ticket 2")
 
     code, result = deploy(cluster)
 
@@ -164,7 +164,7 @@ def test_a_health_check_failing_on_the_second_ticket_halts_the_rollout(cluster, 
 def test_duplicated_builds_and_maintenance_messages_never_update_two_at_once(cluster, workdir):
     # A fixing commit supersedes the halted rollout.
     sha = commit_files(cluster.require_info().app_repo, workdir, {"fail-on.txt": None, "VERSION": "fixed\n"},
-                      "Fix the health check")
+                       "Fix the health check")
     info = cluster.require_info()
     messenger = sender_for(info.environment)
     request = {"group": "local-api", "repo": info.app_repo, "branch": "main", "sha": sha,
@@ -178,8 +178,7 @@ def test_duplicated_builds_and_maintenance_messages_never_update_two_at_once(clu
             # Distinct deduplication ids: SQS delivers every copy, as after a redelivery.
             messenger.maintenance("local-api", {"type": "ticket_taken", "rollout_id": request["rollout_id"],
                                                 "instance": instance}, f"dup-{instance}-{copy}")
-    done = wait_for(lambda: (r := rollout_or_none(cluster, request["rollout_id"])) and
-                    r["state"] in ("completed", "halted") and r, 150, "the rollout to finish")
+    done = stopped_rollout(cluster, request["rollout_id"], 150)
 
     # Then one build, one ticket per instance, never two updating at once
     assert done["state"] == "completed", done
@@ -195,6 +194,12 @@ def test_duplicated_builds_and_maintenance_messages_never_update_two_at_once(clu
 
 def rollout_or_none(cluster: LocalCluster, rollout_id: str):
     return next((r for r in group_status(cluster)["rollouts"] if r["id"] == rollout_id), None)
+
+
+def stopped_rollout(cluster: LocalCluster, rollout_id: str, timeout: float):
+    """The rollout once it has completed or halted; AssertionError if it has not within ``timeout`` seconds."""
+    return wait_for(lambda: (r := rollout_or_none(cluster, rollout_id)) and r["state"] in ("completed", "halted") and r,
+                    timeout, f"rollout {rollout_id} to complete or halt")
 
 
 def test_a_killed_worker_holds_the_line_until_its_deadline_then_the_rollout_halts(cluster, workdir):
@@ -286,8 +291,7 @@ def test_an_artifact_that_fails_verification_is_refused_and_nothing_is_installed
     # When its rollout starts (a rollback or a redeploy of a built release goes this way)
     started = request_build(ledger(cluster), sender_for(cluster.require_info().environment), "local-api",
                             cluster.require_info().app_repo, "main", sha, source="test")
-    final = wait_for(lambda: (r := rollout_or_none(cluster, started.rollout_id)) and r["state"] in
-                     ("halted", "completed") and r, 90, "the rollout to stop")
+    final = stopped_rollout(cluster, started.rollout_id, 90)
 
     # Then the canary refuses it, the rollout halts, and no instance has a trace of it
     assert final["state"] == "halted"
@@ -366,15 +370,14 @@ def test_a_signed_github_push_to_the_local_receiver_rolls_the_commit_out(cluster
     assert os.stat(info.webhook_secret_file).st_mode & 0o077 == 0  # the secret file is private
     before = current_release(cluster, "api-1")
     sha = commit_files(info.app_repo, workdir, {"VERSION": "pushed through GitHub\n", "skynet.yml": SAMPLE_SPEC},
-                      "Release through the webhook")
+                       "Release through the webhook")
 
     status, answer = send_webhook(info.webhook_url, Path(info.webhook_secret_file).read_bytes().strip(), "push",
                                   push_payload("sample-app", "main", before or "0" * 40, sha))
 
     assert status == 202, answer
     rollout_id = answer["builds"][0]["rollout_id"]
-    final = wait_for(lambda: (r := rollout_or_none(cluster, rollout_id)) and r["state"] in
-                     ("halted", "completed") and r, 120, "the rollout to finish")
+    final = stopped_rollout(cluster, rollout_id, 120)
     assert final["state"] == "completed"
     assert all(current_release(cluster, i) == sha for i in INSTANCES)
 
@@ -388,8 +391,7 @@ def test_a_build_request_whose_message_was_lost_is_sent_again_by_the_members(clu
     ledger(cluster).create_rollout(rollout_id, "local-api", sha, RolloutKind.CODE, {
         "repo": info.app_repo, "branch": "main", "source": "test", "requested_at": time.time() - 120})
 
-    final = wait_for(lambda: (r := rollout_or_none(cluster, rollout_id)) and r["state"] in
-                     ("halted", "completed") and r, 120, "the rollout to finish")
+    final = stopped_rollout(cluster, rollout_id, 120)
 
     assert final["state"] == "completed"
     assert all(current_release(cluster, i) == sha for i in INSTANCES)

@@ -178,8 +178,8 @@ def test_a_rolling_update_switches_what_nginx_and_php_fpm_serve(cluster, tmp_pat
     app_repo = cluster.require_info().app_repo
     workdir = tmp_path / "app"
     first = commit_files(app_repo, workdir, {"skynet.yml": "stack: php-nginx\n", "public/index.php": INDEX_PHP,
-                                            "VERSION": "php one\n", "app.py": None, "check.py": None,
-                                            "build.py": None}, "PHP app")
+                                             "VERSION": "php one\n", "app.py": None, "check.py": None,
+                                             "build.py": None}, "PHP app")
     deploy(cluster)
     for instance in ("api-1", "api-2"):
         assert app_answer(cluster, instance) == {**app_answer(cluster, instance), "release": first,

@@ -150,10 +150,7 @@ class StackCluster(RecordedCluster):
         network = stack_aws.create_network(aws, self.vpc.cidr.split(".0.0/")[0])
         stack = f"skynet-{self.env}"
         outputs = stack_aws.deploy_stack(aws, stack, {
-            "Env": self.env, "RepoUrl": str(repo), "DomainName": f"app.{self.env}.skynet.test",
-            "HostedZoneId": network.hosted_zone_id, "VpcId": network.vpc_id,
-            "PublicSubnets": ",".join(network.public_subnets), "PrivateSubnets": ",".join(network.private_subnets),
-            "ImageId": network.image_id, "CertificateArn": network.certificate_arn,
+            "Env": self.env, "RepoUrl": str(repo), "DomainName": f"app.{self.env}.skynet.test", **network.parameters(),
             "RpMinSize": str(rp), "RpDesiredSize": str(rp),
             "RpMaxSize": str(max(rp, 1) + 2), "ApiMinSize": str(api), "ApiDesiredSize": str(api),
             "ApiMaxSize": str(api + 2), **wheel.parameters()})
