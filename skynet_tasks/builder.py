@@ -30,6 +30,8 @@ class BuildFailed(Exception):
 
 @dataclass(frozen=True)
 class BuiltRelease:
+    """A release the build produced: its artifact, manifest and log keys, digest, size and commit."""
+
     sha: str
     artifact_key: str
     manifest_key: str
@@ -86,5 +88,6 @@ def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: s
 
 
 def read_manifest(store: ArtifactStore, key: str) -> artifacts.Manifest:
+    """The release manifest stored at ``key``."""
     return artifacts.Manifest.from_json(store.get_text(key))
 

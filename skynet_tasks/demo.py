@@ -42,6 +42,8 @@ SAMPLE_SPEC = Path(__file__).parent / "local" / "sample_app" / "skynet.yml"
 
 @dataclass
 class StepResult:
+    """What one step of the story did: its rollout's end, timings, tickets and the requests it saw."""
+
     title: str
     expected: str
     release: str
@@ -56,6 +58,7 @@ class StepResult:
 
     @property
     def behaved(self) -> bool:
+        """Whether the step ended as expected, failed no request, and (if completed) serves its release."""
         served_ok = self.served_release == self.release if self.expected == "completed" else True
         return self.state == self.expected and self.failed_requests == 0 and served_ok
 
@@ -66,6 +69,8 @@ class DemoError(Exception):
 
 @dataclass
 class Counts:
+    """Requests made through the proxy while a step ran, and why the failed ones failed."""
+
     total: int = 0
     failed: int = 0
     reasons: Counter[str] = field(default_factory=Counter)  # why requests failed, so a failure can be diagnosed
@@ -88,11 +93,13 @@ class ProxyClient:
             return None, type(error).__name__
 
     def release_now(self) -> str | None:
+        """The release the proxy serves now, or None if no answer came."""
         answer, _ = self.get()
         return str(answer.get("release")) if answer else None
 
     @contextmanager
     def counting(self) -> Iterator[Counts]:
+        """Keep requesting the app from a thread while the block runs, counting the answers."""
         counts = Counts()
         stop = threading.Event()
 
@@ -127,6 +134,7 @@ class Demo:
                                                                 heartbeat_max_age=20.0))
 
     def up(self) -> None:
+        """Bring up the cluster, and point this process at it."""
         if isinstance(self.cluster, StackCluster):
             self.say(f"deploying cloudformation/php-nginx.yaml into moto (IAM enforced) in {self.directory}: "
                      f"{self.api} API instances and a reverse proxy (nginx), each booting from its launch "
@@ -143,6 +151,7 @@ class Demo:
         self.say(f"dashboard: {info.dashboard_url} — watch the rollouts there (token in {info.dashboard_token_file})")
 
     def run_story(self) -> list[StepResult]:
+        """Tell the story's three rollouts, each a pushed commit announced by a signed webhook."""
         info = self.cluster.require_info()
         workdir = self.directory / "work" / "sample-app"
         shutil.rmtree(workdir, ignore_errors=True)
@@ -189,6 +198,7 @@ class Demo:
 
     def wait_for_proxy_to_serve(self, client: ProxyClient, release: str, instances: set[str],
                                 timeout: float = 30) -> None:
+        """Wait until the proxy serves ``release`` from every one of ``instances``; DemoError if not."""
         seen: set[str] = set()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -203,6 +213,7 @@ class Demo:
 
     def push_and_follow(self, ledger: Ledger, secret: bytes, before: str, sha: str,
                         message: str) -> tuple[str, dict[str, Any] | None]:
+        """Announce ``sha`` with a signed push webhook and follow its rollout; return its id and view."""
         info = self.cluster.require_info()
         repo_name = Path(info.app_repo).name.removesuffix(".git")
         status, answer = send_webhook(str(info.webhook_url), secret, "push",
@@ -235,6 +246,7 @@ class Demo:
         return view
 
     def down(self) -> None:
+        """Stop the cluster."""
         self.cluster.down()
 
 
@@ -243,6 +255,7 @@ def _reasons(reasons: Counter[str]) -> str:
 
 
 def summary(results: list[StepResult]) -> dict[str, Any]:
+    """The story's outcome as JSON data."""
     return {"steps": [{"title": r.title, "expected": r.expected, "state": r.state, "release": r.release,
                        "rollout_id": r.rollout_id, "seconds": r.seconds, "tickets": r.tickets,
                        "requests": {"total": r.requests, "failed": r.failed_requests,
@@ -253,4 +266,5 @@ def summary(results: list[StepResult]) -> dict[str, Any]:
 
 
 def summary_json(results: list[StepResult]) -> str:
+    """The story's outcome as JSON text."""
     return json.dumps(summary(results), indent=2)

@@ -22,6 +22,7 @@ class GitError(Exception):
 
 
 def check_sha(sha: str) -> str:
+    """Return ``sha`` if it is a full 40-character commit id, else raise GitError."""
     if not isinstance(sha, str) or not names.SHA.match(sha):
         raise GitError(f"{sha!r} is not a full 40-character commit sha")
     return sha
@@ -29,6 +30,8 @@ def check_sha(sha: str) -> str:
 
 @dataclass(frozen=True)
 class Commit:
+    """A checked-out commit: its sha, author, message and time."""
+
     sha: str
     author: str
     message: str

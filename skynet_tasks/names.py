@@ -31,6 +31,7 @@ def check_name_part(kind: str, value: str) -> str:
 
 
 def prefix(env: str) -> str:
+    """The prefix of every resource name of ``env``: ``skynet-<env>-``."""
     return f"skynet-{check_name_part('env', env)}-"
 
 
@@ -40,10 +41,12 @@ def default_group(env: str, layer: str) -> str:
 
 
 def maintenance_queue(env: str, group: str) -> str:
+    """The name of ``group``'s maintenance FIFO queue."""
     return f"{prefix(env)}{check_name_part('group', group)}-maint.fifo"
 
 
 def instance_queue(env: str, instance_id: str) -> str:
+    """The name of the queue of one instance's work worker."""
     return f"{prefix(env)}inst-{check_name_part('instance id', instance_id)}"
 
 
@@ -55,13 +58,16 @@ def dead_letter_queue(queue: str) -> str:
 
 
 def endpoints_table(env: str) -> str:
+    """The name of ``env``'s endpoints table."""
     return f"{prefix(env)}endpoints"
 
 
 def state_table(env: str) -> str:
+    """The name of ``env``'s state table (rollouts, tickets, releases)."""
     return f"{prefix(env)}state"
 
 
 def config_table(env: str) -> str:
+    """The name of ``env``'s config table."""
     return f"{prefix(env)}config"
 

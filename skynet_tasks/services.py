@@ -38,10 +38,19 @@ class ServiceError(Exception):
 
 
 class Services(Protocol):
-    def restart(self, command: Sequence[str] | None, cwd: Path, env: Mapping[str, str]) -> None: ...
-    def stop(self) -> None: ...
-    def running(self) -> bool: ...
-    def main_pid(self) -> int | None: ...
+    """Starts, stops and watches an instance's app service."""
+
+    def restart(self, command: Sequence[str] | None, cwd: Path, env: Mapping[str, str]) -> None:
+        """Stop the app and start ``command`` in its place (no command: only stop it)."""
+
+    def stop(self) -> None:
+        """Stop the app."""
+
+    def running(self) -> bool:
+        """Whether the app runs."""
+
+    def main_pid(self) -> int | None:
+        """The app's process id, if it runs."""
 
 
 def _spec(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> AppSpec:
@@ -85,6 +94,7 @@ class ProcessServices:
         return pid if pid is not None and process_alive(pid) else None
 
     def running(self) -> bool:
+        """Whether the supervisor's app runs."""
         return self.main_pid() is not None
 
     def stop(self, grace: float = 10.0) -> None:
@@ -162,6 +172,7 @@ class SystemdServices:
                               timeout=120, check=False)
 
     def running(self) -> bool:
+        """Whether the unit is active."""
         return self._systemctl("is-active", "--quiet").returncode == 0
 
     def main_pid(self) -> int | None:
@@ -174,6 +185,7 @@ class SystemdServices:
         return pid or None
 
     def stop(self) -> None:
+        """Stop the unit (a failure is logged, not raised)."""
         result = self._systemctl("stop")
         if result.returncode != 0:  # not fatal: a rollback stops the app on its way out of a failure
             log.warning("systemctl stop %s: %s", self.unit, result.stderr.strip())

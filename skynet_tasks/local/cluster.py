@@ -102,6 +102,7 @@ class LocalCluster(RecordedCluster):
         return self.info
 
     def start_webhook(self) -> None:
+        """Start the webhook receiver, routing pushes of the sample repository to the groups."""
         from skynet_tasks.webhook.local import start_local_receiver
 
         info = self.require_info()
@@ -112,6 +113,7 @@ class LocalCluster(RecordedCluster):
         info.save()
 
     def start_dashboard(self) -> None:
+        """Start the dashboard."""
         from skynet_tasks.monitor.local import start_local_dashboard
 
         info = self.require_info()
@@ -121,9 +123,11 @@ class LocalCluster(RecordedCluster):
         info.save()
 
     def aws(self, environment: dict[str, str] | None = None) -> Aws:
+        """AWS clients of the cluster's moto server (or of ``environment``)."""
         return aws_for(environment or (self.info.environment if self.info else {}))
 
     def instance_environment(self, instance_id: str, layer: str, app_port: int) -> dict[str, str]:
+        """The ``SKYNET_*`` variables of one instance's worker."""
         info = self.require_info()
         root = self.dir / "instances" / instance_id
         return {
@@ -164,6 +168,7 @@ class LocalCluster(RecordedCluster):
         stop_process_group(found.pid, grace=grace, sig=sig)
 
     def wait_registered(self, instance_ids: Iterable[str], timeout: float) -> None:
+        """Wait until every one of ``instance_ids`` is in the endpoints table; ClusterError if not."""
         registry = Registry(self.aws().dynamodb, names.endpoints_table(LOCAL_ENV))
         wanted = set(instance_ids)
         deadline = time.monotonic() + timeout

@@ -99,6 +99,7 @@ def write_name_service(instance: Ec2Instance, etc: Path) -> None:
 
 
 def namespace_pids(namespace: str) -> list[int]:
+    """The processes running in the network namespace ``namespace``."""
     listed = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False)
     return [int(p) for p in listed.stdout.split()]
 

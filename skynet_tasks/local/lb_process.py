@@ -24,6 +24,8 @@ from skynet_tasks.local.motoserver import free_port
 
 @dataclass(frozen=True)
 class LocalLoadBalancer:
+    """A running load-balancer stand-in: its process, its URL and the file it reads targets from."""
+
     pid: int
     url: str
     targets_file: Path

@@ -98,6 +98,7 @@ class Ec2Instance:
 
     @property
     def layer(self) -> str:
+        """The instance's layer, from its ``skynet-layer`` tag."""
         return self.tags["skynet-layer"]
 
 

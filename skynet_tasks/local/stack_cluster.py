@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StackInstance:
+    """One booted instance: its layer, private address, namespace, folder and security groups."""
+
     id: str
     layer: str
     address: str
@@ -110,6 +112,7 @@ class StackCluster(RecordedCluster):
             raise
 
     def require_state(self) -> StackState:
+        """The stack's record (``stack.json``); ClusterError if there is none."""
         if self.state is None:
             path = self.dir / "stack.json"
             if not path.exists():
@@ -136,6 +139,7 @@ class StackCluster(RecordedCluster):
         return self.operator_aws()
 
     def auto_scaling_groups(self) -> list[str]:
+        """The names of the stack's auto scaling groups."""
         return [f"skynet-{self.env}-rp", f"skynet-{self.env}-api"]
 
     def _deploy(self, api: int, rp: int) -> None:
@@ -188,9 +192,11 @@ class StackCluster(RecordedCluster):
         self.save()
 
     def rp_targets(self) -> list[str]:
+        """The RP instances as load-balancer targets (``address:8000``)."""
         return [f"{i.address}:8000" for i in self.require_state().instances if i.layer == "rp"]
 
     def save(self) -> None:
+        """Write both records, ``cluster.json`` and ``stack.json`` (private: it holds keys)."""
         self.require_info().save()
         path = self.dir / "stack.json"
         path.write_text(json.dumps(asdict(self.require_state()), indent=2) + "\n")

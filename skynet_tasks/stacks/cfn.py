@@ -37,6 +37,7 @@ CfnLoader.add_multi_constructor("!", _tag)
 
 
 def load_template(path: Path) -> dict[str, Any]:
+    """The template at ``path``, its short tags read as long forms; StackError if it is not one."""
     try:
         data = yaml.load(path.read_text(), Loader=CfnLoader)  # noqa: S506  # nosec B506 - a SafeLoader subclass
     except (OSError, yaml.YAMLError) as error:

@@ -49,6 +49,8 @@ class DeployError(StackError):
 
 @dataclass(frozen=True)
 class DeployResult:
+    """What ``stack deploy`` did: created, updated or left the stack unchanged, and with which wheel."""
+
     stack_name: str
     action: str  # "created", "updated" or "unchanged"
     bucket: str

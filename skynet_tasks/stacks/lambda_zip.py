@@ -43,6 +43,7 @@ class LambdaZipRef:
 
     @property
     def key(self) -> str:
+        """Where the zip is in the repo bucket."""
         return f"agent/lambda/{self.sha256}/{ZIP_NAME}"
 
 

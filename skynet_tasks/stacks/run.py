@@ -42,12 +42,15 @@ class RecipeError(RuntimeError):
 
 @dataclass(frozen=True)
 class StackPlaces:
+    """Where a recipe's app lives: the current release, the run folder, the logs."""
+
     current: Path  # ROOT/current, the symlink the installer switches
     run: Path
     logs: Path
 
     @classmethod
     def from_environment(cls, environ: dict[str, str]) -> StackPlaces:
+        """The places under ``SKYNET_ROOT`` (default /srv/skynet)."""
         root = Path(environ.get("SKYNET_ROOT") or "/srv/skynet")
         return cls(current=root / "current", run=root / "run" / "stack", logs=root / "logs")
 
@@ -107,6 +110,7 @@ def render(name: str, values: dict[str, object], places: StackPlaces) -> dict[st
 
 
 def php_fpm_binary() -> str:
+    """The path of the newest PHP-FPM installed; RecipeError if there is none."""
     found = sorted(Path("/usr/sbin").glob("php-fpm*"))
     if not found:
         raise RecipeError("PHP-FPM is not installed (Debian: apt-get install php-fpm)")
@@ -136,6 +140,7 @@ def processes(name: str, files: dict[str, Path], values: dict[str, object]) -> l
 
 
 def run(name: str, environ: dict[str, str]) -> int:
+    """Render the recipe's files and run its processes until one exits or a signal comes; return the exit code."""
     places = StackPlaces.from_environment(environ)
     values = template_values(environ, places)
     if name == "php-nginx":
@@ -170,6 +175,7 @@ def run(name: str, environ: dict[str, str]) -> int:
 
 
 def main() -> None:
+    """``python -m skynet_tasks.stacks.run RECIPE``: run the recipe as the app."""
     if len(sys.argv) != 2:
         sys.exit("usage: python -m skynet_tasks.stacks.run RECIPE")
     try:

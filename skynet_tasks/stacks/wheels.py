@@ -31,6 +31,7 @@ class WheelRef:
 
     @property
     def key(self) -> str:
+        """Where the wheel is in the repo bucket."""
         return f"agent/wheels/{self.sha256}/{self.filename}"
 
     def parameters(self) -> dict[str, str]:
