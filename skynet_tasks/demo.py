@@ -17,13 +17,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +29,7 @@ from skynet_tasks.ledger import Ledger
 from skynet_tasks.local.cluster import LocalCluster
 from skynet_tasks.local.sample_repo import branch_tip, commit_files
 from skynet_tasks.local.stack_cluster import StackCluster
+from skynet_tasks.local.traffic import request, traffic_to
 from skynet_tasks.states import RolloutState
 from skynet_tasks.webhook.local import push_payload, send_webhook
 from skynet_tasks.webhook.refnames import ZERO_SHA
@@ -65,60 +62,6 @@ class StepResult:
 
 class DemoError(Exception):
     """The demo could not go on (the cluster or the receiver misbehaved)."""
-
-
-@dataclass
-class Counts:
-    """Requests made through the proxy while a step ran, and why the failed ones failed."""
-
-    total: int = 0
-    failed: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)  # why requests failed, so a failure can be diagnosed
-
-
-class ProxyClient:
-    """A user of the app: requests through the proxy, counted while a step runs."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def get(self) -> tuple[dict[str, Any] | None, str]:
-        """The app's answer, or None and why there was none."""
-        try:
-            with urllib.request.urlopen(self.url, timeout=10) as response:  # noqa: S310  # nosec B310 - loopback
-                return dict(json.loads(response.read())), ""
-        except urllib.error.HTTPError as error:
-            return None, f"HTTP {error.code}"
-        except (OSError, ValueError) as error:
-            return None, type(error).__name__
-
-    def release_now(self) -> str | None:
-        """The release the proxy serves now, or None if no answer came."""
-        answer, _ = self.get()
-        return str(answer.get("release")) if answer else None
-
-    @contextmanager
-    def counting(self) -> Iterator[Counts]:
-        """Keep requesting the app from a thread while the block runs, counting the answers."""
-        counts = Counts()
-        stop = threading.Event()
-
-        def loop() -> None:
-            while not stop.is_set():
-                answer, reason = self.get()
-                counts.total += 1
-                if answer is None:
-                    counts.failed += 1
-                    counts.reasons[reason] += 1
-                stop.wait(0.05)
-
-        thread = threading.Thread(target=loop, name="demo-client", daemon=True)
-        thread.start()
-        try:
-            yield counts
-        finally:
-            stop.set()
-            thread.join()
 
 
 class Demo:
@@ -157,7 +100,7 @@ class Demo:
         shutil.rmtree(workdir, ignore_errors=True)
         ledger = Ledger(self.cluster.aws().dynamodb, names.state_table("local"))
         secret = Path(str(info.webhook_secret_file)).read_bytes().strip()
-        client = ProxyClient(f"{info.rp_url}/api/local/")
+        app = f"{info.rp_url}/api/local/"
         spec = SAMPLE_SPEC.read_text()
         # The first release, so that the proxy has something to serve before the story starts.
         first = branch_tip(info.app_repo)
@@ -165,7 +108,7 @@ class Demo:
         self.push_and_follow(ledger, secret, ZERO_SHA, first, "First release")
         # The story's rolling updates fail no request only if the proxy already routes to every
         # instance; the last one re-registers just after it reports, so give the proxy that moment.
-        self.wait_for_proxy_to_serve(client, first, {i.id for i in info.instances if i.layer == "api"})
+        self.wait_for_proxy_to_serve(app, first, {i.id for i in info.instances if i.layer == "api"})
         story: list[tuple[str, str, dict[str, str | None], str]] = [
             ("a good release", "completed", {"VERSION": "release 2: hello\n"}, "Release 2"),
             ("a release whose health check fails on ticket 2", "halted",
@@ -179,30 +122,30 @@ class Demo:
             sha = commit_files(info.app_repo, workdir, files, message)
             self.say(f"\nstep {number}: {title} ({sha[:12]}), announced by a signed push webhook")
             started_at = time.monotonic()
-            with client.counting() as counts:
+            with traffic_to(app, pause=0.05) as seen:
                 rollout_id, view = self.push_and_follow(ledger, secret, before, sha, message)
-            step = StepResult(title, expected, sha, rollout_id, requests=counts.total, failed_requests=counts.failed,
-                              failure_reasons=dict(counts.reasons))
+            step = StepResult(title, expected, sha, rollout_id, requests=len(seen.outcomes),
+                              failed_requests=len(seen.failures()), failure_reasons=dict(seen.reasons()))
             step.seconds = round(time.monotonic() - started_at, 2)
             step.state = view.get("state") if view else None
             step.tickets = [{k: t.get(k) for k in ("number", "instance", "state", "started_at", "finished_at",
                                                    "error")} for t in (view or {}).get("tickets", [])]
-            step.served_release = client.release_now()
+            step.served_release = _release(app)
             self.say(f"  -> rollout {step.state}" + ("" if step.behaved else f" (expected {expected})") +
-                     f"; {counts.total} requests through the proxy, {counts.failed} failed"
-                     + (f" ({_reasons(counts.reasons)})" if counts.failed else "") + "; "
+                     f"; {step.requests} requests through the proxy, {step.failed_requests} failed"
+                     + (f" ({_reasons(seen.reasons())})" if step.failed_requests else "") + "; "
                      f"the proxy now serves {str(step.served_release)[:12]}")
             results.append(step)
             before = sha
         return results
 
-    def wait_for_proxy_to_serve(self, client: ProxyClient, release: str, instances: set[str],
+    def wait_for_proxy_to_serve(self, app: str, release: str, instances: set[str],
                                 timeout: float = 30) -> None:
         """Wait until the proxy serves ``release`` from every one of ``instances``; DemoError if not."""
         seen: set[str] = set()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            answer, _ = client.get()
+            _, answer = request(app)
             if answer and answer.get("release") == release:
                 seen.add(str(answer.get("instance")))
                 if seen >= instances:
@@ -248,6 +191,11 @@ class Demo:
     def down(self) -> None:
         """Stop the cluster."""
         self.cluster.down()
+
+
+def _release(app: str) -> str | None:
+    _, answer = request(app)
+    return str(answer.get("release")) if answer else None
 
 
 def _reasons(reasons: Counter[str]) -> str:

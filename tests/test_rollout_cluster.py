@@ -29,7 +29,6 @@ from clusterkit import (
     rollout,
     sender_for,
     skynet,
-    traffic_to,
     wait_for,
 )
 from clusterkit import (
@@ -45,6 +44,7 @@ from skynet_tasks.handlers import new_rollout_id
 from skynet_tasks.ledger import Release
 from skynet_tasks.local.cluster import LocalCluster
 from skynet_tasks.local.sample_repo import commit_files
+from skynet_tasks.local.traffic import traffic_to
 from skynet_tasks.membership import sweep
 from skynet_tasks.queues import Queues, instance_queue
 from skynet_tasks.registry import Endpoint
