@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from benchmarks.countingproxy import CountingProxy
-from skynet_tasks.local.cluster import ClusterInfo, LocalCluster
+from skynet_tasks.local.cluster import LocalCluster
+from skynet_tasks.local.cluster_info import ClusterInfo
 
 
 class CountedCluster(LocalCluster):

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.countingproxy import CountingProxy
+from benchmarks.report import percentile, write_json
 from skynet_tasks.aws import aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.conductor import Rollout, RolloutReady, TicketTaken, UpdateReported
@@ -96,7 +96,7 @@ def run_size(environment: dict[str, str], proxy: CountingProxy, size: int) -> di
         "instances": size,
         "state": view.get("state"),
         "seconds_per_ticket": {"mean": round(statistics.mean(timings), 4),
-                               "p95": round(sorted(timings)[int(len(timings) * 0.95) - 1], 4) if timings else 0},
+                               "p95": round(percentile(timings, 0.95), 4)},
         "seconds_per_ticket_taken": round(statistics.mean(taking), 4) if taking else 0,
         "aws_requests_per_ticket": {f"{service} {op}": round(count / tickets, 2)
                                     for (service, op), count in sorted(spent.items())},
@@ -125,9 +125,7 @@ def main() -> None:
         print(f"{r['instances']:>9} {r['state']!s:>10} {r['seconds_per_ticket']['mean']:>9} "
               f"{r['seconds_per_ticket']['p95']:>7} {r['seconds_per_ticket_taken']:>7} "
               f"{r['aws_requests_per_ticket_total']:>15}  {kinds}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"results": results}, indent=2) + "\n")
+    write_json({"results": results}, args.out)
 
 
 if __name__ == "__main__":

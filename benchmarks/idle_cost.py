@@ -20,6 +20,7 @@ from pathlib import Path
 
 from benchmarks.clusters import CountedCluster
 from benchmarks.countingproxy import CountingProxy
+from benchmarks.report import write_json
 
 # us-east-1 list prices (2026): SQS standard/FIFO per million requests, DynamoDB on-demand per million
 # read/write request units, S3 GET per million. Each SQS request of up to 64 KB is one request.
@@ -74,9 +75,7 @@ def main() -> None:
         "monthly_cost_usd": {n: monthly_cost(kinds, n) for n in (10, 100, 1000)},
     }
     print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
+    write_json(result, args.out)
 
 
 if __name__ == "__main__":

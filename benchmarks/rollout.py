@@ -21,30 +21,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import git
 import kombu.pools
 
 from benchmarks.clusters import CountedCluster
 from benchmarks.countingproxy import CountingProxy
+from benchmarks.report import percentile, write_json
 from skynet_tasks import names
 from skynet_tasks.ledger import Ledger
+from skynet_tasks.local.sample_repo import branch_tip, commit_files
 
 # The original design's members polled the ticket line every 5 seconds: a hand-off waited 2.5 s on average.
 POLLING_HANDOFF_MEAN = 2.5
-
-
-def commit(app_repo: str, work: Path, text: str) -> str:
-    if not work.exists():
-        repo = git.Repo.clone_from(app_repo, work, branch="main")
-        with repo.config_writer() as config:
-            config.set_value("user", "name", "Bench")
-            config.set_value("user", "email", "bench@skynet.invalid")
-    repo = git.Repo(work)
-    (work / "VERSION").write_text(text)
-    repo.index.add(["VERSION"])
-    repo.index.commit(text)
-    repo.remotes.origin.push("main:main")
-    return repo.head.commit.hexsha
 
 
 def deploy_and_wait(cluster: CountedCluster, sha: str, timeout: float = 600) -> dict[str, Any]:
@@ -64,11 +51,6 @@ def deploy_and_wait(cluster: CountedCluster, sha: str, timeout: float = 600) -> 
             return view
         time.sleep(0.2)
     raise TimeoutError(f"rollout {started.rollout_id} did not finish in {timeout}s")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def measure(view: dict[str, Any]) -> dict[str, Any]:
@@ -146,11 +128,12 @@ def main() -> None:
         cluster = CountedCluster(directory, proxy, heartbeat_interval=30, heartbeat_max_age=300)
         try:
             info = cluster.up(api=size, ready_timeout=60 + 10 * size)
-            warm = deploy_and_wait(cluster, git.Repo(info.app_repo).commit("main").hexsha)
+            warm = deploy_and_wait(cluster, branch_tip(info.app_repo))
             assert warm["state"] == "completed", warm.get("reason")
             runs, requests, fetched, sha = [], 0, collections.Counter[str](), ""
             for n in range(args.rollouts):
-                sha = commit(info.app_repo, directory / "work", f"bench release {n} for {size}\n")
+                text = f"bench release {n} for {size}\n"
+                sha = commit_files(info.app_repo, directory / "work", {"VERSION": text}, text)
                 before, bytes_before = proxy.snapshot(), collections.Counter(proxy.s3_get_bytes)
                 runs.append(measure(deploy_and_wait(cluster, sha)))
                 requests += sum((proxy.snapshot() - before).values())
@@ -163,9 +146,7 @@ def main() -> None:
         finally:
             cluster.down()
             proxy.stop()
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
+    write_json(results, args.out)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.report import write_json
 from skynet_tasks import names
 from skynet_tasks.aws import aws_for
 from skynet_tasks.bootstrap import bootstrap_env
@@ -67,9 +68,7 @@ def main() -> None:
             print(json.dumps(figures), flush=True)
     finally:
         server.stop()
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
+    write_json(results, args.out)
 
 
 if __name__ == "__main__":

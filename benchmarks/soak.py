@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import random
 import secrets
@@ -47,15 +46,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import git
 import kombu.pools
 
 from benchmarks.clusters import CountedCluster
 from benchmarks.countingproxy import CountingProxy
+from benchmarks.report import write_json
 from skynet_tasks import names
 from skynet_tasks.artifacts import Manifest
 from skynet_tasks.ledger import Ledger
-from skynet_tasks.local.cluster import LOCAL_ENV, InstanceInfo, stop_process_group
+from skynet_tasks.local.cluster import LOCAL_ENV
+from skynet_tasks.local.cluster_info import InstanceInfo
+from skynet_tasks.local.processes import stop_process_group
+from skynet_tasks.local.sample_repo import branch_tip, commit_files
+from skynet_tasks.proctable import child_pids
 from skynet_tasks.resources import resolve
 from skynet_tasks.webhook.local import push_payload, send_webhook
 
@@ -73,10 +76,6 @@ health:
   timeout: 10
 update_timeout: 15
 """
-# gitpython's index.add and index.remove change the process's working directory while they run
-# (git.index.util.git_working_dir) and resolve paths against it: two lanes committing at once
-# looked for each other's files (the short soak once failed on "no such file: skynet.yml").
-GIT_INDEX = threading.Lock()
 
 FINISHED = ("completed", "halted", "aborted", "superseded", "build_failed")
 
@@ -169,7 +168,6 @@ class Lane:
     size: int
     random: random.Random
     work: Path
-    repo: git.Repo | None = None
     head: str = ""
 
     @property
@@ -200,11 +198,7 @@ class Soak:
         self.ledger = Ledger(self.cluster.aws().dynamodb, names.state_table(LOCAL_ENV))
         self.secret = Path(str(info.webhook_secret_file)).read_bytes().strip()
         for lane in self.lanes:
-            repo = git.Repo.clone_from(info.app_repo, lane.work, branch=lane.branch)
-            with repo.config_writer() as config:
-                config.set_value("user", "name", "Soak")
-                config.set_value("user", "email", "soak@skynet.invalid")
-            lane.repo, lane.head = repo, repo.head.commit.hexsha
+            lane.head = branch_tip(info.app_repo, lane.branch)
 
     def down(self) -> None:
         self.cluster.down()
@@ -220,21 +214,11 @@ class Soak:
 
     # ---- pushes ---------------------------------------------------------------------------------------------
     def commit(self, lane: Lane, fail_on: str | None = None) -> str:
-        assert lane.repo is not None
-        (lane.work / "VERSION").write_text(f"soak {lane.layer} {secrets.token_hex(4)}\n")
-        (lane.work / "skynet.yml").write_text(SPEC)
-        paths = ["VERSION", "skynet.yml"]
-        fail_file = lane.work / "fail-on.txt"
-        if fail_on:
-            fail_file.write_text(fail_on + "\n")
-            paths.append("fail-on.txt")
-        with GIT_INDEX:
-            if not fail_on and fail_file.exists():
-                lane.repo.index.remove(["fail-on.txt"], working_tree=True)
-            lane.repo.index.add(paths)
-            lane.repo.index.commit(f"soak {lane.layer}")
-        lane.repo.remotes.origin.push(f"{lane.branch}:{lane.branch}")
-        before, lane.head = lane.head, lane.repo.head.commit.hexsha
+        """Push a new release on the lane's branch (failing where ``fail_on`` says); return the sha before."""
+        files = {"VERSION": f"soak {lane.layer} {secrets.token_hex(4)}\n", "skynet.yml": SPEC,
+                 "fail-on.txt": f"{fail_on}\n" if fail_on else None}
+        sha = commit_files(self.cluster.require_info().app_repo, lane.work, files, f"soak {lane.layer}", lane.branch)
+        before, lane.head = lane.head, sha
         return before
 
     def announce(self, lane: Lane, before: str, delivery: str | None = None) -> str | None:
@@ -329,7 +313,7 @@ class Soak:
                 self.restart(ticket["instance"])
         elif fault == "kill-conductor":
             worker = lane.random.choice(self.members(lane))
-            for pid in children(worker.pid):
+            for pid in child_pids(worker.pid):
                 if b"conductor" in Path(f"/proc/{pid}/cmdline").read_bytes():
                     os.kill(pid, signal.SIGKILL)
             time.sleep(2)
@@ -427,18 +411,6 @@ class Soak:
                 self.report.violation(f"{group}: {instance.id} runs {sha[:12]} without a verified artifact")
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[1] == str(pid):
-            found.append(int(stat.parent.name))
-    return found
-
-
 def plan(rollouts: int, lanes: int, rng: random.Random) -> list[tuple[int, str]]:
     """(lane, fault) for each rollout: first every fault once in every lane, then lane and fault at random.
 
@@ -496,9 +468,7 @@ def main() -> None:
     print(report.table())
     for violation in report.violations:
         print("VIOLATION", violation)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report.to_json(), indent=2))
+    write_json(report.to_json(), args.out)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from benchmarks.report import write_json
 from skynet_tasks.local.stack_cluster import StackCluster
 
 
@@ -39,11 +40,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args()
     figures = [measure(int(size), 1) for size in args.sizes.split(",")]
-    text = json.dumps({"stack_boot": figures}, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    print(json.dumps({"stack_boot": figures}, indent=2))
+    write_json({"stack_boot": figures}, args.out)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchmarks.report import percentile, write_json
 from skynet_tasks import names
 from skynet_tasks.aws import aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.ledger import Ledger
-from skynet_tasks.local.cluster import stop_process_group
 from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.local.processes import stop_process_group
 from skynet_tasks.resources import resolve
 from skynet_tasks.webhook.local import push_payload, send_webhook, start_local_receiver
 
@@ -73,12 +74,10 @@ def main() -> None:
         server.stop()
     result = {"verified_requests_per_second": round(args.pings / elapsed, 1), "threads": args.threads,
               "push_to_sqs_median_ms": round(statistics.median(latencies) * 1000, 1),
-              "push_to_sqs_p95_ms": round(sorted(latencies)[int(0.95 * (len(latencies) - 1))] * 1000, 1),
+              "push_to_sqs_p95_ms": round(percentile(latencies, 0.95) * 1000, 1),
               "pushes": len(latencies), "cpu_count": os.cpu_count()}
     print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
+    write_json(result, args.out)
 
 
 if __name__ == "__main__":

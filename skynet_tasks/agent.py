@@ -47,6 +47,8 @@ class AgentError(ValueError):
 
 @dataclass(frozen=True)
 class AgentManifest:
+    """A published agent version: its wheel's file name, sha256 and size (``agent/<version>/manifest.json``)."""
+
     version: str
     filename: str
     sha256: str
@@ -54,14 +56,17 @@ class AgentManifest:
 
     @property
     def wheel_key(self) -> str:
+        """Where the wheel of this version is in the repo bucket."""
         return f"agent/{self.version}/{self.filename}"
 
     @staticmethod
     def key(version: str) -> str:
+        """Where the manifest of ``version`` is in the repo bucket."""
         return f"agent/{version}/manifest.json"
 
     @classmethod
     def from_json(cls, text: str) -> AgentManifest:
+        """The manifest in ``text``; AgentError if it names a wheel of another version."""
         data = json.loads(text)
         manifest = cls(version=str(data["version"]), filename=str(data["filename"]), sha256=str(data["sha256"]),
                        size=int(data["size"]))
@@ -71,6 +76,7 @@ class AgentManifest:
 
 
 def wheel_version(filename: str) -> str:
+    """The version in a skynet wheel's file name; AgentError for a file name that is not one."""
     match = WHEEL_NAME.fullmatch(filename)
     if match is None:
         raise AgentError(f"{filename!r} is not a wheel of the skynet package (skynet-<version>-…whl)")
@@ -90,6 +96,7 @@ def publish_wheel(store: Any, wheel: Path) -> AgentManifest:
 
 
 def agent_root(ctx: Context) -> Path:
+    """The folder the instance's agent versions are installed in."""
     return ctx.settings.root / "agent"
 
 
@@ -153,16 +160,19 @@ def _check_version(target: Path, version: str, lines: list[str]) -> None:
 
 
 def request_restart(ctx: Context) -> None:
+    """Ask the worker to restart (into a newly installed agent) once its task is done."""
     flag = ctx.layout.run_dir / RESTART_FLAG
     flag.parent.mkdir(parents=True, exist_ok=True)
     flag.touch()
 
 
 def restart_requested(root: Path) -> bool:
+    """Whether a restart has been asked for in the instance root ``root``."""
     return (root / "run" / RESTART_FLAG).exists()
 
 
 def clear_restart(root: Path) -> None:
+    """Forget a requested restart (the worker has restarted)."""
     (root / "run" / RESTART_FLAG).unlink(missing_ok=True)
 
 

@@ -26,6 +26,8 @@ class AppSpecError(ValueError):
 
 @dataclass(frozen=True)
 class AppSpec:
+    """What runs as the app: its command, working directory and environment."""
+
     command: tuple[str, ...]
     cwd: Path
     env: Mapping[str, str]
@@ -40,6 +42,7 @@ class AppSpec:
         return cls(tuple(command), Path(cwd), dict(env))
 
     def to_json(self) -> str:
+        """The specification as the JSON text ``app.json`` holds."""
         return json.dumps({"command": list(self.command), "cwd": str(self.cwd), "env": dict(self.env)}, indent=1)
 
 

@@ -40,6 +40,7 @@ class Aws:
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def client(self, service: str) -> Any:
+        """The boto3 client of ``service`` (made once, then reused)."""
         if service not in self._clients:
             session: Any = self.session  # boto3's per-service overloads want literal service names
             self._clients[service] = session.client(service, config=_CLIENT_CONFIG, endpoint_url=self.endpoint_url)
@@ -47,14 +48,17 @@ class Aws:
 
     @property
     def s3(self) -> Any:
+        """The S3 client."""
         return self.client("s3")
 
     @property
     def sqs(self) -> Any:
+        """The SQS client."""
         return self.client("sqs")
 
     @property
     def dynamodb(self) -> Any:
+        """The DynamoDB client."""
         return self.client("dynamodb")
 
 

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BootstrapReport:
+    """The names of the queues, tables and buckets a bootstrap made sure of."""
+
     queues: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
     buckets: list[str] = field(default_factory=list)
@@ -48,6 +50,7 @@ def bootstrap_env(aws: Aws, resources: EnvResources, groups: Iterable[str]) -> B
 
 
 def ensure_table(aws: Aws, name: str, hash_key: str, range_key: str, ttl_attribute: str | None) -> str:
+    """Create the table ``name`` with these keys (and time to live) unless it exists; return its name."""
     db = aws.dynamodb
     try:
         db.create_table(
@@ -69,6 +72,7 @@ def ensure_table(aws: Aws, name: str, hash_key: str, range_key: str, ttl_attribu
 
 
 def ensure_bucket(aws: Aws, name: str) -> str:
+    """Create the private, versioned bucket ``name`` unless this account has it; return its name."""
     s3 = aws.s3
     try:
         region = s3.meta.region_name

@@ -6,7 +6,6 @@ build log is uploaded whatever the outcome, so a failed build can be read.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -31,6 +30,8 @@ class BuildFailed(Exception):
 
 @dataclass(frozen=True)
 class BuiltRelease:
+    """A release the build produced: its artifact, manifest and log keys, digest, size and commit."""
+
     sha: str
     artifact_key: str
     manifest_key: str
@@ -87,8 +88,6 @@ def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: s
 
 
 def read_manifest(store: ArtifactStore, key: str) -> artifacts.Manifest:
+    """The release manifest stored at ``key``."""
     return artifacts.Manifest.from_json(store.get_text(key))
 
-
-def manifest_summary(manifest: artifacts.Manifest) -> str:
-    return json.dumps({"sha": manifest.sha, "sha256": manifest.sha256, "size": manifest.size})

@@ -34,6 +34,8 @@ _HTTP_PATH = re.compile(r"^/[\x21-\x7e]*$")
 
 @dataclass(frozen=True)
 class Hooks:
+    """The commands run at each lifecycle step of an update, in order."""
+
     before_install: tuple[Command, ...] = ()
     after_install: tuple[Command, ...] = ()
     start: tuple[Command, ...] = ()
@@ -42,11 +44,15 @@ class Hooks:
 
 @dataclass(frozen=True)
 class Service:
+    """The command that runs the app."""
+
     command: Command
 
 
 @dataclass(frozen=True)
 class Health:
+    """How an update checks the app: an HTTP path, a command, or both, within ``timeout`` seconds."""
+
     http: str | None = None
     command: Command | None = None
     timeout: float = 30.0
@@ -54,6 +60,8 @@ class Health:
 
 @dataclass(frozen=True)
 class BuildSpec:
+    """A repository's ``skynet.yml``: how to build, pack, install, run and check the app."""
+
     build: tuple[Command, ...] = ()
     build_timeout: float = 600.0
     artifact_exclude: tuple[str, ...] = ()
@@ -110,6 +118,7 @@ def _mapping(value: Any, where: str, allowed: set[str] | tuple[str, ...]) -> dic
 
 
 def parse_buildspec(text: str) -> BuildSpec:
+    """The build spec in the YAML ``text``; BuildSpecError naming the first problem."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -162,6 +171,7 @@ def parse_buildspec(text: str) -> BuildSpec:
 
 
 def load_buildspec(path: Path) -> BuildSpec:
+    """The build spec in the file ``path``; BuildSpecError if it is missing or invalid."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -30,9 +30,11 @@ class CommandLog:
         self.lines = []
 
     def note(self, text: str) -> None:
+        """Add a line to the log, stamped with the time of day."""
         self.lines.append(f"[{time.strftime('%H:%M:%S')}] {text}")
 
     def text(self) -> str:
+        """The whole log as text."""
         return "\n".join(self.lines) + "\n"
 
 

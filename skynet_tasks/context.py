@@ -20,6 +20,8 @@ from skynet_tasks.settings import Settings
 
 @dataclass
 class Context:
+    """What a task on an instance works with: its settings, AWS clients, state tables, queues and artifacts."""
+
     settings: Settings
     aws: Aws
     resources: EnvResources
@@ -31,6 +33,7 @@ class Context:
 
     @classmethod
     def create(cls, settings: Settings, app: Celery, aws: Aws | None = None) -> Context:
+        """The context for ``settings``, sending with ``app``, on ``aws`` (default: this process's)."""
         aws = aws or Aws()
         resources = resolve(aws, settings.env, settings)
         return cls(
@@ -46,6 +49,7 @@ class Context:
 
     @property
     def layout(self) -> InstanceLayout:
+        """Where this instance keeps its releases and run files."""
         return InstanceLayout(self.settings.root)
 
     def services(self) -> Services:

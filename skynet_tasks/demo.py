@@ -17,31 +17,30 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import git
-
 from skynet_tasks import names
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.local.cluster import LocalCluster
+from skynet_tasks.local.sample_repo import branch_tip, commit_files
 from skynet_tasks.local.stack_cluster import StackCluster
+from skynet_tasks.local.traffic import request, traffic_to
 from skynet_tasks.states import RolloutState
 from skynet_tasks.webhook.local import push_payload, send_webhook
+from skynet_tasks.webhook.refnames import ZERO_SHA
 
 SAMPLE_SPEC = Path(__file__).parent / "local" / "sample_app" / "skynet.yml"
 
 
 @dataclass
 class StepResult:
+    """What one step of the story did: its rollout's end, timings, tickets and the requests it saw."""
+
     title: str
     expected: str
     release: str
@@ -56,81 +55,13 @@ class StepResult:
 
     @property
     def behaved(self) -> bool:
+        """Whether the step ended as expected, failed no request, and (if completed) serves its release."""
         served_ok = self.served_release == self.release if self.expected == "completed" else True
         return self.state == self.expected and self.failed_requests == 0 and served_ok
 
 
 class DemoError(Exception):
     """The demo could not go on (the cluster or the receiver misbehaved)."""
-
-
-@dataclass
-class Counts:
-    total: int = 0
-    failed: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)  # why requests failed, so a failure can be diagnosed
-
-
-class ProxyClient:
-    """A user of the app: requests through the proxy, counted while a step runs."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def get(self) -> tuple[dict[str, Any] | None, str]:
-        """The app's answer, or None and why there was none."""
-        try:
-            with urllib.request.urlopen(self.url, timeout=10) as response:  # noqa: S310  # nosec B310 - loopback
-                return dict(json.loads(response.read())), ""
-        except urllib.error.HTTPError as error:
-            return None, f"HTTP {error.code}"
-        except (OSError, ValueError) as error:
-            return None, type(error).__name__
-
-    def release_now(self) -> str | None:
-        answer, _ = self.get()
-        return str(answer.get("release")) if answer else None
-
-    @contextmanager
-    def counting(self) -> Iterator[Counts]:
-        counts = Counts()
-        stop = threading.Event()
-
-        def loop() -> None:
-            while not stop.is_set():
-                answer, reason = self.get()
-                counts.total += 1
-                if answer is None:
-                    counts.failed += 1
-                    counts.reasons[reason] += 1
-                stop.wait(0.05)
-
-        thread = threading.Thread(target=loop, name="demo-client", daemon=True)
-        thread.start()
-        try:
-            yield counts
-        finally:
-            stop.set()
-            thread.join()
-
-
-def _commit(workdir: Path, app_repo: str, files: dict[str, str | None], message: str) -> str:
-    if not workdir.exists():
-        repo = git.Repo.clone_from(app_repo, workdir, branch="main")
-        with repo.config_writer() as config:
-            config.set_value("user", "name", "Skynet Demo")
-            config.set_value("user", "email", "demo@skynet.invalid")
-    repo = git.Repo(workdir)
-    for name, content in files.items():
-        if content is None:
-            if (workdir / name).exists():
-                repo.index.remove([name], working_tree=True)
-        else:
-            (workdir / name).write_text(content)
-            repo.index.add([name])
-    repo.index.commit(message)
-    repo.remotes.origin.push("main:main")
-    return repo.head.commit.hexsha
 
 
 class Demo:
@@ -146,6 +77,7 @@ class Demo:
                                                                 heartbeat_max_age=20.0))
 
     def up(self) -> None:
+        """Bring up the cluster, and point this process at it."""
         if isinstance(self.cluster, StackCluster):
             self.say(f"deploying cloudformation/php-nginx.yaml into moto (IAM enforced) in {self.directory}: "
                      f"{self.api} API instances and a reverse proxy (nginx), each booting from its launch "
@@ -162,20 +94,21 @@ class Demo:
         self.say(f"dashboard: {info.dashboard_url} — watch the rollouts there (token in {info.dashboard_token_file})")
 
     def run_story(self) -> list[StepResult]:
+        """Tell the story's three rollouts, each a pushed commit announced by a signed webhook."""
         info = self.cluster.require_info()
         workdir = self.directory / "work" / "sample-app"
         shutil.rmtree(workdir, ignore_errors=True)
         ledger = Ledger(self.cluster.aws().dynamodb, names.state_table("local"))
         secret = Path(str(info.webhook_secret_file)).read_bytes().strip()
-        client = ProxyClient(f"{info.rp_url}/api/local/")
+        app = f"{info.rp_url}/api/local/"
         spec = SAMPLE_SPEC.read_text()
         # The first release, so that the proxy has something to serve before the story starts.
-        first = git.Repo(info.app_repo).commit("main").hexsha
+        first = branch_tip(info.app_repo)
         self.say("deploying the sample app's first release…")
-        self.push_and_follow(ledger, secret, "0" * 40, first, "First release")
+        self.push_and_follow(ledger, secret, ZERO_SHA, first, "First release")
         # The story's rolling updates fail no request only if the proxy already routes to every
         # instance; the last one re-registers just after it reports, so give the proxy that moment.
-        self.wait_for_proxy_to_serve(client, first, {i.id for i in info.instances if i.layer == "api"})
+        self.wait_for_proxy_to_serve(app, first, {i.id for i in info.instances if i.layer == "api"})
         story: list[tuple[str, str, dict[str, str | None], str]] = [
             ("a good release", "completed", {"VERSION": "release 2: hello\n"}, "Release 2"),
             ("a release whose health check fails on ticket 2", "halted",
@@ -186,32 +119,33 @@ class Demo:
         results = []
         before = first
         for number, (title, expected, files, message) in enumerate(story, start=1):
-            sha = _commit(workdir, info.app_repo, files, message)
+            sha = commit_files(info.app_repo, workdir, files, message)
             self.say(f"\nstep {number}: {title} ({sha[:12]}), announced by a signed push webhook")
             started_at = time.monotonic()
-            with client.counting() as counts:
+            with traffic_to(app, pause=0.05) as seen:
                 rollout_id, view = self.push_and_follow(ledger, secret, before, sha, message)
-            step = StepResult(title, expected, sha, rollout_id, requests=counts.total, failed_requests=counts.failed,
-                              failure_reasons=dict(counts.reasons))
+            step = StepResult(title, expected, sha, rollout_id, requests=len(seen.outcomes),
+                              failed_requests=len(seen.failures()), failure_reasons=dict(seen.reasons()))
             step.seconds = round(time.monotonic() - started_at, 2)
             step.state = view.get("state") if view else None
             step.tickets = [{k: t.get(k) for k in ("number", "instance", "state", "started_at", "finished_at",
                                                    "error")} for t in (view or {}).get("tickets", [])]
-            step.served_release = client.release_now()
+            step.served_release = _release(app)
             self.say(f"  -> rollout {step.state}" + ("" if step.behaved else f" (expected {expected})") +
-                     f"; {counts.total} requests through the proxy, {counts.failed} failed"
-                     + (f" ({_reasons(counts.reasons)})" if counts.failed else "") + "; "
+                     f"; {step.requests} requests through the proxy, {step.failed_requests} failed"
+                     + (f" ({_reasons(seen.reasons())})" if step.failed_requests else "") + "; "
                      f"the proxy now serves {str(step.served_release)[:12]}")
             results.append(step)
             before = sha
         return results
 
-    def wait_for_proxy_to_serve(self, client: ProxyClient, release: str, instances: set[str],
+    def wait_for_proxy_to_serve(self, app: str, release: str, instances: set[str],
                                 timeout: float = 30) -> None:
+        """Wait until the proxy serves ``release`` from every one of ``instances``; DemoError if not."""
         seen: set[str] = set()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            answer, _ = client.get()
+            _, answer = request(app)
             if answer and answer.get("release") == release:
                 seen.add(str(answer.get("instance")))
                 if seen >= instances:
@@ -222,6 +156,7 @@ class Demo:
 
     def push_and_follow(self, ledger: Ledger, secret: bytes, before: str, sha: str,
                         message: str) -> tuple[str, dict[str, Any] | None]:
+        """Announce ``sha`` with a signed push webhook and follow its rollout; return its id and view."""
         info = self.cluster.require_info()
         repo_name = Path(info.app_repo).name.removesuffix(".git")
         status, answer = send_webhook(str(info.webhook_url), secret, "push",
@@ -254,7 +189,13 @@ class Demo:
         return view
 
     def down(self) -> None:
+        """Stop the cluster."""
         self.cluster.down()
+
+
+def _release(app: str) -> str | None:
+    _, answer = request(app)
+    return str(answer.get("release")) if answer else None
 
 
 def _reasons(reasons: Counter[str]) -> str:
@@ -262,6 +203,7 @@ def _reasons(reasons: Counter[str]) -> str:
 
 
 def summary(results: list[StepResult]) -> dict[str, Any]:
+    """The story's outcome as JSON data."""
     return {"steps": [{"title": r.title, "expected": r.expected, "state": r.state, "release": r.release,
                        "rollout_id": r.rollout_id, "seconds": r.seconds, "tickets": r.tickets,
                        "requests": {"total": r.requests, "failed": r.failed_requests,
@@ -272,4 +214,5 @@ def summary(results: list[StepResult]) -> dict[str, Any]:
 
 
 def summary_json(results: list[StepResult]) -> str:
+    """The story's outcome as JSON text."""
     return json.dumps(summary(results), indent=2)

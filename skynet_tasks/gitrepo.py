@@ -7,15 +7,14 @@ shas come from operators and webhooks and are validated before they reach git.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import git
 
-log = logging.getLogger(__name__)
+from skynet_tasks import names
 
-SHA = re.compile(r"^[0-9a-f]{40}$")
+log = logging.getLogger(__name__)
 
 
 class GitError(Exception):
@@ -23,13 +22,16 @@ class GitError(Exception):
 
 
 def check_sha(sha: str) -> str:
-    if not isinstance(sha, str) or not SHA.match(sha):
+    """Return ``sha`` if it is a full 40-character commit id, else raise GitError."""
+    if not isinstance(sha, str) or not names.SHA.match(sha):
         raise GitError(f"{sha!r} is not a full 40-character commit sha")
     return sha
 
 
 @dataclass(frozen=True)
 class Commit:
+    """A checked-out commit: its sha, author, message and time."""
+
     sha: str
     author: str
     message: str
@@ -38,7 +40,7 @@ class Commit:
 
 def resolve_ref(repo_url: str, ref: str, env: dict[str, str] | None = None) -> str:
     """The sha a branch, tag or sha names in the remote repository."""
-    if SHA.match(ref):
+    if names.SHA.match(ref):
         return ref
     if ref.startswith("-") or any(c in ref for c in " \t\n\0~^:?*[\\") or ".." in ref:
         raise GitError(f"{ref!r} is not a valid ref name")

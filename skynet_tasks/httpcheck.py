@@ -22,6 +22,7 @@ def http_get(host: str, port: int, path: str, timeout: float, method: str = "GET
 
 
 def healthy(host: str, port: int, path: str, timeout: float = 2.0) -> bool:
+    """Whether ``http://host:port/path`` answers 2xx within ``timeout`` seconds."""
     try:
         status, _ = http_get(host, port, path, timeout)
     except (OSError, http.client.HTTPException):

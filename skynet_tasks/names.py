@@ -14,6 +14,11 @@ import re
 # names, so it is restricted to what every one of those accepts.
 _NAME_PART = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 
+# A full commit id as git and GitHub write it: a release is named by one. The one pattern for it:
+# the webhook's Lambda imports it too, and this module imports nothing a Lambda lacks.
+# \A…\Z rather than ^…$, which would let a trailing newline through.
+SHA = re.compile(r"\A[0-9a-f]{40}\Z")
+
 
 def check_name_part(kind: str, value: str) -> str:
     """Return ``value`` if it is usable inside resource names, else raise ValueError."""
@@ -36,10 +41,12 @@ def default_group(env: str, layer: str) -> str:
 
 
 def maintenance_queue(env: str, group: str) -> str:
+    """The name of ``group``'s maintenance FIFO queue."""
     return f"{prefix(env)}{check_name_part('group', group)}-maint.fifo"
 
 
 def instance_queue(env: str, instance_id: str) -> str:
+    """The name of the queue of one instance's work worker."""
     return f"{prefix(env)}inst-{check_name_part('instance id', instance_id)}"
 
 
@@ -51,29 +58,31 @@ def dead_letter_queue(queue: str) -> str:
 
 
 def endpoints_table(env: str) -> str:
+    """The name of ``env``'s endpoints table."""
     return f"{prefix(env)}endpoints"
 
 
 def state_table(env: str) -> str:
+    """The name of ``env``'s state table (rollouts, tickets, releases)."""
     return f"{prefix(env)}state"
 
 
 def config_table(env: str) -> str:
+    """The name of ``env``'s config table."""
     return f"{prefix(env)}config"
 
 
 # ---- names that become paths on an instance (validation helpers) -------------------------------------
 # A release's sha names its folder (``releases/<sha>``) and its download; it comes from S3 manifests and
-# from messages, both untrusted, so it is checked before it is joined to any path: a git object id,
-# SHA-1 (40) or SHA-256 (64) lowercase hex, nothing else (no "/", no "..").
-_RELEASE_SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# from messages, both untrusted, so it is checked before it is joined to any path: a full commit id
+# (``SHA``), nothing else (no "/", no "..").
+_SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
 def check_release_sha(value: object) -> str:
-    """Return ``value`` if it is a git commit id (40 or 64 lowercase hex digits), else raise ValueError."""
-    if not isinstance(value, str) or not _RELEASE_SHA.match(value):
-        raise ValueError(f"release sha {str(value)[:80]!r} is not a 40 or 64 digit lowercase hex commit id")
+    """Return ``value`` if it is a full commit id (40 lowercase hex digits), else raise ValueError."""
+    if not isinstance(value, str) or not SHA.match(value):
+        raise ValueError(f"release sha {str(value)[:80]!r} is not a 40 digit lowercase hex commit id")
     return value
 
 

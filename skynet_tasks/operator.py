@@ -12,7 +12,6 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from skynet_tasks.conductor import OPERATOR_ACTIONS, OperatorAction, canary_failed
 from skynet_tasks.deploys import StartedBuild, group_source, request_build
@@ -104,6 +103,3 @@ def drain_instance(ledger: Ledger, registry: Registry, messenger: Messenger, env
     log.info("instance %s: %s requested by %s", instance_id, action, actor)
     return record
 
-
-def recent_actions(ledger: Ledger, group: str, limit: int = 50) -> list[dict[str, Any]]:
-    return ledger.actions(group, limit)

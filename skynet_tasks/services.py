@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from skynet_tasks.appspec import AppSpec, AppSpecError, write_spec
+from skynet_tasks.proctable import process_alive
 from skynet_tasks.supervisor import RestartPolicy
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,19 @@ class ServiceError(Exception):
 
 
 class Services(Protocol):
-    def restart(self, command: Sequence[str] | None, cwd: Path, env: Mapping[str, str]) -> None: ...
-    def stop(self) -> None: ...
-    def running(self) -> bool: ...
-    def main_pid(self) -> int | None: ...
+    """Starts, stops and watches an instance's app service."""
+
+    def restart(self, command: Sequence[str] | None, cwd: Path, env: Mapping[str, str]) -> None:
+        """Stop the app and start ``command`` in its place (no command: only stop it)."""
+
+    def stop(self) -> None:
+        """Stop the app."""
+
+    def running(self) -> bool:
+        """Whether the app runs."""
+
+    def main_pid(self) -> int | None:
+        """The app's process id, if it runs."""
 
 
 def _spec(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> AppSpec:
@@ -48,25 +58,6 @@ def _spec(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> AppSpec:
         return AppSpec.of(command, cwd, env)
     except AppSpecError as error:
         raise ServiceError(str(error)) from error
-
-
-def process_alive(pid: int) -> bool:
-    """Whether ``pid`` runs: a zombie (a dead child nobody reaped yet) does not."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child, now reaped
-            return False
-    except ChildProcessError:
-        pass
-    try:  # an orphan zombie: the init of a container may never reap it
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _read_pid(path: Path) -> int | None:
@@ -103,6 +94,7 @@ class ProcessServices:
         return pid if pid is not None and process_alive(pid) else None
 
     def running(self) -> bool:
+        """Whether the supervisor's app runs."""
         return self.main_pid() is not None
 
     def stop(self, grace: float = 10.0) -> None:
@@ -180,6 +172,7 @@ class SystemdServices:
                               timeout=120, check=False)
 
     def running(self) -> bool:
+        """Whether the unit is active."""
         return self._systemctl("is-active", "--quiet").returncode == 0
 
     def main_pid(self) -> int | None:
@@ -192,6 +185,7 @@ class SystemdServices:
         return pid or None
 
     def stop(self) -> None:
+        """Stop the unit (a failure is logged, not raised)."""
         result = self._systemctl("stop")
         if result.returncode != 0:  # not fatal: a rollback stops the app on its way out of a failure
             log.warning("systemctl stop %s: %s", self.unit, result.stderr.strip())

@@ -12,7 +12,7 @@ import difflib
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from skynet_tasks import names
@@ -127,6 +127,3 @@ class Settings:
         if not self.instance_id:
             raise SettingsError("SKYNET_INSTANCE_ID is not set (on EC2 it comes from instance metadata)")
         return self
-
-    def with_changes(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]

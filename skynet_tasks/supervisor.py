@@ -103,6 +103,7 @@ class Supervisor:
         return child
 
     def run(self) -> int:
+        """Run the app, starting it again after each exit: 0 once asked to stop, 1 if it crashed too often."""
         failures: list[float] = []
         while not self.stopping.is_set():
             try:
@@ -135,6 +136,7 @@ class Supervisor:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The supervisor's command-line arguments."""
     parser = argparse.ArgumentParser(prog="python -m skynet_tasks.supervisor", description=__doc__.splitlines()[0])
     parser.add_argument("spec", type=Path)
     parser.add_argument("--pid-file", type=Path, required=True, help="this supervisor's pid, removed at exit")

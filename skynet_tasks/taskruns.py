@@ -30,6 +30,8 @@ TRIM_EVERY = 10
 
 @dataclass(frozen=True)
 class TaskRun:
+    """One run of a task on an instance: what ran, how it ended and how long it took."""
+
     instance: str
     task: str
     state: str

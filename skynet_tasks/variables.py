@@ -48,6 +48,7 @@ class Variable:
 
     @property
     def range(self) -> str:
+        """The variable's allowed range as text (``low–high``), or empty if it has none."""
         return "" if self.low is None or self.high is None else f"{_plain(self.low)}–{_plain(self.high)}"
 
 

@@ -2,8 +2,7 @@
 
 gunicorn hands the application a lazily read body stream, so the receiver checks
 the declared size and content type before reading anything, and reads at most
-one byte past its limit; a server that buffers whole requests first (waitress)
-would also answer oversized requests itself, in plain text.
+one byte past its limit. gunicorn is the one WSGI server of the project.
 
 gunicorn is in the ``webhook`` and ``dashboard`` extras, not in an instance's
 base install: import this module only from the commands that serve.

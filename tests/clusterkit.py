@@ -1,7 +1,8 @@
 """Helpers for tests that drive a real local cluster (moto server, real workers, real git).
 
 The cluster itself is ``skynet_tasks.local.cluster.LocalCluster``: the same code as
-``skynet local up``. These helpers only push commits, call the CLI and read state.
+``skynet local up``. These helpers only call the CLI and read state;
+commits go to the sample repository through ``skynet_tasks.local.sample_repo.commit_files``.
 """
 
 from __future__ import annotations
@@ -10,17 +11,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import git
 import kombu.pools
 
 from skynet_tasks import names
@@ -41,28 +38,6 @@ def sender_for(environment: dict[str, str]) -> Messenger:
     kombu.pools.reset()
     os.environ.update(environment)
     return Messenger(create_app(), "local")
-
-
-def push_commit(app_repo: str, workdir: Path, files: dict[str, str | None], message: str) -> str:
-    """Commit ``files`` (None deletes one) on main of the bare repository; return the new sha."""
-    if not workdir.exists():
-        repo = git.Repo.clone_from(app_repo, workdir, branch="main")
-        with repo.config_writer() as config:
-            config.set_value("user", "name", "Test Author")
-            config.set_value("user", "email", "test@skynet.invalid")
-    repo = git.Repo(workdir)
-    repo.remotes.origin.pull("main")
-    for name, content in files.items():
-        path = workdir / name
-        if content is None:
-            repo.index.remove([name], working_tree=True)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
-            repo.index.add([name])
-    repo.index.commit(message)
-    repo.remotes.origin.push("main:main")
-    return repo.head.commit.hexsha
 
 
 def skynet(cluster: LocalCluster, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -109,7 +84,6 @@ def current_release(cluster: LocalCluster, instance_id: str) -> str | None:
 
 def app_answer(cluster: LocalCluster, instance_id: str) -> dict[str, Any]:
     """What the instance's app answers on its own port (it serves whatever happens to its agent)."""
-    import urllib.request
 
     port = next(i.app_port for i in cluster.require_info().instances if i.id == instance_id)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:  # noqa: S310
@@ -134,41 +108,3 @@ def assert_one_at_a_time(tickets: list[dict[str, Any]]) -> None:
         assert earlier["finished_at"] <= later["started_at"], (
             f"ticket {earlier['number']} ({earlier['instance']}) still updating when ticket {later['number']} "
             f"({later['instance']}) started")
-
-
-@dataclass
-class Traffic:
-    """What a client saw while it kept requesting a URL: each request's status (or error), each answer."""
-
-    outcomes: list[int | str] = field(default_factory=list)
-    answers: list[dict[str, Any]] = field(default_factory=list)
-
-    def failures(self) -> list[int | str]:
-        return [o for o in self.outcomes if o != 200]
-
-
-@contextmanager
-def traffic_to(url: str, pause: float = 0.02) -> Iterator[Traffic]:
-    """Keep requesting ``url`` (the app through the proxy) from a thread while the block runs."""
-    seen = Traffic()
-    stop = threading.Event()
-
-    def hammer() -> None:
-        while not stop.is_set():
-            try:
-                with urllib.request.urlopen(url, timeout=10) as response:
-                    seen.outcomes.append(response.status)
-                    seen.answers.append(json.loads(response.read()))
-            except urllib.error.HTTPError as error:
-                seen.outcomes.append(error.code)
-            except OSError as error:
-                seen.outcomes.append(repr(error))
-            stop.wait(pause)
-
-    loop = threading.Thread(target=hammer, name="traffic")
-    loop.start()
-    try:
-        yield seen
-    finally:
-        stop.set()
-        loop.join()

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from skynet_tasks.local.cluster import LocalCluster, process_alive
+from skynet_tasks.local.cluster import LocalCluster
+from skynet_tasks.proctable import process_alive
 
 LOG_LINES = 6
 

@@ -15,7 +15,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from skynet_tasks.local.motoserver import free_port
 
 WORKTREE = Path(__file__).resolve().parent.parent
 # Short enough that a test sees transitions in about a second, long enough for a loaded machine.
+# Two instances' addresses on loopback.
+A, B = "127.0.0.2", "127.0.0.3"
 FAST_CHECK = {"path": "/health", "interval": 0.25, "timeout": 0.2, "healthy_threshold": 2, "unhealthy_threshold": 3}
 
 
@@ -83,6 +86,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's signature
         pass
+
+
+@contextmanager
+def instance_pair() -> Iterator[tuple[Instance, Instance]]:
+    """Instances on A and B, on one port, stopped when the block ends."""
+    a, b = instances(A, B)
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
 
 
 def instances(*hosts: str) -> list[Instance]:

@@ -6,6 +6,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from skynet_tasks.local.stack_cluster import StackCluster, StackInstance
@@ -13,6 +15,17 @@ from skynet_tasks.local.stack_cluster import StackCluster, StackInstance
 ENV = "local"
 # A request moto refused under IAM, in its access log: '... "POST / HTTP/1.1" 403 -'.
 DENIED = re.compile(r'" 403 ')
+
+
+@contextmanager
+def stack_up(directory: Path, api: int, rp: int) -> Iterator[StackCluster]:
+    """A stack-built cluster of env ``ENV`` with ``api`` and ``rp`` instances, up while the block runs."""
+    cluster = StackCluster(directory, env=ENV)
+    cluster.up(api=api, rp=rp)
+    try:
+        yield cluster
+    finally:
+        cluster.down()
 
 
 def operator_env(cluster: StackCluster) -> dict[str, str]:

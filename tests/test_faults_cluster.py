@@ -13,9 +13,10 @@ import json
 from pathlib import Path
 
 import pytest
-from clusterkit import assert_one_at_a_time, current_release, push_commit, rollout, skynet
+from clusterkit import assert_one_at_a_time, current_release, rollout, skynet
 
 from skynet_tasks.local.cluster import LocalCluster
+from skynet_tasks.local.sample_repo import commit_files
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -33,7 +34,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 def test_a_rollout_completes_one_at_a_time_on_an_aws_that_throttles_and_cancels_overlaps(cluster, tmp_path: Path):
     # Given a cluster on an AWS that throttles one DynamoDB or S3 request in twenty
-    sha = push_commit(cluster.require_info().app_repo, tmp_path / "app", {"VERSION": "faulty weather\n"}, "Release")
+    sha = commit_files(cluster.require_info().app_repo, tmp_path / "app", {"VERSION": "faulty weather\n"}, "Release")
 
     # When the operator deploys a new commit and waits
     result = skynet(cluster, "deploy", "--env", "local", "--layer", "api", "--ref", "main", "--wait", "--json",

@@ -10,14 +10,12 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from lbkit import FAST_CHECK, Instance, instances, wait_until
+from lbkit import FAST_CHECK, A, B, Instance, instance_pair, wait_until
 
 from skynet_tasks.httpcheck import http_get
 from skynet_tasks.local.loadbalancer import HealthCheck, LoadBalancer, Target, TargetState
 
 pytestmark = pytest.mark.timeout(30)
-
-A, B = "127.0.0.2", "127.0.0.3"
 
 
 class Running:
@@ -42,10 +40,8 @@ class Running:
 
 @pytest.fixture
 def pair() -> Iterator[tuple[Instance, Instance]]:
-    started = instances(A, B)
-    yield started[0], started[1]
-    for instance in started:
-        instance.stop()
+    with instance_pair() as started:
+        yield started
 
 
 def test_a_target_whose_check_outlasts_the_timeout_is_unhealthy_and_a_failing_source_keeps_the_targets(pair):

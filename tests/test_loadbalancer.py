@@ -17,21 +17,17 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from lbkit import FAST_CHECK, WORKTREE, Balancer, Instance, instances, wait_until, write_targets
+from lbkit import FAST_CHECK, WORKTREE, A, B, Balancer, Instance, instance_pair, instances, wait_until, write_targets
 
 from skynet_tasks.local.motoserver import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
-A, B = "127.0.0.2", "127.0.0.3"
-
 
 @pytest.fixture
 def pair() -> Iterator[tuple[Instance, Instance]]:
-    started = instances(A, B)
-    yield started[0], started[1]
-    for instance in started:
-        instance.stop()
+    with instance_pair() as started:
+        yield started
 
 
 @pytest.fixture

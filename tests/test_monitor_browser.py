@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clusterkit import ledger, push_commit, sender_for
+from clusterkit import ledger, sender_for
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -24,6 +24,7 @@ from werkzeug.serving import make_server
 
 from skynet_tasks.deploys import deploy_ref
 from skynet_tasks.local.cluster import LocalCluster
+from skynet_tasks.local.sample_repo import commit_files
 from skynet_tasks.monitor.app import create_app
 from skynet_tasks.monitor.auth import Auth
 from skynet_tasks.resources import resolve
@@ -144,8 +145,8 @@ def watch(driver: WebDriver, until_state: tuple[str, ...], timeout: float, on_up
 
 def test_the_rollout_page_shows_tickets_advancing_during_a_real_rollout(cluster, dashboard, browser, workdir):
     # Given the rollout page of a rollout that has just been requested
-    push_commit(cluster.require_info().app_repo, workdir, {"VERSION": "release two\n", "skynet.yml": WATCHABLE_SPEC},
-                "Release two")
+    commit_files(cluster.require_info().app_repo, workdir, {"VERSION": "release two\n", "skynet.yml": WATCHABLE_SPEC},
+                 "Release two")
     rollout_id = deploy(cluster)
     browser.get(f"{dashboard}/rollouts/{rollout_id}")
     browser.execute_script("window.skynetLoadedOnce = true;")
@@ -169,9 +170,9 @@ def test_the_rollout_page_shows_tickets_advancing_during_a_real_rollout(cluster,
 def test_a_halted_rollout_shows_the_failed_ticket_and_its_log_and_resume_resumes_it(
         cluster, dashboard, browser, workdir):
     # Given a release whose health check fails on ticket 2
-    push_commit(cluster.require_info().app_repo, workdir,
-                {"skynet.yml": WATCHABLE_SPEC, "fail-on.txt": "ticket:2\n", "VERSION": "bad release\n"},
-                "Release that fails its health check on ticket 2")
+    commit_files(cluster.require_info().app_repo, workdir,
+                 {"skynet.yml": WATCHABLE_SPEC, "fail-on.txt": "ticket:2\n", "VERSION": "bad release\n"},
+                 "Release that fails its health check on ticket 2")
     rollout_id = deploy(cluster)
     browser.get(f"{dashboard}/rollouts/{rollout_id}")
 

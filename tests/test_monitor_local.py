@@ -11,8 +11,8 @@ import pytest
 
 from skynet_tasks.aws import aws_for
 from skynet_tasks.bootstrap import bootstrap_env
-from skynet_tasks.local.cluster import stop_process_group
 from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.local.processes import stop_process_group
 from skynet_tasks.monitor.local import start_local_dashboard
 from skynet_tasks.resources import resolve
 

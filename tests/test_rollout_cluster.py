@@ -25,12 +25,10 @@ from clusterkit import (
     current_release,
     group_status,
     ledger,
-    push_commit,
     repo_bucket,
     rollout,
     sender_for,
     skynet,
-    traffic_to,
     wait_for,
 )
 from clusterkit import (
@@ -45,6 +43,8 @@ from skynet_tasks.context import Context
 from skynet_tasks.deploys import request_build
 from skynet_tasks.ledger import Release
 from skynet_tasks.local.cluster import LocalCluster
+from skynet_tasks.local.sample_repo import commit_files
+from skynet_tasks.local.traffic import traffic_to
 from skynet_tasks.membership import sweep
 from skynet_tasks.queues import Queues, instance_queue
 from skynet_tasks.registry import Endpoint
@@ -84,7 +84,7 @@ def deploy(cluster: LocalCluster, ref: str = "main") -> tuple[int, dict]:
 
 def test_a_good_push_is_built_once_canaried_and_rolled_out_one_at_a_time(cluster, workdir):
     # Given three instances and a new commit
-    sha = push_commit(cluster.require_info().app_repo, workdir, {"VERSION": "release two\n"}, "Release two")
+    sha = commit_files(cluster.require_info().app_repo, workdir, {"VERSION": "release two\n"}, "Release two")
 
     # When the operator deploys it and waits
     code, result = deploy(cluster)
@@ -122,7 +122,7 @@ def test_a_failed_build_touches_no_instance_and_keeps_its_log(cluster, workdir):
     before = {i: current_release(cluster, i) for i in INSTANCES}
     spec = ("build:\n  - [python3, -c, \"import sys; print('compiling...'); sys.exit('syntax error in app.py')\"]\n"
             "service:\n  command: [python3, app.py]\n")
-    sha = push_commit(cluster.require_info().app_repo, workdir, {"skynet.yml": spec}, "Broken build")
+    sha = commit_files(cluster.require_info().app_repo, workdir, {"skynet.yml": spec}, "Broken build")
 
     code, result = deploy(cluster)
 
@@ -140,9 +140,9 @@ def test_a_failed_build_touches_no_instance_and_keeps_its_log(cluster, workdir):
 def test_a_health_check_failing_on_the_second_ticket_halts_the_rollout(cluster, workdir):
     previous = current_release(cluster, "api-1")
     sample = Path(__file__).parent.parent / "skynet_tasks" / "local" / "sample_app" / "skynet.yml"
-    sha = push_commit(cluster.require_info().app_repo, workdir,
-                      {"skynet.yml": sample.read_text(), "fail-on.txt": "ticket:2\n", "VERSION": "bad release\n"},
-                      "Release that fails its health check on ticket 2")
+    sha = commit_files(cluster.require_info().app_repo, workdir,
+                       {"skynet.yml": sample.read_text(), "fail-on.txt": "ticket:2\n", "VERSION": "bad release\n"},
+                       "Release that fails its health check on ticket 2")
 
     code, result = deploy(cluster)
 
@@ -163,8 +163,8 @@ def test_a_health_check_failing_on_the_second_ticket_halts_the_rollout(cluster, 
 
 def test_duplicated_builds_and_maintenance_messages_never_update_two_at_once(cluster, workdir):
     # A fixing commit supersedes the halted rollout.
-    sha = push_commit(cluster.require_info().app_repo, workdir, {"fail-on.txt": None, "VERSION": "fixed\n"},
-                      "Fix the health check")
+    sha = commit_files(cluster.require_info().app_repo, workdir, {"fail-on.txt": None, "VERSION": "fixed\n"},
+                       "Fix the health check")
     info = cluster.require_info()
     messenger = sender_for(info.environment)
     request = {"group": "local-api", "repo": info.app_repo, "branch": "main", "sha": sha,
@@ -178,8 +178,7 @@ def test_duplicated_builds_and_maintenance_messages_never_update_two_at_once(clu
             # Distinct deduplication ids: SQS delivers every copy, as after a redelivery.
             messenger.maintenance("local-api", {"type": "ticket_taken", "rollout_id": request["rollout_id"],
                                                 "instance": instance}, f"dup-{instance}-{copy}")
-    done = wait_for(lambda: (r := rollout_or_none(cluster, request["rollout_id"])) and
-                    r["state"] in ("completed", "halted") and r, 150, "the rollout to finish")
+    done = stopped_rollout(cluster, request["rollout_id"], 150)
 
     # Then one build, one ticket per instance, never two updating at once
     assert done["state"] == "completed", done
@@ -197,12 +196,18 @@ def rollout_or_none(cluster: LocalCluster, rollout_id: str):
     return next((r for r in group_status(cluster)["rollouts"] if r["id"] == rollout_id), None)
 
 
+def stopped_rollout(cluster: LocalCluster, rollout_id: str, timeout: float):
+    """The rollout once it has completed or halted; AssertionError if it has not within ``timeout`` seconds."""
+    return wait_for(lambda: (r := rollout_or_none(cluster, rollout_id)) and r["state"] in ("completed", "halted") and r,
+                    timeout, f"rollout {rollout_id} to complete or halt")
+
+
 def test_a_killed_worker_holds_the_line_until_its_deadline_then_the_rollout_halts(cluster, workdir):
     sample = Path(__file__).parent.parent / "skynet_tasks" / "local" / "sample_app" / "skynet.yml"
     slow_spec = sample.read_text().replace("update_timeout: 60", "update_timeout: 12") + (
         "hooks:\n  before_install:\n    - [python3, -c, \"import os, time; "
         "time.sleep(60 if os.environ['SKYNET_TICKET'] == '2' else 0)\"]\n")
-    push_commit(cluster.require_info().app_repo, workdir, {"skynet.yml": slow_spec}, "Slow update on ticket 2")
+    commit_files(cluster.require_info().app_repo, workdir, {"skynet.yml": slow_spec}, "Slow update on ticket 2")
     result = skynet(cluster, "deploy", "--env", "local", "--layer", "api", "--ref", "main", "--json")
     rollout_id = json.loads(result.stdout)["rollout_id"]
 
@@ -239,9 +244,9 @@ def test_a_missing_or_malformed_skynet_yml_fails_the_build_with_a_clear_error(cl
     before = {i: current_release(cluster, i) for i in INSTANCES}
     app_repo = cluster.require_info().app_repo
 
-    push_commit(app_repo, workdir, {"skynet.yml": None}, "Forgot the build spec")
+    commit_files(app_repo, workdir, {"skynet.yml": None}, "Forgot the build spec")
     code, missing = deploy(cluster)
-    push_commit(app_repo, workdir, {"skynet.yml": "build:\n  - [python3, build.py\nservice: {}\n"}, "Typo")
+    commit_files(app_repo, workdir, {"skynet.yml": "build:\n  - [python3, build.py\nservice: {}\n"}, "Typo")
     code_malformed, malformed = deploy(cluster)
 
     assert (code, missing["state"]) == (1, "build_failed")
@@ -286,8 +291,7 @@ def test_an_artifact_that_fails_verification_is_refused_and_nothing_is_installed
     # When its rollout starts (a rollback or a redeploy of a built release goes this way)
     started = request_build(ledger(cluster), sender_for(cluster.require_info().environment), "local-api",
                             cluster.require_info().app_repo, "main", sha, source="test")
-    final = wait_for(lambda: (r := rollout_or_none(cluster, started.rollout_id)) and r["state"] in
-                     ("halted", "completed") and r, 90, "the rollout to stop")
+    final = stopped_rollout(cluster, started.rollout_id, 90)
 
     # Then the canary refuses it, the rollout halts, and no instance has a trace of it
     assert final["state"] == "halted"
@@ -376,16 +380,15 @@ def test_a_signed_github_push_to_the_local_receiver_rolls_the_commit_out(cluster
     assert info.webhook_url and info.webhook_secret_file
     assert os.stat(info.webhook_secret_file).st_mode & 0o077 == 0  # the secret file is private
     before = current_release(cluster, "api-1")
-    sha = push_commit(info.app_repo, workdir, {"VERSION": "pushed through GitHub\n", "skynet.yml": SAMPLE_SPEC},
-                      "Release through the webhook")
+    sha = commit_files(info.app_repo, workdir, {"VERSION": "pushed through GitHub\n", "skynet.yml": SAMPLE_SPEC},
+                       "Release through the webhook")
 
     status, answer = send_webhook(info.webhook_url, Path(info.webhook_secret_file).read_bytes().strip(), "push",
                                   push_payload("sample-app", "main", before or "0" * 40, sha))
 
     assert status == 202, answer
     rollout_id = answer["builds"][0]["rollout_id"]
-    final = wait_for(lambda: (r := rollout_or_none(cluster, rollout_id)) and r["state"] in
-                     ("halted", "completed") and r, 120, "the rollout to finish")
+    final = stopped_rollout(cluster, rollout_id, 120)
     assert final["state"] == "completed"
     assert all(current_release(cluster, i) == sha for i in INSTANCES)
 
@@ -394,13 +397,12 @@ def test_a_build_request_whose_message_was_lost_is_sent_again_by_the_members(clu
     # A worker that dies with a long poll outstanding can take a message with it until the visibility
     # timeout (15 minutes for builds). Here the rollout was recorded two minutes ago and its message lost.
     info = cluster.require_info()
-    sha = push_commit(info.app_repo, workdir, {"VERSION": "lost and found\n"}, "Release whose message got lost")
+    sha = commit_files(info.app_repo, workdir, {"VERSION": "lost and found\n"}, "Release whose message got lost")
     rollout_id = new_rollout_id()
     ledger(cluster).create_rollout(rollout_id, "local-api", sha, RolloutKind.CODE, {
         "repo": info.app_repo, "branch": "main", "source": "test", "requested_at": time.time() - 120})
 
-    final = wait_for(lambda: (r := rollout_or_none(cluster, rollout_id)) and r["state"] in
-                     ("halted", "completed") and r, 120, "the rollout to finish")
+    final = stopped_rollout(cluster, rollout_id, 120)
 
     assert final["state"] == "completed"
     assert all(current_release(cluster, i) == sha for i in INSTANCES)
@@ -413,7 +415,7 @@ def test_through_the_proxy_a_rolling_update_fails_no_request(cluster, workdir):
     seen = wait_for(lambda: {json.loads(urlopen(proxy, timeout=5).read())["instance"] for _ in range(12)} >=
                     set(INSTANCES) or None, 30, "the proxy to route to every instance")
     assert seen
-    sha = push_commit(info.app_repo, workdir, {"VERSION": "through the proxy\n"}, "Release watched through the proxy")
+    sha = commit_files(info.app_repo, workdir, {"VERSION": "through the proxy\n"}, "Release watched through the proxy")
     with traffic_to(proxy) as seen:
         code, result = deploy(cluster)
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from skynet_tasks.services import ProcessServices, ServiceError, SystemdServices, process_alive
+from skynet_tasks.proctable import process_alive
+from skynet_tasks.services import ProcessServices, ServiceError, SystemdServices
 from skynet_tasks.supervisor import RestartPolicy
 
 pytestmark = pytest.mark.timeout(60)

@@ -19,11 +19,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from stackkit import ENV, denied_requests, in_namespace, instances_of, skynet
+from stackkit import ENV, denied_requests, in_namespace, instances_of, skynet, stack_up
 
 from skynet_tasks import names
 from skynet_tasks.local import ec2_host, stack_aws
-from skynet_tasks.local.cluster import ClusterError
+from skynet_tasks.local.cluster_info import ClusterError
 from skynet_tasks.local.stack_cluster import StackCluster, StackInstance
 from skynet_tasks.registry import Registry
 
@@ -31,10 +31,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
-    cluster = StackCluster(tmp_path_factory.mktemp("stack"), env=ENV)
-    cluster.up(api=1, rp=1)
-    yield cluster
-    cluster.down()
+    with stack_up(tmp_path_factory.mktemp("stack"), api=1, rp=1) as cluster:
+        yield cluster
 
 
 def instance_of(cluster: StackCluster, layer: str) -> StackInstance:

@@ -20,9 +20,10 @@ from click.testing import CliRunner, Result
 from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.cli import main as cli
+from skynet_tasks.local import stack_aws
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.resources import resolve
-from skynet_tasks.stacks.cfn import StackError
+from skynet_tasks.stacks import StackError
 from skynet_tasks.stacks.deploy import PHASE_TAG, deploy_stack, repo_bucket
 from skynet_tasks.stacks.parameters import ParameterError
 from skynet_tasks.stacks.wheel_pin import read_pin
@@ -49,17 +50,8 @@ def aws(moto: MotoServer) -> Aws:
 @pytest.fixture(scope="module")
 def network(moto: MotoServer) -> dict[str, str]:
     """What the stack needs from the account: a VPC, public and private subnets, a hosted zone, an AMI."""
-    aws = aws_for(moto.environment())
-    ec2 = aws.client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=f"us-east-1{z}")
-               ["Subnet"]["SubnetId"] for n, z in ((1, "a"), (2, "b"), (3, "a"), (4, "b"))]
-    zone = aws.client("route53").create_hosted_zone(Name="example.com", CallerReference="t")["HostedZone"]["Id"]
-    certificate = aws.client("acm").request_certificate(DomainName="app.example.com")["CertificateArn"]
-    return {"RepoUrl": "git@github.com:example/app.git", "DomainName": "app.example.com",
-            "CertificateArn": certificate,
-            "HostedZoneId": zone.split("/")[-1], "VpcId": vpc, "PublicSubnets": ",".join(subnets[:2]),
-            "PrivateSubnets": ",".join(subnets[2:]), "ImageId": ec2.describe_images()["Images"][0]["ImageId"]}
+    created = stack_aws.create_network(aws_for(moto.environment()), "10.0", domain="example.com")
+    return {"RepoUrl": "git@github.com:example/app.git", "DomainName": "app.example.com", **created.parameters()}
 
 
 def make_wheel(folder: Path, version: str, content: bytes) -> Path:

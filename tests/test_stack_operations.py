@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 from clusterkit import wait_for
-from stackkit import ENV, denied_requests, in_namespace, skynet
+from stackkit import ENV, denied_requests, in_namespace, skynet, stack_up
 from test_config_cluster import build_agent_wheel
 
 from skynet_tasks import __version__, names
-from skynet_tasks.local.stack_cluster import StackCluster, StackInstance
+from skynet_tasks.local.stack_cluster import StackInstance
 from skynet_tasks.registry import Registry
 from skynet_tasks.stacks.wheel_pin import read_pin
 
@@ -35,10 +35,8 @@ REFUSED_IN_LOG = re.compile(r"AccessDenied|not authorized|\(403\)|Forbidden")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
-    cluster = StackCluster(tmp_path_factory.mktemp("stack"), env=ENV)
-    cluster.up(api=2, rp=0)
-    yield cluster
-    cluster.down()
+    with stack_up(tmp_path_factory.mktemp("stack"), api=2, rp=0) as cluster:
+        yield cluster
 
 
 def config_file(instance: StackInstance, name: str) -> str | None:

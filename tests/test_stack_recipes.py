@@ -18,10 +18,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from clusterkit import app_answer, push_commit, skynet
+from clusterkit import app_answer, skynet
 
 from skynet_tasks.buildspec import BuildSpecError, parse_buildspec
 from skynet_tasks.local.cluster import LocalCluster
+from skynet_tasks.local.sample_repo import commit_files
 from skynet_tasks.services import ProcessServices
 
 pytestmark = pytest.mark.timeout(240)
@@ -176,15 +177,15 @@ def deploy(cluster: LocalCluster) -> None:
 def test_a_rolling_update_switches_what_nginx_and_php_fpm_serve(cluster, tmp_path):
     app_repo = cluster.require_info().app_repo
     workdir = tmp_path / "app"
-    first = push_commit(app_repo, workdir, {"skynet.yml": "stack: php-nginx\n", "public/index.php": INDEX_PHP,
-                                            "VERSION": "php one\n", "app.py": None, "check.py": None,
-                                            "build.py": None}, "PHP app")
+    first = commit_files(app_repo, workdir, {"skynet.yml": "stack: php-nginx\n", "public/index.php": INDEX_PHP,
+                                             "VERSION": "php one\n", "app.py": None, "check.py": None,
+                                             "build.py": None}, "PHP app")
     deploy(cluster)
     for instance in ("api-1", "api-2"):
         assert app_answer(cluster, instance) == {**app_answer(cluster, instance), "release": first,
                                                  "message": "php one"}
 
-    second = push_commit(app_repo, workdir, {"VERSION": "php two\n"}, "PHP app, second release")
+    second = commit_files(app_repo, workdir, {"VERSION": "php two\n"}, "PHP app, second release")
     deploy(cluster)
     for instance in ("api-1", "api-2"):
         answer = app_answer(cluster, instance)

@@ -36,7 +36,8 @@ from skynet_tasks.local import stack_aws
 from skynet_tasks.local.moto_main import SERVICE_USER_PREFIX
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import BUILD_REQUEST_TASK
-from skynet_tasks.stacks.cfn import StackError, load_template
+from skynet_tasks.stacks import StackError
+from skynet_tasks.stacks.cfn import load_template
 from skynet_tasks.stacks.deploy import deploy_stack
 from skynet_tasks.stacks.lambda_zip import build_lambda_zip
 from skynet_tasks.stacks.wheels import build_wheel

@@ -81,6 +81,7 @@ def start_worker(environ: Mapping[str, str], root: Path) -> None:
 
 
 def main() -> None:
+    """Boot this instance from its user data: check its settings and identity, write them, start the worker."""
     environ = dict(os.environ)
     try:
         Settings.from_env(environ)  # every SKYNET_* variable the user data exported, before metadata is asked

@@ -31,6 +31,7 @@ class Imds:
         self.host, self.port, self.timeout = host, port, timeout
 
     def get(self, path: str) -> str | None:
+        """The metadata at ``path`` (IMDSv2, with a fresh token), or None if it cannot be read."""
         try:
             status, token = http_get(self.host, self.port, "/latest/api/token", self.timeout, method="PUT",
                                      headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})

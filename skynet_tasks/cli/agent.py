@@ -18,7 +18,7 @@ from skynet_tasks.cli.options import env_option, env_resources, json_option, sta
 from skynet_tasks.deploys import start_member_rollouts
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.registry import Registry
-from skynet_tasks.stacks.cfn import StackError
+from skynet_tasks.stacks import StackError
 from skynet_tasks.stacks.deploy import describe_stack, point_stack_at_wheel, repo_bucket, stack_name_for
 from skynet_tasks.stacks.wheel_pin import write_pin
 from skynet_tasks.stacks.wheels import WheelRef, upload_wheel

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from skynet_tasks.cli.extras import require_extra
-from skynet_tasks.local.cluster import ClusterError
+from skynet_tasks.local.cluster_info import ClusterError
 from skynet_tasks.local.network import NetworkError
 
 

@@ -63,21 +63,25 @@ def _name_part(kind: str) -> Callable[[click.Context, click.Parameter, Any], Any
 
 
 def env_option(func: F) -> F:
+    """The ``--env`` option (SKYNET_ENV), checked as a name part."""
     return click.option("--env", "env", envvar="SKYNET_ENV", default="local", show_default=True,
                         callback=_name_part("env"), help="Environment (SKYNET_ENV).")(func)
 
 
 def layer_option(func: F) -> F:
+    """The ``--layer`` option (SKYNET_LAYER), checked as a name part."""
     return click.option("--layer", envvar="SKYNET_LAYER", default="api", show_default=True,
                         callback=_name_part("layer"), help="Layer (SKYNET_LAYER).")(func)
 
 
 def group_option(func: F) -> F:
+    """The ``--group`` option (SKYNET_GROUP), checked as a name part."""
     return click.option("--group", envvar="SKYNET_GROUP", default=None, callback=_name_part("group"),
                         help="Maintenance group [default: <env>-<layer>] (SKYNET_GROUP).")(func)
 
 
 def json_option(func: F) -> F:
+    """The ``--json`` flag: print JSON instead of text."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
 
 

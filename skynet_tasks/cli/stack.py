@@ -11,7 +11,8 @@ import click
 
 from skynet_tasks.cli.extras import require_extra
 from skynet_tasks.cli.options import env_option
-from skynet_tasks.stacks.cfn import TEMPLATES, StackError, render
+from skynet_tasks.stacks import StackError
+from skynet_tasks.stacks.cfn import TEMPLATES, render
 
 
 @click.group()

@@ -42,19 +42,23 @@ class FunctionUrl:
 
     @staticmethod
     def cloudformation_name_type() -> str:
+        """The template property that names the resource (none: CloudFormation makes the name)."""
         return ""
 
     @staticmethod
     def cloudformation_type() -> str:
+        """The CloudFormation type this model plays."""
         return "AWS::Lambda::Url"
 
     @classmethod
     def has_cfn_attr(cls, attr: str) -> bool:
+        """Whether ``!GetAtt`` can read ``attr`` of this resource."""
         return attr in ("FunctionArn", "FunctionUrl")
 
     @classmethod
     def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
                                         account_id: str, region_name: str, **kwargs: Any) -> FunctionUrl:
+        """Create the resource from its template properties in moto's backend."""
         props = cloudformation_json["Properties"]
         config = {key: props[key] for key in ("AuthType", "Cors", "InvokeMode") if key in props}
         from moto.awslambda.models import lambda_backends
@@ -66,25 +70,30 @@ class FunctionUrl:
     def update_from_cloudformation_json(cls, original_resource: FunctionUrl,
                                         new_resource_name: str, cloudformation_json: dict[str, Any],
                                         account_id: str, region_name: str) -> FunctionUrl:
+        """Apply changed template properties to the resource; return it."""
         original_resource.config.update(cloudformation_json["Properties"])
         return original_resource
 
     @classmethod
     def delete_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
                                         account_id: str, region_name: str) -> None:
+        """Delete the resource from moto's backend."""
         from moto.awslambda.models import lambda_backends
 
         lambda_backends[account_id][region_name].delete_function_url_config(
             cloudformation_json["Properties"]["TargetFunctionArn"])
 
     def is_created(self) -> bool:
+        """Whether the resource exists (it does as soon as it is made)."""
         return True
 
     @property
     def physical_resource_id(self) -> str:
+        """The resource's ``Ref``: its ARN."""
         return str(self.config.function.function_arn)
 
     def get_cfn_attribute(self, attribute_name: str) -> Any:
+        """The value of ``!GetAtt`` ``attribute_name`` of this resource."""
         if attribute_name == "FunctionUrl":
             # AWS's attribute ends with a slash (https://<id>.lambda-url.<region>.on.aws/).
             return self.config.url.rstrip("/") + "/"
@@ -101,19 +110,23 @@ class Secret:
 
     @staticmethod
     def cloudformation_name_type() -> str:
+        """The template property that names the resource (none: CloudFormation makes the name)."""
         return "Name"
 
     @staticmethod
     def cloudformation_type() -> str:
+        """The CloudFormation type this model plays."""
         return "AWS::SecretsManager::Secret"
 
     @classmethod
     def has_cfn_attr(cls, attr: str) -> bool:
+        """Whether ``!GetAtt`` can read ``attr`` of this resource."""
         return attr == "Id"
 
     @classmethod
     def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
                                         account_id: str, region_name: str, **kwargs: Any) -> Secret:
+        """Create the resource from its template properties in moto's backend."""
         from moto.secretsmanager.models import secretsmanager_backends
 
         props = cloudformation_json["Properties"]
@@ -134,24 +147,29 @@ class Secret:
     def update_from_cloudformation_json(cls, original_resource: Secret,
                                         new_resource_name: str, cloudformation_json: dict[str, Any],
                                         account_id: str, region_name: str) -> Secret:
+        """Apply changed template properties to the resource; return it."""
         return original_resource  # CloudFormation keeps a generated value on update, too
 
     @classmethod
     def delete_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
                                         account_id: str, region_name: str) -> None:
+        """Delete the resource from moto's backend."""
         from moto.secretsmanager.models import secretsmanager_backends
 
         secretsmanager_backends[account_id][region_name].delete_secret(
             cloudformation_json["Properties"].get("Name", resource_name), None, True)
 
     def is_created(self) -> bool:
+        """Whether the resource exists (it does as soon as it is made)."""
         return True
 
     @property
     def physical_resource_id(self) -> str:
+        """The resource's ``Ref``: its ARN."""
         return self.arn
 
     def get_cfn_attribute(self, attribute_name: str) -> Any:
+        """The value of ``!GetAtt`` ``attribute_name`` of this resource."""
         if attribute_name == "Id":
             return self.arn
         raise NotImplementedError(attribute_name)

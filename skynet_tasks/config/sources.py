@@ -48,7 +48,7 @@ class Level:
 
 def levels(env: str, layer: str | None) -> list[Level]:
     """The levels that apply to an instance of ``env``/``layer``, lowest precedence first."""
-    names.check_name_part("env", env)
+    names.check_env(env)
     result = [Level("global", "Global"), Level("environment", f"Environments/{env}")]
     if layer:
         names.check_name_part("layer", layer)

@@ -1,160 +1,49 @@
 """A whole Skynet cluster on one machine: moto's server, the env's resources, a sample app, real workers.
 
 ``skynet local up`` and the test suite both use this module: there is no second harness.
-Everything it starts is recorded in ``DIR/cluster.json`` with its process id, so
-``skynet local down`` stops exactly that.
+Everything it starts is recorded in ``DIR/cluster.json`` (``cluster_info``) with its process
+id, so ``skynet local down`` stops exactly that.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shlex
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
-
-import git
 
 from skynet_tasks import names
 from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.local.cluster_info import ClusterError, ClusterInfo, InstanceInfo, RecordedCluster
 from skynet_tasks.local.motoserver import MotoServer, free_port
+from skynet_tasks.local.processes import stop_app, stop_process_group
+from skynet_tasks.local.sample_repo import create_layer_branch, create_sample_repo
+from skynet_tasks.proctable import process_alive
 from skynet_tasks.registry import Registry
 from skynet_tasks.resources import resolve
-from skynet_tasks.services import process_alive
 
 log = logging.getLogger(__name__)
 
 LOCAL_ENV = "local"
-SAMPLE_APP = Path(__file__).parent / "sample_app"
 
 
-class ClusterError(Exception):
-    """The local cluster could not be started or found."""
-
-
-@dataclass
-class InstanceInfo:
-    id: str
-    layer: str
-    group: str
-    root: str
-    pid: int
-    app_port: int
-
-
-@dataclass
-class ClusterInfo:
-    dir: str
-    env: str
-    aws_endpoint: str
-    moto_pid: int
-    app_repo: str
-    groups: list[str]
-    instances: list[InstanceInfo] = field(default_factory=list)
-    environment: dict[str, str] = field(default_factory=dict)
-    webhook_url: str | None = None
-    rp_url: str | None = None
-    dashboard_url: str | None = None
-    dashboard_token_file: str | None = None
-    webhook_secret_file: str | None = None
-    # Processes beside the instances (webhook receiver, dashboard), by name, so `down` stops them too.
-    services: dict[str, int] = field(default_factory=dict)
-    # The branch of the sample app each extra application layer tracks (``api`` tracks ``main``).
-    branches: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def load(cls, directory: Path) -> ClusterInfo:
-        path = directory / "cluster.json"
-        if not path.exists():
-            raise ClusterError(f"no local cluster in {directory} (no cluster.json)")
-        data = json.loads(path.read_text())
-        data["instances"] = [InstanceInfo(**i) for i in data.get("instances", [])]
-        return cls(**data)
-
-    def save(self) -> None:
-        path = Path(self.dir) / "cluster.json"
-        temp = path.with_suffix(".tmp")
-        temp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        os.replace(temp, path)
-
-
-def create_sample_repo(directory: Path, name: str = "sample-app") -> Path:
-    """A bare repository holding the sample app on ``main``; returns its path."""
-    bare = directory / "repos" / f"{name}.git"
-    if bare.exists():
-        return bare
-    git.Repo.init(bare, bare=True, initial_branch="main")
-    work = directory / "repos" / f".{name}-seed"
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(SAMPLE_APP, work, ignore=shutil.ignore_patterns("__pycache__"))
-    repo = git.Repo.init(work, initial_branch="main")
-    with repo.config_writer() as config:
-        config.set_value("user", "name", "Skynet Demo")
-        config.set_value("user", "email", "demo@skynet.invalid")
-    repo.git.add(A=True)
-    repo.index.commit("Sample app: first release")
-    repo.create_remote("origin", str(bare)).push("main:main")
-    shutil.rmtree(work)
-    return bare
-
-
-def create_layer_branch(bare: Path, layer: str) -> str:
-    """A branch named after ``layer`` in the sample repository, starting at ``main``; returns its name.
-
-    Each extra application layer is its own maintenance group and tracks its own
-    branch, so a push reaches exactly one group through the webhook's routing table.
-    """
-    repo = git.Repo(bare)
-    if layer not in repo.heads:
-        repo.create_head(layer, repo.heads["main"].commit)
-    return layer
-
-
-def stop_process_group(pid: int, grace: float = 10.0, sig: int = signal.SIGTERM) -> None:
-    """Stop a process and its group: SIGTERM (or ``sig``), then SIGKILL after ``grace`` seconds."""
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not process_alive(pid):
-            return
-        time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    while process_alive(pid):
-        time.sleep(0.05)
-
-
-class LocalCluster:
+class LocalCluster(RecordedCluster):
     """Start and stop a local cluster in ``directory``."""
 
     def __init__(self, directory: Path, heartbeat_interval: float = 5.0, heartbeat_max_age: float = 30.0,
                  extra_env: dict[str, str] | None = None, faults: str = "") -> None:
-        self.dir = directory.resolve()
+        super().__init__(directory)
         self.faults = faults  # the local AWS's fault modes (skynet_tasks.local.faults)
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_max_age = heartbeat_max_age
         self.extra_env = extra_env or {}
-        self.info: ClusterInfo | None = None
-        self.moto: MotoServer | None = None
 
     # ---- up -----------------------------------------------------------------
     def up(self, api: int = 3, rp: int = 0, ready_timeout: float = 60.0,
@@ -174,11 +63,6 @@ class LocalCluster:
         except BaseException:
             self.down()
             raise
-
-    def require_info(self) -> ClusterInfo:
-        if self.info is None:
-            self.info = ClusterInfo.load(self.dir)
-        return self.info
 
     def _up(self, api: int, rp: int, ready_timeout: float,
             extra_layers: Mapping[str, int] | None = None) -> ClusterInfo:
@@ -213,12 +97,13 @@ class LocalCluster:
         if proxies:
             self.info.rp_url = f"http://127.0.0.1:{proxies[0].app_port}"
             self.info.save()
-        self.write_env_file()
+        self.info.write_env_file()
         self.wait_registered([i.id for i in self.info.instances], ready_timeout)
         log.info("local cluster up in %s: %d instances", self.dir, len(self.info.instances))
         return self.info
 
     def start_webhook(self) -> None:
+        """Start the webhook receiver, routing pushes of the sample repository to the groups."""
         from skynet_tasks.webhook.local import start_local_receiver
 
         info = self.require_info()
@@ -229,6 +114,7 @@ class LocalCluster:
         info.save()
 
     def start_dashboard(self) -> None:
+        """Start the dashboard."""
         from skynet_tasks.monitor.local import start_local_dashboard
 
         info = self.require_info()
@@ -238,9 +124,11 @@ class LocalCluster:
         info.save()
 
     def aws(self, environment: dict[str, str] | None = None) -> Aws:
+        """AWS clients of the cluster's moto server (or of ``environment``)."""
         return aws_for(environment or (self.info.environment if self.info else {}))
 
     def instance_environment(self, instance_id: str, layer: str, app_port: int) -> dict[str, str]:
+        """The ``SKYNET_*`` variables of one instance's worker."""
         info = self.require_info()
         root = self.dir / "instances" / instance_id
         return {
@@ -281,6 +169,7 @@ class LocalCluster:
         stop_process_group(found.pid, grace=grace, sig=sig)
 
     def wait_registered(self, instance_ids: Iterable[str], timeout: float) -> None:
+        """Wait until every one of ``instance_ids`` is in the endpoints table; ClusterError if not."""
         registry = Registry(self.aws().dynamodb, names.endpoints_table(LOCAL_ENV))
         wanted = set(instance_ids)
         deadline = time.monotonic() + timeout
@@ -294,14 +183,6 @@ class LocalCluster:
             time.sleep(0.2)
         raise ClusterError(f"instances {sorted(wanted)} did not register within {timeout:.0f}s")
 
-    def write_env_file(self) -> Path:
-        info = self.require_info()
-        lines = ["# Point a shell at the local Skynet cluster: source this file."]
-        lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(info.environment.items())]
-        path = self.dir / "env.sh"
-        path.write_text("\n".join(lines) + "\n")
-        return path
-
     def _refuse_if_running(self) -> None:
         try:
             info = ClusterInfo.load(self.dir)
@@ -314,37 +195,9 @@ class LocalCluster:
     # ---- down ---------------------------------------------------------------
     def down(self) -> None:
         """Stop every process this cluster started: workers, their apps, moto's server."""
-        info = self.info
-        if info is None:
-            try:
-                info = ClusterInfo.load(self.dir)
-            except ClusterError:
-                info = None
-        if info is not None:
-            def stop_instance(instance: InstanceInfo) -> None:
-                stop_process_group(instance.pid)
-                stop_app(Path(instance.root))
+        def stop_instance(instance: InstanceInfo) -> None:
+            stop_process_group(instance.pid)
+            stop_app(Path(instance.root))
 
-            # All at once: each worker's warm shutdown waits out its long poll, and those waits overlap.
-            with ThreadPoolExecutor(max_workers=max(len(info.instances) + len(info.services), 1)) as pool:
-                list(pool.map(lambda pid: stop_process_group(pid, grace=5), info.services.values()))
-                list(pool.map(stop_instance, info.instances))
-            stop_process_group(info.moto_pid, grace=5)
-        if self.moto is not None:
-            self.moto.stop()
-        (self.dir / "cluster.json").unlink(missing_ok=True)
-
-
-def stop_app(root: Path) -> None:
-    """Stop what an instance leaves running when its worker is gone: its app, and a proxy's nginx.
-
-    Both are found through their pid files; nginx daemonizes into its own session,
-    so stopping the worker's process group does not reach it.
-    """
-    for pid_file in (root / "run" / "app.pid", root / "rp" / "nginx.pid"):
-        try:
-            pid = int(pid_file.read_text().strip())
-        except (OSError, ValueError):
-            continue
-        stop_process_group(pid, grace=5)
-        pid_file.unlink(missing_ok=True)
+        info = self.recorded_info()
+        self.stop_recorded([partial(stop_instance, instance) for instance in (info.instances if info else [])])

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from skynet_tasks.local.cluster import ClusterError
+from skynet_tasks.local.cluster_info import ClusterError
 from skynet_tasks.local.network import IMDS_ADDRESS
 from skynet_tasks.local.stack_aws import Ec2Instance
 
@@ -99,6 +99,7 @@ def write_name_service(instance: Ec2Instance, etc: Path) -> None:
 
 
 def namespace_pids(namespace: str) -> list[int]:
+    """The processes running in the network namespace ``namespace``."""
     listed = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False)
     return [int(p) for p in listed.stdout.split()]
 

@@ -52,6 +52,7 @@ class InstanceMetadata:
 
     @property
     def role_name(self) -> str:
+        """The name of the instance's role (the last part of its ARN)."""
         return self.role_arn.rsplit("/", 1)[-1]
 
     def credentials(self) -> dict[str, Any]:
@@ -92,6 +93,7 @@ class InstanceMetadata:
 
 
 def handler_for(metadata: InstanceMetadata) -> type[BaseHTTPRequestHandler]:
+    """The HTTP handler that serves ``metadata`` as IMDSv2 does: a token first, then the paths."""
     tokens: dict[str, float] = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -130,6 +132,7 @@ def handler_for(metadata: InstanceMetadata) -> type[BaseHTTPRequestHandler]:
 
 
 def main(argv: list[str]) -> None:
+    """Serve the metadata described in the JSON file ``argv[0]`` until killed."""
     config = json.loads(Path(argv[0]).read_text())
     host, port = config.pop("listen", ["169.254.169.254", 80])
     metadata = InstanceMetadata(**config)

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skynet_tasks.local.cluster import ClusterError
+from skynet_tasks.local.cluster_info import ClusterError
 from skynet_tasks.local.motoserver import free_port
 
 
 @dataclass(frozen=True)
 class LocalLoadBalancer:
+    """A running load-balancer stand-in: its process, its URL and the file it reads targets from."""
+
     pid: int
     url: str
     targets_file: Path

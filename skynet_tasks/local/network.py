@@ -61,6 +61,7 @@ class Vpc:
 
     @property
     def bridge(self) -> str:
+        """The bridge's interface name (at most 15 characters, as Linux requires)."""
         return f"{self.name}-br"[:15]
 
     @property
@@ -92,9 +93,11 @@ class Vpc:
         raise NetworkError(f"no free address range among 10.{second_octets.start}-{second_octets.stop - 1}.0.0/16")
 
     def destroy(self) -> None:
+        """Delete the bridge, if it exists."""
         _ip("link", "del", self.bridge, check=False)
 
     def namespace(self, instance_id: str) -> str:
+        """The name of ``instance_id``'s network namespace in this VPC."""
         return f"{self.name}-{instance_id}"
 
     def attach(self, instance_id: str, address: str) -> str:

@@ -54,6 +54,12 @@ class Network:
     image_id: str
     certificate_arn: str
 
+    def parameters(self) -> dict[str, str]:
+        """The stack parameters that place the stack in this network."""
+        return {"VpcId": self.vpc_id, "PublicSubnets": ",".join(self.public_subnets),
+                "PrivateSubnets": ",".join(self.private_subnets), "HostedZoneId": self.hosted_zone_id,
+                "ImageId": self.image_id, "CertificateArn": self.certificate_arn}
+
 
 def create_network(aws: Aws, cidr_prefix: str, domain: str = "skynet.test") -> Network:
     """A VPC ``<prefix>.0.0/16`` with public subnets .1/.2 and private subnets .3/.4, a zone, an image and
@@ -92,6 +98,7 @@ class Ec2Instance:
 
     @property
     def layer(self) -> str:
+        """The instance's layer, from its ``skynet-layer`` tag."""
         return self.tags["skynet-layer"]
 
 

@@ -30,17 +30,11 @@ from pathlib import Path
 from skynet_tasks import names
 from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.local import ec2_host, firewall, stack_aws
-from skynet_tasks.local.cluster import (
-    ClusterError,
-    ClusterInfo,
-    InstanceInfo,
-    LocalCluster,
-    create_sample_repo,
-    stop_process_group,
-)
+from skynet_tasks.local.cluster_info import ClusterError, ClusterInfo, InstanceInfo, RecordedCluster
 from skynet_tasks.local.lb_process import start_load_balancer, write_targets
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.local.network import Vpc, require_namespaces
+from skynet_tasks.local.sample_repo import create_sample_repo
 from skynet_tasks.registry import Registry
 from skynet_tasks.stacks.wheels import build_wheel, upload_wheel, wheel_ref
 
@@ -49,6 +43,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StackInstance:
+    """One booted instance: its layer, private address, namespace, folder and security groups."""
+
     id: str
     layer: str
     address: str
@@ -70,16 +66,14 @@ class StackState:
     instances: list[StackInstance] = field(default_factory=list)
 
 
-class StackCluster:
+class StackCluster(RecordedCluster):
     """Start and stop the stack-built cluster in ``directory``."""
 
     def __init__(self, directory: Path, env: str = "local", faults: str = "") -> None:
-        self.dir = directory.resolve()
+        super().__init__(directory)
         self.faults = faults  # the local AWS's fault modes (skynet_tasks.local.faults)
-        self.env = names.check_name_part("env", env)
+        self.env = names.check_env(env)
         self._vpc: Vpc | None = None
-        self.moto: MotoServer | None = None
-        self.info: ClusterInfo | None = None
         self.state: StackState | None = None
         # Seconds each phase of ``up`` took (``stack``, ``up``) and each instance's boot (``boot:<id>``).
         self.timings: dict[str, float] = {}
@@ -119,12 +113,8 @@ class StackCluster:
             self.down()
             raise
 
-    def require_info(self) -> ClusterInfo:
-        if self.info is None:
-            self.info = ClusterInfo.load(self.dir)
-        return self.info
-
     def require_state(self) -> StackState:
+        """The stack's record (``stack.json``); ClusterError if there is none."""
         if self.state is None:
             path = self.dir / "stack.json"
             if not path.exists():
@@ -151,6 +141,7 @@ class StackCluster:
         return self.operator_aws()
 
     def auto_scaling_groups(self) -> list[str]:
+        """The names of the stack's auto scaling groups."""
         return [f"skynet-{self.env}-rp", f"skynet-{self.env}-api"]
 
     def _deploy(self, api: int, rp: int) -> None:
@@ -165,10 +156,7 @@ class StackCluster:
         network = stack_aws.create_network(aws, self.vpc.cidr.split(".0.0/")[0])
         stack = f"skynet-{self.env}"
         outputs = stack_aws.deploy_stack(aws, stack, {
-            "Env": self.env, "RepoUrl": str(repo), "DomainName": f"app.{self.env}.skynet.test",
-            "HostedZoneId": network.hosted_zone_id, "VpcId": network.vpc_id,
-            "PublicSubnets": ",".join(network.public_subnets), "PrivateSubnets": ",".join(network.private_subnets),
-            "ImageId": network.image_id, "CertificateArn": network.certificate_arn,
+            "Env": self.env, "RepoUrl": str(repo), "DomainName": f"app.{self.env}.skynet.test", **network.parameters(),
             "RpMinSize": str(rp), "RpDesiredSize": str(rp),
             "RpMaxSize": str(max(rp, 1) + 2), "ApiMinSize": str(api), "ApiDesiredSize": str(api),
             "ApiMaxSize": str(api + 2), **wheel.parameters()})
@@ -180,7 +168,7 @@ class StackCluster:
                                 groups=[names.default_group(self.env, "api"), names.default_group(self.env, "rp")],
                                 environment=operator)
         self.save()
-        LocalCluster(self.dir).write_env_file()
+        self.info.write_env_file()
 
     def start_services(self) -> None:
         """The webhook receiver and the dashboard, on this machine, acting with the operator's credentials."""
@@ -206,9 +194,11 @@ class StackCluster:
         self.save()
 
     def rp_targets(self) -> list[str]:
+        """The RP instances as load-balancer targets (``address:8000``)."""
         return [f"{i.address}:8000" for i in self.require_state().instances if i.layer == "rp"]
 
     def save(self) -> None:
+        """Write both records, ``cluster.json`` and ``stack.json`` (private: it holds keys)."""
         self.require_info().save()
         path = self.dir / "stack.json"
         path.write_text(json.dumps(asdict(self.require_state()), indent=2) + "\n")
@@ -287,16 +277,5 @@ class StackCluster:
             with ThreadPoolExecutor(max_workers=8) as pool:
                 list(pool.map(stop, vpc.namespaces()))
             vpc.destroy()
-        try:
-            info: ClusterInfo | None = self.require_info()
-        except ClusterError:
-            info = None
-        # The services (receiver, dashboard, load balancer), then moto: each waited for, killed if it lingers.
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda pid: stop_process_group(pid, grace=5), info.services.values() if info else []))
-        if info is not None:
-            stop_process_group(info.moto_pid, grace=5)
-        if self.moto is not None:
-            self.moto.stop()
-        for name in ("cluster.json", "stack.json"):
-            (self.dir / name).unlink(missing_ok=True)
+        self.stop_recorded()  # the services (receiver, dashboard, load balancer), then moto
+        (self.dir / "stack.json").unlink(missing_ok=True)

@@ -66,6 +66,8 @@ def read_targets_file(path: Path, default_port: int | None = None) -> list[Targe
 
 
 class TargetState(StrEnum):
+    """A target's health as the load balancer sees it."""
+
     INITIAL = "initial"
     HEALTHY = "healthy"
     UNHEALTHY = "unhealthy"

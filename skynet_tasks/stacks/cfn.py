@@ -9,14 +9,13 @@ from typing import Any
 
 import yaml
 
+from skynet_tasks.stacks import StackError
+from skynet_tasks.stacks.parameters import check_given
+
 # The templates live in cloudformation/ at the repository root; skynet_tasks/cloudformation is a
 # symlink to it, so a checkout reads them in place and a wheel carries a copy as package data.
 # A wheel is always unpacked onto disk, so the resource is a real path that cfn-lint can read.
 TEMPLATES = Path(str(resources.files("skynet_tasks") / "cloudformation"))
-
-
-class StackError(ValueError):
-    """A parameter the template does not have, or a template that cannot be read."""
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -38,6 +37,7 @@ CfnLoader.add_multi_constructor("!", _tag)
 
 
 def load_template(path: Path) -> dict[str, Any]:
+    """The template at ``path``, its short tags read as long forms; StackError if it is not one."""
     try:
         data = yaml.load(path.read_text(), Loader=CfnLoader)  # noqa: S506  # nosec B506 - a SafeLoader subclass
     except (OSError, yaml.YAMLError) as error:
@@ -49,8 +49,6 @@ def load_template(path: Path) -> dict[str, Any]:
 
 def render(path: Path, values: dict[str, str]) -> str:
     """The template as JSON, with ``values`` as its parameters' defaults (checked as ``stack deploy`` checks them)."""
-    from skynet_tasks.stacks.parameters import check_given  # it builds on this module's StackError
-
     template = load_template(path)
     parameters = template.get("Parameters", {})
     check_given(parameters, values)

@@ -24,7 +24,8 @@ from typing import Any
 from botocore.exceptions import ClientError, WaiterError
 
 from skynet_tasks.agent import AgentError
-from skynet_tasks.stacks.cfn import StackError, load_template
+from skynet_tasks.stacks import StackError
+from skynet_tasks.stacks.cfn import load_template
 from skynet_tasks.stacks.lambda_zip import build_lambda_zip, lambda_zip_ref, upload_lambda_zip
 from skynet_tasks.stacks.parameters import ParameterError, check_parameters
 from skynet_tasks.stacks.wheels import WheelRef, build_wheel, upload_wheel, wheel_ref
@@ -48,6 +49,8 @@ class DeployError(StackError):
 
 @dataclass(frozen=True)
 class DeployResult:
+    """What ``stack deploy`` did: created, updated or left the stack unchanged, and with which wheel."""
+
     stack_name: str
     action: str  # "created", "updated" or "unchanged"
     bucket: str

@@ -27,7 +27,7 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from skynet_tasks.stacks.cfn import StackError
+from skynet_tasks.stacks import StackError
 
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath"})
 ZIP_NAME = "skynet-webhook.zip"
@@ -43,6 +43,7 @@ class LambdaZipRef:
 
     @property
     def key(self) -> str:
+        """Where the zip is in the repo bucket."""
         return f"agent/lambda/{self.sha256}/{ZIP_NAME}"
 
 

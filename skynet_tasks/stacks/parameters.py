@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from skynet_tasks.stacks.cfn import StackError
+from skynet_tasks.stacks import StackError
 
 # CloudFormation's Number: an integer or a decimal ("nan" or "1e3", which float() takes, are not numbers there).
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")

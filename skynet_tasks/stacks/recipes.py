@@ -20,6 +20,8 @@ HEALTH_PATH = "/.skynet/health"
 
 @dataclass(frozen=True)
 class Recipe:
+    """A stack recipe: the templates it renders and the path of its health check."""
+
     name: str
     templates: tuple[str, ...]  # file names under templates/<name>/, rendered without their .j2
     health_path: str
@@ -33,10 +35,12 @@ RECIPES = {
 
 
 class UnknownRecipe(LookupError):
-    pass
+    """No stack recipe has that name."""
+
 
 
 def recipe(name: str) -> Recipe:
+    """The recipe called ``name``; UnknownRecipe if there is none."""
     try:
         return RECIPES[name]
     except KeyError:

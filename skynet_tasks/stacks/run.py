@@ -27,6 +27,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from skynet_tasks import names
 from skynet_tasks.settings import Settings
 from skynet_tasks.stacks.recipes import HEALTH_PATH, recipe
 
@@ -35,18 +36,21 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 NGINX = "/usr/sbin/nginx"
 
 
-class StackError(RuntimeError):
-    pass
+class RecipeError(RuntimeError):
+    """A stack recipe cannot run: a value in its environment is unsafe or missing, or a process failed."""
 
 
 @dataclass(frozen=True)
 class StackPlaces:
+    """Where a recipe's app lives: the current release, the run folder, the logs."""
+
     current: Path  # ROOT/current, the symlink the installer switches
     run: Path
     logs: Path
 
     @classmethod
     def from_environment(cls, environ: dict[str, str]) -> StackPlaces:
+        """The places under ``SKYNET_ROOT`` (default /srv/skynet)."""
         root = Path(environ.get("SKYNET_ROOT") or "/srv/skynet")
         return cls(current=root / "current", run=root / "run" / "stack", logs=root / "logs")
 
@@ -54,7 +58,7 @@ class StackPlaces:
 def _checked_path(value: Path, what: str) -> str:
     text = str(value)
     if not SAFE_PATH.fullmatch(text) or "/../" in f"{text}/":
-        raise StackError(f"{what} {text!r}: only absolute paths of letters, digits, '.', '_', '-' and '/'")
+        raise RecipeError(f"{what} {text!r}: only absolute paths of letters, digits, '.', '_', '-' and '/'")
     return text
 
 
@@ -64,15 +68,15 @@ def template_values(environ: dict[str, str], places: StackPlaces) -> dict[str, o
         port = int(environ["PORT"])
         address = str(ipaddress.ip_address(environ.get("SKYNET_ADDRESS") or "127.0.0.1"))
     except (KeyError, ValueError) as error:
-        raise StackError(f"PORT and SKYNET_ADDRESS must be a port number and an IP address: {error}") from None
+        raise RecipeError(f"PORT and SKYNET_ADDRESS must be a port number and an IP address: {error}") from None
     if not 1 <= port <= 65535:
-        raise StackError(f"PORT {port} is out of range")
+        raise RecipeError(f"PORT {port} is out of range")
     release = environ.get("SKYNET_RELEASE", "")
-    if not re.fullmatch(r"[0-9a-f]{7,64}", release):
-        raise StackError(f"SKYNET_RELEASE {release!r} is not a commit sha")
+    if not names.SHA.match(release):
+        raise RecipeError(f"SKYNET_RELEASE {release!r} is not a commit sha")
     user = environ.get("SKYNET_STACK_USER") or getpass.getuser()
     if not SAFE_NAME.fullmatch(user):
-        raise StackError(f"SKYNET_STACK_USER {user!r} is not a user name")
+        raise RecipeError(f"SKYNET_STACK_USER {user!r} is not a user name")
     docroot = "public" if (places.current / "public").is_dir() else "."
     return {
         "port": port, "address": address, "release": release, "user": user,
@@ -106,9 +110,10 @@ def render(name: str, values: dict[str, object], places: StackPlaces) -> dict[st
 
 
 def php_fpm_binary() -> str:
+    """The path of the newest PHP-FPM installed; RecipeError if there is none."""
     found = sorted(Path("/usr/sbin").glob("php-fpm*"))
     if not found:
-        raise StackError("PHP-FPM is not installed (Debian: apt-get install php-fpm)")
+        raise RecipeError("PHP-FPM is not installed (Debian: apt-get install php-fpm)")
     return str(found[-1])
 
 
@@ -119,7 +124,7 @@ def processes(name: str, files: dict[str, Path], values: dict[str, object]) -> l
                  f"{values['logs']}/nginx-error.log"]
         check = subprocess.run([*nginx, "-t", "-q"], capture_output=True, text=True, timeout=30, check=False)  # noqa: S603  # nosec B603
         if check.returncode != 0:
-            raise StackError(f"nginx -t refused the rendered configuration: {check.stderr.strip()}")
+            raise RecipeError(f"nginx -t refused the rendered configuration: {check.stderr.strip()}")
         commands = [[*nginx, "-g", "daemon off;"]]
         if name == "php-nginx":
             fpm = [php_fpm_binary(), "--nodaemonize", "--fpm-config", str(files["php-fpm.conf"])]
@@ -131,10 +136,11 @@ def processes(name: str, files: dict[str, Path], values: dict[str, object]) -> l
         app = "wsgi:application" if (Path(str(values["current"])) / "wsgi.py").exists() else "app:app"
         return [[sys.executable, "-m", "gunicorn", "--bind", f"{values['address']}:{values['port']}",
                  "--workers", "2", "--chdir", str(values["current"]), "--access-logfile", "-", app]]
-    raise StackError(f"recipe {name} has no processes")
+    raise RecipeError(f"recipe {name} has no processes")
 
 
 def run(name: str, environ: dict[str, str]) -> int:
+    """Render the recipe's files and run its processes until one exits or a signal comes; return the exit code."""
     places = StackPlaces.from_environment(environ)
     values = template_values(environ, places)
     if name == "php-nginx":
@@ -169,12 +175,13 @@ def run(name: str, environ: dict[str, str]) -> int:
 
 
 def main() -> None:
+    """``python -m skynet_tasks.stacks.run RECIPE``: run the recipe as the app."""
     if len(sys.argv) != 2:
         sys.exit("usage: python -m skynet_tasks.stacks.run RECIPE")
     try:
         Settings.from_env()  # the app's environment, as Skynet gave it: no unknown SKYNET_* name, no bad value
         sys.exit(run(sys.argv[1], dict(os.environ)))
-    except (StackError, LookupError, ValueError, OSError) as error:  # SettingsError is a ValueError
+    except (RecipeError, LookupError, ValueError, OSError) as error:  # SettingsError is a ValueError
         sys.exit(f"stack {sys.argv[1]}: {error}")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from skynet_tasks.stacks.cfn import StackError
+from skynet_tasks.stacks import StackError
 from skynet_tasks.stacks.wheels import WheelRef
 
 PIN_RESOURCE = "AgentWheelParameter"  # its logical id in cloudformation/php-nginx.yaml

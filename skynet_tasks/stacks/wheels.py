@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from skynet_tasks.agent import wheel_version
-from skynet_tasks.stacks.cfn import StackError
+from skynet_tasks.stacks import StackError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,6 +31,7 @@ class WheelRef:
 
     @property
     def key(self) -> str:
+        """Where the wheel is in the repo bucket."""
         return f"agent/wheels/{self.sha256}/{self.filename}"
 
     def parameters(self) -> dict[str, str]:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 
+from skynet_tasks import names
+
 _FORBIDDEN_IN_REF = set(" ~^:?*[\\\x7f")
 _REPO_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 _OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 ZERO_SHA = "0" * 40
 
 
@@ -45,6 +46,6 @@ def check_repository(full_name: str) -> tuple[str, str]:
 
 
 def check_sha(value: str) -> str:
-    if not isinstance(value, str) or not _SHA.match(value):
+    if not isinstance(value, str) or not names.SHA.match(value):
         raise BadName("commit id must be 40 lowercase hexadecimal characters")
     return value

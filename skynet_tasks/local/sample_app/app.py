@@ -23,7 +23,10 @@ GREETING = read_greeting()
 
 
 class Handler(BaseHTTPRequestHandler):
+    """Answers every GET with JSON: the instance, release, version and greeting."""
+
     def do_GET(self):  # noqa: N802 - http.server's naming
+        """Answer which instance and release served the request."""
         body = json.dumps({"instance": INSTANCE, "release": RELEASE, "version": MESSAGE, "greeting": GREETING,
                            "path": self.path, "pid": os.getpid()}).encode()
         self.send_response(200)
@@ -33,7 +36,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, format, *args):  # noqa: A002 - quiet
-        pass
+        """Log nothing: the proxy logs the requests."""
 
 
 if __name__ == "__main__":
