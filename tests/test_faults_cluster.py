@@ -50,7 +50,8 @@ def test_a_rollout_completes_one_at_a_time_on_an_aws_that_throttles_and_cancels_
         assert current_release(cluster, instance) == sha
     assert cluster.moto is not None
     counts = cluster.moto.fault_counts()
-    assert all(counts.get(f"throttled:{service}", 0) > 0 for service in ("dynamodb", "sqs", "s3")), counts
+    # (S3 sees a dozen requests in a rollout: whether one of them was throttled is left to chance)
+    assert counts.get("throttled:dynamodb", 0) > 0 and counts.get("throttled:sqs", 0) > 0, counts
     # and no worker stopped at a throttled receive: each restarted its consumer and went on
     logs = [path.read_text(errors="replace") for path in cluster.dir.glob("instances/*/logs/worker.log")]
     assert len(logs) == len(INSTANCES) and not any("Unrecoverable error" in log for log in logs)
