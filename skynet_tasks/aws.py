@@ -22,11 +22,15 @@ from botocore.config import Config
 # every caller sharing a client after one throttle: not wanted for a conductor on a timer.)
 # Transaction conflicts are not retried here: the caller decides again on a fresh read.
 RETRY_ATTEMPTS = 10
-_CLIENT_CONFIG = Config(
-    connect_timeout=5,
-    read_timeout=30,
-    retries={"total_max_attempts": RETRY_ATTEMPTS, "mode": "standard"},  # botocore's max_attempts: retries
-)
+# Also the configuration of the SQS client kombu makes for the workers (``celeryconfig``'s
+# ``client-config``): botocore's default (legacy mode, 3 attempts) let one throttled ListQueues,
+# as kombu opens a channel, stop a worker.
+CLIENT_SETTINGS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "read_timeout": 30,
+    "retries": {"total_max_attempts": RETRY_ATTEMPTS, "mode": "standard"},  # botocore's max_attempts: retries
+}
+_CLIENT_CONFIG = Config(**CLIENT_SETTINGS)
 
 
 @dataclass

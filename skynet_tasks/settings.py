@@ -9,13 +9,13 @@ from instance metadata and tags before these settings are read.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from skynet_tasks import names
+from skynet_tasks.addresses import ip_address
 from skynet_tasks.variables import BY_NAME, VARIABLES, Variable
 
 
@@ -49,9 +49,9 @@ def parse(variable: Variable, raw: str) -> object:
     if variable.kind == "address":
         # It is registered for the proxies to reach and a proxy's nginx listens on it: an IP address only.
         try:
-            return ipaddress.ip_address(raw).compressed
-        except ValueError:
-            raise SettingsError(f"{variable.name}={shown} is not an IP address") from None
+            return ip_address(raw).compressed
+        except ValueError as error:
+            raise SettingsError(f"{variable.name}={shown}: {error}") from None
     if variable.kind == "name":
         try:
             return names.check_name_part(variable.name, raw)

@@ -393,3 +393,19 @@ def test_a_sync_at_boot_that_meets_a_deep_item_keeps_the_last_good_config_and_th
 
     assert config.current_version() == first
     assert json.loads((config.path / "app.json").read_text()) == {"greeting": "hello"}
+
+
+def test_any_other_failure_of_the_sync_at_boot_keeps_the_last_good_config_and_the_instance_running(
+        aws, tmp_path, monkeypatch, caplog):
+    config, first = on_good_config(aws, tmp_path)
+    ctx = SimpleNamespace(aws=aws, resources=resolve(aws, ENV),
+                          settings=SimpleNamespace(config_dir=config.path, layer="api"))
+
+    def broken(_: object) -> None:
+        raise RuntimeError("a bug nobody foresaw")
+
+    monkeypatch.setattr("workers.launch.sync_config", broken)
+    sync_config_at_boot(ctx)  # type: ignore[arg-type] - a worker that raised here would restart into it forever
+
+    assert config.current_version() == first
+    assert "a bug nobody foresaw" in caplog.text

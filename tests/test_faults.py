@@ -15,7 +15,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from skynet_tasks.dynamo import condition_failed
+from skynet_tasks.dynamo import condition_failed, lost_to_another_write, transaction_conflict
 from skynet_tasks.local.faults import Faults, FaultSpecError, parse_faults, take_faults_argument
 from skynet_tasks.local.motoserver import MotoServer
 
@@ -114,7 +114,8 @@ def test_a_transaction_that_overlaps_another_on_an_item_is_cancelled_with_transa
     assert first_result == [("ok", 200)]
     assert second.response["Error"]["Code"] == "TransactionCanceledException"
     assert [r["Code"] for r in second.response["CancellationReasons"]] == ["None", "TransactionConflict"]
-    assert condition_failed(second)  # what the ledger reads as "another write won: decide again"
+    assert transaction_conflict(second) and not condition_failed(second)  # nothing written, nothing refused
+    assert lost_to_another_write(second)  # what a decision reads as "another write won: decide again"
     item = db.get_item(TableName="state", Key={"pk": {"S": "group"}, "sk": {"S": "x"}}, ConsistentRead=True)
     assert item["Item"]["v"] == {"N": "1"}  # the cancelled one changed nothing
     assert "Item" not in db.get_item(TableName="state", Key={"pk": {"S": "t2"}, "sk": {"S": "x"}})

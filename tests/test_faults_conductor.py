@@ -1,6 +1,6 @@
 """The conductor on a local AWS that misbehaves as AWS does: transactions that conflict, requests throttled.
 
-The steps run as the maintenance task runs them (``handlers.handle_maintenance``) against
+The steps run as the maintenance task runs them (``skynet_tasks.tasks.maintenance.handle_maintenance``) against
 moto's server over HTTP, with the boto3 clients Skynet builds (``skynet_tasks.aws``); only
 the messages a step sends are recorded instead of sent.
 """

@@ -127,7 +127,7 @@ def test_a_sha_that_leaves_the_releases_folder_is_refused_before_any_file_is_tou
     expected_sha = "c" * 40 if where == "manifest" else "../../x"
     ctx = update_context(store, root)
 
-    with pytest.raises(artifacts.ArtifactError, match="not a 40 or 64 digit"):
+    with pytest.raises(artifacts.ArtifactError, match="not a 40 digit lowercase hex commit id"):
         fetch_release(ctx, hostile, artifacts.ExpectedRelease(expected_sha, built.sha256, built.size),
                       commands.CommandLog())
     with pytest.raises(UpdateFailed, match="refused"):

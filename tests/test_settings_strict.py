@@ -73,6 +73,14 @@ def test_a_typo_or_a_bad_value_is_refused_naming_it(variables, message):
     assert message in str(refused.value)
 
 
+@pytest.mark.parametrize("address", ["fe80::1%eth0", "fe80::1%eth0;}", "fe80::1%x\nlisten 80"])
+def test_an_address_with_an_ipv6_zone_is_refused_as_nginx_would_refuse_it(address):
+    # The instance's address goes into every proxy's nginx upstream, and its own listen line
+    with pytest.raises(SettingsError, match="SKYNET_ADDRESS=.*zone"):
+        Settings.from_env({"SKYNET_ADDRESS": address})
+    assert Settings.from_env({"SKYNET_ADDRESS": "fe80::1"}).address == "fe80::1"
+
+
 def test_a_variable_far_from_every_name_is_refused_without_a_guess():
     with pytest.raises(SettingsError, match=r"SKYNET_XYZZY_PLUGH is not a Skynet variable: see"):
         Settings.from_env({"SKYNET_XYZZY_PLUGH": "1"})

@@ -52,6 +52,7 @@ ROLES = ("all", "work", "conductor")
 
 
 def worker_queues(settings: Settings, role: str) -> list[str]:
+    """The queues a worker of ``role`` consumes: the group's maintenance queue, or the instance's own."""
     if role == "conductor":
         return [names.maintenance_queue(settings.env, settings.group)]
     return [names.instance_queue(settings.env, settings.instance_id)]
@@ -216,6 +217,7 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
 
 
 def run_celery(app: Any, settings: Settings, role: str, loglevel: str) -> None:
+    """Run the Celery worker of ``role`` in this process, one task at a time, until it stops."""
     # kombu's SQS receives wait on libcurl timers 1,000 times too long, and could start up to a
     # second after the task before them was acknowledged (skynet_tasks/compat/kombu_*.py)
     install_kombu_patches()
@@ -232,6 +234,8 @@ def sync_config_at_boot(ctx: Context) -> None:
         sync_config(ctx)
     except (ConfigError, OSError, ClientError, BotoCoreError) as error:
         log.error("config not synced at boot, the previous config stays: %s", error)
+    except Exception:  # noqa: BLE001 - any other failure too: a worker that exits here restarts into it forever
+        log.exception("config not synced at boot (unexpected error), the previous config stays")
 
 
 def restart_on_installed_agent(settings: Settings, loglevel: str, role: str, always: bool = False) -> None:

@@ -12,15 +12,24 @@ from __future__ import annotations
 import logging
 import threading
 
-from skynet_tasks.compat import kombu_ack_wake, kombu_curl_timer, moto_cfn, moto_dynamodb, moto_iam, moto_sqs
+from skynet_tasks.compat import (
+    kombu_ack_wake,
+    kombu_curl_timer,
+    kombu_sqs_errors,
+    moto_cfn,
+    moto_dynamodb,
+    moto_iam,
+    moto_sqs,
+)
 from skynet_tasks.compat.patching import Patch, UnsupportedVersion, installed_version
 
 __all__ = ["KOMBU_PATCHES", "MOTO_PATCHES", "UnsupportedVersion", "install_kombu_patches", "install_moto_patches"]
 
 log = logging.getLogger(__name__)
 
-# What a Celery worker on SQS needs: the receive after a task starts at once.
-KOMBU_PATCHES: tuple[Patch, ...] = (kombu_curl_timer.PATCH, kombu_ack_wake.PATCH)
+# What a Celery worker on SQS needs: the receive after a task starts at once, and a throttled
+# or failing SQS answer restarts the consumer instead of stopping the worker.
+KOMBU_PATCHES: tuple[Patch, ...] = (kombu_curl_timer.PATCH, kombu_ack_wake.PATCH, kombu_sqs_errors.PATCH)
 # What the local AWS (moto's server) needs to behave as AWS does for Skynet.
 MOTO_PATCHES: tuple[Patch, ...] = (moto_sqs.PATCH, moto_dynamodb.PATCH, *moto_iam.PATCHES, moto_cfn.PATCH)
 

@@ -8,12 +8,12 @@ the rest of the configuration still renders.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from skynet_tasks import names
+from skynet_tasks.addresses import ip_address
 from skynet_tasks.registry import Endpoint
 from skynet_tasks.states import Health
 
@@ -76,12 +76,7 @@ def ip_literal(value: str) -> str:
     ``compressed``; nginx takes no zone in ``server`` or ``listen`` and fails ``nginx -t``, which
     would freeze every proxy's configuration. A zone only means something on one host's link anyway.
     """
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not an IP address") from None
-    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
-        raise ValueError(f"{value!r} is an IPv6 address with a zone, which nginx does not take")
+    address = ip_address(value)  # refuses a zone: see skynet_tasks.addresses
     return f"[{address.compressed}]" if address.version == 6 else address.compressed
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import getpass
 import grp
-import ipaddress
 import os
 import re
 import signal
@@ -28,6 +27,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from skynet_tasks import names
+from skynet_tasks.addresses import ip_address
 from skynet_tasks.settings import Settings
 from skynet_tasks.stacks.recipes import HEALTH_PATH, recipe
 
@@ -66,7 +66,7 @@ def template_values(environ: dict[str, str], places: StackPlaces) -> dict[str, o
     """What the templates see, each value checked."""
     try:
         port = int(environ["PORT"])
-        address = str(ipaddress.ip_address(environ.get("SKYNET_ADDRESS") or "127.0.0.1"))
+        address = str(ip_address(environ.get("SKYNET_ADDRESS") or "127.0.0.1"))
     except (KeyError, ValueError) as error:
         raise RecipeError(f"PORT and SKYNET_ADDRESS must be a port number and an IP address: {error}") from None
     if not 1 <= port <= 65535:
