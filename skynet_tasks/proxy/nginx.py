@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from skynet_tasks.proctable import child_pids
 from skynet_tasks.proxy.model import ip_literal
 
 log = logging.getLogger(__name__)
@@ -172,15 +173,7 @@ class NginxControl:
 
     def _workers(self) -> list[int]:
         master = self.master_pid()
-        children = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if master is not None and fields[1] == str(master):
-                children.append(int(stat.parent.name))
-        return children
+        return child_pids(master) if master is not None else []
 
     def record_error(self, error: str) -> None:
         """Make a failure before nginx -t (a render error) visible in status.json too."""
