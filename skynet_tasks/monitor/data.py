@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 # What a rollout id may look like in a URL (buildrequest.new_rollout_id makes r<date>-<time>-<hex>).
 ROLLOUT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-SHA = re.compile(r"^[0-9a-f]{7,64}$")
 LOG_LIMIT = 200_000  # characters of a log shown; the tail, where the failure is
 
 
@@ -235,7 +234,9 @@ class MonitorData:
 
         NotFound for a malformed group or sha, or no such release.
         """
-        if not SHA.match(sha):
+        # Releases are recorded under their full commit id (a build request carries no other),
+        # so an abbreviation can name none.
+        if not names.SHA.match(sha):
             raise NotFound(f"{sha!r} is not a commit sha")
         release = self.ledger.release(check_part("group", group), sha)
         if release is None:
