@@ -49,7 +49,7 @@ def make_app(receiver: Receiver) -> Callable[[dict[str, Any], StartResponse], It
 def dispatch(receiver: Receiver, environ: dict[str, Any]) -> Response:
     """The response to one request: ``GET /health``, or a POST to ``PATH`` handed to the receiver.
 
-    The body is read up to one byte past the limit; any other path is a 404, method a 405.
+    The body is read up to one byte past the limit; any other path is a 404, any other method a 405.
     """
     path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
     if path == "/health" and method == "GET":
