@@ -45,6 +45,8 @@ class UnsafeArtifact(ArtifactError):
 
 @dataclass(frozen=True)
 class FileEntry:
+    """One file of a release tarball: its path in the release, size, sha256 and mode bits."""
+
     path: str
     size: int
     sha256: str
@@ -53,6 +55,11 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class Manifest:
+    """What the builder says of a release: its artifact's sha256 and size, its files, who built it.
+
+    Untrusted when read back from the bucket: ``check_manifest`` holds it against the ledger.
+    """
+
     repo: str
     branch: str
     sha: str
@@ -65,10 +72,12 @@ class Manifest:
     artifact_key: str
 
     def to_json(self) -> str:
+        """The manifest as indented JSON with sorted keys."""
         return json.dumps(asdict(self), indent=1, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
+        """Parse ``text``; ArtifactError unless it is JSON with exactly the manifest's keys and valid file entries."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
@@ -87,13 +96,16 @@ class ReleaseRecord(Protocol):
     """What the ledger records of a built release (``skynet_tasks.ledger.Release`` is one)."""
 
     @property
-    def sha(self) -> str: ...
+    def sha(self) -> str:
+        """The release's commit id."""
 
     @property
-    def sha256(self) -> str | None: ...
+    def sha256(self) -> str | None:
+        """The sha256 of the release's tarball, or None if the build reported none."""
 
     @property
-    def size(self) -> int | None: ...
+    def size(self) -> int | None:
+        """The size in bytes of the release's tarball, or None if the build reported none."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,7 @@ def check_manifest(manifest: Manifest, expected: ExpectedRelease) -> str:
 
 
 def sha256_file(path: Path) -> str:
+    """The hex sha256 of the file at ``path``."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -38,6 +38,7 @@ def _from_dynamo(value: Any) -> Any:
 
 
 def to_attr(value: Any) -> dict[str, Any]:
+    """One Python value as a DynamoDB attribute value (floats as numbers)."""
     return dict(_serializer.serialize(_to_dynamo(value)))
 
 
@@ -47,6 +48,7 @@ def to_item(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item as a dict of Python values (numbers as int or float)."""
     return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
 
 

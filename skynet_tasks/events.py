@@ -62,6 +62,7 @@ def to_message(event: Event) -> tuple[dict[str, Any], str]:
 
 
 def from_message(data: Any) -> Event:
+    """The event a message body (untrusted) describes; BadEvent for anything malformed or unknown."""
     if not isinstance(data, dict):
         raise BadEvent("an event must be an object")
     kind = data.get("type")

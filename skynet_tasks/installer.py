@@ -44,26 +44,33 @@ class UpdateFailed(Exception):
 
 @dataclass(frozen=True)
 class InstanceLayout:
+    """The folders and links of an instance under its root."""
+
     root: Path
 
     @property
     def releases(self) -> Path:
+        """The folder of extracted releases, one folder per sha."""
         return self.root / "releases"
 
     @property
     def current(self) -> Path:
+        """The symlink to the release the app runs."""
         return self.root / "current"
 
     @property
     def downloads(self) -> Path:
+        """Where artifacts are downloaded before they are checked."""
         return self.root / "downloads"
 
     @property
     def run_dir(self) -> Path:
+        """The app's runtime folder."""
         return self.root / "run"
 
     @property
     def logs(self) -> Path:
+        """The folder of the app's and the updates' logs."""
         return self.root / "logs"
 
     @property
@@ -72,6 +79,7 @@ class InstanceLayout:
         return self.root / "draining"
 
     def current_release(self) -> str | None:
+        """The sha ``current`` points to, or None if there is no current release."""
         try:
             return os.readlink(self.current).rsplit("/", 1)[-1]
         except OSError:

@@ -35,6 +35,8 @@ class OperatorError(Exception):
 
 @dataclass(frozen=True)
 class ActionRecord:
+    """An operator's request as the ledger records it: on which group and rollout, what, who, when."""
+
     group: str
     rollout_id: str | None
     action: str
@@ -64,6 +66,7 @@ def rollout_action(ledger: Ledger, messenger: Messenger, rollout_id: str, action
 
 
 def canary_failed_item(ledger: Ledger, rollout_id: str) -> bool:
+    """Whether ``rollout_id`` exists and failed on its canary before publication."""
     loaded = ledger.load_rollout(rollout_id)
     return loaded is not None and canary_failed(loaded)
 

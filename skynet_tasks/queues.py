@@ -24,12 +24,15 @@ MAX_RECEIVES = 5
 
 @dataclass(frozen=True)
 class QueueSpec:
+    """A queue to create: its name, visibility timeout in seconds, and whether it is FIFO."""
+
     name: str
     visibility_timeout: int
     fifo: bool = False
 
     @property
     def dead_letter(self) -> str:
+        """The name of the queue's dead-letter queue."""
         return names.dead_letter_queue(self.name)
 
 
@@ -42,10 +45,12 @@ INSTANCE_VISIBILITY = 900
 
 
 def group_queues(env: str, group: str) -> list[QueueSpec]:
+    """The queues a group needs: its FIFO maintenance queue."""
     return [QueueSpec(names.maintenance_queue(env, group), MAINTENANCE_VISIBILITY, fifo=True)]
 
 
 def instance_queue(env: str, instance_id: str) -> QueueSpec:
+    """The queue of one instance, which carries its builds and updates."""
     return QueueSpec(names.instance_queue(env, instance_id), INSTANCE_VISIBILITY)
 
 

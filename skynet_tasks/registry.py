@@ -4,7 +4,7 @@ Each item holds that layer's instances in a map keyed by instance id (the
 original design's keys, ``env`` and ``layer``). An instance writes only its own
 entry; readers ignore entries whose heartbeat is older than the allowed age,
 and ``prune`` removes them. Entries are written by instances, so readers that
-render them (the reverse proxy) must validate them: see ``skynet_tasks.proxyconf``.
+render them (the reverse proxy) must validate them: see ``skynet_tasks.proxy.model``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Endpoint:
+    """One instance's registry entry: where it serves, what it runs, how healthy it is, its last heartbeat."""
+
     instance_id: str
     group: str
     address: str
@@ -40,10 +42,13 @@ class Endpoint:
     synced_at: float = 0.0
 
     def age(self, now: float) -> float:
+        """Seconds from the entry's last heartbeat to ``now``."""
         return now - self.heartbeat
 
 
 class Registry:
+    """The endpoints table, read and written through the DynamoDB client passed in."""
+
     def __init__(self, dynamodb: Any, table: str) -> None:
         self.db = dynamodb
         self.table = table
@@ -70,6 +75,7 @@ class Registry:
             self.db.update_item(**update)
 
     def deregister(self, env: str, layer: str, instance_id: str) -> None:
+        """Remove this instance's entry; nothing happens if the layer has no item."""
         try:
             self.db.update_item(TableName=self.table, Key={"env": {"S": env}, "layer": {"S": layer}},
                                 UpdateExpression="REMOVE instances.#id",
@@ -143,6 +149,7 @@ class Registry:
 
     def live(self, env: str, layer: str | None, max_age: float, now: float | None = None,
              group: str | None = None) -> list[Endpoint]:
+        """The entries of the env (or of one layer, or ``group``) whose heartbeat is at most ``max_age`` seconds old."""
         now = time.time() if now is None else now
         return [e for e in self.endpoints(env, layer)
                 if e.age(now) <= max_age and (group is None or e.group == group)]
@@ -192,6 +199,7 @@ class LiveMembers(Collection[str]):
 
     @cached_property
     def members(self) -> frozenset[str]:
+        """The ids of the group's instances with a fresh heartbeat (read once, then kept)."""
         return frozenset(e.instance_id for e in self.registry.live(self.env, None, self.max_age, group=self.group))
 
     def __contains__(self, instance: object) -> bool:

@@ -16,6 +16,7 @@ ROLLOUT_FIELDS = ("id", "group", "kind", "release", "state", "reason", "canary",
 
 
 def rollout_summary(view: dict[str, Any]) -> dict[str, Any]:
+    """A stored rollout view cut to ``ROLLOUT_FIELDS``, with its whole tickets in number order."""
     summary = {k: view.get(k) for k in ROLLOUT_FIELDS}
     # A query can see a ticket item before a transaction's write of its fields is visible
     # (moto shows it, DynamoDB allows it): such a half-written item waits for the next read.
@@ -26,6 +27,10 @@ def rollout_summary(view: dict[str, Any]) -> dict[str, Any]:
 
 def collect_status(ledger: Ledger, registry: Registry, env: str, max_age: float, rollouts_per_group: int = 5,
                    now: float | None = None) -> dict[str, Any]:
+    """What ``skynet status --json`` prints: every group with its instances and recent rollouts.
+
+    An instance whose heartbeat is older than ``max_age`` is marked stale.
+    """
     now = time.time() if now is None else now
     endpoints = registry.endpoints(env)
     groups = []

@@ -20,11 +20,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Synced:
+    """The outcome of a config sync: the version that was active before (None on first sync) and the one active now."""
+
     previous: str | None
     version: str
 
     @property
     def changed(self) -> bool:
+        """Whether the sync switched to another version."""
         return self.previous != self.version
 
 

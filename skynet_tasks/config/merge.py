@@ -26,6 +26,8 @@ KeyPath = tuple[str, ...]
 
 @dataclass
 class MergedFile:
+    """One config file after the merge: its content, the highest source behind it and, for JSON, each key's source."""
+
     path: str
     data: bytes
     source: str  # the highest source that contributed
@@ -33,15 +35,19 @@ class MergedFile:
 
     @property
     def mode(self) -> int:
+        """The file mode its kind gets: owner-only for secrets, keys and deploy keys, else world-readable."""
         return mode_of(kind_of(self.path))
 
     @property
     def placed_at(self) -> str:
+        """Where the file lands inside a config generation."""
         return placed_at(self.path)
 
 
 @dataclass
 class MergedConfig:
+    """An instance's whole merged config: every file by its config path."""
+
     files: dict[str, MergedFile]
 
     @property

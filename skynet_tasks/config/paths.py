@@ -23,6 +23,8 @@ class ConfigError(ValueError):
 
 
 class FileKind(StrEnum):
+    """What a config file is, by its name: which decides its mode and where it is placed."""
+
     PLAIN = "plain"
     PRIVATE = "private"  # a secret file: readable by the worker's user only
     DEPLOY_KEY = "deploy-key"  # *.pem: an SSH key git uses for the repository
@@ -52,6 +54,11 @@ def check_config_path(path: str, source: str = "") -> str:
 
 
 def kind_of(path: str) -> FileKind:
+    """The kind of the config file at ``path``, by its name.
+
+    ``*.pem``, ``*.crt`` and ``*.key`` by their suffix; a secret if it is in a ``secrets`` folder or
+    ends in ``.secret``; else plain.
+    """
     name = path.rsplit("/", 1)[-1]
     if name.endswith(".pem"):
         return FileKind.DEPLOY_KEY
@@ -65,10 +72,12 @@ def kind_of(path: str) -> FileKind:
 
 
 def mode_of(kind: FileKind) -> int:
+    """The file mode a kind gets: 0644 for plain files and TLS certificates, 0600 for everything else."""
     return PLAIN_MODE if kind in (FileKind.PLAIN, FileKind.TLS_CERT) else SECRET_MODE
 
 
 def is_secret(path: str) -> bool:
+    """Whether the file at ``path`` is written readable by its owner only."""
     return mode_of(kind_of(path)) == SECRET_MODE
 
 

@@ -60,6 +60,8 @@ def read_tree(root: Path) -> dict[str, bytes]:
 
 @dataclass
 class Change:
+    """What a push changes in a level: paths added, changed and removed, and a diff of each changed one."""
+
     added: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -67,9 +69,11 @@ class Change:
 
     @property
     def empty(self) -> bool:
+        """Whether nothing is added, changed or removed."""
         return not (self.added or self.changed or self.removed)
 
     def lines(self) -> list[str]:
+        """The change as printable lines (``+``, ``~``, ``-`` per path, then the diffs), or ``no change``."""
         out = [f"+ {p}" for p in self.added] + [f"~ {p}" for p in self.changed] + [f"- {p}" for p in self.removed]
         for path in self.changed:
             if self.details.get(path):
@@ -77,6 +81,7 @@ class Change:
         return out or ["no change"]
 
     def to_dict(self) -> dict[str, Any]:
+        """The added, changed and removed paths, for JSON output (diffs left out)."""
         return {"added": self.added, "changed": self.changed, "removed": self.removed}
 
 
@@ -90,6 +95,7 @@ def stored_level(s3: Any, dynamodb: Any, resources: EnvResources, level: Level, 
 
 
 def compare(before: dict[str, bytes], after: dict[str, bytes]) -> Change:
+    """What turns ``before`` into ``after``; a changed file's diff shows no secret's content and no binary's bytes."""
     change = Change(added=sorted(set(after) - set(before)), removed=sorted(set(before) - set(after)))
     for path in sorted(set(before) & set(after)):
         if before[path] != after[path]:

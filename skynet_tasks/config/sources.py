@@ -38,11 +38,14 @@ class Piece:
 
 @dataclass(frozen=True)
 class Level:
+    """One config level: its name (global, environment, layer) and its scope in the bucket and the table."""
+
     name: str  # global, environment, layer
     scope: str  # S3 prefix without its slash, and the DynamoDB scope
 
     @property
     def prefix(self) -> str:
+        """The level's key prefix in the config bucket."""
         return f"{self.scope}/"
 
 
@@ -64,6 +67,7 @@ def level_for(env: str, layer: str | None, global_: bool = False) -> Level:
 
 
 def read_s3_level(s3: Any, bucket: str, level: Level) -> dict[str, Piece]:
+    """The files under ``level`` in the config bucket; ConfigError for an unsafe path or a file or level too large."""
     pieces: dict[str, Piece] = {}
     total = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=level.prefix):
@@ -84,6 +88,10 @@ def read_s3_level(s3: Any, bucket: str, level: Level) -> dict[str, Piece]:
 
 
 def read_dynamo_level(dynamodb: Any, table: str, level: Level) -> dict[str, Piece]:
+    """The items of ``level`` in the config table, as files.
+
+    ConfigError for an unsafe path, a content with no file form, a file too large, or one nested too deep.
+    """
     pieces: dict[str, Piece] = {}
     kwargs: dict[str, Any] = {"TableName": table, "KeyConditionExpression": "#s = :s",
                               "ExpressionAttributeNames": {"#s": "scope"},

@@ -37,14 +37,18 @@ KEEP_GENERATIONS = 4
 
 @dataclass(frozen=True)
 class ConfigDir:
+    """An instance's config directory: the symlink readers use and the generations behind it."""
+
     path: Path  # what readers use: a symlink to the current generation
 
     @property
     def generations(self) -> Path:
+        """The folder holding every generation, ``.<name>.d`` beside the symlink."""
         return self.path.parent / f".{self.path.name}.d"
 
     @property
     def ssh(self) -> Path:
+        """The deploy keys' folder, inside the current generation."""
         return self.path / "ssh"
 
     @property
@@ -53,6 +57,7 @@ class ConfigDir:
         return self.generations / "known_hosts"
 
     def current_version(self) -> str | None:
+        """The version the symlink points to, or None if there is no current generation."""
         try:
             return os.readlink(self.path).rsplit("/", 1)[-1]
         except OSError:

@@ -112,7 +112,8 @@ def needs_every_ticket(before: Group, decision: Decision) -> str | None:
 class Lines(Protocol):
     """The ledger's reads of a group's line (``skynet_tasks.ledger.lines.LineStore``)."""
 
-    def load_group(self, group: str, focus: Focus | None = None) -> Group: ...
+    def load_group(self, group: str, focus: Focus | None = None) -> Group:
+        """The group with every rollout in its line; with ``focus``, only the tickets ``partial_view`` keeps."""
 
 
 class Reader:

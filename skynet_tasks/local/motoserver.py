@@ -46,6 +46,7 @@ class MotoServer:
 
     @property
     def endpoint(self) -> str:
+        """The server's URL, as ``AWS_ENDPOINT_URL`` takes it."""
         return f"http://{self.host}:{self.port}"
 
     def environment(self) -> dict[str, str]:
@@ -79,6 +80,10 @@ class MotoServer:
         return FaultCounter.read(self.host, self.port)
 
     def wait_ready(self, timeout: float) -> None:
+        """Return once the server answers.
+
+        RuntimeError if it exited; TimeoutError, the server stopped, if it did not answer within ``timeout`` s.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -92,6 +97,7 @@ class MotoServer:
         raise TimeoutError(f"moto server on {self.endpoint} did not answer within {timeout}s")
 
     def stop(self) -> None:
+        """Stop the server if it runs: terminate, then kill after 10 s."""
         if self.process.poll() is None:
             self.process.terminate()
             try:

@@ -126,6 +126,7 @@ def _origin(url: str) -> tuple[str, str]:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name, an address or a bracketed IPv6 address) is ``localhost`` or a loopback address."""
     if host == "localhost":
         return True
     try:

@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 # What a rollout id may look like in a URL (buildrequest.new_rollout_id makes r<date>-<time>-<hex>).
 ROLLOUT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-SHA = re.compile(r"^[0-9a-f]{7,64}$")
 LOG_LIMIT = 200_000  # characters of a log shown; the tail, where the failure is
 
 
@@ -40,12 +39,14 @@ class NotFound(Exception):
 
 
 def check_rollout_id(rollout_id: str) -> str:
+    """``rollout_id`` if it looks like a rollout id; NotFound otherwise."""
     if not ROLLOUT_ID.match(rollout_id):
         raise NotFound(f"{rollout_id!r} is not a rollout id")
     return rollout_id
 
 
 def check_part(kind: str, value: str) -> str:
+    """``value`` if it may be part of a resource name; NotFound (naming ``kind``) otherwise."""
     try:
         return names.check_name_part(kind, value)
     except ValueError as error:
@@ -104,6 +105,7 @@ def summarize(view: dict[str, Any], now: float) -> dict[str, Any]:
 
 
 def progress(summary: dict[str, Any]) -> dict[str, int]:
+    """How many tickets the summary holds (``total``), and how many are in each state."""
     counts: dict[str, int] = {"total": len(summary.get("tickets", []))}
     for ticket in summary.get("tickets", []):
         counts[str(ticket.get("state"))] = counts.get(str(ticket.get("state")), 0) + 1
@@ -113,6 +115,8 @@ def progress(summary: dict[str, Any]) -> dict[str, int]:
 # ---- reads ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class QueueDepth:
+    """One queue's message counts, and the visible messages of its dead-letter queue (None if it has none)."""
+
     name: str
     visible: int
     in_flight: int
@@ -158,6 +162,7 @@ class MonitorData:
         return {"env": self.env, "generated_at": now, "groups": groups}
 
     def group(self, group: str) -> dict[str, Any]:
+        """One group as ``status`` shows it, with the last 20 operator actions; NotFound for a bad or unknown name."""
         check_part("group", group)
         found = next((g for g in self.status(10)["groups"] if g["name"] == group), None)
         if found is None:
@@ -166,6 +171,7 @@ class MonitorData:
         return found
 
     def instances(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Every registered instance of the env, with its heartbeat's age and whether it is stale."""
         now = time.time() if now is None else now
         out = []
         for endpoint in self.registry.endpoints(self.env):
@@ -177,6 +183,7 @@ class MonitorData:
         return out
 
     def rollouts(self, group: str | None = None, limit: int = 20, now: float | None = None) -> list[dict[str, Any]]:
+        """The recent rollouts of ``group`` (or of every group) as timelines, newest first."""
         now = time.time() if now is None else now
         groups = [check_part("group", group)] if group else self.ledger.list_groups()
         out = []
@@ -200,12 +207,17 @@ class MonitorData:
         return shaped
 
     def ticket_log(self, rollout_id: str, number: int) -> str | None:
+        """The tail of a ticket's update log; None if none was stored or it is unreadable.
+
+        NotFound for a malformed rollout id or no such ticket.
+        """
         ticket = self.ledger.ticket(check_rollout_id(rollout_id), number)
         if ticket is None:
             raise NotFound(f"rollout {rollout_id} has no ticket {number}")
         return self._log(ticket.get("log_key"))
 
     def releases(self, group: str | None = None) -> list[dict[str, Any]]:
+        """The builds of ``group`` (or of every group), with their build time, newest first."""
         groups = [check_part("group", group)] if group else self.ledger.list_groups()
         out = []
         for name in groups:
@@ -218,7 +230,13 @@ class MonitorData:
         return sorted(out, key=lambda r: r.get("started_at") or 0, reverse=True)
 
     def release_log(self, group: str, sha: str) -> str | None:
-        if not SHA.match(sha):
+        """The tail of the build log of release ``sha`` in ``group``; None if none is readable.
+
+        NotFound for a malformed group or sha, or no such release.
+        """
+        # Releases are recorded under their full commit id (a build request carries no other),
+        # so an abbreviation can name none.
+        if not names.SHA.match(sha):
             raise NotFound(f"{sha!r} is not a commit sha")
         release = self.ledger.release(check_part("group", group), sha)
         if release is None:
@@ -243,6 +261,7 @@ class MonitorData:
         return out
 
     def task_runs(self, instance: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """The recent task runs of ``instance`` (or of every registered instance), newest first."""
         instances = ([check_part("instance id", instance)] if instance
                      else [e.instance_id for e in self.registry.endpoints(self.env)])
         out = []
@@ -251,6 +270,7 @@ class MonitorData:
         return sorted(out, key=lambda r: r["started_at"], reverse=True)
 
     def actions(self, group: str) -> list[dict[str, Any]]:
+        """The last 50 operator actions on ``group``; NotFound for a bad group name."""
         return self.ledger.actions(check_part("group", group), 50)
 
     def _depth(self, name: str) -> dict[str, int] | None:

@@ -17,6 +17,8 @@ TOKEN_FILE = "dashboard-token"  # noqa: S105  # nosec B105 - a file name, not a 
 
 @dataclass(frozen=True)
 class LocalDashboard:
+    """A started local dashboard: its process id, URL and the file holding its token."""
+
     pid: int
     url: str
     token_file: str

@@ -33,6 +33,7 @@ class EnvCollector(Collector):
         self.data = data
 
     def collect(self) -> Iterator[Metric]:
+        """The env's metrics as read now: rollouts, queue depths, instances; a failed read ends them, logged."""
         try:
             yield from self._collect(time.time())
         except Exception:  # an observer must not break the scrape of the others

@@ -8,7 +8,9 @@ from skynet_tasks.conductor import OPERATOR_ACTIONS
 
 _NAME = {"type": "string", "pattern": "^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"}
 _ROLLOUT_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$"}
-_SHA = {"type": "string", "pattern": "^[0-9a-f]{7,64}$"}
+# A release is named by its full commit id: ``names.SHA``, in JSON Schema's (ECMA 262) regex
+# dialect, which has no \A or \Z.
+_SHA = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _OBJECT = {"type": "object", "additionalProperties": True}
 _LIST = {"type": "array", "items": _OBJECT}

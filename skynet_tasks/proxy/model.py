@@ -26,6 +26,8 @@ class UnsafeEntry(ValueError):
 
 @dataclass(frozen=True)
 class Server:
+    """One checked upstream server: the instance, its IP literal and its port."""
+
     instance_id: str
     address: str  # an IP literal, bracketed when IPv6
     port: int
@@ -33,17 +35,22 @@ class Server:
 
 @dataclass(frozen=True)
 class Upstream:
+    """The healthy servers of one layer of an env (possibly none)."""
+
     env: str
     layer: str
     servers: tuple[Server, ...]
 
     @property
     def name(self) -> str:
+        """The nginx upstream's name, ``<env>__<layer>``."""
         return f"{self.env}__{self.layer}"
 
 
 @dataclass(frozen=True)
 class ProxyView:
+    """What a proxy routes to: the upstreams, the webhook receiver it fronts, the entries refused."""
+
     upstreams: tuple[Upstream, ...]
     webhook: str | None = None  # host:port of the webhook receiver, if this proxy fronts it
     refused: tuple[str, ...] = field(default=())

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from skynet_tasks.proctable import child_pids
 from skynet_tasks.proxy.model import ip_literal
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class NginxError(Exception):
 
 @dataclass(frozen=True)
 class ApplyResult:
+    """The outcome of one apply: valid, changed, reloaded, nginx's error, the text's sha256."""
+
     ok: bool
     changed: bool
     reloaded: bool
@@ -53,6 +56,8 @@ class ApplyResult:
 
 
 class NginxControl:
+    """One nginx master and its files under ``run_dir``: start, apply a configuration, report, stop."""
+
     def __init__(self, run_dir: Path, binary: str = NGINX, listen_port: int | None = None,
                  listen_address: str | None = None) -> None:
         """Control the nginx whose files live in ``run_dir``.
@@ -64,7 +69,8 @@ class NginxControl:
         self.binary = binary
         if listen_port and listen_address is None:
             raise ValueError("a listen port needs the listen address nginx is configured with")
-        # Where to check that a reload took effect (see render.CONFIG_ID_HEADER).
+        # Where to check that a reload took effect: nginx answers /health with the live
+        # configuration's id in X-Skynet-Config (see ``config_id`` and templates/nginx.conf.j2).
         self.health_url = f"http://{ip_literal(listen_address)}:{listen_port}/health" \
             if listen_port and listen_address is not None else None
         self.conf = run_dir / "nginx.conf"
@@ -72,6 +78,7 @@ class NginxControl:
         self.status_file = run_dir / "status.json"
 
     def prepare(self) -> None:
+        """Create the ``logs`` and ``tmp`` folders nginx writes to."""
         for sub in ("logs", "tmp"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
 
@@ -80,6 +87,7 @@ class NginxControl:
                               capture_output=True, text=True, timeout=30, check=False)
 
     def master_pid(self) -> int | None:
+        """The pid of the running master, or None if its pid file is missing or names no process."""
         try:
             pid = int(self.pid_file.read_text().strip())
             os.kill(pid, 0)
@@ -88,6 +96,7 @@ class NginxControl:
         return pid
 
     def running(self) -> bool:
+        """Whether nginx's master runs."""
         return self.master_pid() is not None
 
     def start(self, text: str, read_at: float | None = None, refused: Sequence[str] = ()) -> ApplyResult:
@@ -164,15 +173,7 @@ class NginxControl:
 
     def _workers(self) -> list[int]:
         master = self.master_pid()
-        children = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if master is not None and fields[1] == str(master):
-                children.append(int(stat.parent.name))
-        return children
+        return child_pids(master) if master is not None else []
 
     def record_error(self, error: str) -> None:
         """Make a failure before nginx -t (a render error) visible in status.json too."""
@@ -203,6 +204,7 @@ class NginxControl:
         os.replace(temp, self.status_file)
 
     def status(self) -> dict[str, object]:
+        """What status.json says of the last apply (empty if it is missing or unreadable)."""
         try:
             return dict(json.loads(self.status_file.read_text()))
         except (OSError, ValueError):
@@ -217,6 +219,7 @@ class NginxControl:
             yield
 
     def stop(self) -> None:
+        """Stop nginx gracefully (requests in flight finish); return once it is gone or after 10 s."""
         master = self.master_pid()
         if master is None:
             return

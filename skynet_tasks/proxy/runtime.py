@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 
 
 def proxy_sync(ctx: Context) -> RpSync:
+    """This instance's proxy sync: nginx under ``<root>/rp``, listening on the instance's address and app port."""
     s = ctx.settings
     # nginx listens on the instance's own address (its private one on EC2), not loopback: the load
     # balancer's health check comes from outside the instance.
@@ -36,6 +37,7 @@ def start_proxy(ctx: Context) -> threading.Event:
 
 
 def stop_proxy(ctx: Context, poll: threading.Event) -> None:
+    """Stop the poll started by ``start_proxy``, then nginx."""
     poll.set()
     proxy_sync(ctx).control.stop()
 
@@ -52,6 +54,7 @@ def proxy_synced_at(ctx: Context) -> float:
 
 
 def proxy_health(ctx: Context) -> Health:
+    """HEALTHY if nginx runs and its last apply succeeded, else UNHEALTHY."""
     control = proxy_sync(ctx).control
     status = control.status()
     return Health.HEALTHY if control.running() and status.get("ok") else Health.UNHEALTHY

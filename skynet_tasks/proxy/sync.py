@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RpSync:
+    """Renders one env's registry into this proxy's nginx configuration and applies it."""
+
     registry: Registry
     env: str
     max_age: float
@@ -60,6 +62,10 @@ class RpSync:
         return result
 
     def start(self) -> ApplyResult:
+        """Render from the registry and start nginx with it.
+
+        NginxError if the configuration does not validate or nginx does not start.
+        """
         self.control.prepare()
         read_at = time.time()
         result = self.control.start(self.render_now(read_at), read_at, refused=self.refused)

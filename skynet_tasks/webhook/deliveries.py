@@ -20,6 +20,8 @@ KEEP_SECONDS = 7 * 24 * 3600
 
 
 class DeliveryLedger:
+    """The deliveries seen, in the env's state table, read and written through the DynamoDB client passed in."""
+
     def __init__(self, dynamodb: Any, table: str) -> None:
         self.db = dynamodb
         self.table = table
@@ -44,6 +46,7 @@ class DeliveryLedger:
         return {"delivery": delivery, "duplicate": True, "state": "in progress"}
 
     def record(self, delivery: str, response: dict[str, Any]) -> None:
+        """Store what the first request of ``delivery`` answered, for its redeliveries to get."""
         self.db.update_item(TableName=self.table, Key=self._key(delivery),
                             UpdateExpression="SET #s = :done, #r = :r",
                             ExpressionAttributeNames={"#s": "state", "#r": "response"},

@@ -22,6 +22,8 @@ from skynet_tasks.webhook.wsgi import PATH
 
 @dataclass(frozen=True)
 class LocalReceiver:
+    """A started local receiver: its process id, the URL GitHub would post to, and its secret's file."""
+
     pid: int
     url: str
     secret_file: str
@@ -57,6 +59,10 @@ def start_local_receiver(directory: Path, environment: dict[str, str], app_repo:
 
 
 def wait_answering(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Return once ``url`` answers without an HTTP error.
+
+    RuntimeError if ``process`` exits first, or after ``timeout`` seconds.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:

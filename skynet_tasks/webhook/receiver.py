@@ -33,14 +33,18 @@ StartBuild = Callable[[Route, str], StartedBuild]
 
 @dataclass(frozen=True)
 class Response:
+    """What the receiver answers: an HTTP status and a JSON body."""
+
     status: int
     body: dict[str, Any]
 
     def json(self) -> bytes:
+        """The body as JSON bytes."""
         return json.dumps(self.body).encode()
 
 
 def refuse(status: int, error: str) -> Response:
+    """A refusal: ``status`` with ``{"error": error}``."""
     return Response(status, {"error": error})
 
 
@@ -97,6 +101,11 @@ class Receiver:
         return self.push(delivery, payload)
 
     def push(self, delivery: str, payload: dict[str, Any]) -> Response:
+        """Start a build for each group that tracks the pushed branch, once per delivery.
+
+        202 with the builds started (a redelivery: the first answer), or with what was ignored and
+        why; 400 for a malformed payload; 503 if a build could not be enqueued.
+        """
         try:
             ref, after = payload["ref"], payload["after"]
             full_name = payload["repository"]["full_name"]

@@ -46,6 +46,7 @@ def check_repository(full_name: str) -> tuple[str, str]:
 
 
 def check_sha(value: str) -> str:
+    """``value`` if it is a full commit id (40 lowercase hex digits); BadName otherwise."""
     if not isinstance(value, str) or not names.SHA.match(value):
         raise BadName("commit id must be 40 lowercase hexadecimal characters")
     return value

@@ -21,6 +21,8 @@ class RoutingError(ValueError):
 
 @dataclass(frozen=True)
 class Route:
+    """One row of the routing table: a push to ``branch`` of ``repo`` builds for ``group``."""
+
     repo: str  # "name" or "owner/name", matched case-insensitively like GitHub
     branch: str
     env: str
@@ -28,12 +30,14 @@ class Route:
     group: str
 
     def matches(self, full_name: str, branch: str) -> bool:
+        """Whether a push to ``branch`` of ``full_name`` is this route's (a bare repo name matches any owner)."""
         wanted = self.repo.lower()
         full = full_name.lower()
         return branch == self.branch and (wanted == full or ("/" not in wanted and wanted == full.split("/")[-1]))
 
 
 def parse_routes(data: Any) -> list[Route]:
+    """The routes of a routing table ``{"routes": [...]}``; RoutingError naming the first malformed route."""
     if not isinstance(data, dict) or not isinstance(data.get("routes"), list):
         raise RoutingError('routing table must be {"routes": [...]}')
     routes = []
@@ -55,6 +59,7 @@ def parse_routes(data: Any) -> list[Route]:
 
 
 def load_routes(path: Path) -> list[Route]:
+    """The routes of the routing table in the JSON file ``path``; RoutingError if it is unreadable or malformed."""
     try:
         return parse_routes(json.loads(path.read_text()))
     except (OSError, json.JSONDecodeError) as error:
@@ -62,4 +67,5 @@ def load_routes(path: Path) -> list[Route]:
 
 
 def match(routes: list[Route], full_name: str, branch: str) -> list[Route]:
+    """The routes a push to ``branch`` of ``full_name`` starts builds for."""
     return [r for r in routes if r.matches(full_name, branch)]

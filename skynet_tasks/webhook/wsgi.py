@@ -30,6 +30,7 @@ def _content_length(environ: dict[str, Any]) -> int | None:
 
 
 def make_app(receiver: Receiver) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """The WSGI application serving ``receiver``: every answer JSON, an unexpected error a 500."""
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
             response = dispatch(receiver, environ)
@@ -46,6 +47,10 @@ def make_app(receiver: Receiver) -> Callable[[dict[str, Any], StartResponse], It
 
 
 def dispatch(receiver: Receiver, environ: dict[str, Any]) -> Response:
+    """The response to one request: ``GET /health``, or a POST to ``PATH`` handed to the receiver.
+
+    The body is read up to one byte past the limit; any other path is a 404, any other method a 405.
+    """
     path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
     if path == "/health" and method == "GET":
         return Response(200, {"ok": True})
