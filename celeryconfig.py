@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from skynet_tasks.aws import CLIENT_SETTINGS
+from skynet_tasks.aws import client_settings
 from skynet_tasks.settings import Settings
 
 STATIC: dict[str, Any] = {
@@ -55,7 +55,7 @@ def config(settings: Settings) -> dict[str, Any]:
             # bootstrap did not make): keep it above the longest task's hard limit.
             "visibility_timeout": 900,
             # kombu's own SQS client retries throttling and 5xx as every Skynet client does.
-            "client-config": CLIENT_SETTINGS,
+            "client-config": client_settings(),
         },
         # Kept for the tasks' Context (skynet_tasks.app.settings_of): the settings of this process's start.
         "skynet_settings": settings,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 
 # Fail fast rather than hang a task: every call a worker makes is bounded. botocore's
@@ -22,15 +23,23 @@ from botocore.config import Config
 # every caller sharing a client after one throttle: not wanted for a conductor on a timer.)
 # Transaction conflicts are not retried here: the caller decides again on a fresh read.
 RETRY_ATTEMPTS = 10
-# Also the configuration of the SQS client kombu makes for the workers (``celeryconfig``'s
-# ``client-config``): botocore's default (legacy mode, 3 attempts) let one throttled ListQueues,
-# as kombu opens a channel, stop a worker.
-CLIENT_SETTINGS: dict[str, Any] = {
-    "connect_timeout": 5,
-    "read_timeout": 30,
-    "retries": {"total_max_attempts": RETRY_ATTEMPTS, "mode": "standard"},  # botocore's max_attempts: retries
-}
-_CLIENT_CONFIG = Config(**CLIENT_SETTINGS)
+
+
+def client_settings() -> dict[str, Any]:
+    """The botocore client configuration of every Skynet client, kombu's SQS client among them.
+
+    kombu's (``celeryconfig``'s ``client-config``) too: botocore's default (legacy mode, 3
+    attempts) let one throttled ListQueues, as kombu opens a channel, stop a worker. An
+    operator's ``AWS_MAX_ATTEMPTS`` (or a profile's ``max_attempts``), read through botocore's
+    own configuration chain, still counts: a setting in code would otherwise override it.
+    """
+    chain = botocore.session.get_session()
+    attempts = chain.get_config_variable("max_attempts")  # total attempts, as AWS_MAX_ATTEMPTS counts them
+    return {
+        "connect_timeout": 5,
+        "read_timeout": 30,
+        "retries": {"total_max_attempts": int(attempts) if attempts else RETRY_ATTEMPTS, "mode": "standard"},
+    }
 
 
 @dataclass
@@ -47,7 +56,8 @@ class Aws:
         """The boto3 client of ``service`` (made once, then reused)."""
         if service not in self._clients:
             session: Any = self.session  # boto3's per-service overloads want literal service names
-            self._clients[service] = session.client(service, config=_CLIENT_CONFIG, endpoint_url=self.endpoint_url)
+            self._clients[service] = session.client(service, config=Config(**client_settings()),
+                                                    endpoint_url=self.endpoint_url)
         return self._clients[service]
 
     @property

@@ -1,8 +1,8 @@
 """A rollout on a real local cluster whose AWS misbehaves as AWS does: conflicts and throttling on.
 
 Real workers (Celery on moto's SQS), real git, the operator's CLI: each meets throttled DynamoDB,
-SQS and S3 requests, and the conductor's transactions may overlap. A throttled ``ReceiveMessage``
-restarts a worker's consumer (``skynet_tasks/compat/kombu_sqs_errors.py``) instead of stopping it.
+SQS and S3 requests, and the conductor's transactions may overlap. A throttled ``ReceiveMessage`` is an
+empty receive (``skynet_tasks/compat/kombu_sqs_errors.py``), as kombu takes a 5xx one, not a reason to stop.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def test_a_rollout_completes_one_at_a_time_on_an_aws_that_throttles_and_cancels_
     counts = cluster.moto.fault_counts()
     # (S3 sees a dozen requests in a rollout: whether one of them was throttled is left to chance)
     assert counts.get("throttled:dynamodb", 0) > 0 and counts.get("throttled:sqs", 0) > 0, counts
-    # and no worker stopped at a throttled receive: each restarted its consumer and went on
+    # and no worker stopped, or lost its connection, at a throttled receive
     logs = [path.read_text(errors="replace") for path in cluster.dir.glob("instances/*/logs/worker.log")]
-    assert len(logs) == len(INSTANCES) and not any("Unrecoverable error" in log for log in logs)
-    assert any("SQS answered HTTP 400 Bad Request: try again" in log for log in logs)
+    assert len(logs) == len(INSTANCES)
+    assert not any("Unrecoverable error" in log or "Connection to broker lost" in log for log in logs)

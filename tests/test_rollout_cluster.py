@@ -43,7 +43,7 @@ from skynet_tasks.context import Context
 from skynet_tasks.deploys import request_build
 from skynet_tasks.ledger import Release
 from skynet_tasks.local.cluster import LocalCluster
-from skynet_tasks.local.sample_repo import commit_files
+from skynet_tasks.local.sample_repo import commit_files, create_sample_repo
 from skynet_tasks.local.traffic import traffic_to
 from skynet_tasks.membership import sweep
 from skynet_tasks.queues import Queues, instance_queue
@@ -190,6 +190,26 @@ def test_duplicated_builds_and_maintenance_messages_never_update_two_at_once(clu
     assert sum(sha in obj["Key"] for obj in build_logs.get("Contents", [])) == 1
     halted = [r for r in group_status(cluster)["rollouts"] if r["state"] == "superseded"]
     assert halted, "the halted rollout was superseded by the fix"
+
+
+def test_a_build_request_naming_another_repository_is_refused_and_builds_nothing(cluster, tmp_path):
+    # Given a repository the group does not track, whose commit anyone who can post to a queue could name
+    foreign = create_sample_repo(tmp_path / "foreign", "foreign-app")
+    sha = commit_files(foreign, tmp_path / "work", {"VERSION": "not ours\n"}, "Code from elsewhere")
+    before = {i: current_release(cluster, i) for i in INSTANCES}
+    rollout_id = new_rollout_id()
+
+    # When a build request naming it reaches the group's maintenance queue
+    sender_for(cluster.require_info().environment).build("local-api", {
+        "group": "local-api", "repo": str(foreign), "branch": "main", "sha": sha, "rollout_id": rollout_id,
+        "source": "forged", "requested_at": 0})
+    refused = wait_for(lambda: (r := rollout_or_none(cluster, rollout_id)) and r["state"] == "build_failed" and r,
+                       60, f"rollout {rollout_id} to be refused")
+
+    # Then it is refused naming both repositories, nothing was built, and no instance moved
+    assert str(foreign) in refused["reason"] and cluster.require_info().app_repo in refused["reason"]
+    assert ledger(cluster).release("local-api", sha) is None
+    assert {i: current_release(cluster, i) for i in INSTANCES} == before
 
 
 def rollout_or_none(cluster: LocalCluster, rollout_id: str):

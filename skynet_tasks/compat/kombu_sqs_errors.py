@@ -1,13 +1,14 @@
-"""kombu's asynchronous SQS client: a throttled or failing SQS answer is a connection error, not a crash.
+"""kombu's asynchronous SQS receive: a throttled ReceiveMessage is an empty receive, not a crash.
 
-A Celery worker on SQS receives through kombu's ``AsyncAWSQueryConnection``. When SQS answers
-anything but 200, kombu 5.7 raises a plain ``Exception`` (``_for_status``). Celery takes that as
-an unrecoverable error and the worker exits: one throttled ``ReceiveMessage`` (HTTP 400
-``RequestThrottled``, ``ThrottlingException``) or one 5xx from SQS, both of which AWS documents
-as "retry", stopped every worker that met it (seen with the local AWS's ``throttle`` fault mode:
-every worker of a cluster gone within seconds). The errors kombu's SQS transport declares as
-connection errors include botocore's ``BotoCoreError``; Celery restarts the consumer after one of
-them, with its back-off. The patch makes throttling and 5xx answers such an error; any other
+A Celery worker on SQS receives through kombu's ``AsyncAWSQueryConnection``. kombu 5.7 already
+takes a timeout or a 5xx answer to a receive as an empty list of messages ("this prevents
+hanging the Celery worker": the next poll follows), but any other answer becomes a plain
+``Exception``, which Celery takes as an unrecoverable error: the worker exits. SQS throttling
+(HTTP 400 ``RequestThrottled``; ``ThrottlingException`` in its JSON protocol) is such an answer,
+and AWS documents it as "retry": every worker of a local cluster stopped within seconds under
+the local AWS's ``throttle`` fault mode. The patch takes a throttled receive as kombu takes a
+5xx one: nothing received, poll again. (Making it a connection error instead restarts Celery's
+consumer, after which a worker was seen never to consume its own queue again.) Any other
 answer (a 403 from a missing permission, a malformed request) stays what it was: a fault to see.
 """
 
@@ -16,40 +17,47 @@ from __future__ import annotations
 from contextlib import ExitStack
 from typing import Any
 
-from botocore.exceptions import BotoCoreError
-
 from skynet_tasks.compat.patching import Patch, replace
 
 # The codes AWS gives a request it throttled (SQS's own, and the generic ones of its JSON protocol).
 THROTTLING_CODES = (b"RequestThrottled", b"ThrottlingException", b"Throttling", b"TooManyRequests")
 
 
-class SQSAnswerToRetry(BotoCoreError):
-    """SQS throttled a request or failed on its side: try again later (a connection error to kombu)."""
+def throttled(status: int, body: bytes) -> bool:
+    """Whether an SQS answer with ``status`` and ``body`` is SQS throttling the request."""
+    return status in (400, 403, 429) and any(code in body for code in THROTTLING_CODES)
 
-    fmt = "SQS answered HTTP {status} {reason}: try again ({body})"
 
+class _Reread:
+    """An answer whose body was read to look at it, handing the same bytes to kombu's own reader."""
 
-def retryable(status: int, body: bytes) -> bool:
-    """Whether an SQS answer with ``status`` and ``body`` asks for a retry: a 5xx, or a throttled request."""
-    return status >= 500 or (status in (400, 403, 429) and any(code in body for code in THROTTLING_CODES))
+    def __init__(self, response: Any, body: bytes) -> None:
+        self._response, self._body = response, body
+
+    def read(self) -> bytes:
+        """The body, as read before."""
+        return self._body
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._response, name)
 
 
 def _apply(stack: ExitStack) -> None:
     from kombu.asynchronous.aws.connection import AsyncAWSQueryConnection
 
-    original = AsyncAWSQueryConnection._for_status
+    original = AsyncAWSQueryConnection._on_list_ready
 
-    def for_status(self: Any, response: Any, body: bytes | None) -> Exception:
-        if retryable(int(response.status), body or b""):
-            return SQSAnswerToRetry(status=response.status, reason=response.reason,
-                                    body=(body or b"")[:200].decode(errors="replace"))
-        error: Exception = original(self, response, body)
-        return error
+    def on_list_ready(self: Any, parent: Any, markers: Any, operation: Any, response: Any) -> Any:
+        if response.status == self.STATUS_CODE_OK:
+            return original(self, parent, markers, operation, response)
+        body = response.read() or b""
+        if throttled(int(response.status), body):
+            return []  # as kombu answers a 5xx: nothing received, the next poll follows
+        return original(self, parent, markers, operation, _Reread(response, body))
 
-    replace(stack, AsyncAWSQueryConnection, "_for_status", for_status)
+    replace(stack, AsyncAWSQueryConnection, "_on_list_ready", on_list_ready)
 
 
-PATCH = Patch("sqs_errors", "kombu", ">=5.7,<5.8", _apply)
+PATCH = Patch("sqs_throttled_receive", "kombu", ">=5.7,<5.8", _apply)
 install = PATCH.install
 uninstall = PATCH.uninstall

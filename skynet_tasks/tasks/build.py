@@ -6,8 +6,10 @@ builds"), handed to that member's own work worker as ``build``, since a build ta
 minutes and the group's maintenance queue must not wait for it.
 
 Trust: the request comes from the maintenance queue and is checked by
-``BuildRequest.from_dict``; the build clones the repository of the request, which the
-webhook and the CLI take from the group's own record, never from a payload.
+``BuildRequest.from_dict``. Its repository and branch are not trusted: anyone who may post
+to a maintenance queue could name any code to build (and builds run its steps). The build
+clones only what the group's own record in the ledger names; a request that names anything
+else is refused, and its rollout fails saying so.
 """
 
 from __future__ import annotations
@@ -67,11 +69,28 @@ def handle_build(ctx: Context, request: Any) -> None:
             log.info("rollout %s: build request seen before (state %s); nothing to do", req.rollout_id,
                      existing.get("state"))
             return
+    refusal = unregistered_source(ctx.ledger.group_info(req.group), req)
+    if refusal is not None:
+        log.warning("rollout %s: %s", req.rollout_id, refusal)
+        ctx.ledger.fail_build(req.rollout_id, refusal)
+        return
     with keep_registered(ctx, f"build {req.sha[:12]}"):
         release = _built_release(ctx, req, me)
     if release is None:
         return
     publish_release(ctx, req.rollout_id, release, req.requested_at)
+
+
+def unregistered_source(group_record: dict[str, Any], req: BuildRequest) -> str | None:
+    """Why ``req`` may not be built for its group (it names a repository or branch the group does not
+    track), or None when it names exactly the group's own."""
+    registered = (group_record.get("repo"), group_record.get("branch"))
+    if registered == (req.repo, req.branch):
+        return None
+    if registered[0] is None:
+        return f"refused: group {req.group} has no registered repository to build"
+    return (f"refused: the request names {req.repo}@{req.branch}, but group {req.group} builds "
+            f"{registered[0]}@{registered[1]}")
 
 
 def _built_release(ctx: Context, req: BuildRequest, me: str) -> Release | None:
