@@ -31,6 +31,7 @@ from typing import Any
 
 from skynet_tasks.context import Context
 from skynet_tasks.installer import UpdateFailed
+from skynet_tasks.links import switch_link
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +116,7 @@ def install_agent(ctx: Context, rollout: dict[str, Any]) -> str:
     if not (target / ".installed").exists():
         _install_wheel(ctx, manifest, root, target, lines)
     _check_version(target, version, lines)
-    link = root / f".current-{os.getpid()}"
-    link.unlink(missing_ok=True)
-    os.symlink(version, link)
-    os.replace(link, root / "current")
+    switch_link(root / "current", version)
     lines.append(f"agent/current -> {version}; the worker restarts once this ticket is reported")
     request_restart(ctx)
     return "\n".join(lines) + "\n"

@@ -13,7 +13,6 @@ restarted on it, and the instance keeps serving.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from pathlib import Path
 from skynet_tasks import artifacts, buildspec, commands
 from skynet_tasks.artifact_store import ArtifactStore
 from skynet_tasks.httpcheck import http_get
+from skynet_tasks.links import link_target_name, switch_link
 from skynet_tasks.services import ServiceError, Services
 
 log = logging.getLogger(__name__)
@@ -80,18 +80,12 @@ class InstanceLayout:
 
     def current_release(self) -> str | None:
         """The sha ``current`` points to, or None if there is no current release."""
-        try:
-            return os.readlink(self.current).rsplit("/", 1)[-1]
-        except OSError:
-            return None
+        return link_target_name(self.current)
 
 
 def switch_current(layout: InstanceLayout, sha: str) -> None:
     """Point ``current`` at ``releases/<sha>`` atomically (a new link renamed over the old one)."""
-    temp = layout.root / f".current-{os.getpid()}"
-    temp.unlink(missing_ok=True)
-    os.symlink(Path("releases") / sha, temp)
-    os.replace(temp, layout.current)
+    switch_link(layout.current, Path("releases") / sha)
 
 
 @dataclass

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -55,6 +57,16 @@ def conductor_on(server: MotoServer) -> SimpleNamespace:
                            settings=SimpleNamespace(env="local", heartbeat_max_age=600.0), messenger=SentMessages())
 
 
+@contextmanager
+def conductor_with_faults(faults: str) -> Iterator[tuple[MotoServer, SimpleNamespace]]:
+    """A moto server started with ``faults``, and a conductor on it; the server stops after."""
+    server = MotoServer.start(faults=faults)
+    try:
+        yield server, conductor_on(server)
+    finally:
+        server.stop()
+
+
 def step(ctx: SimpleNamespace, event: object) -> None:
     handle_maintenance(ctx, GROUP, to_message(event)[0])  # type: ignore[arg-type]
 
@@ -67,9 +79,7 @@ def start_rollout(ctx: SimpleNamespace, rollout_id: str) -> None:
 
 def test_two_steps_of_one_group_at_the_same_moment_are_both_decided_when_their_transactions_conflict():
     # Given DynamoDB's behaviour: the later of two overlapping transactions is cancelled (TransactionConflict)
-    server = MotoServer.start(faults="conflicts=300")
-    try:
-        ctx = conductor_on(server)
+    with conductor_with_faults("conflicts=300") as (server, ctx):
         start_rollout(ctx, "r-conflict")
         before = server.fault_counts().get("TransactionConflict", 0)
 
@@ -96,15 +106,11 @@ def test_two_steps_of_one_group_at_the_same_moment_are_both_decided_when_their_t
         rollout = ctx.ledger.load_group(GROUP).rollout("r-conflict")
         assert sorted(t.instance for t in rollout.tickets) == ["a", "b", "c"]
         assert [t.number for t in rollout.tickets] == [1, 2, 3]  # one number each, none given twice
-    finally:
-        server.stop()
 
 
 def test_a_rollout_completes_while_a_tenth_of_the_requests_are_throttled():
     # Given an AWS that throttles 10% of DynamoDB, SQS and S3 requests
-    server = MotoServer.start(faults="throttle=0.1")
-    try:
-        ctx = conductor_on(server)
+    with conductor_with_faults("throttle=0.1") as (server, ctx):
 
         # When a whole rollout goes through the conductor: canary, tickets, reports, completion
         start_rollout(ctx, "r-throttle")
@@ -118,16 +124,12 @@ def test_a_rollout_completes_while_a_tenth_of_the_requests_are_throttled():
         updated = [instance for instance, task, _ in ctx.messenger.sent if task == UPDATE_TASK]
         assert updated == ["a", "b", "c"]
         assert server.fault_counts().get("throttled:dynamodb", 0) > 0
-    finally:
-        server.stop()
 
 
 def test_a_single_write_that_meets_a_step_s_transaction_is_sent_again_not_lost():
     # Given DynamoDB's behaviour: a single write on an item a transaction holds is refused
     # (TransactionConflictException), and a rollout whose record every ticket request rewrites
-    server = MotoServer.start(faults="conflicts=300")
-    try:
-        ctx = conductor_on(server)
+    with conductor_with_faults("conflicts=300") as (server, ctx):
         start_rollout(ctx, "r-annotate")
         before = server.fault_counts().get("TransactionConflictException", 0)
 
@@ -143,5 +145,3 @@ def test_a_single_write_that_meets_a_step_s_transaction_is_sent_again_not_lost()
         record = ctx.ledger.rollout_item("r-annotate")
         assert record["author"] == "Ada"
         assert ctx.ledger.load_group(GROUP).rollout("r-annotate").ticket_of("b") is not None
-    finally:
-        server.stop()

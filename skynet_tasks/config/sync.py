@@ -28,6 +28,7 @@ from pathlib import Path
 
 from skynet_tasks.config.merge import MergedConfig
 from skynet_tasks.config.paths import ConfigError
+from skynet_tasks.links import link_target_name, switch_link
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,7 @@ class ConfigDir:
 
     def current_version(self) -> str | None:
         """The version the symlink points to, or None if there is no current generation."""
-        try:
-            return os.readlink(self.path).rsplit("/", 1)[-1]
-        except OSError:
-            return None
+        return link_target_name(self.path)
 
     def write(self, merged: MergedConfig) -> str:
         """Write ``merged`` as a complete generation (if not already there); return its version."""
@@ -98,9 +96,7 @@ class ConfigDir:
         if self.path.exists() and not self.path.is_symlink():
             # A config directory made by hand before Skynet managed it: kept as a generation of its own.
             self._keep_preexisting()
-        link = self.path.parent / f".{self.path.name}.link-{secrets.token_hex(3)}"
-        os.symlink(Path(self.generations.name) / version, link)
-        os.replace(link, self.path)
+        switch_link(self.path, Path(self.generations.name) / version)
         _fsync_folder(self.path.parent)  # the switch itself survives a power loss
 
     def _keep_preexisting(self) -> None:

@@ -19,8 +19,6 @@ SPEC is a comma-separated list of:
     ``dynamodb+sqs+s3``) is refused with the service's throttling error: DynamoDB 400
     ``ProvisionedThroughputExceededException`` on item operations and ``ThrottlingException`` on
     table operations, SQS 400 ``RequestThrottled``, S3 503 ``SlowDown``. (local/faults_throttle.py)
-    SQS throttling stops kombu's consumer today (a worker exits on its first throttled receive):
-    ``throttle=RATE:dynamodb+s3`` leaves SQS alone.
 
 Every fault served is logged and counted; ``GET /skynet-faults/`` on the server answers the
 counts as JSON (``FaultCounter.read``), so a test can show that a fault really happened.
@@ -31,21 +29,17 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections import Counter
 from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from skynet_tasks.httpcheck import http_get
+from skynet_tasks.local.fault_counter import COUNTERS_PATH, THROTTLED_SERVICES, FaultCounter
 
 log = logging.getLogger(__name__)
 
-COUNTERS_PATH = "/skynet-faults/"
 DEFAULT_CONFLICT_HOLD_MS = 50.0
 DEFAULT_THROTTLE_RATE = 0.1
-THROTTLED_SERVICES: tuple[str, ...] = ("dynamodb", "sqs", "s3")
 
 
 class FaultSpecError(ValueError):
@@ -130,32 +124,6 @@ def take_faults_argument(argv: list[str]) -> tuple[Faults, list[str]]:
         else:
             rest.append(arg)
     return parse_faults(parts), rest
-
-
-class FaultCounter:
-    """How many faults of each kind this server has served (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def add(self, kind: str) -> None:
-        """Count one fault of ``kind``."""
-        with self._lock:
-            self._counts[kind] += 1
-
-    def snapshot(self) -> dict[str, int]:
-        """The counts so far."""
-        with self._lock:
-            return dict(self._counts)
-
-    @staticmethod
-    def read(host: str, port: int, timeout: float = 5.0) -> dict[str, int]:
-        """The counts of the moto server at ``host:port`` (from a test or an operator's script)."""
-        status, body = http_get(host, port, COUNTERS_PATH, timeout=timeout)
-        if status != 200:
-            raise RuntimeError(f"{host}:{port}{COUNTERS_PATH} answered {status}: is it running with --faults?")
-        return {str(k): int(v) for k, v in json.loads(body).items()}
 
 
 def install(faults: Faults, stack: ExitStack) -> FaultCounter:

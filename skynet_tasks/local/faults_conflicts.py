@@ -25,7 +25,7 @@ from collections import Counter
 from contextlib import ExitStack
 from typing import Any
 
-from skynet_tasks.local.faults import FaultCounter
+from skynet_tasks.local.fault_counter import FaultCounter
 
 log = logging.getLogger(__name__)
 

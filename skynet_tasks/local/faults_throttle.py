@@ -22,7 +22,7 @@ import threading
 import uuid
 from typing import Any
 
-from skynet_tasks.local.faults import THROTTLED_SERVICES, FaultCounter
+from skynet_tasks.local.fault_counter import THROTTLED_SERVICES, FaultCounter
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from http.client import HTTPException
 from pathlib import Path
 
 from skynet_tasks.httpcheck import http_get
-from skynet_tasks.local.faults import FaultCounter, parse_faults
+from skynet_tasks.local.fault_counter import FaultCounter
+from skynet_tasks.local.faults import parse_faults
 
 log = logging.getLogger(__name__)
 
