@@ -261,7 +261,6 @@ def test_a_killed_worker_holds_the_line_until_its_deadline_then_the_rollout_halt
 
 
 def test_a_missing_or_malformed_skynet_yml_fails_the_build_with_a_clear_error(cluster, workdir):
-    before = {i: current_release(cluster, i) for i in INSTANCES}
     app_repo = cluster.require_info().app_repo
 
     commit_files(app_repo, workdir, {"skynet.yml": None}, "Forgot the build spec")
@@ -273,7 +272,9 @@ def test_a_missing_or_malformed_skynet_yml_fails_the_build_with_a_clear_error(cl
     assert "no skynet.yml at the repository root" in missing["reason"]
     assert (code_malformed, malformed["state"]) == (1, "build_failed")
     assert "skynet.yml is not valid YAML at line" in malformed["reason"]
-    assert {i: current_release(cluster, i) for i in INSTANCES} == before
+    # No instance runs either commit. (Not "no instance moved": one restarted by the test before may
+    # still be installing the group's desired release at boot, which is right.)
+    assert not {current_release(cluster, i) for i in INSTANCES} & {missing["release"], malformed["release"]}
 
 
 def publish_crafted_release(cluster: LocalCluster, tarball: Path, manifest_sha256: str) -> str:
