@@ -22,13 +22,16 @@ from skynet_tasks.dynamo import condition_failed
 KEEP_SECONDS = 7 * 24 * 3600
 
 
-def push_id(full_name: str, ref: str, after: str) -> str:
-    """The claim of a push (repository, ref, commit), in the deliveries' key space.
+def push_id(full_name: str, ref: str, before: str, after: str, pushed_at: int | None) -> str:
+    """The claim of one push of ``ref`` from ``before`` to ``after``, in the deliveries' key space.
 
-    It contains ``/``, which no delivery id may (``receiver``), so the two never collide;
-    GitHub's repository names are case-insensitive, so the name is lower-cased.
+    A replay repeats the signed body, so every part is the same. Keyed on the commit alone, a
+    branch forced back to a commit it held a day ago (``before`` differs) or pushed to it again
+    after that (GitHub's ``repository.pushed_at`` differs) would be taken for a replay. The id
+    contains ``/``, which no delivery id may (``receiver``), so the two never collide; GitHub's
+    repository names are case-insensitive, so the name is lower-cased.
     """
-    return f"push/{full_name.lower()}/{ref}/{after}"
+    return f"push/{full_name.lower()}/{ref}/{before}..{after}@{'' if pushed_at is None else pushed_at}"
 
 
 class DeliveryLedger:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from skynet_tasks import names
 from skynet_tasks.deploys import StartedBuild
 from skynet_tasks.webhook import signature
 from skynet_tasks.webhook.deliveries import DeliveryLedger, push_id
@@ -141,13 +142,18 @@ class Receiver:
         routes = match(self.routes, full_name, branch)
         if not routes:
             return Response(202, {"ignored": f"{full_name} {branch} is not tracked by any group"})
-        forced = payload.get("forced", False)
+        forced, before = payload.get("forced", False), payload.get("before")
         if not isinstance(forced, bool):
             return refuse(400, "forced must be true or false")
+        if not isinstance(before, str) or not names.SHA.match(before):
+            return refuse(400, "before must be a full commit id")
+        pushed_at = payload["repository"].get("pushed_at")
+        if isinstance(pushed_at, bool) or not isinstance(pushed_at, int):
+            pushed_at = None  # GitHub sends it; a hook without it is keyed on the rest
         earlier = self.deliveries.claim(delivery)
         if earlier is not None:
             return Response(202, {**earlier, "duplicate": True})
-        push = push_id(full_name, ref, after)
+        push = push_id(full_name, ref, before, after, pushed_at)
         first = self.deliveries.claim(push)
         if first is not None:  # the same push under a fresh delivery id: a replay, or GitHub's "redeliver"
             answer = {"delivery": delivery, "release": after, "duplicate": True, "builds": first.get("builds", []),
