@@ -20,12 +20,17 @@ import pytest
 from skynet_tasks import names
 from skynet_tasks.aws import aws_for
 from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.deploys import StartedBuild
 from skynet_tasks.ledger import Ledger, Release
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import BUILD_REQUEST_TASK
 from skynet_tasks.resources import resolve
 from skynet_tasks.states import ReleaseState
+from skynet_tasks.webhook.deliveries import DeliveryLedger
 from skynet_tasks.webhook.local import push_payload, send_webhook, start_local_receiver
+from skynet_tasks.webhook.receiver import Receiver
+from skynet_tasks.webhook.routing import Route
+from skynet_tasks.webhook.signature import sign
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -188,3 +193,30 @@ def test_a_push_whose_forced_or_before_is_malformed_is_a_400_and_starts_nothing(
 
     assert (status, answer) == (400, {"error": error})
     assert hook.builds() == []
+
+
+def test_a_push_whose_build_could_not_be_enqueued_is_not_taken_for_a_replay_when_it_comes_again(hook):
+    # Given a receiver whose first attempt to enqueue fails (SQS unreachable), its claims in the state table
+    attempts: list[str] = []
+
+    def start_build(route: Route, sha: str, forced: bool) -> StartedBuild:
+        attempts.append(sha)
+        if len(attempts) == 1:
+            raise ConnectionError("SQS unreachable")
+        return StartedBuild(route.group, sha, "r-second-try")
+
+    receiver = Receiver(b"s", [Route("sample-app", "main", "local", "api", GROUP)], start_build,
+                        DeliveryLedger(hook.ledger.db, hook.ledger.table), lambda route, sha: False)
+    body = json.dumps(push_payload("sample-app", "main", BEFORE, "f1" * 20)).encode()
+
+    def deliver(delivery: str):
+        return receiver.handle({"content-type": "application/json", "x-github-event": "push",
+                                "x-github-delivery": delivery, "x-hub-signature-256": sign(b"s", body)}, body)
+
+    # When it answers 503, and GitHub's hook is redelivered (the operator pressed "Redeliver": a new id)
+    failed, redelivered = deliver("fails-once"), deliver("redelivered")
+
+    # Then the push was claimed by neither attempt's failure: the second one builds
+    assert failed.status == 503
+    assert redelivered.status == 202 and redelivered.body["builds"][0]["rollout_id"] == "r-second-try"
+    assert attempts == ["f1" * 20, "f1" * 20]
