@@ -4,7 +4,11 @@ Trust boundary: the request (headers and body) is untrusted until its signature
 verifies, and its fields are untrusted after that too (a leaked secret must not
 become code execution): names are checked against git's and GitHub's rules, and
 the repository URL a build uses comes from the group's own registration, never
-from the payload. The secret is never logged and never echoed.
+from the payload. The secret is never logged and never echoed. A valid signature does not
+make a request fresh: GitHub signs the body only, so a captured push can be sent again under
+a new delivery id. Each push is therefore claimed once (``deliveries.push_id``), a push older
+than what its group runs starts nothing unless it was forced, and the builder checks the
+commit against git again (``builder.push_refusal``).
 """
 
 from __future__ import annotations
