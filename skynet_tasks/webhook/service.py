@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 from celery import Celery
 
-from skynet_tasks import gitrepo, names
+from skynet_tasks import names
 from skynet_tasks.aws import Aws
-from skynet_tasks.buildrequest import WEBHOOK_SOURCE, BuildRequest, new_rollout_id
-from skynet_tasks.deploys import StartedBuild, group_source
+from skynet_tasks.buildrequest import WEBHOOK_SOURCE
+from skynet_tasks.deploys import StartedBuild, group_source, request_build
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
 from skynet_tasks.settings import Settings
-from skynet_tasks.states import RolloutKind
 from skynet_tasks.webhook.deliveries import DeliveryLedger
 from skynet_tasks.webhook.receiver import DEFAULT_MAX_BODY, Receiver
 from skynet_tasks.webhook.routing import Route, RoutingError, load_routes, parse_routes
@@ -76,20 +74,6 @@ def routes_from(source: str) -> list[Route]:
         raise WebhookConfigError(str(error)) from None
 
 
-def request_push_build(ledger: Ledger, messenger: Messenger, group: str, repo: str, branch: str, sha: str,
-                       forced: bool) -> StartedBuild:
-    """Record and enqueue the build of a pushed commit for ``group``, as ``deploys.request_build`` does a
-    deploy's; the request and the rollout's record also say whether the push was forced."""
-    gitrepo.check_sha(sha)
-    request = BuildRequest(group=group, repo=repo, branch=branch, sha=sha, rollout_id=new_rollout_id(),
-                           source=WEBHOOK_SOURCE, requested_at=time.time(), forced=forced)
-    ledger.create_rollout(request.rollout_id, group, sha, RolloutKind.CODE, {
-        "repo": repo, "branch": branch, "source": WEBHOOK_SOURCE, "requested_at": request.requested_at,
-        "forced": forced})
-    messenger.build(group, request.to_dict())
-    return StartedBuild(group=group, release=sha, rollout_id=request.rollout_id)
-
-
 def build_receiver(secret: bytes, routes_source: str, env: str, app: Celery, max_body: int = DEFAULT_MAX_BODY,
                    aws: Aws | None = None) -> Receiver:
     """A receiver that enqueues builds with ``app`` exactly as ``skynet deploy`` does."""
@@ -105,7 +89,7 @@ def build_receiver(secret: bytes, routes_source: str, env: str, app: Celery, max
         messenger = messengers.setdefault(route.env, Messenger(app, route.env))
         # The group's own registration says where its code lives; the payload's URLs are not used.
         repo, branch = group_source(ledger, route.group)
-        return request_push_build(ledger, messenger, route.group, repo, branch, sha, forced)
+        return request_build(ledger, messenger, route.group, repo, branch, sha, WEBHOOK_SOURCE, forced=forced)
 
     def older(route: Route, sha: str) -> bool:
         # The ledger, not git: the receiver may run where there is no git (Lambda). The builder
