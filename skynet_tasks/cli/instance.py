@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import click
 
 from skynet_tasks import names
-from skynet_tasks.cli.options import env_option, env_resources, startup
+from skynet_tasks.cli.completion import complete_instances
+from skynet_tasks.cli.exitcodes import InputError
+from skynet_tasks.cli.options import env_option, env_resources, json_option, startup
 
 
 @click.group()
@@ -44,8 +47,9 @@ def _instance_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 @instance.command("re-register")
 @env_option
-@click.argument("instance_id", callback=_instance_id)
-def re_register_command(env: str, instance_id: str) -> None:
+@click.argument("instance_id", callback=_instance_id, shell_complete=complete_instances)
+@json_option
+def re_register_command(env: str, instance_id: str, as_json: bool) -> None:
     """Have an instance register afresh and heal its group now, as its next heartbeat would."""
     from skynet_tasks.aws import Aws
     from skynet_tasks.messages import RE_REGISTER_TASK, Messenger
@@ -54,6 +58,7 @@ def re_register_command(env: str, instance_id: str) -> None:
     aws = Aws()
     # Only a known instance: a message to an unknown id would create a queue that nobody reads.
     if Registry(aws.dynamodb, env_resources(aws, env).endpoints_table).find(env, instance_id) is None:
-        raise click.ClickException(f"no instance {instance_id} is registered in env {env}")
+        raise InputError(f"no instance {instance_id} is registered in env {env}")
     Messenger(startup().celery(), env).to_instance(instance_id, RE_REGISTER_TASK, {"reason": "operator"})
-    click.echo(f"instance {instance_id}: re-register requested")
+    click.echo(json.dumps({"instance": instance_id, "requested": "re_register"}) if as_json
+               else f"instance {instance_id}: re-register requested")
