@@ -61,7 +61,7 @@ def logs(env: str, rollout_id: str, ticket: int | None, follow: bool, timeout: f
             else:
                 click.echo(f"==> {entry['title']}: {entry['key'] or 'no log'}")
                 if text is not None:
-                    click.echo(text)
+                    click.echo(text, nl=not text.endswith("\n"))
         if not follow:
             return
         progress = reader.progress(summary)

@@ -72,7 +72,7 @@ class Progress:
         return {"rollout_id": self.rollout_id, "group": self.group, "release": self.release, "kind": self.kind,
                 "state": self.state, "phase": self.phase, "done": self.done, "total": self.total,
                 "elapsed": round(self.elapsed, 3), "reason": self.reason, "over": self.over,
-                "exit_code": self.exit_code, "tickets": [t.to_json() for t in self.tickets]}
+                "exit_code": self.exit_code if self.over else None, "tickets": [t.to_json() for t in self.tickets]}
 
 
 def ticket_seconds(ticket: dict[str, Any], now: float) -> float | None:
