@@ -1,6 +1,6 @@
 """Shell completion of group, rollout and instance ids, read from the env's ledger and registry.
 
-Enabled by click's ``_SKYNET_COMPLETE`` (docs/operations.md, "Shell completion"). A completion runs
+Enabled through click's completion variable (docs/operations.md, "Shell completion"). A completion runs
 at every Tab, so it asks AWS once, briefly (one attempt, a one-second connect timeout), and fails
 silently: without AWS, credentials or tables there is simply nothing to offer.
 """

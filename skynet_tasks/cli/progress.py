@@ -63,7 +63,7 @@ class Progress:
 
     def headline(self) -> str:
         """``rollout ID (group G, release abc123def456): running, 2/3 updated, 41.0 s: ticket 3/3 api-3 updating``."""
-        reason = f" ({self.reason})" if self.reason and self.over else ""
+        reason = f" ({self.reason})" if self.reason and self.over and self.reason != self.state else ""
         return (f"rollout {self.rollout_id} (group {self.group}, {self.kind} {self.release[:12]}): {self.state}"
                 f"{reason}, {self.done}/{self.total} updated, {self.elapsed:.1f} s: {self.phase}")
 
