@@ -16,6 +16,7 @@ from skynet_tasks.cli.exitcodes import InputError
 from skynet_tasks.cli.progress import Progress, progress
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.registry import Registry
+from skynet_tasks.states import RolloutState
 from skynet_tasks.status import rollout_summary
 
 # Rollout ids are ``r<yyyymmdd>-<hhmmss>-<hex>`` (buildrequest.new_rollout_id) or made by the config and
@@ -86,7 +87,7 @@ class RolloutReader:
     def progress(self, summary: dict[str, Any], now: float | None = None) -> Progress:
         """The progress of the rollout ``summary`` describes, with its build's record and its group's size."""
         release = self.ledger.release(summary["group"], summary["release"]) \
-            if summary["state"] == "building" else None
+            if summary["state"] == RolloutState.BUILDING else None
         members = 0 if summary.get("expected") else \
             sum(e.group == summary["group"] for e in self.registry.endpoints(self.env))
         return progress(summary, release, time.time() if now is None else now, members)
