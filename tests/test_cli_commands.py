@@ -197,3 +197,19 @@ def test_completion_offers_groups_rollouts_and_instances_from_the_ledger(env):
 def test_completion_without_aws_offers_nothing_and_prints_no_error(env):
     assert complete(env, "skynet rollout show r", **UNREACHABLE) == []
     assert complete(env, "skynet drain a", **NO_CREDENTIALS) == []
+
+
+def test_install_units_lists_the_unit_files_as_text_or_json(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from skynet_tasks.cli import main
+
+    args = ["instance", "install-units", "--no-systemctl", "--root", str(tmp_path / "root")]
+    text = CliRunner().invoke(main, [*args, "--unit-dir", str(tmp_path / "a")])
+    as_json = CliRunner().invoke(main, [*args, "--unit-dir", str(tmp_path / "b"), "--json"])
+
+    assert text.exit_code == as_json.exit_code == 0, text.output
+    assert text.output.splitlines() == [str(tmp_path / "a" / "skynet-worker.service"),
+                                        str(tmp_path / "a" / "skynet-app.service")]
+    assert json.loads(as_json.output) == {"written": [str(tmp_path / "b" / "skynet-worker.service"),
+                                                      str(tmp_path / "b" / "skynet-app.service")]}

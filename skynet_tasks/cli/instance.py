@@ -25,7 +25,8 @@ def instance() -> None:
 @click.option("--root", envvar="SKYNET_ROOT", type=click.Path(file_okay=False, path_type=Path),
               default=Path("/srv/skynet"), show_default=True, help="The instance root (SKYNET_ROOT).")
 @click.option("--no-systemctl", is_flag=True, help="Only write the files: no daemon-reload, no enable.")
-def install_units_command(unit_dir: Path, root: Path, no_systemctl: bool) -> None:
+@json_option
+def install_units_command(unit_dir: Path, root: Path, no_systemctl: bool, as_json: bool) -> None:
     """Install skynet-worker.service and skynet-app.service (the app in a unit of its own)."""
     from workers.units import UnitError, install_units
 
@@ -33,6 +34,9 @@ def install_units_command(unit_dir: Path, root: Path, no_systemctl: bool) -> Non
         written = install_units(unit_dir, root, sys.executable, systemctl=None if no_systemctl else ("systemctl",))
     except (UnitError, OSError) as error:
         raise click.ClickException(str(error)) from error
+    if as_json:
+        click.echo(json.dumps({"written": [str(path) for path in written]}))
+        return
     for path in written:
         click.echo(str(path))
 
