@@ -13,9 +13,11 @@ from skynet_tasks import names
 from skynet_tasks.aws import Aws
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.cli.options import env_option, env_resources, group_option, json_option, layer_option, startup
+from skynet_tasks.deadletters import dead_letter_counts
 from skynet_tasks.deploys import DeployError, deploy_ref
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
+from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
 from skynet_tasks.states import RolloutState
 from skynet_tasks.status import collect_status
@@ -127,10 +129,12 @@ def status(env: str, as_json: bool, rollouts: int) -> None:
     settings = startup().settings
     data = collect_status(Ledger(aws.dynamodb, names.state_table(env)),
                           Registry(aws.dynamodb, names.endpoints_table(env)), env, settings.heartbeat_max_age,
-                          rollouts)
+                          rollouts, dead_letters=dead_letter_counts(Queues(aws.sqs), env))
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
+    for alarm in data["alarms"]:
+        click.echo(alarm)
     for group in data["groups"]:
         click.echo(f"group {group['name']}  desired {(group['desired_release'] or '-')[:12]}  "
                    f"repo {group['repo'] or '-'} ({group['branch'] or '-'})")

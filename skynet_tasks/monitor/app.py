@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from celery import Celery
 from flask import Flask, Response, jsonify, redirect, render_template, request
 from markupsafe import Markup
@@ -107,8 +108,16 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
         return _error(error.code or 500, error.description or error.name)
 
     # ---- pages ------------------------------------------------------------------
+    def alarm_banner() -> str:
+        # Part of every page's main part, so the live refresh raises and clears it too.
+        try:
+            return render_template("alarm.html", dead=[c for c in data.dead_letters() if c.messages], unread=False)
+        except (ClientError, BotoCoreError) as error:
+            log.warning("dead-letter queues of env %s unreadable: %s", env, error)
+            return render_template("alarm.html", dead=[], unread=True)
+
     def page(template: str, **context: Any) -> str:
-        main = render_template(template, **context)
+        main = alarm_banner() + render_template(template, **context)
         if request.args.get("partial") == "1":
             return main
         return render_template("base.html", main=Markup(main), title=context.get("title", template))  # noqa: S704  # nosec B704 - rendered by our autoescaping template
