@@ -150,7 +150,8 @@ class DeadLetters:
         name = names.maintenance_queue(self.env, group)
         try:
             url = self.sqs.get_queue_url(QueueName=name)["QueueUrl"]
-            policy = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]
+            # SQS leaves out "Attributes" altogether when the queue has none of those asked for.
+            policy = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"]).get("Attributes", {})
         except ClientError as error:
             raise DeadLetterError(f"group {group}: queue {name} cannot be read: {error}") from None
         target = _json(policy.get("RedrivePolicy", "null"))

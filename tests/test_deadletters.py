@@ -20,6 +20,7 @@ from typing import Any
 
 import kombu.pools
 import pytest
+from botocore.exceptions import ClientError
 from click.testing import CliRunner
 from monitorkit import TOKEN
 
@@ -104,6 +105,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
     saved = dict(os.environ)
     server = MotoServer.start()
     found = Env(server, "local-api", tmp_path)
+    os.environ.update(found.environment)  # for the CLI, as an operator's shell would have it
     try:
         yield found
     finally:
@@ -233,6 +235,74 @@ def test_a_step_killed_at_its_hard_time_limit_comes_back_and_is_dead_lettered(tm
         os.environ.clear()
         os.environ.update(saved)
         server.stop()
+
+
+def test_a_malformed_event_is_dead_lettered_not_retried_for_ever(env):
+    # Given a conductor, and an event no Skynet version knows (as a newer version's would look)
+    env.start_conductor()
+
+    # When it reaches the group's maintenance queue
+    env.messenger().maintenance(env.group, {"type": "from-the-future", "rollout_id": "r-new"}, "future-1")
+
+    # Then every member that receives it refuses it, and after the limit it waits in the dead-letter queue
+    wait_for("the event in the dead-letter queue", lambda: env.depth(env.dead_letter_queue) == 1, env)
+    assert env.depth(env.queue) == 0
+    letters = DeadLetters(env.aws.sqs, ENV).show(env.group)
+    assert [(d.kind, d.rollout_id, d.task) for d in letters] == [("from-the-future", "r-new", MAINTENANCE_TASK)]
+    assert "BadEvent" in env.log()
+
+
+class SendFailsAfter:
+    """An SQS client of the moto server whose ``send_message`` is refused after ``allowed`` sends."""
+
+    def __init__(self, sqs: Any, allowed: int) -> None:
+        self.sqs, self.allowed = sqs, allowed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sqs, name)
+
+    def send_message(self, **request: Any) -> Any:
+        if self.allowed <= 0:
+            raise ClientError({"Error": {"Code": "RequestThrottled", "Message": "slow down"}}, "SendMessage")
+        self.allowed -= 1
+        return self.sqs.send_message(**request)
+
+
+def test_a_redrive_whose_send_fails_leaves_that_letter_and_the_ones_after_it_in_order(env, monkeypatch):
+    # Given three dead letters of one message group, in order
+    dlq_url = env.aws.sqs.get_queue_url(QueueName=env.dead_letter_queue)["QueueUrl"]
+    for n in (1, 2, 3):
+        body, dedup = to_message(RolloutReady(Rollout(id=f"r-{n}", group=env.group, release="f" * 40,
+                                                      canary=MEMBER, update_timeout=60)))
+        env.aws.sqs.send_message(QueueUrl=dlq_url, MessageGroupId=env.group, MessageDeduplicationId=dedup,
+                                 MessageBody=json.dumps({"body": json.dumps([[], {"group": env.group,
+                                                                                   "event": body}, {}]),
+                                                         "headers": {"task": MAINTENANCE_TASK}}))
+
+    # When the redrive's second send is refused
+    failing = DeadLetters(SendFailsAfter(env.aws.sqs, allowed=1), ENV)
+    monkeypatch.setattr(sys.modules["skynet_tasks.cli.dlq"], "_dead_letters", lambda env_name: failing)
+    result = CliRunner().invoke(main, ["dlq", "redrive", env.group, "--json"], catch_exceptions=False)
+
+    # Then the first went back, the command says which one failed and exits 1, and the rest wait in order
+    assert result.exit_code == 1
+    answer = json.loads(result.stdout)
+    assert [r["rollout_id"] for r in answer["redriven"]] == ["r-1"]
+    assert [(f["rollout_id"], "slow down" in f["error"]) for f in answer["failed"]] == [("r-2", True)]
+    assert env.depth(env.queue) == 1
+    assert [d.rollout_id for d in DeadLetters(env.aws.sqs, ENV).show(env.group)] == ["r-2", "r-3"]
+
+
+def test_dlq_show_of_a_group_without_a_dead_letter_queue_says_so(env):
+    # Given a group whose maintenance queue was made without a redrive policy (by hand)
+    env.aws.sqs.create_queue(QueueName=names.maintenance_queue(ENV, "bare"), Attributes={"FifoQueue": "true"})
+
+    # When the operator asks for its dead letters, then the answer says why there are none to show
+    result = CliRunner().invoke(main, ["dlq", "show", "bare"])
+    assert result.exit_code == 1
+    assert "has no dead-letter queue (no redrive policy)" in result.output
+    # and a group with an empty one has none
+    assert cli("dlq", "show", env.group) == f"group {env.group}: no dead letters\n"
 
 
 def test_a_dead_letter_whose_body_is_not_a_celery_message_is_still_described():
