@@ -28,19 +28,25 @@ def rollout_summary(view: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def dead_letter_alarms(counts: Sequence[DeadLetterCount]) -> list[str]:
-    """One alarm line per maintenance dead-letter queue that holds messages."""
+UNREADABLE = "ALARM: the maintenance dead-letter queues could not be read: whether an event failed is unknown"
+
+
+def dead_letter_alarms(counts: Sequence[DeadLetterCount] | None) -> list[str]:
+    """One alarm line per maintenance dead-letter queue that holds messages (None: they could not be read)."""
+    if counts is None:
+        return [UNREADABLE]
     return [f"ALARM: group {c.group} has {c.messages} dead letter{'s' if c.messages != 1 else ''} in {c.queue}: "
             f"maintenance events that failed too often (see: skynet dlq show {c.group})"
             for c in counts if c.messages]
 
 
 def collect_status(ledger: Ledger, registry: Registry, env: str, max_age: float, rollouts_per_group: int = 5,
-                   now: float | None = None, dead_letters: Sequence[DeadLetterCount] = ()) -> dict[str, Any]:
+                   now: float | None = None, dead_letters: Sequence[DeadLetterCount] | None = ()) -> dict[str, Any]:
     """What ``skynet status --json`` prints: every group with its instances and recent rollouts, and alarms.
 
     An instance whose heartbeat is older than ``max_age`` is marked stale; ``dead_letters`` are the
-    env's maintenance dead-letter queues (``deadletters.dead_letter_counts``), each non-empty one an alarm.
+    env's maintenance dead-letter queues (``deadletters.dead_letter_counts``), each non-empty one an alarm
+    (None if they could not be read: an alarm too).
     """
     now = time.time() if now is None else now
     endpoints = registry.endpoints(env)
@@ -68,4 +74,5 @@ def collect_status(ledger: Ledger, registry: Registry, env: str, max_age: float,
             "rollouts": rollouts,
         })
     return {"env": env, "generated_at": now, "groups": groups,
-            "dead_letters": [asdict(count) for count in dead_letters], "alarms": dead_letter_alarms(dead_letters)}
+            "dead_letters": [asdict(count) for count in dead_letters or ()],
+            "alarms": dead_letter_alarms(dead_letters)}

@@ -41,6 +41,7 @@ from skynet_tasks.queues import MAX_RECEIVES, Queues
 from skynet_tasks.registry import Endpoint, Registry
 from skynet_tasks.resources import resolve
 from skynet_tasks.states import RolloutKind
+from skynet_tasks.status import UNREADABLE
 from skynet_tasks.taskruns import TaskRuns
 
 pytestmark = pytest.mark.timeout(120)
@@ -303,6 +304,33 @@ def test_dlq_show_of_a_group_without_a_dead_letter_queue_says_so(env):
     assert "has no dead-letter queue (no redrive policy)" in result.output
     # and a group with an empty one has none
     assert cli("dlq", "show", env.group) == f"group {env.group}: no dead letters\n"
+
+
+def test_status_and_dashboard_say_when_the_dead_letter_queues_cannot_be_read_and_show_the_rest(monkeypatch):
+    # Given an SQS that refuses every request (throttled past the client's retries), and DynamoDB well
+    server = MotoServer.start(faults="throttle=1:sqs")
+    try:
+        aws = aws_for(server.environment())
+        resources = resolve(aws, ENV)
+        for table, hash_key, range_key, ttl in ((resources.endpoints_table, "env", "layer", None),
+                                                (resources.state_table, "pk", "sk", "expires_at")):
+            ensure_table(aws, table, hash_key, range_key, ttl)
+        Ledger(aws.dynamodb, resources.state_table).ensure_group("local-api", "/srv/app.git", "main")
+        for key, value in {**server.environment(), "SKYNET_ENV": ENV, "AWS_MAX_ATTEMPTS": "1"}.items():
+            monkeypatch.setenv(key, value)
+
+        # When the operator asks for the status
+        shown = cli("status")
+
+        # Then it says the dead letters are unknown, and still shows the groups; so does the dashboard
+        assert shown.splitlines()[0] == UNREADABLE
+        assert "group local-api" in shown
+        kombu.pools.reset()
+        dashboard = create_dashboard(resources, aws, create_app(), Auth(TOKEN), max_age=60.0).test_client()
+        page = dashboard.get("/groups").get_data(as_text=True)
+        assert "Dead-letter queues could not be read" in page and 'id="group-local-api"' in page
+    finally:
+        server.stop()
 
 
 def test_a_dead_letter_whose_body_is_not_a_celery_message_is_still_described():

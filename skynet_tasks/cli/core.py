@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from typing import Any
 
 import click
+from botocore.exceptions import BotoCoreError, ClientError
 
 from skynet_tasks import names
 from skynet_tasks.aws import Aws
@@ -127,9 +129,14 @@ def status(env: str, as_json: bool, rollouts: int) -> None:
     """Groups, their instances and their recent rollouts."""
     aws = Aws()
     settings = startup().settings
+    try:
+        dead_letters = dead_letter_counts(Queues(aws.sqs), env)
+    except (ClientError, BotoCoreError) as error:  # the rest of the status is still worth showing
+        logging.getLogger(__name__).warning("dead-letter queues unreadable: %s", error)
+        dead_letters = None
     data = collect_status(Ledger(aws.dynamodb, names.state_table(env)),
                           Registry(aws.dynamodb, names.endpoints_table(env)), env, settings.heartbeat_max_age,
-                          rollouts, dead_letters=dead_letter_counts(Queues(aws.sqs), env))
+                          rollouts, dead_letters=dead_letters)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

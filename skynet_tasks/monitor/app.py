@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -108,13 +109,18 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
         return _error(error.code or 500, error.description or error.name)
 
     # ---- pages ------------------------------------------------------------------
-    def alarm_banner() -> str:
-        # Part of every page's main part, so the live refresh raises and clears it too.
+    def dead_letters() -> list[dict[str, Any]] | None:
+        # None when SQS cannot be read: the pages still show what the tables hold.
         try:
-            return render_template("alarm.html", dead=[c for c in data.dead_letters() if c.messages], unread=False)
+            return [asdict(count) for count in data.dead_letters()]
         except (ClientError, BotoCoreError) as error:
             log.warning("dead-letter queues of env %s unreadable: %s", env, error)
-            return render_template("alarm.html", dead=[], unread=True)
+            return None
+
+    def alarm_banner() -> str:
+        # Part of every page's main part, so the live refresh raises and clears it too.
+        found = dead_letters()
+        return render_template("alarm.html", dead=[c for c in found or () if c["messages"]], unread=found is None)
 
     def page(template: str, **context: Any) -> str:
         main = alarm_banner() + render_template(template, **context)
@@ -167,7 +173,7 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
 
     @app.get("/api/status")
     def api_status() -> Response:
-        return jsonify(data.status())
+        return jsonify({**data.status(), "dead_letters": dead_letters()})
 
     @app.get("/api/groups")
     def api_groups() -> Response:

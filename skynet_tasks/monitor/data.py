@@ -160,8 +160,7 @@ class MonitorData:
                 "current_rollout": rollouts[-1] if rollouts else None,
                 "actions": self.ledger.actions(name, 5),
             })
-        return {"env": self.env, "generated_at": now, "groups": groups,
-                "dead_letters": [asdict(count) for count in self.dead_letters()]}
+        return {"env": self.env, "generated_at": now, "groups": groups}
 
     def dead_letters(self) -> list[DeadLetterCount]:
         """Every maintenance dead-letter queue of the env with its message count (non-zero: an alarm)."""
