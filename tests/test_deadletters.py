@@ -217,6 +217,12 @@ def test_a_step_killed_at_its_hard_time_limit_comes_back_and_is_dead_lettered(tm
     env = Env(server, "local-api", tmp_path)
     try:
         env.ledger.create_rollout("r-slow", env.group, "f" * 40, RolloutKind.CODE, {})
+        # Two receives, not five: each costs a pool process killed and forked again.
+        url = env.aws.sqs.get_queue_url(QueueName=env.queue)["QueueUrl"]
+        policy = json.loads(env.aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])[
+            "Attributes"]["RedrivePolicy"])
+        env.aws.sqs.set_queue_attributes(QueueUrl=url, Attributes={
+            "RedrivePolicy": json.dumps({**policy, "maxReceiveCount": "2"})})
         env.start_conductor()
         body, dedup = to_message(RolloutReady(Rollout(id="r-slow", group=env.group, release="f" * 40,
                                                       canary=MEMBER, update_timeout=60)))
@@ -229,6 +235,7 @@ def test_a_step_killed_at_its_hard_time_limit_comes_back_and_is_dead_lettered(tm
                  timeout=60)
         letters = DeadLetters(env.aws.sqs, ENV).show(env.group)
         assert [(d.kind, d.rollout_id) for d in letters] == [("rollout_ready", "r-slow")]
+        assert letters[0].receive_count > 2
         assert "Hard time limit (1s) exceeded" in env.log()
     finally:
         env.stop()
