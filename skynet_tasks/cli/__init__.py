@@ -18,6 +18,7 @@ from skynet_tasks.cli.agent import agent
 from skynet_tasks.cli.config import config
 from skynet_tasks.cli.core import bootstrap, deploy, status, worker
 from skynet_tasks.cli.demo import demo
+from skynet_tasks.cli.dlq import dlq
 from skynet_tasks.cli.exitcodes import SkynetGroup
 from skynet_tasks.cli.instance import instance
 from skynet_tasks.cli.local import local
@@ -42,5 +43,5 @@ def main(ctx: click.Context, log_level: str) -> None:
 
 
 for command in (bootstrap, deploy, status, worker, local, demo, rollout, rollback_command, drain_command, logs,
-                webhook, stack, monitor, config, agent, instance, queues):
+                webhook, stack, monitor, config, agent, instance, queues, dlq):
     main.add_command(command)

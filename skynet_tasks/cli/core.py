@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from typing import Any
 
 import click
+from botocore.exceptions import BotoCoreError, ClientError
 
 from skynet_tasks import names
 from skynet_tasks.aws import Aws
@@ -16,9 +18,11 @@ from skynet_tasks.cli import exitcodes
 from skynet_tasks.cli.lookup import RolloutReader
 from skynet_tasks.cli.options import env_option, env_resources, group_option, json_option, layer_option, startup
 from skynet_tasks.cli.watch import Printer, follow
+from skynet_tasks.deadletters import dead_letter_counts
 from skynet_tasks.deploys import DeployError, deploy_ref
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
+from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
 from skynet_tasks.states import RolloutState
 from skynet_tasks.status import collect_status
@@ -126,12 +130,19 @@ def status(env: str, as_json: bool, rollouts: int) -> None:
     """Groups, their instances and their recent rollouts."""
     aws = Aws()
     settings = startup().settings
+    try:
+        dead_letters = dead_letter_counts(Queues(aws.sqs), env)
+    except (ClientError, BotoCoreError) as error:  # the rest of the status is still worth showing
+        logging.getLogger(__name__).warning("dead-letter queues unreadable: %s", error)
+        dead_letters = None
     data = collect_status(Ledger(aws.dynamodb, names.state_table(env)),
                           Registry(aws.dynamodb, names.endpoints_table(env)), env, settings.heartbeat_max_age,
-                          rollouts)
+                          rollouts, dead_letters=dead_letters)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
+    for alarm in data["alarms"]:
+        click.echo(alarm)
     for group in data["groups"]:
         click.echo(f"group {group['name']}  desired {(group['desired_release'] or '-')[:12]}  "
                    f"repo {group['repo'] or '-'} ({group['branch'] or '-'})")

@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 BUILD_LEASE = 870.0
 
 
-@app.task(name=BUILD_REQUEST_TASK, base=SkynetTask, bind=True, time_limit=15)
+# As a conductor step (maintenance.py): a failure is not acknowledged; the queue's redrive policy
+# returns the request, then dead-letters it.
+@app.task(name=BUILD_REQUEST_TASK, base=SkynetTask, bind=True, time_limit=15, acks_on_failure_or_timeout=False)
 def build_request(self: SkynetTask, request: dict[str, Any]) -> None:
     """The group's build request reached this member's conductor: this instance builds."""
     handle_build_request(self.ctx, request)
