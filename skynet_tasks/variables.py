@@ -123,6 +123,10 @@ VARIABLES: tuple[Variable, ...] = (
     _v("LOG_LEVEL", "text", "WARNING", "The operator commands' log level (the --log-level option).", ("cli",)),
     _v("DASHBOARD_TOKEN_FILE", "text", "", "The dashboard's token file (the --token-file option).",
        ("dashboard",)),
+    _v("DASHBOARD_READS", "text", "open", "Who may read the dashboard: `open` (anyone who reaches it) or `token` "
+       "(the --reads option).", ("dashboard",)),
+    _v("DASHBOARD_READ_TOKEN_FILE", "text", "", "A token file that may read the dashboard but never act (the "
+       "--read-token-file option).", ("dashboard",)),
     _v("WHEEL_PARAMETER", "text", "", "The SSM parameter pinning the agent wheel an instance boots.", ("boot",)),
     _v("AGENT_PATH", "text", "", "Set by the worker when it re-executes on the installed agent.", ("worker",)),
     _v("STACK_USER", "text", "", "The user a stack recipe's services run as [default: the worker's user].",
