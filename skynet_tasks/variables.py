@@ -120,7 +120,11 @@ VARIABLES: tuple[Variable, ...] = (
     _v("WEBHOOK_ROUTES", "text", "", "The webhook's routing table: a JSON file, or the JSON itself.",
        ("webhook", "lambda"), "webhook_routes"),
     # Read by their own processes, not Settings.
-    _v("LOG_LEVEL", "text", "WARNING", "The operator commands' log level (the --log-level option).", ("cli",)),
+    _v("LOG_LEVEL", "text", "WARNING", "The log level (the --log-level option): DEBUG, INFO, WARNING or ERROR "
+       "[default: WARNING; INFO for `skynet worker`].", ("worker", "cli", "webhook", "dashboard")),
+    _v("LOG_FORMAT", "text", "text", "Log lines as `text` or `json` objects, with the fields rollout_id, ticket, "
+       "instance, group, role and task when known (the --log-format option).", ("worker", "cli", "webhook",
+                                                                                "dashboard")),
     _v("DASHBOARD_TOKEN_FILE", "text", "", "The dashboard's token file (the --token-file option).",
        ("dashboard",)),
     _v("DASHBOARD_READS", "text", "open", "Who may read the dashboard: `open` (anyone who reaches it) or `token` "

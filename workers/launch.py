@@ -34,7 +34,7 @@ from celery import bootsteps
 from celery.signals import worker_shutdown
 from celery.worker import state as worker_state
 
-from skynet_tasks import membership, names
+from skynet_tasks import logformat, membership, names
 from skynet_tasks.agent import agent_path_environment, clear_restart, restart_requested
 from skynet_tasks.compat import install_kombu_patches
 from skynet_tasks.config.apply import sync_config
@@ -60,8 +60,10 @@ def worker_queues(settings: Settings, role: str) -> list[str]:
 
 def start_conductor(loglevel: str) -> subprocess.Popen[bytes]:
     """Start this instance's conductor worker as a child, and exit if it ever dies."""
-    child = subprocess.Popen([sys.executable, "-m", "skynet_tasks.cli", "worker", "--role", "conductor",
-                              "--loglevel", loglevel, "--parent-pid", str(os.getpid())])
+    # The same agent as this process runs the child, so it knows --log-level and --log-format.
+    child = subprocess.Popen([sys.executable, "-m", "skynet_tasks.cli", "--log-format",
+                              logformat.current_format() or "text", "worker", "--role", "conductor",
+                              "--log-level", loglevel, "--parent-pid", str(os.getpid())])
 
     def watch() -> None:
         code = child.wait()
@@ -207,6 +209,7 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
     if role == "all":
         start_conductor(loglevel)
         role = "work"
+    logformat.bind_process(instance=settings.instance_id, group=settings.group, role=role)
     log.info("instance %s of group %s starting its %s worker", settings.instance_id, settings.group, role)
     try:
         run_celery(app, settings, role, loglevel)
@@ -221,8 +224,10 @@ def run_celery(app: Any, settings: Settings, role: str, loglevel: str) -> None:
     # kombu's SQS receives wait on libcurl timers 1,000 times too long, and could start up to a
     # second after the task before them was acknowledged (skynet_tasks/compat/kombu_*.py)
     install_kombu_patches()
+    # A JSON log is read by machines: no banner (the "starting its worker" line says the same).
+    quiet = ["--quiet"] if logformat.current_format() == "json" else []
     app.worker_main([
-        "worker", "--queues", ",".join(worker_queues(settings, role)), "--concurrency", "1",
+        *quiet, "worker", "--queues", ",".join(worker_queues(settings, role)), "--concurrency", "1",
         "--prefetch-multiplier", "1", "--hostname", f"{settings.instance_id}-{role}@skynet", "--loglevel", loglevel,
         "--without-mingle", "--without-gossip", "--without-heartbeat",
     ])
@@ -243,6 +248,7 @@ def restart_on_installed_agent(settings: Settings, loglevel: str, role: str, alw
     environment = agent_path_environment(settings.root, dict(os.environ))
     if environment is None and not always:
         return
+    # --loglevel, not --log-level: the installed agent may be of a version that knows only that spelling.
     argv = [sys.executable, "-m", "skynet_tasks.cli", "worker", "--role", role, "--loglevel", loglevel]
     clear_restart(settings.root)
     sys.stdout.flush()
