@@ -99,8 +99,8 @@ def test_a_bad_log_format_is_refused_naming_the_choices():
     result = CliRunner().invoke(main, ["--log-format", "xml", "status"])
     by_variable = CliRunner().invoke(main, ["status"], env={"SKYNET_LOG_FORMAT": "yaml"})
 
-    assert result.exit_code == 2 and "'xml' is not one of 'text', 'json'" in result.output
-    assert by_variable.exit_code == 2 and "'yaml' is not one of 'text', 'json'" in by_variable.output
+    assert result.exit_code == 4 and "'xml' is not one of 'text', 'json'" in result.output
+    assert by_variable.exit_code == 4 and "'yaml' is not one of 'text', 'json'" in by_variable.output
 
 
 def test_the_worker_spells_its_log_level_like_every_command():
