@@ -58,17 +58,23 @@ def test_the_app_unit_restarts_a_failed_app_logs_to_journald_and_is_not_bound_to
 def test_the_unit_runs_what_systemd_services_wrote(tmp_path):
     root = tmp_path / "root"
     (root / "current").mkdir(parents=True)
-    exec_start = unit_settings(render_app_unit(sys.executable, root))["ExecStart"]
+    settings = unit_settings(render_app_unit(sys.executable, root))
+    # systemd copies the credential named in LoadCredential into the unit's credentials folder (%d).
+    name, source = settings["LoadCredential"].split(":", 1)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    exec_start = settings["ExecStart"].replace("%d", str(credentials))
     SystemdServices(root / "run" / "app.json", systemctl=[str(fake_systemctl(tmp_path))]).restart(
         [sys.executable, "-c", "import json, os; print(json.dumps([os.getcwd(), os.environ.get('PORT')]))"],
         root / "current", {"PORT": "8123"})
+    (credentials / name).write_bytes(Path(source).read_bytes())
     result = subprocess.run(shlex.split(exec_start), capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [str(root / "current"), "8123"]
 
 
 def test_the_unit_fails_clearly_on_a_missing_spec(tmp_path):
-    exec_start = unit_settings(render_app_unit(sys.executable, tmp_path))["ExecStart"]
+    exec_start = unit_settings(render_app_unit(sys.executable, tmp_path))["ExecStart"].replace("%d", str(tmp_path))
     result = subprocess.run(shlex.split(exec_start), capture_output=True, text=True, timeout=30)
     assert result.returncode != 0 and "cannot read the app's specification" in result.stderr
 
@@ -109,3 +115,4 @@ def test_the_worker_drives_the_app_through_systemd_once_the_units_are_installed(
     install_units(tmp_path / "units", tmp_path / "root", sys.executable, systemctl=None)
     services = Context.services(fake)  # type: ignore[arg-type]
     assert isinstance(services, SystemdServices) and services.spec_file == tmp_path / "root" / "run" / "app.json"
+
