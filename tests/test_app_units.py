@@ -116,3 +116,59 @@ def test_the_worker_drives_the_app_through_systemd_once_the_units_are_installed(
     services = Context.services(fake)  # type: ignore[arg-type]
     assert isinstance(services, SystemdServices) and services.spec_file == tmp_path / "root" / "run" / "app.json"
 
+
+def verifiable(text: str, tmp_path: Path) -> Path:
+    """A unit's text made checkable here: the shipped paths of the agent and the root point at this machine's."""
+    skynet = Path(sys.executable).with_name("skynet")
+    root = tmp_path / "root"
+    for folder in ("run/stack", "logs/app"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    unit = tmp_path / "check" / ("skynet-worker.service" if "skynet worker" in text else "skynet-app.service")
+    unit.parent.mkdir(exist_ok=True)
+    unit.write_text(text.replace("/opt/skynet/bin/skynet", str(skynet)))
+    return unit
+
+
+@pytest.mark.parametrize("name", ["skynet-worker.service", "skynet-app.service"])
+def test_each_unit_runs_as_its_own_user_hardened(name, tmp_path):
+    units = install_units(tmp_path / "units", tmp_path / "root", sys.executable, systemctl=None)
+    text = next(p for p in units if p.name == name).read_text()
+    settings = unit_settings(text)
+    unit = verifiable(text, tmp_path)
+
+    verified = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=30)
+    security = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+                              capture_output=True, text=True, timeout=30)
+
+    assert verified.returncode == 0 and verified.stderr == "", verified.stderr
+    assert settings["User"] == {"skynet-worker.service": "skynet", "skynet-app.service": "www-data"}[name]
+    assert settings["NoNewPrivileges"] == "true" and settings["ProtectSystem"] == "strict"
+    assert settings["PrivateTmp"] == "true" and settings["ProtectHome"] == "true"
+    assert settings["CapabilityBoundingSet"] == ""  # no capability at all, not even to bind a low port
+    assert settings["ReadWritePaths"].split()  # strict, with the writable folders named
+    exposure = float(security.stdout.rsplit("Overall exposure level for", 1)[1].split(":")[1].split()[0])
+    assert exposure <= 3.0, security.stdout  # systemd's own score: 10 is a unit with no hardening
+
+
+def test_a_unit_without_hardening_scores_worse_than_the_bound(tmp_path):
+    # The bound above can fail: the shipped worker unit with its hardening lines removed exceeds it.
+    units = install_units(tmp_path / "units", tmp_path / "root", sys.executable, systemctl=None)
+    text = next(p for p in units if p.name == "skynet-worker.service").read_text()
+    bare = "\n".join(line for line in text.splitlines() if not line.startswith(
+        ("Protect", "Private", "Restrict", "NoNew", "User", "Group", "Capability", "SystemCall", "Lock", "UMask",
+         "RemoveIPC")))
+    unit = verifiable(bare, tmp_path)
+    security = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+                              capture_output=True, text=True, timeout=30)
+    exposure = float(security.stdout.rsplit("Overall exposure level for", 1)[1].split(":")[1].split()[0])
+    assert exposure > 3.0
+
+
+def test_install_units_allows_the_worker_to_restart_only_the_apps_unit(tmp_path):
+    install_units(tmp_path / "units", tmp_path / "root", sys.executable, systemctl=None,
+                  polkit_dir=tmp_path / "polkit")
+    rule = (tmp_path / "polkit" / "50-skynet-worker.rules").read_text()
+
+    assert 'action.id == "org.freedesktop.systemd1.manage-units"' in rule
+    assert 'action.lookup("unit") == "skynet-app.service"' in rule and 'subject.user == "skynet"' in rule
+    assert "polkit.Result.YES" in rule and rule.count("polkit.Result.YES") == 1

@@ -36,7 +36,7 @@ from skynet_tasks.settings import Settings, SettingsError
 from workers import appctl
 from workers.accounts import Accounts, ensure_accounts, prepare_folders
 from workers.identity import fill_from_ec2
-from workers.units import WORKER_UNIT, install_units
+from workers.units import POLKIT_DIR, WORKER_UNIT, install_units
 
 ENV_FILE = Path("/etc/skynet/env")
 # The worker (not root) syncs the config: into a folder of its own, not /etc itself. /etc/config,
@@ -105,7 +105,8 @@ def start_app_service(root: Path, timeout: float = 30.0) -> Path:
 def start_worker(environ: Mapping[str, str], root: Path, accounts: Accounts) -> None:
     """Start the worker under systemd where it runs the host, else detached in its own session."""
     if Path("/run/systemd/system").is_dir() and shutil.which("systemctl"):
-        install_units(UNIT_DIR, root, sys.executable)  # the worker's unit, and the app's of its own
+        # the worker's unit, the app's of its own, and the worker's right to restart the app's
+        install_units(UNIT_DIR, root, sys.executable, polkit_dir=POLKIT_DIR)
         subprocess.run(["systemctl", "enable", "--now", WORKER_UNIT], check=True, timeout=120)
         return
     bin_dir = start_app_service(root)
