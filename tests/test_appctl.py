@@ -32,7 +32,8 @@ def stand_in() -> Iterator[tuple[Path, Path]]:
     top.chmod(0o755)
     root = top / "skynet"
     (root / "run").mkdir(parents=True)
-    threading.Thread(target=appctl.serve, args=(root, Account.named("nobody")), daemon=True).start()
+    accounts = (root, Account.named("nobody"), Account.named("daemon"))  # the worker's user, the build's
+    threading.Thread(target=appctl.serve, args=accounts, daemon=True).start()
     socket_path = appctl.control_dir(root) / appctl.SOCKET
     deadline = time.monotonic() + 10
     while not socket_path.exists() and time.monotonic() < deadline:

@@ -6,7 +6,8 @@ would show it:
 
 - the app (the recipe's runner, nginx, PHP-FPM) is ``www-data``, and PHP-FPM runs without
   ``--allow-to-run-as-root``;
-- the worker (both Celery workers) and a proxy's nginx are ``skynet``;
+- the worker (both Celery workers) and a proxy's nginx are ``skynet``; the build step ran as
+  ``skynet-build`` (it wrote its user into the release);
 - root is only what plays systemd (``workers.appctl`` and the app's supervisor under it),
   which on EC2 is systemd itself (docs/installing.md says why it stays root).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from pathlib import Path
 
 import pytest
 from stackkit import ENV, instance_processes, instances_of, skynet, stack_up
@@ -30,6 +32,8 @@ $user = function_exists('posix_geteuid') ? posix_getpwuid(posix_geteuid())['name
     : trim(shell_exec('/usr/bin/id -un'));
 echo json_encode(['user' => $user]), "\\n";
 """
+# The build step records who ran it, in the release.
+BUILD_SPEC = "stack: php-nginx\nbuild:\n  - [sh, -c, 'id -un > public/built-by.txt; id -un >&2']\n"
 # What plays systemd on the local instance (on EC2, systemd itself): root by design.
 SERVICE_MANAGER = ("workers.appctl", "skynet_tasks.supervisor")
 ALLOWED_ROOT = {"service manager"}
@@ -73,7 +77,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     with stack_up(tmp_path_factory.mktemp("stack"), api=1, rp=1) as cluster:
         work = tmp_path_factory.mktemp("app") / "clone"
         commit_files(cluster.require_info().app_repo, work, {
-            "skynet.yml": "stack: php-nginx\n", "public/index.php": INDEX_PHP,
+            "skynet.yml": BUILD_SPEC, "public/index.php": INDEX_PHP,
             "app.py": None, "check.py": None, "build.py": None}, "PHP app")
         deployed = skynet(cluster, "deploy", "--env", ENV, "--ref", "main", "--wait", "--timeout", "180")
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
@@ -103,3 +107,10 @@ def test_root_on_an_instance_is_only_what_plays_systemd(stack):
         assert {user for what, user, _ in table if what == "worker"} == {"skynet"}, table
     (proxy,) = instances_of(stack, "rp")
     assert {user for what, user, _ in roles(proxy) if what == "proxy"} == {"skynet"}
+
+
+def test_the_build_step_ran_as_the_build_user(stack):
+    (api,) = instances_of(stack, "api")
+    release = Path(api.disk) / "srv-upper" / "skynet" / "current"
+
+    assert (release / "public" / "built-by.txt").read_text() == "skynet-build\n"

@@ -4,8 +4,9 @@ Nothing on an instance runs as root that does not need to:
 
 - ``skynet`` runs the worker: it owns the instance root (releases, downloads, its logs), the
   config folder it syncs, and nothing of the system;
-- ``skynet-build`` runs build steps and lifecycle hooks: it owns only the build work folder,
-  so a hostile ``skynet.yml`` cannot touch the releases, the config or the worker;
+- ``skynet-build`` runs build steps (``workers.buildrun``): it writes only the build work
+  trees (shared with the worker through its group), so a hostile ``skynet.yml`` cannot touch
+  the releases, the config or the worker;
 - ``www-data`` runs the app: it owns only the folders the app writes (its rendered
   configuration and sockets in ``run/stack``, its logs in ``logs/app``).
 
@@ -15,6 +16,7 @@ Trusted: the names below (constants) and the instance root from the boot environ
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import subprocess  # nosec B404 - useradd with fixed arguments
@@ -25,6 +27,7 @@ WORKER_USER = "skynet"
 BUILD_USER = "skynet-build"
 APP_USER = "www-data"
 NOLOGIN = "/usr/sbin/nologin"
+BUILD_MARKER = ".build-user"  # workers.buildrun.MARKER: build steps go to the build user
 
 
 class AccountError(RuntimeError):
@@ -65,6 +68,16 @@ def ensure_user(name: str, home: Path) -> Account:
     return Account.named(name)
 
 
+def ensure_member(user: Account, group: Account) -> None:
+    """Add ``user`` to the own group of ``group`` (the worker to the build user's), if not yet."""
+    if user.name in grp.getgrgid(group.gid).gr_mem:
+        return
+    result = subprocess.run(["usermod", "--append", "--groups", grp.getgrgid(group.gid).gr_name, user.name],  # noqa: S603, S607  # nosec B603 B607
+                            capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode != 0:
+        raise AccountError(f"usermod {user.name}: {result.stderr.strip()}")
+
+
 @dataclass(frozen=True)
 class Accounts:
     """The three users of an instance."""
@@ -76,8 +89,10 @@ class Accounts:
 
 def ensure_accounts(root: Path) -> Accounts:
     """Create the instance's users if missing; return them."""
-    return Accounts(worker=ensure_user(WORKER_USER, root), build=ensure_user(BUILD_USER, root / "build"),
-                    app=ensure_user(APP_USER, Path("/var/www")))
+    accounts = Accounts(worker=ensure_user(WORKER_USER, root), build=ensure_user(BUILD_USER, root / "build"),
+                        app=ensure_user(APP_USER, Path("/var/www")))
+    ensure_member(accounts.worker, accounts.build)  # the worker shares the build's work tree through its group
+    return accounts
 
 
 def _own(path: Path, owner: Account, mode: int) -> None:
@@ -86,6 +101,17 @@ def _own(path: Path, owner: Account, mode: int) -> None:
         raise AccountError(f"{path} is a symlink: refusing to give it to {owner.name}")
     os.chown(path, owner.uid, owner.gid)
     path.chmod(mode)
+
+
+def write_fresh(path: Path, text: str, owner: Account | None = None) -> None:
+    """Write ``path`` as a new file (root writing into a folder another user owns): whatever was
+    there, a symlink planted to make root write elsewhere included, is removed first, not followed."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+        if owner is not None:
+            os.fchown(out.fileno(), owner.uid, owner.gid)
 
 
 def app_folders(root: Path) -> tuple[Path, Path]:
@@ -101,8 +127,14 @@ def prepare_folders(root: Path, config_home: Path, accounts: Accounts) -> None:
     cannot change: a fresh instance has none).
     """
     _own(root, accounts.worker, 0o755)
-    for name in ("releases", "downloads", "run", "logs", "agent", "build"):
+    for name in ("releases", "downloads", "run", "logs", "agent"):
         _own(root / name, accounts.worker, 0o755)
     _own(config_home, accounts.worker, 0o755)
+    # The build folder: the worker's, its group the build user's, setgid so the work trees are too.
+    build = root / "build"
+    _own(build, accounts.worker, 0o2770)
+    os.chown(build, accounts.worker.uid, accounts.build.gid)
+    build.chmod(0o2770)
+    write_fresh(build / BUILD_MARKER, f"build steps run as {accounts.build.name} (workers/buildrun.py)\n")
     for folder in app_folders(root):
         _own(folder, accounts.app, 0o755)

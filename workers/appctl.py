@@ -9,7 +9,9 @@ init, so this module plays both parts of that, over a Unix socket:
   (``skynet_tasks.supervisor``) when asked, and answers nothing but the four requests below,
   and only to root and the worker's user (the socket's mode, and its peer's credentials);
 - ``python -m workers.appctl systemctl ARGS...`` is what the worker runs as ``systemctl``
-  (``skynet_tasks.services.SystemdServices``): exactly the calls it makes on the app's unit.
+  (``skynet_tasks.services.SystemdServices``): exactly the calls it makes on the app's unit,
+  and ``start --wait skynet-build@ID.service``, which runs one build step's runner
+  (``workers.buildrun``) as ``skynet-build`` as the template unit does on EC2.
 
 Its own files (the socket, the supervisor's pid files, the app's log) are in a folder only
 root writes (``control_dir``), so the worker cannot point root at a pid or a file of its choosing.
@@ -22,9 +24,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import struct
+import subprocess  # nosec B404 - the build runner, fixed arguments
 import sys
+import threading
 from pathlib import Path
 
 from skynet_tasks.appspec import AppSpecError, read_spec
@@ -36,6 +41,8 @@ log = logging.getLogger(__name__)
 APP_UNIT = "skynet-app.service"
 REQUESTS = ("restart", "stop", "is-active", "main-pid")
 SOCKET = "appctl.sock"
+BUILD_UNIT = re.compile(r"skynet-build@([0-9a-f]{32})\.service")
+BUILD_REQUEST = re.compile(r"[0-9a-f]{32}")
 NOT_FOUND = 5  # systemctl's exit status for a unit it does not know
 INACTIVE = 3  # systemctl is-active's for a unit that does not run
 
@@ -64,13 +71,36 @@ def answer(request: str, root: Path, services: ProcessServices) -> tuple[int, st
     return 1, f"unknown request {request!r}"
 
 
+def run_build(root: Path, request_id: str, build: Account, timeout: float = 3600.0) -> tuple[int, str]:
+    """Run the build user's runner for the request ``request_id`` (``skynet-build@ID.service``)."""
+    if not BUILD_REQUEST.fullmatch(request_id):
+        return 1, f"not a build request: {request_id!r}"
+    try:
+        ran = subprocess.run([sys.executable, "-m", "workers.buildrun", "run", str(root), request_id],  # noqa: S603  # nosec B603
+                             user=build.uid, group=build.gid, extra_groups=[], umask=0o007, cwd="/",
+                             env={k: v for k, v in os.environ.items() if k in ("PATH", "LANG")},
+                             capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return 1, f"skynet-build@{request_id}.service timed out"
+    return (0, "") if ran.returncode == 0 else (ran.returncode, ran.stderr.strip()[-2000:])
+
+
 def _peer_uid(connection: socket.socket) -> int:
     credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     return int(struct.unpack("3i", credentials)[1])
 
 
-def serve(root: Path, worker: Account) -> None:
-    """Answer the worker's requests about the app's unit until killed (root only)."""
+def _reply(connection: socket.socket, code: int, text: str) -> None:
+    try:
+        connection.sendall(json.dumps({"code": code, "text": text}).encode())
+    except OSError as error:
+        log.warning("reply not sent: %s", error)
+    finally:
+        connection.close()
+
+
+def serve(root: Path, worker: Account, build: Account) -> None:
+    """Answer the worker's requests about the app's unit and its builds until killed (root only)."""
     home = control_dir(root)
     home.mkdir(mode=0o750, exist_ok=True)
     os.chown(home, 0, worker.gid)
@@ -86,21 +116,30 @@ def serve(root: Path, worker: Account) -> None:
         log.info("serving %s for uid %d at %s", APP_UNIT, worker.uid, path)
         while True:
             connection, _ = server.accept()
-            with connection:
-                connection.settimeout(10)
-                try:
-                    request = connection.recv(64).decode("ascii", "replace").strip()
-                    if _peer_uid(connection) not in (0, worker.uid):
-                        code, text = 1, "Access denied"
-                    else:
-                        code, text = answer(request, root, services)
-                    log.info("%s: %d %s", request, code, text)
-                    connection.sendall(json.dumps({"code": code, "text": text}).encode())
-                except OSError as error:
-                    log.warning("request not answered: %s", error)
+            connection.settimeout(10)
+            try:
+                request = connection.recv(64).decode("ascii", "replace").strip()
+            except OSError as error:
+                log.warning("request not read: %s", error)
+                connection.close()
+                continue
+            if _peer_uid(connection) not in (0, worker.uid):
+                _reply(connection, 1, "Access denied")
+                continue
+            if request.startswith("build "):  # minutes long: in its own thread, the app's requests go on
+                def build_and_reply(connection: socket.socket = connection, request_id: str = request[6:]) -> None:
+                    code, text = run_build(root, request_id, build)
+                    log.info("build %s: %d %s", request_id, code, text)
+                    _reply(connection, code, text)
+
+                threading.Thread(target=build_and_reply, name="build", daemon=True).start()
+                continue
+            code, text = answer(request, root, services)
+            log.info("%s: %d %s", request, code, text)
+            _reply(connection, code, text)
 
 
-def request(path: Path, what: str, timeout: float = 60.0) -> tuple[int, str]:
+def request(path: Path, what: str, timeout: float | None = 60.0) -> tuple[int, str]:
     """Send one request to the stand-in at ``path``; its exit status and output."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
         client.settimeout(timeout)
@@ -117,6 +156,16 @@ def systemctl(args: list[str], path: Path) -> int:
     plain = [a for a in args if not a.startswith("--") and a not in ("MainPID",)]
     if plain in (["daemon-reload"], ["enable", APP_UNIT]):
         return 0  # nothing to reload or enable: the stand-in reads no unit files
+    build = BUILD_UNIT.fullmatch(plain[1]) if len(plain) == 2 and plain[0] == "start" else None
+    if build:  # start --wait skynet-build@ID.service: one build step, waited for
+        try:
+            code, text = request(path, f"build {build.group(1)}", timeout=None)
+        except (OSError, ValueError, KeyError) as error:
+            print(f"Failed to connect to the service manager at {path}: {error}", file=sys.stderr)
+            return 1
+        if text:
+            print(text, file=sys.stderr)
+        return code
     if len(plain) != 2 or plain[1] != APP_UNIT:
         print(f"Unit {plain[-1] if plain else ''} not found (only {APP_UNIT} is served here).", file=sys.stderr)
         return NOT_FOUND
@@ -139,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) == 2 and args[0] == "serve":
         logging.basicConfig(level=logging.INFO, format="%(asctime)s appctl %(message)s")
-        from workers.accounts import WORKER_USER
+        from workers.accounts import BUILD_USER, WORKER_USER
 
-        serve(Path(args[1]), Account.named(WORKER_USER))
+        serve(Path(args[1]), Account.named(WORKER_USER), Account.named(BUILD_USER))
         return 0
     if len(args) >= 3 and args[0] == "systemctl" and args[1] == "--socket":
         return systemctl(args[3:], Path(args[2]))

@@ -34,7 +34,7 @@ from pathlib import Path
 from skynet_tasks.services import USE_SYSTEMD
 from skynet_tasks.settings import Settings, SettingsError
 from workers import appctl
-from workers.accounts import Accounts, ensure_accounts, prepare_folders
+from workers.accounts import Accounts, ensure_accounts, prepare_folders, write_fresh
 from workers.identity import fill_from_ec2
 from workers.units import POLKIT_DIR, WORKER_UNIT, install_units
 
@@ -93,7 +93,7 @@ def start_app_service(root: Path, timeout: float = 30.0) -> Path:
     shim = bin_dir / "systemctl"
     shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m workers.appctl systemctl --socket {socket_path} "$@"\n')
     shim.chmod(0o755)
-    (root / USE_SYSTEMD).write_text("the app runs as skynet-app.service (workers.appctl here)\n")
+    write_fresh(root / USE_SYSTEMD, "the app runs as skynet-app.service (workers.appctl here)\n")
     deadline = time.monotonic() + timeout
     while not socket_path.exists():
         if time.monotonic() > deadline:
@@ -117,7 +117,7 @@ def start_worker(environ: Mapping[str, str], root: Path, accounts: Accounts) -> 
     with open(root / "logs" / "worker.log", "ab") as out:  # opened as root, written by the worker
         subprocess.Popen([str(skynet), "worker"], env=environment, stdout=out, stderr=subprocess.STDOUT,
                          stdin=subprocess.DEVNULL, cwd=root, start_new_session=True,
-                         user=worker.uid, group=worker.gid, extra_groups=[])
+                         user=worker.uid, group=worker.gid, extra_groups=[accounts.build.gid])
 
 
 def trust_local_repo(environ: Mapping[str, str], accounts: Accounts) -> None:
@@ -130,9 +130,7 @@ def trust_local_repo(environ: Mapping[str, str], accounts: Accounts) -> None:
     repo = environ.get("SKYNET_REPO", "")
     if not repo.startswith("/") or "\n" in repo:
         return
-    config = accounts.worker.home / ".gitconfig"
-    config.write_text(f"[safe]\n\tdirectory = {repo}\n")
-    os.chown(config, accounts.worker.uid, accounts.worker.gid)
+    write_fresh(accounts.worker.home / ".gitconfig", f"[safe]\n\tdirectory = {repo}\n", accounts.worker)
 
 
 def link_config(config_dir: Path) -> None:
