@@ -4,10 +4,10 @@ One cluster (one API instance, one proxy) booted from its user data. A PHP app i
 built and served; then each instance's process table is read, as ``ps`` on the instance
 would show it:
 
-- the app (the recipe's runner, nginx, PHP-FPM) is ``www-data``, and PHP-FPM runs without
-  ``--allow-to-run-as-root``;
+- the app (the recipe's runner, nginx, PHP-FPM) is ``www-data``, PHP-FPM runs without
+  ``--allow-to-run-as-root``, and the app cannot change the release it serves;
 - the worker (both Celery workers) and a proxy's nginx are ``skynet``; the build step ran as
-  ``skynet-build`` (it wrote its user into the release);
+  ``skynet-build`` (it wrote its user into the release) and could not plant a file among the worker's;
 - root is only what plays systemd (``workers.appctl`` and the app's supervisor under it),
   which on EC2 is systemd itself (docs/installing.md says why it stays root).
 """
@@ -30,10 +30,14 @@ INDEX_PHP = """<?php
 header('Content-Type: application/json');
 $user = function_exists('posix_geteuid') ? posix_getpwuid(posix_geteuid())['name']
     : trim(shell_exec('/usr/bin/id -un'));
-echo json_encode(['user' => $user]), "\\n";
+// A remote-code bug would try this: change the release it serves.
+$changed = @file_put_contents(__DIR__ . '/index.php', 'owned') !== false;
+echo json_encode(['user' => $user, 'changed_the_release' => $changed]), "\\n";
 """
 # The build step records who ran it, in the release.
-BUILD_SPEC = "stack: php-nginx\nbuild:\n  - [sh, -c, 'id -un > public/built-by.txt; id -un >&2']\n"
+# A hostile step would try to plant a file among the worker's (the next release it installs).
+BUILD_SPEC = ("stack: php-nginx\nbuild:\n  - [sh, -c, 'id -un > public/built-by.txt; "
+              "touch /srv/skynet/releases/planted 2> public/planting.txt || true']\n")
 # What plays systemd on the local instance (on EC2, systemd itself): root by design.
 SERVICE_MANAGER = ("workers.appctl", "skynet_tasks.supervisor")
 ALLOWED_ROOT = {"service manager"}
@@ -94,7 +98,7 @@ def test_the_app_runs_as_www_data_and_php_fpm_is_not_allowed_to_run_as_root(stac
     assert any("php-fpm" in " ".join(argv) for _, argv in app) and any("nginx" in argv[0] for _, argv in app), table
     assert {user for user, _ in app} == {"www-data"}, app
     assert not any("--allow-to-run-as-root" in argv for _, _, argv in table)
-    assert answer == {"user": "www-data"}
+    assert answer == {"user": "www-data", "changed_the_release": False}
 
 
 def test_root_on_an_instance_is_only_what_plays_systemd(stack):
@@ -109,8 +113,10 @@ def test_root_on_an_instance_is_only_what_plays_systemd(stack):
     assert {user for what, user, _ in roles(proxy) if what == "proxy"} == {"skynet"}
 
 
-def test_the_build_step_ran_as_the_build_user(stack):
+def test_the_build_step_ran_as_the_build_user_and_could_not_write_the_workers_files(stack):
     (api,) = instances_of(stack, "api")
     release = Path(api.disk) / "srv-upper" / "skynet" / "current"
 
     assert (release / "public" / "built-by.txt").read_text() == "skynet-build\n"
+    assert "Permission denied" in (release / "public" / "planting.txt").read_text()
+    assert not (Path(api.disk) / "srv-upper" / "skynet" / "releases" / "planted").exists()

@@ -134,7 +134,11 @@ def serve(root: Path, worker: Account, build: Account) -> None:
 
                 threading.Thread(target=build_and_reply, name="build", daemon=True).start()
                 continue
-            code, text = answer(request, root, services)
+            try:
+                code, text = answer(request, root, services)
+            except Exception as error:  # noqa: BLE001 - the stand-in outlives any one request, as systemd does
+                log.exception("%s failed", request)
+                code, text = 1, f"{request} failed: {error}"
             log.info("%s: %d %s", request, code, text)
             _reply(connection, code, text)
 
