@@ -130,9 +130,11 @@ class Registry:
             item = self.db.get_item(TableName=self.table, Key={"env": {"S": env}, "layer": {"S": layer}},
                                     ConsistentRead=True).get("Item")
             return [from_item(item)] if item else []
-        resp = self.db.query(TableName=self.table, KeyConditionExpression="env = :env",
-                             ExpressionAttributeValues={":env": {"S": env}}, ConsistentRead=True)
-        return [from_item(i) for i in resp.get("Items", [])]
+        # Each layer's item may be up to 400 KB, so an env of a few big layers passes one 1 MB page.
+        pages = self.db.get_paginator("query").paginate(
+            TableName=self.table, KeyConditionExpression="env = :env", ExpressionAttributeValues={":env": {"S": env}},
+            ConsistentRead=True)
+        return [from_item(i) for page in pages for i in page.get("Items", [])]
 
     def endpoints(self, env: str, layer: str | None = None) -> list[Endpoint]:
         """Every entry of the env (or one layer), stale or not, that parses as an Endpoint."""
