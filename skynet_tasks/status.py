@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from skynet_tasks.ledger import Ledger
-from skynet_tasks.registry import Registry
+from skynet_tasks.registry import Endpoint, Registry
 
 TICKET_FIELDS = ("number", "instance", "state", "taken_at", "started_at", "acknowledged_at", "finished_at", "error",
                  "log_key", "attempts")
@@ -23,6 +23,13 @@ def rollout_summary(view: dict[str, Any]) -> dict[str, Any]:
     complete = [t for t in view.get("tickets", []) if "number" in t and "state" in t and "instance" in t]
     summary["tickets"] = [{k: t.get(k) for k in TICKET_FIELDS} for t in sorted(complete, key=lambda t: t["number"])]
     return summary
+
+
+def refusals(endpoint: Endpoint) -> dict[str, Any]:
+    """The registry entries a proxy refuses to route to, as status shows them (none: nothing shown)."""
+    if not endpoint.refused_count:
+        return {}
+    return {"refused_count": endpoint.refused_count, "refused_entries": list(endpoint.refused_entries)}
 
 
 def collect_status(ledger: Ledger, registry: Registry, env: str, max_age: float, rollouts_per_group: int = 5,
@@ -51,7 +58,8 @@ def collect_status(ledger: Ledger, registry: Registry, env: str, max_age: float,
             "instances": [
                 {"id": e.instance_id, "address": e.address, "port": e.port, "release": e.release or None,
                  "health": e.health, "heartbeat_age": round(e.age(now), 3), "stale": e.age(now) > max_age,
-                 "agent_version": e.agent_version, "last_task": e.last_task, "last_outcome": e.last_outcome}
+                 "agent_version": e.agent_version, "last_task": e.last_task, "last_outcome": e.last_outcome,
+                 **refusals(e)}
                 for e in endpoints if e.group == name
             ],
             "rollouts": rollouts,
