@@ -26,9 +26,10 @@ from skynet_tasks.dynamo import condition_failed, from_item, to_attr
 
 log = logging.getLogger(__name__)
 
-# What one proxy's list of refused entries may hold: written by an instance, so bounded when read too.
-MAX_REFUSED_SHOWN = 20
-MAX_REFUSAL_CHARS = 200
+# What one proxy's list of refused entries may hold (it sits in the rp layer's item, which is at most
+# 400 KB for every proxy of the env): written by an instance, so bounded when read too.
+MAX_REFUSED_SHOWN = 5
+MAX_REFUSAL_CHARS = 160
 REFUSAL_FIELDS = ("refused_count", "refused_entries")  # written beside an entry, not in it
 
 

@@ -18,6 +18,7 @@ from skynet_tasks import names
 from skynet_tasks.artifact_store import ArtifactStore
 from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.dynamo import to_attr
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.local.motoserver import MotoServer, free_port
 from skynet_tasks.monitor.data import MonitorData
@@ -25,7 +26,7 @@ from skynet_tasks.monitor.metrics import make_registry
 from skynet_tasks.proxy.nginx import NginxControl
 from skynet_tasks.proxy.sync import RpSync
 from skynet_tasks.queues import Queues
-from skynet_tasks.registry import Endpoint, Registry
+from skynet_tasks.registry import MAX_REFUSAL_CHARS, MAX_REFUSED_SHOWN, Endpoint, Registry
 from skynet_tasks.resources import resolve
 from skynet_tasks.status import collect_status
 from skynet_tasks.taskruns import TaskRuns
@@ -154,12 +155,22 @@ def test_a_proxy_that_leaves_takes_its_refusals_with_it(proxy):
 def test_what_an_instance_wrote_as_its_refusals_is_bounded_when_read(proxy):
     # The rp item is written by instances: a hostile one may write any list or count beside its entry.
     proxy.heartbeat()
-    proxy.registry.record_refused(ENV, "rp", "rp-1", [f"api/i-{n}: " + "x" * 500 for n in range(300)])
+    proxy.registry.record_refused(ENV, "rp", "rp-1", [])  # the map exists
+    proxy.aws.dynamodb.update_item(
+        TableName=names.endpoints_table(ENV), Key={"env": {"S": ENV}, "layer": {"S": "rp"}},
+        UpdateExpression="SET refused.#id = :r", ExpressionAttributeNames={"#id": "rp-1"},
+        ExpressionAttributeValues={":r": to_attr({"entries": [f"api/i-{n}: " + "x" * 500 for n in range(300)],
+                                                  "count": 300})})
 
     shown = proxy.shown()
 
-    assert shown.refused_count == 300 and len(shown.refused_entries) == 20
-    assert all(len(entry) <= 200 for entry in shown.refused_entries)
+    assert shown.refused_count == 300 and len(shown.refused_entries) == MAX_REFUSED_SHOWN
+    assert all(len(entry) <= MAX_REFUSAL_CHARS for entry in shown.refused_entries)
+    for hostile in ({"entries": "not a list", "count": 3}, {"entries": ["a/b: c"], "count": "many"}):
+        proxy.aws.dynamodb.update_item(
+            TableName=names.endpoints_table(ENV), Key={"env": {"S": ENV}, "layer": {"S": "rp"}},
+            UpdateExpression="SET refused.#id = :r", ExpressionAttributeNames={"#id": "rp-1"},
+            ExpressionAttributeValues={":r": to_attr(hostile)})
+        assert proxy.shown().refused_count == len(proxy.shown().refused_entries) <= 1
     proxy.registry.record_refused(ENV, "rp", "rp-1", [])
     assert proxy.shown().refused_count == 0
-

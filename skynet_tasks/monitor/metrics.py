@@ -99,7 +99,7 @@ def refusal_metrics(env: str, instances: list[dict[str, Any]]) -> tuple[Metric, 
     counts = GaugeMetricFamily("skynet_proxy_refused_entries", "Registry entries a proxy leaves out of its "
                                "configuration (invalid values)", labels=["env", "instance"])
     named = GaugeMetricFamily("skynet_proxy_refused_entry", "1 for each registry entry a proxy refuses "
-                              "(the first 20 per proxy), labelled layer/instance", labels=["env", "instance", "entry"])
+                              "(the first 5 per proxy), labelled layer/instance", labels=["env", "instance", "entry"])
     for instance in instances:
         if instance["stale"] or not instance.get("refused_count"):
             continue
