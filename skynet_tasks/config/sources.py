@@ -25,6 +25,8 @@ from skynet_tasks.resources import EnvResources
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_LEVEL_BYTES = 16 * 1024 * 1024
+# A layer's published configs (``skynet_tasks.config.snapshot``): kept under the layer's prefix, never config.
+SNAPSHOT_FOLDER = ".published"
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,8 @@ def read_s3_level(s3: Any, bucket: str, level: Level) -> dict[str, Piece]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=level.prefix):
         for obj in page.get("Contents", []):
             key = obj["Key"]
-            if key.endswith("/"):
-                continue  # a folder marker made by a console
+            if key.endswith("/") or key.startswith(f"{level.prefix}{SNAPSHOT_FOLDER}/"):
+                continue  # a folder marker made by a console; the published configs
             source = f"s3://{bucket}/{key}"
             path = check_config_path(key[len(level.prefix):], source)
             _check_size(obj.get("Size", 0), source)
