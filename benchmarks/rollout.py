@@ -6,6 +6,10 @@ timestamps the instances recorded: an update runs from its acknowledgement to it
 report (instance clocks, one machine), a hand-off from one instance's report to the
 next instance's acknowledgement. Hand-off percentiles pool every rollout's hand-offs.
 
+Each size first measures the floor (benchmarks/floor.py: two bare SQS hops through idle
+workers and one transactional read + write) on the same moto server, and reports the hand-offs
+as multiples of it, against the targets below; then the agent's memory (PSS) per instance.
+
     .venv/bin/python -m benchmarks.rollout --sizes 3,10 [--rollouts 3] [--out results/rollout.json]
 """
 
@@ -25,6 +29,8 @@ import kombu.pools
 
 from benchmarks.clusters import CountedCluster
 from benchmarks.countingproxy import CountingProxy
+from benchmarks.floor import measure_floor
+from benchmarks.memory import PeakMemory, agent_memory
 from benchmarks.report import percentile, write_json
 from skynet_tasks import names
 from skynet_tasks.ledger import Ledger
@@ -32,6 +38,8 @@ from skynet_tasks.local.sample_repo import branch_tip, commit_files
 
 # The original design's members polled the ticket line every 5 seconds: a hand-off waited 2.5 s on average.
 POLLING_HANDOFF_MEAN = 2.5
+# Targets (issue 22), as multiples of the floor measured in the same run: a ratio holds on any machine.
+TARGETS = {"handoff_p50_x_floor": 2.5, "handoff_p95_x_floor": 5.0, "first_handoff_x_p50": 2.0}
 
 
 def deploy_and_wait(cluster: CountedCluster, sha: str, timeout: float = 600) -> dict[str, Any]:
@@ -95,6 +103,24 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def against_floor(figures: dict[str, Any], floor: dict[str, float]) -> dict[str, Any]:
+    """The hand-offs as multiples of the floor, and whether each target is met."""
+    ratios = {
+        "handoff_p50_x_floor": round(figures["handoff_p50_s"] / floor["floor_s"], 2),
+        "handoff_p95_x_floor": round(figures["handoff_p95_s"] / floor["floor_s"], 2),
+        "first_handoff_x_p50": round(figures["first_handoff_mean_s"] / max(figures["handoff_p50_s"], 1e-3), 2),
+    }
+    return {**ratios, "targets_met": {name: ratios[name] <= target for name, target in TARGETS.items()}}
+
+
+def overhead_slope(results: list[dict[str, Any]]) -> float | None:
+    """Seconds of overhead per instance gained per instance added (0 when it is flat in the group's size)."""
+    if len(results) < 2:
+        return None
+    sizes = [float(r["instances"]) for r in results]
+    return round(statistics.linear_regression(sizes, [r["overhead_per_instance_s"] for r in results]).slope, 4)
+
+
 def build_once(cluster: CountedCluster, sha: str, fetched: collections.Counter[str],
                figures: dict[str, Any]) -> dict[str, Any]:
     """Bytes of the artifact each instance downloaded against its size, and the builds saved.
@@ -128,17 +154,26 @@ def main() -> None:
         cluster = CountedCluster(directory, proxy, heartbeat_interval=30, heartbeat_max_age=300)
         try:
             info = cluster.up(api=size, ready_timeout=60 + 10 * size)
+            aws = cluster.aws()
+            floor = measure_floor(info.environment, aws.sqs, aws.dynamodb)
             warm = deploy_and_wait(cluster, branch_tip(info.app_repo))
             assert warm["state"] == "completed", warm.get("reason")
+            time.sleep(5)  # every instance back to idle after its update
+            idle_memory = agent_memory(info)
             runs, requests, fetched, sha = [], 0, collections.Counter[str](), ""
-            for n in range(args.rollouts):
-                text = f"bench release {n} for {size}\n"
-                sha = commit_files(info.app_repo, directory / "work", {"VERSION": text}, text)
-                before, bytes_before = proxy.snapshot(), collections.Counter(proxy.s3_get_bytes)
-                runs.append(measure(deploy_and_wait(cluster, sha)))
-                requests += sum((proxy.snapshot() - before).values())
-                fetched = collections.Counter(proxy.s3_get_bytes) - bytes_before
+            with PeakMemory(info) as peak:
+                for n in range(args.rollouts):
+                    text = f"bench release {n} for {size}\n"
+                    sha = commit_files(info.app_repo, directory / "work", {"VERSION": text}, text)
+                    before, bytes_before = proxy.snapshot(), collections.Counter(proxy.s3_get_bytes)
+                    runs.append(measure(deploy_and_wait(cluster, sha)))
+                    requests += sum((proxy.snapshot() - before).values())
+                    fetched = collections.Counter(proxy.s3_get_bytes) - bytes_before
             figures = summarize(runs)
+            figures["floor"] = floor
+            figures.update(against_floor(figures, floor))
+            figures["memory_idle"] = idle_memory
+            figures["memory_during_rollouts"] = peak.summary()
             figures["aws_requests_per_ticket"] = round(requests / size / len(runs), 1)
             figures.update(build_once(cluster, sha, fetched, figures))
             results.append(figures)
@@ -146,7 +181,9 @@ def main() -> None:
         finally:
             cluster.down()
             proxy.stop()
-    write_json(results, args.out)
+    slope = overhead_slope(results)
+    print(json.dumps({"overhead_per_instance_slope_s": slope}), flush=True)
+    write_json({"sizes": results, "overhead_per_instance_slope_s": slope}, args.out)
 
 
 if __name__ == "__main__":

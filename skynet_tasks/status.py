@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
+from skynet_tasks.deadletters import DeadLetterCount
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.registry import Endpoint, Registry
 
@@ -32,11 +35,33 @@ def refusals(endpoint: Endpoint) -> dict[str, Any]:
     return {"refused_count": endpoint.refused_count, "refused_entries": list(endpoint.refused_entries)}
 
 
-def collect_status(ledger: Ledger, registry: Registry, env: str, max_age: float, rollouts_per_group: int = 5,
-                   now: float | None = None) -> dict[str, Any]:
-    """What ``skynet status --json`` prints: every group with its instances and recent rollouts.
+def refusal_warnings(endpoints: Sequence[Endpoint], max_age: float, now: float) -> list[str]:
+    """One line per live proxy that leaves registry entries out of its configuration, naming the first."""
+    return [f"WARNING: proxy {e.instance_id} leaves {e.refused_count} registry entr"
+            f"{'ies' if e.refused_count != 1 else 'y'} out of its configuration: "
+            + "; ".join(e.refused_entries[:2]) + ("; ..." if e.refused_count > 2 else "")
+            for e in endpoints if e.refused_count and e.age(now) <= max_age]
 
-    An instance whose heartbeat is older than ``max_age`` is marked stale.
+
+UNREADABLE = "ALARM: the maintenance dead-letter queues could not be read: whether an event failed is unknown"
+
+
+def dead_letter_alarms(counts: Sequence[DeadLetterCount] | None) -> list[str]:
+    """One alarm line per maintenance dead-letter queue that holds messages (None: they could not be read)."""
+    if counts is None:
+        return [UNREADABLE]
+    return [f"ALARM: group {c.group} has {c.messages} dead letter{'s' if c.messages != 1 else ''} in {c.queue}: "
+            f"maintenance events that failed too often (see: skynet dlq show {c.group})"
+            for c in counts if c.messages]
+
+
+def collect_status(ledger: Ledger, registry: Registry, env: str, max_age: float, rollouts_per_group: int = 5,
+                   now: float | None = None, dead_letters: Sequence[DeadLetterCount] | None = ()) -> dict[str, Any]:
+    """What ``skynet status --json`` prints: every group with its instances and recent rollouts, and alarms.
+
+    An instance whose heartbeat is older than ``max_age`` is marked stale; ``dead_letters`` are the
+    env's maintenance dead-letter queues (``deadletters.dead_letter_counts``), each non-empty one an alarm
+    (None if they could not be read: an alarm too).
     """
     now = time.time() if now is None else now
     endpoints = registry.endpoints(env)
@@ -64,4 +89,6 @@ def collect_status(ledger: Ledger, registry: Registry, env: str, max_age: float,
             ],
             "rollouts": rollouts,
         })
-    return {"env": env, "generated_at": now, "groups": groups}
+    return {"env": env, "generated_at": now, "groups": groups,
+            "dead_letters": [asdict(count) for count in dead_letters or ()],
+            "alarms": dead_letter_alarms(dead_letters) + refusal_warnings(endpoints, max_age, now)}

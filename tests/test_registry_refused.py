@@ -57,10 +57,13 @@ class Proxy:
         assert found is not None
         return found[1]
 
+    def status(self) -> dict:
+        """What ``skynet status --json`` prints (its text form prints each of ``alarms`` as a line)."""
+        return collect_status(Ledger(self.aws.dynamodb, names.state_table(ENV)), self.registry, ENV, 60)
+
     def status_line(self) -> dict:
-        status = collect_status(Ledger(self.aws.dynamodb, names.state_table(ENV)), self.registry, ENV, 60)
-        ledger_groups = {g["name"]: g for g in status["groups"]}
-        return next(i for i in ledger_groups["local-rp"]["instances"] if i["id"] == self.proxy.instance_id)
+        groups = {g["name"]: g for g in self.status()["groups"]}
+        return next(i for i in groups["local-rp"]["instances"] if i["id"] == self.proxy.instance_id)
 
     def dashboard(self) -> MonitorData:
         """What the dashboard (its pages, JSON API and metrics) reads."""
@@ -114,6 +117,8 @@ def test_a_refused_entry_is_named_in_status_dashboard_and_metrics_while_the_othe
     assert refused.startswith(reason) and proxy.shown().refused_count == 1
     line = proxy.status_line()
     assert line["refused_count"] == 1 and line["refused_entries"][0].startswith(reason)
+    (warning,) = [a for a in proxy.status()["alarms"] if "rp-1" in a]
+    assert warning.startswith(f"WARNING: proxy rp-1 leaves 1 registry entry out of its configuration: {reason}")
     dashboard = next(i for i in proxy.dashboard().instances() if i["id"] == "rp-1")
     assert dashboard["refused_entries"][0].startswith(reason)
     metrics = proxy.metrics()
@@ -136,7 +141,7 @@ def test_a_refusal_found_by_the_poll_alone_shows_and_clears_when_the_entry_is_fi
     proxy.registry.register(ENV, "api", endpoint("api-port", 9104))
     proxy.sync.sync_once(publish=False)
     assert proxy.shown().refused_count == 0 and proxy.shown().refused_entries == ()
-    assert "refused_count" not in proxy.status_line()
+    assert "refused_count" not in proxy.status_line() and proxy.status()["alarms"] == []
     assert "skynet_proxy_refused_entry{" not in proxy.metrics()
 
 
