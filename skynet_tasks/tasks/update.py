@@ -110,7 +110,7 @@ def apply_config(ctx: Context, update_ctx: UpdateContext, rollout: dict[str, Any
     """A config-update ticket: sync the config, restart the app on it, health-check."""
     from skynet_tasks.config.apply import apply_config_update
 
-    return apply_config_update(ctx, update_ctx)
+    return apply_config_update(ctx, update_ctx, str(rollout.get("release") or "") or None)
 
 
 def update_agent(ctx: Context, update_ctx: UpdateContext, rollout: dict[str, Any]) -> str:
