@@ -20,6 +20,7 @@ if the child dies, the parent exits too so that its supervisor restarts both.
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import os
 import signal
@@ -221,6 +222,9 @@ def run_celery(app: Any, settings: Settings, role: str, loglevel: str) -> None:
     # kombu's SQS receives wait on libcurl timers 1,000 times too long, and could start up to a
     # second after the task before them was acknowledged (skynet_tasks/compat/kombu_*.py)
     install_kombu_patches()
+    # Everything loaded so far is never collected: the collector's passes would write to (and so copy)
+    # the pages the pool child forked next shares with this process (the gc.freeze documentation).
+    gc.freeze()
     app.worker_main([
         "worker", "--queues", ",".join(worker_queues(settings, role)), "--concurrency", "1",
         "--prefetch-multiplier", "1", "--hostname", f"{settings.instance_id}-{role}@skynet", "--loglevel", loglevel,
