@@ -20,6 +20,7 @@ if the child dies, the parent exits too so that its supervisor restarts both.
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import os
 import signal
@@ -224,6 +225,9 @@ def run_celery(app: Any, settings: Settings, role: str, loglevel: str) -> None:
     # kombu's SQS receives wait on libcurl timers 1,000 times too long, and could start up to a
     # second after the task before them was acknowledged (skynet_tasks/compat/kombu_*.py)
     install_kombu_patches()
+    # Everything loaded so far is never collected: the collector's passes would write to (and so copy)
+    # the pages the pool child forked next shares with this process (the gc.freeze documentation).
+    gc.freeze()
     # A JSON log is read by machines: no banner (the "starting its worker" line says the same).
     quiet = ["--quiet"] if logformat.current_format() == "json" else []
     app.worker_main([
