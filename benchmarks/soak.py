@@ -34,7 +34,9 @@ count of each fault the server served (from its ``/skynet-faults/``), and two mo
 - **lost reports**: every update an instance's worker reported (its log line ``rollout R: ticket N on
   I succeeded|failed``, written once the ``UpdateReported`` is sent) is in the ledger: ticket N of R is
   I's and ``done`` if it succeeded, ``failed`` if not (a report lost on the way leaves the ticket
-  ``updating`` or failed at its deadline). Rollouts the soak aborted are not checked.
+  ``updating`` or failed at its deadline). Rollouts the soak aborted are not checked, and a report not
+  in the ledger in a ``drop-message`` rollout (the soak deleted a maintenance message on purpose) is
+  counted apart.
 - **halted by an absorbed fault**: a halt of a rollout whose own fault is not one that may halt it by
   design (``kill-updating`` and ``drop-message`` may leave a ticket to its deadline, ``corrupt-artifact``
   fails its install) and whose last ticket was not set to fail its health check.
@@ -111,6 +113,8 @@ class SoakReport:
     aws_faults: dict[str, int] = field(default_factory=dict)  # what the local AWS served (--faults)
     reports: int = 0  # updates reported by the workers (their log lines)
     lost_reports: list[str] = field(default_factory=list)  # reported, not (or not so) in the ledger
+    dropped_reports: list[str] = field(default_factory=list)  # the same, in a rollout whose message the soak deleted
+    fault_of: dict[str, str] = field(default_factory=dict)  # rollout id -> the soak's fault in it
     # Completed rollouts in which a member of the group has no done ticket (it looked dead meanwhile, or
     # its take_ticket never came): not a violation (the design lets a stale member go), but worth knowing.
     completed_without: list[str] = field(default_factory=list)
@@ -119,8 +123,10 @@ class SoakReport:
     # The two groups' lines record into one report at the same time.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def finished(self, group: str, fault: str, state: str, reason: str | None, may_fail: bool = False) -> None:
+    def finished(self, rollout_id: str, group: str, fault: str, state: str, reason: str | None,
+                 may_fail: bool = False) -> None:
         with self.lock:
+            self.fault_of[rollout_id] = fault
             self.rollouts += 1
             self.per_group[group] += 1
             self.states[state] += 1
@@ -148,7 +154,7 @@ class SoakReport:
                 "faults_per_group": {group: dict(kinds) for group, kinds in self.faults_per_group.items()},
                 "states": dict(self.states), "halts": self.halts, "invariant_violations": self.violations,
                 "halted_by_absorbed_fault": self.halted_by_absorbed, "aws_faults": self.aws_faults,
-                "reports": self.reports, "lost_reports": self.lost_reports,
+                "reports": self.reports, "lost_reports": self.lost_reports, "dropped_reports": self.dropped_reports,
                 "completed_without_a_member": self.completed_without,
                 "needed_operator": self.needed_operator, "seconds": round(self.seconds, 1)}
 
@@ -160,6 +166,7 @@ class SoakReport:
         lines += [f"{'aws fault ' + kind:<36}{count}" for kind, count in sorted(self.aws_faults.items())]
         lines += [f"{'invariant violations':<36}{len(self.violations)}",
                   f"{'updates reported':<36}{self.reports}", f"{'lost reports':<36}{len(self.lost_reports)}",
+                  f"{'reports deleted by drop-message':<36}{len(self.dropped_reports)}",
                   f"{'halted by an absorbed fault':<36}{len(self.halted_by_absorbed)}",
                   f"{'completed without a member':<36}{len(self.completed_without)}",
                   f"{'needed an operator':<36}{self.needed_operator}", f"{'seconds':<36}{self.seconds:.0f}"]
@@ -272,7 +279,7 @@ class Soak:
         """Wait for the rollout to finish and record how it ended (``may_fail``: a failing health check was
         planned); returns its state."""
         state, reason = self.wait(rollout_id)
-        self.report.finished(lane.group, fault, state, reason, may_fail)
+        self.report.finished(rollout_id, lane.group, fault, state, reason, may_fail)
         return state
 
     def wait(self, rollout_id: str, timeout: float = 90) -> tuple[str, str | None]:
@@ -428,8 +435,11 @@ class Soak:
             wanted = "done" if ok else "failed"
             if ticket is None or ticket["instance"] != instance or ticket["state"] != wanted:
                 got = f"{ticket['instance']} {ticket['state']}" if ticket else "no such ticket"
-                self.report.lost_reports.append(f"{rollout_id}#{number} on {instance} reported "
-                                                f"{'ok' if ok else 'failed'}, ledger: {got}")
+                fault = self.report.fault_of.get(rollout_id, "?")
+                lost = (f"{rollout_id}#{number} ({fault}) on {instance} reported {'ok' if ok else 'failed'}, "
+                        f"ledger: {got}")
+                # drop-message deletes a maintenance message on purpose: a report, at times
+                (self.report.dropped_reports if fault == "drop-message" else self.report.lost_reports).append(lost)
 
     def check_group(self, lane: Lane) -> None:
         group = lane.group
@@ -474,20 +484,23 @@ class Soak:
                 self.report.violation(f"{group}: {instance.id} runs {sha[:12]} without a verified artifact")
 
 
-def plan(rollouts: int, lanes: int, rng: random.Random) -> list[tuple[int, str]]:
-    """(lane, fault) for each rollout: first every fault once in every lane, then lane and fault at random.
+def plan(rollouts: int, lanes: int, rng: random.Random, every_lane: bool = True) -> list[tuple[int, str]]:
+    """(lane, fault) for each rollout: first every fault once in every lane (``every_lane``; otherwise once,
+    the lanes taking turns), then lane and fault at random.
 
     In the first round each lane takes the faults in the order of ``FAULTS`` (``corrupt-artifact``
     needs a previous release to roll back to, so it does not come first).
     """
-    first = [(lane, fault) for fault in FAULTS for lane in range(lanes)][:rollouts]
+    first = ([(lane, fault) for fault in FAULTS for lane in range(lanes)] if every_lane
+             else [(index % lanes, fault) for index, fault in enumerate(FAULTS)])[:rollouts]
     return first + [(rng.randrange(lanes), rng.choice(FAULTS)) for _ in range(rollouts - len(first))]
 
 
-def run_soak(directory: Path, rollouts: int, seed: int, say: Any = print, faults: str = "") -> SoakReport:
-    """Run ``rollouts`` rollouts with a fault each (seeded), on a local AWS with the fault modes ``faults``."""
+def run_soak(directory: Path, rollouts: int, seed: int, say: Any = print, faults: str = "",
+             every_lane: bool = True) -> SoakReport:
+    """Run ``rollouts`` rollouts with a fault each (seeded; see ``plan``), on a local AWS with ``faults`` on."""
     soak = Soak(directory, seed, faults=faults)
-    planned = plan(rollouts, len(soak.lanes), soak.random)
+    planned = plan(rollouts, len(soak.lanes), soak.random, every_lane)
     started = time.monotonic()
     done = iter(range(1, rollouts + 1))
     errors: list[BaseException] = []
