@@ -159,17 +159,17 @@ class SoakReport:
                 "needed_operator": self.needed_operator, "seconds": round(self.seconds, 1)}
 
     def table(self) -> str:
-        lines = [f"{'rollouts':<36}{self.rollouts}"]
-        lines += [f"{'rollouts in ' + group:<36}{count}" for group, count in sorted(self.per_group.items())]
-        lines += [f"{'fault ' + kind:<36}{count}" for kind, count in sorted(self.faults.items())]
-        lines += [f"{'state ' + state:<36}{count}" for state, count in sorted(self.states.items())]
-        lines += [f"{'aws fault ' + kind:<36}{count}" for kind, count in sorted(self.aws_faults.items())]
-        lines += [f"{'invariant violations':<36}{len(self.violations)}",
-                  f"{'updates reported':<36}{self.reports}", f"{'lost reports':<36}{len(self.lost_reports)}",
-                  f"{'reports deleted by drop-message':<36}{len(self.dropped_reports)}",
-                  f"{'halted by an absorbed fault':<36}{len(self.halted_by_absorbed)}",
-                  f"{'completed without a member':<36}{len(self.completed_without)}",
-                  f"{'needed an operator':<36}{self.needed_operator}", f"{'seconds':<36}{self.seconds:.0f}"]
+        lines = [f"{'rollouts':<40}{self.rollouts}"]
+        lines += [f"{'rollouts in ' + group:<40}{count}" for group, count in sorted(self.per_group.items())]
+        lines += [f"{'fault ' + kind:<40}{count}" for kind, count in sorted(self.faults.items())]
+        lines += [f"{'state ' + state:<40}{count}" for state, count in sorted(self.states.items())]
+        lines += [f"{'aws fault ' + kind:<40}{count}" for kind, count in sorted(self.aws_faults.items())]
+        lines += [f"{'invariant violations':<40}{len(self.violations)}",
+                  f"{'updates reported':<40}{self.reports}", f"{'lost reports':<40}{len(self.lost_reports)}",
+                  f"{'reports deleted by drop-message':<40}{len(self.dropped_reports)}",
+                  f"{'halted by an absorbed fault':<40}{len(self.halted_by_absorbed)}",
+                  f"{'completed without a member':<40}{len(self.completed_without)}",
+                  f"{'needed an operator':<40}{self.needed_operator}", f"{'seconds':<40}{self.seconds:.0f}"]
         return "\n".join(lines)
 
 
