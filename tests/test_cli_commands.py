@@ -209,7 +209,6 @@ def test_install_units_lists_the_unit_files_as_text_or_json(tmp_path: Path):
     as_json = CliRunner().invoke(main, [*args, "--unit-dir", str(tmp_path / "b"), "--json"])
 
     assert text.exit_code == as_json.exit_code == 0, text.output
-    assert text.output.splitlines() == [str(tmp_path / "a" / "skynet-worker.service"),
-                                        str(tmp_path / "a" / "skynet-app.service")]
-    assert json.loads(as_json.output) == {"written": [str(tmp_path / "b" / "skynet-worker.service"),
-                                                      str(tmp_path / "b" / "skynet-app.service")]}
+    units = ("skynet-worker.service", "skynet-app.service", "skynet-build@.service")
+    assert text.output.splitlines() == [str(tmp_path / "a" / unit) for unit in units]
+    assert json.loads(as_json.output) == {"written": [str(tmp_path / "b" / unit) for unit in units]}

@@ -239,7 +239,8 @@ def test_an_idle_instance_runs_only_its_workers_nothing_a_build_or_update_left_b
     # Builds and updates ran on every api instance by now; git's helpers (cat-file) and hooks ended with them.
     for instance in cluster.require_info().instances:
         commands = {Path(f"/proc/{pid}/cmdline").read_bytes() for pid in agent_processes(instance.pid)}
-        assert all(b"skynet_tasks.cli\0worker" in command for command in commands), (instance.id, commands)
+        assert all(b"skynet_tasks.cli\0" in command and b"\0worker\0" in command for command in commands), \
+            (instance.id, commands)
 
 
 def test_a_killed_update_process_returns_its_message_and_the_line_waits_for_its_deadline(cluster, workdir, tmp_path):
