@@ -210,19 +210,13 @@ def test_an_event_that_keeps_failing_is_dead_lettered_shown_everywhere_and_decid
     assert "ALARM" not in cli("status")
 
 
-def test_a_step_killed_at_its_hard_time_limit_comes_back_and_is_dead_lettered(tmp_path):
+def test_a_step_killed_at_its_hard_time_limit_is_not_acknowledged_and_comes_back(tmp_path):
     # Given a DynamoDB whose transactions take 3 s, and a step allowed 1 s
     saved = dict(os.environ)
     server = MotoServer.start(faults="conflicts=3000")
     env = Env(server, "local-api", tmp_path)
     try:
         env.ledger.create_rollout("r-slow", env.group, "f" * 40, RolloutKind.CODE, {})
-        # Two receives, not five: each costs a pool process killed and forked again.
-        url = env.aws.sqs.get_queue_url(QueueName=env.queue)["QueueUrl"]
-        policy = json.loads(env.aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])[
-            "Attributes"]["RedrivePolicy"])
-        env.aws.sqs.set_queue_attributes(QueueUrl=url, Attributes={
-            "RedrivePolicy": json.dumps({**policy, "maxReceiveCount": "2"})})
         env.start_conductor()
         body, dedup = to_message(RolloutReady(Rollout(id="r-slow", group=env.group, release="f" * 40,
                                                       canary=MEMBER, update_timeout=60)))
@@ -230,13 +224,15 @@ def test_a_step_killed_at_its_hard_time_limit_comes_back_and_is_dead_lettered(tm
                                       queue=env.queue, MessageGroupId=env.group, MessageDeduplicationId=dedup,
                                       time_limit=1, soft_time_limit=1)
 
-        # When every receive of it is killed at the limit, then Then it ends in the dead-letter queue
-        wait_for("the event in the dead-letter queue", lambda: env.depth(env.dead_letter_queue) == 1, env,
-                 timeout=60)
-        letters = DeadLetters(env.aws.sqs, ENV).show(env.group)
-        assert [(d.kind, d.rollout_id) for d in letters] == [("rollout_ready", "r-slow")]
-        assert letters[0].receive_count > 2
-        assert "Hard time limit (1s) exceeded" in env.log()
+        # When its step is killed at the limit, Then its message was not acknowledged: it is received again
+        # (and decided then: the killed step's transaction itself may have landed meanwhile, as on AWS,
+        # which makes the second step find it done; a step that keeps failing is dead-lettered, above)
+        def came_back() -> bool:
+            log = (env.tmp / "conductor.log").read_text(errors="replace")
+            killed = log.find("Hard time limit (1s) exceeded")
+            return killed >= 0 and "Task skynet.maintenance[" in log[killed:] and " received" in log[killed:]
+
+        wait_for("the killed step's message to come back", came_back, env, timeout=60)
     finally:
         env.stop()
         kombu.pools.reset()
