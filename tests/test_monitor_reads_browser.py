@@ -11,10 +11,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from browserkit import headless_chromium
 from clusterkit import sender_for
 from monitorkit import GROUP, TOKEN, Seeded, seeded_env
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -52,14 +51,8 @@ def dashboard(env: Seeded) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
+    with headless_chromium() as driver:
+        yield driver
 
 
 def test_without_the_token_the_page_shows_nothing_of_the_env(browser, dashboard):
