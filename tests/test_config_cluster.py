@@ -46,6 +46,11 @@ def config_file(cluster: LocalCluster, instance: str, name: str) -> str:
     return (root / "config" / name).read_text()
 
 
+def worker_log(cluster: LocalCluster, instance: str) -> str:
+    root = Path(next(i.root for i in cluster.require_info().instances if i.id == instance))
+    return (root / "logs" / "worker.log").read_text(errors="replace")
+
+
 def push_config(cluster: LocalCluster, tree: Path) -> tuple[int, dict]:
     result = skynet(cluster, "config", "push", "--env", "local", "--layer", "api", str(tree), "--wait", "--json")
     assert result.stdout, result.stderr
@@ -189,8 +194,15 @@ def test_a_self_update_rollout_bumps_the_agent_version_on_every_instance(cluster
     tickets = rollout(cluster, started["rollout_id"])["tickets"]
     assert [t["state"] for t in tickets] == ["done"] * 3
     assert_one_at_a_time(tickets)
-    wait_for(lambda: {e.agent_version for e in registry(cluster).endpoints("local", "api")} == {version}, 60,
-             "every instance to report the new agent version")
+    # An instance reports the new version as its update succeeds, then leaves, restarts on the new agent
+    # and registers again, seconds later: a config rollout started meanwhile leaves it out (not live).
+    def restarted_on_the_new_agent() -> bool:
+        restarted = all("restarting the worker on the newly installed agent" in worker_log(cluster, instance)
+                        for instance in INSTANCES)
+        entries = {e.instance_id: e.agent_version for e in registry(cluster).endpoints("local", "api")}
+        return restarted and entries == {instance: version for instance in INSTANCES}
+
+    wait_for(restarted_on_the_new_agent, 60, "every instance to restart on the new agent and register again")
 
     # The restarted workers still work: a config push goes through all of them.
     tree = tmp_path / "tree"
