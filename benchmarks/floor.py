@@ -30,10 +30,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import kombu.pools
 from celery import Celery
 
 from benchmarks.report import percentile
 from skynet_tasks import names
+from skynet_tasks.app import app as skynet_app
 from skynet_tasks.app import configure
 from skynet_tasks.compat import install_kombu_patches
 from skynet_tasks.settings import Settings
@@ -71,6 +73,8 @@ def _app() -> Celery:
 def run_worker(queue: str) -> None:
     """A worker of ``queue`` started as an instance's worker is (workers/launch.py ``run_celery``)."""
     install_kombu_patches()
+    # Skynet's own app too: its logging setup (skynet_tasks.app) runs for every worker of the process.
+    configure(skynet_app, Settings.from_env())
     _app().worker_main(["worker", "--queues", queue, "--concurrency", "1", "--prefetch-multiplier", "1",
                         "--hostname", f"{queue}@bench", "--loglevel", "WARNING",
                         "--without-mingle", "--without-gossip", "--without-heartbeat"])
@@ -105,6 +109,7 @@ def measure_relay(environment: Mapping[str, str], sqs: Any, samples: int = SAMPL
                for queue in (relay_queue(env), land_queue(env))]
     saved = {key: os.environ.get(key) for key in environment}
     os.environ.update(environment)
+    kombu.pools.reset()  # no pooled connection to a previous size's moto server
     try:
         sender = configure(Celery("skynet-floor-sender"), Settings.from_env())
         # The workers' first receive: wait until a warm-up message went all the way through.
