@@ -65,13 +65,15 @@ class Aws:
     # Only for callers that hold an endpoint other than their own environment's
     # (the local cluster launcher); everything else leaves it to AWS_ENDPOINT_URL.
     endpoint_url: str | None = None
+    # Only for a caller that must not wait (shell completion); everything else gets ``client_settings()``.
+    config: Config | None = None
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def client(self, service: str) -> Any:
         """The boto3 client of ``service`` (made once, then reused)."""
         if service not in self._clients:
             session: Any = self.session  # boto3's per-service overloads want literal service names
-            self._clients[service] = session.client(service, config=Config(**client_settings()),
+            self._clients[service] = session.client(service, config=self.config or Config(**client_settings()),
                                                     endpoint_url=self.endpoint_url)
         return self._clients[service]
 

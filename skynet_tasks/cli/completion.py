@@ -7,15 +7,14 @@ silently: without AWS, credentials or tables there is simply nothing to offer.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
-import boto3
 import click
 from botocore.config import Config
 from click.shell_completion import CompletionItem
 
 from skynet_tasks import names
+from skynet_tasks.aws import Aws
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.registry import Registry
 
@@ -24,11 +23,12 @@ RECENT_ROLLOUTS = 20
 
 
 def _env(ctx: click.Context) -> str:
-    return str(ctx.params.get("env") or os.environ.get("SKYNET_ENV") or "local")
+    # Every completing command has the --env option, which click fills from SKYNET_ENV or its default.
+    return str(ctx.params.get("env") or "local")
 
 
 def _dynamodb() -> object:
-    return boto3.session.Session().client("dynamodb", config=QUICK)
+    return Aws(config=QUICK).dynamodb
 
 
 def _quietly(find: Callable[[click.Context], list[str]]) -> Callable[[click.Context, click.Parameter, str],
