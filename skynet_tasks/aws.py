@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import botocore.loaders
 import botocore.session
 from botocore.config import Config
 
@@ -42,11 +43,25 @@ def client_settings() -> dict[str, Any]:
     }
 
 
+# One loader of service models for every session of the process. botocore parses a service's
+# model (megabytes of JSON for S3 and DynamoDB) once per loader, and each new session had its own:
+# a worker's pool child, forked with a new session, parsed them all again (about 30 MB of its own).
+# Shared, the child reads the models its parent already loaded, from the pages they share.
+_MODELS = botocore.loaders.create_loader()
+
+
+def new_session() -> boto3.session.Session:
+    """A boto3 session with botocore's usual configuration chain and the process's shared model loader."""
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _MODELS)
+    return boto3.session.Session(botocore_session=core)
+
+
 @dataclass
 class Aws:
     """A boto3 session and the clients made from it, created lazily and reused."""
 
-    session: boto3.session.Session = field(default_factory=boto3.session.Session)
+    session: boto3.session.Session = field(default_factory=new_session)
     # Only for callers that hold an endpoint other than their own environment's
     # (the local cluster launcher); everything else leaves it to AWS_ENDPOINT_URL.
     endpoint_url: str | None = None
