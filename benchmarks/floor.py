@@ -15,7 +15,7 @@ that with nothing of Skynet's logic:
 The rollout benchmark reports each hand-off as a multiple of ``relay + transaction`` (p50s), so
 its targets hold on any machine: a slow machine slows the floor as much as the hand-off.
 
-    .venv/bin/python -m benchmarks.floor   # against a running `skynet local up` cluster
+    .venv/bin/python -m benchmarks.floor   # [DIR]: against a running `skynet local up` cluster (default .local-cluster)
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def main() -> None:
     if sys.argv[1:2] == ["worker"]:
         run_worker(sys.argv[2])
         return
-    cluster = LocalCluster(Path(os.environ.get("SKYNET_LOCAL_DIR", ".local-cluster")))
+    cluster = LocalCluster(Path(sys.argv[1] if len(sys.argv) > 1 else ".local-cluster"))
     info = cluster.require_info()
     aws = cluster.aws()
     print(json.dumps(measure_floor(info.environment, aws.sqs, aws.dynamodb)))

@@ -5,7 +5,7 @@ instance's processes adds up to what the instance really costs, unlike RSS. The 
 instance's worker process and every process it started, except the app and its supervisor
 (the app is what the instance serves, not what the agent costs).
 
-    .venv/bin/python -m benchmarks.memory   # against a running `skynet local up` cluster
+    .venv/bin/python -m benchmarks.memory [DIR]   # a running `skynet local up` cluster (.local-cluster)
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ class PeakMemory:
 def main() -> None:
     from skynet_tasks.local.cluster import LocalCluster
 
-    cluster = LocalCluster(Path(os.environ.get("SKYNET_LOCAL_DIR", ".local-cluster")))
+    cluster = LocalCluster(Path(sys.argv[1] if len(sys.argv) > 1 else ".local-cluster"))
     print(json.dumps(agent_memory(cluster.require_info()), indent=2))
 
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from skynet_tasks import artifacts, buildspec, commands, gitrepo
+from skynet_tasks import artifacts, buildspec, commands, gitrepo, names
 from skynet_tasks.artifact_store import ArtifactStore, release_prefix
 
 log = logging.getLogger(__name__)
@@ -91,3 +91,31 @@ def read_manifest(store: ArtifactStore, key: str) -> artifacts.Manifest:
     """The release manifest stored at ``key``."""
     return artifacts.Manifest.from_json(store.get_text(key))
 
+
+
+# The reasons a pushed commit is not built, as the rollout's record states them.
+NOT_THE_TIP = "refused: not the branch tip"
+OLDER_THAN_RUNNING = "refused: older than the running release"
+
+
+def push_refusal(*, repo: str, branch: str, sha: str, desired: str | None, forced: bool, work_root: Path,
+                 git_env: dict[str, str] | None = None) -> str | None:
+    """Why the pushed commit ``sha`` must not be built, or None when it may be.
+
+    Refused when the branch no longer points at it (a replayed or overtaken push: asked of the
+    remote before anything is cloned), or when it is an ancestor of ``desired``, the group's
+    desired release (a push older than what runs), unless the push was ``forced`` (the branch
+    was moved back on purpose). A desired release the remote no longer has cannot be compared:
+    the tip is built. GitError when the remote cannot be asked.
+    """
+    if gitrepo.branch_tip(repo, branch, env=git_env) != sha:
+        return NOT_THE_TIP
+    if forced or desired is None or desired == sha or not names.SHA.match(desired):
+        return None
+    work_root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"history-{sha[:12]}-", dir=work_root))
+    try:
+        older = gitrepo.is_ancestor(repo, branch, sha, desired, work / "history", env=git_env)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return OLDER_THAN_RUNNING if older else None

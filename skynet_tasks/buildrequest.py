@@ -15,6 +15,11 @@ from typing import Any
 
 from skynet_tasks import gitrepo, names
 
+# The source of the requests the webhook sends: a push, whose commit the builder checks is still the
+# branch's tip and not older than what the group runs (``tasks.build``). An operator's deploy or
+# rollback names an older commit on purpose and is not checked.
+WEBHOOK_SOURCE = "webhook"
+
 
 class BadRequest(ValueError):
     """A build request that cannot be acted on."""
@@ -31,6 +36,7 @@ class BuildRequest:
     rollout_id: str
     source: str
     requested_at: float
+    forced: bool = False  # the push moved the branch back (GitHub's ``forced``): build it although it is older
 
     @classmethod
     def from_dict(cls, data: Any) -> BuildRequest:
@@ -45,8 +51,12 @@ class BuildRequest:
         for key in ("repo", "branch", "rollout_id", "source"):
             if not isinstance(data.get(key), str) or not data[key] or len(data[key]) > 500:
                 raise BadRequest(f"build request field {key!r} must be a non-empty string")
+        forced = data.get("forced", False)
+        if not isinstance(forced, bool):
+            raise BadRequest("build request field 'forced' must be true or false")
         return cls(group=group, repo=data["repo"], branch=data["branch"], sha=sha, rollout_id=data["rollout_id"],
-                   source=data["source"], requested_at=float(data.get("requested_at") or time.time()))
+                   source=data["source"], requested_at=float(data.get("requested_at") or time.time()),
+                   forced=forced)
 
     def to_dict(self) -> dict[str, Any]:
         """The request as a message carries it."""

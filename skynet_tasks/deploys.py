@@ -40,20 +40,22 @@ def group_source(ledger: Ledger, group: str) -> tuple[str, str]:
 
 
 def request_build(ledger: Ledger, messenger: Messenger, group: str, repo: str, branch: str, sha: str, source: str,
-                  rollout_id: str | None = None) -> StartedBuild:
+                  rollout_id: str | None = None, forced: bool = False) -> StartedBuild:
     """Record and enqueue the build of ``sha`` for ``group``; the first member to receive it builds and is the canary.
 
     The rollout is recorded before the message is sent: a message can be swallowed
     (a worker that dies with a long poll outstanding takes the message with it until
     the visibility timeout), and the members' sweeper re-sends the build of a rollout
-    that no instance started (``membership.nudge_stalled_builds``).
+    that no instance started (``membership.nudge_stalled_builds``). ``forced``: a push that moved
+    its branch back, built although it is older than the running release; the record says so.
     """
     names.check_name_part("group", group)
     gitrepo.check_sha(sha)
     request = BuildRequest(group=group, repo=repo, branch=branch, sha=sha, rollout_id=rollout_id or new_rollout_id(),
-                           source=source, requested_at=time.time())
+                           source=source, requested_at=time.time(), forced=forced)
     ledger.create_rollout(request.rollout_id, group, sha, RolloutKind.CODE, {
-        "repo": repo, "branch": branch, "source": source, "requested_at": request.requested_at})
+        "repo": repo, "branch": branch, "source": source, "requested_at": request.requested_at,
+        **({"forced": True} if forced else {})})
     messenger.build(group, request.to_dict())
     return StartedBuild(group=group, release=sha, rollout_id=request.rollout_id)
 

@@ -74,3 +74,59 @@ def checkout(repo_url: str, branch: str, sha: str, dest: Path, env: dict[str, st
         raise GitError(f"cannot check out {sha} from {repo_url}: {error.stderr.strip()}") from error
     return Commit(sha=commit.hexsha, author=str(commit.author), message=str(commit.message).strip(),
                   committed_at=float(commit.committed_date))
+
+
+def branch_tip(repo_url: str, branch: str, env: dict[str, str] | None = None) -> str | None:
+    """The sha ``refs/heads/<branch>`` points at in the remote repository right now; None if it has no such branch."""
+    if branch.startswith("-") or any(c in branch for c in " \t\n\0~^:?*[\\") or ".." in branch:
+        raise GitError(f"{branch!r} is not a valid branch name")
+    ref = f"refs/heads/{branch}"
+    try:
+        output = str(git.cmd.Git().ls_remote(repo_url, ref, env=env or {}))
+    except git.GitCommandError as error:
+        raise GitError(f"cannot list {repo_url}: {error.stderr.strip()}") from error
+    for line in output.splitlines():
+        sha, name = line.split("\t", 1)
+        if name == ref:  # ls-remote matches patterns by suffix: refs/heads/x/<branch> would match too
+            return sha
+    return None
+
+
+def is_ancestor(repo_url: str, branch: str, ancestor: str, descendant: str, dest: Path,
+                env: dict[str, str] | None = None) -> bool | None:
+    """Whether commit ``ancestor`` is an ancestor of commit ``descendant`` (or the same) in the remote repository.
+
+    None when ``descendant`` cannot be fetched from it (history rewritten since, or never pushed there).
+    ``dest`` (which must not exist) receives the commit history only, no file contents where the
+    server supports filters; the caller removes it.
+    """
+    check_sha(ancestor)
+    check_sha(descendant)
+    try:
+        repo = git.Repo.clone_from(repo_url, dest, bare=True, branch=branch or None, single_branch=True,
+                                   filter="tree:0", env=env or None)
+    except git.GitCommandError as error:
+        raise GitError(f"cannot fetch {repo_url}: {error.stderr.strip()}") from error
+    for sha in (ancestor, descendant):
+        if not _has_commit(repo, sha):
+            try:
+                repo.git.fetch("origin", sha, filter="tree:0", env=env or None)
+            except git.GitCommandError:
+                pass  # unreachable from the remote's refs: judged below
+            if not _has_commit(repo, sha):
+                return None
+    try:
+        repo.git.merge_base("--is-ancestor", ancestor, descendant)
+    except git.GitCommandError as error:
+        if error.status == 1:  # git's answer "no"; any other status is a failure
+            return False
+        raise GitError(f"cannot compare {ancestor} with {descendant}: {error.stderr.strip()}") from error
+    return True
+
+
+def _has_commit(repo: git.Repo, sha: str) -> bool:
+    try:
+        repo.git.cat_file("-e", f"{sha}^{{commit}}")
+    except git.GitCommandError:
+        return False
+    return True

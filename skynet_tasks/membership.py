@@ -117,7 +117,8 @@ def nudge_stalled_builds(ctx: Context, now: float | None = None) -> list[str]:
         ctx.ledger.annotate_rollout(rollout_id, {"nudged_at": now})
         request = BuildRequest(group=s.group, repo=str(item.get("repo") or s.repo), branch=str(item.get("branch")
                                or s.branch), sha=str(item["release"]), rollout_id=rollout_id,
-                               source=str(item.get("source") or "nudge"), requested_at=float(item["requested_at"]))
+                               source=str(item.get("source") or "nudge"), requested_at=float(item["requested_at"]),
+                               forced=item.get("forced") is True)
         ctx.messenger.build(s.group, request.to_dict(), attempt=f"nudge:{now}")
         log.warning("rollout %s: no instance started its build in %.0fs; build re-sent", rollout_id, now - last)
         nudged.append(rollout_id)

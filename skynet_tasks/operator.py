@@ -20,7 +20,7 @@ from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import DRAIN_TASK, Messenger
 from skynet_tasks.proxy.notify import notify_proxies
 from skynet_tasks.registry import Registry
-from skynet_tasks.states import Health, RolloutState
+from skynet_tasks.states import Health, ReleaseState, RolloutState
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,10 @@ PROXY_MAX_AGE = 600.0
 
 class OperatorError(Exception):
     """The action cannot be taken (unknown rollout, nothing to roll back to…)."""
+
+
+class NotFound(OperatorError):
+    """The action names a rollout, group, instance or release that does not exist (or not one only)."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ def rollout_action(ledger: Ledger, messenger: Messenger, rollout_id: str, action
         raise OperatorError(f"unknown action {action!r}; choose one of {', '.join(OPERATOR_ACTIONS)}")
     rollout = ledger.rollout_item(rollout_id)
     if rollout is None:
-        raise OperatorError(f"no rollout {rollout_id}")
+        raise NotFound(f"no rollout {rollout_id}")
     state = RolloutState(rollout["state"])
     if state.finished:
         raise OperatorError(f"rollout {rollout_id} is {state}: nothing to {action}")
@@ -71,17 +75,30 @@ def canary_failed_item(ledger: Ledger, rollout_id: str) -> bool:
     return loaded is not None and canary_failed(loaded)
 
 
-def rollback(ledger: Ledger, messenger: Messenger, group: str, actor: str) -> StartedBuild:
-    """Roll ``group`` back to its previous good release, as a new rollout (built once already)."""
+def rollback(ledger: Ledger, messenger: Messenger, group: str, actor: str, to: str | None = None) -> StartedBuild:
+    """Roll ``group`` back to its previous good release, or to the built release ``to`` (a sha or a unique
+    prefix of one), as a new rollout of a release built once already."""
     info = ledger.group_info(group)
-    previous = info.get("previous_release")
-    if not previous:
+    if not info:
+        raise NotFound(f"no group {group}")
+    target = _built_release(ledger, group, to) if to else info.get("previous_release")
+    if not target:
         raise OperatorError(f"group {group} has no previous release to roll back to")
     repo, branch = group_source(ledger, group)
-    started = request_build(ledger, messenger, group, repo, branch, previous, source=f"rollback by {actor}")
+    started = request_build(ledger, messenger, group, repo, branch, target, source=f"rollback by {actor}")
     ledger.record_action(group, {"group": group, "rollout_id": started.rollout_id, "action": "rollback",
-                                 "actor": actor, "at": time.time(), "release": previous})
+                                 "actor": actor, "at": time.time(), "release": target})
     return started
+
+
+def _built_release(ledger: Ledger, group: str, wanted: str) -> str:
+    """The sha of the group's one built release that ``wanted`` names (untrusted: the operator's typing)."""
+    found = [r.sha for r in ledger.releases(group) if r.state is ReleaseState.BUILT and r.sha.startswith(wanted)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise NotFound(f"group {group} has no built release {wanted}")
+    raise NotFound(f"{wanted} names {len(found)} releases of group {group}: give more of the sha")
 
 
 def drain_instance(ledger: Ledger, registry: Registry, messenger: Messenger, env: str, instance_id: str,
@@ -94,7 +111,7 @@ def drain_instance(ledger: Ledger, registry: Registry, messenger: Messenger, env
     """
     found = registry.find(env, instance_id)
     if found is None:
-        raise OperatorError(f"no instance {instance_id} is registered in env {env}")
+        raise NotFound(f"no instance {instance_id} is registered in env {env}")
     layer, endpoint = found
     if not undo:
         registry.set_health(env, layer, instance_id, str(Health.DRAINING))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
+from skynet_tasks.deadletters import DeadLetterCount
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.registry import Registry
 
@@ -25,11 +28,25 @@ def rollout_summary(view: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def collect_status(ledger: Ledger, registry: Registry, env: str, max_age: float, rollouts_per_group: int = 5,
-                   now: float | None = None) -> dict[str, Any]:
-    """What ``skynet status --json`` prints: every group with its instances and recent rollouts.
+UNREADABLE = "ALARM: the maintenance dead-letter queues could not be read: whether an event failed is unknown"
 
-    An instance whose heartbeat is older than ``max_age`` is marked stale.
+
+def dead_letter_alarms(counts: Sequence[DeadLetterCount] | None) -> list[str]:
+    """One alarm line per maintenance dead-letter queue that holds messages (None: they could not be read)."""
+    if counts is None:
+        return [UNREADABLE]
+    return [f"ALARM: group {c.group} has {c.messages} dead letter{'s' if c.messages != 1 else ''} in {c.queue}: "
+            f"maintenance events that failed too often (see: skynet dlq show {c.group})"
+            for c in counts if c.messages]
+
+
+def collect_status(ledger: Ledger, registry: Registry, env: str, max_age: float, rollouts_per_group: int = 5,
+                   now: float | None = None, dead_letters: Sequence[DeadLetterCount] | None = ()) -> dict[str, Any]:
+    """What ``skynet status --json`` prints: every group with its instances and recent rollouts, and alarms.
+
+    An instance whose heartbeat is older than ``max_age`` is marked stale; ``dead_letters`` are the
+    env's maintenance dead-letter queues (``deadletters.dead_letter_counts``), each non-empty one an alarm
+    (None if they could not be read: an alarm too).
     """
     now = time.time() if now is None else now
     endpoints = registry.endpoints(env)
@@ -56,4 +73,6 @@ def collect_status(ledger: Ledger, registry: Registry, env: str, max_age: float,
             ],
             "rollouts": rollouts,
         })
-    return {"env": env, "generated_at": now, "groups": groups}
+    return {"env": env, "generated_at": now, "groups": groups,
+            "dead_letters": [asdict(count) for count in dead_letters or ()],
+            "alarms": dead_letter_alarms(dead_letters)}

@@ -174,17 +174,22 @@ def test_the_webhook_role_may_only_enqueue_builds_read_its_secret_and_write_its_
     granted = {}
     for statement in policy["PolicyDocument"]["Statement"]:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        granted[json.dumps(statement["Resource"], sort_keys=True)] = sorted(actions)
+        keys = statement.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+        granted[statement["Sid"]] = (json.dumps(statement["Resource"], sort_keys=True), sorted(actions), keys)
 
     assert policy["Roles"] == [{"Ref": "WebhookRole"}]
+    table = json.dumps({"Fn::GetAtt": "StateTable.Arn"})
     assert granted == {
-        json.dumps({"Ref": "WebhookSecret"}): ["secretsmanager:GetSecretValue"],
-        json.dumps({"Fn::GetAtt": "ApiMaintenanceQueue.Arn"}): ["sqs:GetQueueAttributes", "sqs:GetQueueUrl",
-                                                                      "sqs:SendMessage"],
-        json.dumps("*"): ["sqs:ListQueues"],
-        json.dumps({"Fn::GetAtt": "StateTable.Arn"}): ["dynamodb:DeleteItem", "dynamodb:GetItem",
-                                                            "dynamodb:PutItem", "dynamodb:UpdateItem"],
-        json.dumps({"Fn::GetAtt": "WebhookLogGroup.Arn"}): ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Secret": (json.dumps({"Ref": "WebhookSecret"}), ["secretsmanager:GetSecretValue"], None),
+        "BuildRequests": (json.dumps({"Fn::GetAtt": "ApiMaintenanceQueue.Arn"}),
+                          ["sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"], None),
+        "QueueNames": (json.dumps("*"), ["sqs:ListQueues"], None),
+        "Deliveries": (table, ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                       ["delivery#*", "group#*", "rollout#*"]),
+        # Read only: a group's built releases, to answer "older than the running release".
+        "Releases": (table, ["dynamodb:GetItem"], ["release#*"]),
+        "Logs": (json.dumps({"Fn::GetAtt": "WebhookLogGroup.Arn"}), ["logs:CreateLogStream", "logs:PutLogEvents"],
+                 None),
     }
     trust = resources["WebhookRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert [s["Principal"] for s in trust] == [{"Service": "lambda.amazonaws.com"}]

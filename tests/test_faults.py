@@ -205,5 +205,5 @@ def test_skynet_local_up_refuses_an_unknown_mode_before_starting_anything(tmp_pa
     from skynet_tasks.cli import main
 
     result = CliRunner().invoke(main, ["local", "up", "--faults", "conflicts,latency", "--dir", str(tmp_path / "c")])
-    assert result.exit_code == 2 and "unknown fault mode 'latency'" in result.output
+    assert result.exit_code == 4 and "unknown fault mode 'latency'" in result.output
     assert not (tmp_path / "c").exists()

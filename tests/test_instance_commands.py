@@ -56,7 +56,7 @@ def test_re_register_has_the_instance_register_afresh_at_once(cluster):
 def test_re_register_of_an_unknown_instance_is_refused_and_creates_no_queue(cluster):
     result = skynet(cluster, "instance", "re-register", "api-9", "--env", "local", timeout=60)
 
-    assert result.returncode == 1
+    assert result.returncode == 4
     assert "no instance api-9 is registered in env local" in result.stderr
     assert not any(name.endswith("-inst-api-9") for name in Queues(cluster.aws().sqs).list("skynet-local-"))
 
@@ -64,7 +64,7 @@ def test_re_register_of_an_unknown_instance_is_refused_and_creates_no_queue(clus
 def test_re_register_refuses_an_id_that_cannot_name_a_queue(cluster):
     result = skynet(cluster, "instance", "re-register", "api_1;", "--env", "local", timeout=60)
 
-    assert result.returncode == 2
+    assert result.returncode == 4
     assert "instance id 'api_1;' is not valid" in result.stderr
 
 

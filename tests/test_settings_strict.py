@@ -135,7 +135,7 @@ def test_every_command_stops_at_start_naming_the_variable(command, variables, me
 
     result = CliRunner().invoke(main, command, env=clean_environment(**variables))
 
-    assert result.exit_code == 1
+    assert result.exit_code == 4
     assert message in result.output
     assert aws_calls == []
 
@@ -148,7 +148,7 @@ def test_skynet_worker_with_a_typo_exits_at_once_without_reaching_aws():
     result = subprocess.run([sys.executable, "-m", "skynet_tasks.cli", "worker"], capture_output=True, text=True,
                             env=clean_environment(**unreachable, **TYPO), timeout=30, check=False)
 
-    assert result.returncode == 1
+    assert result.returncode == 4
     assert result.stderr.strip() == ("Error: SKYNET_HEARTBEAT_INTERVL is not a Skynet variable (did you mean "
                                      "SKYNET_HEARTBEAT_INTERVAL?): see docs/configuration.md, \"Every variable\"")
 

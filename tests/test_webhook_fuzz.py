@@ -49,11 +49,14 @@ class MemoryDeliveries:
 def receiver() -> tuple[Receiver, list[str]]:
     started: list[str] = []
 
-    def start_build(route: Route, sha: str) -> StartedBuild:
+    def start_build(route: Route, sha: str, forced: bool) -> StartedBuild:
         started.append(sha)
         return StartedBuild(route.group, sha, "r-fuzz")
 
-    return Receiver(SECRET, ROUTES, start_build, MemoryDeliveries(), max_body=64 * 1024), started  # type: ignore[arg-type]
+    def older(route: Route, sha: str) -> bool:
+        return False
+
+    return Receiver(SECRET, ROUTES, start_build, MemoryDeliveries(), older, max_body=64 * 1024), started  # type: ignore[arg-type]
 
 
 header_names = st.sampled_from(["content-type", "x-github-event", "x-github-delivery", "x-hub-signature-256",

@@ -228,6 +228,22 @@ def test_a_signed_push_enqueues_the_build_a_forged_one_is_refused_and_a_ping_ans
     assert deployed.secret.decode() not in log
 
 
+def test_a_replayed_push_under_a_fresh_delivery_id_starts_nothing_under_the_functions_role(deployed):
+    # Given a push the function received (its claim written under the function's own role)
+    payload = push_payload("app", "main", BEFORE, "7" * 40, owner="example")
+    first = signed(deployed.secret, "push", payload, "delivery-original")
+    replayed = signed(deployed.secret, "push", payload, "delivery-replayed")
+
+    # When the same signed body comes again with a delivery id never seen
+    answers, _ = deployed.invoke(url_event(*first), url_event(*replayed))
+
+    # Then the replay is accepted, says so, and only the first enqueued a build
+    original, replay = ({"status": a["statusCode"], **json.loads(a["body"])} for a in answers)
+    assert original["status"] == 202 and len(original["builds"]) == 1, original
+    assert replay["status"] == 202 and replay["duplicate"] is True and "already received" in replay["ignored"]
+    assert [request["sha"] for request in deployed.build_requests()] == ["7" * 40]
+
+
 def test_the_functions_role_is_refused_what_its_policy_does_not_grant(deployed):
     session = boto3.session.Session(aws_access_key_id=deployed.role_env["AWS_ACCESS_KEY_ID"],
                                     aws_secret_access_key=deployed.role_env["AWS_SECRET_ACCESS_KEY"],

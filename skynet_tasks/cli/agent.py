@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,9 @@ from skynet_tasks import names
 from skynet_tasks.agent import AgentError, publish_wheel
 from skynet_tasks.artifact_store import ArtifactStore
 from skynet_tasks.aws import Aws
+from skynet_tasks.cli import exitcodes
 from skynet_tasks.cli.core import wait_for_rollout
+from skynet_tasks.cli.exitcodes import worst_outcome
 from skynet_tasks.cli.options import env_option, env_resources, json_option, startup
 from skynet_tasks.deploys import start_member_rollouts
 from skynet_tasks.ledger import Ledger
@@ -22,7 +23,7 @@ from skynet_tasks.stacks import StackError
 from skynet_tasks.stacks.deploy import describe_stack, point_stack_at_wheel, repo_bucket, stack_name_for
 from skynet_tasks.stacks.wheel_pin import write_pin
 from skynet_tasks.stacks.wheels import WheelRef, upload_wheel
-from skynet_tasks.states import RolloutKind, RolloutState
+from skynet_tasks.states import RolloutKind
 
 AGENT_UPDATE_TIMEOUT = 300.0
 
@@ -40,7 +41,8 @@ def agent() -> None:
 @click.option("--stack-name", default=None,
               help="Stack whose new instances boot the wheel [default: skynet-<env>, if it exists].")
 @click.option("--wait", is_flag=True, help="Wait for the skynet-update rollouts (exit 1 if one halts).")
-@click.option("--timeout", type=click.FloatRange(1, 86400), default=1800, show_default=True)
+@click.option("--timeout", type=click.FloatRange(1, 86400), default=1800, show_default=True,
+              help="With --wait: give up after this many seconds (exit 3).")
 @json_option
 def push_command(env: str, layers: tuple[str, ...], wheel: Path, stack_name: str | None, wait: bool, timeout: float,
                  as_json: bool) -> None:
@@ -62,7 +64,7 @@ def push_command(env: str, layers: tuple[str, ...], wheel: Path, stack_name: str
         manifest = publish_wheel(ArtifactStore(aws.s3, bucket), wheel)
         booted = upload_wheel(aws.s3, bucket, wheel) if stack is not None else None
     except (AgentError, StackError) as error:
-        raise click.ClickException(str(error)) from None
+        raise exitcodes.Failed(str(error)) from None
     ledger = Ledger(aws.dynamodb, names.state_table(env))
     registry = Registry(aws.dynamodb, names.endpoints_table(env))
     result: dict[str, Any] = {"version": manifest.version, "sha256": manifest.sha256, "rollouts": [],
@@ -80,8 +82,8 @@ def push_command(env: str, layers: tuple[str, ...], wheel: Path, stack_name: str
             view = wait_for_rollout(ledger, entry["rollout_id"], timeout, quiet=as_json)
             entry["state"] = view.get("state") if view else None
     click.echo(json.dumps(result, indent=2) if as_json else f"agent {manifest.version} ({manifest.sha256[:12]})")
-    if wait and any(r.get("state") != RolloutState.COMPLETED for r in result["rollouts"]):
-        sys.exit(1)
+    if wait:
+        exitcodes.exit_with(worst_outcome([r.get("state") for r in result["rollouts"]]))
 
 
 def _point_stack(cfn: Any, ssm: Any, name: str, booted: WheelRef | None, quiet: bool) -> None:

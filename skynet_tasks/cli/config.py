@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from skynet_tasks.aws import Aws
+from skynet_tasks.cli import exitcodes
 from skynet_tasks.cli.core import wait_for_rollout
+from skynet_tasks.cli.exitcodes import worst_outcome
 from skynet_tasks.cli.options import env_option, env_resources, json_option, startup
 from skynet_tasks.config.merge import merge
 from skynet_tasks.config.paths import ConfigError
@@ -18,10 +19,6 @@ from skynet_tasks.config.publish import STORES, compare, push, read_tree, start_
 from skynet_tasks.config.sources import level_for, read_levels
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.registry import Registry
-from skynet_tasks.states import RolloutState
-
-EXIT_HALTED = 1
-EXIT_TIMEOUT = 2
 
 
 def _level_options(func: Any) -> Any:
@@ -57,7 +54,7 @@ def push_command(env: str, layer: str | None, global_: bool, store: str, directo
         resources = env_resources(aws, env)
         change = push(aws.s3, aws.dynamodb, resources, level, tree, store)
     except (ConfigError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+        raise exitcodes.InputError(str(error)) from None
     result: dict[str, Any] = {"level": level.scope, "store": store, **change.to_dict(), "rollouts": []}
     if not as_json:
         click.echo("\n".join(change.lines()))
@@ -80,10 +77,8 @@ def push_command(env: str, layer: str | None, global_: bool, store: str, directo
             result["rollouts"].append(entry)
     if as_json:
         click.echo(json.dumps(result, indent=2))
-    states = [r.get("state") for r in result["rollouts"]]
-    if wait and any(s != RolloutState.COMPLETED for s in states):
-        sys.exit(EXIT_HALTED if all(s == RolloutState.HALTED or s == RolloutState.COMPLETED for s in states)
-                 else EXIT_TIMEOUT)
+    if wait:
+        exitcodes.exit_with(worst_outcome([r.get("state") for r in result["rollouts"]]))
 
 
 @config.command("diff")
@@ -99,7 +94,7 @@ def diff_command(env: str, layer: str | None, global_: bool, store: str, directo
         change = compare(stored_level(aws.s3, aws.dynamodb, env_resources(aws, env), level, store),
                          read_tree(directory))
     except (ConfigError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+        raise exitcodes.InputError(str(error)) from None
     click.echo(json.dumps({"level": level.scope, "store": store, **change.to_dict()}, indent=2) if as_json
                else "\n".join(change.lines()))
 
@@ -114,7 +109,7 @@ def show_command(env: str, layer: str, as_json: bool) -> None:
     try:
         merged = merge(read_levels(aws.s3, aws.dynamodb, env_resources(aws, env), layer))
     except (ConfigError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+        raise exitcodes.InputError(str(error)) from None
     rows = merged.origins()
     if as_json:
         click.echo(json.dumps({"version": merged.version, "keys": [

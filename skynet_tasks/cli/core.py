@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from typing import Any
 
 import click
+from botocore.exceptions import BotoCoreError, ClientError
 
 from skynet_tasks import names
 from skynet_tasks.aws import Aws
 from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.cli import exitcodes
+from skynet_tasks.cli.lookup import RolloutReader
 from skynet_tasks.cli.options import env_option, env_resources, group_option, json_option, layer_option, startup
+from skynet_tasks.cli.watch import Printer, follow
+from skynet_tasks.deadletters import dead_letter_counts
 from skynet_tasks.deploys import DeployError, deploy_ref
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
+from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
 from skynet_tasks.states import RolloutState
 from skynet_tasks.status import collect_status
-
-EXIT_HALTED = 1
-EXIT_TIMEOUT = 2
 
 
 @click.command()
@@ -63,9 +67,10 @@ def worker(loglevel: str, role: str, parent_pid: int | None) -> None:
 @layer_option
 @group_option
 @click.option("--ref", required=True, help="Branch, tag or commit sha to deploy.")
-@click.option("--wait", is_flag=True, help="Wait for the rollout: exit 0 when it completes, 1 when it halts.")
+@click.option("--wait", is_flag=True, help="Follow the rollout (progress on stderr) and exit with its outcome: "
+                                           "0 completed, 1 halted or failed.")
 @click.option("--timeout", type=click.FloatRange(1, 86400), default=1800, show_default=True,
-              help="With --wait: give up after this many seconds (exit 2).")
+              help="With --wait: give up after this many seconds (exit 3).")
 @json_option
 def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeout: float, as_json: bool) -> None:
     """Build REF once and roll it out to the group, one instance at a time (like a webhook push)."""
@@ -76,24 +81,24 @@ def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeou
     ledger = Ledger(aws.dynamodb, names.state_table(env))
     try:
         started = deploy_ref(ledger, Messenger(app, env), group, ref)
-    except DeployError as error:
-        raise click.ClickException(str(error)) from None
+    except DeployError as error:  # no such group, or a ref its repository does not have
+        raise exitcodes.InputError(str(error)) from None
     result: dict[str, Any] = {"group": group, "release": started.release, "rollout_id": started.rollout_id}
     if not as_json:
         click.echo(f"rollout {started.rollout_id}: building {started.release} for group {group}")
-    if wait:
-        view = wait_for_rollout(ledger, started.rollout_id, timeout, quiet=as_json)
-        result["state"] = view.get("state") if view else None
-        result["reason"] = view.get("reason") if view else None
+    if not wait:
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+        return
+    reader = RolloutReader(ledger, Registry(aws.dynamodb, names.endpoints_table(env)), env)
+    printer = Printer(stream=sys.stderr, tty=False if as_json else None)
+    code, last = follow(reader, started.rollout_id, printer, timeout)
+    result.update(state=last.state, reason=last.reason)
     if as_json:
         click.echo(json.dumps(result, indent=2))
-    elif wait:
-        click.echo(f"rollout {started.rollout_id}: {result['state']}" +
-                   (f" ({result['reason']})" if result.get("reason") else ""))
-    if wait:
-        state = result["state"]
-        sys.exit(0 if state == RolloutState.COMPLETED else EXIT_TIMEOUT if state is None or not
-                 RolloutState(state).finished and state != RolloutState.HALTED else EXIT_HALTED)
+    else:
+        click.echo(f"rollout {started.rollout_id}: {last.state}" + (f" ({last.reason})" if last.reason else ""))
+    exitcodes.exit_with(code)
 
 
 def wait_for_rollout(ledger: Ledger, rollout_id: str, timeout: float, quiet: bool = False) -> dict[str, Any] | None:
@@ -125,12 +130,19 @@ def status(env: str, as_json: bool, rollouts: int) -> None:
     """Groups, their instances and their recent rollouts."""
     aws = Aws()
     settings = startup().settings
+    try:
+        dead_letters = dead_letter_counts(Queues(aws.sqs), env)
+    except (ClientError, BotoCoreError) as error:  # the rest of the status is still worth showing
+        logging.getLogger(__name__).warning("dead-letter queues unreadable: %s", error)
+        dead_letters = None
     data = collect_status(Ledger(aws.dynamodb, names.state_table(env)),
                           Registry(aws.dynamodb, names.endpoints_table(env)), env, settings.heartbeat_max_age,
-                          rollouts)
+                          rollouts, dead_letters=dead_letters)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
+    for alarm in data["alarms"]:
+        click.echo(alarm)
     for group in data["groups"]:
         click.echo(f"group {group['name']}  desired {(group['desired_release'] or '-')[:12]}  "
                    f"repo {group['repo'] or '-'} ({group['branch'] or '-'})")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import click
 
 from skynet_tasks import names
-from skynet_tasks.cli.options import env_option, env_resources, startup
+from skynet_tasks.cli.completion import complete_instances
+from skynet_tasks.cli.exitcodes import InputError
+from skynet_tasks.cli.options import env_option, env_resources, json_option, startup
 
 
 @click.group()
@@ -22,7 +25,8 @@ def instance() -> None:
 @click.option("--root", envvar="SKYNET_ROOT", type=click.Path(file_okay=False, path_type=Path),
               default=Path("/srv/skynet"), show_default=True, help="The instance root (SKYNET_ROOT).")
 @click.option("--no-systemctl", is_flag=True, help="Only write the files: no daemon-reload, no enable.")
-def install_units_command(unit_dir: Path, root: Path, no_systemctl: bool) -> None:
+@json_option
+def install_units_command(unit_dir: Path, root: Path, no_systemctl: bool, as_json: bool) -> None:
     """Install skynet-worker.service and skynet-app.service (the app in a unit of its own)."""
     from workers.units import UnitError, install_units
 
@@ -30,6 +34,9 @@ def install_units_command(unit_dir: Path, root: Path, no_systemctl: bool) -> Non
         written = install_units(unit_dir, root, sys.executable, systemctl=None if no_systemctl else ("systemctl",))
     except (UnitError, OSError) as error:
         raise click.ClickException(str(error)) from error
+    if as_json:
+        click.echo(json.dumps({"written": [str(path) for path in written]}))
+        return
     for path in written:
         click.echo(str(path))
 
@@ -44,8 +51,9 @@ def _instance_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 @instance.command("re-register")
 @env_option
-@click.argument("instance_id", callback=_instance_id)
-def re_register_command(env: str, instance_id: str) -> None:
+@click.argument("instance_id", callback=_instance_id, shell_complete=complete_instances)
+@json_option
+def re_register_command(env: str, instance_id: str, as_json: bool) -> None:
     """Have an instance register afresh and heal its group now, as its next heartbeat would."""
     from skynet_tasks.aws import Aws
     from skynet_tasks.messages import RE_REGISTER_TASK, Messenger
@@ -54,6 +62,7 @@ def re_register_command(env: str, instance_id: str) -> None:
     aws = Aws()
     # Only a known instance: a message to an unknown id would create a queue that nobody reads.
     if Registry(aws.dynamodb, env_resources(aws, env).endpoints_table).find(env, instance_id) is None:
-        raise click.ClickException(f"no instance {instance_id} is registered in env {env}")
+        raise InputError(f"no instance {instance_id} is registered in env {env}")
     Messenger(startup().celery(), env).to_instance(instance_id, RE_REGISTER_TASK, {"reason": "operator"})
-    click.echo(f"instance {instance_id}: re-register requested")
+    click.echo(json.dumps({"instance": instance_id, "requested": "re_register"}) if as_json
+               else f"instance {instance_id}: re-register requested")

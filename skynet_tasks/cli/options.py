@@ -11,6 +11,7 @@ from celery import Celery
 
 from skynet_tasks import names
 from skynet_tasks.aws import Aws
+from skynet_tasks.cli.exitcodes import InputError
 from skynet_tasks.resources import EnvResources, resolve
 from skynet_tasks.settings import Settings, SettingsError
 
@@ -30,7 +31,7 @@ class Startup:
         try:
             return cls(Settings.from_env())
         except SettingsError as error:
-            raise click.ClickException(str(error)) from None
+            raise InputError(str(error)) from None
 
     def celery(self) -> Celery:
         """The Celery app to send with, configured from these settings."""
@@ -81,7 +82,7 @@ def group_option(func: F) -> F:
 
 
 def json_option(func: F) -> F:
-    """The ``--json`` flag: print JSON instead of text."""
+    """The ``--json`` flag: print JSON instead of text (each command's schema: docs/operations.md)."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
 
 
@@ -90,4 +91,4 @@ def env_resources(aws: Aws, env: str) -> EnvResources:
     try:
         return resolve(aws, env, startup().settings)
     except ValueError as error:  # SettingsError and ResourceError are ValueErrors
-        raise click.ClickException(str(error)) from None
+        raise InputError(str(error)) from None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from skynet_tasks.cli.exitcodes import FAILED, OK, exit_with
 from skynet_tasks.cli.extras import require_extra
 from skynet_tasks.cli.options import env_option
 from skynet_tasks.stacks import StackError
@@ -50,7 +51,8 @@ def validate(templates: Path) -> None:
     result = subprocess.run([lint, *files], check=False)
     if result.returncode == 0:
         click.echo(f"{len(files)} template(s) pass cfn-lint")
-    sys.exit(result.returncode)
+    # cfn-lint's own codes (2 errors, 4 warnings, 8 notes, added up) would collide with Skynet's.
+    exit_with(OK if result.returncode == 0 else FAILED)
 
 
 @stack.command("deploy")

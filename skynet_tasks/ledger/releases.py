@@ -88,3 +88,12 @@ class ReleaseStore(Store):
         """Every build of the group, oldest first."""
         return sorted((Release.from_item(values) for values in self.query_all(_pk(group))),
                       key=lambda r: r.started_at)
+
+    def built_before(self, group: str, sha: str, than: str) -> bool:
+        """Whether the group has a built release of ``sha`` whose build started before the build of ``than``.
+
+        A push of ``sha`` to a group running ``than`` is then older than what runs.
+        """
+        older, newer = self.release(group, sha), self.release(group, than)
+        return (older is not None and newer is not None and older.state is ReleaseState.BUILT
+                and older.started_at < newer.started_at)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from celery import Celery
 from flask import Flask, Response, jsonify, redirect, render_template, request
 from markupsafe import Markup
@@ -107,8 +109,21 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
         return _error(error.code or 500, error.description or error.name)
 
     # ---- pages ------------------------------------------------------------------
+    def dead_letters() -> list[dict[str, Any]] | None:
+        # None when SQS cannot be read: the pages still show what the tables hold.
+        try:
+            return [asdict(count) for count in data.dead_letters()]
+        except (ClientError, BotoCoreError) as error:
+            log.warning("dead-letter queues of env %s unreadable: %s", env, error)
+            return None
+
+    def alarm_banner() -> str:
+        # Part of every page's main part, so the live refresh raises and clears it too.
+        found = dead_letters()
+        return render_template("alarm.html", dead=[c for c in found or () if c["messages"]], unread=found is None)
+
     def page(template: str, **context: Any) -> str:
-        main = render_template(template, **context)
+        main = alarm_banner() + render_template(template, **context)
         if request.args.get("partial") == "1":
             return main
         return render_template("base.html", main=Markup(main), title=context.get("title", template))  # noqa: S704  # nosec B704 - rendered by our autoescaping template
@@ -158,7 +173,7 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
 
     @app.get("/api/status")
     def api_status() -> Response:
-        return jsonify(data.status())
+        return jsonify({**data.status(), "dead_letters": dead_letters()})
 
     @app.get("/api/groups")
     def api_groups() -> Response:

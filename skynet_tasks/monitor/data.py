@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from skynet_tasks import names
 from skynet_tasks.artifact_store import ArtifactStore
+from skynet_tasks.deadletters import DeadLetterCount, dead_letter_counts
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
@@ -160,6 +161,10 @@ class MonitorData:
                 "actions": self.ledger.actions(name, 5),
             })
         return {"env": self.env, "generated_at": now, "groups": groups}
+
+    def dead_letters(self) -> list[DeadLetterCount]:
+        """Every maintenance dead-letter queue of the env with its message count (non-zero: an alarm)."""
+        return dead_letter_counts(self.queues, self.env)
 
     def group(self, group: str) -> dict[str, Any]:
         """One group as ``status`` shows it, with the last 20 operator actions; NotFound for a bad or unknown name."""

@@ -77,6 +77,13 @@ class EnvCollector(Collector):
                 depth.add_metric([env, queue.name, "dead_letter"], float(queue.dead_letter))
         yield depth
 
+        # Its own gauge, beside the queue depths: an alert rule needs only ``skynet_dead_letters > 0``.
+        dead = GaugeMetricFamily("skynet_dead_letters", "Maintenance events in a group's dead-letter queue",
+                                 labels=["env", "group", "queue"])
+        for letters in self.data.dead_letters():
+            dead.add_metric([env, letters.group, letters.queue], float(letters.messages))
+        yield dead
+
         instances = GaugeMetricFamily("skynet_instances", "Live instances by group, release and health",
                                       labels=["env", "group", "release", "health"])
         heartbeat = GaugeMetricFamily("skynet_instance_heartbeat_age_seconds", "Seconds since an instance's heartbeat",

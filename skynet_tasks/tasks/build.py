@@ -9,7 +9,10 @@ Trust: the request comes from the maintenance queue and is checked by
 ``BuildRequest.from_dict``. Its repository and branch are not trusted: anyone who may post
 to a maintenance queue could name any code to build (and builds run its steps). The build
 clones only what the group's own record in the ledger names; a request that names anything
-else is refused, and its rollout fails saying so.
+else is refused, and its rollout fails saying so. A request from the webhook is a push, and
+GitHub signs only a push's body, so a captured one can be sent again: its commit is built only
+while it is still the branch's tip and, unless the push was forced, not older than the group's
+desired release (``builder.push_refusal``); otherwise its rollout fails with the reason.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import logging
 import time
 from typing import Any
 
+from skynet_tasks import gitrepo
 from skynet_tasks.app import app
-from skynet_tasks.builder import BuildFailed, build_release
-from skynet_tasks.buildrequest import BuildRequest
+from skynet_tasks.builder import BuildFailed, build_release, push_refusal
+from skynet_tasks.buildrequest import WEBHOOK_SOURCE, BuildRequest
 from skynet_tasks.config.sync import ConfigDir, git_ssh_environment
 from skynet_tasks.context import Context
 from skynet_tasks.ledger import Release
@@ -37,7 +41,9 @@ log = logging.getLogger(__name__)
 BUILD_LEASE = 870.0
 
 
-@app.task(name=BUILD_REQUEST_TASK, base=SkynetTask, bind=True, time_limit=15)
+# As a conductor step (maintenance.py): a failure is not acknowledged; the queue's redrive policy
+# returns the request, then dead-letters it.
+@app.task(name=BUILD_REQUEST_TASK, base=SkynetTask, bind=True, time_limit=15, acks_on_failure_or_timeout=False)
 def build_request(self: SkynetTask, request: dict[str, Any]) -> None:
     """The group's build request reached this member's conductor: this instance builds."""
     handle_build_request(self.ctx, request)
@@ -62,7 +68,8 @@ def handle_build(ctx: Context, request: Any) -> None:
     req = BuildRequest.from_dict(request)
     me = ctx.settings.require_instance().instance_id
     created = ctx.ledger.create_rollout(req.rollout_id, req.group, req.sha, RolloutKind.CODE, {
-        "repo": req.repo, "branch": req.branch, "source": req.source, "requested_at": req.requested_at})
+        "repo": req.repo, "branch": req.branch, "source": req.source, "requested_at": req.requested_at,
+        "forced": req.forced})
     if not created:
         existing = ctx.ledger.rollout_item(req.rollout_id) or {}
         if existing.get("state") != RolloutState.BUILDING:
@@ -75,6 +82,11 @@ def handle_build(ctx: Context, request: Any) -> None:
         ctx.ledger.fail_build(req.rollout_id, refusal)
         return
     with keep_registered(ctx, f"build {req.sha[:12]}"):
+        refusal = stale_push(ctx, req)
+        if refusal is not None:
+            log.warning("rollout %s: %s (%s at %s)", req.rollout_id, refusal, req.branch, req.sha)
+            ctx.ledger.fail_build(req.rollout_id, refusal)
+            return
         release = _built_release(ctx, req, me)
     if release is None:
         return
@@ -91,6 +103,23 @@ def unregistered_source(group_record: dict[str, Any], req: BuildRequest) -> str 
         return f"refused: group {req.group} has no registered repository to build"
     return (f"refused: the request names {req.repo}@{req.branch}, but group {req.group} builds "
             f"{registered[0]}@{registered[1]}")
+
+
+def stale_push(ctx: Context, req: BuildRequest) -> str | None:
+    """Why a push's commit may not be built (see ``builder.push_refusal``); None for any other request.
+
+    The group's desired release is read right now, not when the push arrived.
+    """
+    if req.source != WEBHOOK_SOURCE:
+        return None
+    desired = ctx.ledger.group_info(req.group).get("desired_release")
+    try:
+        return push_refusal(repo=req.repo, branch=req.branch, sha=req.sha,
+                            desired=str(desired) if desired else None, forced=req.forced,
+                            work_root=ctx.layout.root / "build",
+                            git_env=git_ssh_environment(ConfigDir(ctx.settings.config_dir)))
+    except gitrepo.GitError as error:
+        return f"build failed: cannot check the push against its repository: {error}"
 
 
 def _built_release(ctx: Context, req: BuildRequest, me: str) -> Release | None:

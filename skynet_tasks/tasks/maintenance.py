@@ -6,6 +6,14 @@ decision conditionally, then act (dispatch an update, tell members to take a tic
 
 Trust: the event comes from the maintenance queue (Skynet's own senders, by IAM) and is
 validated by ``events.from_message`` before it reaches a decision.
+
+Acknowledgement: the message is deleted only once its decision is written (or found to change
+nothing). A step that fails, for whatever reason, rejects it without requeue, and kombu leaves a
+rejected message in a queue that has a redrive policy (kombu.transport.SQS ``basic_reject``): SQS
+hands it out again after the queue's visibility timeout, and after ``queues.MAX_RECEIVES`` receives
+moves it to the group's dead-letter queue, where ``skynet dlq`` shows and redrives it. A step killed
+at its hard time limit is rejected with requeue, which kombu turns into a shorter visibility
+timeout on the same message: it too counts its receives and ends in the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -25,7 +33,15 @@ from skynet_tasks.tasks.base import SkynetTask
 log = logging.getLogger(__name__)
 
 
-@app.task(name=MAINTENANCE_TASK, base=SkynetTask, bind=True, soft_time_limit=12, time_limit=15)
+# acks_on_failure_or_timeout=False: an event that failed is never deleted, whatever failed (conflicts
+# that never settled, throttling past botocore's retries, a bug); see the module docstring.
+# A malformed event (BadEvent) is not refused and acknowledged either: it is dead-lettered like any
+# failure. IAM lets only Skynet send here, so a malformed event means two Skynet versions disagree
+# (a skynet-update rollout half way): another member, on the newer version, may decide it on a
+# redelivery, and if none can it waits in the dead-letter queue, visible, for a redrive once the
+# group runs one version. It cannot loop: SQS moves it away after MAX_RECEIVES receives.
+@app.task(name=MAINTENANCE_TASK, base=SkynetTask, bind=True, soft_time_limit=12, time_limit=15,
+          acks_on_failure_or_timeout=False)
 def maintenance(self: SkynetTask, group: str, event: dict[str, Any]) -> None:
     """Take one conductor step of ``group`` on ``event``."""
     handle_maintenance(self.ctx, group, event)

@@ -1,9 +1,12 @@
-"""Idempotency on ``X-GitHub-Delivery``: GitHub redelivers, a delivery starts its builds once.
+"""Idempotency on ``X-GitHub-Delivery``, and on the push itself: a push starts its builds once.
 
 The first request of a delivery claims it with a conditional write in the env's
 state table; a redelivery gets the first one's answer (or "in progress" while
-the first is still enqueueing). Records expire after a week, GitHub's
-redelivery window being shorter.
+the first is still enqueueing). GitHub signs only the body, so the same signed push
+can come again under a fresh delivery id (a replay): the push is claimed too, under
+``push_id`` (its repository, ref and commit), in the same way. Records expire after a
+week, GitHub's redelivery window being shorter; after that, the builder's checks
+(``builder.push_refusal``) still refuse a push that is no longer the branch's tip.
 """
 
 from __future__ import annotations
@@ -19,8 +22,20 @@ from skynet_tasks.dynamo import condition_failed
 KEEP_SECONDS = 7 * 24 * 3600
 
 
+def push_id(full_name: str, ref: str, before: str, after: str, pushed_at: int | None) -> str:
+    """The claim of one push of ``ref`` from ``before`` to ``after``, in the deliveries' key space.
+
+    A replay repeats the signed body, so every part is the same. Keyed on the commit alone, a
+    branch forced back to a commit it held a day ago (``before`` differs) or pushed to it again
+    after that (GitHub's ``repository.pushed_at`` differs) would be taken for a replay. The id
+    contains ``/``, which no delivery id may (``receiver``), so the two never collide; GitHub's
+    repository names are case-insensitive, so the name is lower-cased.
+    """
+    return f"push/{full_name.lower()}/{ref}/{before}..{after}@{'' if pushed_at is None else pushed_at}"
+
+
 class DeliveryLedger:
-    """The deliveries seen, in the env's state table, read and written through the DynamoDB client passed in."""
+    """The deliveries (and pushes) seen, in the env's state table, through the DynamoDB client passed in."""
 
     def __init__(self, dynamodb: Any, table: str) -> None:
         self.db = dynamodb

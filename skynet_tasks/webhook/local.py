@@ -76,17 +76,21 @@ def wait_answering(url: str, timeout: float, process: subprocess.Popen[bytes] | 
 
 
 def push_payload(repo_name: str, branch: str, before: str, after: str, message: str = "A commit",
-                 owner: str = "skynet-local") -> dict[str, Any]:
-    """A push payload shaped like GitHub's documented one (the fields Skynet reads, and their neighbours)."""
+                 owner: str = "skynet-local", forced: bool = False, pushed_at: int | None = None) -> dict[str, Any]:
+    """A push payload shaped like GitHub's documented one (the fields Skynet reads, and their neighbours).
+
+    ``pushed_at`` (the push's time, seconds) defaults to now; ``forced`` says the push moved the branch back.
+    """
     commit = {"id": after, "message": message, "timestamp": "2026-11-25T00:00:00Z", "distinct": True,
               "author": {"name": "Skynet Demo", "email": "demo@skynet.invalid"}, "added": [], "removed": [],
               "modified": ["VERSION"]}
     return {
         "ref": f"refs/heads/{branch}", "before": before, "after": after, "created": False, "deleted": False,
-        "forced": False, "base_ref": None, "compare": f"https://github.com/{owner}/{repo_name}/compare",
+        "forced": forced, "base_ref": None, "compare": f"https://github.com/{owner}/{repo_name}/compare",
         "commits": [commit], "head_commit": commit,
         "repository": {"id": 1, "name": repo_name, "full_name": f"{owner}/{repo_name}", "private": True,
-                       "default_branch": "main", "clone_url": f"https://github.com/{owner}/{repo_name}.git"},
+                       "default_branch": "main", "clone_url": f"https://github.com/{owner}/{repo_name}.git",
+                       "pushed_at": int(time.time()) if pushed_at is None else pushed_at},
         "pusher": {"name": "demo", "email": "demo@skynet.invalid"}, "sender": {"login": "demo", "id": 1},
     }
 

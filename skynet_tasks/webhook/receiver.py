@@ -4,7 +4,11 @@ Trust boundary: the request (headers and body) is untrusted until its signature
 verifies, and its fields are untrusted after that too (a leaked secret must not
 become code execution): names are checked against git's and GitHub's rules, and
 the repository URL a build uses comes from the group's own registration, never
-from the payload. The secret is never logged and never echoed.
+from the payload. The secret is never logged and never echoed. A valid signature does not
+make a request fresh: GitHub signs the body only, so a captured push can be sent again under
+a new delivery id. Each push is therefore claimed once (``deliveries.push_id``), a push older
+than what its group runs starts nothing unless it was forced, and the builder checks the
+commit against git again (``builder.push_refusal``).
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from skynet_tasks import names
 from skynet_tasks.deploys import StartedBuild
 from skynet_tasks.webhook import signature
-from skynet_tasks.webhook.deliveries import DeliveryLedger
+from skynet_tasks.webhook.deliveries import DeliveryLedger, push_id
 from skynet_tasks.webhook.refnames import ZERO_SHA, BadName, check_branch, check_repository, check_sha
 from skynet_tasks.webhook.routing import Route, match
 
@@ -28,7 +33,12 @@ DEFAULT_MAX_BODY = 5 * 1024 * 1024  # push payloads list at most 20 commits; Git
 _DELIVERY = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _EVENT = re.compile(r"^[a-z_]{1,64}$")
 
-StartBuild = Callable[[Route, str], StartedBuild]
+# Enqueue the build of a commit for a route's group; the flag says the push was forced.
+StartBuild = Callable[[Route, str, bool], StartedBuild]
+# Whether a commit is older than what the route's group runs (the ledger knows: no git on Lambda).
+OlderThanRunning = Callable[[Route, str], bool]
+
+OLDER = "older than the running release"
 
 
 @dataclass(frozen=True)
@@ -52,13 +62,14 @@ class Receiver:
     """Turns one webhook request into a response and, for a tracked push, builds."""
 
     def __init__(self, secret: bytes, routes: list[Route], start_build: StartBuild, deliveries: DeliveryLedger,
-                 max_body: int = DEFAULT_MAX_BODY) -> None:
+                 older: OlderThanRunning, max_body: int = DEFAULT_MAX_BODY) -> None:
         if not secret:
             raise ValueError("the webhook secret is empty: refusing to accept unsigned hooks")
         self._secret = secret
         self.routes = routes
         self.start_build = start_build
         self.deliveries = deliveries
+        self.older = older
         self.max_body = max_body
 
     def __repr__(self) -> str:  # never show the secret, even in a traceback
@@ -101,10 +112,12 @@ class Receiver:
         return self.push(delivery, payload)
 
     def push(self, delivery: str, payload: dict[str, Any]) -> Response:
-        """Start a build for each group that tracks the pushed branch, once per delivery.
+        """Start a build for each group that tracks the pushed branch, once per delivery and once per push.
 
-        202 with the builds started (a redelivery: the first answer), or with what was ignored and
-        why; 400 for a malformed payload; 503 if a build could not be enqueued.
+        202 with the builds started (a redelivery: the first answer; the same push under another
+        delivery id: "already received", nothing started; a commit older than the group's running
+        release and not forced: "older than the running release", nothing started), or with what
+        was ignored and why; 400 for a malformed payload; 503 if a build could not be enqueued.
         """
         try:
             ref, after = payload["ref"], payload["after"]
@@ -133,18 +146,54 @@ class Receiver:
         routes = match(self.routes, full_name, branch)
         if not routes:
             return Response(202, {"ignored": f"{full_name} {branch} is not tracked by any group"})
+        forced, before = payload.get("forced", False), payload.get("before")
+        if not isinstance(forced, bool):
+            return refuse(400, "forced must be true or false")
+        if not isinstance(before, str) or not names.SHA.match(before):
+            return refuse(400, "before must be a full commit id")
+        pushed_at = payload["repository"].get("pushed_at")
+        if isinstance(pushed_at, bool) or not isinstance(pushed_at, int):
+            pushed_at = None  # GitHub sends it; a hook without it is keyed on the rest
         earlier = self.deliveries.claim(delivery)
         if earlier is not None:
             return Response(202, {**earlier, "duplicate": True})
+        push = push_id(full_name, ref, before, after, pushed_at)
+        first = self.deliveries.claim(push)
+        if first is not None:  # the same push under a fresh delivery id: a replay, or GitHub's "redeliver"
+            answer = {"delivery": delivery, "release": after, "duplicate": True, "builds": first.get("builds", []),
+                      "ignored": f"already received: {full_name} {branch} at {after} came before"
+                                 f"{' as delivery ' + first['delivery'] if 'builds' in first else ''}"}
+            self.deliveries.record(delivery, answer)
+            log.warning("delivery %s: %s %s at %s was received before; nothing started", delivery, full_name,
+                        branch, after[:12])
+            return Response(202, answer)
         try:
-            started = [self.start_build(route, after) for route in routes]
+            answer = self._start(delivery, routes, after, forced)
         except Exception:
+            self.deliveries.release(push)
             self.deliveries.release(delivery)
             log.exception("delivery %s: could not enqueue the build", delivery)
             return refuse(503, "could not enqueue the build; GitHub may redeliver")
-        answer = {"delivery": delivery, "release": after, "builds": [
-            {"group": s.group, "rollout_id": s.rollout_id, "release": s.release} for s in started]}
+        self.deliveries.record(push, answer)
         self.deliveries.record(delivery, answer)
-        log.info("delivery %s: %s %s at %s started %s", delivery, full_name, branch, after[:12],
-                 ", ".join(f"{s.group}/{s.rollout_id}" for s in started))
+        started = ", ".join(f"{b['group']}/{b['rollout_id']}" for b in answer["builds"]) or "nothing"
+        log.info("delivery %s: %s %s at %s (forced: %s) started %s; older than what runs in %s", delivery,
+                 full_name, branch, after[:12], forced, started, answer.get("older", "no group"))
         return Response(202, answer)
+
+    def _start(self, delivery: str, routes: list[Route], after: str, forced: bool) -> dict[str, Any]:
+        """Start the builds of ``after`` for ``routes`` whose group runs nothing newer; the answer to send.
+
+        A forced push moved the branch back on purpose: it is built whatever the groups run.
+        """
+        older = [] if forced else [route.group for route in routes if self.older(route, after)]
+        started = [self.start_build(route, after, forced) for route in routes if route.group not in older]
+        answer: dict[str, Any] = {"delivery": delivery, "release": after, "builds": [
+            {"group": s.group, "rollout_id": s.rollout_id, "release": s.release} for s in started]}
+        if forced:
+            answer["forced"] = True
+        if older:
+            answer["older"] = older
+        if not started:
+            answer["ignored"] = OLDER
+        return answer

@@ -11,6 +11,7 @@ from celery import Celery
 
 from skynet_tasks import names
 from skynet_tasks.aws import Aws
+from skynet_tasks.buildrequest import WEBHOOK_SOURCE
 from skynet_tasks.deploys import StartedBuild, group_source, request_build
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
@@ -80,12 +81,22 @@ def build_receiver(secret: bytes, routes_source: str, env: str, app: Celery, max
     ledgers: dict[str, Ledger] = {}
     messengers: dict[str, Messenger] = {}
 
-    def start_build(route: Route, sha: str) -> StartedBuild:
-        ledger = ledgers.setdefault(route.env, Ledger(aws.dynamodb, names.state_table(route.env)))
+    def ledger_of(route: Route) -> Ledger:
+        return ledgers.setdefault(route.env, Ledger(aws.dynamodb, names.state_table(route.env)))
+
+    def start_build(route: Route, sha: str, forced: bool) -> StartedBuild:
+        ledger = ledger_of(route)
         messenger = messengers.setdefault(route.env, Messenger(app, route.env))
         # The group's own registration says where its code lives; the payload's URLs are not used.
         repo, branch = group_source(ledger, route.group)
-        return request_build(ledger, messenger, route.group, repo, branch, sha, source="webhook")
+        return request_build(ledger, messenger, route.group, repo, branch, sha, WEBHOOK_SOURCE, forced=forced)
+
+    def older(route: Route, sha: str) -> bool:
+        # The ledger, not git: the receiver may run where there is no git (Lambda). The builder
+        # asks git again before building (``builder.push_refusal``).
+        ledger = ledger_of(route)
+        desired = ledger.group_info(route.group).get("desired_release")
+        return bool(desired) and desired != sha and ledger.built_before(route.group, sha, str(desired))
 
     deliveries = DeliveryLedger(aws.dynamodb, names.state_table(env))
-    return Receiver(secret, routes_from(routes_source), start_build, deliveries, max_body)
+    return Receiver(secret, routes_from(routes_source), start_build, deliveries, older, max_body)
