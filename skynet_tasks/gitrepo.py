@@ -62,18 +62,20 @@ def checkout(repo_url: str, branch: str, sha: str, dest: Path, env: dict[str, st
     """Clone ``repo_url`` into ``dest`` (which must not exist) and check out ``sha`` detached."""
     check_sha(sha)
     try:
-        repo = git.Repo.clone_from(repo_url, dest, branch=branch or None, no_checkout=True, env=env or None)
-        try:
-            repo.git.checkout(sha)
-        except git.GitCommandError:
-            # The commit is not on the branch's tip history we fetched: fetch it by sha.
-            repo.git.fetch("origin", sha)
-            repo.git.checkout(sha)
-        commit = repo.commit(sha)
+        # Closed on leaving: an open Repo keeps ``git cat-file --batch`` processes for the worker's life.
+        with git.Repo.clone_from(repo_url, dest, branch=branch or None, no_checkout=True, env=env or None) as repo:
+            try:
+                repo.git.checkout(sha)
+            except git.GitCommandError:
+                # The commit is not on the branch's tip history we fetched: fetch it by sha.
+                repo.git.fetch("origin", sha)
+                repo.git.checkout(sha)
+            # Read inside: a commit's fields are loaded lazily, by a ``git cat-file`` the closed Repo would restart.
+            commit = repo.commit(sha)
+            return Commit(sha=commit.hexsha, author=str(commit.author), message=str(commit.message).strip(),
+                          committed_at=float(commit.committed_date))
     except git.GitCommandError as error:
         raise GitError(f"cannot check out {sha} from {repo_url}: {error.stderr.strip()}") from error
-    return Commit(sha=commit.hexsha, author=str(commit.author), message=str(commit.message).strip(),
-                  committed_at=float(commit.committed_date))
 
 
 def branch_tip(repo_url: str, branch: str, env: dict[str, str] | None = None) -> str | None:
@@ -107,6 +109,11 @@ def is_ancestor(repo_url: str, branch: str, ancestor: str, descendant: str, dest
                                    filter="tree:0", env=env or None)
     except git.GitCommandError as error:
         raise GitError(f"cannot fetch {repo_url}: {error.stderr.strip()}") from error
+    with repo:  # closed on leaving, with the ``git cat-file`` processes it started
+        return _is_ancestor(repo, ancestor, descendant, env)
+
+
+def _is_ancestor(repo: git.Repo, ancestor: str, descendant: str, env: dict[str, str] | None) -> bool | None:
     for sha in (ancestor, descendant):
         if not _has_commit(repo, sha):
             try:

@@ -46,6 +46,7 @@ from skynet_tasks.local.cluster import LocalCluster
 from skynet_tasks.local.sample_repo import commit_files, create_sample_repo
 from skynet_tasks.local.traffic import traffic_to
 from skynet_tasks.membership import sweep
+from skynet_tasks.proctable import child_pids, process_alive
 from skynet_tasks.queues import Queues, instance_queue
 from skynet_tasks.registry import Endpoint
 from skynet_tasks.settings import Settings
@@ -222,20 +223,47 @@ def stopped_rollout(cluster: LocalCluster, rollout_id: str, timeout: float):
                     timeout, f"rollout {rollout_id} to complete or halt")
 
 
-def test_a_killed_worker_holds_the_line_until_its_deadline_then_the_rollout_halts(cluster, workdir):
+def agent_processes(instance_pid: int) -> list[int]:
+    """The instance's worker and the processes under it, less the app's supervisor and app."""
+    found, todo = [], [instance_pid]
+    while todo:
+        pid = todo.pop()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes() if Path(f"/proc/{pid}").exists() else b""
+        if b"skynet_tasks.supervisor" not in command and b"skynet_tasks.appspec" not in command:
+            found.append(pid)
+            todo.extend(child_pids(pid))
+    return found
+
+
+def test_an_idle_instance_runs_at_most_two_agent_processes(cluster):
+    # The worker (with the conductor and the heartbeat in it) and, after a task, its pool child.
+    for instance in cluster.require_info().instances:
+        found = agent_processes(instance.pid)
+        assert 1 <= len(found) <= 2, [Path(f"/proc/{pid}/cmdline").read_bytes()[:200] for pid in found]
+
+
+def test_a_killed_update_process_returns_its_message_and_the_line_waits_for_its_deadline(cluster, workdir, tmp_path):
     sample = Path(__file__).parent.parent / "skynet_tasks" / "local" / "sample_app" / "skynet.yml"
+    runs = tmp_path / "ticket-2-hook-runs"
     slow_spec = sample.read_text().replace("update_timeout: 60", "update_timeout: 12") + (
         "hooks:\n  before_install:\n    - [python3, -c, \"import os, time; "
+        f"os.environ['SKYNET_TICKET'] == '2' and open('{runs}', 'a').write('run\\\\n'); "
         "time.sleep(60 if os.environ['SKYNET_TICKET'] == '2' else 0)\"]\n")
     commit_files(cluster.require_info().app_repo, workdir, {"skynet.yml": slow_spec}, "Slow update on ticket 2")
     result = skynet(cluster, "deploy", "--env", "local", "--layer", "api", "--ref", "main", "--json")
     rollout_id = json.loads(result.stdout)["rollout_id"]
 
-    # When the worker updating ticket 2 is killed
+    # When the process running ticket 2's update (the worker's pool child) is killed
     ticket = wait_for(lambda: next((t for t in (rollout_or_none(cluster, rollout_id) or {"tickets": []})["tickets"]
                                     if t["number"] == 2 and t["state"] == "updating"), None), 90,
                       "ticket 2 to start updating")
-    cluster.stop_instance(ticket["instance"], sig=signal.SIGKILL)
+    wait_for(lambda: runs.exists(), 30, "ticket 2's hook to run")
+    worker = next(i for i in cluster.require_info().instances if i.id == ticket["instance"])
+    (child,) = [pid for pid in child_pids(worker.pid)  # the pool child: forked, so the worker's own command
+                if Path(f"/proc/{pid}/cmdline").read_bytes() == Path(f"/proc/{worker.pid}/cmdline").read_bytes()]
+    os.kill(child, signal.SIGKILL)
+    killed_at = time.time()
+
     try:
         # Then nobody else starts updating, and the rollout halts once the deadline passes
         def halted():
@@ -248,14 +276,19 @@ def test_a_killed_worker_holds_the_line_until_its_deadline_then_the_rollout_halt
         final = wait_for(halted, 60, "the rollout to halt")
         states = {t["number"]: t for t in final["tickets"]}
         assert states[2]["state"] == "failed" and "deadline" in states[2]["error"]
-        # The third member holds a cancelled ticket that never started, or none at all: the killed
-        # worker's conductor may have died holding its ticket request, which then comes back only
-        # after the maintenance queue's visibility timeout, when the rollout has halted.
         assert all(t["state"] == "cancelled" and t.get("started_at") is None for n, t in states.items() if n > 2)
         untouched = set(INSTANCES) - {states[1]["instance"], ticket["instance"]}
         assert untouched and all(current_release(cluster, i) != final["release"] for i in untouched)
         assert_one_at_a_time(final["tickets"])
+        # The update's message was not lost with its process: it came back (after the instance queue's
+        # visibility timeout) to the same worker, which never stopped, and found the ticket already failed.
+        task_runs = TaskRuns(cluster.aws().dynamodb, "skynet-local-state")
+        wait_for(lambda: any(r.task == "skynet.update" and r.started_at > killed_at
+                             for r in task_runs.recent(ticket["instance"])), 60, "the update's message to come back")
+        assert process_alive(worker.pid) and runs.read_text().count("run") == 1
     finally:
+        # Its second attempt still sleeps in the hook: start the instance afresh for the next tests.
+        cluster.stop_instance(ticket["instance"], sig=signal.SIGKILL)
         cluster.start_instance(ticket["instance"], "api")
         cluster.wait_registered([ticket["instance"]], 30)
 
