@@ -264,33 +264,27 @@ def test_a_killed_update_process_returns_its_message_and_the_line_waits_for_its_
     os.kill(child, signal.SIGKILL)
     killed_at = time.time()
 
-    try:
-        # Then nobody else starts updating, and the rollout halts once the deadline passes
-        def halted():
-            current = rollout_or_none(cluster, rollout_id)
-            assert current is not None
-            updating = [t for t in current["tickets"] if t["state"] == "updating"]
-            assert len(updating) <= 1 and all(t["number"] == 2 for t in updating)
-            return current if current["state"] == "halted" else None
+    # Then nobody else starts updating, and the rollout halts once the deadline passes
+    def halted():
+        current = rollout_or_none(cluster, rollout_id)
+        assert current is not None
+        updating = [t for t in current["tickets"] if t["state"] == "updating"]
+        assert len(updating) <= 1 and all(t["number"] == 2 for t in updating)
+        return current if current["state"] == "halted" else None
 
-        final = wait_for(halted, 60, "the rollout to halt")
-        states = {t["number"]: t for t in final["tickets"]}
-        assert states[2]["state"] == "failed" and "deadline" in states[2]["error"]
-        assert all(t["state"] == "cancelled" and t.get("started_at") is None for n, t in states.items() if n > 2)
-        untouched = set(INSTANCES) - {states[1]["instance"], ticket["instance"]}
-        assert untouched and all(current_release(cluster, i) != final["release"] for i in untouched)
-        assert_one_at_a_time(final["tickets"])
-        # The update's message was not lost with its process: it came back (after the instance queue's
-        # visibility timeout) to the same worker, which never stopped, and found the ticket already failed.
-        task_runs = TaskRuns(cluster.aws().dynamodb, "skynet-local-state")
-        wait_for(lambda: any(r.task == "skynet.update" and r.started_at > killed_at
-                             for r in task_runs.recent(ticket["instance"])), 60, "the update's message to come back")
-        assert process_alive(worker.pid) and runs.read_text().count("run") == 1
-    finally:
-        # Its second attempt still sleeps in the hook: start the instance afresh for the next tests.
-        cluster.stop_instance(ticket["instance"], sig=signal.SIGKILL)
-        cluster.start_instance(ticket["instance"], "api")
-        cluster.wait_registered([ticket["instance"]], 30)
+    final = wait_for(halted, 60, "the rollout to halt")
+    states = {t["number"]: t for t in final["tickets"]}
+    assert states[2]["state"] == "failed" and "deadline" in states[2]["error"]
+    assert all(t["state"] == "cancelled" and t.get("started_at") is None for n, t in states.items() if n > 2)
+    untouched = set(INSTANCES) - {states[1]["instance"], ticket["instance"]}
+    assert untouched and all(current_release(cluster, i) != final["release"] for i in untouched)
+    assert_one_at_a_time(final["tickets"])
+    # The update's message was not lost with its process: it came back (after the instance queue's
+    # visibility timeout) to the same worker, which never stopped, and found the ticket already failed.
+    task_runs = TaskRuns(cluster.aws().dynamodb, "skynet-local-state")
+    wait_for(lambda: any(r.task == "skynet.update" and r.started_at > killed_at
+                         for r in task_runs.recent(ticket["instance"])), 60, "the update's message to come back")
+    assert process_alive(worker.pid) and runs.read_text().count("run") == 1
 
 
 def test_a_missing_or_malformed_skynet_yml_fails_the_build_with_a_clear_error(cluster, workdir):
