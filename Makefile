@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup system-packages demo test lint bench clean
+.PHONY: setup system-packages demo test lint bench soak-faults clean
 
 setup: system-packages $(VENV)/.installed
 
@@ -32,6 +32,12 @@ bench: setup
 	$(BIN)/python -m benchmarks.webhook --out benchmarks/results/webhook.json
 	$(BIN)/python -m benchmarks.rp_render --out benchmarks/results/rp_render.json
 	$(BIN)/python -m benchmarks.stack_boot --sizes 1,3,6 --out benchmarks/results/stack_boot.json
+	$(MAKE) soak-faults
+
+# The soak of issue 18: 50 rollouts in two groups, on a local AWS with every fault mode on.
+soak-faults: setup
+	$(BIN)/python -m benchmarks.soak --rollouts 50 --seed 1 --faults conflicts,throttle,duplicates,stale-reads \
+		--out benchmarks/results/soak-faults.json
 
 clean:
 	rm -rf $(VENV) .local-cluster .pytest_cache .mypy_cache .ruff_cache

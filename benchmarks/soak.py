@@ -27,7 +27,21 @@ in number order, one ticket per instance and rollout, every instance on a releas
 artifact it verified. A rollout still running after its time is aborted by the soak and counted as
 "needed an operator".
 
-    .venv/bin/python -m benchmarks.soak --rollouts 50 --seed 1 [--out results/soak.json]
+``--faults SPEC`` runs the whole soak on a local AWS that misbehaves as AWS does, in every rollout
+(``skynet_tasks.local.faults``: ``conflicts,throttle,duplicates,stale-reads``); the report gives the
+count of each fault the server served (from its ``/skynet-faults/``), and two more checks:
+
+- **lost reports**: every update an instance's worker reported (its log line ``rollout R: ticket N on
+  I succeeded|failed``, written once the ``UpdateReported`` is sent) is in the ledger: ticket N of R is
+  I's and ``done`` if it succeeded, ``failed`` if not (a report lost on the way leaves the ticket
+  ``updating`` or failed at its deadline). Rollouts the soak aborted are not checked, and a report not
+  in the ledger in a ``drop-message`` rollout (the soak deleted a maintenance message on purpose) is
+  counted apart.
+- **halted by an absorbed fault**: a halt of a rollout whose own fault is not one that may halt it by
+  design (``kill-updating`` and ``drop-message`` may leave a ticket to its deadline, ``corrupt-artifact``
+  fails its install) and whose last ticket was not set to fail its health check.
+
+    .venv/bin/python -m benchmarks.soak --rollouts 50 --seed 1 [--faults SPEC] [--out results/soak.json]
 """
 
 from __future__ import annotations
@@ -36,6 +50,7 @@ import argparse
 import collections
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -78,6 +93,11 @@ update_timeout: 15
 """
 
 FINISHED = ("completed", "halted", "aborted", "superseded", "build_failed")
+# The soak's own faults that may halt a rollout by design; a halt after any other is a fault not absorbed.
+MAY_HALT = ("kill-updating", "drop-message", "corrupt-artifact")
+ALL_AWS_FAULTS = "conflicts,throttle,duplicates,stale-reads"
+# What tasks/update.py logs once its UpdateReported is sent.
+REPORTED = re.compile(r"rollout (\S+): ticket (\d+) on (\S+) (succeeded|failed)")
 
 
 @dataclass
@@ -89,18 +109,31 @@ class SoakReport:
     states: collections.Counter[str] = field(default_factory=collections.Counter)
     violations: list[str] = field(default_factory=list)
     halts: list[str] = field(default_factory=list)  # "group fault: the conductor's reason", to tell why
+    halted_by_absorbed: list[str] = field(default_factory=list)  # halts no fault of the soak explains
+    aws_faults: dict[str, int] = field(default_factory=dict)  # what the local AWS served (--faults)
+    reports: int = 0  # updates reported by the workers (their log lines)
+    lost_reports: list[str] = field(default_factory=list)  # reported, not (or not so) in the ledger
+    dropped_reports: list[str] = field(default_factory=list)  # the same, in a rollout whose message the soak deleted
+    fault_of: dict[str, str] = field(default_factory=dict)  # rollout id -> the soak's fault in it
+    # Completed rollouts in which a member of the group has no done ticket (it looked dead meanwhile, or
+    # its take_ticket never came): not a violation (the design lets a stale member go), but worth knowing.
+    completed_without: list[str] = field(default_factory=list)
     needed_operator: int = 0
     seconds: float = 0.0
     # The two groups' lines record into one report at the same time.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def finished(self, group: str, fault: str, state: str, reason: str | None) -> None:
+    def finished(self, rollout_id: str, group: str, fault: str, state: str, reason: str | None,
+                 may_fail: bool = False) -> None:
         with self.lock:
+            self.fault_of[rollout_id] = fault
             self.rollouts += 1
             self.per_group[group] += 1
             self.states[state] += 1
             if state == "halted":
                 self.halts.append(f"{group} {fault}: {reason}")
+                if fault not in MAY_HALT and not may_fail:
+                    self.halted_by_absorbed.append(f"{group} {fault}: {reason}")
 
     def fault(self, group: str, kind: str) -> None:
         with self.lock:
@@ -120,15 +153,23 @@ class SoakReport:
                 "faults": dict(self.faults),
                 "faults_per_group": {group: dict(kinds) for group, kinds in self.faults_per_group.items()},
                 "states": dict(self.states), "halts": self.halts, "invariant_violations": self.violations,
+                "halted_by_absorbed_fault": self.halted_by_absorbed, "aws_faults": self.aws_faults,
+                "reports": self.reports, "lost_reports": self.lost_reports, "dropped_reports": self.dropped_reports,
+                "completed_without_a_member": self.completed_without,
                 "needed_operator": self.needed_operator, "seconds": round(self.seconds, 1)}
 
     def table(self) -> str:
-        lines = [f"{'rollouts':<36}{self.rollouts}"]
-        lines += [f"{'rollouts in ' + group:<36}{count}" for group, count in sorted(self.per_group.items())]
-        lines += [f"{'fault ' + kind:<36}{count}" for kind, count in sorted(self.faults.items())]
-        lines += [f"{'state ' + state:<36}{count}" for state, count in sorted(self.states.items())]
-        lines += [f"{'invariant violations':<36}{len(self.violations)}",
-                  f"{'needed an operator':<36}{self.needed_operator}", f"{'seconds':<36}{self.seconds:.0f}"]
+        lines = [f"{'rollouts':<40}{self.rollouts}"]
+        lines += [f"{'rollouts in ' + group:<40}{count}" for group, count in sorted(self.per_group.items())]
+        lines += [f"{'fault ' + kind:<40}{count}" for kind, count in sorted(self.faults.items())]
+        lines += [f"{'state ' + state:<40}{count}" for state, count in sorted(self.states.items())]
+        lines += [f"{'aws fault ' + kind:<40}{count}" for kind, count in sorted(self.aws_faults.items())]
+        lines += [f"{'invariant violations':<40}{len(self.violations)}",
+                  f"{'updates reported':<40}{self.reports}", f"{'lost reports':<40}{len(self.lost_reports)}",
+                  f"{'reports deleted by drop-message':<40}{len(self.dropped_reports)}",
+                  f"{'halted by an absorbed fault':<40}{len(self.halted_by_absorbed)}",
+                  f"{'completed without a member':<40}{len(self.completed_without)}",
+                  f"{'needed an operator':<40}{self.needed_operator}", f"{'seconds':<40}{self.seconds:.0f}"]
         return "\n".join(lines)
 
 
@@ -176,10 +217,11 @@ class Lane:
 
 
 class Soak:
-    def __init__(self, directory: Path, seed: int, api: int = 3, second: int = 3) -> None:
+    def __init__(self, directory: Path, seed: int, api: int = 3, second: int = 3, faults: str = "") -> None:
         self.random = random.Random(seed)
         self.proxy = FaultyProxy(seed)
-        self.cluster = CountedCluster(directory, self.proxy, heartbeat_interval=1.0, heartbeat_max_age=10.0)
+        self.cluster = CountedCluster(directory, self.proxy, heartbeat_interval=1.0, heartbeat_max_age=10.0,
+                                      faults=faults)
         # Each lane draws its victims from its own generator: the lanes run in threads, and a shared
         # generator would hand out numbers in whatever order the threads happen to ask.
         self.lanes = [Lane("api", "main", api, random.Random(f"{seed}-api"), directory / "work-api"),
@@ -233,10 +275,11 @@ class Soak:
             self.report.violation(f"a push to {lane.branch} started builds for {[b['group'] for b in builds]}")
         return str(builds[0]["rollout_id"]) if builds else None
 
-    def settle(self, lane: Lane, fault: str, rollout_id: str) -> str:
-        """Wait for the rollout to finish and record how it ended; returns its state."""
+    def settle(self, lane: Lane, fault: str, rollout_id: str, may_fail: bool = False) -> str:
+        """Wait for the rollout to finish and record how it ended (``may_fail``: a failing health check was
+        planned); returns its state."""
         state, reason = self.wait(rollout_id)
-        self.report.finished(lane.group, fault, state, reason)
+        self.report.finished(rollout_id, lane.group, fault, state, reason, may_fail)
         return state
 
     def wait(self, rollout_id: str, timeout: float = 90) -> tuple[str, str | None]:
@@ -294,11 +337,11 @@ class Soak:
                 first = rollout_id
                 rollout_id = self.announce(lane, self.commit(lane))
                 if first:
-                    self.settle(lane, fault, first)
+                    self.settle(lane, fault, first, may_fail=fail_on is not None)
             if rollout_id is None:
                 return
             threading.Thread(target=self.inject, args=(lane, fault, rollout_id), daemon=True).start()
-            self.settle(lane, fault, rollout_id)
+            self.settle(lane, fault, rollout_id, may_fail=fail_on is not None)
         finally:
             if fault == "aws-errors":
                 self.proxy.errors_off()
@@ -372,6 +415,31 @@ class Soak:
     def check(self) -> None:
         for lane in self.lanes:
             self.check_group(lane)
+        self.check_reports()
+        if self.cluster.faults and self.cluster.moto is not None:
+            self.report.aws_faults = self.cluster.moto.fault_counts()
+
+    def check_reports(self) -> None:
+        """Every update a worker reported is in the ledger as reported (see the module's "lost reports")."""
+        reported: set[tuple[str, int, str, bool]] = set()
+        for log in self.cluster.dir.glob("instances/*/logs/worker.log"):
+            for found in REPORTED.finditer(log.read_text(errors="replace")):
+                reported.add((found[1], int(found[2]), found[3], found[4] == "succeeded"))
+        self.report.reports = len(reported)
+        views: dict[str, dict[str, Any]] = {}
+        for rollout_id, number, instance, ok in sorted(reported):
+            view = views.setdefault(rollout_id, self.ledger.rollout_view(rollout_id) or {})
+            if view.get("state") == "aborted":
+                continue  # the soak stepped in: counted as needing an operator
+            ticket = next((t for t in view.get("tickets", []) if t["number"] == number), None)
+            wanted = "done" if ok else "failed"
+            if ticket is None or ticket["instance"] != instance or ticket["state"] != wanted:
+                got = f"{ticket['instance']} {ticket['state']}" if ticket else "no such ticket"
+                fault = self.report.fault_of.get(rollout_id, "?")
+                lost = (f"{rollout_id}#{number} ({fault}) on {instance} reported {'ok' if ok else 'failed'}, "
+                        f"ledger: {got}")
+                # drop-message deletes a maintenance message on purpose: a report, at times
+                (self.report.dropped_reports if fault == "drop-message" else self.report.lost_reports).append(lost)
 
     def check_group(self, lane: Lane) -> None:
         group = lane.group
@@ -385,6 +453,11 @@ class Soak:
             strangers = sorted(set(holders) - {i.id for i in self.members(lane)})
             if strangers:
                 self.report.violation(f"{group} {rollout_id}: tickets held by non-members {strangers}")
+            if view.get("state") == "completed":
+                missing = sorted({i.id for i in self.members(lane)}
+                                 - {t["instance"] for t in mine if t["state"] == "done"})
+                if missing:
+                    self.report.completed_without.append(f"{group} {rollout_id}: {missing}")
             started = [t for t in mine if t.get("started_at")]
             for earlier, later in zip(started, started[1:], strict=False):
                 if later["started_at"] < earlier["started_at"] and later.get("attempts", 1) == 1:
@@ -411,19 +484,23 @@ class Soak:
                 self.report.violation(f"{group}: {instance.id} runs {sha[:12]} without a verified artifact")
 
 
-def plan(rollouts: int, lanes: int, rng: random.Random) -> list[tuple[int, str]]:
-    """(lane, fault) for each rollout: first every fault once in every lane, then lane and fault at random.
+def plan(rollouts: int, lanes: int, rng: random.Random, every_lane: bool = True) -> list[tuple[int, str]]:
+    """(lane, fault) for each rollout: first every fault once in every lane (``every_lane``; otherwise once,
+    the lanes taking turns), then lane and fault at random.
 
     In the first round each lane takes the faults in the order of ``FAULTS`` (``corrupt-artifact``
     needs a previous release to roll back to, so it does not come first).
     """
-    first = [(lane, fault) for fault in FAULTS for lane in range(lanes)][:rollouts]
+    first = ([(lane, fault) for fault in FAULTS for lane in range(lanes)] if every_lane
+             else [(index % lanes, fault) for index, fault in enumerate(FAULTS)])[:rollouts]
     return first + [(rng.randrange(lanes), rng.choice(FAULTS)) for _ in range(rollouts - len(first))]
 
 
-def run_soak(directory: Path, rollouts: int, seed: int, say: Any = print) -> SoakReport:
-    soak = Soak(directory, seed)
-    planned = plan(rollouts, len(soak.lanes), soak.random)
+def run_soak(directory: Path, rollouts: int, seed: int, say: Any = print, faults: str = "",
+             every_lane: bool = True) -> SoakReport:
+    """Run ``rollouts`` rollouts with a fault each (seeded; see ``plan``), on a local AWS with ``faults`` on."""
+    soak = Soak(directory, seed, faults=faults)
+    planned = plan(rollouts, len(soak.lanes), soak.random, every_lane)
     started = time.monotonic()
     done = iter(range(1, rollouts + 1))
     errors: list[BaseException] = []
@@ -462,12 +539,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rollouts", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--faults", default="", metavar="SPEC",
+                        help=f"the local AWS's fault modes for the whole run, e.g. {ALL_AWS_FAULTS}")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    report = run_soak(Path(tempfile.mkdtemp(prefix="skynet-soak-")), args.rollouts, args.seed)
+    report = run_soak(Path(tempfile.mkdtemp(prefix="skynet-soak-")), args.rollouts, args.seed, faults=args.faults)
     print(report.table())
     for violation in report.violations:
         print("VIOLATION", violation)
+    for lost in report.lost_reports:
+        print("LOST REPORT", lost)
+    for halt in report.halted_by_absorbed:
+        print("HALTED BY AN ABSORBED FAULT", halt)
     write_json(report.to_json(), args.out)
 
 

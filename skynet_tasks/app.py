@@ -12,8 +12,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any, NoReturn
 
 from celery import Celery
+from celery.signals import setup_logging, task_postrun, task_prerun
 
 import celeryconfig
+from skynet_tasks import logformat
 from skynet_tasks.settings import Settings, SettingsError
 
 
@@ -52,6 +54,34 @@ def settings_of(celery_app: Celery) -> Settings:
         raise SettingsError("Skynet's Celery app has no settings: configure it first (skynet_tasks.app.configure)")
     return settings
 
+
+def keep_skynet_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    """Celery's ``setup_logging``: keep the process's own log format (``skynet_tasks.logformat``), set the level.
+
+    Connected, it stops Celery from setting up logging its own way, which includes sending what
+    a task prints to the log: done here instead, so that printed lines get the format too.
+    """
+    if logformat.current_format() is None:
+        logformat.configure(loglevel or "INFO")
+    elif loglevel:
+        logformat.set_level(loglevel)
+    if app.conf.worker_redirect_stdouts:
+        app.log.redirect_stdouts(app.conf.worker_redirect_stdouts_level)
+
+
+def bind_task_fields(task: Any = None, kwargs: dict[str, Any] | None = None, **_: Any) -> None:
+    """Celery's ``task_prerun``: the task's lines carry its name, rollout, ticket and group."""
+    logformat.bind_task(logformat.fields_of_task(getattr(task, "name", "") or "", kwargs))
+
+
+def unbind_task_fields(**_: Any) -> None:
+    """Celery's ``task_postrun``: the task is over, its fields go."""
+    logformat.unbind_task()
+
+
+setup_logging.connect(keep_skynet_logging, weak=False)
+task_prerun.connect(bind_task_fields, weak=False)
+task_postrun.connect(unbind_task_fields, weak=False)
 
 app = Celery("skynet")
 app.config_from_object(_NotConfigured())

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from skynet_tasks import artifacts, buildspec, commands, gitrepo, names
 from skynet_tasks.artifact_store import ArtifactStore, release_prefix
+from skynet_tasks.redaction import Redactor, store_log
+from workers import buildrun
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,11 @@ class BuiltRelease:
 
 
 def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: str, sha: str, builder: str,
-                  git_env: dict[str, str] | None = None) -> BuiltRelease:
-    """Build ``sha`` of ``repo`` and upload it; raise BuildFailed (with the log uploaded) on any failure."""
+                  redactor: Redactor, git_env: dict[str, str] | None = None) -> BuiltRelease:
+    """Build ``sha`` of ``repo`` and upload it; raise BuildFailed (with the log uploaded) on any failure.
+
+    The log is stored with ``redactor``'s secrets taken out.
+    """
     started = time.time()
     prefix = release_prefix(repo, branch, sha)
     log_key = f"logs/builds/{prefix}/{int(started)}-{builder}.log"
@@ -61,8 +66,11 @@ def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: s
         spec = buildspec.load_buildspec(source / "skynet.yml")
         env = commands.base_environment({"SKYNET_SHA": sha, "SKYNET_BRANCH": branch, "HOME": str(work)})
         deadline = time.monotonic() + spec.build_timeout
+        if buildrun.uses_build_user(work_root):  # the steps run as the build user, in a tree it may change
+            buildrun.share_with_build_user(work)
         for step in spec.build:
-            commands.run(step, cwd=source, env=env, timeout=deadline - time.monotonic(), log=build_log)
+            buildrun.run_step(step, cwd=source, env=env, timeout=deadline - time.monotonic(), log=build_log,
+                              work_root=work_root)
         tarball = work / "artifact.tar.gz"
         files = artifacts.pack(source, tarball, exclude=spec.artifact_exclude)
         digest = artifacts.sha256_file(tarball)
@@ -77,11 +85,11 @@ def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: s
     except (gitrepo.GitError, buildspec.BuildSpecError, commands.CommandFailed, artifacts.ArtifactError,
             OSError) as error:
         build_log.note(f"build failed: {error}")
-        store.put_text(log_key, build_log.text())
+        store_log(store, log_key, build_log.text(), redactor)
         raise BuildFailed(str(error), log_key) from error
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    store.put_text(log_key, build_log.text())
+    store_log(store, log_key, build_log.text(), redactor)
     return BuiltRelease(sha=sha, artifact_key=artifact_key, manifest_key=manifest_key, log_key=log_key,
                         sha256=digest, size=size, author=commit.author, message=commit.message,
                         update_timeout=spec.update_timeout, duration=time.time() - started)

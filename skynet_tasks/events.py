@@ -22,6 +22,9 @@ from skynet_tasks.conductor import (
 )
 from skynet_tasks.states import RolloutKind
 
+# The longest update error a report carries (the ledger keeps it on the ticket, the dashboard shows it).
+ERROR_LIMIT = 2000
+
 
 class BadEvent(ValueError):
     """A maintenance message that does not describe a valid event."""
@@ -53,7 +56,9 @@ def to_message(event: Event) -> tuple[dict[str, Any], str]:
                 f"ticket:{event.rollout_id}:{event.instance}")
     if isinstance(event, UpdateReported):
         return ({"type": "update_reported", "rollout_id": event.rollout_id, "ticket": event.ticket,
-                 "instance": event.instance, "ok": event.ok, "error": event.error},
+                 "instance": event.instance, "ok": event.ok,
+                 # Cut as the reader cuts it: a longer one would only make the report too large to send.
+                 "error": event.error[:ERROR_LIMIT] if event.error is not None else None},
                 f"result:{event.rollout_id}:{event.ticket}:{event.instance}:{event.ok}")
     if isinstance(event, OperatorAction):
         return ({"type": "operator", "rollout_id": event.rollout_id, "action": event.action, "actor": event.actor},
@@ -88,7 +93,7 @@ def from_message(data: Any) -> Event:
             raise BadEvent("ok must be true or false")
         error = data.get("error")
         return UpdateReported(_text(data, "rollout_id"), number, _instance(data), data["ok"],
-                              str(error)[:2000] if error is not None else None)
+                              str(error)[:ERROR_LIMIT] if error is not None else None)
     if kind == "operator":
         action = data.get("action")
         if action not in OPERATOR_ACTIONS:

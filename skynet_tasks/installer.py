@@ -124,6 +124,9 @@ def fetch_release(ctx: UpdateContext, manifest: artifacts.Manifest, expected: ar
         log_.note(f"downloaded {manifest.artifact_key}: {size} bytes")
         artifacts.verify(tarball, expected.sha256, expected.size)
         artifacts.extract_safely(tarball, target, max_bytes=MAX_RELEASE_BYTES, max_files=MAX_RELEASE_FILES)
+        # The app's user (www-data) reads the release and writes none of it: its folder is as open as
+        # the files in it (0755 and 0644 from the tarball), not the 0700 its staging folder was made with.
+        target.chmod(0o755)
     finally:
         tarball.unlink(missing_ok=True)
     (target / ".skynet-release").write_text(manifest.to_json())

@@ -6,15 +6,23 @@ go to the group's FIFO queue with ``MessageGroupId=<group>`` (ticket requests:
 across the whole group; the ids are
 derived from the event, so a sender that repeats itself is deduplicated by SQS
 for five minutes, and after that by the state table.
+
+A message whose encoded size would pass ``MAX_MESSAGE_BYTES`` is refused here, before
+anything is sent (``MessageTooLarge``, naming the task and the size): SQS would refuse
+it anyway, and a caller learns why instead of meeting a botocore error mid-rollout.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
+import uuid
 from typing import Any
 
 from celery import Celery
+from kombu.serialization import dumps
+from kombu.utils.json import dumps as json_dumps
 
 from skynet_tasks import names
 
@@ -29,6 +37,43 @@ RE_REGISTER_TASK = "skynet.re_register"
 DRAIN_TASK = "skynet.drain"
 REGISTRY_CHANGED_TASK = "skynet.registry_changed"
 PUBLISH_TASK = "skynet.publish"
+
+# SQS's message size limit, body and attributes together. SQS has taken up to 1 MiB since 2025
+# (and so does moto 5.2), but a queue's MaximumMessageSize may still be 256 KiB, the limit for
+# years and of queues made before: a Skynet message is ids and keys, so anything near either is a bug.
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
+class MessageTooLarge(ValueError):
+    """A message that SQS would refuse for its size; nothing was sent."""
+
+
+def sqs_message_size(app: Celery, task: str, kwargs: dict[str, Any], queue: str,
+                     properties: dict[str, Any] | None = None, expires: float | None = None) -> int:
+    """The bytes SQS receives when ``app`` sends ``task`` with ``kwargs`` to ``queue``.
+
+    Built as Celery 5.7 and kombu 5.7 build it: Celery's task message (protocol 2), its body
+    serialized, then kombu's envelope with the body base64-encoded, the envelope JSON, base64
+    again (``sqs_base64_encoding``). Ids are counted at their full length, as if sent from
+    inside a task (a parent and root id), so the result is never below the real size;
+    ``tests/test_limits.py`` holds it to the size moto receives. Skynet sends no message attributes.
+    """
+    placeholder = str(uuid.uuid4())
+    message = app.amqp.as_task_v2(placeholder, task, (), kwargs, expires=expires, reply_to=app.thread_oid,
+                                  root_id=placeholder, parent_id=placeholder)
+    content_type, content_encoding, body = dumps(message.body, serializer=app.conf.task_serializer)
+    raw = body if isinstance(body, bytes) else body.encode(content_encoding or "utf-8")
+    envelope = {
+        "body": base64.b64encode(raw).decode(), "content-encoding": content_encoding, "content-type": content_type,
+        "headers": message.headers,
+        "properties": {**message.properties, **(properties or {}), "delivery_mode": 2, "priority": 0,
+                       **({"expiration": str(int(expires * 1000))} if expires is not None else {}),
+                       "delivery_info": {"exchange": "", "routing_key": queue}, "body_encoding": "base64",
+                       "delivery_tag": placeholder},
+    }
+    text = json_dumps(envelope).encode()
+    encoded = app.conf.broker_transport_options.get("sqs_base64_encoding", True)  # kombu's default
+    return len(base64.b64encode(text) if encoded else text)
 
 
 def _dedup_id(text: str) -> str:
@@ -50,11 +95,9 @@ class Messenger:
         polls: a build queue of its own would cost each member a long poll, 180 SQS
         requests an hour, for a message that comes a few times a day.
         """
-        self.app.send_task(
-            BUILD_REQUEST_TASK, kwargs={"request": request}, queue=names.maintenance_queue(self.env, group),
-            MessageGroupId=group, MessageDeduplicationId=_dedup_id(f"{group}:build:{request.get('rollout_id')}:"
-                                                                   f"{attempt}"),
-        )
+        self._send(BUILD_REQUEST_TASK, {"request": request}, names.maintenance_queue(self.env, group),
+                   MessageGroupId=group,
+                   MessageDeduplicationId=_dedup_id(f"{group}:build:{request.get('rollout_id')}:{attempt}"))
         log.info("build of %s for group %s requested (rollout %s)", request.get("sha"), group,
                  request.get("rollout_id"))
 
@@ -66,11 +109,9 @@ class Messenger:
         behind that burst. Steps of the two lanes may then run at the same time; the
         state table's conditional write makes one of them decide again.
         """
-        self.app.send_task(
-            MAINTENANCE_TASK, kwargs={"group": group, "event": event},
-            queue=names.maintenance_queue(self.env, group),
-            MessageGroupId=f"{group}:{lane}" if lane else group, MessageDeduplicationId=_dedup_id(f"{group}:{dedup}"),
-        )
+        self._send(MAINTENANCE_TASK, {"group": group, "event": event}, names.maintenance_queue(self.env, group),
+                   MessageGroupId=f"{group}:{lane}" if lane else group,
+                   MessageDeduplicationId=_dedup_id(f"{group}:{dedup}"))
 
     def to_instance(self, instance_id: str, task: str, kwargs: dict[str, Any], expires: float | None = None) -> None:
         """Send ``task`` with ``kwargs`` to the instance's own queue, for its work worker."""
@@ -78,5 +119,14 @@ class Messenger:
         # queue and connection, and a conductor telling 19 members to take a ticket asked 19 times.
         # The message still goes to that queue (Celery sends it through the default exchange with
         # the queue's name), and kombu still creates the queue if it is missing, as declaring did.
-        self.app.send_task(task, kwargs=kwargs, queue=names.instance_queue(self.env, instance_id), expires=expires,
-                           declare=[])
+        self._send(task, kwargs, names.instance_queue(self.env, instance_id), expires=expires, declare=[])
+
+    def _send(self, task: str, kwargs: dict[str, Any], queue: str, expires: float | None = None,
+              declare: list[Any] | None = None, **properties: str) -> None:
+        # Every message Skynet sends passes here: the one place its size is checked.
+        size = sqs_message_size(self.app, task, kwargs, queue, properties, expires)
+        if size > MAX_MESSAGE_BYTES:
+            raise MessageTooLarge(f"{task} to {queue} not sent: {size} bytes once encoded, over SQS's limit of "
+                                  f"{MAX_MESSAGE_BYTES} (a message carries ids and keys, never contents)")
+        options: dict[str, Any] = {"declare": declare} if declare is not None else {}
+        self.app.send_task(task, kwargs=kwargs, queue=queue, expires=expires, **options, **properties)

@@ -48,6 +48,10 @@ def keep_registered(ctx: Context, task: str, health: Health | None = None) -> It
         thread.join(5)
 
 
+# The longest last outcome (``failed: <error>``) an entry keeps.
+OUTCOME_LIMIT = 300
+
+
 def probe_health(ctx: Context) -> Health:
     """This instance's health as the proxy should see it: its app answers its health check."""
     layout = ctx.layout
@@ -80,7 +84,9 @@ def register_self(ctx: Context, health: Health | None = None, last_task: str = "
         instance_id=s.instance_id, group=s.group, address=s.address, port=s.app_port,
         release=ctx.layout.current_release() or "", health=str(health or probe_health(ctx)),
         heartbeat=time.time(), agent_version=__version__,
-        config_version=ConfigDir(s.config_dir).current_version() or "", last_task=last_task, last_outcome=last_outcome,
+        config_version=ConfigDir(s.config_dir).current_version() or "", last_task=last_task,
+        # Cut: the entry shares one registry item with the whole layer's (``docs/aws.md``, "Limits").
+        last_outcome=last_outcome[:OUTCOME_LIMIT],
         synced_at=_proxy_synced_at(ctx))
     ctx.registry.register(s.env, s.layer, endpoint)
     # Tasks run in the worker's pool process and heartbeats in its main one: the last

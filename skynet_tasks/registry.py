@@ -5,6 +5,10 @@ original design's keys, ``env`` and ``layer``). An instance writes only its own
 entry; readers ignore entries whose heartbeat is older than the allowed age,
 and ``prune`` removes them. Entries are written by instances, so readers that
 render them (the reverse proxy) must validate them: see ``skynet_tasks.proxy.model``.
+
+A proxy also says which entries it refused to route to (``record_refused``): in a map
+``refused`` of its layer's item, beside its entry rather than in it, because every
+heartbeat rewrites the entry whole. Readers see it as the entry's ``refused_entries``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ from botocore.exceptions import ClientError
 from skynet_tasks.dynamo import condition_failed, from_item, to_attr
 
 log = logging.getLogger(__name__)
+
+# What one proxy's list of refused entries may hold (it sits in the rp layer's item, which is at most
+# 400 KB for every proxy of the env): written by an instance, so bounded when read too.
+MAX_REFUSED_SHOWN = 5
+MAX_REFUSAL_CHARS = 160
+REFUSAL_FIELDS = ("refused_count", "refused_entries")  # written beside an entry, not in it
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,10 @@ class Endpoint:
     last_outcome: str = ""
     # Proxies only: the time of the registry read that their running nginx configuration reflects.
     synced_at: float = 0.0
+    # Proxies only: how many registry entries their last render left out, and the first of them with
+    # why (``Registry.record_refused``).
+    refused_count: int = 0
+    refused_entries: tuple[str, ...] = ()
 
     def age(self, now: float) -> float:
         """Seconds from the entry's last heartbeat to ``now``."""
@@ -55,7 +69,7 @@ class Registry:
 
     def register(self, env: str, layer: str, endpoint: Endpoint) -> None:
         """Write (or refresh) this instance's entry."""
-        entry = {k: v for k, v in asdict(endpoint).items() if k != "instance_id"}
+        entry = {k: v for k, v in asdict(endpoint).items() if k not in ("instance_id", *REFUSAL_FIELDS)}
         key = {"env": {"S": env}, "layer": {"S": layer}}
         update = {"TableName": self.table, "Key": key, "UpdateExpression": "SET instances.#id = :e",
                   "ExpressionAttributeNames": {"#id": endpoint.instance_id},
@@ -82,6 +96,42 @@ class Registry:
                                 ExpressionAttributeNames={"#id": instance_id})
         except ClientError as error:
             if error.response["Error"]["Code"] != "ValidationException":
+                raise
+        self._forget_refused(env, layer, instance_id)
+
+    def record_refused(self, env: str, layer: str, instance_id: str, refused: Collection[str]) -> bool:
+        """Record the entries this proxy's last render refused (empty: none); False if it is not registered."""
+        key = {"env": {"S": env}, "layer": {"S": layer}}
+        shown = [str(r)[:MAX_REFUSAL_CHARS] for r in list(refused)[:MAX_REFUSED_SHOWN]]
+        value = {"entries": shown, "count": len(refused), "at": time.time()}
+        update = {"TableName": self.table, "Key": key, "UpdateExpression": "SET refused.#id = :r",
+                  "ConditionExpression": "attribute_exists(instances.#id)",
+                  "ExpressionAttributeNames": {"#id": instance_id}, "ExpressionAttributeValues": {":r": to_attr(value)}}
+        for attempt in range(2):
+            try:
+                if attempt:
+                    # The layer's item has no ``refused`` map yet: make it (unless a peer just did), write again.
+                    self.db.update_item(TableName=self.table, Key=key,
+                                        ConditionExpression="attribute_exists(instances)",
+                                        UpdateExpression="SET refused = if_not_exists(refused, :m)",
+                                        ExpressionAttributeValues={":m": {"M": {}}})
+                self.db.update_item(**update)
+                return True
+            except ClientError as error:
+                if condition_failed(error):
+                    return False
+                if error.response["Error"]["Code"] != "ValidationException" or attempt:
+                    raise
+        return False
+
+    def _forget_refused(self, env: str, layer: str, instance_id: str) -> None:
+        try:
+            self.db.update_item(TableName=self.table, Key={"env": {"S": env}, "layer": {"S": layer}},
+                                UpdateExpression="REMOVE refused.#id",
+                                ConditionExpression="attribute_exists(refused.#id)",
+                                ExpressionAttributeNames={"#id": instance_id})
+        except ClientError as error:
+            if not (condition_failed(error) or error.response["Error"]["Code"] == "ValidationException"):
                 raise
 
     def set_health(self, env: str, layer: str, instance_id: str, health: str) -> bool:
@@ -130,17 +180,22 @@ class Registry:
             item = self.db.get_item(TableName=self.table, Key={"env": {"S": env}, "layer": {"S": layer}},
                                     ConsistentRead=True).get("Item")
             return [from_item(item)] if item else []
-        resp = self.db.query(TableName=self.table, KeyConditionExpression="env = :env",
-                             ExpressionAttributeValues={":env": {"S": env}}, ConsistentRead=True)
-        return [from_item(i) for i in resp.get("Items", [])]
+        # Each layer's item may be up to 400 KB, so an env of a few big layers passes one 1 MB page.
+        pages = self.db.get_paginator("query").paginate(
+            TableName=self.table, KeyConditionExpression="env = :env", ExpressionAttributeValues={":env": {"S": env}},
+            ConsistentRead=True)
+        return [from_item(i) for page in pages for i in page.get("Items", [])]
 
     def endpoints(self, env: str, layer: str | None = None) -> list[Endpoint]:
         """Every entry of the env (or one layer), stale or not, that parses as an Endpoint."""
         out = []
         for record in self.records(env, layer):
+            refusals = record.get("refused")
+            refusals = refusals if isinstance(refusals, dict) else {}
             for instance_id, entry in (record.get("instances") or {}).items():
                 try:
                     fields = {k: entry[k] for k in Endpoint.__dataclass_fields__ if k in entry}
+                    fields["refused_count"], fields["refused_entries"] = _refusals(refusals.get(instance_id))
                     out.append(Endpoint(instance_id=instance_id, **fields))
                 except (TypeError, KeyError):
                     log.warning("registry entry %s of %s/%s is malformed; ignored", instance_id, env,
@@ -175,12 +230,23 @@ class Registry:
                            else {}),
                     )
                     removed.append(instance_id)
+                    self._forget_refused(env, record["layer"], instance_id)
                 except ClientError as error:
                     if not condition_failed(error):
                         raise
         if removed:
             log.info("pruned stale registry entries of env %s: %s", env, ", ".join(removed))
         return removed
+
+
+def _refusals(value: object) -> tuple[int, tuple[str, ...]]:
+    """A proxy's recorded refusals: how many, and the first few (untrusted: bounded, a count at least as many)."""
+    if not isinstance(value, dict) or not isinstance(value.get("entries"), list):
+        return 0, ()
+    shown = tuple(str(e)[:MAX_REFUSAL_CHARS] for e in value["entries"][:MAX_REFUSED_SHOWN])
+    count = value.get("count")
+    counted = count if isinstance(count, int) and not isinstance(count, bool) else 0
+    return max(len(shown), counted), shown
 
 
 class LiveMembers(Collection[str]):

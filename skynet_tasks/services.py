@@ -71,7 +71,8 @@ class ProcessServices:
     """The app under a supervisor in a session of its own; the supervisor's pid is in ``run_dir/app.pid``."""
 
     def __init__(self, run_dir: Path, log_file: Path, policy: RestartPolicy | None = None,
-                 log_max_bytes: int = 10 * 1024 * 1024, log_backups: int = 5) -> None:
+                 log_max_bytes: int = 10 * 1024 * 1024, log_backups: int = 5, user: str | None = None) -> None:
+        self.user = user  # run the app as this user (this process must be root), as User= in the unit
         self.pid_file = run_dir / "app.pid"
         self.main_pid_file = run_dir / "app.main.pid"
         self.spec_file = run_dir / SPEC_FILE
@@ -144,6 +145,8 @@ class ProcessServices:
                 str(self.pid_file), "--main-pid-file", str(self.main_pid_file), "--log-file", str(self.log_file),
                 "--log-max-bytes", str(self.log_max_bytes), "--log-backups", str(self.log_backups),
                 "--burst", str(policy.burst), "--interval", str(policy.interval)]
+        if self.user is not None:
+            argv += ["--user", self.user]
         # The supervisor needs only to import Skynet; the app gets the spec's environment, not this one.
         supervisor_env = {k: os.environ[k] for k in ("PATH", "PYTHONPATH", "LANG") if k in os.environ}
         with open(self.log_file, "ab") as out:

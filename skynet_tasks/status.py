@@ -9,7 +9,7 @@ from typing import Any
 
 from skynet_tasks.deadletters import DeadLetterCount
 from skynet_tasks.ledger import Ledger
-from skynet_tasks.registry import Registry
+from skynet_tasks.registry import Endpoint, Registry
 
 TICKET_FIELDS = ("number", "instance", "state", "taken_at", "started_at", "acknowledged_at", "finished_at", "error",
                  "log_key", "attempts")
@@ -26,6 +26,21 @@ def rollout_summary(view: dict[str, Any]) -> dict[str, Any]:
     complete = [t for t in view.get("tickets", []) if "number" in t and "state" in t and "instance" in t]
     summary["tickets"] = [{k: t.get(k) for k in TICKET_FIELDS} for t in sorted(complete, key=lambda t: t["number"])]
     return summary
+
+
+def refusals(endpoint: Endpoint) -> dict[str, Any]:
+    """The registry entries a proxy refuses to route to, as status shows them (none: nothing shown)."""
+    if not endpoint.refused_count:
+        return {}
+    return {"refused_count": endpoint.refused_count, "refused_entries": list(endpoint.refused_entries)}
+
+
+def refusal_warnings(endpoints: Sequence[Endpoint], max_age: float, now: float) -> list[str]:
+    """One line per live proxy that leaves registry entries out of its configuration, naming the first."""
+    return [f"WARNING: proxy {e.instance_id} leaves {e.refused_count} registry entr"
+            f"{'ies' if e.refused_count != 1 else 'y'} out of its configuration: "
+            + "; ".join(e.refused_entries[:2]) + ("; ..." if e.refused_count > 2 else "")
+            for e in endpoints if e.refused_count and e.age(now) <= max_age]
 
 
 UNREADABLE = "ALARM: the maintenance dead-letter queues could not be read: whether an event failed is unknown"
@@ -68,11 +83,12 @@ def collect_status(ledger: Ledger, registry: Registry, env: str, max_age: float,
             "instances": [
                 {"id": e.instance_id, "address": e.address, "port": e.port, "release": e.release or None,
                  "health": e.health, "heartbeat_age": round(e.age(now), 3), "stale": e.age(now) > max_age,
-                 "agent_version": e.agent_version, "last_task": e.last_task, "last_outcome": e.last_outcome}
+                 "agent_version": e.agent_version, "last_task": e.last_task, "last_outcome": e.last_outcome,
+                 **refusals(e)}
                 for e in endpoints if e.group == name
             ],
             "rollouts": rollouts,
         })
     return {"env": env, "generated_at": now, "groups": groups,
             "dead_letters": [asdict(count) for count in dead_letters or ()],
-            "alarms": dead_letter_alarms(dead_letters)}
+            "alarms": dead_letter_alarms(dead_letters) + refusal_warnings(endpoints, max_age, now)}

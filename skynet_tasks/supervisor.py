@@ -9,6 +9,9 @@ SIGHUP, SIGINT, SIGTERM and SIGPIPE. After ``burst`` failures within ``interval`
 seconds it gives up (systemd's ``StartLimitBurst``/``StartLimitIntervalSec``) and exits.
 
 SIGTERM stops the app (SIGTERM to it) and then the supervisor.
+
+``--user`` runs the app as that user (its own group, no other groups), as ``User=`` does in
+the unit: the supervisor, like systemd, stays root and the app never is.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import logging
 import logging.handlers
 import os
+import pwd
 import signal
 import subprocess  # nosec B404 - the command the worker wrote in the spec
 import sys
@@ -79,8 +83,10 @@ def _pump(stream: IO[bytes], logger: logging.Logger) -> None:
 class Supervisor:
     """Runs one app, restarting it by ``policy``; ``run`` returns the supervisor's exit status."""
 
-    def __init__(self, spec: AppSpec, logger: logging.Logger, policy: RestartPolicy, main_pid_file: Path) -> None:
+    def __init__(self, spec: AppSpec, logger: logging.Logger, policy: RestartPolicy, main_pid_file: Path,
+                 user: str | None = None) -> None:
         self.spec = spec
+        self.user = user
         self.log = logger
         self.policy = policy
         self.main_pid_file = main_pid_file
@@ -96,8 +102,12 @@ class Supervisor:
 
     def _start(self) -> subprocess.Popen[bytes]:
         # Same process group as the supervisor: stopping the supervisor's group stops everything.
-        child = subprocess.Popen(list(self.spec.command), cwd=self.spec.cwd, env=dict(self.spec.env),  # noqa: S603  # nosec B603
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        as_user: dict[str, object] = {}
+        if self.user is not None:  # the user's own group only: none of the supervisor's groups
+            as_user = {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid, "extra_groups": []}
+        child = subprocess.Popen(list(self.spec.command), cwd=self.spec.cwd, env=dict(self.spec.env),  # type: ignore[call-overload]  # noqa: S603  # nosec B603
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 **as_user)
         self.main_pid_file.write_text(f"{child.pid}\n")
         self.log.info("[supervisor] started %s: pid %s", " ".join(self.spec.command), child.pid)
         return child
@@ -110,8 +120,9 @@ class Supervisor:
                 self.child = self._start()
                 if self.stopping.is_set():  # asked to stop while it was starting
                     self.child.terminate()
-            except OSError as error:
-                self.log.info("[supervisor] cannot start %s: %s", self.spec.command[0], error.strerror)
+            except (OSError, KeyError) as error:  # KeyError: no such user
+                self.log.info("[supervisor] cannot start %s: %s", self.spec.command[0],
+                              error.strerror if isinstance(error, OSError) else f"no user {self.user}")
                 code = 127
             else:
                 assert self.child.stdout is not None  # noqa: S101  # nosec B101 - stdout=PIPE above
@@ -146,6 +157,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--log-backups", type=int, default=5)
     parser.add_argument("--burst", type=int, default=RestartPolicy.burst)
     parser.add_argument("--interval", type=float, default=RestartPolicy.interval)
+    parser.add_argument("--user", help="run the app as this user (the supervisor must be root)")
     return parser.parse_args(argv)
 
 
@@ -159,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"supervisor: {error}", file=sys.stderr)
         return 2
     supervisor = Supervisor(spec, app_logger(args.log_file, args.log_max_bytes, args.log_backups), policy,
-                            args.main_pid_file)
+                            args.main_pid_file, user=args.user)
     signal.signal(signal.SIGTERM, supervisor.stop)
     signal.signal(signal.SIGINT, supervisor.stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the worker's terminal going away is not a stop

@@ -82,26 +82,24 @@ class TaskRuns:
         return True
 
     def _trim(self, instance: str) -> None:
-        keys: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": "pk = :pk",
-                                  "ExpressionAttributeValues": {":pk": {"S": _pk(instance)}},
-                                  "ProjectionExpression": "pk, sk", "ScanIndexForward": False}
-        while True:
-            resp = self.db.query(**kwargs)
-            keys += resp.get("Items", [])
-            if "LastEvaluatedKey" not in resp:
-                break
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        pages = self.db.get_paginator("query").paginate(
+            TableName=self.table, KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": _pk(instance)}}, ProjectionExpression="pk, sk",
+            ScanIndexForward=False)
+        keys = [item for page in pages for item in page.get("Items", [])]
         for key in keys[self.keep:]:
             self.db.delete_item(TableName=self.table, Key=key)
 
     def recent(self, instance: str, limit: int = 20) -> list[TaskRun]:
         """The instance's newest runs, newest first."""
-        resp = self.db.query(TableName=self.table, KeyConditionExpression="pk = :pk",
-                             ExpressionAttributeValues={":pk": {"S": _pk(instance)}},
-                             ScanIndexForward=False, Limit=max(1, min(limit, self.keep)))
+        # Deliberately bounded: the newest runs only (an error message makes a run up to 2 KB).
+        count = max(1, min(limit, self.keep))
+        pages = self.db.get_paginator("query").paginate(
+            TableName=self.table, KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": _pk(instance)}}, ScanIndexForward=False,
+            PaginationConfig={"MaxItems": count, "PageSize": count})
         runs = []
-        for raw in resp.get("Items", []):
+        for raw in (item for page in pages for item in page.get("Items", [])):
             values = from_item(raw)
             runs.append(TaskRun(instance=instance, task=str(values.get("task", "")),
                                 state=str(values.get("state", "")), started_at=float(values.get("started_at", 0)),

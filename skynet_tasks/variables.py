@@ -120,9 +120,17 @@ VARIABLES: tuple[Variable, ...] = (
     _v("WEBHOOK_ROUTES", "text", "", "The webhook's routing table: a JSON file, or the JSON itself.",
        ("webhook", "lambda"), "webhook_routes"),
     # Read by their own processes, not Settings.
-    _v("LOG_LEVEL", "text", "WARNING", "The operator commands' log level (the --log-level option).", ("cli",)),
+    _v("LOG_LEVEL", "text", "WARNING", "The log level (the --log-level option): DEBUG, INFO, WARNING or ERROR "
+       "[default: WARNING; INFO for `skynet worker`].", ("worker", "cli", "webhook", "dashboard")),
+    _v("LOG_FORMAT", "text", "text", "Log lines as `text` or `json` objects, with the fields rollout_id, ticket, "
+       "instance, group, role and task when known (the --log-format option).", ("worker", "cli", "webhook",
+                                                                                "dashboard")),
     _v("DASHBOARD_TOKEN_FILE", "text", "", "The dashboard's token file (the --token-file option).",
        ("dashboard",)),
+    _v("DASHBOARD_READS", "text", "open", "Who may read the dashboard: `open` (anyone who reaches it) or `token` "
+       "(the --reads option).", ("dashboard",)),
+    _v("DASHBOARD_READ_TOKEN_FILE", "text", "", "A token file that may read the dashboard but never act (the "
+       "--read-token-file option).", ("dashboard",)),
     _v("WHEEL_PARAMETER", "text", "", "The SSM parameter pinning the agent wheel an instance boots.", ("boot",)),
     _v("AGENT_PATH", "text", "", "Set by the worker when it re-executes on the installed agent.", ("worker",)),
     _v("STACK_USER", "text", "", "The user a stack recipe's services run as [default: the worker's user].",

@@ -56,3 +56,33 @@ def in_namespace(cluster: StackCluster, instance: StackInstance, code: str) -> s
                    "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     return subprocess.run(["ip", "netns", "exec", instance.namespace, sys.executable, "-c", code], env=environment,
                           capture_output=True, text=True, timeout=60, check=False)
+
+
+def instance_users(instance: StackInstance) -> dict[int, str]:
+    """The instance's users by uid, as its own /etc/passwd (an overlay of this host's) names them."""
+    own = Path(instance.disk) / "etc-upper" / "passwd"
+    text = (own if own.exists() else Path("/etc/passwd")).read_text()
+    return {int(fields[2]): fields[0] for fields in (line.split(":") for line in text.splitlines()) if len(fields) > 2}
+
+
+def instance_processes(instance: StackInstance) -> dict[int, tuple[int, str, list[str]]]:
+    """What ``ps`` shows on the instance, by pid: parent pid, user (real, effective, saved and file
+    uid all that user, else ``mixed:<uids>``) and command line. The metadata stand-in, EC2's and not
+    the instance's, is left out."""
+    users = instance_users(instance)
+    metadata = (Path(instance.disk) / "imds.pid").read_text().strip()
+    listed = subprocess.run(["ip", "netns", "pids", instance.namespace], capture_output=True, text=True, check=True)
+    found = {}
+    for pid in listed.stdout.split():
+        if pid == metadata:
+            continue
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+        except OSError:
+            continue  # it exited while we looked
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        uids = {int(u) for u in fields["Uid"].split()}
+        user = users.get(next(iter(uids)), "?") if len(uids) == 1 else f"mixed:{sorted(uids)}"
+        found[int(pid)] = (int(fields["PPid"]), user, argv)
+    return found

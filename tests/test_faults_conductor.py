@@ -1,12 +1,15 @@
-"""The conductor on a local AWS that misbehaves as AWS does: transactions that conflict, requests throttled.
+"""The conductor on a local AWS that misbehaves as AWS does: transactions that conflict, requests throttled,
+messages delivered twice, eventually consistent reads that are stale.
 
 The steps run as the maintenance task runs them (``skynet_tasks.tasks.maintenance.handle_maintenance``) against
 moto's server over HTTP, with the boto3 clients Skynet builds (``skynet_tasks.aws``); only
-the messages a step sends are recorded instead of sent.
+the messages a step sends are recorded instead of sent (and, for duplicates, the conductor's messages
+come through one of the server's FIFO queues).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -145,3 +148,64 @@ def test_a_single_write_that_meets_a_step_s_transaction_is_sent_again_not_lost()
         record = ctx.ledger.rollout_item("r-annotate")
         assert record["author"] == "Ada"
         assert ctx.ledger.load_group(GROUP).rollout("r-annotate").ticket_of("b") is not None
+
+
+def deliver_through(server: MotoServer, ctx: SimpleNamespace, events: list[object]) -> int:
+    """Send ``events`` to a FIFO queue of ``server`` as the conductor's messages, and step each message
+    received until the queue is empty, deleting it after its step as an acks_late worker does; the steps run."""
+    sqs = aws_for(server.environment()).sqs
+    url = sqs.create_queue(QueueName="maint-under-test.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    for event in events:
+        body, dedup = to_message(event)
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body), MessageGroupId=GROUP,
+                         MessageDeduplicationId=dedup)
+    steps = 0
+    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=0).get("Messages"):
+        handle_maintenance(ctx, GROUP, json.loads(got[0]["Body"]))  # type: ignore[arg-type]
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])
+        steps += 1
+    return steps
+
+
+def test_a_rollout_whose_every_event_is_delivered_twice_updates_each_member_once():
+    # Given an SQS that delivers every message of the maintenance queue a second time (a late delete)
+    with conductor_with_faults("duplicates=1") as (server, ctx):
+        ctx.ledger.create_rollout("r-twice", GROUP, "sha-r-twice", RolloutKind.CODE, {})
+        events = [RolloutReady(Rollout(id="r-twice", group=GROUP, release="sha-r-twice", canary="a",
+                                       update_timeout=60)),
+                  TicketTaken("r-twice", "b"), TicketTaken("r-twice", "c"),
+                  *(UpdateReported("r-twice", number, member, ok=True)
+                    for number, member in enumerate(MEMBERS, start=1))]
+
+        # When the conductor steps every message it receives, each event twice
+        steps = deliver_through(server, ctx, events)
+
+        # Then no report was counted twice: each member updated once, in number order, and the rollout completed
+        assert steps == 2 * len(events)
+        assert server.fault_counts()["duplicated:fifo"] == len(events)
+        assert ctx.ledger.rollout_item("r-twice")["state"] == "completed"
+        updated = [instance for instance, task, _ in ctx.messenger.sent if task == UPDATE_TASK]
+        assert updated == ["a", "b", "c"]
+        tickets = ctx.ledger.rollout_view("r-twice")["tickets"]
+        assert [(t["number"], t["instance"], t["state"]) for t in tickets] == [
+            (1, "a", "done"), (2, "b", "done"), (3, "c", "done")]
+
+
+def test_a_rollout_completes_while_eventually_consistent_reads_are_stale():
+    # Given a DynamoDB whose eventually consistent reads answer the version before the last write for 30 s
+    with conductor_with_faults("stale-reads=30") as (server, ctx):
+
+        # When a whole rollout goes through the conductor
+        start_rollout(ctx, "r-stale")
+        step(ctx, TicketTaken("r-stale", "b"))
+        step(ctx, TicketTaken("r-stale", "c"))
+        for number, member in enumerate(MEMBERS, start=1):
+            step(ctx, UpdateReported("r-stale", number, member, ok=True))
+
+        # Then it completed, each member updated once: the conductor reads consistently, where stale reads
+        # really were served (an eventually consistent scan still sees the rollout before its last write)
+        assert ctx.ledger.rollout_item("r-stale")["state"] == "completed"
+        assert [i for i, task, _ in ctx.messenger.sent if task == UPDATE_TASK] == ["a", "b", "c"]
+        seen = ctx.ledger.db.scan(TableName=ctx.ledger.table)["Items"]
+        assert "completed" not in [item.get("state", {}).get("S") for item in seen]
+        assert server.fault_counts()["stale-read:dynamodb"] > 0

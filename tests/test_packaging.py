@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "README.md", "celeryconfig.py", "skynet_tasks", "workers", "cloudformation")
 TEMPLATE = "skynet_tasks/cloudformation/php-nginx.yaml"
 # packaging: skynet stack deploy resolves the wheel's requirements to pack the webhook's Lambda code.
-BASE = {"celery", "kombu", "boto3", "gitpython", "jinja2", "click", "pyyaml", "packaging"}
+BASE = {"celery", "kombu", "boto3", "gitpython", "jinja2", "click", "pyyaml", "packaging", "python-json-logger"}
 
 
 @dataclass(frozen=True)

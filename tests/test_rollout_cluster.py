@@ -235,11 +235,13 @@ def agent_processes(instance_pid: int) -> list[int]:
     return found
 
 
-def test_an_idle_instance_runs_at_most_two_agent_processes(cluster):
-    # The worker (with the conductor and the heartbeat in it) and, after a task, its pool child.
+def test_an_idle_instance_runs_its_worker_and_at_most_its_pool_child_nothing_left_behind(cluster):
+    # The worker (with the conductor and the heartbeat in it) and, after a task, its pool child; git's
+    # helpers (cat-file) and hooks ended with the builds and updates that ran on every api instance by now.
     for instance in cluster.require_info().instances:
-        found = agent_processes(instance.pid)
-        assert 1 <= len(found) <= 2, [Path(f"/proc/{pid}/cmdline").read_bytes()[:200] for pid in found]
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in agent_processes(instance.pid)]
+        assert 1 <= len(commands) <= 2, (instance.id, commands)
+        assert all(b"skynet_tasks.cli\0worker" in command for command in commands), (instance.id, commands)
 
 
 def test_a_killed_update_process_returns_its_message_and_the_line_waits_for_its_deadline(cluster, workdir, tmp_path):

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from kombu.asynchronous.aws.connection import AsyncAWSQueryConnection
+from kombu.transport.SQS import Channel
 
 from skynet_tasks.compat import kombu_sqs_errors
 
@@ -44,6 +45,14 @@ def receive_answered(answer: Answer) -> object:
         return error
 
 
+def channel_takes(answer: object) -> object:
+    """What kombu's SQS channel does with a receive's answer: the count of messages, or what it raises."""
+    try:
+        return Channel._on_messages_ready(SimpleNamespace(), "queue-url", "queue", answer)
+    except Exception as error:  # noqa: BLE001 - what the worker would meet
+        return error
+
+
 @pytest.fixture
 def patched():
     with kombu_sqs_errors.PATCH.applied():
@@ -52,13 +61,19 @@ def patched():
 
 def test_still_needed_kombu_alone_stops_the_worker_at_a_throttled_receive():
     assert not kombu_sqs_errors.PATCH.installed
-    assert receive_answered(Answer(503, "Service Unavailable", b"")) == []  # kombu's own: a 5xx is empty
+    # kombu's own answer to a 5xx ([]) is a crash of the channel that reads it
+    assert isinstance(channel_takes(receive_answered(Answer(503, "Service Unavailable", b""))), AttributeError)
     assert isinstance(receive_answered(Answer(400, "Bad Request", THROTTLED_JSON)), Exception)
 
 
 @pytest.mark.parametrize("body", [THROTTLED_JSON, THROTTLED_XML], ids=["json", "query"])
 def test_a_throttled_receive_is_an_empty_receive_and_the_next_poll_follows(patched, body):
-    assert receive_answered(Answer(400, "Bad Request", body)) == []
+    assert channel_takes(receive_answered(Answer(400, "Bad Request", body))) == 0
+
+
+@pytest.mark.parametrize("status", [503, 504, 408], ids=["unavailable", "gateway timeout", "timeout"])
+def test_a_server_error_or_timeout_is_an_empty_receive_too(patched, status):
+    assert channel_takes(receive_answered(Answer(status, "Error", b""))) == 0
 
 
 def test_a_refusal_stays_an_error_to_see_with_its_body(patched):

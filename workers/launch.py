@@ -32,7 +32,7 @@ from celery import bootsteps
 from celery.signals import worker_shutdown
 from celery.worker import state as worker_state
 
-from skynet_tasks import membership, names
+from skynet_tasks import logformat, membership, names
 from skynet_tasks.agent import agent_path_environment, clear_restart, restart_requested
 from skynet_tasks.compat import install_kombu_patches
 from skynet_tasks.config.apply import sync_config
@@ -178,6 +178,7 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
     requested_role = role
     if role == "all":
         app.steps["consumer"].add(conductor_step(app, names.maintenance_queue(settings.env, settings.group)))
+    logformat.bind_process(instance=settings.instance_id, group=settings.group, role=role)
     log.info("instance %s of group %s starting its %s worker", settings.instance_id, settings.group, role)
     try:
         run_celery(app, settings, role, loglevel)
@@ -195,12 +196,14 @@ def run_celery(app: Any, settings: Settings, role: str, loglevel: str) -> None:
     # Everything loaded so far is never collected: the collector's passes would write to (and so copy)
     # the pages a pool child forked later shares with this process (the gc.freeze documentation).
     gc.freeze()
+    # A JSON log is read by machines: no banner (the "starting its worker" line says the same).
+    quiet = ["--quiet"] if logformat.current_format() == "json" else []
     # The whole worker: one child at most, started by the first task, stopped when idle (module docstring).
     pool = ["--autoscale", "1,0"] if role == "all" else ["--concurrency", "1"]
     if role == "all":
         app.conf.worker_autoscaler = "workers.lazy_pool:LazyChild"
     app.worker_main([
-        "worker", "--queues", ",".join(worker_queues(settings, role)), *pool,
+        *quiet, "worker", "--queues", ",".join(worker_queues(settings, role)), *pool,
         "--prefetch-multiplier", "1", "--hostname", f"{settings.instance_id}-{role}@skynet", "--loglevel", loglevel,
         "--without-mingle", "--without-gossip", "--without-heartbeat",
     ])
@@ -221,6 +224,7 @@ def restart_on_installed_agent(settings: Settings, loglevel: str, role: str, alw
     environment = agent_path_environment(settings.root, dict(os.environ))
     if environment is None and not always:
         return
+    # --loglevel, not --log-level: the installed agent may be of a version that knows only that spelling.
     argv = [sys.executable, "-m", "skynet_tasks.cli", "worker", "--role", role, "--loglevel", loglevel]
     clear_restart(settings.root)
     sys.stdout.flush()

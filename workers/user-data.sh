@@ -8,7 +8,7 @@ set -euo pipefail
 #    them already (a baked AMI; the local cluster's instances) skips this step.
 if [ ! -x /opt/skynet/bin/python ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv git nginx-light php-fpm
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv git nginx-light php-fpm polkitd
   systemctl disable --now nginx php8.2-fpm || true
   python3 -m venv /opt/skynet
   /opt/skynet/bin/python -m pip install -q boto3

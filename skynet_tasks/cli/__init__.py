@@ -8,11 +8,9 @@ Exit codes are ``skynet_tasks.cli.exitcodes``'s, the same for every command.
 
 from __future__ import annotations
 
-import logging
-
 import click
 
-from skynet_tasks import __version__
+from skynet_tasks import __version__, logformat
 from skynet_tasks.cli.actions import drain_command, rollback_command
 from skynet_tasks.cli.agent import agent
 from skynet_tasks.cli.config import config
@@ -30,15 +28,21 @@ from skynet_tasks.cli.rollout import rollout
 from skynet_tasks.cli.stack import stack
 from skynet_tasks.cli.webhook import webhook
 
+# The role a command's log lines carry; the worker names its own (work or conductor) once it knows it.
+ROLES = {"monitor": "dashboard", "webhook": "webhook", "worker": "worker"}
+
 
 @click.group(cls=SkynetGroup)
 @click.version_option(__version__, prog_name="skynet")
 @click.option("--log-level", envvar="SKYNET_LOG_LEVEL", default="WARNING", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+              type=click.Choice(logformat.LEVELS, case_sensitive=False), help="[SKYNET_LOG_LEVEL]")
+@click.option("--log-format", envvar="SKYNET_LOG_FORMAT", default="text", show_default=True,
+              type=click.Choice(logformat.FORMATS), help="Log lines as text or JSON objects [SKYNET_LOG_FORMAT].")
 @click.pass_context
-def main(ctx: click.Context, log_level: str) -> None:
+def main(ctx: click.Context, log_level: str, log_format: str) -> None:
     """Skynet: a self-deploying cluster agent for AWS."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logformat.configure(log_level, log_format)
+    logformat.bind_process(role=ROLES.get(ctx.invoked_subcommand or "", "cli"))
     ctx.obj = Startup.from_env()
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import click
 from botocore.exceptions import BotoCoreError, ClientError
 
-from skynet_tasks import names
+from skynet_tasks import logformat, names
 from skynet_tasks.aws import Aws
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.cli import exitcodes
@@ -51,15 +51,20 @@ def bootstrap(env: str, groups: tuple[str, ...], layers: tuple[str, ...], as_jso
 
 
 @click.command()
-@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--log-level", envvar="SKYNET_LOG_LEVEL", default="INFO", show_default=True,
+              type=click.Choice(logformat.LEVELS, case_sensitive=False), help="[SKYNET_LOG_LEVEL]")
+# The spelling before --log-level. Kept, hidden, because an agent of an older version re-executes
+# ``skynet worker --loglevel L`` on the agent it installed (workers.launch.restart_on_installed_agent).
+@click.option("--loglevel", "old_log_level", default=None, hidden=True,
+              type=click.Choice(logformat.LEVELS, case_sensitive=False))
 @click.option("--role", type=click.Choice(["all", "work", "conductor"]), default="all", show_default=True,
               help="all: the work worker, with the conductor worker as its child (the normal way).")
 @click.option("--parent-pid", type=int, default=None, hidden=True)
-def worker(loglevel: str, role: str, parent_pid: int | None) -> None:
+def worker(log_level: str, old_log_level: str | None, role: str, parent_pid: int | None) -> None:
     """Run this instance's Celery workers (identity from SKYNET_* variables or EC2 metadata)."""
     from workers.launch import run_worker
 
-    run_worker(loglevel, role, parent_pid)
+    run_worker((old_log_level or log_level).upper(), role, parent_pid)
 
 
 @click.command()

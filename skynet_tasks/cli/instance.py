@@ -28,10 +28,12 @@ def instance() -> None:
 @json_option
 def install_units_command(unit_dir: Path, root: Path, no_systemctl: bool, as_json: bool) -> None:
     """Install skynet-worker.service and skynet-app.service (the app in a unit of its own)."""
-    from workers.units import UnitError, install_units
+    from workers.units import POLKIT_DIR, UnitError, install_units
 
     try:
-        written = install_units(unit_dir, root, sys.executable, systemctl=None if no_systemctl else ("systemctl",))
+        written = install_units(unit_dir, root, sys.executable, systemctl=None if no_systemctl else ("systemctl",),
+                                # The rule that lets the worker (user skynet) restart the app, as at boot.
+                                polkit_dir=None if no_systemctl else POLKIT_DIR)
     except (UnitError, OSError) as error:
         raise click.ClickException(str(error)) from error
     if as_json:

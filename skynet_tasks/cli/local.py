@@ -36,7 +36,9 @@ def local() -> None:
 @click.option("--faults", default="", metavar="MODES",
               help="Make the local AWS misbehave as AWS can: conflicts[=MS] (overlapping DynamoDB transactions "
                    "cancelled with TransactionConflict), throttle[=RATE] (that fraction of DynamoDB, SQS and S3 "
-                   "requests throttled); comma-separated. See docs/development.md.")
+                   "requests throttled), duplicates[=RATE] (SQS messages delivered again), stale-reads[=SECONDS] "
+                   "(eventually consistent DynamoDB reads answer the previous version); comma-separated. "
+                   "See docs/development.md.")
 def up(api: int, rp: int, directory: Path, detach: bool, heartbeat: float, as_json: bool, stack: bool,
        faults: str) -> None:
     """Start a local cluster in DIR."""

@@ -28,8 +28,17 @@ def monitor() -> None:
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), envvar="SKYNET_DASHBOARD_TOKEN_FILE",
               default=None, help="File holding the token that actions need (mode 0600) [SKYNET_DASHBOARD_TOKEN_FILE]. "
                                  "Required to bind a non-loopback address.")
+@click.option("--reads", type=click.Choice(["open", "token"]), envvar="SKYNET_DASHBOARD_READS", default="open",
+              show_default=True, help="Who may read pages, the API and /metrics: anyone who reaches the server, or "
+                                      "only with a token (the write token or the read-only one) "
+                                      "[SKYNET_DASHBOARD_READS].")
+@click.option("--read-token-file", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="SKYNET_DASHBOARD_READ_TOKEN_FILE", default=None,
+              help="File holding a token that may read but never act (mode 0600; needs --reads token) "
+                   "[SKYNET_DASHBOARD_READ_TOKEN_FILE].")
 @click.option("--threads", type=click.IntRange(1, 64), default=8, show_default=True)
-def serve(env: str, host: str, port: int, token_file: Path | None, threads: int) -> None:
+def serve(env: str, host: str, port: int, token_file: Path | None, reads: str, read_token_file: Path | None,
+          threads: int) -> None:
     """Serve the dashboard until stopped."""
     require_extra("dashboard", "skynet monitor serve")
     from skynet_tasks.aws import Aws
@@ -37,7 +46,7 @@ def serve(env: str, host: str, port: int, token_file: Path | None, threads: int)
     from skynet_tasks.wsgiserver import serve_wsgi
 
     try:
-        auth = Auth.from_file(token_file) if token_file else Auth()
+        auth = Auth.from_files(token_file, read_token_file, protect_reads=reads == "token")
         check_bind(host, auth)
     except AuthConfigError as error:
         raise click.ClickException(str(error)) from None
@@ -45,7 +54,8 @@ def serve(env: str, host: str, port: int, token_file: Path | None, threads: int)
     aws = Aws()
     application = create_app(env_resources(aws, env), aws, start.celery(), auth, start.settings.heartbeat_max_age,
                              allowed_hosts=LOOPBACK_NAMES if is_loopback(host) else None)
-    log.info("dashboard of env %s on http://%s:%d/ (actions %s)", env, host, port,
-             "enabled" if auth.token else "disabled: no --token-file")
+    log.info("dashboard of env %s on http://%s:%d/ (actions %s; reads %s)", env, host, port,
+             "enabled" if auth.token else "disabled: no --token-file",
+             "need a token" if auth.protect_reads else "open")
     click.echo(f"Skynet dashboard of env {env}: http://{host}:{port}/", err=True)
     serve_wsgi(application, host, port, threads, "skynet-dashboard")

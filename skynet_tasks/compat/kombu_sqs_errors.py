@@ -10,6 +10,12 @@ the local AWS's ``throttle`` fault mode. The patch takes a throttled receive as 
 5xx one: nothing received, poll again. (Making it a connection error instead restarts Celery's
 consumer, after which a worker was seen never to consume its own queue again.) Any other
 answer (a 403 from a missing permission, a malformed request) stays what it was: a fault to see.
+
+kombu's own empty answer (``[]``, for a timeout or a 5xx) is itself a crash in 5.7: the channel
+reads a receive's answer with ``answer.get("Messages")``, and a list has no ``get``
+("Unrecoverable error": under the local AWS's SQS throttling every worker stopped within a
+minute, and the conductor, seeing their heartbeats stop, completed rollouts without them). A
+receive that got nothing is answered here as SQS answers an empty receive: no ``Messages``.
 """
 
 from __future__ import annotations
@@ -51,8 +57,10 @@ def _apply(stack: ExitStack) -> None:
         if response.status == self.STATUS_CODE_OK:
             return original(self, parent, markers, operation, response)
         body = response.read() or b""
-        if throttled(int(response.status), body):
-            return []  # as kombu answers a 5xx: nothing received, the next poll follows
+        status = int(response.status)
+        if throttled(status, body) or status in self.STATUS_CODES_TIMEOUT or status in self.STATUS_CODES_SERVER_ERRORS:
+            # Nothing received, the next poll follows: an empty receive's answer (the channel calls .get on it).
+            return {} if operation == "ReceiveMessage" else []
         return original(self, parent, markers, operation, _Reread(response, body))
 
     replace(stack, AsyncAWSQueryConnection, "_on_list_ready", on_list_ready)

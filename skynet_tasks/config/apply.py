@@ -9,6 +9,7 @@ from skynet_tasks import buildspec, commands
 from skynet_tasks.config.merge import MergedConfig, merge
 from skynet_tasks.config.nesting import MAX_NESTING
 from skynet_tasks.config.paths import ConfigError
+from skynet_tasks.config.snapshot import load_snapshot
 from skynet_tasks.config.sources import read_levels
 from skynet_tasks.config.sync import ConfigDir
 from skynet_tasks.context import Context
@@ -41,11 +42,31 @@ def merged_config(ctx: Context) -> MergedConfig:
         raise ConfigError(f"config nested too deep to be read (more than {MAX_NESTING} levels)") from None
 
 
-def sync_config(ctx: Context) -> Synced:
-    """Read, merge and write this instance's config, and switch to it; ConfigError leaves the old one."""
+def published_config(ctx: Context, version: str) -> MergedConfig:
+    """The config ``version`` as a config-update rollout published it, whatever the sources hold now.
+
+    ConfigError if it was not kept (a rollout published by an older Skynet) and the sources no
+    longer merge to it: installing what they hold now would install a config nobody tested.
+    """
+    s = ctx.settings
+    published = load_snapshot(ctx.aws.s3, ctx.resources.config_bucket, ctx.resources.env, s.layer, version)
+    if published is not None:
+        return published
+    now = merged_config(ctx)
+    if now.version != version:
+        raise ConfigError(f"config {version} of this rollout was not kept, and the config is now {now.version}: "
+                          "push it again to roll it out")
+    return now
+
+
+def sync_config(ctx: Context, version: str | None = None) -> Synced:
+    """Write this instance's config and switch to it: the published ``version``, else the sources merged now.
+
+    ConfigError leaves the old one.
+    """
     config = ConfigDir(ctx.settings.config_dir)
     previous = config.current_version()
-    version = config.write(merged_config(ctx))
+    version = config.write(published_config(ctx, version) if version else merged_config(ctx))
     config.activate(version)
     config.prune(keep={version, previous or ""})
     if version != previous:
@@ -53,8 +74,9 @@ def sync_config(ctx: Context) -> Synced:
     return Synced(previous, version)
 
 
-def apply_config_update(ctx: Context, update_ctx: UpdateContext) -> str:
-    """A config-update ticket: sync, restart the app on it, health-check; on failure return to the old config.
+def apply_config_update(ctx: Context, update_ctx: UpdateContext, version: str | None = None) -> str:
+    """A config-update ticket: install the rollout's ``version``, restart the app on it, health-check;
+    on failure return to the old config.
 
     Raises UpdateFailed (after returning to the previous config, app restarted on it) if
     the new config cannot be read, written, or makes the app fail its health check.
@@ -62,7 +84,7 @@ def apply_config_update(ctx: Context, update_ctx: UpdateContext) -> str:
     update_log = commands.CommandLog()
     config = ConfigDir(ctx.settings.config_dir)
     try:
-        synced = sync_config(ctx)
+        synced = sync_config(ctx, version)
     except ConfigError as error:
         update_log.note(f"config refused, nothing changed: {error}")
         raise UpdateFailed(f"config refused: {error}", update_log.text()) from error

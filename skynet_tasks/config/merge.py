@@ -80,7 +80,7 @@ def merge(sources: list[dict[str, Piece]]) -> MergedConfig:
             piece = pieces[path]
             lower = files.get(path)
             files[path] = _merged(lower, piece) if lower is not None else _first(piece)
-    _check_placement(files)
+    check_placement(files)
     return MergedConfig(files)
 
 
@@ -140,7 +140,7 @@ def _deep_merge(lower: dict[str, Any], higher: dict[str, Any]) -> dict[str, Any]
     return result
 
 
-def _check_placement(files: dict[str, MergedFile]) -> None:
+def check_placement(files: dict[str, MergedFile]) -> None:
     """Two paths may not land on one file, and a file may not also be a folder."""
     placed: dict[str, str] = {}
     for path, item in files.items():

@@ -18,6 +18,7 @@ from typing import Any
 
 from skynet_tasks.config.merge import merge
 from skynet_tasks.config.paths import ConfigError, check_config_path, is_secret
+from skynet_tasks.config.snapshot import store_snapshot
 from skynet_tasks.config.sources import MAX_FILE_BYTES, Level, Piece, read_dynamo_level, read_levels, read_s3_level
 from skynet_tasks.deploys import StartedRollout, start_member_rollouts
 from skynet_tasks.ledger import Ledger
@@ -147,7 +148,8 @@ def start_config_rollouts(aws: Any, ledger: Ledger, registry: Registry, messenge
                           source: str = "cli") -> list[StartedRollout]:
     """A config-update rollout for every group of the env (of ``layer`` only, if given) with live members.
 
-    The rollout's release is the merged config's version for that layer.
+    The rollout's release is the merged config's version for that layer, kept as it is now
+    (``skynet_tasks.config.snapshot``): every ticket installs that, whatever is edited meanwhile.
     """
     env = resources.env
     layers = sorted({str(r.get("layer")) for r in registry.records(env)} if layer is None else {layer})
@@ -155,7 +157,8 @@ def start_config_rollouts(aws: Any, ledger: Ledger, registry: Registry, messenge
     for each_layer in layers:
         if each_layer == "rp":
             continue  # the proxy layer's nginx config is rendered from the registry, not from config files
-        version = merge(read_levels(aws.s3, aws.dynamodb, resources, each_layer)).version
+        version = store_snapshot(aws.s3, resources.config_bucket, env, each_layer,
+                                 merge(read_levels(aws.s3, aws.dynamodb, resources, each_layer)))
         started += start_member_rollouts(ledger, registry, messenger, env, each_layer, RolloutKind.CONFIG, version,
                                          CONFIG_UPDATE_TIMEOUT, heartbeat_max_age, source)
     return started

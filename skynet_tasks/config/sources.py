@@ -25,6 +25,8 @@ from skynet_tasks.resources import EnvResources
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_LEVEL_BYTES = 16 * 1024 * 1024
+# A layer's published configs (``skynet_tasks.config.snapshot``): kept under the layer's prefix, never config.
+SNAPSHOT_FOLDER = ".published"
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,8 @@ def read_s3_level(s3: Any, bucket: str, level: Level) -> dict[str, Piece]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=level.prefix):
         for obj in page.get("Contents", []):
             key = obj["Key"]
-            if key.endswith("/"):
-                continue  # a folder marker made by a console
+            if key.endswith("/") or key.startswith(f"{level.prefix}{SNAPSHOT_FOLDER}/"):
+                continue  # a folder marker made by a console; the published configs
             source = f"s3://{bucket}/{key}"
             path = check_config_path(key[len(level.prefix):], source)
             _check_size(obj.get("Size", 0), source)
@@ -93,27 +95,24 @@ def read_dynamo_level(dynamodb: Any, table: str, level: Level) -> dict[str, Piec
     ConfigError for an unsafe path, a content with no file form, a file too large, or one nested too deep.
     """
     pieces: dict[str, Piece] = {}
-    kwargs: dict[str, Any] = {"TableName": table, "KeyConditionExpression": "#s = :s",
-                              "ExpressionAttributeNames": {"#s": "scope"},
-                              "ExpressionAttributeValues": {":s": {"S": level.scope}}, "ConsistentRead": True}
-    while True:
-        try:
-            page = dynamodb.query(**kwargs)
-        except RecursionError:
-            # botocore's parser recurses into each attribute: an item nested tens of thousands deep
-            # (DynamoDB refuses more than 32 levels; an emulator or a future limit may not) ends here.
-            raise ConfigError(f"dynamodb://{table}/{level.scope}: an item is nested too deep to be read "
-                              f"(more than {MAX_NESTING} levels)") from None
-        for item in page.get("Items", []):
-            raw_path = item.get("path", {}).get("S", "")
-            source = f"dynamodb://{table}/{level.scope}/{raw_path}"
-            path = check_config_path(raw_path, source)
-            data = item_content(item.get("content"), source)
-            _check_size(len(data), source)
-            pieces[path] = Piece(path, data, source)
-        if "LastEvaluatedKey" not in page:
-            return pieces
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    pages = dynamodb.get_paginator("query").paginate(
+        TableName=table, KeyConditionExpression="#s = :s", ExpressionAttributeNames={"#s": "scope"},
+        ExpressionAttributeValues={":s": {"S": level.scope}}, ConsistentRead=True)
+    try:
+        for page in pages:  # each page is requested (and parsed) as the loop reaches it
+            for item in page.get("Items", []):
+                raw_path = item.get("path", {}).get("S", "")
+                source = f"dynamodb://{table}/{level.scope}/{raw_path}"
+                path = check_config_path(raw_path, source)
+                data = item_content(item.get("content"), source)
+                _check_size(len(data), source)
+                pieces[path] = Piece(path, data, source)
+    except RecursionError:
+        # botocore's parser recurses into each attribute: an item nested tens of thousands deep
+        # (DynamoDB refuses more than 32 levels; an emulator or a future limit may not) ends here.
+        raise ConfigError(f"dynamodb://{table}/{level.scope}: an item is nested too deep to be read "
+                          f"(more than {MAX_NESTING} levels)") from None
+    return pieces
 
 
 def item_content(attribute: dict[str, Any] | None, source: str) -> bytes:

@@ -24,7 +24,10 @@ class AuditStore(Store):
 
     def actions(self, group: str, limit: int = 50) -> list[dict[str, Any]]:
         """The group's latest operator actions, newest first."""
-        resp = self.db.query(TableName=self.table, KeyConditionExpression="pk = :pk",
-                             ExpressionAttributeValues={":pk": {"S": f"audit#{group}"}},
-                             ScanIndexForward=False, Limit=limit)
-        return [{k: v for k, v in from_item(i).items() if k not in ("pk", "sk")} for i in resp.get("Items", [])]
+        # Deliberately bounded: the newest ``limit`` actions; the paginator still goes on past a 1 MB page.
+        pages = self.db.get_paginator("query").paginate(
+            TableName=self.table, KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"audit#{group}"}}, ScanIndexForward=False,
+            PaginationConfig={"MaxItems": limit, "PageSize": limit})
+        return [{k: v for k, v in from_item(i).items() if k not in ("pk", "sk")}
+                for page in pages for i in page.get("Items", [])]

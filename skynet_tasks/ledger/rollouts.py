@@ -88,12 +88,12 @@ class RolloutStore(Store):
 
     def recent_rollouts(self, group: str, limit: int = 10) -> list[str]:
         """The ids of the group's latest rollouts, oldest first."""
-        resp = self.db.query(
+        # Deliberately bounded: the newest ``limit`` index items, never the group's whole history.
+        pages = self.db.get_paginator("query").paginate(
             TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
             ExpressionAttributeValues={":pk": {"S": f"group#{group}"}, ":p": {"S": "rollout#"}},
-            ScanIndexForward=False, Limit=limit, ConsistentRead=True,
-        )
-        return [from_item(i)["rollout_id"] for i in resp.get("Items", [])][::-1]
+            ScanIndexForward=False, ConsistentRead=True, PaginationConfig={"MaxItems": limit, "PageSize": limit})
+        return [from_item(i)["rollout_id"] for page in pages for i in page.get("Items", [])][::-1]
 
     def create_rollout(self, rollout_id: str, group: str, release: str, kind: RolloutKind,
                        attributes: dict[str, Any]) -> bool:

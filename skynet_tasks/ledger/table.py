@@ -95,12 +95,7 @@ class Store:
 
     def query_all(self, pk: str) -> list[dict[str, Any]]:
         """Every item of partition ``pk``, read consistently, in sort-key order."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"TableName": self.table, "KeyConditionExpression": "pk = :pk",
-                                  "ExpressionAttributeValues": {":pk": {"S": pk}}, "ConsistentRead": True}
-        while True:
-            resp = self.db.query(**kwargs)
-            items += [from_item(i) for i in resp.get("Items", [])]
-            if "LastEvaluatedKey" not in resp:
-                return items
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        pages = self.db.get_paginator("query").paginate(
+            TableName=self.table, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": pk}},
+            ConsistentRead=True)
+        return [from_item(i) for page in pages for i in page.get("Items", [])]

@@ -72,19 +72,13 @@ class TicketStore(Store):
 
     def open_tickets(self, rollout_id: str, low_water: int, count: int) -> list[Ticket]:
         """The first ``count`` tickets from ``low_water`` that wait or update, in number order."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.table, "ConsistentRead": True, "Limit": count + 2,
-            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
-            "FilterExpression": "#state IN (:waiting, :updating)", "ExpressionAttributeNames": {"#state": "state"},
-            "ExpressionAttributeValues": {":pk": {"S": rollout_pk(rollout_id)}, ":low": {"S": ticket_sk(low_water)},
-                                          ":high": {"S": LAST_TICKET_SK}, ":waiting": {"S": "waiting"},
-                                          ":updating": {"S": "updating"}},
-        }
-        found: list[Ticket] = []
-        while len(found) < count:
-            resp = self.db.query(**kwargs)
-            found += [ticket_from_item(from_item(i)) for i in resp.get("Items", [])]
-            if "LastEvaluatedKey" not in resp:
-                break
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-        return found[:count]
+        # Deliberately bounded: pages of a few tickets from the low water mark, read only until ``count``
+        # open ones are found (the filter may skip done tickets, so a page can hold fewer than its size).
+        pages = self.db.get_paginator("query").paginate(
+            TableName=self.table, ConsistentRead=True, KeyConditionExpression="pk = :pk AND sk BETWEEN :low AND :high",
+            FilterExpression="#state IN (:waiting, :updating)", ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":pk": {"S": rollout_pk(rollout_id)}, ":low": {"S": ticket_sk(low_water)},
+                                       ":high": {"S": LAST_TICKET_SK}, ":waiting": {"S": "waiting"},
+                                       ":updating": {"S": "updating"}},
+            PaginationConfig={"PageSize": count + 2, "MaxItems": count})
+        return [ticket_from_item(from_item(i)) for page in pages for i in page.get("Items", [])]

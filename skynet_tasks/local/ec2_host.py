@@ -2,7 +2,7 @@
 
 An instance gets what EC2 gives a host: a network namespace at its private address
 (``network.Vpc.attach``), an instance-metadata stand-in in it (``imds``), and a private mount
-namespace in which ``/etc``, ``/opt`` and ``/srv`` are overlays whose writes land in the
+namespace in which ``/etc``, ``/opt``, ``/srv`` and ``/root`` are overlays whose writes land in the
 instance's folder, and ``/opt/skynet`` an overlay of this machine's virtual environment (the
 "image", with the agent's runtime baked in, as a baked AMI would have it). ``/tmp`` stays
 shared: the sample app's repository may live there. Then its launch template's user data runs,
@@ -57,7 +57,7 @@ def start_metadata(instance: Ec2Instance, disk: Path, namespace: str, endpoint: 
 
 def run_user_data(instance: Ec2Instance, disk: Path, namespace: str, endpoint: str, timeout: float = 180.0) -> None:
     """Run the instance's user data in its namespaces, on its own disk; raise ClusterError if it fails."""
-    for part in ("etc", "opt", "venv", "srv"):
+    for part in ("etc", "opt", "venv", "srv", "root"):
         for layer in ("upper", "work"):
             (disk / f"{part}-{layer}").mkdir(parents=True, exist_ok=True)
     (disk / "user-data").write_text(instance.user_data)
@@ -68,8 +68,11 @@ def run_user_data(instance: Ec2Instance, disk: Path, namespace: str, endpoint: s
                 f"workdir={disk}/{part}-work {target}")
 
     # What the instance writes to /etc, /opt and /srv lands in its folder, never on this host.
+    # This machine's Python (the image's) may live under /root, which only root may enter: the
+    # instance's own /root lets its users reach it, as an AMI's /usr/bin/python3 is reachable.
     mounts = "; ".join([overlay("/etc", "etc", "/etc"), overlay("/opt", "opt", "/opt"), "mkdir -p /opt/skynet",
-                        overlay(sys.prefix, "venv", "/opt/skynet"), overlay("/srv", "srv", "/srv")])
+                        overlay(sys.prefix, "venv", "/opt/skynet"), overlay("/srv", "srv", "/srv"),
+                        overlay("/root", "root", "/root"), "chmod 0711 /root"])
     environment = {"PATH": BOOT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "AWS_ENDPOINT_URL": endpoint}
     with open(disk / "cloud-init-output.log", "ab") as out:
         result = subprocess.run(

@@ -19,6 +19,15 @@ SPEC is a comma-separated list of:
     ``dynamodb+sqs+s3``) is refused with the service's throttling error: DynamoDB 400
     ``ProvisionedThroughputExceededException`` on item operations and ``ThrottlingException`` on
     table operations, SQS 400 ``RequestThrottled``, S3 503 ``SlowDown``. (local/faults_throttle.py)
+``duplicates[=RATE]``
+    A fraction RATE (default 0.05) of SQS deletes leave the message to be delivered again, once: on a
+    standard queue a copy is put back (at-least-once delivery), on a FIFO queue the delete comes too
+    late (after the visibility timeout) and the message is received again in its group's line.
+    (local/faults_duplicates.py)
+``stale-reads[=SECONDS]``
+    For SECONDS (default 1) after a DynamoDB write, eventually consistent reads of the items it changed
+    (no ``ConsistentRead``, or an index) answer their previous version. S3 is strongly consistent since
+    2020, so its reads stay fresh. (local/faults_stale.py)
 
 Every fault served is logged and counted; ``GET /skynet-faults/`` on the server answers the
 counts as JSON (``FaultCounter.read``), so a test can show that a fault really happened.
@@ -40,6 +49,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONFLICT_HOLD_MS = 50.0
 DEFAULT_THROTTLE_RATE = 0.1
+DEFAULT_DUPLICATE_RATE = 0.05
+DEFAULT_STALE_SECONDS = 1.0
+MODES = "conflicts[=MS], throttle[=RATE[:SERVICES]], duplicates[=RATE], stale-reads[=SECONDS]"
 
 
 class FaultSpecError(ValueError):
@@ -53,11 +65,14 @@ class Faults:
     conflict_hold: float | None = None  # seconds a transaction holds its items; None: mode off
     throttle_rate: float = 0.0  # fraction of requests refused as throttled
     throttled: tuple[str, ...] = THROTTLED_SERVICES  # the services whose requests may be throttled
+    duplicate_rate: float = 0.0  # fraction of SQS deletes that leave the message to be delivered again
+    stale_window: float = 0.0  # seconds after a DynamoDB write that eventually consistent reads are stale
 
     @property
     def active(self) -> bool:
         """Whether any mode is on."""
-        return self.conflict_hold is not None or self.throttle_rate > 0
+        return (self.conflict_hold is not None or self.throttle_rate > 0 or self.duplicate_rate > 0
+                or self.stale_window > 0)
 
     def spec(self) -> str:
         """This set as a ``--faults`` value (empty when no mode is on)."""
@@ -67,6 +82,10 @@ class Faults:
         if self.throttle_rate > 0:
             services = "" if self.throttled == THROTTLED_SERVICES else ":" + "+".join(self.throttled)
             parts.append(f"throttle={self.throttle_rate:g}{services}")
+        if self.duplicate_rate > 0:
+            parts.append(f"duplicates={self.duplicate_rate:g}")
+        if self.stale_window > 0:
+            parts.append(f"stale-reads={self.stale_window:g}")
         return ",".join(parts)
 
 
@@ -76,6 +95,7 @@ def parse_faults(spec: str | Iterable[str] | None) -> Faults:
     conflict_hold: float | None = None
     throttle_rate = 0.0
     throttled = THROTTLED_SERVICES
+    duplicate_rate = stale_window = 0.0
     for part in (p.strip() for p in parts):
         if not part:
             continue
@@ -95,10 +115,17 @@ def parse_faults(spec: str | Iterable[str] | None) -> Faults:
                     raise FaultSpecError(f"{part!r}: services are {'+'.join(THROTTLED_SERVICES)}, or some of them")
             if not 0 < throttle_rate <= 1:
                 raise FaultSpecError(f"{part!r}: the rate is a fraction of requests, above 0 and at most 1")
+        elif name == "duplicates":
+            duplicate_rate = _number(part, value, DEFAULT_DUPLICATE_RATE)
+            if not 0 < duplicate_rate <= 1:
+                raise FaultSpecError(f"{part!r}: the rate is a fraction of SQS deletes, above 0 and at most 1")
+        elif name == "stale-reads":
+            stale_window = _number(part, value, DEFAULT_STALE_SECONDS)
+            if not 0 < stale_window <= 60:
+                raise FaultSpecError(f"{part!r}: the window is in seconds, above 0 and at most 60")
         else:
-            raise FaultSpecError(f"unknown fault mode {name!r} (known: conflicts[=MS], "
-                                 "throttle[=RATE[:SERVICES]])")
-    return Faults(conflict_hold, throttle_rate, throttled)
+            raise FaultSpecError(f"unknown fault mode {name!r} (known: {MODES})")
+    return Faults(conflict_hold, throttle_rate, throttled, duplicate_rate, stale_window)
 
 
 def _number(part: str, value: str, default: float) -> float:
@@ -131,11 +158,15 @@ def install(faults: Faults, stack: ExitStack) -> FaultCounter:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     from skynet_tasks.compat.patching import replace
-    from skynet_tasks.local import faults_conflicts, faults_throttle
+    from skynet_tasks.local import faults_conflicts, faults_duplicates, faults_stale, faults_throttle
 
     counter = FaultCounter()
     throttle = (faults_throttle.Throttle(faults.throttle_rate, counter, faults.throttled)
                 if faults.throttle_rate > 0 else None)
+    if faults.stale_window > 0:  # first: the conflicts mode's hold wraps it, outside its write lock
+        faults_stale.install(faults.stale_window, counter, stack)
+    if faults.duplicate_rate > 0:
+        faults_duplicates.install(faults.duplicate_rate, counter, stack)
     if faults.conflict_hold is not None:
         faults_conflicts.install(faults.conflict_hold, counter, stack)
 

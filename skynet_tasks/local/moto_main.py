@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"moto_main: {error}")
     # Only the compat and fault lines join moto's log: moto's and werkzeug's own logging stay as they are.
     for name in ("skynet_tasks.compat", "skynet_tasks.local.faults", "skynet_tasks.local.faults_conflicts",
-                 "skynet_tasks.local.faults_throttle"):
+                 "skynet_tasks.local.faults_throttle", "skynet_tasks.local.faults_duplicates",
+                 "skynet_tasks.local.faults_stale"):
         ours = logging.getLogger(name)
         ours.addHandler(logging.StreamHandler())
         ours.setLevel(logging.INFO)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -150,7 +152,7 @@ class StackCluster(RecordedCluster):
         operator = {**stack_aws.create_operator(self.moto.environment()), "SKYNET_ENV": self.env}
         aws = aws_for(operator)
         service_key = stack_aws.user_with_key(aws, stack_aws.EC2_SERVICE, stack_aws.ASSUME_ONLY)
-        repo = create_sample_repo(self.dir)
+        repo = create_sample_repo(self.shared_repos())
         (self.dir / "wheel").mkdir(exist_ok=True)
         wheel = wheel_ref(build_wheel(self.dir / "wheel"))
         network = stack_aws.create_network(aws, self.vpc.cidr.split(".0.0/")[0])
@@ -169,6 +171,14 @@ class StackCluster(RecordedCluster):
                                 environment=operator)
         self.save()
         self.info.write_env_file()
+
+    def shared_repos(self) -> Path:
+        """Where the sample app's repository lives: a folder of the shared /tmp that the instances' users
+        may read (the cluster's own folder may be private to this machine's user, as pytest's are)."""
+        shared = Path(tempfile.gettempdir()) / f"skynet-{self.vpc.name}-repos"
+        shared.mkdir(exist_ok=True)
+        shared.chmod(0o755)
+        return shared
 
     def start_services(self) -> None:
         """The webhook receiver and the dashboard, on this machine, acting with the operator's credentials."""
@@ -278,4 +288,6 @@ class StackCluster(RecordedCluster):
                 list(pool.map(stop, vpc.namespaces()))
             vpc.destroy()
         self.stop_recorded()  # the services (receiver, dashboard, load balancer), then moto
+        if vpc is not None:
+            shutil.rmtree(Path(tempfile.gettempdir()) / f"skynet-{vpc.name}-repos", ignore_errors=True)
         (self.dir / "stack.json").unlink(missing_ok=True)

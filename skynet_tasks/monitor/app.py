@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
 PAGES = ("groups", "instances", "rollouts", "releases", "queues", "tasks")
+# Answered without a token even when reads are protected: a liveness probe, which says only
+# that the server answers and for which env.
+OPEN_PATHS = frozenset({"/health"})
 
 
 def _ago(value: Any) -> str:
@@ -88,6 +91,21 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
     def check_host() -> Response | None:
         if allowed_hosts is not None and request.host.rsplit(":", 1)[0].strip("[]") not in allowed_hosts:
             return _error(400, "unexpected Host header")
+        return None
+
+    @app.before_request
+    def check_reader() -> Response | None:
+        # Before routing's outcome is used: an unknown path is refused like a known one, so
+        # without a token nobody learns which routes exist.
+        if request.path in OPEN_PATHS:
+            return None
+        try:
+            auth.reader(request.headers.get("Authorization"))
+        except Refused as refused:
+            response = _error(refused.status, str(refused))
+            # Basic, so that a browser asks for the token (as the password) and sends it on every read.
+            response.headers["WWW-Authenticate"] = 'Basic realm="skynet", charset="UTF-8"'
+            return response
         return None
 
     @app.after_request

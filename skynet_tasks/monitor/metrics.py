@@ -89,7 +89,8 @@ class EnvCollector(Collector):
         heartbeat = GaugeMetricFamily("skynet_instance_heartbeat_age_seconds", "Seconds since an instance's heartbeat",
                                       labels=["env", "instance"])
         counted: dict[tuple[str, str, str], int] = {}
-        for instance in self.data.instances(now):
+        listed = self.data.instances(now)
+        for instance in listed:
             heartbeat.add_metric([env, instance["id"]], float(instance["heartbeat_age"]))
             if instance["stale"]:
                 continue
@@ -97,7 +98,22 @@ class EnvCollector(Collector):
             counted[key] = counted.get(key, 0) + 1
         for (group, release, health), count in sorted(counted.items()):
             instances.add_metric([env, group, release, health], float(count))
-        yield from (instances, heartbeat)
+        yield from (instances, heartbeat, *refusal_metrics(env, listed))
+
+
+def refusal_metrics(env: str, instances: list[dict[str, Any]]) -> tuple[Metric, ...]:
+    """For each live proxy that refuses registry entries: how many, and one sample naming each."""
+    counts = GaugeMetricFamily("skynet_proxy_refused_entries", "Registry entries a proxy leaves out of its "
+                               "configuration (invalid values)", labels=["env", "instance"])
+    named = GaugeMetricFamily("skynet_proxy_refused_entry", "1 for each registry entry a proxy refuses "
+                              "(the first 5 per proxy), labelled layer/instance", labels=["env", "instance", "entry"])
+    for instance in instances:
+        if instance["stale"] or not instance.get("refused_count"):
+            continue
+        counts.add_metric([env, instance["id"]], float(instance["refused_count"]))
+        for refusal in instance.get("refused_entries") or ():
+            named.add_metric([env, instance["id"], str(refusal).split(":", 1)[0]], 1.0)
+    return counts, named
 
 
 def make_registry(data: MonitorData) -> tuple[CollectorRegistry, Counter]:

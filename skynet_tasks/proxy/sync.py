@@ -54,11 +54,14 @@ class RpSync:
             log.error("%s; keeping the running configuration", error)
             self.control.record_error(str(error))
             return ApplyResult(False, False, False, str(error))
+        before = self.control.status().get("refused_entries")
         result = self.control.apply(text, read_at=read_at, refused=self.refused)
         if result.reloaded:
             log.info("nginx reloaded with a new configuration (%s)", result.sha256[:12])
         if result.ok and (publish or result.changed):
             self.publish_synced(read_at)
+        if result.ok and (publish or before != list(self.refused)):
+            self.publish_refused()
         return result
 
     def start(self) -> ApplyResult:
@@ -71,6 +74,7 @@ class RpSync:
         result = self.control.start(self.render_now(read_at), read_at, refused=self.refused)
         if result.ok:
             self.publish_synced(read_at)
+            self.publish_refused()
         return result
 
     def publish_synced(self, read_at: float) -> None:
@@ -84,6 +88,15 @@ class RpSync:
                 self.registry.mark_synced(self.env, "rp", self.instance_id, read_at)
             except Exception:  # noqa: BLE001 - waiters fall back to their timeout; the sync itself succeeded
                 log.exception("could not record the proxy's sync in the registry")
+
+    def publish_refused(self) -> None:
+        """Show the entries this proxy's configuration leaves out where ``skynet status`` and the dashboard
+        read (its registry entry's ``refused_entries``), or that it leaves none out."""
+        if self.instance_id:
+            try:
+                self.registry.record_refused(self.env, "rp", self.instance_id, self.refused)
+            except Exception:  # noqa: BLE001 - only the report is lost; the configuration is applied
+                log.exception("could not record the proxy's refused entries in the registry")
 
     def run(self, stop: threading.Event, interval: float) -> None:
         """Sync every ``interval`` seconds until ``stop`` is set; errors are logged, never fatal."""

@@ -52,7 +52,8 @@ class StackPlaces:
     def from_environment(cls, environ: dict[str, str]) -> StackPlaces:
         """The places under ``SKYNET_ROOT`` (default /srv/skynet)."""
         root = Path(environ.get("SKYNET_ROOT") or "/srv/skynet")
-        return cls(current=root / "current", run=root / "run" / "stack", logs=root / "logs")
+        # The two folders the app's user owns (workers.accounts.app_folders): it writes nothing else.
+        return cls(current=root / "current", run=root / "run" / "stack", logs=root / "logs" / "app")
 
 
 def _checked_path(value: Path, what: str) -> str:
@@ -129,6 +130,8 @@ def processes(name: str, files: dict[str, Path], values: dict[str, object]) -> l
         if name == "php-nginx":
             fpm = [php_fpm_binary(), "--nodaemonize", "--fpm-config", str(files["php-fpm.conf"])]
             if values["as_root"]:
+                # Only where the whole app runs as root by choice: the plain local cluster of a root
+                # developer. On EC2 and the stack-built cluster the app is www-data (docs/installing.md).
                 fpm.append("--allow-to-run-as-root")
             commands.insert(0, fpm)
         return commands

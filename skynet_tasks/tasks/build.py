@@ -29,6 +29,7 @@ from skynet_tasks.config.sync import ConfigDir, git_ssh_environment
 from skynet_tasks.context import Context
 from skynet_tasks.ledger import Release
 from skynet_tasks.messages import BUILD_REQUEST_TASK, BUILD_TASK
+from skynet_tasks.redaction import Redactor
 from skynet_tasks.registration import keep_registered
 from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState
 from skynet_tasks.tasks.base import SkynetTask
@@ -148,6 +149,7 @@ def _run_build(ctx: Context, req: BuildRequest, me: str) -> Release | None:
     try:
         built = build_release(store=ctx.store, work_root=ctx.layout.root / "build", repo=req.repo,
                               branch=req.branch, sha=req.sha, builder=me,
+                              redactor=Redactor.for_settings(ctx.settings),
                               git_env=git_ssh_environment(ConfigDir(ctx.settings.config_dir)))
     except BuildFailed as failure:
         ctx.ledger.finish_build(req.group, req.sha, me, ReleaseState.FAILED,

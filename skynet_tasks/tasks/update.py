@@ -23,6 +23,7 @@ from skynet_tasks.context import Context
 from skynet_tasks.installer import UpdateContext, UpdateFailed, install
 from skynet_tasks.messages import UPDATE_TASK
 from skynet_tasks.proxy.handshake import wait_for_proxies
+from skynet_tasks.redaction import Redactor, store_log
 from skynet_tasks.registration import keep_registered, register_self, tell_proxies
 from skynet_tasks.states import Health, ReleaseState, RolloutKind
 from skynet_tasks.tasks.base import SkynetTask, send_event
@@ -68,7 +69,7 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
     annotations: dict[str, Any] = {"reported_attempt": attempt}
     log_key = f"logs/updates/{rollout_id}/{ticket:06d}-{me}.log"
     try:
-        ctx.store.put_text(log_key, log_text or (error or "") + "\n")
+        store_log(ctx.store, log_key, log_text or (error or "") + "\n", Redactor.for_settings(ctx.settings))
         annotations["log_key"] = log_key
     except Exception:  # noqa: BLE001 - the report matters more than its log
         log.exception("rollout %s: could not store the log of ticket %d", rollout_id, ticket)
@@ -109,7 +110,7 @@ def apply_config(ctx: Context, update_ctx: UpdateContext, rollout: dict[str, Any
     """A config-update ticket: sync the config, restart the app on it, health-check."""
     from skynet_tasks.config.apply import apply_config_update
 
-    return apply_config_update(ctx, update_ctx)
+    return apply_config_update(ctx, update_ctx, str(rollout.get("release") or "") or None)
 
 
 def update_agent(ctx: Context, update_ctx: UpdateContext, rollout: dict[str, Any]) -> str:

@@ -1,0 +1,122 @@
+"""No root where none is needed: on an instance of the stack-built cluster, ``ps`` shows each role's user.
+
+One cluster (one API instance, one proxy) booted from its user data. A PHP app is pushed,
+built and served; then each instance's process table is read, as ``ps`` on the instance
+would show it:
+
+- the app (the recipe's runner, nginx, PHP-FPM) is ``www-data``, PHP-FPM runs without
+  ``--allow-to-run-as-root``, and the app cannot change the release it serves;
+- the worker (both Celery workers) and a proxy's nginx are ``skynet``; the build step ran as
+  ``skynet-build`` (it wrote its user into the release) and could not plant a file among the worker's;
+- root is only what plays systemd (``workers.appctl`` and the app's supervisor under it),
+  which on EC2 is systemd itself (docs/installing.md says why it stays root).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+from stackkit import ENV, instance_processes, instances_of, skynet, stack_up
+
+from skynet_tasks.local.sample_repo import commit_files
+from skynet_tasks.local.stack_cluster import StackInstance
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(420)]
+
+INDEX_PHP = """<?php
+header('Content-Type: application/json');
+$user = function_exists('posix_geteuid') ? posix_getpwuid(posix_geteuid())['name']
+    : trim(shell_exec('/usr/bin/id -un'));
+// A remote-code bug would try this: change the release it serves.
+$changed = @file_put_contents(__DIR__ . '/index.php', 'owned') !== false;
+echo json_encode(['user' => $user, 'changed_the_release' => $changed]), "\\n";
+"""
+# The build step records who ran it, in the release.
+# A hostile step would try to plant a file among the worker's (the next release it installs).
+BUILD_SPEC = ("stack: php-nginx\nbuild:\n  - [sh, -c, 'id -un > public/built-by.txt; "
+              "touch /srv/skynet/releases/planted 2> public/planting.txt || true']\n")
+# What plays systemd on the local instance (on EC2, systemd itself): root by design.
+SERVICE_MANAGER = ("workers.appctl", "skynet_tasks.supervisor")
+ALLOWED_ROOT = {"service manager"}
+
+
+def own_role(argv: list[str]) -> str | None:
+    """Which part of the instance a command line says it is, if it says."""
+    text = " ".join(argv)
+    if any(part in text for part in SERVICE_MANAGER):
+        return "service manager"
+    if "skynet worker" in text or "skynet_tasks.cli worker" in text:
+        return "worker"
+    if "nginx" in text and "/rp/" in text:
+        return "proxy"
+    if "skynet_tasks.stacks.run" in text or "nginx" in text or "php-fpm" in text:
+        return "app"
+    return None
+
+
+def roles(instance: StackInstance) -> list[tuple[str, str, list[str]]]:
+    """(role, user, command line) of each process of the instance; a process that does not say what it
+    is (an nginx worker) has its parent's role."""
+    table = instance_processes(instance)
+
+    def role(pid: int) -> str:
+        for _ in range(16):
+            if pid not in table:
+                return "other"
+            parent, _user, argv = table[pid]
+            found = own_role(argv)
+            if found:
+                return found
+            pid = parent
+        return "other"
+
+    return [(role(pid), user, argv) for pid, (_, user, argv) in table.items()]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    with stack_up(tmp_path_factory.mktemp("stack"), api=1, rp=1) as cluster:
+        work = tmp_path_factory.mktemp("app") / "clone"
+        commit_files(cluster.require_info().app_repo, work, {
+            "skynet.yml": BUILD_SPEC, "public/index.php": INDEX_PHP,
+            "app.py": None, "check.py": None, "build.py": None}, "PHP app")
+        deployed = skynet(cluster, "deploy", "--env", ENV, "--ref", "main", "--wait", "--timeout", "180")
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        yield cluster
+
+
+def test_the_app_runs_as_www_data_and_php_fpm_is_not_allowed_to_run_as_root(stack):
+    (api,) = instances_of(stack, "api")
+    (proxy,) = instances_of(stack, "rp")
+    table = roles(api)
+    app = [(user, argv) for what, user, argv in table if what == "app"]
+    answer = json.loads(urllib.request.urlopen(f"http://{proxy.address}:8000/api/{ENV}/", timeout=10).read())
+
+    assert any("php-fpm" in " ".join(argv) for _, argv in app) and any("nginx" in argv[0] for _, argv in app), table
+    assert {user for user, _ in app} == {"www-data"}, app
+    assert not any("--allow-to-run-as-root" in argv for _, _, argv in table)
+    assert answer == {"user": "www-data", "changed_the_release": False}
+
+
+def test_root_on_an_instance_is_only_what_plays_systemd(stack):
+    for instance in instances_of(stack, "api") + instances_of(stack, "rp"):
+        table = roles(instance)
+        rooted = [(what, argv) for what, user, argv in table if user == "root"]
+
+        assert {what for what, _ in rooted} <= ALLOWED_ROOT, table
+        assert "other" not in {what for what, _, _ in table}, table
+        assert {user for what, user, _ in table if what == "worker"} == {"skynet"}, table
+    (proxy,) = instances_of(stack, "rp")
+    assert {user for what, user, _ in roles(proxy) if what == "proxy"} == {"skynet"}
+
+
+def test_the_build_step_ran_as_the_build_user_and_could_not_write_the_workers_files(stack):
+    (api,) = instances_of(stack, "api")
+    release = Path(api.disk) / "srv-upper" / "skynet" / "current"
+
+    assert (release / "public" / "built-by.txt").read_text() == "skynet-build\n"
+    assert "Permission denied" in (release / "public" / "planting.txt").read_text()
+    assert not (Path(api.disk) / "srv-upper" / "skynet" / "releases" / "planted").exists()
