@@ -235,10 +235,12 @@ def agent_processes(instance_pid: int) -> list[int]:
     return found
 
 
-def test_an_idle_instance_runs_only_its_workers_nothing_a_build_or_update_left_behind(cluster):
-    # Builds and updates ran on every api instance by now; git's helpers (cat-file) and hooks ended with them.
+def test_an_idle_instance_runs_its_worker_and_at_most_its_pool_child_nothing_left_behind(cluster):
+    # The worker (with the conductor and the heartbeat in it) and, after a task, its pool child; git's
+    # helpers (cat-file) and hooks ended with the builds and updates that ran on every api instance by now.
     for instance in cluster.require_info().instances:
-        commands = {Path(f"/proc/{pid}/cmdline").read_bytes() for pid in agent_processes(instance.pid)}
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in agent_processes(instance.pid)]
+        assert 1 <= len(commands) <= 2, (instance.id, commands)
         assert all(b"skynet_tasks.cli\0" in command and b"\0worker\0" in command for command in commands), \
             (instance.id, commands)
 

@@ -1,30 +1,27 @@
 """Starting an instance's worker: identity, own queue, first registration, then ``celery worker``.
 
-An instance runs two Celery worker processes, both concurrency 1 and prefetch 1:
+An instance runs one Celery worker (``--role all``), at most two processes:
 
-- the **work** worker consumes the instance's own queue (builds, updates, ticket
-  notifications, directed work);
-- the **conductor** worker consumes only the group's maintenance FIFO queue (conductor
-  steps, and build requests, which it hands to its own instance: the first member to
-  receive one builds).
+- the worker's **main process** consumes the instance's own queue and hands its tasks
+  (builds, updates, ticket notifications, directed work) to the pool; it also runs the
+  heartbeat and, on a consumer of its own, the **conductor**: the group's maintenance
+  FIFO queue, one message at a time (workers/conductor.py);
+- the pool's one **child** runs the instance's tasks under their hard time limits. It is
+  started when a task arrives and stopped after ``POOL_KEEPALIVE`` seconds without one
+  (Celery's autoscaler, ``--autoscale 1,0``): an idle instance is one process.
 
-They are separate because a worker busy with a long task still has a long poll
-outstanding on each of its queues: a maintenance message it receives then waits
-behind the build or update, and the whole group's FIFO line waits with it (or,
-if the instance dies, until the visibility timeout). A conductor step takes
-milliseconds, so a process that does nothing else is always ready for it.
-``skynet worker`` starts the conductor as its child and stops it when it stops;
-if the child dies, the parent exits too so that its supervisor restarts both.
+A conductor step never waits behind a build or an update, which run in the child; a
+child killed mid-task returns its message (``task_reject_on_worker_lost``). The roles
+``work`` and ``conductor`` run either half alone, as a worker of its own (tests, and an
+operator who wants them apart).
 """
 
 from __future__ import annotations
 
-import atexit
 import gc
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -44,6 +41,7 @@ from skynet_tasks.context import Context
 from skynet_tasks.queues import instance_queue
 from skynet_tasks.registration import register_self
 from skynet_tasks.settings import Settings
+from workers.conductor import conductor_step
 from workers.identity import resolve_identity
 
 log = logging.getLogger(__name__)
@@ -56,37 +54,8 @@ def worker_queues(settings: Settings, role: str) -> list[str]:
     """The queues a worker of ``role`` consumes: the group's maintenance queue, or the instance's own."""
     if role == "conductor":
         return [names.maintenance_queue(settings.env, settings.group)]
+    # ``all``: the maintenance queue too, but on the conductor's own consumer (workers/conductor.py).
     return [names.instance_queue(settings.env, settings.instance_id)]
-
-
-def start_conductor(loglevel: str) -> subprocess.Popen[bytes]:
-    """Start this instance's conductor worker as a child, and exit if it ever dies."""
-    # The same agent as this process runs the child, so it knows --log-level and --log-format.
-    child = subprocess.Popen([sys.executable, "-m", "skynet_tasks.cli", "--log-format",
-                              logformat.current_format() or "text", "worker", "--role", "conductor",
-                              "--log-level", loglevel, "--parent-pid", str(os.getpid())])
-
-    def watch() -> None:
-        code = child.wait()
-        if not stopping.is_set():
-            log.error("conductor worker exited with %s; stopping this worker so both restart", code)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    stopping = threading.Event()
-    threading.Thread(target=watch, name="conductor-watch", daemon=True).start()
-
-    def stop_child(**_: Any) -> None:
-        stopping.set()
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-
-    worker_shutdown.connect(stop_child, weak=False)
-    atexit.register(stop_child)
-    return child
 
 
 def exit_with_parent(parent_pid: int) -> None:
@@ -208,8 +177,7 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
         app.steps["consumer"].add(heartbeat_step(ctx))
     requested_role = role
     if role == "all":
-        start_conductor(loglevel)
-        role = "work"
+        app.steps["consumer"].add(conductor_step(app, names.maintenance_queue(settings.env, settings.group)))
     logformat.bind_process(instance=settings.instance_id, group=settings.group, role=role)
     log.info("instance %s of group %s starting its %s worker", settings.instance_id, settings.group, role)
     try:
@@ -226,12 +194,16 @@ def run_celery(app: Any, settings: Settings, role: str, loglevel: str) -> None:
     # second after the task before them was acknowledged (skynet_tasks/compat/kombu_*.py)
     install_kombu_patches()
     # Everything loaded so far is never collected: the collector's passes would write to (and so copy)
-    # the pages the pool child forked next shares with this process (the gc.freeze documentation).
+    # the pages a pool child forked later shares with this process (the gc.freeze documentation).
     gc.freeze()
     # A JSON log is read by machines: no banner (the "starting its worker" line says the same).
     quiet = ["--quiet"] if logformat.current_format() == "json" else []
+    # The whole worker: one child at most, started by the first task, stopped when idle (module docstring).
+    pool = ["--autoscale", "1,0"] if role == "all" else ["--concurrency", "1"]
+    if role == "all":
+        app.conf.worker_autoscaler = "workers.lazy_pool:LazyChild"
     app.worker_main([
-        *quiet, "worker", "--queues", ",".join(worker_queues(settings, role)), "--concurrency", "1",
+        *quiet, "worker", "--queues", ",".join(worker_queues(settings, role)), *pool,
         "--prefetch-multiplier", "1", "--hostname", f"{settings.instance_id}-{role}@skynet", "--loglevel", loglevel,
         "--without-mingle", "--without-gossip", "--without-heartbeat",
     ])
