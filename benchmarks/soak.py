@@ -10,7 +10,7 @@ DynamoDB and S3 requests with a 500 (transient errors botocore must absorb). Fau
 one per rollout, chosen at random (seeded):
 
 - ``kill-updating``: SIGKILL the worker that is updating, restart it two seconds later;
-- ``kill-conductor``: SIGKILL an instance's conductor worker mid-flight (its parent stops too), restart;
+- ``kill-conductor``: SIGKILL an instance's worker process mid-flight (its conductor runs in it), restart;
 - ``restart-worker``: stop an instance's worker cleanly during the rollout and start it again;
 - ``duplicate-delivery``: the push webhook delivered twice with the same delivery id;
 - ``double-push``: two commits pushed and announced 100 ms apart;
@@ -73,7 +73,6 @@ from skynet_tasks.local.cluster import LOCAL_ENV
 from skynet_tasks.local.cluster_info import InstanceInfo
 from skynet_tasks.local.processes import stop_process_group
 from skynet_tasks.local.sample_repo import branch_tip, commit_files
-from skynet_tasks.proctable import child_pids
 from skynet_tasks.resources import resolve
 from skynet_tasks.webhook.local import push_payload, send_webhook
 
@@ -356,9 +355,7 @@ class Soak:
                 self.restart(ticket["instance"])
         elif fault == "kill-conductor":
             worker = lane.random.choice(self.members(lane))
-            for pid in child_pids(worker.pid):
-                if b"conductor" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    os.kill(pid, signal.SIGKILL)
+            os.kill(worker.pid, signal.SIGKILL)  # the worker's main process, where the conductor runs
             time.sleep(2)
             stop_process_group(worker.pid, grace=10)
             self.restart(worker.id)

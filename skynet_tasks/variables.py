@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 # Who reads a variable. "app" means Skynet sets it for the app, its hooks and build steps.
 READERS = {
-    "worker": "skynet worker (an instance's two Celery workers)",
+    "worker": "skynet worker (an instance's Celery worker, with its conductor)",
     "cli": "the skynet operator commands",
     "webhook": "skynet webhook serve",
     "dashboard": "skynet monitor serve",

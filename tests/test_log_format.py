@@ -21,7 +21,7 @@ from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.buildrequest import new_rollout_id
 from skynet_tasks.cli import main
 from skynet_tasks.local.motoserver import MotoServer, free_port
-from skynet_tasks.messages import UPDATE_TASK
+from skynet_tasks.messages import MAINTENANCE_TASK, UPDATE_TASK
 from skynet_tasks.resources import resolve
 
 pytestmark = pytest.mark.timeout(120)
@@ -113,7 +113,7 @@ def test_the_worker_spells_its_log_level_like_every_command():
 # ---- a real worker --------------------------------------------------------------------------------
 @pytest.fixture
 def json_worker(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
-    """``skynet worker`` (work and conductor) on moto's server with SKYNET_LOG_FORMAT=json; its log file."""
+    """``skynet worker`` (with its conductor) on moto's server with SKYNET_LOG_FORMAT=json; its log file."""
     moto = MotoServer.start()
     process = None
     try:
@@ -151,7 +151,7 @@ def test_a_worker_with_json_logs_writes_the_rollout_and_instance_of_an_update(js
     environment, log_file = json_worker
     rollout_id = new_rollout_id()
     deadline = time.monotonic() + 60
-    while not any(line.get("role") == "conductor" for line in json_lines(log_file)):
+    while not any("starting its all worker" in line.get("message", "") for line in json_lines(log_file)):
         assert time.monotonic() < deadline, log_file.read_text()[-3000:]
         time.sleep(0.2)
 
@@ -164,10 +164,17 @@ def test_a_worker_with_json_logs_writes_the_rollout_and_instance_of_an_update(js
     while not about_the_update():
         assert time.monotonic() < deadline, log_file.read_text()[-3000:]
         time.sleep(0.2)
-    # Then every line of both workers is a JSON object, and the update's carry its ids
+    # Then every line of the worker and its pool child is a JSON object, and the update's carry its ids
     lines = json_lines(log_file)
     assert all(isinstance(line, dict) and {"time", "level", "logger", "message"} <= set(line) for line in lines)
     update = about_the_update()[0]
     assert update["instance"] == "api-1" and update["group"] == GROUP and update["role"] == "work"
     assert update["task"] == UPDATE_TASK and update["ticket"] == 1
-    assert {line.get("role") for line in lines} >= {"work", "conductor"}
+    assert "work" in {line.get("role") for line in lines} and "conductor" not in {line.get("role") for line in lines}
+
+    # When a conductor step runs (here on an event it cannot read), its lines say so
+    sender_for(environment).maintenance(GROUP, {"type": "no-such-event"}, dedup=rollout_id)
+    while not (steps := [line for line in json_lines(log_file) if line.get("role") == "conductor"]):
+        assert time.monotonic() < deadline, log_file.read_text()[-3000:]
+        time.sleep(0.2)
+    assert steps[0]["task"] == MAINTENANCE_TASK and steps[0]["group"] == GROUP and steps[0]["instance"] == "api-1"

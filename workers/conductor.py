@@ -31,6 +31,7 @@ from typing import Any
 from celery import Celery, bootsteps
 from kombu import Consumer, Queue
 
+from skynet_tasks import logformat
 from skynet_tasks.messages import BUILD_REQUEST_TASK, MAINTENANCE_TASK, PUBLISH_TASK
 
 log = logging.getLogger(__name__)
@@ -73,15 +74,23 @@ def run_message(app: Celery, body: Any, message: Any) -> None:
     task = app.tasks[name]
     try:
         args, kwargs, _embed = body  # Celery's task message protocol 2: (args, kwargs, embed)
-        with hard_limit(task.time_limit):
-            task(*args, **kwargs)
-    except Exception:  # noqa: BLE001 - any failure: the message is settled by the task's rule below
-        log.exception("conductor step %s failed", name)
-        if task.acks_on_failure_or_timeout:
-            message.ack()
-        else:
-            message.reject(requeue=False)  # the queue's redrive policy returns it, then dead-letters it
-        return
+    except (TypeError, ValueError):
+        args, kwargs = None, {}
+    # A task called in place sends no task_prerun signal: its log fields are bound here.
+    fields = {**logformat.fields_of_task(name, kwargs if isinstance(kwargs, dict) else {}), "role": "conductor"}
+    with logformat.task_fields(fields):
+        try:
+            if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
+                raise ValueError(f"not a task message body of protocol 2: {type(body).__name__}")
+            with hard_limit(task.time_limit):
+                task(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - any failure: the message is settled by the task's rule below
+            log.exception("conductor step %s failed", name)
+            if task.acks_on_failure_or_timeout:
+                message.ack()
+            else:
+                message.reject(requeue=False)  # the queue's redrive policy returns it, then dead-letters it
+            return
     message.ack()
 
 

@@ -24,7 +24,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -56,17 +55,6 @@ def worker_queues(settings: Settings, role: str) -> list[str]:
         return [names.maintenance_queue(settings.env, settings.group)]
     # ``all``: the maintenance queue too, but on the conductor's own consumer (workers/conductor.py).
     return [names.instance_queue(settings.env, settings.instance_id)]
-
-
-def exit_with_parent(parent_pid: int) -> None:
-    """A conductor whose parent died (even by SIGKILL) stops too, instead of lingering."""
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1)
-        log.warning("parent worker %s is gone; conductor stopping", parent_pid)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def watch_lifecycle(ctx: Context, hook: str) -> None:
@@ -136,10 +124,13 @@ def heartbeat_step(ctx: Context) -> type[bootsteps.StartStopStep]:
     return Heartbeat
 
 
-def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None = None) -> None:
-    """Prepare this instance and run its Celery worker(s) until stopped (see the module docstring)."""
+def run_worker(loglevel: str = "INFO", role: str = "all") -> None:
+    """Prepare this instance and run its Celery worker until stopped (see the module docstring)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
+    # The worker's own level from the start: its boot (config sync, first registration) is logged at INFO,
+    # before Celery sets the level it was given (``skynet --log-level`` defaults to WARNING).
+    logformat.set_level(loglevel)
     # Every SKYNET_* variable is checked before anything is asked of instance metadata or AWS.
     Settings.from_env()
     resolve_identity()  # fills this process's SKYNET_INSTANCE_ID, SKYNET_ADDRESS, SKYNET_GROUP on EC2
@@ -153,10 +144,7 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
 
     configure(app, settings)  # the tasks' app, with the settings of this start
 
-    if role == "conductor":
-        if parent_pid:
-            exit_with_parent(parent_pid)
-    else:
+    if role != "conductor":
         ctx = Context.create(settings, app)
         ctx.queues.ensure(instance_queue(settings.env, settings.instance_id))
         ctx.ledger.ensure_group(settings.group, settings.repo, settings.branch)
@@ -175,17 +163,18 @@ def run_worker(loglevel: str = "INFO", role: str = "all", parent_pid: int | None
             worker_shutdown.connect(lambda **_: stop_proxy(ctx, poll), weak=False)
             register_self(ctx, last_task="proxy started")
         app.steps["consumer"].add(heartbeat_step(ctx))
-    requested_role = role
     if role == "all":
         app.steps["consumer"].add(conductor_step(app, names.maintenance_queue(settings.env, settings.group)))
-    logformat.bind_process(instance=settings.instance_id, group=settings.group, role=role)
+    # ``all``: the worker's lines say ``work``, its conductor steps' lines ``conductor`` (workers/conductor.py).
+    logformat.bind_process(instance=settings.instance_id, group=settings.group,
+                           role="work" if role == "all" else role)
     log.info("instance %s of group %s starting its %s worker", settings.instance_id, settings.group, role)
     try:
         run_celery(app, settings, role, loglevel)
     finally:
-        if role == "work" and restart_requested(settings.root):
+        if role != "conductor" and restart_requested(settings.root):
             log.info("restarting the worker on the newly installed agent")
-            restart_on_installed_agent(settings, loglevel, requested_role, always=True)
+            restart_on_installed_agent(settings, loglevel, role, always=True)
 
 
 def run_celery(app: Any, settings: Settings, role: str, loglevel: str) -> None:

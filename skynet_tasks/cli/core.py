@@ -58,13 +58,13 @@ def bootstrap(env: str, groups: tuple[str, ...], layers: tuple[str, ...], as_jso
 @click.option("--loglevel", "old_log_level", default=None, hidden=True,
               type=click.Choice(logformat.LEVELS, case_sensitive=False))
 @click.option("--role", type=click.Choice(["all", "work", "conductor"]), default="all", show_default=True,
-              help="all: the work worker, with the conductor worker as its child (the normal way).")
-@click.option("--parent-pid", type=int, default=None, hidden=True)
-def worker(log_level: str, old_log_level: str | None, role: str, parent_pid: int | None) -> None:
+              help="all: one worker with the conductor in its main process (the normal way); work or "
+                   "conductor: either half alone.")
+def worker(log_level: str, old_log_level: str | None, role: str) -> None:
     """Run this instance's Celery workers (identity from SKYNET_* variables or EC2 metadata)."""
     from workers.launch import run_worker
 
-    run_worker((old_log_level or log_level).upper(), role, parent_pid)
+    run_worker((old_log_level or log_level).upper(), role)
 
 
 @click.command()

@@ -1,6 +1,6 @@
 """``maintenance``: one conductor step of a group, on the message its FIFO queue handed this member.
 
-The conductor worker runs it (concurrency 1, prefetch 1). The decision is the pure
+The conductor runs it, one message at a time, in the worker's main process (workers/conductor.py). The decision is the pure
 ``conductor.decide``; this module is its I/O shell: read fresh state, decide, write the
 decision conditionally, then act (dispatch an update, tell members to take a ticket).
 
@@ -11,9 +11,11 @@ Acknowledgement: the message is deleted only once its decision is written (or fo
 nothing). A step that fails, for whatever reason, rejects it without requeue, and kombu leaves a
 rejected message in a queue that has a redrive policy (kombu.transport.SQS ``basic_reject``): SQS
 hands it out again after the queue's visibility timeout, and after ``queues.MAX_RECEIVES`` receives
-moves it to the group's dead-letter queue, where ``skynet dlq`` shows and redrives it. A step killed
-at its hard time limit is rejected with requeue, which kombu turns into a shorter visibility
-timeout on the same message: it too counts its receives and ends in the dead-letter queue.
+moves it to the group's dead-letter queue, where ``skynet dlq`` shows and redrives it. A step stopped
+at its hard time limit is a failure like any other (rejected without requeue; a conductor run
+as a worker of its own, ``--role conductor``, has Celery's pool kill it and reject it with requeue,
+which kombu turns into a shorter visibility timeout): either way it counts its receives and ends
+in the dead-letter queue.
 """
 
 from __future__ import annotations
