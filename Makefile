@@ -23,7 +23,8 @@ test: setup
 	$(BIN)/ruff check skynet_tasks workers celeryconfig.py tests benchmarks
 	$(BIN)/mypy skynet_tasks workers
 	$(BIN)/bandit -q -r skynet_tasks workers -c pyproject.toml
-	$(BIN)/pytest
+	# Two workers (pytest-xdist): a module's tests stay together, stack-built modules share one (tests/conftest.py).
+	$(BIN)/pytest --numprocesses 2 --dist loadgroup
 
 bench: setup
 	$(BIN)/python -m benchmarks.rollout --sizes 3,10,20 --out benchmarks/results/rollout.json

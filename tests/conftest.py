@@ -66,3 +66,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     cluster = getattr(item, "funcargs", {}).get("cluster")
     if report.failed and isinstance(cluster, LocalCluster):
         report.sections.append(("local cluster at failure", describe_cluster(cluster)))
+
+
+# ---- running the suite on several cores (pytest-xdist, ``make test``) -----------------------------
+def shares_the_host_network(module: str) -> bool:
+    """Whether a test module builds the stack-built cluster (``test_stack_*``, and the demo, which runs on it).
+
+    Such a cluster takes the host's bridge and namespaces for the template's VPC range, which a
+    second one at the same time cannot have: those modules all run in one worker, one after another.
+    """
+    return module.startswith("test_stack_") or module == "test_demo"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group the tests for ``--dist loadgroup``: a module's tests in one worker (its module-scoped cluster
+    is built once), every stack-built module in the same one (``shares_the_host_network``)."""
+    for item in items:
+        module = item.path.stem
+        item.add_marker(pytest.mark.xdist_group("host-network" if shares_the_host_network(module) else module))

@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from clusterkit import app_answer, assert_one_at_a_time, ledger, registry, rollout, sender_for, skynet, wait_for
+from clusterkit import app_answer, assert_one_at_a_time, registry, rollout, skynet, wait_for
 
 from skynet_tasks import __version__
 from skynet_tasks.local.cluster import LocalCluster
-from skynet_tasks.operator import rollout_action
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -101,9 +100,8 @@ def test_a_config_push_rolls_out_one_instance_at_a_time_and_a_failed_reload_halt
         assert app_answer(cluster, instance)["greeting"] == "fixed"
 
 
-def test_an_edit_after_the_canary_is_not_what_the_later_tickets_install(cluster, tmp_path):
-    # Given a config-update rollout whose canary installed the config it was published with, then was
-    # paused (by the operator, at once: so that the edit below surely comes before a next ticket)
+def test_an_edit_uploaded_during_a_config_rollout_is_not_what_its_tickets_install(cluster, tmp_path):
+    # Given a config-update rollout, published with the config as it was pushed
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "app.json").write_text('{"greeting": "published"}\n')
@@ -111,26 +109,15 @@ def test_an_edit_after_the_canary_is_not_what_the_later_tickets_install(cluster,
     assert result.returncode == 0, result.stderr
     [started] = json.loads(result.stdout)["rollouts"]
     rollout_id = started["rollout_id"]
-    rollout_action(ledger(cluster), sender_for(cluster.require_info().environment), rollout_id, "pause", "test")
-    seen: list = []
 
-    def paused_after_the_canary() -> bool:
-        view = rollout(cluster, rollout_id)
-        seen[:] = [view["state"], [(t["instance"], t["state"]) for t in view["tickets"]]]
-        states = [t["state"] for t in view["tickets"]]
-        # at least one ticket left for after the edit (the pause may come after the second one started)
-        return view["state"] == "paused" and states[:1] == ["done"] and "updating" not in states and "waiting" in states
-
-    try:
-        wait_for(paused_after_the_canary, 120, "the canary done and the rollout paused before the next tickets")
-    except AssertionError:
-        raise AssertionError(f"last seen: {seen}") from None
-
-    # When the config is edited (uploaded only: no rollout of its own), and the rollout resumed
+    # When the config is edited while it rolls out (uploaded only: no rollout of its own). The edit lands
+    # before most of the tickets (a config ticket takes seconds); whichever ticket it precedes, the canary's
+    # included, must not install it. (Pausing after the canary to place it would race the rollout itself.)
     (tree / "app.json").write_text('{"greeting": "edited later"}\n')
     edit = skynet(cluster, "config", "push", "--env", "local", "--layer", "api", str(tree), "--no-rollout", "--json")
     assert edit.returncode == 0 and json.loads(edit.stdout)["changed"] == ["app.json"], edit.stderr
-    rollout_action(ledger(cluster), sender_for(cluster.require_info().environment), rollout_id, "resume", "test")
+    assert [t["state"] for t in rollout(cluster, rollout_id)["tickets"]].count("done") < len(INSTANCES), \
+        "the rollout was over before the edit: the test proves nothing"
 
     # Then every ticket installs the published config, not the edit
     wait_for(lambda: rollout(cluster, rollout_id)["state"] == "completed", 180, "the rollout to complete")
