@@ -120,8 +120,8 @@ def fleet_releases(groups: Sequence[str], desired: Mapping[str, str | None],
         bars.append(GroupBar(name, TOP + row * ROW, sum(counts.values()), tuple(slices)))
     legend_entries = {(s.label, s.fill): None for bar in bars for s in bar.slices}
     top = TOP + len(bars) * ROW + 8
-    per_row = 4
-    legend = tuple(LegendItem(label, fill, LABEL_WIDTH + (i % per_row) * 150.0, top + (i // per_row) * LEGEND_ROW)
+    per_row = 3
+    legend = tuple(LegendItem(label, fill, LABEL_WIDTH + (i % per_row) * 200.0, top + (i // per_row) * LEGEND_ROW)
                    for i, (label, fill) in enumerate(legend_entries))
     rows = (len(legend) + per_row - 1) // per_row
     return Fleet(WIDTH, top + rows * LEGEND_ROW + 4, LABEL_WIDTH, plot_width, most, tuple(bars), legend)
