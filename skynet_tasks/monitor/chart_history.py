@@ -77,7 +77,7 @@ def _top(values: list[float]) -> float:
 
 def _when(rollout: dict[str, Any]) -> str:
     created = number(rollout.get("created_at"))
-    return time.strftime("%m-%d %H:%M", time.localtime(created)) if created is not None else "–"
+    return time.strftime("%m-%d %H:%M:%S", time.localtime(created)) if created is not None else "–"
 
 
 def _panel(key: str, title: str, rollouts: list[dict[str, Any]], values: list[float | None],
