@@ -28,6 +28,7 @@ from skynet_tasks.deploys import DeployError
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
 from skynet_tasks.monitor.auth import Auth, Refused, check_same_origin
+from skynet_tasks.monitor.charts import HISTORY_ROLLOUTS, add_chart_routes, fleet_of
 from skynet_tasks.monitor.data import MonitorData, NotFound, check_part, check_rollout_id
 from skynet_tasks.monitor.metrics import make_registry
 from skynet_tasks.monitor.openapi import openapi_document
@@ -86,6 +87,7 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.jinja_env.filters.update(ago=_ago, seconds=_seconds, clock=_clock)
     app.jinja_env.globals.update(env=env, pages=PAGES, poll_ms=int(poll_seconds * 1000))
+    add_chart_routes(app, data)
 
     @app.before_request
     def check_host() -> Response | None:
@@ -156,7 +158,7 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
 
     @app.get("/groups")
     def groups_page() -> str:
-        return page("groups.html", title="groups", status=data.status())
+        return page("groups.html", title="groups", status=data.status(HISTORY_ROLLOUTS))
 
     @app.get("/instances")
     def instances_page() -> str:
@@ -173,7 +175,7 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
 
     @app.get("/releases")
     def releases_page() -> str:
-        return page("releases.html", title="releases", releases=data.releases())
+        return page("releases.html", title="releases", releases=data.releases(), fleet=fleet_of(data))
 
     @app.get("/queues")
     def queues_page() -> str:
