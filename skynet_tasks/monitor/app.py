@@ -9,7 +9,6 @@ the CLI's do, after ``skynet_tasks.monitor.auth`` has accepted the request.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -30,6 +29,7 @@ from skynet_tasks.messages import Messenger
 from skynet_tasks.monitor.auth import Auth, Refused, check_same_origin
 from skynet_tasks.monitor.charts import HISTORY_ROLLOUTS, add_chart_routes, fleet_of
 from skynet_tasks.monitor.data import MonitorData, NotFound, check_part, check_rollout_id
+from skynet_tasks.monitor.formats import FILTERS
 from skynet_tasks.monitor.metrics import make_registry
 from skynet_tasks.monitor.openapi import openapi_document
 from skynet_tasks.operator import OperatorError, drain_instance, rollback, rollout_action
@@ -45,26 +45,6 @@ PAGES = ("groups", "instances", "rollouts", "releases", "queues", "tasks")
 # Answered without a token even when reads are protected: a liveness probe, which says only
 # that the server answers and for which env.
 OPEN_PATHS = frozenset({"/health"})
-
-
-def _ago(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return "–"
-    return f"{max(0.0, time.time() - value):.0f}s ago"
-
-
-def _seconds(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return "–"
-    if value < 120:
-        return f"{value:.1f}s"
-    return f"{value / 60:.1f}min"
-
-
-def _clock(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return "–"
-    return time.strftime("%H:%M:%S", time.localtime(value))
 
 
 def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth, max_age: float,
@@ -85,7 +65,7 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
-    app.jinja_env.filters.update(ago=_ago, seconds=_seconds, clock=_clock)
+    app.jinja_env.filters.update(FILTERS)
     app.jinja_env.globals.update(env=env, pages=PAGES, poll_ms=int(poll_seconds * 1000))
     add_chart_routes(app, data)
 
