@@ -30,6 +30,7 @@ import kombu.pools
 from benchmarks.clusters import CountedCluster
 from benchmarks.countingproxy import CountingProxy
 from benchmarks.floor import measure_floor
+from benchmarks.machine import MachineLoad
 from benchmarks.memory import PeakMemory, agent_memory
 from benchmarks.report import percentile, write_json
 from skynet_tasks import names
@@ -161,7 +162,7 @@ def main() -> None:
             time.sleep(5)  # every instance back to idle after its update
             idle_memory = agent_memory(info)
             runs, requests, fetched, sha = [], 0, collections.Counter[str](), ""
-            with PeakMemory(info) as peak:
+            with PeakMemory(info) as peak, MachineLoad(info.moto_pid) as machine:
                 for n in range(args.rollouts):
                     text = f"bench release {n} for {size}\n"
                     sha = commit_files(info.app_repo, directory / "work", {"VERSION": text}, text)
@@ -174,6 +175,7 @@ def main() -> None:
             figures.update(against_floor(figures, floor))
             figures["memory_idle"] = idle_memory
             figures["memory_during_rollouts"] = peak.summary()
+            figures["machine"] = machine.summary()
             figures["aws_requests_per_ticket"] = round(requests / size / len(runs), 1)
             figures.update(build_once(cluster, sha, fetched, figures))
             results.append(figures)
