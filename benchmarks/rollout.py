@@ -8,7 +8,8 @@ next instance's acknowledgement. Hand-off percentiles pool every rollout's hand-
 
 Each size first measures the floor (benchmarks/floor.py: two bare SQS hops through idle
 workers and one transactional read + write) on the same moto server, and reports the hand-offs
-as multiples of it, against the targets below; then the agent's memory (PSS) per instance.
+as multiples of it, against the targets below; then the agent's memory (PSS) per instance, right
+after an update and idle (once the pool child has stopped), and how busy the machine was.
 
     .venv/bin/python -m benchmarks.rollout --sizes 3,10 [--rollouts 3] [--out results/rollout.json]
 """
@@ -36,6 +37,7 @@ from benchmarks.report import percentile, write_json
 from skynet_tasks import names
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.local.sample_repo import branch_tip, commit_files
+from workers.lazy_pool import POOL_KEEPALIVE
 
 # The original design's members polled the ticket line every 5 seconds: a hand-off waited 2.5 s on average.
 POLLING_HANDOFF_MEAN = 2.5
@@ -159,7 +161,9 @@ def main() -> None:
             floor = measure_floor(info.environment, aws.sqs, aws.dynamodb)
             warm = deploy_and_wait(cluster, branch_tip(info.app_repo))
             assert warm["state"] == "completed", warm.get("reason")
-            time.sleep(5)  # every instance back to idle after its update
+            time.sleep(5)  # every instance done with its update: the pool child is kept for the next task
+            after_update_memory = agent_memory(info)
+            time.sleep(POOL_KEEPALIVE + 5)  # idle: the pool child stopped (workers/lazy_pool.py)
             idle_memory = agent_memory(info)
             runs, requests, fetched, sha = [], 0, collections.Counter[str](), ""
             with PeakMemory(info) as peak, MachineLoad(info.moto_pid) as machine:
@@ -174,6 +178,7 @@ def main() -> None:
             figures["floor"] = floor
             figures.update(against_floor(figures, floor))
             figures["memory_idle"] = idle_memory
+            figures["memory_after_update"] = after_update_memory
             figures["memory_during_rollouts"] = peak.summary()
             figures["machine"] = machine.summary()
             figures["aws_requests_per_ticket"] = round(requests / size / len(runs), 1)

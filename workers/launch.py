@@ -187,7 +187,7 @@ def run_celery(app: Any, settings: Settings, role: str, loglevel: str) -> None:
     gc.freeze()
     # A JSON log is read by machines: no banner (the "starting its worker" line says the same).
     quiet = ["--quiet"] if logformat.current_format() == "json" else []
-    # The whole worker: one child at most, started by the first task, stopped when idle (module docstring).
+    # The whole worker: one child at most, started by the first task, stopped after a minute idle (lazy_pool).
     pool = ["--autoscale", "1,0"] if role == "all" else ["--concurrency", "1"]
     if role == "all":
         app.conf.worker_autoscaler = "workers.lazy_pool:LazyChild"

@@ -5,11 +5,18 @@ update of that ticket fail its health check, which is how the demo and the
 tests show a halted rollout. The same file in the instance's config directory
 (``$SKYNET_CONFIG_DIR/fail-on.txt``, pushed with ``skynet config push``) does the
 same for a config-update rollout.
+
+``hold-on.txt`` in the config directory, with lines ``ticket:N PATH``, makes ticket N's health check
+wait until PATH exists (at most ``HOLD_SECONDS``, then it passes): a test can then act while a
+rollout is surely in the middle of that ticket.
 """
 
 import os
 import pathlib
 import sys
+import time
+
+HOLD_SECONDS = 12  # under the health check's timeout in skynet.yml
 
 for rules in (pathlib.Path("fail-on.txt"), pathlib.Path(os.environ.get("SKYNET_CONFIG_DIR", "/nonexistent"),
                                                            "fail-on.txt")):
@@ -17,3 +24,12 @@ for rules in (pathlib.Path("fail-on.txt"), pathlib.Path(os.environ.get("SKYNET_C
         wanted = {line.strip() for line in rules.read_text().splitlines() if line.strip()}
         if f"ticket:{os.environ.get('SKYNET_TICKET', '')}" in wanted or os.environ.get("SKYNET_INSTANCE_ID") in wanted:
             sys.exit(f"health check failed on purpose ({rules})")
+
+holds = pathlib.Path(os.environ.get("SKYNET_CONFIG_DIR", "/nonexistent"), "hold-on.txt")
+if holds.exists():
+    for line in holds.read_text().splitlines():
+        ticket, _, gate = line.strip().partition(" ")
+        if ticket == f"ticket:{os.environ.get('SKYNET_TICKET', '')}" and gate:
+            until = time.monotonic() + HOLD_SECONDS
+            while not pathlib.Path(gate).exists() and time.monotonic() < until:
+                time.sleep(0.1)
