@@ -136,7 +136,8 @@ def test_a_failed_ticket_counts_once_even_when_its_report_is_redelivered(env):
     once = scrape(env)
 
     # The same report again (a redelivery), and a decision re-applied on the state it was taken on.
-    decide_and_write_until_settled(env.ledger, group, UpdateReported(rollout_id, 2, "f-2", False, "boom"), {"f-1", "f-2"})
+    again = UpdateReported(rollout_id, 2, "f-2", False, "boom")
+    assert not decide_and_write_until_settled(env.ledger, group, again, {"f-1", "f-2"}).changed
     stale = env.ledger.load_group(group)
     halted = stale.line[0]
     with pytest.raises(Conflict):

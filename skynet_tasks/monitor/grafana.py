@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from grafanalib._gen import DashboardEncoder
 from grafanalib.core import (
-    DataSourceInput,
     Dashboard,
+    DataSourceInput,
     GridPos,
     RowPanel,
     Stat,
@@ -21,7 +22,6 @@ from grafanalib.core import (
     Templating,
     TimeSeries,
 )
-from grafanalib._gen import DashboardEncoder
 
 DATASOURCE = "${DS_PROMETHEUS}"
 # Every query is narrowed to the env and group chosen at the top of the dashboard.
@@ -80,7 +80,8 @@ def fleet_panels() -> list[Any]:
         _series("Queue messages", "short",
                 ('sum by (queue, kind) (skynet_queue_messages{env=~"$env"})', "{{queue}} {{kind}}")),
         _series("Dead letters", "short", (f"skynet_dead_letters{{{AT}}}", "{{queue}}")),
-        Stat(title="Collector up", dataSource=DATASOURCE, graphMode="none", colorMode="background", reduceCalc="lastNotNull",
+        Stat(title="Collector up", dataSource=DATASOURCE, graphMode="none", colorMode="background",
+             reduceCalc="lastNotNull",
              targets=[Target(expr='min(skynet_collector_up{env=~"$env"})', refId="A")],
              thresholds=[{"color": "red", "value": None}, {"color": "green", "value": 1}]),
     ]

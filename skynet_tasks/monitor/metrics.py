@@ -79,11 +79,11 @@ class EnvCollector(Collector):
                 family.add_metric([env, group], cumulative_buckets(counts, kind), counts.get(f"{kind}:sum", 0.0))
             states = {str(state): 0 for state in RolloutState if not state.finished}
             for rollout_id in self.data.ledger.group_info(group).get("line", []):
-                state = str((self.data.ledger.rollout_item(rollout_id) or {}).get("state", ""))
-                if state in states:
-                    states[state] += 1
-            for state, count in states.items():
-                in_line.add_metric([env, group, state], float(count))
+                found = str((self.data.ledger.rollout_item(rollout_id) or {}).get("state", ""))
+                if found in states:
+                    states[found] += 1
+            for name, count in states.items():
+                in_line.add_metric([env, group, name], float(count))
         return [rollouts, failures, *(family for family, _ in histograms), in_line]
 
     def _queues(self) -> list[Metric]:
