@@ -1,7 +1,7 @@
 """The Grafana dashboard ``skynet metrics grafana`` prints (made with grafanalib).
 
 That its panels query series the dashboard really exports is checked against a real Prometheus
-in tests/test_metrics_prometheus.py; here, its shape and the command.
+in tests/test_metrics.py; here, its shape and the command.
 """
 
 from __future__ import annotations
