@@ -7,8 +7,8 @@ is a number only ever increased (DynamoDB ``ADD``):
 - ``rollouts:<state>``: times a rollout of the group entered ``state`` (a resume enters ``running``
   again; a rollout joining the line enters ``running``);
 - ``ticket_failures``: tickets that failed (a report or a passed deadline);
-- ``<histogram>:count``, ``<histogram>:sum`` and ``<histogram>:bucket:<bound>`` (observations in
-  that bucket alone, not cumulative; ``+Inf`` for those above every bound), for ``handoff``
+- ``<histogram>:sum`` and ``<histogram>:bucket:<bound>`` (observations in that bucket alone, not
+  cumulative; ``+Inf`` for those above every bound; the count is their total), for ``handoff``
   (the conductor deciding a ticket's turn to its instance acknowledging it), ``update`` (the
   acknowledgement to the conductor receiving the ticket's report) and ``rollout`` (a completed
   rollout's creation to its completion).
@@ -53,8 +53,9 @@ def bucket_name(histogram: str, value: float) -> str:
 def _observe(out: dict[str, float], histogram: str, value: float) -> None:
     # Clocks of two instances may disagree by a little: a negative span is a zero one.
     value = round(max(0.0, value), 6)
-    for name, step in ((f"{histogram}:count", 1.0), (f"{histogram}:sum", value),
-                       (bucket_name(histogram, value), 1.0)):
+    # No count attribute: the buckets sum to it, and each attribute of an update costs (about 0.5 ms on
+    # moto per step, on the hand-off's path).
+    for name, step in ((f"{histogram}:sum", value), (bucket_name(histogram, value), 1.0)):
         out[name] = out.get(name, 0.0) + step
 
 
@@ -113,4 +114,4 @@ def cumulative_buckets(counts: dict[str, float], histogram: str) -> list[tuple[s
     for bound in HISTOGRAMS[histogram]:
         total += counts.get(f"{histogram}:bucket:{bound!r}", 0.0)
         out.append((repr(bound), total))
-    return [*out, ("+Inf", counts.get(f"{histogram}:count", 0.0))]
+    return [*out, ("+Inf", total + counts.get(f"{histogram}:bucket:+Inf", 0.0))]
