@@ -90,7 +90,7 @@ def test_metrics_are_prefixed_and_count_instances_by_release(env):
     text = env.app.test_client().get("/metrics").get_data(as_text=True)
 
     assert f'skynet_instances{{env="local",group="{GROUP}",health="healthy",release="{"a" * 40}"}} 2.0' in text
-    assert f'skynet_ticket_failures{{env="local",group="{GROUP}"}} 1.0' in text
+    assert f'skynet_ticket_failures_total{{env="local",group="{GROUP}"}} 1.0' in text
     assert "skynet_ticket_handoff_latency_seconds_bucket" in text
     assert "skynet_rollout_duration_seconds_count" in text
     assert 'skynet_queue_messages{env="local",kind="dead_letter",queue="skynet-local-local-api-maint.fifo"} 0.0' in text

@@ -21,6 +21,7 @@ from skynet_tasks.cli.exitcodes import SkynetGroup
 from skynet_tasks.cli.instance import instance
 from skynet_tasks.cli.local import local
 from skynet_tasks.cli.logs import logs
+from skynet_tasks.cli.metrics import metrics
 from skynet_tasks.cli.monitor import monitor
 from skynet_tasks.cli.options import Startup
 from skynet_tasks.cli.queues import queues
@@ -47,5 +48,5 @@ def main(ctx: click.Context, log_level: str, log_format: str) -> None:
 
 
 for command in (bootstrap, deploy, status, worker, local, demo, rollout, rollback_command, drain_command, logs,
-                webhook, stack, monitor, config, agent, instance, queues, dlq):
+                webhook, stack, monitor, config, agent, instance, queues, dlq, metrics):
     main.add_command(command)

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from skynet_tasks.conductor import Decision, Group, Rollout, Ticket
 from skynet_tasks.dynamo import lost_to_another_write, to_item
 from skynet_tasks.ledger import expressions
+from skynet_tasks.ledger.counters import counters_update, increments
 from skynet_tasks.ledger.rollouts import ROLLOUT_FIELDS
 from skynet_tasks.ledger.table import EXPECTED_SK, ROLLOUT_SK, Store, group_key, holder_sk, key, rollout_pk, ticket_sk
 
@@ -65,6 +66,10 @@ class DecisionWriter(Store):
                 if ticket.number > issued:  # a new ticket: index its holder
                     tickets.append({"Put": {"TableName": self.table, "Item": to_item({
                         "pk": rollout_pk(rollout.id), "sk": holder_sk(ticket.instance), "number": ticket.number})}})
+        # The metrics' counters ride in the decision's transaction: added once per decision written (ledger.counters).
+        added = increments(before, decision)
+        if added:
+            items.append({"Update": counters_update(self.table, before.name, added)})
         room = _TRANSACTION_LIMIT - len(items)
         try:
             self.db.transact_write_items(TransactItems=items + tickets[:room])

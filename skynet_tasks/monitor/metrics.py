@@ -1,4 +1,14 @@
-"""Prometheus metrics of one env, computed from fresh reads at each scrape (names prefixed ``skynet_``)."""
+"""Prometheus metrics of one env (names prefixed ``skynet_``), read at each scrape.
+
+Counters and histograms of rollouts come from the counters the conductor keeps in the state
+table (``skynet_tasks.ledger.counters``): they only ever grow, whichever dashboard serves them
+and however often it is scraped. Gauges (queue depths, instances, the rollouts in each group's
+line) are read fresh. A failed read yields ``skynet_collector_up 0`` and nothing else of the env,
+so a scrape never shows a partial, misleading picture.
+
+Trust: the values come from the state table, the registry and SQS (written by this env's
+instances); they become label values and numbers only.
+"""
 
 from __future__ import annotations
 
@@ -8,65 +18,76 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from skynet_tasks.ledger.counters import CounterStore, cumulative_buckets
 from skynet_tasks.monitor.data import MonitorData
+from skynet_tasks.states import RolloutState
 
 log = logging.getLogger(__name__)
 
-DURATION_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
-HANDOFF_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-RECENT_ROLLOUTS = 20  # per group: what the histograms are computed over
-
-
-def histogram_buckets(values: list[float], bounds: tuple[float, ...]) -> list[tuple[str, float]]:
-    """Cumulative buckets in prometheus_client's (upper bound, count) form, ending with +Inf."""
-    out = [(str(bound), float(sum(v <= bound for v in values))) for bound in bounds]
-    return out + [("+Inf", float(len(values)))]
+# (metric name, help, the histogram in the counters item)
+HISTOGRAMS = (
+    ("skynet_ticket_handoff_latency_seconds",
+     "Seconds from the conductor deciding a ticket's turn (on the previous ticket's report) to its instance "
+     "acknowledging it", "handoff"),
+    ("skynet_update_duration_seconds",
+     "Seconds from an instance acknowledging its ticket to the conductor receiving its report", "update"),
+    ("skynet_rollout_duration_seconds", "Seconds from a rollout's creation to its completion", "rollout"),
+)
 
 
 class EnvCollector(Collector):
-    """Reads the env on each scrape; a failed read yields no samples rather than a failed scrape."""
+    """The env's metrics, read on each scrape; ``skynet_collector_up`` says whether the read worked."""
 
     def __init__(self, data: MonitorData) -> None:
         self.data = data
+        self.counters = CounterStore(data.ledger.db, data.ledger.table)
 
     def collect(self) -> Iterator[Metric]:
-        """The env's metrics as read now: rollouts, queue depths, instances; a failed read ends them, logged."""
+        """Every metric of the env as read now, then ``skynet_collector_up`` (0 and nothing else if a read failed)."""
+        up = GaugeMetricFamily("skynet_collector_up", "1 if the env's state could be read at this scrape, else 0",
+                               labels=["env"])
         try:
-            yield from self._collect(time.time())
-        except Exception:  # an observer must not break the scrape of the others
+            families = [*self._rollouts(), *self._queues(), *self._instances(time.time())]
+        except Exception:  # a failed read is reported as a sample, not as a failed scrape
             log.exception("metrics of env %s could not be read", self.data.env)
+            up.add_metric([self.data.env], 0.0)
+            yield up
+            return
+        yield from families
+        up.add_metric([self.data.env], 1.0)
+        yield up
 
-    def _collect(self, now: float) -> Iterator[Metric]:
+    def _rollouts(self) -> list[Metric]:
         env = self.data.env
-        rollouts = self.data.rollouts(limit=RECENT_ROLLOUTS, now=now)
-        durations = HistogramMetricFamily("skynet_rollout_duration_seconds",
-                                          "Duration of finished recent rollouts, by group", labels=["env", "group"])
-        handoffs = HistogramMetricFamily("skynet_ticket_handoff_latency_seconds",
-                                         "Seconds from one ticket's end to the next instance's acknowledgement",
-                                         labels=["env", "group"])
-        failures = GaugeMetricFamily("skynet_ticket_failures", "Failed tickets in recent rollouts",
-                                     labels=["env", "group"])
-        states = GaugeMetricFamily("skynet_rollouts", "Recent rollouts by state", labels=["env", "group", "state"])
-        by_group: dict[str, list[dict[str, Any]]] = {}
-        for rollout in rollouts:
-            by_group.setdefault(str(rollout["group"]), []).append(rollout)
-        for group, items in sorted(by_group.items()):
-            finished = [float(r["duration"]) for r in items if r.get("finished_at") and r.get("duration") is not None]
-            durations.add_metric([env, group], histogram_buckets(finished, DURATION_BUCKETS), sum(finished))
-            latencies = [float(t["handoff"]) for r in items for t in r["tickets"] if t.get("handoff") is not None]
-            handoffs.add_metric([env, group], histogram_buckets(latencies, HANDOFF_BUCKETS), sum(latencies))
-            failures.add_metric([env, group], float(sum(t.get("state") == "failed"
-                                                        for r in items for t in r["tickets"])))
-            counts: dict[str, int] = {}
-            for r in items:
-                counts[str(r.get("state"))] = counts.get(str(r.get("state")), 0) + 1
-            for state, count in sorted(counts.items()):
-                states.add_metric([env, group, state], float(count))
-        yield from (durations, handoffs, failures, states)
+        counted = self.counters.counters()
+        rollouts = CounterMetricFamily("skynet_rollouts_total", "Times a rollout of the group entered a state "
+                                       "(running: joined the line or resumed)", labels=["env", "group", "state"])
+        failures = CounterMetricFamily("skynet_ticket_failures_total", "Tickets that failed (a report or a "
+                                       "passed deadline)", labels=["env", "group"])
+        histograms = [(HistogramMetricFamily(name, text, labels=["env", "group"]), kind)
+                      for name, text, kind in HISTOGRAMS]
+        in_line = GaugeMetricFamily("skynet_rollouts_in_line", "Rollouts holding a place in the group's line, "
+                                    "by state", labels=["env", "group", "state"])
+        for group, counts in sorted(counted.items()):
+            for state in RolloutState:  # every state, zero included, so that increase() sees the first one
+                rollouts.add_metric([env, group, str(state)], counts.get(f"rollouts:{state}", 0.0))
+            failures.add_metric([env, group], counts.get("ticket_failures", 0.0))
+            for family, kind in histograms:
+                family.add_metric([env, group], cumulative_buckets(counts, kind), counts.get(f"{kind}:sum", 0.0))
+            states = {str(state): 0 for state in RolloutState if not state.finished}
+            for rollout_id in self.data.ledger.group_info(group).get("line", []):
+                found = str((self.data.ledger.rollout_item(rollout_id) or {}).get("state", ""))
+                if found in states:
+                    states[found] += 1
+            for name, count in states.items():
+                in_line.add_metric([env, group, name], float(count))
+        return [rollouts, failures, *(family for family, _ in histograms), in_line]
 
+    def _queues(self) -> list[Metric]:
+        env = self.data.env
         depth = GaugeMetricFamily("skynet_queue_messages", "Messages in a queue, by kind",
                                   labels=["env", "queue", "kind"])
         for queue in self.data.queue_depths():
@@ -75,30 +96,31 @@ class EnvCollector(Collector):
             depth.add_metric([env, queue.name, "delayed"], float(queue.delayed))
             if queue.dead_letter is not None:
                 depth.add_metric([env, queue.name, "dead_letter"], float(queue.dead_letter))
-        yield depth
-
         # Its own gauge, beside the queue depths: an alert rule needs only ``skynet_dead_letters > 0``.
         dead = GaugeMetricFamily("skynet_dead_letters", "Maintenance events in a group's dead-letter queue",
                                  labels=["env", "group", "queue"])
         for letters in self.data.dead_letters():
             dead.add_metric([env, letters.group, letters.queue], float(letters.messages))
-        yield dead
+        return [depth, dead]
 
+    def _instances(self, now: float) -> list[Metric]:
+        env = self.data.env
         instances = GaugeMetricFamily("skynet_instances", "Live instances by group, release and health",
                                       labels=["env", "group", "release", "health"])
-        heartbeat = GaugeMetricFamily("skynet_instance_heartbeat_age_seconds", "Seconds since an instance's heartbeat",
-                                      labels=["env", "instance"])
+        heartbeat = GaugeMetricFamily("skynet_instance_heartbeat_timestamp_seconds",
+                                      "Unix time of an instance's last heartbeat (stale ones included, until "
+                                      "pruned)", labels=["env", "group", "instance"])
         counted: dict[tuple[str, str, str], int] = {}
         listed = self.data.instances(now)
         for instance in listed:
-            heartbeat.add_metric([env, instance["id"]], float(instance["heartbeat_age"]))
+            heartbeat.add_metric([env, str(instance["group"]), instance["id"]], float(instance["heartbeat"]))
             if instance["stale"]:
                 continue
             key = (str(instance["group"]), str(instance["release"] or ""), str(instance["health"]))
             counted[key] = counted.get(key, 0) + 1
         for (group, release, health), count in sorted(counted.items()):
             instances.add_metric([env, group, release, health], float(count))
-        yield from (instances, heartbeat, *refusal_metrics(env, listed))
+        return [instances, heartbeat, *refusal_metrics(env, listed)]
 
 
 def refusal_metrics(env: str, instances: list[dict[str, Any]]) -> tuple[Metric, ...]:
