@@ -1,7 +1,7 @@
 """``maintenance``: one conductor step of a group, on the message its FIFO queue handed this member.
 
-The conductor runs it, one message at a time, in the worker's main process (workers/conductor.py). The decision is the pure
-``conductor.decide``; this module is its I/O shell: read fresh state, decide, write the
+The conductor runs it, one message at a time, in the worker's main process (workers/conductor.py).
+The decision is the pure ``conductor.decide``; this module is its I/O shell: read fresh state, decide, write the
 decision conditionally, then act (dispatch an update, tell members to take a ticket).
 
 Trust: the event comes from the maintenance queue (Skynet's own senders, by IAM) and is
