@@ -141,8 +141,6 @@ VARIABLES: tuple[Variable, ...] = (
     _v("SHA", "text", "", "The commit a build step builds.", ("app",)),
     _v("LB_LISTEN", "text", "", "The local load balancer's HOST:PORT.", ("local",)),
     _v("LB_TARGETS_FILE", "text", "", "The local load balancer's targets file.", ("local",)),
-    _v("MOTO_RECHECK", "number", "0.1", "Seconds between the local moto server's checks of its parent.", ("local",),
-       low=0.01, high=60),
     _v("MODEL_EXAMPLES", "integer", "300", "Examples the conductor's model test explores.", ("tests",), low=1,
        high=1_000_000),
 )

@@ -1,4 +1,4 @@
-"""AWS's limits, met on moto's server: 1 MB query pages, and SQS's message size.
+"""AWS's limits, met on moto's server: 1 MB query pages, SQS's message size, and the registry's item.
 
 moto stops a query's page at 1 MB as DynamoDB does (``RESULT_SIZE_LIMIT``), so each query test first
 shows that one plain query of its data stops short (``LastEvaluatedKey``), then that Skynet's read
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kombu.pools
@@ -21,6 +22,7 @@ from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.config.sources import level_for, read_dynamo_level
 from skynet_tasks.ledger import Ledger
+from skynet_tasks.ledger.item_size import MAX_ITEM_BYTES, item_size, write_units
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import (
     MAINTENANCE_TASK,
@@ -31,8 +33,10 @@ from skynet_tasks.messages import (
     sqs_message_size,
 )
 from skynet_tasks.queues import Queues, group_queues
-from skynet_tasks.registry import Registry
+from skynet_tasks.registration import OUTCOME_LIMIT
+from skynet_tasks.registry import Endpoint, Registry
 from skynet_tasks.resources import resolve
+from skynet_tasks.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -207,3 +211,54 @@ def test_the_size_counted_is_what_sqs_receives_and_a_message_just_under_the_limi
     counted = sqs_message_size(messenger.app, "skynet.update", {"rollout": "r-1", "ticket": 3},
                                names.instance_queue(ENV, "i-small"), expires=60)
     assert len(body) <= counted <= len(body) + 100
+
+
+# ---- the registry's one item per (env, layer): how many entries it holds, what a heartbeat costs
+
+PARTITION_WRITE_UNITS = 1_000  # what one partition, so one item, takes a second (DynamoDB's documented limit)
+AWS_MD = Path(__file__).resolve().parent.parent / "docs" / "aws.md"
+
+
+def heartbeat_entry(number: int, now: float, **changes: Any) -> Endpoint:
+    """An api instance's entry as its heartbeat writes it (``registration.register_self``), with EC2's ids."""
+    fields: dict[str, Any] = {
+        "instance_id": f"i-{number:017x}", "group": "prod-api", "address": f"10.0.{number // 250}.{number % 250 + 1}",
+        "port": 8080, "release": "a" * 40, "health": "healthy", "heartbeat": now, "agent_version": "0.1.0",
+        "config_version": "cfg-0123456789abcdef", "last_task": "re_register (heartbeat)", "last_outcome": "",
+        "synced_at": 0.0}
+    return Endpoint(**{**fields, **changes})
+
+
+def test_a_layers_registry_item_and_what_a_heartbeat_costs_measured_by_dynamodbs_rules(aws):
+    # Given a layer's item, as instances' heartbeats write it
+    registry, table, now = Registry(aws.dynamodb, names.endpoints_table(ENV)), names.endpoints_table(ENV), time.time()
+
+    def size() -> int:
+        key = {"env": {"S": "prod"}, "layer": {"S": "api"}}
+        return item_size(aws.dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"])
+
+    sizes = []
+    for number in range(3):
+        registry.register("prod", "api", heartbeat_entry(number, now))
+        sizes.append(size())
+    entry = sizes[1] - sizes[0]
+    assert sizes[2] - sizes[1] == entry
+    empty = sizes[0] - entry
+    registry.register("prod", "api", heartbeat_entry(2, now, last_task="update r20261201-223344-abcdef#12",
+                                                     last_outcome=("failed: " + "x" * OUTCOME_LIMIT)[:OUTCOME_LIMIT]))
+    failed = size() - sizes[1]
+
+    # Then: the entries one item holds, and the write units of one heartbeat in a layer of n instances
+    ceiling = (MAX_ITEM_BYTES - empty) // entry
+
+    def heartbeat_units(n: int) -> int:
+        return write_units(empty + n * entry, empty + n * entry)  # an UpdateItem pays for the larger of before/after
+
+    interval = Settings().heartbeat_interval
+    throttled = next(n for n in range(1, ceiling) if n * heartbeat_units(n) / interval > PARTITION_WRITE_UNITS)
+    assert 200 < entry < 300 and 500 < failed <= 600 and empty < 50
+    # docs/aws.md, "Limits: the largest group", states these figures: they are the measured ones
+    stated = AWS_MD.read_text()
+    for figure in (f"{entry} bytes", f"{failed} bytes", f"{ceiling:,} entries", f"past about **{throttled}**",
+                   f"{heartbeat_units(100)} write units", f"{heartbeat_units(300)} write units"):
+        assert figure in stated, figure

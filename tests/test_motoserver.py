@@ -18,6 +18,7 @@ import time
 import boto3
 import pytest
 
+from skynet_tasks.local.moto_main import take_recheck_argument
 from skynet_tasks.local.motoserver import MotoServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -112,10 +113,9 @@ def test_a_message_group_is_in_flight_at_one_consumer_at_a_time_under_long_polli
     assert [body for _, body in got] == ["m1"], got  # m2 waits until m1 is deleted (or its visibility ends)
 
 
-def test_deleting_a_fifo_groups_head_hands_its_next_message_to_a_waiting_poll_at_once(monkeypatch):
+def test_deleting_a_fifo_groups_head_hands_its_next_message_to_a_waiting_poll_at_once():
     # Polls look again on their own only every 30 s here: the delete must wake them.
-    monkeypatch.setenv("SKYNET_MOTO_RECHECK", "30")
-    slow_server = MotoServer.start()
+    slow_server = MotoServer.start(sqs_recheck=30)
     try:
         client = client_of(slow_server, "sqs")
         url = fifo_queue(client, "handed-on")
@@ -133,6 +133,17 @@ def test_deleting_a_fifo_groups_head_hands_its_next_message_to_a_waiting_poll_at
         slow_server.stop()
     assert [m["Body"] for m in got["Messages"]] == ["m2"]
     assert waited < 5, f"the poll got m2 only after {waited:.1f} s, at the end of its wait"
+
+
+def test_the_sqs_recheck_is_an_argument_of_the_server_and_a_value_out_of_range_is_refused():
+    assert take_recheck_argument(["-p", "5000", "--sqs-recheck", "30", "-H", "h"]) == (30.0, ["-p", "5000", "-H", "h"])
+    assert take_recheck_argument(["--sqs-recheck=0.5"]) == (0.5, [])
+    assert take_recheck_argument([]) == (0.1, [])
+    for bad in ("0", "61", "nan", "soon", ""):
+        with pytest.raises(ValueError, match="--sqs-recheck"):
+            take_recheck_argument(["--sqs-recheck", bad])
+    with pytest.raises(ValueError, match="0.01 to 60.0 seconds"):
+        MotoServer.start(sqs_recheck=0)  # refused before a server starts
 
 
 def key(pk: str, sk: str = "x") -> dict:

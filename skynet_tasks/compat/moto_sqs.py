@@ -26,7 +26,6 @@ SQS hands to a waiting poll at once. moto notifies only new messages, so the gro
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from contextlib import ExitStack
@@ -34,9 +33,26 @@ from typing import Any
 
 from skynet_tasks.compat.patching import Patch, replace
 
-# How often a waiting long poll looks again without being woken; settable for tests that show
-# what wakes it (read at each wait).
-RECHECK = float(os.environ.get("SKYNET_MOTO_RECHECK", "0.1"))
+# How often a waiting long poll looks again without being woken (read at each wait): the local
+# moto server's ``--sqs-recheck`` sets it (``local.moto_main``), for tests that show what wakes a poll.
+DEFAULT_RECHECK = 0.1
+RECHECK_RANGE = (0.01, 60.0)
+RECHECK = DEFAULT_RECHECK
+
+
+def check_recheck(seconds: float) -> float:
+    """``seconds``, if in ``RECHECK_RANGE``; else ValueError (a smaller one spins, a larger one stalls
+    what no notification reaches)."""
+    low, high = RECHECK_RANGE
+    if not low <= seconds <= high:
+        raise ValueError(f"the SQS recheck must be {low} to {high} seconds, not {seconds}")
+    return seconds
+
+
+def set_recheck(seconds: float) -> None:
+    """Make waiting long polls look again every ``seconds`` when nothing wakes them (ValueError outside the range)."""
+    global RECHECK
+    RECHECK = check_recheck(seconds)
 
 
 def _apply(stack: ExitStack) -> None:

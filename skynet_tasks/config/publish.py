@@ -10,14 +10,18 @@ tree is refused: it would be published from a copy that already lost its mode).
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from skynet_tasks.config.merge import merge
 from skynet_tasks.config.paths import ConfigError, check_config_path, is_secret
+from skynet_tasks.config.retention import prune_published
 from skynet_tasks.config.snapshot import store_snapshot
 from skynet_tasks.config.sources import MAX_FILE_BYTES, Level, Piece, read_dynamo_level, read_levels, read_s3_level
 from skynet_tasks.deploys import StartedRollout, start_member_rollouts
@@ -26,6 +30,8 @@ from skynet_tasks.messages import Messenger
 from skynet_tasks.registry import Registry
 from skynet_tasks.resources import EnvResources
 from skynet_tasks.states import RolloutKind
+
+log = logging.getLogger(__name__)
 
 CONFIG_UPDATE_TIMEOUT = 120.0
 STORES = ("s3", "dynamodb")
@@ -150,6 +156,7 @@ def start_config_rollouts(aws: Any, ledger: Ledger, registry: Registry, messenge
 
     The rollout's release is the merged config's version for that layer, kept as it is now
     (``skynet_tasks.config.snapshot``): every ticket installs that, whatever is edited meanwhile.
+    Then the layer's older kept configs that no rollout needs are deleted (``config.retention``).
     """
     env = resources.env
     layers = sorted({str(r.get("layer")) for r in registry.records(env)} if layer is None else {layer})
@@ -161,4 +168,8 @@ def start_config_rollouts(aws: Any, ledger: Ledger, registry: Registry, messenge
                                  merge(read_levels(aws.s3, aws.dynamodb, resources, each_layer)))
         started += start_member_rollouts(ledger, registry, messenger, env, each_layer, RolloutKind.CONFIG, version,
                                          CONFIG_UPDATE_TIMEOUT, heartbeat_max_age, source)
+        try:
+            prune_published(aws.s3, resources.config_bucket, ledger, env, each_layer)
+        except ClientError as error:  # the rollouts started: a snapshot left over costs cents; the next push prunes
+            log.warning("config of %s/%s: could not prune published snapshots: %s", env, each_layer, error)
     return started

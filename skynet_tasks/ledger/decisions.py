@@ -18,8 +18,9 @@ from skynet_tasks.conductor import Decision, Group, Rollout, Ticket
 from skynet_tasks.dynamo import lost_to_another_write, to_item
 from skynet_tasks.ledger import expressions
 from skynet_tasks.ledger.counters import counters_update, increments
+from skynet_tasks.ledger.expected import expected_writes
 from skynet_tasks.ledger.rollouts import ROLLOUT_FIELDS
-from skynet_tasks.ledger.table import EXPECTED_SK, ROLLOUT_SK, Store, group_key, holder_sk, key, rollout_pk, ticket_sk
+from skynet_tasks.ledger.table import ROLLOUT_SK, Store, group_key, holder_sk, key, rollout_pk, ticket_sk
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,9 @@ class DecisionWriter(Store):
             header = self._rollout_update(rollout, before_rollout)
             if header is not None:
                 items.append({"Update": header})
-            if rollout.expected != (before_rollout.expected if before_rollout else ()):
-                items.append({"Put": {"TableName": self.table, "Item": to_item({
-                    "pk": rollout_pk(rollout.id), "sk": EXPECTED_SK, "members": list(rollout.expected)})}})
+            was_expected = before_rollout.expected if before_rollout else ()
+            if rollout.expected != was_expected:  # in this transaction: never published without its members
+                items += expected_writes(self.table, rollout.id, was_expected, rollout.expected)
             previous = {t.number: t for t in before_rollout.tickets} if before_rollout else {}
             issued = before_rollout.last_number if before_rollout else 0
             for ticket in rollout.tickets:
@@ -70,6 +71,8 @@ class DecisionWriter(Store):
         added = increments(before, decision)
         if added:
             items.append({"Update": counters_update(self.table, before.name, added)})
+        # ``items`` stay well under the limit: the expected members are at most ``expected.MAX_SET_BYTES``
+        # (32 chunks), and a decision touches a few rollouts.
         room = _TRANSACTION_LIMIT - len(items)
         try:
             self.db.transact_write_items(TransactItems=items + tickets[:room])

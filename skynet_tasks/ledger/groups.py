@@ -31,3 +31,12 @@ class GroupStore(Store):
                                        ProjectionExpression="pk"):
             groups += [item["pk"]["S"].split("#", 1)[1] for item in page.get("Items", [])]
         return sorted(groups)
+
+    def groups_with_rollouts(self) -> list[str]:
+        """Every group with an item or a rollout (one created, not yet in a line: no item yet), sorted."""
+        groups: set[str] = set()
+        paginator = self.db.get_paginator("scan")
+        for page in paginator.paginate(TableName=self.table, FilterExpression="begins_with(pk, :g)",
+                                       ExpressionAttributeValues={":g": {"S": "group#"}}, ProjectionExpression="pk"):
+            groups.update(item["pk"]["S"].split("#", 1)[1] for item in page.get("Items", []))
+        return sorted(groups)

@@ -15,7 +15,8 @@ from botocore.exceptions import ClientError
 from skynet_tasks.conductor import Rollout, Ticket
 from skynet_tasks.dynamo import condition_failed, from_item, to_item
 from skynet_tasks.ledger import expressions
-from skynet_tasks.ledger.table import EXPECTED_SK, ROLLOUT_SK, Store, key, rollout_pk
+from skynet_tasks.ledger.expected import expected_from_items
+from skynet_tasks.ledger.table import ROLLOUT_SK, Store, key, rollout_pk
 from skynet_tasks.ledger.tickets import ticket_from_item
 from skynet_tasks.states import RolloutKind, RolloutState
 
@@ -48,12 +49,6 @@ def rollout_from_record(rollout_id: str, header: dict[str, Any], tickets: tuple[
     )
 
 
-def _expected(items: list[dict[str, Any]]) -> list[str] | None:
-    """The members a rollout expects, from its items; None if it was never published."""
-    found = next((i["members"] for i in items if i["sk"] == EXPECTED_SK), None)
-    return list(found) if found is not None else None
-
-
 class RolloutStore(Store):
     """Rollout records: created by a build, annotated along the way, read whole."""
 
@@ -68,7 +63,8 @@ class RolloutStore(Store):
         if header is None or "release" not in header:
             return None
         tickets = tuple(ticket_from_item(i) for i in items if i["sk"].startswith("ticket#"))
-        return replace(rollout_from_record(rollout_id, header, tickets), expected=tuple(_expected(items) or ()))
+        expected = tuple(expected_from_items(items) or ())
+        return replace(rollout_from_record(rollout_id, header, tickets), expected=expected)
 
     def rollout_view(self, rollout_id: str) -> dict[str, Any] | None:
         """Everything stored about a rollout (header attributes and tickets), for status and the dashboard."""
@@ -81,7 +77,7 @@ class RolloutStore(Store):
         view["tickets"] = [
             {k: v for k, v in i.items() if k not in ("pk", "sk")} for i in items if i["sk"].startswith("ticket#")
         ]
-        expected = _expected(items)
+        expected = expected_from_items(items)
         if expected is not None:
             view["expected"] = expected
         return view

@@ -8,7 +8,7 @@ pk                         sk                          what
 ``rollout#<id>``           ``rollout``                 the rollout
 ``rollout#<id>``           ``ticket#<number>``         its tickets
 ``rollout#<id>``           ``holder#<instance>``       which ticket an instance holds
-``rollout#<id>``           ``expected``                the members expected to update, once published
+``rollout#<id>``           ``expected#<chunk>``        the members expected to update, once published
 ``release#<group>``        ``<sha>``                   a build of that commit for that group
 ``audit#<group>``          ``<at>#<nonce>``            an operator action
 =========================  ==========================  =======================================
@@ -27,10 +27,10 @@ from botocore.exceptions import ClientError
 from skynet_tasks.dynamo import from_item, transaction_conflict
 
 ROLLOUT_SK = "rollout"
-# The members a published rollout expects, one per instance of the group, live in an item of their
-# own: kept in the rollout's record, they made every conductor step read and copy a list as long as
-# the group (79 ms per ticket at 1,000 members). Only a step that reads every ticket needs them.
-EXPECTED_SK = "expected"
+# The members a published rollout expects, one per instance of the group, live in items of their
+# own (``expected``: chunks, none growing with the group): kept in the rollout's record, they made
+# every conductor step read and copy a list as long as the group (79 ms per ticket at 1,000
+# members). Only a step that reads every ticket needs them.
 
 # A conductor's transaction is milliseconds long: a few tries with a growing pause outlast it.
 TRANSACTION_CONFLICT_ATTEMPTS = 5

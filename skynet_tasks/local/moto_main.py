@@ -3,7 +3,8 @@
 The patches live in ``skynet_tasks.compat`` (``moto_sqs``, ``moto_dynamodb``, ``moto_iam``,
 ``moto_cfn``), each with the reason it exists and the moto versions it was written for.
 ``--faults SPEC`` (taken out before moto reads its arguments) makes it misbehave as AWS can:
-see ``skynet_tasks.local.faults``.
+see ``skynet_tasks.local.faults``; ``--sqs-recheck SECONDS`` sets how often an idle long poll
+looks again (``compat.moto_sqs``).
 """
 
 from __future__ import annotations
@@ -12,19 +13,37 @@ import logging
 import sys
 from contextlib import ExitStack
 
-from skynet_tasks.compat import install_moto_patches
+from skynet_tasks.compat import install_moto_patches, moto_sqs
 from skynet_tasks.compat.moto_iam import SERVICE_USER_PREFIX
 from skynet_tasks.local import faults
 
 __all__ = ["SERVICE_USER_PREFIX", "main"]  # the IAM user that plays a service (imds, stack_aws) lives there
 
 
+def take_recheck_argument(argv: list[str]) -> tuple[float, list[str]]:
+    """The seconds of ``--sqs-recheck SECONDS`` / ``--sqs-recheck=SECONDS`` in ``argv`` (the default if
+    absent; the last one if repeated), and argv without it; ValueError for a value that is not in range."""
+    seconds, rest = moto_sqs.DEFAULT_RECHECK, []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--sqs-recheck" or arg.startswith("--sqs-recheck="):
+            value = arg.partition("=")[2] if "=" in arg else next(args, "")
+            try:
+                seconds = moto_sqs.check_recheck(float(value))
+            except ValueError as error:
+                raise ValueError(f"--sqs-recheck {value!r}: {error}") from None
+        else:
+            rest.append(arg)
+    return seconds, rest
+
+
 def main(argv: list[str] | None = None) -> None:
     """Install the moto patches and the fault modes asked for, then serve (moto's own command line:
-    ``-H HOST -p PORT``, plus ``--faults SPEC``)."""
+    ``-H HOST -p PORT``, plus ``--faults SPEC`` and ``--sqs-recheck SECONDS``)."""
     try:
-        chosen, moto_argv = faults.take_faults_argument(sys.argv[1:] if argv is None else argv)
-    except faults.FaultSpecError as error:
+        chosen, rest = faults.take_faults_argument(sys.argv[1:] if argv is None else argv)
+        recheck, moto_argv = take_recheck_argument(rest)
+    except (faults.FaultSpecError, ValueError) as error:
         sys.exit(f"moto_main: {error}")
     # Only the compat and fault lines join moto's log: moto's and werkzeug's own logging stay as they are.
     for name in ("skynet_tasks.compat", "skynet_tasks.local.faults", "skynet_tasks.local.faults_conflicts",
@@ -35,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         ours.setLevel(logging.INFO)
         ours.propagate = False
     install_moto_patches()
+    moto_sqs.set_recheck(recheck)
     with ExitStack() as stack:
         if chosen.active:
             faults.install(chosen, stack)

@@ -58,15 +58,21 @@ class MotoServer:
     def start(
         cls, host: str = "127.0.0.1", port: int | None = None, log_file: Path | None = None,
         timeout: float = 30.0, extra_env: dict[str, str] | None = None, faults: str = "",
+        sqs_recheck: float | None = None,
     ) -> MotoServer:
         """Start moto's server; ``extra_env`` sets moto's own switches (``INITIAL_NO_AUTH_ACTION_COUNT``),
-        ``faults`` its fault modes (``"conflicts,throttle=0.1"``: see ``skynet_tasks.local.faults``)."""
+        ``faults`` its fault modes (``"conflicts,throttle=0.1"``: see ``skynet_tasks.local.faults``),
+        ``sqs_recheck`` how often an idle SQS long poll looks again (default 0.1 s; ``compat.moto_sqs``)."""
         port = port or free_port(host)
         spec = parse_faults(faults).spec()  # a bad spec fails here, not in the child
+        from skynet_tasks.local.moto_main import take_recheck_argument  # moto's patches: imported when needed
+
+        recheck = [] if sqs_recheck is None else ["--sqs-recheck", repr(float(sqs_recheck))]
+        take_recheck_argument(recheck)  # and a recheck out of range
         out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
         process = subprocess.Popen(
             [sys.executable, "-m", "skynet_tasks.local.moto_main", "-H", host, "-p", str(port),
-             *(["--faults", spec] if spec else [])],
+             *(["--faults", spec] if spec else []), *recheck],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **LOCAL_CREDENTIALS, **(extra_env or {})},
             start_new_session=True,
         )
