@@ -12,6 +12,8 @@ would show it:
   and could not change the release it runs in;
 - the app reads its config and its own secret (0640, the app's group) and not the deploy key (0600,
   the worker's alone);
+- instance metadata (the role's credentials) answers root and the worker's user only: the app's
+  and the build's users are refused by the user data's nftables rule;
 - root is only what plays systemd (``workers.appctl`` and the app's supervisor under it),
   which on EC2 is systemd itself (docs/installing.md says why it stays root).
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -177,3 +180,20 @@ def test_the_config_is_the_apps_groups_and_the_deploy_key_the_workers_alone(stac
     assert owner("greeting.txt") == ("skynet", "www-data", 0o640)
     assert owner("secrets/db.secret") == ("skynet", "www-data", 0o640)
     assert owner("ssh/deploy.pem") == ("skynet", "www-data", 0o600)
+
+
+def connects_to_metadata(instance: StackInstance, uid: int) -> bool:
+    """Whether a process of user ``uid`` on the instance opens a connection to instance metadata."""
+    tried = subprocess.run(["ip", "netns", "exec", instance.namespace, "setpriv", f"--reuid={uid}", f"--regid={uid}",
+                            "--clear-groups", "bash", "-c", "exec 3<>/dev/tcp/169.254.169.254/80"],
+                           capture_output=True, text=True, timeout=30, check=False)
+    return tried.returncode == 0
+
+
+def test_only_root_and_the_worker_reach_instance_metadata(stack):
+    (api,) = instances_of(stack, "api")
+    uids = {name: uid for uid, name in instance_users(api).items()}
+
+    reached = {name: connects_to_metadata(api, uids[name]) for name in ("skynet", "www-data", "skynet-build")}
+
+    assert reached == {"skynet": True, "www-data": False, "skynet-build": False}

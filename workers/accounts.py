@@ -25,6 +25,7 @@ import grp
 import os
 import pwd
 import subprocess  # nosec B404 - useradd with fixed arguments
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,3 +151,20 @@ def prepare_folders(root: Path, config_home: Path, accounts: Accounts) -> None:
     write_fresh(build / BUILD_MARKER, f"build steps run as {accounts.build.name} (workers/buildrun.py)\n")
     for folder in app_folders(root):
         _own(folder, accounts.app, 0o755)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m workers.accounts``: create the instance's users (the user data, as root, before it
+    admits the worker's user alone to instance metadata); the instance root is ``SKYNET_ROOT``'s, as the
+    boot's."""
+    args = sys.argv[1:] if argv is None else argv
+    if args:
+        print("usage: python -m workers.accounts (the instance root from SKYNET_ROOT, else /srv/skynet)",
+              file=sys.stderr)
+        return 2
+    ensure_accounts(Path(os.environ.get("SKYNET_ROOT") or "/srv/skynet"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
