@@ -13,10 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from skynet_tasks import artifacts, buildspec, commands, gitrepo, names
+from skynet_tasks import artifacts, build_user, buildspec, commands, gitrepo, names
 from skynet_tasks.artifact_store import ArtifactStore, release_prefix
 from skynet_tasks.redaction import Redactor, store_log
-from workers import buildrun
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +65,10 @@ def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: s
         spec = buildspec.load_buildspec(source / "skynet.yml")
         env = commands.base_environment({"SKYNET_SHA": sha, "SKYNET_BRANCH": branch, "HOME": str(work)})
         deadline = time.monotonic() + spec.build_timeout
-        if buildrun.uses_build_user(work_root):  # the steps run as the build user, in a tree it may change
-            buildrun.share_with_build_user(work)
+        if build_user.uses_build_user(work_root):  # the steps run as the build user, in a tree it may change
+            build_user.share_with_build_user(work)
         for step in spec.build:
-            buildrun.run_step(step, cwd=source, env=env, timeout=deadline - time.monotonic(), log=build_log,
+            build_user.run_step(step, cwd=source, env=env, timeout=deadline - time.monotonic(), log=build_log,
                               work_root=work_root)
         tarball = work / "artifact.tar.gz"
         files = artifacts.pack(source, tarball, exclude=spec.artifact_exclude)

@@ -4,7 +4,8 @@ Layout under the instance root: ``releases/<sha>/`` (extracted artifacts, the
 last few kept), ``current`` (a symlink switched atomically), ``downloads/``,
 ``run/`` and ``logs/``. An update downloads the artifact, checks its sha256
 and size against the ledger's record of the release (never against the manifest
-beside it in the bucket: see ``artifacts``), extracts it safely, runs the lifecycle hooks, switches
+beside it in the bucket: see ``artifacts``), extracts it safely, runs the lifecycle hooks (as the
+build user, like every command from the repository: ``build_user``), switches
 ``current``, restarts the app and waits for it to be healthy. If any step fails
 after the switch, ``current`` goes back to the previous release, the app is
 restarted on it, and the instance keeps serving.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from http.client import HTTPException
 from pathlib import Path
 
-from skynet_tasks import artifacts, buildspec, commands
+from skynet_tasks import artifacts, build_user, buildspec, commands
 from skynet_tasks.artifact_store import ArtifactStore
 from skynet_tasks.httpcheck import http_get
 from skynet_tasks.links import link_target_name, switch_link
@@ -72,6 +73,11 @@ class InstanceLayout:
     def logs(self) -> Path:
         """The folder of the app's and the updates' logs."""
         return self.root / "logs"
+
+    @property
+    def build(self) -> Path:
+        """The build user's folder: build work trees, and the requests of every repository command."""
+        return self.root / "build"
 
     @property
     def drain_flag(self) -> Path:
@@ -152,13 +158,14 @@ def install(ctx: UpdateContext, manifest: artifacts.Manifest, expected: artifact
     hook_timeout = spec.update_timeout
     try:
         for hook in spec.hooks.before_install + spec.hooks.after_install:
-            commands.run(hook, cwd=release_dir, env=env, timeout=hook_timeout, log=update_log)
+            run_repository_command(ctx, hook, cwd=release_dir, env=env, timeout=hook_timeout, log_=update_log)
         switch_current(ctx.layout, sha)
         update_log.note(f"current -> releases/{sha}")
         _progress(ctx, "starting")
         ctx.services.restart(spec.service.command if spec.service else None, ctx.layout.current, env)
         for hook in spec.hooks.start + spec.hooks.validate:
-            commands.run(hook, cwd=ctx.layout.current, env=env, timeout=hook_timeout, log=update_log)
+            run_repository_command(ctx, hook, cwd=ctx.layout.current, env=env, timeout=hook_timeout,
+                                   log_=update_log)
         wait_healthy(ctx, spec, env, update_log)
     except (commands.CommandFailed, ServiceError, OSError) as error:
         update_log.note(f"update failed: {error}")
@@ -167,6 +174,18 @@ def install(ctx: UpdateContext, manifest: artifacts.Manifest, expected: artifact
     update_log.note(f"release {sha} is healthy")
     prune_releases(ctx.layout, ctx.keep_releases, keep={sha, previous or ""})
     return update_log.text()
+
+
+def run_repository_command(ctx: UpdateContext, argv: buildspec.Command, *, cwd: Path, env: dict[str, str],
+                           timeout: float, log_: commands.CommandLog) -> None:
+    """Run a command of the release's ``skynet.yml`` (a hook, the health command) as the build user
+    where the instance has one; raise ``commands.CommandFailed`` when it fails.
+
+    The command is the repository's code, not the worker's: as the worker it could read the deploy
+    keys and rewrite the releases the ledger verified; as the build user it reads the release and
+    the app's config (``config.paths``) and writes neither.
+    """
+    build_user.run_step(list(argv), cwd=cwd, env=env, timeout=timeout, log=log_, work_root=ctx.layout.build)
 
 
 def roll_back(ctx: UpdateContext, previous: str | None, update_log: commands.CommandLog) -> None:
@@ -209,8 +228,8 @@ def wait_healthy(ctx: UpdateContext, spec: buildspec.BuildSpec, env: dict[str, s
                 if not 200 <= status < 300:
                     raise commands.CommandFailed(f"GET {health.http}: HTTP {status}")
             if health.command:
-                commands.run(health.command, cwd=ctx.layout.current, env=env,
-                             timeout=max(1.0, deadline - time.monotonic()), log=update_log)
+                run_repository_command(ctx, health.command, cwd=ctx.layout.current, env=env,
+                                       timeout=max(1.0, deadline - time.monotonic()), log_=update_log)
             update_log.note("health check passed")
             return
         except (OSError, HTTPException, commands.CommandFailed) as error:

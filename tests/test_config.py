@@ -136,8 +136,9 @@ def test_sync_writes_a_complete_tree_with_safe_modes_and_switches_atomically(aws
     assert config.path.is_symlink() and config.current_version() == first
     modes = {p.relative_to(config.path).as_posix(): stat.S_IMODE(p.stat().st_mode)
              for p in config.path.rglob("*") if p.is_file() and p.name != ".skynet-config"}
-    assert modes == {"app.json": 0o644, "ssh/github.pem": 0o600, "tls/site.crt": 0o644, "tls/site.key": 0o600,
-                     "secrets/db-password": 0o600}
+    # The app's group reads its settings, certificate and secrets; deploy and TLS keys are the worker's alone.
+    assert modes == {"app.json": 0o640, "ssh/github.pem": 0o600, "tls/site.crt": 0o640, "tls/site.key": 0o600,
+                     "secrets/db-password": 0o640}
     assert stat.S_IMODE((config.path / "ssh").stat().st_mode) == 0o700
 
     # A second version replaces the first in one step; the first is kept to return to.

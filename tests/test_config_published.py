@@ -87,7 +87,7 @@ def test_a_ticket_after_a_later_edit_installs_the_published_config(aws, tmp_path
     synced = sync_config(ctx, published)  # type: ignore[arg-type]
     assert synced.version == published and ConfigDir(ctx.settings.config_dir).current_version() == published
     assert greeting(ctx) == "A"
-    assert (ctx.settings.config_dir / "secrets" / "token.secret").stat().st_mode & 0o777 == 0o600
+    assert (ctx.settings.config_dir / "secrets" / "token.secret").stat().st_mode & 0o777 == 0o640  # the app's group's
     # ...while a sync that is not a rollout's (at boot) takes the sources as they are
     assert greeting(ctx) == "A" and sync_config(ctx).version != published  # type: ignore[arg-type]
     assert greeting(ctx) == "B"

@@ -1,4 +1,5 @@
-"""What each layer's instance role may do, with IAM enforced: the stack's policies in moto.
+"""What each layer's instance role and the operator's role may do, with IAM enforced: the stack's
+policies in moto.
 
 One stack for the module, deployed into moto's server as ``StackCluster`` deploys it (IAM
 enforced once the operator exists), without booting instances: each test acts with the
@@ -7,10 +8,17 @@ them (``skynet_tasks/local/imds.py``: the EC2 service user assumes the layer's r
 session named after the instance). What moto does not evaluate is checked on the template
 instead (tests/test_cloudformation.py): conditions (the config listing's ``s3:prefix``, the
 config table's ``dynamodb:LeadingKeys``) and bucket policies (TLS only).
+
+The operator's role (``skynet-<env>-operator``) is assumed by a user allowed nothing but
+``sts:AssumeRole``, and the CLI runs with that session's keys, as an operator's shell would.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import boto3
@@ -19,8 +27,10 @@ from botocore.exceptions import ClientError
 
 from skynet_tasks import names
 from skynet_tasks.aws import aws_for
+from skynet_tasks.ledger import Ledger
 from skynet_tasks.local import stack_aws
 from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.local.sample_repo import create_sample_repo
 from skynet_tasks.queues import INSTANCE_VISIBILITY, Queues, instance_queue
 
 pytestmark = pytest.mark.timeout(180)
@@ -41,14 +51,19 @@ class Stack:
                  outputs: dict[str, str]) -> None:
         self.server, self.operator, self.service, self.outputs = server, operator, service, outputs
         self.config_bucket, self.repo_bucket = outputs["ConfigBucketName"], outputs["RepoBucketName"]
+        self.person: dict[str, str] = {}  # keys of a user who may only assume a role
 
     def instance(self, layer: str, instance_id: str) -> boto3.session.Session:
         """A session with the credentials an instance of ``layer`` gets from its metadata endpoint."""
-        role = aws_for(self.operator).client("iam").get_role(RoleName=f"skynet-{ENV}-{layer}")["Role"]["Arn"]
+        return self.assumed(f"skynet-{ENV}-{layer}", self.service, instance_id)
+
+    def assumed(self, role_name: str, keys: dict[str, str], session_name: str) -> boto3.session.Session:
+        """A session of the role ``role_name``, assumed with the IAM user ``keys``."""
+        role = aws_for(self.operator).client("iam").get_role(RoleName=role_name)["Role"]["Arn"]
         sts = boto3.client("sts", endpoint_url=self.server.endpoint, region_name="us-east-1",
-                           aws_access_key_id=self.service["AWS_ACCESS_KEY_ID"],
-                           aws_secret_access_key=self.service["AWS_SECRET_ACCESS_KEY"])
-        found = sts.assume_role(RoleArn=role, RoleSessionName=instance_id, DurationSeconds=3600)["Credentials"]
+                           aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"])
+        found = sts.assume_role(RoleArn=role, RoleSessionName=session_name, DurationSeconds=3600)["Credentials"]
         return boto3.session.Session(aws_access_key_id=found["AccessKeyId"],
                                      aws_secret_access_key=found["SecretAccessKey"],
                                      aws_session_token=found["SessionToken"], region_name="us-east-1")
@@ -66,6 +81,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         operator = stack_aws.create_operator(server.environment())
         aws = aws_for(operator)
         service = stack_aws.user_with_key(aws, stack_aws.EC2_SERVICE, stack_aws.ASSUME_ONLY)
+        person = stack_aws.user_with_key(aws, "alice", stack_aws.ASSUME_ONLY)  # may only assume a role
         network = stack_aws.create_network(aws, "10.77")
         outputs = stack_aws.deploy_stack(aws, f"skynet-{ENV}", {
             "Env": ENV, "RepoUrl": str(directory / "sample-app.git"), "DomainName": "app.local.skynet.test",
@@ -73,8 +89,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
             "PublicSubnets": ",".join(network.public_subnets), "PrivateSubnets": ",".join(network.private_subnets),
             "ImageId": network.image_id, "CertificateArn": network.certificate_arn,
             "RpMinSize": "0", "RpDesiredSize": "0", "ApiMinSize": "0", "ApiDesiredSize": "0",
-            "SkynetWheelKey": WHEEL, "SkynetWheelSha256": "0" * 64})
+            "SkynetWheelKey": WHEEL, "SkynetWheelSha256": "0" * 64,
+            "OperatorPrincipals": aws.client("iam").get_user(UserName="alice")["User"]["Arn"]})
         found = Stack(server, operator, service, outputs)
+        found.person = person
+        repo = create_sample_repo(directory)
+        # What the API group's first instance records at boot: the repository and branch it deploys.
+        Ledger(aws.dynamodb, names.state_table(ENV)).ensure_group(f"{ENV}-api", str(repo), "main")
         s3 = aws.s3
         for key, body in CONFIG.items():
             s3.put_object(Bucket=found.config_bucket, Key=key, Body=body)
@@ -191,3 +212,55 @@ def test_an_instance_reads_its_layers_config_items(stack, layer):
         dynamodb.query(TableName=names.config_table(ENV), KeyConditionExpression="#s = :s",
                        ExpressionAttributeNames={"#s": "scope"}, ExpressionAttributeValues={":s": {"S": scope}},
                        ConsistentRead=True)
+
+
+def operator_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI run with the operator role's keys, as an operator's shell that assumed it would."""
+    credentials = stack.assumed(f"skynet-{ENV}-operator", stack.person, "alice").get_credentials()
+    own = {k: v for k, v in os.environ.items() if not k.startswith(("SKYNET_", "AWS_"))}
+    env = {**own, "AWS_ENDPOINT_URL": stack.server.endpoint, "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": credentials.access_key, "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+           "AWS_SESSION_TOKEN": credentials.token, "SKYNET_ENV": ENV}
+    return subprocess.run([sys.executable, "-m", "skynet_tasks.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_the_operator_role_reads_status_and_requests_a_deploy(stack):
+    status = operator_cli(stack, "status", "--env", ENV)
+    deployed = operator_cli(stack, "deploy", "--env", ENV, "--ref", "main", "--json")
+
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    started = json.loads(deployed.stdout)
+    rollout = Ledger(aws_for(stack.operator).dynamodb, names.state_table(ENV)).rollout_item(started["rollout_id"])
+    assert rollout and rollout["release"] == started["release"], rollout
+    operator = aws_for(stack.operator).sqs
+    queue = operator.get_queue_url(QueueName=names.maintenance_queue(ENV, f"{ENV}-api"))["QueueUrl"]
+    waiting = operator.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
+    assert int(waiting["Attributes"]["ApproximateNumberOfMessages"]) >= 1  # the build request, for a builder
+
+
+def test_the_operator_role_pushes_config(stack, tmp_path):
+    (tmp_path / "app.json").write_text('{"from": "the operator"}')
+
+    pushed = operator_cli(stack, "config", "push", "--env", ENV, "--layer", "api", str(tmp_path), "--no-rollout")
+
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    written = aws_for(stack.operator).s3.get_object(Bucket=stack.config_bucket, Key="Layers/api/app.json")
+    assert json.loads(written["Body"].read()) == {"from": "the operator"}
+
+
+def test_the_operator_role_writes_no_release_no_log_and_never_the_agent(stack):
+    s3 = stack.client(stack.assumed(f"skynet-{ENV}-operator", stack.person, "alice"), "s3")
+    keys = [f"{RELEASE}/artifact.tar.gz", f"{RELEASE}/manifest.json", f"logs/builds/{RELEASE}/1-i.log", WHEEL]
+
+    admin = aws_for(stack.operator).s3
+    before = admin.get_object(Bucket=stack.repo_bucket, Key=f"{RELEASE}/artifact.tar.gz")["Body"].read()
+
+    writes = {key: outcome(s3.put_object, Bucket=stack.repo_bucket, Key=key, Body=b"forged") for key in keys}
+    deletes = {key: outcome(s3.delete_object, Bucket=stack.repo_bucket, Key=key) for key in keys}
+
+    assert writes == dict.fromkeys(keys, "AccessDenied")
+    assert deletes == dict.fromkeys(keys, "AccessDenied")
+    assert admin.get_object(Bucket=stack.repo_bucket, Key=f"{RELEASE}/artifact.tar.gz")["Body"].read() == before
+    assert outcome(s3.get_object, Bucket=stack.repo_bucket, Key=f"{RELEASE}/manifest.json") == "allowed"

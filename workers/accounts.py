@@ -4,9 +4,14 @@ Nothing on an instance runs as root that does not need to:
 
 - ``skynet`` runs the worker: it owns the instance root (releases, downloads, its logs), the
   config folder it syncs, and nothing of the system;
-- ``skynet-build`` runs build steps (``workers.buildrun``): it writes only the build work
-  trees (shared with the worker through its group), so a hostile ``skynet.yml`` cannot touch
-  the releases, the config or the worker;
+- ``skynet-build`` runs every command of a repository's ``skynet.yml``: build steps, lifecycle
+  hooks, the health command (``skynet_tasks.build_user``). It writes only the build work trees
+  (shared with the worker through its group), so a hostile ``skynet.yml`` cannot touch the
+  releases, the deploy keys or the worker. It is a member of the app's group, so a hook reads
+  the app's config as the app does: what the build user builds becomes the app's code anyway;
+- the config folder is the worker's, its group the app's and setgid, so every file the worker
+  syncs into it is the app's group's (``skynet_tasks.config.paths`` decides which files that
+  group may read);
 - ``www-data`` runs the app: it owns only the folders the app writes (its rendered
   configuration and sockets in ``run/stack``, its logs in ``logs/app``).
 
@@ -20,6 +25,7 @@ import grp
 import os
 import pwd
 import subprocess  # nosec B404 - useradd with fixed arguments
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +75,8 @@ def ensure_user(name: str, home: Path) -> Account:
 
 
 def ensure_member(user: Account, group: Account) -> None:
-    """Add ``user`` to the own group of ``group`` (the worker to the build user's), if not yet."""
+    """Add ``user`` to the own group of ``group`` (the worker to the build user's, the build user to the
+    app's), if not yet."""
     if user.name in grp.getgrgid(group.gid).gr_mem:
         return
     result = subprocess.run(["usermod", "--append", "--groups", grp.getgrgid(group.gid).gr_name, user.name],  # noqa: S603, S607  # nosec B603 B607
@@ -92,6 +99,7 @@ def ensure_accounts(root: Path) -> Accounts:
     accounts = Accounts(worker=ensure_user(WORKER_USER, root), build=ensure_user(BUILD_USER, root / "build"),
                         app=ensure_user(APP_USER, Path("/var/www")))
     ensure_member(accounts.worker, accounts.build)  # the worker shares the build's work tree through its group
+    ensure_member(accounts.build, accounts.app)  # hooks read the app's config through the app's group
     return accounts
 
 
@@ -129,7 +137,12 @@ def prepare_folders(root: Path, config_home: Path, accounts: Accounts) -> None:
     _own(root, accounts.worker, 0o755)
     for name in ("releases", "downloads", "run", "logs", "agent"):
         _own(root / name, accounts.worker, 0o755)
-    _own(config_home, accounts.worker, 0o755)
+    # The config folder: the worker's, its group the app's, setgid so that every generation and file the
+    # worker writes in it is the app's group's too (the worker is no member of it and needs none). The
+    # file's mode decides whether that group reads it: deploy keys stay the worker's alone.
+    _own(config_home, accounts.worker, 0o2750)
+    os.chown(config_home, accounts.worker.uid, accounts.app.gid)
+    config_home.chmod(0o2750)
     # The build folder: the worker's, its group the build user's, setgid so the work trees are too.
     build = root / "build"
     _own(build, accounts.worker, 0o2770)
@@ -138,3 +151,20 @@ def prepare_folders(root: Path, config_home: Path, accounts: Accounts) -> None:
     write_fresh(build / BUILD_MARKER, f"build steps run as {accounts.build.name} (workers/buildrun.py)\n")
     for folder in app_folders(root):
         _own(folder, accounts.app, 0o755)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m workers.accounts``: create the instance's users (the user data, as root, before it
+    admits the worker's user alone to instance metadata); the instance root is ``SKYNET_ROOT``'s, as the
+    boot's."""
+    args = sys.argv[1:] if argv is None else argv
+    if args:
+        print("usage: python -m workers.accounts (the instance root from SKYNET_ROOT, else /srv/skynet)",
+              file=sys.stderr)
+        return 2
+    ensure_accounts(Path(os.environ.get("SKYNET_ROOT") or "/srv/skynet"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,8 +10,9 @@ init, so this module plays both parts of that, over a Unix socket:
   and only to root and the worker's user (the socket's mode, and its peer's credentials);
 - ``python -m workers.appctl systemctl ARGS...`` is what the worker runs as ``systemctl``
   (``skynet_tasks.services.SystemdServices``): exactly the calls it makes on the app's unit,
-  and ``start --wait skynet-build@ID.service``, which runs one build step's runner
-  (``workers.buildrun``) as ``skynet-build`` as the template unit does on EC2.
+  and ``start --wait skynet-build@ID.service``, which runs one repository command's runner
+  (``workers.buildrun``: a build step, a lifecycle hook, a health command) as ``skynet-build``,
+  with the groups the group database gives it, as the template unit's ``User=`` does on EC2.
 
 Its own files (the socket, the supervisor's pid files, the app's log) are in a folder only
 root writes (``control_dir``), so the worker cannot point root at a pid or a file of its choosing.
@@ -75,9 +76,12 @@ def run_build(root: Path, request_id: str, build: Account, timeout: float = 3600
     """Run the build user's runner for the request ``request_id`` (``skynet-build@ID.service``)."""
     if not BUILD_REQUEST.fullmatch(request_id):
         return 1, f"not a build request: {request_id!r}"
+    # systemd's User= gives a unit the user's supplementary groups (initgroups): the app's group among
+    # them (workers.accounts), through which a hook reads the app's config.
+    groups = [gid for gid in os.getgrouplist(build.name, build.gid) if gid != build.gid]
     try:
         ran = subprocess.run([sys.executable, "-m", "workers.buildrun", "run", str(root), request_id],  # noqa: S603  # nosec B603
-                             user=build.uid, group=build.gid, extra_groups=[], umask=0o007, cwd="/",
+                             user=build.uid, group=build.gid, extra_groups=groups, umask=0o007, cwd="/",
                              env={k: v for k, v in os.environ.items() if k in ("PATH", "LANG")},
                              capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:

@@ -1,125 +1,26 @@
-"""Build steps run as the build user (``skynet-build``), not as the worker.
+"""``python -m workers.buildrun run ROOT ID``: the build user's runner, the entry point of
+``skynet-build@.service`` (and of ``workers.appctl``'s stand-in for it).
 
-A repository's ``skynet.yml`` is code from whoever can push to it: its build steps must not
-reach the worker's releases, config, credentials files or code. The worker cannot change
-user itself (its unit has ``NoNewPrivileges``), so it asks the one root party it has:
-
-- on EC2, systemd: ``systemctl start --wait skynet-build@<id>.service``, a template unit whose
-  ``User=skynet-build`` is fixed (the worker may start it by the polkit rule in ``workers.units``);
-- on the local cluster's instances, the same call answered by ``workers.appctl``, which runs the
-  same runner as ``skynet-build``.
-
-Either way the runner (``python -m workers.buildrun run ROOT ID``, as ``skynet-build``) reads the
-request the worker wrote (``ROOT/build/.requests/ID.json``: the step, its folder, environment
-and time left), runs it, and writes the output and outcome beside it for the worker to read.
-
-The work tree is shared through the group ``skynet-build``, of which the worker's user is a
-member: ``ROOT/build`` is setgid to it, and the tree is made group-writable before the first
-step, so the steps may change the checkout and the worker may pack and remove what they wrote.
-
-Trusted: the worker (it chooses what runs, as on any builder). Not trusted: the step itself.
+What it runs and how the worker asks for it is ``skynet_tasks.build_user``; this module is
+only the process the unit starts, as ``skynet-build``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import secrets
-import stat
-import subprocess  # nosec B404 - systemctl with fixed arguments
 import sys
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from skynet_tasks import commands
-
-MARKER = ".build-user"  # in the build folder: build steps go to the build user (written at boot)
-REQUESTS = ".requests"
-BUILD_UNIT = re.compile(r"skynet-build@([0-9a-f]{32})\.service")
-
-
-def uses_build_user(work_root: Path) -> bool:
-    """Whether build steps under ``work_root`` run as the build user (the boot marked the folder)."""
-    return (work_root / MARKER).exists()
-
-
-def share_with_build_user(tree: Path) -> None:
-    """Make ``tree`` writable by its group (the build user's): folders g+rwxs, files g+rw."""
-    for folder, subfolders, files in os.walk(tree):
-        for name in (*subfolders, *files):
-            path = Path(folder) / name
-            mode = path.lstat().st_mode
-            if stat.S_ISLNK(mode):
-                continue
-            extra = stat.S_IRWXG | stat.S_ISGID if stat.S_ISDIR(mode) else stat.S_IRGRP | stat.S_IWGRP
-            path.chmod(stat.S_IMODE(mode) | extra)
-    Path(tree).chmod(stat.S_IMODE(Path(tree).stat().st_mode) | stat.S_IRWXG | stat.S_ISGID)
-
-
-def run_step(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float, log: commands.CommandLog,
-             work_root: Path, systemctl: Sequence[str] = ("systemctl",)) -> None:
-    """Run one build step as the build user where the boot set one up, else as this process; raise
-    ``commands.CommandFailed`` as ``commands.run`` does."""
-    if not uses_build_user(work_root):
-        commands.run(argv, cwd=cwd, env=env, timeout=timeout, log=log)
-        return
-    requests = work_root / REQUESTS
-    requests.mkdir(exist_ok=True)
-    requests.chmod(0o2770)  # the runner writes its result here (mkdir's mode is cut by the umask)
-    request_id = secrets.token_hex(16)
-    request = requests / f"{request_id}.json"
-    result = requests / f"{request_id}.result"
-    request.write_text(json.dumps({"argv": list(argv), "cwd": str(cwd), "env": dict(env), "timeout": timeout}))
-    request.chmod(0o640)
-    try:
-        started = subprocess.run([*systemctl, "start", "--wait", f"skynet-build@{request_id}.service"],  # noqa: S603  # nosec B603
-                                 capture_output=True, text=True, timeout=timeout + 60, check=False)
-        try:
-            outcome = json.loads(result.read_text())
-        except (OSError, ValueError):
-            log.note(f"$ {' '.join(argv)}")
-            log.note(f"the build user's runner did not report: {started.stderr.strip()}")
-            raise commands.CommandFailed(f"{argv[0]}: the build user's runner did not report "
-                                         f"({started.stderr.strip() or started.returncode})") from None
-        log.lines.extend(str(line) for line in outcome["lines"])
-        if outcome["error"]:
-            raise commands.CommandFailed(str(outcome["error"]))
-    except subprocess.TimeoutExpired:
-        raise commands.CommandFailed(f"{' '.join(argv)}: timed out after {timeout:.0f}s") from None
-    finally:
-        request.unlink(missing_ok=True)
-        result.unlink(missing_ok=True)
-
-
-def run_request(root: Path, request_id: str) -> int:
-    """Run the request ``request_id`` (as whoever runs this: the build user); write its outcome; 0 if it passed."""
-    if not re.fullmatch(r"[0-9a-f]{32}", request_id):
-        print(f"not a request id: {request_id!r}", file=sys.stderr)
-        return 2
-    requests = root / "build" / REQUESTS
-    data = json.loads((requests / f"{request_id}.json").read_text())
-    log = commands.CommandLog()
-    error = None
-    try:
-        commands.run([str(a) for a in data["argv"]], cwd=Path(data["cwd"]), env={str(k): str(v) for k, v in
-                     data["env"].items()}, timeout=float(data["timeout"]), log=log)
-    except commands.CommandFailed as failed:
-        error = str(failed)
-    result = requests / f"{request_id}.result"
-    temp = result.with_suffix(".tmp")
-    temp.write_text(json.dumps({"lines": log.lines, "error": error}))
-    temp.replace(result)
-    return 0 if error is None else 1
+from skynet_tasks.build_user import run_request
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m workers.buildrun run ROOT ID``: the build user's runner."""
+    """Run the request named on the command line as this process's user; its exit status."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 3 or args[0] != "run":
         print("usage: python -m workers.buildrun run ROOT ID", file=sys.stderr)
         return 2
-    os.umask(0o007)  # what the step writes, the worker (of the group) may pack and remove
+    os.umask(0o007)  # what a build step writes, the worker (of the group) may pack and remove
     return run_request(Path(args[1]), args[2])
 
 

@@ -8,7 +8,7 @@ set -euo pipefail
 #    them already (a baked AMI; the local cluster's instances) skips this step.
 if [ ! -x /opt/skynet/bin/python ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv git nginx-light php-fpm polkitd
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv git nginx-light php-fpm polkitd nftables
   systemctl disable --now nginx php8.2-fpm || true
   python3 -m venv /opt/skynet
   /opt/skynet/bin/python -m pip install -q boto3
@@ -33,5 +33,16 @@ print(path)
 PY
 )
 /opt/skynet/bin/python -m pip install -q "$wheel"
-# 3. The instance: identity from instance metadata, its settings file, its worker.
+# 3. Instance metadata serves the role's credentials: only root and the worker's user may reach it,
+#    never the app, a build step or a hook. The users exist first (workers.accounts; the boot finds them).
+/opt/skynet/bin/python -m workers.accounts
+nft -f - <<'NFT'
+table inet skynet-metadata {
+  chain output {
+    type filter hook output priority filter; policy accept;
+    ip daddr 169.254.169.254 meta skuid != { 0, "skynet" } counter reject
+  }
+}
+NFT
+# 4. The instance: identity from instance metadata, its settings file, its worker.
 exec /opt/skynet/bin/python -m workers.boot

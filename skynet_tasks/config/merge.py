@@ -35,7 +35,7 @@ class MergedFile:
 
     @property
     def mode(self) -> int:
-        """The file mode its kind gets: owner-only for secrets, keys and deploy keys, else world-readable."""
+        """The file mode its kind gets: the worker's alone for deploy and TLS keys, else the app's group's too."""
         return mode_of(kind_of(self.path))
 
     @property

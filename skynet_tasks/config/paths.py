@@ -14,8 +14,10 @@ SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 MAX_DEPTH = 8
 MAX_PATH = 512
 
-SECRET_MODE = 0o600
-PLAIN_MODE = 0o644
+# Who may read a synced config file. The worker writes every file; the folder it writes into is
+# setgid to the app's group (workers/accounts.py), so a file's group is the app's (www-data).
+WORKER_ONLY_MODE = 0o600  # what only the worker uses: deploy keys (git's SSH), TLS keys (the proxy's nginx)
+APP_READABLE_MODE = 0o640  # what the app reads: its settings, certificates and its own secrets; others nothing
 
 
 class ConfigError(ValueError):
@@ -26,7 +28,7 @@ class FileKind(StrEnum):
     """What a config file is, by its name: which decides its mode and where it is placed."""
 
     PLAIN = "plain"
-    PRIVATE = "private"  # a secret file: readable by the worker's user only
+    PRIVATE = "private"  # the app's secret (a database password): the app reads it, the logs never show it
     DEPLOY_KEY = "deploy-key"  # *.pem: an SSH key git uses for the repository
     TLS_CERT = "tls-cert"
     TLS_KEY = "tls-key"
@@ -72,13 +74,21 @@ def kind_of(path: str) -> FileKind:
 
 
 def mode_of(kind: FileKind) -> int:
-    """The file mode a kind gets: 0644 for plain files and TLS certificates, 0600 for everything else."""
-    return PLAIN_MODE if kind in (FileKind.PLAIN, FileKind.TLS_CERT) else SECRET_MODE
+    """The file mode a kind gets: 0600 (the worker's alone) for deploy keys and TLS keys, 0640 (the app's
+    group reads it) for everything else.
+
+    Deploy keys are used by git in the worker's builds, and TLS keys by the proxy's nginx, which runs as
+    the worker: the app needs neither, and a deploy key in a remote-code bug's hands is the repository's
+    history. Settings, certificates and the app's own secrets (``secrets/``, ``*.secret``) are what
+    an app reads from its config (docs/operations.md, "Layered configuration").
+    """
+    return WORKER_ONLY_MODE if kind in (FileKind.DEPLOY_KEY, FileKind.TLS_KEY) else APP_READABLE_MODE
 
 
 def is_secret(path: str) -> bool:
-    """Whether the file at ``path`` is written readable by its owner only."""
-    return mode_of(kind_of(path)) == SECRET_MODE
+    """Whether the content of the file at ``path`` is a secret: kept out of stored logs, and refused by
+    ``config push`` when the local copy is readable by others than its owner."""
+    return kind_of(path) in (FileKind.PRIVATE, FileKind.DEPLOY_KEY, FileKind.TLS_KEY)
 
 
 def placed_at(path: str) -> str:

@@ -11,7 +11,9 @@ power loss never leaves a current generation with truncated files. The previous
 generation is kept, which is what a failed config update returns to.
 
 Inside a generation, ``*.pem`` deploy keys are in ``ssh/`` (folder 0700, keys 0600),
-``*.crt``/``*.key`` in ``tls/``, other files at their own path; secrets 0600, the rest 0644.
+``*.crt``/``*.key`` in ``tls/``, other files at their own path; deploy and TLS keys 0600, the rest
+0640 (``paths.mode_of``): on an instance, the folder is setgid to the app's group, so the app reads
+its settings and secrets and never a deploy key.
 """
 
 from __future__ import annotations
