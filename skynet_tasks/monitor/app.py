@@ -1,15 +1,15 @@
 """The dashboard as a Flask application: HTML pages, the JSON API, /metrics and operator actions.
 
 Pages are rendered on the server; their script re-fetches the page's main part
-every few seconds (``?partial=1``) so they update live without a reload and
-without a build step. Actions go through ``skynet_tasks.operator``, exactly as
+(``?partial=1``) when ``/api/changes`` says the env changed, and only while the tab
+is visible (``skynet_tasks.monitor.changes``), so they update live without a
+reload and without a build step. Actions go through ``skynet_tasks.operator``, exactly as
 the CLI's do, after ``skynet_tasks.monitor.auth`` has accepted the request.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -28,7 +28,9 @@ from skynet_tasks.deploys import DeployError
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
 from skynet_tasks.monitor.auth import Auth, Refused, check_same_origin
+from skynet_tasks.monitor.changes import ChangeWatch, EnvFingerprint, changes_body
 from skynet_tasks.monitor.data import MonitorData, NotFound, check_part, check_rollout_id
+from skynet_tasks.monitor.filters import FILTERS
 from skynet_tasks.monitor.metrics import make_registry
 from skynet_tasks.monitor.openapi import openapi_document
 from skynet_tasks.operator import OperatorError, drain_instance, rollback, rollout_action
@@ -46,33 +48,13 @@ PAGES = ("groups", "instances", "rollouts", "releases", "queues", "tasks")
 OPEN_PATHS = frozenset({"/health"})
 
 
-def _ago(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return "–"
-    return f"{max(0.0, time.time() - value):.0f}s ago"
-
-
-def _seconds(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return "–"
-    if value < 120:
-        return f"{value:.1f}s"
-    return f"{value / 60:.1f}min"
-
-
-def _clock(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return "–"
-    return time.strftime("%H:%M:%S", time.localtime(value))
-
-
 def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth, max_age: float,
                allowed_hosts: tuple[str, ...] | None = None, poll_seconds: float = POLL_SECONDS) -> Flask:
     """The dashboard of the env ``resources`` names (its tables, its repo bucket for the logs).
 
     ``allowed_hosts``, when given, are the only Host names served (a loopback
     dashboard names its loopback names, so a DNS-rebound page cannot read it);
-    pages re-fetch themselves every ``poll_seconds``.
+    the env is probed for changes at most every ``poll_seconds`` (for every open tab at once).
     """
     env = resources.env
     ledger = Ledger(aws.dynamodb, resources.state_table)
@@ -81,10 +63,11 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
                        TaskRuns(aws.dynamodb, resources.state_table), env, max_age)
     messenger = Messenger(celery_app, env)
     metrics, action_counter = make_registry(data)
+    watch = ChangeWatch(EnvFingerprint(data), poll_seconds)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
-    app.jinja_env.filters.update(ago=_ago, seconds=_seconds, clock=_clock)
+    app.jinja_env.filters.update(FILTERS)
     app.jinja_env.globals.update(env=env, pages=PAGES, poll_ms=int(poll_seconds * 1000))
 
     @app.before_request
@@ -237,6 +220,13 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
     def api_tasks() -> Response:
         return jsonify(data.task_runs(request.args.get("instance") or None, 20))
 
+    @app.get("/api/changes")
+    def api_changes() -> Response:
+        # ``since`` and ``wait`` are untrusted: any string is just a token that differs; the wait is bounded.
+        wait = request.args.get("wait", "0")
+        token, waited = watch.wait(request.args.get("since", "")[:64], float(wait) if wait.isdigit() else 0.0)
+        return jsonify(changes_body(token, waited, int(poll_seconds * 1000)))
+
     @app.get("/metrics")
     def prometheus() -> Response:
         return Response(generate_latest(metrics), mimetype=CONTENT_TYPE_LATEST)
@@ -259,6 +249,7 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
             action_counter.labels(name, "rejected").inc()
             return _error(409, str(error))
         action_counter.labels(name, "accepted").inc()
+        watch.bump()
         log.info("action %s by %s accepted", name, actor)
         return _json(202, result)
 
@@ -274,11 +265,11 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
         check_part("group", group)
         return act("rollback", lambda actor: rollback(ledger, messenger, group, actor).__dict__)
 
-    @app.post("/api/instances/<instance>/drain")
-    def api_drain(instance: str) -> Response:
+    @app.post("/api/instances/<instance>/<any(drain, undrain):action>")
+    def api_drain(instance: str, action: str) -> Response:
         check_part("instance id", instance)
-        return act("drain", lambda actor: drain_instance(ledger, registry, messenger, env, instance,
-                                                         actor).__dict__)
+        return act(action, lambda actor: drain_instance(ledger, registry, messenger, env, instance,
+                                                        actor, undo=action == "undrain").__dict__)
 
     return app
 
