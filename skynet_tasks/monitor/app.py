@@ -33,6 +33,7 @@ from skynet_tasks.monitor.data import MonitorData, NotFound, check_part, check_r
 from skynet_tasks.monitor.filters import FILTERS
 from skynet_tasks.monitor.metrics import make_registry
 from skynet_tasks.monitor.openapi import openapi_document
+from skynet_tasks.monitor.queue_cache import QueuesUnreadable
 from skynet_tasks.operator import OperatorError, drain_instance, rollback, rollout_action
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
@@ -67,6 +68,7 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.extensions["skynet_monitor"] = data  # its reads and queue cache, for tests and benchmarks
     app.jinja_env.filters.update(FILTERS)
     app.jinja_env.globals.update(env=env, pages=PAGES, poll_ms=int(poll_seconds * 1000))
 
@@ -104,6 +106,10 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
     @app.errorhandler(NotFound)
     def not_found(error: NotFound) -> Response:
         return _error(404, str(error))
+
+    @app.errorhandler(QueuesUnreadable)
+    def queues_unreadable(error: QueuesUnreadable) -> Response:
+        return _error(503, str(error))
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
