@@ -34,6 +34,9 @@ from skynet_tasks.monitor.filters import FILTERS
 from skynet_tasks.monitor.metrics import make_registry
 from skynet_tasks.monitor.openapi import openapi_document
 from skynet_tasks.monitor.queue_cache import QueuesUnreadable
+from skynet_tasks.monitor.responses import error_response as _error
+from skynet_tasks.monitor.responses import json_response as _json
+from skynet_tasks.monitor.responses import text_response as _text
 from skynet_tasks.operator import OperatorError, drain_instance, rollback, rollout_action
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
@@ -271,26 +274,14 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
         check_part("group", group)
         return act("rollback", lambda actor: rollback(ledger, messenger, group, actor).__dict__)
 
-    @app.post("/api/instances/<instance>/<any(drain, undrain):action>")
-    def api_drain(instance: str, action: str) -> Response:
+    def drain(instance: str, undo: bool) -> Response:
         check_part("instance id", instance)
-        return act(action, lambda actor: drain_instance(ledger, registry, messenger, env, instance,
-                                                        actor, undo=action == "undrain").__dict__)
+        return act("undrain" if undo else "drain", lambda actor: drain_instance(
+            ledger, registry, messenger, env, instance, actor, undo=undo).__dict__)
+
+    app.add_url_rule("/api/instances/<instance>/drain", "api_drain", lambda instance: drain(instance, False),
+                     methods=["POST"])
+    app.add_url_rule("/api/instances/<instance>/undrain", "api_undrain", lambda instance: drain(instance, True),
+                     methods=["POST"])
 
     return app
-
-
-def _json(status: int, body: Any) -> Response:
-    response = jsonify(body)
-    response.status_code = status
-    return response
-
-
-def _error(status: int, message: str) -> Response:
-    return _json(status, {"error": message})
-
-
-def _text(text: str | None) -> Response:
-    if text is None:
-        raise NotFound("no log stored")
-    return Response(text, mimetype="text/plain")
