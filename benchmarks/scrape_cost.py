@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a file, against another tree's skynet_tasks (``--legacy``)
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.append(str(Path(__file__).resolve().parent.parent))  # after PYTHONPATH: the tree measured
 
 import kombu.pools
 from werkzeug.serving import make_server
