@@ -48,8 +48,12 @@
     timer = null;
     if (document.hidden || poll) { return; }
     poll = new AbortController();
-    var url = "/api/changes?wait=" + (seen ? WAIT_S : 0) + "&since=" + encodeURIComponent(seen);
-    fetch(url, { headers: { "Accept": "application/json" }, cache: "no-store", signal: poll.signal })
+    // From the origin, never relative: a page opened as http://user:token@host/ would resolve a relative
+    // URL with those credentials in it, and fetch refuses such a URL (the browser sends them anyway).
+    var url = new URL("/api/changes", window.location.origin);
+    url.searchParams.set("wait", seen ? WAIT_S : 0);
+    url.searchParams.set("since", seen);
+    fetch(url.toString(), { headers: { "Accept": "application/json" }, cache: "no-store", signal: poll.signal })
       .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
       .then(function (answer) {
         poll = null;
