@@ -99,3 +99,11 @@ def test_past_the_cap_a_poll_is_answered_at_once_and_told_to_come_back():
     assert time.monotonic() - started < 0.5
     for thread in waiting:
         thread.join(5)
+
+
+def test_with_no_long_poll_allowed_every_poll_is_answered_at_once():
+    watch = ChangeWatch(Probe(), interval=0.05, max_waiters=0)  # ``skynet monitor serve --threads 1``
+    current = watch.token()
+    started = time.monotonic()
+    assert watch.wait(current, 10) == (current, False)
+    assert time.monotonic() - started < 0.5

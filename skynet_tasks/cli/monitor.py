@@ -55,9 +55,10 @@ def serve(env: str, host: str, port: int, token_file: Path | None, reads: str, r
     start = startup()
     aws = Aws()
     application = create_app(env_resources(aws, env), aws, start.celery(), auth, start.settings.heartbeat_max_age,
-                             allowed_hosts=LOOPBACK_NAMES if is_loopback(host) else None)
+                             allowed_hosts=LOOPBACK_NAMES if is_loopback(host) else None,
+                             long_polls=threads // 2)  # the other half of the threads stay for pages and actions
     log.info("dashboard of env %s on http://%s:%d/ (actions %s; reads %s)", env, host, port,
-             "enabled" if auth.token else "disabled: no --token-file",
+             "enabled" if auth.can_act else "disabled: no --token-file",
              "need a token" if auth.protect_reads else "open")
     click.echo(f"Skynet dashboard of env {env}: http://{host}:{port}/", err=True)
     serve_wsgi(application, host, port, threads, "skynet-dashboard")

@@ -28,7 +28,7 @@ from skynet_tasks.deploys import DeployError
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
 from skynet_tasks.monitor.auth import Auth, Refused, check_same_origin
-from skynet_tasks.monitor.changes import ChangeWatch, EnvFingerprint, changes_body
+from skynet_tasks.monitor.changes import MAX_WAITERS, ChangeWatch, EnvFingerprint, changes_body
 from skynet_tasks.monitor.data import MonitorData, NotFound, check_part, check_rollout_id
 from skynet_tasks.monitor.filters import FILTERS
 from skynet_tasks.monitor.metrics import make_registry
@@ -53,12 +53,14 @@ OPEN_PATHS = frozenset({"/health"})
 
 
 def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth, max_age: float,
-               allowed_hosts: tuple[str, ...] | None = None, poll_seconds: float = POLL_SECONDS) -> Flask:
+               allowed_hosts: tuple[str, ...] | None = None, poll_seconds: float = POLL_SECONDS,
+               long_polls: int = MAX_WAITERS) -> Flask:
     """The dashboard of the env ``resources`` names (its tables, its repo bucket for the logs).
 
     ``allowed_hosts``, when given, are the only Host names served (a loopback
     dashboard names its loopback names, so a DNS-rebound page cannot read it);
-    the env is probed for changes at most every ``poll_seconds`` (for every open tab at once).
+    the env is probed for changes at most every ``poll_seconds`` (for every open tab at once), and
+    at most ``long_polls`` requests wait for a change at a time (each holds a server thread).
     """
     env = resources.env
     ledger = Ledger(aws.dynamodb, resources.state_table)
@@ -67,7 +69,7 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
                        TaskRuns(aws.dynamodb, resources.state_table), env, max_age)
     messenger = Messenger(celery_app, env)
     metrics, action_counter = make_registry(data)
-    watch = ChangeWatch(EnvFingerprint(data), poll_seconds)
+    watch = ChangeWatch(EnvFingerprint(data), poll_seconds, long_polls)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024

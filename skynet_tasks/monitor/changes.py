@@ -29,7 +29,7 @@ from skynet_tasks.monitor.queue_cache import TTL_SECONDS
 log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 25.0
-MAX_WAITERS = 4  # of gunicorn's 8 threads by default (``skynet monitor serve --threads``)
+MAX_WAITERS = 4  # half of gunicorn's 8 threads by default (``skynet monitor serve --threads`` passes its half)
 # Fields of a registry entry that a page shows and that do not change at every heartbeat.
 ENTRY_FIELDS = ("group", "address", "port", "release", "health", "agent_version", "config_version",
                 "last_task", "last_outcome", "refused_count")
