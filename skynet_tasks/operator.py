@@ -46,10 +46,12 @@ class ActionRecord:
     action: str
     actor: str
     at: float
+    identity: str | None = None  # the AWS identity (an ARN) that asked, when the CLI did
 
 
-def rollout_action(ledger: Ledger, messenger: Messenger, rollout_id: str, action: str, actor: str) -> ActionRecord:
-    """Ask the group's conductor to pause, resume, abort or retry ``rollout_id``."""
+def rollout_action(ledger: Ledger, messenger: Messenger, rollout_id: str, action: str, actor: str,
+                   identity: str | None = None) -> ActionRecord:
+    """Ask the group's conductor to pause, resume, abort or retry ``rollout_id`` (recorded with ``identity``)."""
     if action not in OPERATOR_ACTIONS:
         raise OperatorError(f"unknown action {action!r}; choose one of {', '.join(OPERATOR_ACTIONS)}")
     rollout = ledger.rollout_item(rollout_id)
@@ -60,7 +62,7 @@ def rollout_action(ledger: Ledger, messenger: Messenger, rollout_id: str, action
         raise OperatorError(f"rollout {rollout_id} is {state}: nothing to {action}")
     if action == "resume" and canary_failed_item(ledger, rollout_id):
         raise OperatorError(f"rollout {rollout_id} failed on its canary: `retry` it, or push a fix")
-    record = ActionRecord(rollout["group"], rollout_id, action, actor, time.time())
+    record = ActionRecord(rollout["group"], rollout_id, action, actor, time.time(), identity)
     ledger.record_action(record.group, record.__dict__)
     body, _ = to_message(OperatorAction(rollout_id, action, actor))
     # Each request is its own event: an operator may pause, resume and pause again.
@@ -75,9 +77,10 @@ def canary_failed_item(ledger: Ledger, rollout_id: str) -> bool:
     return loaded is not None and canary_failed(loaded)
 
 
-def rollback(ledger: Ledger, messenger: Messenger, group: str, actor: str, to: str | None = None) -> StartedBuild:
+def rollback(ledger: Ledger, messenger: Messenger, group: str, actor: str, to: str | None = None,
+             identity: str | None = None) -> StartedBuild:
     """Roll ``group`` back to its previous good release, or to the built release ``to`` (a sha or a unique
-    prefix of one), as a new rollout of a release built once already."""
+    prefix of one), as a new rollout of a release built once already (recorded with ``identity``)."""
     info = ledger.group_info(group)
     if not info:
         raise NotFound(f"no group {group}")
@@ -87,7 +90,7 @@ def rollback(ledger: Ledger, messenger: Messenger, group: str, actor: str, to: s
     repo, branch = group_source(ledger, group)
     started = request_build(ledger, messenger, group, repo, branch, target, source=f"rollback by {actor}")
     ledger.record_action(group, {"group": group, "rollout_id": started.rollout_id, "action": "rollback",
-                                 "actor": actor, "at": time.time(), "release": target})
+                                 "actor": actor, "at": time.time(), "release": target, "identity": identity})
     return started
 
 
@@ -102,8 +105,9 @@ def _built_release(ledger: Ledger, group: str, wanted: str) -> str:
 
 
 def drain_instance(ledger: Ledger, registry: Registry, messenger: Messenger, env: str, instance_id: str,
-                   actor: str, undo: bool = False) -> ActionRecord:
-    """Take ``instance_id`` out of the proxy (or, with ``undo``, put it back) and record who asked.
+                   actor: str, undo: bool = False, identity: str | None = None) -> ActionRecord:
+    """Take ``instance_id`` out of the proxy (or, with ``undo``, put it back) and record who asked
+    (``actor``, and the AWS ``identity`` when known).
 
     The registry entry changes at once, so the proxy drops the instance within a
     sync; the instance itself is told too, so that its own heartbeats keep
@@ -118,7 +122,7 @@ def drain_instance(ledger: Ledger, registry: Registry, messenger: Messenger, env
     messenger.to_instance(instance_id, DRAIN_TASK, {"drain": not undo})
     notify_proxies(registry, messenger, env, PROXY_MAX_AGE)
     action = "undrain" if undo else "drain"
-    record = ActionRecord(endpoint.group, None, action, actor, time.time())
+    record = ActionRecord(endpoint.group, None, action, actor, time.time(), identity)
     ledger.record_action(endpoint.group, {**record.__dict__, "instance": instance_id})
     log.info("instance %s: %s requested by %s", instance_id, action, actor)
     return record

@@ -11,7 +11,7 @@ from skynet_tasks.aws import Aws
 from skynet_tasks.cli import exitcodes
 from skynet_tasks.cli.completion import complete_groups, complete_instances
 from skynet_tasks.cli.options import env_option, json_option, layer_option, startup
-from skynet_tasks.cli.rollout import actor
+from skynet_tasks.cli.rollout import actor, identity
 from skynet_tasks.deploys import DeployError
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
@@ -45,9 +45,10 @@ def rollback_command(env: str, layer: str, group: str | None, to: str | None, as
         names.check_name_part("group", group)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--group") from None
-    ledger = Ledger(Aws().dynamodb, names.state_table(env))
+    aws = Aws()
+    ledger = Ledger(aws.dynamodb, names.state_table(env))
     try:
-        started = rollback(ledger, Messenger(app, env), group, actor(), to=to)
+        started = rollback(ledger, Messenger(app, env), group, actor(), to=to, identity=identity(aws))
     except (NotFound, DeployError) as error:
         raise exitcodes.InputError(str(error)) from None
     except OperatorError as error:
@@ -71,7 +72,7 @@ def drain_command(env: str, instance_id: str, undo: bool, as_json: bool) -> None
     try:
         record = drain_instance(Ledger(aws.dynamodb, names.state_table(env)),
                                 Registry(aws.dynamodb, names.endpoints_table(env)), Messenger(app, env), env,
-                                instance_id, actor(), undo=undo)
+                                instance_id, actor(), undo=undo, identity=identity(aws))
     except NotFound as error:
         raise exitcodes.InputError(str(error)) from None
     except OperatorError as error:

@@ -9,6 +9,7 @@ import click
 
 from skynet_tasks.cli.extras import require_extra
 from skynet_tasks.cli.options import env_option, env_resources, startup
+from skynet_tasks.cli.tokens import token
 from skynet_tasks.monitor.auth import Auth, AuthConfigError, check_bind, is_loopback
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ def monitor() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8089, show_default=True)
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), envvar="SKYNET_DASHBOARD_TOKEN_FILE",
-              default=None, help="File holding the token that actions need (mode 0600) [SKYNET_DASHBOARD_TOKEN_FILE]. "
+              default=None, help="File of named tokens: NAME TOKEN [read] lines, or one token alone (mode 0600; "
+                                 "`skynet monitor token add`; re-read when it changes) [SKYNET_DASHBOARD_TOKEN_FILE]. "
                                  "Required to bind a non-loopback address.")
 @click.option("--reads", type=click.Choice(["open", "token"]), envvar="SKYNET_DASHBOARD_READS", default="open",
               show_default=True, help="Who may read pages, the API and /metrics: anyone who reaches the server, or "
@@ -53,9 +55,13 @@ def serve(env: str, host: str, port: int, token_file: Path | None, reads: str, r
     start = startup()
     aws = Aws()
     application = create_app(env_resources(aws, env), aws, start.celery(), auth, start.settings.heartbeat_max_age,
-                             allowed_hosts=LOOPBACK_NAMES if is_loopback(host) else None)
+                             allowed_hosts=LOOPBACK_NAMES if is_loopback(host) else None,
+                             long_polls=threads // 2)  # the other half of the threads stay for pages and actions
     log.info("dashboard of env %s on http://%s:%d/ (actions %s; reads %s)", env, host, port,
-             "enabled" if auth.token else "disabled: no --token-file",
+             "enabled" if auth.can_act else "disabled: no --token-file",
              "need a token" if auth.protect_reads else "open")
     click.echo(f"Skynet dashboard of env {env}: http://{host}:{port}/", err=True)
     serve_wsgi(application, host, port, threads, "skynet-dashboard")
+
+
+monitor.add_command(token)

@@ -8,9 +8,11 @@ import time
 from typing import Any
 
 import click
+from botocore.exceptions import ClientError
 
 from skynet_tasks import names
 from skynet_tasks.aws import Aws
+from skynet_tasks.caller import caller_arn
 from skynet_tasks.cli import exitcodes
 from skynet_tasks.cli.completion import complete_groups, complete_rollouts
 from skynet_tasks.cli.lookup import RolloutReader
@@ -23,11 +25,23 @@ from skynet_tasks.registry import Registry
 
 
 def actor() -> str:
-    """Who the audit trail says asked: ``cli:<login>``."""
+    """Who the audit trail says asked: ``cli:<login>`` (the login as this machine knows it; see ``identity``)."""
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+def identity(aws: Aws) -> str:
+    """The AWS identity (an ARN) that the audit trail records beside ``actor``; Failed if STS will not say.
+
+    An action is not taken without it: the login is the caller's to choose, the ARN is not.
+    """
+    try:
+        return caller_arn(aws)
+    except ClientError as error:
+        raise exitcodes.Failed(f"cannot tell who you are for the audit trail (STS GetCallerIdentity): "
+                               f"{error}") from None
 
 
 def reader_for(env: str) -> RolloutReader:
@@ -61,9 +75,10 @@ def _action_command(action: str, help_text: str) -> click.Command:
     def command(env: str, rollout_id: str, as_json: bool) -> None:
         app = startup().celery()
 
-        ledger = Ledger(Aws().dynamodb, names.state_table(env))
+        aws = Aws()
+        ledger = Ledger(aws.dynamodb, names.state_table(env))
         try:
-            record = rollout_action(ledger, Messenger(app, env), rollout_id, action, actor())
+            record = rollout_action(ledger, Messenger(app, env), rollout_id, action, actor(), identity(aws))
         except NotFound as error:
             raise exitcodes.InputError(str(error)) from None
         except OperatorError as error:

@@ -1,8 +1,9 @@
 """The dashboard as a Flask application: HTML pages, the JSON API, /metrics and operator actions.
 
 Pages are rendered on the server; their script re-fetches the page's main part
-every few seconds (``?partial=1``) so they update live without a reload and
-without a build step. Actions go through ``skynet_tasks.operator``, exactly as
+(``?partial=1``) when ``/api/changes`` says the env changed, and only while the tab
+is visible (``skynet_tasks.monitor.changes``), so they update live without a
+reload and without a build step. Actions go through ``skynet_tasks.operator``, exactly as
 the CLI's do, after ``skynet_tasks.monitor.auth`` has accepted the request.
 """
 
@@ -27,11 +28,16 @@ from skynet_tasks.deploys import DeployError
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
 from skynet_tasks.monitor.auth import Auth, Refused, check_same_origin
+from skynet_tasks.monitor.changes import MAX_WAITERS, ChangeWatch, EnvFingerprint, changes_body
 from skynet_tasks.monitor.charts import HISTORY_ROLLOUTS, add_chart_routes, fleet_of
 from skynet_tasks.monitor.data import MonitorData, NotFound, check_part, check_rollout_id
-from skynet_tasks.monitor.formats import FILTERS
+from skynet_tasks.monitor.filters import FILTERS
 from skynet_tasks.monitor.metrics import make_registry
 from skynet_tasks.monitor.openapi import openapi_document
+from skynet_tasks.monitor.queue_cache import QueuesUnreadable
+from skynet_tasks.monitor.responses import error_response as _error
+from skynet_tasks.monitor.responses import json_response as _json
+from skynet_tasks.monitor.responses import text_response as _text
 from skynet_tasks.operator import OperatorError, drain_instance, rollback, rollout_action
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
@@ -48,12 +54,14 @@ OPEN_PATHS = frozenset({"/health"})
 
 
 def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth, max_age: float,
-               allowed_hosts: tuple[str, ...] | None = None, poll_seconds: float = POLL_SECONDS) -> Flask:
+               allowed_hosts: tuple[str, ...] | None = None, poll_seconds: float = POLL_SECONDS,
+               long_polls: int = MAX_WAITERS) -> Flask:
     """The dashboard of the env ``resources`` names (its tables, its repo bucket for the logs).
 
     ``allowed_hosts``, when given, are the only Host names served (a loopback
     dashboard names its loopback names, so a DNS-rebound page cannot read it);
-    pages re-fetch themselves every ``poll_seconds``.
+    the env is probed for changes at most every ``poll_seconds`` (for every open tab at once), and
+    at most ``long_polls`` requests wait for a change at a time (each holds a server thread).
     """
     env = resources.env
     ledger = Ledger(aws.dynamodb, resources.state_table)
@@ -62,9 +70,11 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
                        TaskRuns(aws.dynamodb, resources.state_table), env, max_age)
     messenger = Messenger(celery_app, env)
     metrics, action_counter = make_registry(data)
+    watch = ChangeWatch(EnvFingerprint(data), poll_seconds, long_polls)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.extensions["skynet_monitor"] = data  # its reads and queue cache, for tests and benchmarks
     app.jinja_env.filters.update(FILTERS)
     app.jinja_env.globals.update(env=env, pages=PAGES, poll_ms=int(poll_seconds * 1000))
     add_chart_routes(app, data)
@@ -103,6 +113,10 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
     @app.errorhandler(NotFound)
     def not_found(error: NotFound) -> Response:
         return _error(404, str(error))
+
+    @app.errorhandler(QueuesUnreadable)
+    def queues_unreadable(error: QueuesUnreadable) -> Response:
+        return _error(503, str(error))
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
@@ -219,6 +233,13 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
     def api_tasks() -> Response:
         return jsonify(data.task_runs(request.args.get("instance") or None, 20))
 
+    @app.get("/api/changes")
+    def api_changes() -> Response:
+        # ``since`` and ``wait`` are untrusted: any string is just a token that differs; the wait is bounded.
+        wait = request.args.get("wait", "0")
+        token, waited = watch.wait(request.args.get("since", "")[:64], float(wait) if wait.isdigit() else 0.0)
+        return jsonify(changes_body(token, waited, int(poll_seconds * 1000)))
+
     @app.get("/metrics")
     def prometheus() -> Response:
         return Response(generate_latest(metrics), mimetype=CONTENT_TYPE_LATEST)
@@ -241,6 +262,7 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
             action_counter.labels(name, "rejected").inc()
             return _error(409, str(error))
         action_counter.labels(name, "accepted").inc()
+        watch.bump()
         log.info("action %s by %s accepted", name, actor)
         return _json(202, result)
 
@@ -256,26 +278,14 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
         check_part("group", group)
         return act("rollback", lambda actor: rollback(ledger, messenger, group, actor).__dict__)
 
-    @app.post("/api/instances/<instance>/drain")
-    def api_drain(instance: str) -> Response:
+    def drain(instance: str, undo: bool) -> Response:
         check_part("instance id", instance)
-        return act("drain", lambda actor: drain_instance(ledger, registry, messenger, env, instance,
-                                                         actor).__dict__)
+        return act("undrain" if undo else "drain", lambda actor: drain_instance(
+            ledger, registry, messenger, env, instance, actor, undo=undo).__dict__)
+
+    app.add_url_rule("/api/instances/<instance>/drain", "api_drain", lambda instance: drain(instance, False),
+                     methods=["POST"])
+    app.add_url_rule("/api/instances/<instance>/undrain", "api_undrain", lambda instance: drain(instance, True),
+                     methods=["POST"])
 
     return app
-
-
-def _json(status: int, body: Any) -> Response:
-    response = jsonify(body)
-    response.status_code = status
-    return response
-
-
-def _error(status: int, message: str) -> Response:
-    return _json(status, {"error": message})
-
-
-def _text(text: str | None) -> Response:
-    if text is None:
-        raise NotFound("no log stored")
-    return Response(text, mimetype="text/plain")

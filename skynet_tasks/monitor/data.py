@@ -1,8 +1,10 @@
 """Read-only views of one env for the dashboard, its API and its metrics.
 
-Everything is read fresh from the state table, the registry and SQS on each
-request; nothing here writes. The shaping of views (ticket durations, hand-off
-latencies) is pure and separate from the reads, so it is tested as data.
+Everything is read fresh from the state table and the registry on each request;
+queue depths come from the process's ``QueueCache`` (SQS at most once per queue per
+30 s, whatever the number of scrapes and open tabs); nothing here writes. The
+shaping of views (ticket durations, hand-off latencies) is pure and separate
+from the reads, so it is tested as data.
 
 Values in these views come from the state table and the registry, which
 instances write: they are rendered escaped (Jinja autoescape) and never used
@@ -21,8 +23,9 @@ from botocore.exceptions import ClientError
 
 from skynet_tasks import names
 from skynet_tasks.artifact_store import ArtifactStore
-from skynet_tasks.deadletters import DeadLetterCount, dead_letter_counts
+from skynet_tasks.deadletters import MAINT_DLQ_SUFFIX, DeadLetterCount
 from skynet_tasks.ledger import Ledger
+from skynet_tasks.monitor.queue_cache import TTL_SECONDS, QueueCache
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
 from skynet_tasks.status import rollout_summary
@@ -126,13 +129,14 @@ class QueueDepth:
 
 
 class MonitorData:
-    """Fresh views of one env; clients passed in, nothing cached."""
+    """Views of one env; clients passed in; only queue depths cached (``queue_ttl`` seconds)."""
 
     def __init__(self, ledger: Ledger, registry: Registry, queues: Queues, store: ArtifactStore,
-                 taskruns: TaskRuns, env: str, max_age: float) -> None:
+                 taskruns: TaskRuns, env: str, max_age: float, queue_ttl: float = TTL_SECONDS) -> None:
         self.ledger = ledger
         self.registry = registry
         self.queues = queues
+        self.queue_cache = QueueCache(queues.sqs, env, queue_ttl)
         self.store = store
         self.taskruns = taskruns
         self.env = env
@@ -163,8 +167,11 @@ class MonitorData:
         return {"env": self.env, "generated_at": now, "groups": groups}
 
     def dead_letters(self) -> list[DeadLetterCount]:
-        """Every maintenance dead-letter queue of the env with its message count (non-zero: an alarm)."""
-        return dead_letter_counts(self.queues, self.env)
+        """Every maintenance dead-letter queue of the env with its messages, visible, in flight or delayed
+        (non-zero: an alarm); as ``deadletters.dead_letter_counts`` counts them, from the cached depths."""
+        prefix = names.prefix(self.env)
+        return [DeadLetterCount(name[len(prefix):-len(MAINT_DLQ_SUFFIX)], name, sum(depth.values()))
+                for name, depth in self.queue_cache.snapshot().depths.items() if name.endswith(MAINT_DLQ_SUFFIX)]
 
     def group(self, group: str) -> dict[str, Any]:
         """One group as ``status`` shows it, with the last 20 operator actions; NotFound for a bad or unknown name."""
@@ -249,18 +256,14 @@ class MonitorData:
         return self._log(release.log_key)
 
     def queue_depths(self) -> list[QueueDepth]:
-        """Depth of every queue of the env, with its dead-letter queue's depth beside it."""
-        listed = self.queues.list(names.prefix(self.env))
-        dead = {n for n in listed if n.endswith("-dlq") or n.endswith("-dlq.fifo")}
+        """Depth of every queue of the env, with its dead-letter queue's depth beside it (at most ``queue_ttl`` old)."""
+        depths = self.queue_cache.snapshot().depths
+        dead = {n for n in depths if n.endswith("-dlq") or n.endswith("-dlq.fifo")}
         out = []
-        for name in listed:
+        for name, depth in depths.items():
             if name in dead:
                 continue
-            depth = self._depth(name)
-            if depth is None:
-                continue
-            dlq_name = names.dead_letter_queue(name)
-            dlq = self._depth(dlq_name) if dlq_name in dead else None
+            dlq = depths.get(names.dead_letter_queue(name))
             out.append(QueueDepth(name, depth["visible"], depth["in_flight"], depth["delayed"],
                                   dlq["visible"] if dlq else None))
         return out
@@ -277,13 +280,6 @@ class MonitorData:
     def actions(self, group: str) -> list[dict[str, Any]]:
         """The last 50 operator actions on ``group``; NotFound for a bad group name."""
         return self.ledger.actions(check_part("group", group), 50)
-
-    def _depth(self, name: str) -> dict[str, int] | None:
-        try:
-            return self.queues.depth(name)
-        except ClientError:
-            # Deleted between listing and reading (an instance terminated): not worth an error page.
-            return None
 
     def _log(self, key: Any) -> str | None:
         if not isinstance(key, str) or not key:

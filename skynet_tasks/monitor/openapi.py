@@ -65,6 +65,12 @@ def openapi_document() -> dict[str, Any]:
             "/api/groups/{group}/rollback": _action("Roll the group back to its previous good release", [group]),
             "/api/instances": _get("Every registered instance", _LIST),
             "/api/instances/{instance}/drain": _action("Take an instance out of the proxy", [instance]),
+            "/api/instances/{instance}/undrain": _action("Put a drained instance back into the proxy", [instance]),
+            "/api/changes": _get("A token that changes when the env does; waits up to `wait` seconds for a change "
+                                 "from `since`", _OBJECT, [_param("since", {"type": "string", "maxLength": 64}, "query",
+                                                                   required=False),
+                                                            _param("wait", {"type": "integer", "minimum": 0,
+                                                                            "maximum": 25}, "query", required=False)]),
             "/api/rollouts": _get("Recent rollouts, newest first", _LIST, [group_query]),
             "/api/rollouts/{rollout_id}": _get("A rollout's ticket timeline and its failing ticket's log", _OBJECT,
                                                [rollout]),

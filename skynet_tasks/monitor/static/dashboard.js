@@ -1,32 +1,86 @@
-// Live updates by short polling, and operator buttons. Plain JS, no build step.
+// Live updates on change, only while the tab is visible, and operator buttons. Plain JS, no build step.
+//
+// A visible tab long-polls /api/changes with the last token it saw; it re-fetches its page's main
+// part when the token changes (and at least every AGE_MS, for the heartbeat ages the token leaves
+// out). A hidden tab sends nothing at all: the poll in flight is aborted and no timer is left.
 (function () {
   "use strict";
   var main = document.getElementById("main");
   var live = document.getElementById("live");
   var notice = document.getElementById("notice");
   var tokenInput = document.getElementById("token");
-  var pollMs = parseInt(document.body.getAttribute("data-poll-ms"), 10) || 2000;
+  var retryMs = parseInt(document.body.getAttribute("data-poll-ms"), 10) || 2000;
+  var WAIT_S = 20;       // how long the server may hold a poll
+  var AGE_MS = 30000;    // re-fetch at least this often, for the ages shown
   var busy = false;
   var last = main.innerHTML;
+  var fetchedAt = Date.now();
+  var seen = "";         // the change token of what the page shows ("" until the first answer)
+  var poll = null;       // the AbortController of the poll in flight
+  var timer = null;
 
   tokenInput.value = sessionStorage.getItem("skynet-token") || "";
   tokenInput.addEventListener("change", function () { sessionStorage.setItem("skynet-token", tokenInput.value); });
 
   function refresh() {
     // Never swap the content while a button is being pressed: the click would be lost.
-    if (busy || document.querySelector("button:active")) { return; }
+    if (busy || document.hidden || document.querySelector("button:active")) { return Promise.resolve(); }
     busy = true;
     var url = new URL(window.location.href);
     url.searchParams.set("partial", "1");
-    fetch(url.toString(), { headers: { "Accept": "text/html" }, cache: "no-store" })
+    return fetch(url.toString(), { headers: { "Accept": "text/html" }, cache: "no-store" })
       .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
       .then(function (html) {
         if (html !== last) { main.innerHTML = html; last = html; }
+        fetchedAt = Date.now();
         live.className = "";
       })
       .catch(function () { live.className = "down"; })
       .finally(function () { busy = false; });
   }
+
+  function schedule(ms) {
+    window.clearTimeout(timer);
+    timer = document.hidden ? null : window.setTimeout(watch, ms);
+  }
+
+  function watch() {
+    timer = null;
+    if (document.hidden || poll) { return; }
+    poll = new AbortController();
+    // From the origin, never relative: a page opened as http://user:token@host/ would resolve a relative
+    // URL with those credentials in it, and fetch refuses such a URL (the browser sends them anyway).
+    var url = new URL("/api/changes", window.location.origin);
+    url.searchParams.set("wait", seen ? WAIT_S : 0);
+    url.searchParams.set("since", seen);
+    fetch(url.toString(), { headers: { "Accept": "application/json" }, cache: "no-store", signal: poll.signal })
+      .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
+      .then(function (answer) {
+        poll = null;
+        live.className = "";
+        var changed = seen !== "" && answer.token !== seen;
+        seen = answer.token;
+        var due = changed || Date.now() - fetchedAt >= AGE_MS;
+        return (due ? refresh() : Promise.resolve()).then(function () { schedule(answer.retry_ms || 0); });
+      })
+      .catch(function (error) {
+        poll = null;
+        if (error && error.name === "AbortError") { return; }
+        live.className = "down";
+        schedule(retryMs);
+      });
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden) {
+      window.clearTimeout(timer);
+      timer = null;
+      if (poll) { poll.abort(); poll = null; }
+    } else {
+      // Back in view: what changed while hidden is shown at once, then watched again.
+      refresh().then(function () { schedule(0); });
+    }
+  });
 
   function say(text, ok) { notice.textContent = text; notice.className = ok ? "ok" : "bad"; }
 
@@ -51,5 +105,5 @@
       .finally(function () { button.disabled = false; });
   });
 
-  window.setInterval(refresh, pollMs);
+  schedule(0);
 })();

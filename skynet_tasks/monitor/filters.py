@@ -1,21 +1,20 @@
-"""How the dashboard's pages write times: Jinja filters (``ago``, ``seconds``, ``clock``)."""
+"""The dashboard templates' filters: times and durations as an operator reads them."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 
 def ago(value: Any) -> str:
-    """How long ago a timestamp was, in seconds (``–`` for no time)."""
+    """``12s ago`` for a time in seconds since the epoch; ``–`` for anything else."""
     if not isinstance(value, int | float):
         return "–"
     return f"{max(0.0, time.time() - value):.0f}s ago"
 
 
 def seconds(value: Any) -> str:
-    """A duration in seconds, or minutes past two of them (``–`` for none)."""
+    """A duration in seconds as ``1.5s`` (or ``2.5min`` from two minutes on); ``–`` for anything else."""
     if not isinstance(value, int | float):
         return "–"
     if value < 120:
@@ -24,10 +23,10 @@ def seconds(value: Any) -> str:
 
 
 def clock(value: Any) -> str:
-    """A timestamp's local time of day (``–`` for no time)."""
+    """The local time of day ``HH:MM:SS`` of a time in seconds since the epoch; ``–`` for anything else."""
     if not isinstance(value, int | float):
         return "–"
     return time.strftime("%H:%M:%S", time.localtime(value))
 
 
-FILTERS: dict[str, Callable[[Any], str]] = {"ago": ago, "seconds": seconds, "clock": clock}
+FILTERS = {"ago": ago, "seconds": seconds, "clock": clock}
