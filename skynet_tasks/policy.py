@@ -76,7 +76,7 @@ def parse_policy(value: Any, where: str = "rollout") -> RolloutPolicy:
         return RolloutPolicy()
     if not isinstance(value, dict):
         raise PolicyError(f"{where}: expected a mapping with the key(s) {', '.join(POLICY_KEYS)}")
-    unknown = sorted((str(k) for k in set(value) - set(POLICY_KEYS)))
+    unknown = sorted(str(k) for k in set(value) - set(POLICY_KEYS))
     if unknown:
         raise PolicyError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(POLICY_KEYS)})")
     return RolloutPolicy(max_parallel=parse_max_parallel(value.get("max_parallel"), f"{where}.max_parallel"))

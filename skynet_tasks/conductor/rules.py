@@ -249,10 +249,10 @@ class _Draft:
         if busy:
             # A batch is updating: only its own rollout may start more of it, unless a newer rollout
             # of its kind waits to supersede it at the batch's end.
-            rollout = self.group.rollout(busy[0][0].id)
-            newest = [r for r in self.group.line if rollout is not None and r.kind is rollout.kind][-1:]
-            if rollout is not None and rollout.state is RolloutState.RUNNING and newest == [rollout]:
-                self.start(rollout)
+            batch = self.group.rollout(busy[0][0].id)
+            if batch is not None and batch.state is RolloutState.RUNNING \
+                    and [r for r in self.group.line if r.kind is batch.kind][-1] is batch:
+                self.start(batch)
             return
         for released in [r for r in self.group.line if r.held_until is not None]:
             self.put(replace(released, held_by=None, held_until=None),

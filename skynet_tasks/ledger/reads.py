@@ -35,9 +35,9 @@ from skynet_tasks.conductor import (
     Ticket,
     TicketTaken,
     UpdateReported,
+    batches,
     decide,
 )
-from skynet_tasks.conductor import batches
 from skynet_tasks.states import RolloutState, TicketState
 
 # The open window of a rollout of one ticket at a time; a batch's is larger (``open_window``).
