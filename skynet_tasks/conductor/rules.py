@@ -65,6 +65,10 @@ def canary_failed(rollout: Rollout) -> bool:
     return not rollout.published and first is not None and first.state is TicketState.FAILED
 
 
+def _held(rollout: Rollout) -> str:
+    return f"ticket {rollout.held_by}" if rollout.held_by is not None else "its overdue batch"
+
+
 def _end_waiting(rollout: Rollout, state: TicketState, now: float) -> tuple[Ticket, ...]:
     return tuple(
         replace(t, state=state, finished_at=now) if t.state is TicketState.WAITING else t
@@ -256,7 +260,7 @@ class _Draft:
             return
         for released in [r for r in self.group.line if r.held_until is not None]:
             self.put(replace(released, held_by=None, held_until=None),
-                     f"rollout {released.id}: the hold of ticket {released.held_by} passed")
+                     f"rollout {released.id}: the hold of {_held(released)} passed")
         if not self.group.line:
             return
         # The newest rollout of each kind supersedes the older ones of its kind; rollouts of
