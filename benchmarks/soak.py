@@ -22,7 +22,8 @@ one per rollout, chosen at random (seeded):
 - ``none``.
 
 The victims of a fault are always members of the rollout's group. Afterwards the recorded state is
-checked per group: never two tickets of the group updating at once (across rollouts), tickets started
+checked per group: never more tickets of the group updating at once (across rollouts) than one batch of
+one rollout (its ``max_parallel``: one at a time by default; ``benchmarks.overlap``), tickets started
 in number order, one ticket per instance and rollout, every instance on a release of its group whose
 artifact it verified. A rollout still running after its time is aborted by the soak and counted as
 "needed an operator".
@@ -65,6 +66,7 @@ import kombu.pools
 
 from benchmarks.clusters import CountedCluster
 from benchmarks.countingproxy import CountingProxy
+from benchmarks.overlap import Span, batch_of, policy_of, updating_at_once
 from benchmarks.report import write_json
 from skynet_tasks import names
 from skynet_tasks.artifacts import Manifest
@@ -440,7 +442,7 @@ class Soak:
 
     def check_group(self, lane: Lane) -> None:
         group = lane.group
-        tickets = []
+        spans: list[Span] = []
         for rollout_id in self.ledger.recent_rollouts(group, 500):
             view = self.ledger.rollout_view(rollout_id) or {}
             mine = sorted(view.get("tickets", []), key=lambda t: t["number"])
@@ -460,15 +462,11 @@ class Soak:
                 if later["started_at"] < earlier["started_at"] and later.get("attempts", 1) == 1:
                     self.report.violation(f"{group} {rollout_id}: ticket {later['number']} started before "
                                           f"ticket {earlier['number']}")
-            tickets += [(rollout_id, t) for t in started]
-        spans = sorted((t["started_at"], t.get("finished_at") or float("inf"), rid, t["number"])
-                       for rid, t in tickets)
-        busy_until, busy = float("-inf"), ""
-        for start, end, rollout_id, number in spans:
-            if start < busy_until:
-                self.report.violation(f"{group}: {busy} and {rollout_id}#{number} were updating at once")
-            if end > busy_until:
-                busy_until, busy = end, f"{rollout_id}#{number}"
+            policy = policy_of(rollout_id, view)
+            spans += [Span(t["started_at"], t.get("finished_at") or float("inf"), rollout_id, t["number"],
+                           batch_of(policy, t["number"])) for t in started]
+        for violation in updating_at_once(group, spans):
+            self.report.violation(violation)
         for instance in self.members(lane):
             current = Path(instance.root) / "current"
             if not current.exists():

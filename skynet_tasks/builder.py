@@ -43,6 +43,7 @@ class BuiltRelease:
     message: str
     update_timeout: float
     duration: float
+    max_parallel: tuple[str, ...] = ("1",)
 
 
 def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: str, sha: str, builder: str,
@@ -91,7 +92,8 @@ def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: s
     store_log(store, log_key, build_log.text(), redactor)
     return BuiltRelease(sha=sha, artifact_key=artifact_key, manifest_key=manifest_key, log_key=log_key,
                         sha256=digest, size=size, author=commit.author, message=commit.message,
-                        update_timeout=spec.update_timeout, duration=time.time() - started)
+                        update_timeout=spec.update_timeout, duration=time.time() - started,
+                        max_parallel=spec.rollout.max_parallel)
 
 
 def read_manifest(store: ArtifactStore, key: str) -> artifacts.Manifest:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from skynet_tasks.policy import PolicyError, RolloutPolicy, parse_policy
 from skynet_tasks.stacks.recipes import UnknownRecipe, recipe
 
 
@@ -26,7 +27,7 @@ class BuildSpecError(ValueError):
 
 Command = tuple[str, ...]
 
-_TOP = {"build", "build_timeout", "artifact", "hooks", "service", "health", "update_timeout", "stack"}
+_TOP = {"build", "build_timeout", "artifact", "hooks", "service", "health", "update_timeout", "stack", "rollout"}
 _HOOKS = ("before_install", "after_install", "start", "validate")
 _STACK = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _HTTP_PATH = re.compile(r"^/[\x21-\x7e]*$")
@@ -70,6 +71,7 @@ class BuildSpec:
     health: Health | None = None
     update_timeout: float = 300.0
     stack: str | None = None
+    rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
 
 
 def _command(value: Any, where: str) -> Command:
@@ -154,6 +156,10 @@ def parse_buildspec(text: str) -> BuildSpec:
                         timeout=_seconds(health_data.get("timeout"), "health.timeout", 30, 1, 600))
     elif chosen is not None:
         health = Health(http=chosen.health_path, command=None, timeout=30)
+    try:
+        policy = parse_policy(top.get("rollout"))
+    except PolicyError as error:
+        raise BuildSpecError(str(error)) from None
     service = Service(_command(service_data["command"], "service.command")) if service_data else None
     if service is None and chosen is not None:
         # The recipe's own service renders its templates and runs its processes (skynet_tasks.stacks.run).
@@ -167,6 +173,7 @@ def parse_buildspec(text: str) -> BuildSpec:
         health=health,
         update_timeout=_seconds(top.get("update_timeout"), "update_timeout", 300, 1, 580),
         stack=stack,
+        rollout=policy,
     )
 
 

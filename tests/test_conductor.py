@@ -280,11 +280,11 @@ def test_a_line_needs_a_tick_exactly_when_the_tick_has_something_to_do():
     on_time = replace(group, line=(acknowledged,))
     assert attention(on_time, 150.0) is None and not decide(on_time, Tick(), 150.0, MEMBERS).changed
 
-    assert attention(on_time, 161.0) == "the updating ticket passed its deadline: the rollout halts"
+    assert attention(on_time, 161.0) == "an updating ticket passed its deadline: the rollout halts"
     assert decide(on_time, Tick(), 161.0, MEMBERS).group.rollout("r1").state is RolloutState.HALTED  # type: ignore[union-attr]
 
     assert attention(group, 100.0 + REDISPATCH_AFTER + 1) == \
-        "the updating ticket's dispatch was not acknowledged: it is sent again"
+        "an updating ticket's dispatch was not acknowledged: it is sent again"
     assert decide(group, Tick(), 100.0 + REDISPATCH_AFTER + 1, MEMBERS).actions == (Dispatch("a", "r1", 1),)
 
     overdue, _ = run(on_time, Tick(), now=161.0)  # a's ticket failed by its deadline: the line is held

@@ -3,7 +3,8 @@
 The conductor (``skynet_tasks.conductor.decide``) is driven by random sequences of
 what the field throws at it: pushes, tickets taken, updates that succeed, fail or
 die with their worker, messages delivered twice, late, out of order or not at all,
-heartbeats, members leaving and coming back, and operator actions. A small model
+heartbeats, members leaving and coming back, and operator actions, for rollouts of
+random batch sizes (``max_parallel``: a count from 1 to 5, a percentage, a ramp). A small model
 of the instances plays the other side the way the real handlers do (an instance
 updates only after acknowledging that its ticket is still updating, as
 ``Ledger.acknowledge_ticket`` checks). After every step the invariants are checked;
@@ -36,15 +37,22 @@ from skynet_tasks.conductor import (
     UpdateReported,
     decide,
 )
+from skynet_tasks.conductor.batches import batch_of
 from skynet_tasks.ledger.reads import focus_of, needs_every_ticket, partial_view
 from skynet_tasks.states import RolloutState, TicketState
 
 pytestmark = pytest.mark.timeout(240)
 
-INSTANCES = ("i1", "i2", "i3", "i4")
+INSTANCES = ("i1", "i2", "i3", "i4", "i5")
 UPDATE_TIMEOUT = 60.0
 instances = st.sampled_from(INSTANCES)
 indexes = st.integers(min_value=0, max_value=1_000)
+# Batch sizes as skynet.yml writes them (normalised by skynet_tasks.policy): counts, percentages, ramps.
+policies = st.one_of(
+    st.integers(min_value=1, max_value=5).map(lambda n: (str(n),)),
+    st.sampled_from(["20%", "40%", "50%", "100%"]).map(lambda p: (p,)),
+    st.lists(st.sampled_from(["1", "2", "3", "25%", "50%"]), min_size=2, max_size=3).map(tuple),
+)
 
 
 def as_written(before: Group, rollout: Rollout) -> Rollout:
@@ -72,6 +80,7 @@ class RolloutModel(RuleBasedStateMachine):
         self.pushes = 0
         self.successes: dict[tuple[str, int], int] = {}
         self.first_dispatch: dict[str, list[int]] = {}
+        self.known: dict[str, Rollout] = {}  # each rollout as last decided, for its batches
 
     # ---- the conductor -----------------------------------------------------------------------------------------
     def conduct(self, event: Event) -> Decision:
@@ -82,6 +91,7 @@ class RolloutModel(RuleBasedStateMachine):
         if isinstance(event, UpdateReported) and not event.ok:
             self.check_halted_on_failure(before, event, decision)
         self.group = decision.group
+        self.known.update({r.id: r for r in (*decision.touched, *decision.group.line)})
         for action in decision.actions:
             if isinstance(action, Dispatch):
                 self.inbox.append(action)
@@ -148,12 +158,12 @@ class RolloutModel(RuleBasedStateMachine):
                         assert rollout.release in self.verified[member]
 
     # ---- rules: what happens in the field ---------------------------------------------------------------------
-    @rule(canary=instances)
-    def push(self, canary: str) -> None:
+    @rule(canary=instances, max_parallel=policies)
+    def push(self, canary: str, max_parallel: tuple[str, ...]) -> None:
         self.pushes += 1
         rollout_id, release = f"R{self.pushes:03d}", f"r{self.pushes}"
         self.releases[rollout_id] = release
-        self.pending.append(RolloutReady(Rollout(rollout_id, "g", release, canary=canary,
+        self.pending.append(RolloutReady(Rollout(rollout_id, "g", release, canary=canary, max_parallel=max_parallel,
                                                  update_timeout=UPDATE_TIMEOUT, created_at=self.now)))
 
     @precondition(lambda self: self.pending)
@@ -189,7 +199,8 @@ class RolloutModel(RuleBasedStateMachine):
             return  # ... or this attempt was already run and reported: a duplicate message
         if ticket.deadline is not None and self.now >= ticket.deadline:
             return  # ... or its deadline passed while the message waited
-        assert not self.busy, f"{message.instance} starts updating while {self.busy} still is"
+        self.check_one_batch("starting update", [*((r, n) for r, n, *_ in self.busy.values()),
+                                                  (message.rollout_id, message.ticket)])
         assert rollout.published or message.instance == rollout.canary, \
             f"{message.instance} updates to {rollout.release} before its canary succeeded"  # type: ignore[union-attr]
         acknowledged = rollout.with_ticket(replace(ticket, acknowledged_at=self.now))  # type: ignore[union-attr]
@@ -261,11 +272,25 @@ class RolloutModel(RuleBasedStateMachine):
         self.pending.append(OperatorAction(rollout_ids[index % len(rollout_ids)], action, "model"))
 
     # ---- invariants ------------------------------------------------------------------------------------------
+    def check_one_batch(self, what: str, tickets: list[tuple[str, int]]) -> None:
+        """The tickets are of one rollout and one of its batches, and no more than that batch's size."""
+        if not tickets:
+            return
+        rollouts = {rollout_id for rollout_id, _ in tickets}
+        assert len(rollouts) == 1, f"{what}: tickets of several rollouts {tickets}"
+        rollout = self.known[rollouts.pop()]
+        batches = {batch_of(rollout, number) for _, number in tickets}
+        assert len(batches) == 1, f"{what}: tickets of several batches {tickets} of {rollout.batches}"
+        (_, size), = batches
+        assert len(tickets) <= size, f"{what}: {tickets} in a batch of {size} ({rollout.max_parallel})"
+
     @invariant()
-    def at_most_one_ticket_updating(self) -> None:
-        updating = [(r.id, t.number) for r in self.group.line for t in r.tickets if t.state is TicketState.UPDATING]
-        assert len(updating) <= 1, updating
-        assert len(self.busy) <= 1, self.busy
+    def at_most_a_batch_updating(self) -> None:
+        """Never more than ``max_parallel`` (the current batch's size) updating, in the ledger or in fact
+        (an instance is out of the proxy only while it runs an update)."""
+        self.check_one_batch("ledger", [(r.id, t.number) for r in self.group.line for t in r.tickets
+                                        if t.state is TicketState.UPDATING])
+        self.check_one_batch("instances", [(r, n) for r, n, *_ in self.busy.values()])
 
     @invariant()
     def one_ticket_per_member_and_no_ticket_served_twice(self) -> None:
@@ -273,7 +298,7 @@ class RolloutModel(RuleBasedStateMachine):
             holders = [t.instance for t in rollout.tickets]
             assert len(holders) == len(set(holders)), f"{rollout.id}: {holders}"
             for ticket in rollout.tickets:
-                if ticket.state is TicketState.WAITING:
+                if ticket.state is TicketState.WAITING and ticket.attempts == 1:  # (a retried one goes again)
                     later = [t.number for t in rollout.tickets if t.number > ticket.number
                              and t.state in (TicketState.UPDATING, TicketState.DONE)]
                     assert not later, f"{rollout.id}: tickets {later} served while {ticket.number} waits"
@@ -312,7 +337,7 @@ class RolloutModel(RuleBasedStateMachine):
                 self.now += REDISPATCH_AFTER + 1
                 for instance in INSTANCES:
                     self.heartbeat(instance)
-            self.at_most_one_ticket_updating()
+            self.at_most_a_batch_updating()
             self.one_ticket_per_member_and_no_ticket_served_twice()
         newest = self.group.line[-1] if self.group.line else None
         assert newest is None or newest.state is not RolloutState.RUNNING, (

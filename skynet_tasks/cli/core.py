@@ -22,6 +22,7 @@ from skynet_tasks.deadletters import dead_letter_counts
 from skynet_tasks.deploys import DeployError, deploy_ref
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
+from skynet_tasks.policy import PolicyError, parse_max_parallel
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
 from skynet_tasks.states import RolloutState
@@ -76,16 +77,20 @@ def worker(log_level: str, old_log_level: str | None, role: str) -> None:
                                            "0 completed, 1 halted or failed.")
 @click.option("--timeout", type=click.FloatRange(1, 86400), default=1800, show_default=True,
               help="With --wait: give up after this many seconds (exit 3).")
+@click.option("--max-parallel", callback=lambda _c, _p, value: _max_parallel(value), metavar="N|P%[,...]",
+              help="This rollout's batch size instead of skynet.yml's: a count, a percentage of the group, "
+                   "or a ramp such as 1,2,25% (the last size repeats). The canary still goes alone.")
 @json_option
-def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeout: float, as_json: bool) -> None:
-    """Build REF once and roll it out to the group, one instance at a time (like a webhook push)."""
+def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeout: float,
+           max_parallel: tuple[str, ...] | None, as_json: bool) -> None:
+    """Build REF once and roll it out to the group, in the batches of its skynet.yml (like a webhook push)."""
     app = startup().celery()
 
     group = group or names.default_group(env, layer)
     aws = Aws()
     ledger = Ledger(aws.dynamodb, names.state_table(env))
     try:
-        started = deploy_ref(ledger, Messenger(app, env), group, ref)
+        started = deploy_ref(ledger, Messenger(app, env), group, ref, max_parallel=max_parallel)
     except DeployError as error:  # no such group, or a ref its repository does not have
         raise exitcodes.InputError(str(error)) from None
     result: dict[str, Any] = {"group": group, "release": started.release, "rollout_id": started.rollout_id}
@@ -104,6 +109,17 @@ def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeou
     else:
         click.echo(f"rollout {started.rollout_id}: {last.state}" + (f" ({last.reason})" if last.reason else ""))
     exitcodes.exit_with(code)
+
+
+def _max_parallel(value: str | None) -> tuple[str, ...] | None:
+    """The batch sizes ``--max-parallel`` gives (the operator's typing, checked as skynet.yml's are); None if absent."""
+    if value is None:
+        return None
+    try:
+        return parse_max_parallel([part.strip() for part in value.split(",")] if "," in value else value.strip(),
+                                  "--max-parallel")
+    except PolicyError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 def wait_for_rollout(ledger: Ledger, rollout_id: str, timeout: float, quiet: bool = False) -> dict[str, Any] | None:

@@ -39,13 +39,11 @@ def _hold_passed(group: Group, now: float) -> bool:
 
 
 def _updating_overdue(group: Group, now: float) -> bool:
-    busy = group.updating()
-    return busy is not None and overdue(busy[1], now)
+    return any(overdue(ticket, now) for _, ticket in group.updating_tickets())
 
 
 def _updating_unacknowledged(group: Group, now: float) -> bool:
-    busy = group.updating()
-    return busy is not None and unacknowledged(busy[1], now)
+    return any(unacknowledged(ticket, now) for _, ticket in group.updating_tickets())
 
 
 def _may_be_complete(group: Group, now: float) -> bool:
@@ -58,8 +56,8 @@ def _may_be_complete(group: Group, now: float) -> bool:
 # What makes a line need a tick, and what the tick then does about it.
 ATTENTION: tuple[tuple[str, Callable[[Group, float], bool]], ...] = (
     ("a hold passed: the line may go on", _hold_passed),
-    ("the updating ticket passed its deadline: the rollout halts", _updating_overdue),
-    ("the updating ticket's dispatch was not acknowledged: it is sent again", _updating_unacknowledged),
+    ("an updating ticket passed its deadline: the rollout halts", _updating_overdue),
+    ("an updating ticket's dispatch was not acknowledged: it is sent again", _updating_unacknowledged),
     ("a published rollout has nobody updating: it may be complete", _may_be_complete),
 )
 

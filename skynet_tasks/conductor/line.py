@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from skynet_tasks.policy import DEFAULT_MAX_PARALLEL
 from skynet_tasks.states import RolloutKind, RolloutState, TicketState
 
 
@@ -56,6 +57,10 @@ class Rollout:
     # ticket's late report arrives.
     held_by: int | None = None
     held_until: float | None = None
+    # Its batch sizes (``skynet_tasks.policy``: counts or percentages of the group), as the rollout
+    # was created with them, and the counts they come to in its group, fixed at publication.
+    max_parallel: tuple[str, ...] = DEFAULT_MAX_PARALLEL
+    batches: tuple[int, ...] = ()
 
     def ticket(self, number: int) -> Ticket | None:
         """The ticket numbered ``number``, if this rollout holds it."""
@@ -105,9 +110,11 @@ class Group:
         return None
 
     def updating(self) -> tuple[Rollout, Ticket] | None:
-        """The ticket updating in the group and its rollout; None when none is."""
-        for rollout in self.line:
-            for ticket in rollout.tickets:
-                if ticket.state is TicketState.UPDATING:
-                    return rollout, ticket
-        return None
+        """The first ticket updating in the group and its rollout; None when none is."""
+        busy = self.updating_tickets()
+        return busy[0] if busy else None
+
+    def updating_tickets(self) -> tuple[tuple[Rollout, Ticket], ...]:
+        """Every ticket updating in the group, with its rollout (all of one rollout's batch)."""
+        return tuple((rollout, ticket) for rollout in self.line for ticket in rollout.tickets
+                     if ticket.state is TicketState.UPDATING)

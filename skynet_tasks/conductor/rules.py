@@ -7,8 +7,9 @@ a conditional write (``skynet_tasks.ledger``) and only then performs the actions
 It decides on whatever view of the group it is given; which view suffices for
 which step is the reader's business (``skynet_tasks.ledger.reads``).
 
-The invariant everything here protects: at most one ticket of a group is
-``updating`` at any time, across all of the group's rollouts. Events may arrive
+The invariant everything here protects: the tickets of a group ``updating`` at any
+time, across all of the group's rollouts, are of one rollout and one of its batches
+(``batches``), and no more than that batch's size (its ``max_parallel``, 1 by default). Events may arrive
 twice, late or out of order (SQS redelivers; moto's FIFO lock is racy), so every
 rule is idempotent: an event that does not match the current state changes nothing.
 """
@@ -19,6 +20,7 @@ from collections.abc import Collection
 from dataclasses import replace
 from functools import cached_property
 
+from skynet_tasks.conductor import batches
 from skynet_tasks.conductor.attention import UPDATE_HARD_LIMIT, overdue, unacknowledged
 from skynet_tasks.conductor.decisions import Action, Decision, Dispatch, Notify
 from skynet_tasks.conductor.events import (
@@ -30,6 +32,7 @@ from skynet_tasks.conductor.events import (
     UpdateReported,
 )
 from skynet_tasks.conductor.line import Group, Rollout, Ticket
+from skynet_tasks.policy import batch_sizes
 from skynet_tasks.states import RolloutKind, RolloutState, TicketState
 
 
@@ -60,6 +63,10 @@ def canary_failed(rollout: Rollout) -> bool:
     """The rollout's canary failed before publication: nothing may go on from here but a retry."""
     first = rollout.ticket(1)
     return not rollout.published and first is not None and first.state is TicketState.FAILED
+
+
+def _held(rollout: Rollout) -> str:
+    return f"ticket {rollout.held_by}" if rollout.held_by is not None else "its overdue batch"
 
 
 def _end_waiting(rollout: Rollout, state: TicketState, now: float) -> tuple[Ticket, ...]:
@@ -119,7 +126,8 @@ class _Draft:
 
     def publish(self, rollout: Rollout) -> None:
         members = tuple(sorted(self.live | ({rollout.canary} if rollout.canary else set())))
-        published = replace(rollout, published=True, expected=members)
+        published = replace(rollout, published=True, expected=members,
+                            batches=batch_sizes(rollout.max_parallel, len(members)))
         self.put(published, f"rollout {rollout.id} published release {rollout.release}")
         if rollout.kind is RolloutKind.CODE:  # config and agent versions are not the group's release
             previous = self.group.desired_release
@@ -179,26 +187,30 @@ class _Draft:
         self.put(rollout, f"ticket {ticket.number} of rollout {rollout.id} {state} on {ticket.instance}")
         if rollout.state.finished:
             return  # aborted or superseded while this update was in flight
-        if not event.ok:
+        if not event.ok and rollout.state is not RolloutState.HALTED:  # (a batch's second failure: halted already)
             self.halt(rollout, f"update failed on {ticket.instance} (ticket {ticket.number}): {event.error}")
         elif not rollout.published and ticket.instance == rollout.canary:
             self.publish(rollout)
 
     def tick(self) -> None:
-        busy = self.group.updating()
-        if busy is None:
-            return
-        rollout, ticket = busy
-        if overdue(ticket, self.now) and ticket.deadline is not None:  # (overdue has a deadline; mypy cannot tell)
-            error = "deadline passed: the instance did not report its update in time"
-            rollout = replace(rollout.with_ticket(replace(ticket, state=TicketState.FAILED, finished_at=self.now,
-                                                          error=error)),
-                              held_by=ticket.number, held_until=ticket.deadline + UPDATE_HARD_LIMIT)
-            self.put(rollout, f"ticket {ticket.number} of rollout {rollout.id} overdue on {ticket.instance}")
-            if not rollout.state.finished:
-                self.halt(rollout, f"ticket {ticket.number} on {ticket.instance}: {error}")
-        elif unacknowledged(ticket, self.now):
-            self.actions.append(Dispatch(ticket.instance, rollout.id, ticket.number))
+        for busy, ticket in self.group.updating_tickets():
+            rollout = self.group.rollout(busy.id) or busy  # as changed by an earlier ticket of this batch
+            if overdue(ticket, self.now) and ticket.deadline is not None:  # (overdue has a deadline; mypy cannot tell)
+                self.overdue(rollout, ticket, ticket.deadline)
+            elif unacknowledged(ticket, self.now):
+                self.actions.append(Dispatch(ticket.instance, rollout.id, ticket.number))
+
+    def overdue(self, rollout: Rollout, ticket: Ticket, deadline: float) -> None:
+        error = "deadline passed: the instance did not report its update in time"
+        # Held by one ticket, the line goes on at its late report; held by two of a batch, a report
+        # of one says nothing of the other, so only time ends the hold.
+        held_by = ticket.number if rollout.held_until is None else None
+        held_until = max(deadline + UPDATE_HARD_LIMIT, rollout.held_until or 0.0)
+        rollout = replace(rollout.with_ticket(replace(ticket, state=TicketState.FAILED, finished_at=self.now,
+                                                      error=error)), held_by=held_by, held_until=held_until)
+        self.put(rollout, f"ticket {ticket.number} of rollout {rollout.id} overdue on {ticket.instance}")
+        if not rollout.state.finished and rollout.state is not RolloutState.HALTED:
+            self.halt(rollout, f"ticket {ticket.number} on {ticket.instance}: {error}")
 
     def operator(self, event: OperatorAction) -> None:
         rollout = self.group.rollout(event.rollout_id)
@@ -210,6 +222,8 @@ class _Draft:
                      f"rollout {rollout.id} paused {who}")
         elif event.action == "resume" and canary_failed(rollout):
             return  # resuming would go on without a release that passed its canary; retry is the way
+        elif event.action in ("resume", "retry") and batches.still_updating(rollout):
+            return  # the halted batch is still finishing: reopened tickets would start beside it
         elif event.action in ("resume", "retry") and rollout.state in (RolloutState.PAUSED, RolloutState.HALTED):
             # Resuming gives the cancelled members their place back, in their order;
             # retrying also gives the failed ticket another attempt, first in line.
@@ -232,12 +246,21 @@ class _Draft:
 
     # -- progress --
     def advance(self) -> None:
-        """At a ticket boundary: supersede older rollouts, dispatch the next ticket, or complete."""
-        if self.group.updating() is not None or any(r.holds(self.now) for r in self.group.line):
+        """At a ticket boundary: supersede older rollouts, dispatch the next tickets, or complete."""
+        if any(r.holds(self.now) for r in self.group.line):
+            return
+        busy = self.group.updating_tickets()
+        if busy:
+            # A batch is updating: only its own rollout may start more of it, unless a newer rollout
+            # of its kind waits to supersede it at the batch's end.
+            batch = self.group.rollout(busy[0][0].id)
+            if batch is not None and batch.state is RolloutState.RUNNING \
+                    and [r for r in self.group.line if r.kind is batch.kind][-1] is batch:
+                self.start(batch)
             return
         for released in [r for r in self.group.line if r.held_until is not None]:
             self.put(replace(released, held_by=None, held_until=None),
-                     f"rollout {released.id}: the hold of ticket {released.held_by} passed")
+                     f"rollout {released.id}: the hold of {_held(released)} passed")
         if not self.group.line:
             return
         # The newest rollout of each kind supersedes the older ones of its kind; rollouts of
@@ -249,20 +272,24 @@ class _Draft:
                 self.end(older, RolloutState.SUPERSEDED, f"superseded by {newest.id}",
                          f"rollout {older.id} superseded by {newest.id}", superseded_by=newest.id)
         for active in [r for r in self.group.line if r.state is RolloutState.RUNNING]:
-            waiting = [t for t in active.tickets if t.state is TicketState.WAITING]
-            if waiting and not active.published and waiting[0].instance != active.canary:
-                continue  # the others wait for the canary's success (the canary's ticket is number 1)
-            if waiting:
-                ticket = waiting[0]
-                started = replace(ticket, state=TicketState.UPDATING, started_at=self.now,
-                                  deadline=self.now + active.update_timeout, acknowledged_at=None, finished_at=None)
-                # Tickets start in number order, so nothing below this one waits any more.
-                self.put(replace(active.with_ticket(started), low_water=ticket.number),
-                         f"ticket {ticket.number} of rollout {active.id} dispatched to {ticket.instance}")
-                self.actions.append(Dispatch(ticket.instance, active.id, ticket.number))
+            if self.start(active):
                 return
-            if active.published and self._complete(active):
+            waiting = any(t.state is TicketState.WAITING for t in active.tickets)
+            if not waiting and active.published and self._complete(active):
                 self.end(active, RolloutState.COMPLETED, "completed", f"rollout {active.id} completed")
+
+    def start(self, rollout: Rollout) -> bool:
+        """Dispatch the tickets of ``rollout`` that may start now (``batches.startable``); False if none may."""
+        chosen = batches.startable(rollout)
+        for ticket in chosen:
+            started = replace(ticket, state=TicketState.UPDATING, started_at=self.now,
+                              deadline=self.now + rollout.update_timeout, acknowledged_at=None, finished_at=None)
+            rollout = rollout.with_ticket(started)
+            # Tickets start in number order: nothing below the first still open waits any more.
+            rollout = replace(rollout, low_water=batches.open_tickets(rollout)[0].number)
+            self.put(rollout, f"ticket {ticket.number} of rollout {rollout.id} dispatched to {ticket.instance}")
+            self.actions.append(Dispatch(ticket.instance, rollout.id, ticket.number))
+        return bool(chosen)
 
     def _complete(self, rollout: Rollout) -> bool:
         done = {t.instance for t in rollout.tickets if t.state is TicketState.DONE}

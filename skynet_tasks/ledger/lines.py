@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from skynet_tasks.conductor import Group, Rollout, Ticket
+from skynet_tasks.conductor import Group, Rollout, Ticket, batches
 from skynet_tasks.dynamo import from_item
 from skynet_tasks.ledger.groups import GroupStore
 from skynet_tasks.ledger.reads import OPEN_WINDOW, Focus
@@ -48,7 +48,7 @@ class _ReadAhead:
         last ticket issued) was read and waits or updates: then no open ticket comes before them.
         No ticket from the low-water mark on at all makes an empty window.
         """
-        numbers = range(rollout.low_water, min(rollout.low_water + OPEN_WINDOW, rollout.last_number + 1))
+        numbers = range(rollout.low_water, min(rollout.low_water + batches.window(rollout), rollout.last_number + 1))
         found = [self.items.get(ticket_sk(n)) for n in numbers]
         if any(item is None for item in found):
             return None
@@ -119,7 +119,7 @@ class LineStore(GroupStore, RolloutStore, TicketStore):
         rollout = rollout_from_record(rollout_id, header, ())
         window = items.open_window(rollout)
         if window is None:
-            window = self.open_tickets(rollout_id, rollout.low_water, OPEN_WINDOW)
+            window = self.open_tickets(rollout_id, rollout.low_water, batches.window(rollout))
         tickets = {t.number: t for t in window}
         if focus.rollout_id in (None, rollout_id):
             number = focus.ticket

@@ -35,10 +35,12 @@ from skynet_tasks.conductor import (
     Ticket,
     TicketTaken,
     UpdateReported,
+    batches,
     decide,
 )
 from skynet_tasks.states import RolloutState, TicketState
 
+# The open window of a rollout of one ticket at a time; a batch's is larger (``open_window``).
 OPEN_WINDOW = 2
 _OPEN_STATES = (TicketState.WAITING, TicketState.UPDATING)
 
@@ -64,9 +66,11 @@ def focus_of(event: Event) -> Focus | None:
 
 
 def open_window(rollout: Rollout) -> tuple[Ticket, ...]:
-    """The first tickets from the low-water mark that wait or update: the updating one comes first
-    (tickets start in number order), then the next to start."""
-    return tuple(t for t in rollout.tickets if t.number >= rollout.low_water and t.state in _OPEN_STATES)[:OPEN_WINDOW]
+    """The first tickets from the low-water mark that wait or update: the updating ones come first
+    (tickets start in number order), then the next to start; as many as a batch and one more
+    (``batches.window``: two for a rollout of one at a time, ``OPEN_WINDOW``)."""
+    opened = (t for t in rollout.tickets if t.number >= rollout.low_water and t.state in _OPEN_STATES)
+    return tuple(opened)[:batches.window(rollout)]
 
 
 def partial_view(group: Group, focus: Focus) -> Group:

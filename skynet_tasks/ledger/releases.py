@@ -36,6 +36,7 @@ class Release:
     author: str | None = None
     message: str | None = None
     update_timeout: float | None = None
+    max_parallel: list[str] | None = None  # its skynet.yml's rollout policy (``skynet_tasks.policy``)
 
     @classmethod
     def from_item(cls, values: dict[str, Any]) -> Release:
