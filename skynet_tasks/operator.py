@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from skynet_tasks.conductor import OPERATOR_ACTIONS, OperatorAction, canary_failed
+from skynet_tasks.conductor.batches import still_updating
 from skynet_tasks.deploys import StartedBuild, group_source, request_build
 from skynet_tasks.events import to_message
 from skynet_tasks.ledger import Ledger
@@ -60,8 +61,14 @@ def rollout_action(ledger: Ledger, messenger: Messenger, rollout_id: str, action
     state = RolloutState(rollout["state"])
     if state.finished:
         raise OperatorError(f"rollout {rollout_id} is {state}: nothing to {action}")
-    if action == "resume" and canary_failed_item(ledger, rollout_id):
-        raise OperatorError(f"rollout {rollout_id} failed on its canary: `retry` it, or push a fix")
+    if action in ("resume", "retry"):
+        loaded = ledger.load_rollout(rollout_id)
+        if action == "resume" and loaded is not None and canary_failed(loaded):
+            raise OperatorError(f"rollout {rollout_id} failed on its canary: `retry` it, or push a fix")
+        # The conductor would ignore it: a halted batch's other tickets finish first (conductor.batches).
+        if state is RolloutState.HALTED and loaded is not None and still_updating(loaded):
+            raise OperatorError(f"rollout {rollout_id}: tickets of its halted batch are still updating; "
+                                f"{action} it once they have finished")
     record = ActionRecord(rollout["group"], rollout_id, action, actor, time.time(), identity)
     ledger.record_action(record.group, record.__dict__)
     body, _ = to_message(OperatorAction(rollout_id, action, actor))
@@ -69,12 +76,6 @@ def rollout_action(ledger: Ledger, messenger: Messenger, rollout_id: str, action
     messenger.maintenance(record.group, body, f"operator:{rollout_id}:{action}:{secrets.token_hex(8)}")
     log.info("rollout %s: %s requested by %s", rollout_id, action, actor)
     return record
-
-
-def canary_failed_item(ledger: Ledger, rollout_id: str) -> bool:
-    """Whether ``rollout_id`` exists and failed on its canary before publication."""
-    loaded = ledger.load_rollout(rollout_id)
-    return loaded is not None and canary_failed(loaded)
 
 
 def rollback(ledger: Ledger, messenger: Messenger, group: str, actor: str, to: str | None = None,

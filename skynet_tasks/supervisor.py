@@ -10,8 +10,9 @@ seconds it gives up (systemd's ``StartLimitBurst``/``StartLimitIntervalSec``) an
 
 SIGTERM stops the app (SIGTERM to it) and then the supervisor.
 
-``--user`` runs the app as that user (its own group, no other groups), as ``User=`` does in
-the unit: the supervisor, like systemd, stays root and the app never is.
+``--user`` runs the app as that user and its own group (``User=`` would add the user's supplementary
+groups; the app's user, www-data, has none): the supervisor, like systemd, stays root and the app
+never is.
 """
 
 from __future__ import annotations

@@ -107,3 +107,23 @@ def test_the_soak_finds_more_updating_at_once_than_a_batch_and_two_batches_at_on
     assert len(updating_at_once("g", early)) == 1  # the next batch started before the last of this one ended
     two_rollouts = [Span(0, 10, "r1", 2, (0, 2)), Span(1, 12, "r2", 2, (0, 2))]
     assert len(updating_at_once("g", two_rollouts)) == 1
+
+
+def test_resuming_a_halted_rollout_while_its_batch_still_updates_is_refused_with_a_reason(ledger):
+    from skynet_tasks.operator import OperatorError, rollout_action
+
+    group = "local-halting"  # a group of its own: no rollout of the other tests ahead of it in the line
+    ledger.ensure_group(group, "/srv/repo.git", "main")
+    ledger.create_rollout("r-halt", group, "s2", RolloutKind.CODE, {})
+    ready = RolloutReady(Rollout(id="r-halt", group=group, release="s2", canary="a", update_timeout=60,
+                                 max_parallel=(2,)))
+    for event in (ready, *(TicketTaken("r-halt", m) for m in "bcde"), UpdateReported("r-halt", 1, "a", ok=True),
+                  UpdateReported("r-halt", 2, "b", ok=False, error="health check failed")):
+        decide_and_write_until_settled(ledger, group, event, MEMBERS, now=time.time())
+    assert ledger.rollout_item("r-halt")["state"] == "halted"  # ticket 3 (c) of the batch still updating
+
+    for action in ("resume", "retry"):
+        with pytest.raises(OperatorError, match="still updating"):
+            rollout_action(ledger, None, "r-halt", action, "cli:test")  # type: ignore[arg-type]
+    # Nothing was recorded or sent for the refused requests
+    assert not [a for a in ledger.actions(group) if a.get("rollout_id") == "r-halt"]

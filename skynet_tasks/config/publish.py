@@ -56,7 +56,7 @@ def read_tree(root: Path) -> dict[str, bytes]:
             check_config_path(relative, str(full))
             if is_secret(relative) and info.st_mode & 0o077:
                 raise ConfigError(f"{relative} is a secret but its mode is {stat.S_IMODE(info.st_mode):04o}: "
-                                  f"`chmod 600 {full}` first (instances write it 0600)")
+                                  f"`chmod 600 {full}` first (instances write keys 0600)")
             if info.st_size > MAX_FILE_BYTES:
                 raise ConfigError(f"{relative} is larger than {MAX_FILE_BYTES} bytes")
             tree[relative] = full.read_bytes()
