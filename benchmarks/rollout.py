@@ -36,6 +36,7 @@ from benchmarks.memory import PeakMemory, agent_memory
 from benchmarks.report import percentile, write_json
 from skynet_tasks import names
 from skynet_tasks.ledger import Ledger
+from skynet_tasks.ledger.counters import CounterStore
 from skynet_tasks.local.sample_repo import branch_tip, commit_files
 from workers.lazy_pool import POOL_KEEPALIVE
 
@@ -144,6 +145,26 @@ def build_once(cluster: CountedCluster, sha: str, fetched: collections.Counter[s
     }
 
 
+def handoff_counters(cluster: CountedCluster) -> tuple[float, float]:
+    """The group's hand-off histogram as the dashboard's metric reads it: (sum, count) so far."""
+    counts = CounterStore(cluster.aws().dynamodb, names.state_table("local")).counters().get("local-api", {})
+    count = sum(v for k, v in counts.items() if k.startswith("handoff:bucket:"))
+    return counts.get("handoff:sum", 0.0), count
+
+
+def metric_against_benchmark(before: tuple[float, float], after: tuple[float, float],
+                             runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean hand-off ``skynet_ticket_handoff_latency_seconds`` counted over the measured rollouts, beside
+    the benchmark's own (the two should agree: both run from a report to the next acknowledgement)."""
+    total, count = after[0] - before[0], after[1] - before[1]
+    measured = [h for run in runs for h in run["handoffs"]]
+    metric = total / count if count else None
+    mean = statistics.mean(measured) if measured else None
+    return {"metric_handoff_mean_s": round(metric, 3) if metric is not None else None,
+            "handoff_mean_s": round(mean, 3) if mean is not None else None,
+            "metric_vs_benchmark": round(metric / mean, 2) if metric and mean else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="3,10")
@@ -166,6 +187,7 @@ def main() -> None:
             time.sleep(POOL_KEEPALIVE + 5)  # idle: the pool child stopped (workers/lazy_pool.py)
             idle_memory = agent_memory(info)
             runs, requests, fetched, sha = [], 0, collections.Counter[str](), ""
+            counted_before = handoff_counters(cluster)
             with PeakMemory(info) as peak, MachineLoad(info.moto_pid) as machine:
                 for n in range(args.rollouts):
                     text = f"bench release {n} for {size}\n"
@@ -176,6 +198,7 @@ def main() -> None:
                     fetched = collections.Counter(proxy.s3_get_bytes) - bytes_before
             figures = summarize(runs)
             figures["floor"] = floor
+            figures.update(metric_against_benchmark(counted_before, handoff_counters(cluster), runs))
             figures.update(against_floor(figures, floor))
             figures["memory_idle"] = idle_memory
             figures["memory_after_update"] = after_update_memory

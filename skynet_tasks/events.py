@@ -7,6 +7,7 @@ malformed one fails with a clear error instead of corrupting a decision.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from skynet_tasks import names
@@ -59,7 +60,8 @@ def to_message(event: Event) -> tuple[dict[str, Any], str]:
         return ({"type": "update_reported", "rollout_id": event.rollout_id, "ticket": event.ticket,
                  "instance": event.instance, "ok": event.ok,
                  # Cut as the reader cuts it: a longer one would only make the report too large to send.
-                 "error": event.error[:ERROR_LIMIT] if event.error is not None else None},
+                 "error": event.error[:ERROR_LIMIT] if event.error is not None else None,
+                 "reported_at": event.reported_at},
                 f"result:{event.rollout_id}:{event.ticket}:{event.instance}:{event.ok}")
     if isinstance(event, OperatorAction):
         return ({"type": "operator", "rollout_id": event.rollout_id, "action": event.action, "actor": event.actor},
@@ -97,9 +99,13 @@ def from_message(data: Any) -> Event:
             raise BadEvent("ticket must be a positive integer")
         if not isinstance(data.get("ok"), bool):
             raise BadEvent("ok must be true or false")
-        error = data.get("error")
+        error, reported_at = data.get("error"), data.get("reported_at")
+        if reported_at is not None and (not isinstance(reported_at, int | float) or isinstance(reported_at, bool)
+                                        or not math.isfinite(reported_at)):
+            raise BadEvent("reported_at must be a time in seconds")
         return UpdateReported(_text(data, "rollout_id"), number, _instance(data), data["ok"],
-                              str(error)[:ERROR_LIMIT] if error is not None else None)
+                              str(error)[:ERROR_LIMIT] if error is not None else None,
+                              float(reported_at) if reported_at is not None else None)
     if kind == "operator":
         action = data.get("action")
         if action not in OPERATOR_ACTIONS:

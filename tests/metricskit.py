@@ -29,18 +29,21 @@ PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 def drive_rollout(ledger: Ledger, group: str, rollout_id: str, members: tuple[str, ...], handoff: float,
                   fail_last: bool = False) -> None:
     """A rollout of ``members`` (the first one its canary) through the conductor steps an instance's report,
-    acknowledgement and ticket requests cause, each instance acknowledging ``handoff`` seconds after its turn."""
+    acknowledgement and ticket requests cause, each instance acknowledging ``handoff`` seconds after the report
+    before it."""
     live = set(members)
     rollout = Rollout(rollout_id, group, "d" * 40, canary=members[0], created_at=time.time())
     decision = decide_and_write_until_settled(ledger, group, RolloutReady(rollout), live)
     for other in members[1:]:
         decide_and_write_until_settled(ledger, group, TicketTaken(rollout_id, other), live)
     for number, member in enumerate(members, start=1):
-        time.sleep(handoff)  # "your number came up" travelling to the instance
+        time.sleep(handoff / 2)  # "your number came up" travelling to the instance
         assert ledger.acknowledge_ticket(rollout_id, number, member) is not None, decision.notes
         failed = fail_last and number == len(members)
-        decision = decide_and_write_until_settled(
-            ledger, group, UpdateReported(rollout_id, number, member, not failed, "boom" if failed else None), live)
+        reported_at = time.time()
+        time.sleep(handoff / 2)  # the report travelling to the conductor
+        decision = decide_and_write_until_settled(ledger, group, UpdateReported(
+            rollout_id, number, member, not failed, "boom" if failed else None, reported_at), live)
 
 
 def free_port() -> int:

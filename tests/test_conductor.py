@@ -313,3 +313,17 @@ def test_completion_is_decided_on_every_ticket_as_a_partial_view_cannot_see_who_
     assert quick.group.line == ()  # the partial view holds no expected members: it looks complete
     assert needs_every_ticket(view, quick) == "completion needs every expected member done"
     assert not decide(group, Tick(), 100.0, MEMBERS).changed
+
+
+def test_a_turn_handed_on_by_a_report_starts_its_handoff_at_the_report_and_an_instances_clock_is_bounded():
+    group, _ = run(Group("g"), ready(), TicketTaken("r1", "b"), TicketTaken("r1", "c"))
+    for reported_at, handed_at in ((99.4, 99.4),  # the report's time, by the reporter's clock
+                                   (130.0, 100.0),  # from the future: not ahead of the conductor's now
+                                   (-9000.0, 100.0 - 3600.0),  # from long ago: at most an hour back
+                                   (None, 100.0)):  # an older agent's report carries none: the dispatch
+        after, _ = run(group, UpdateReported("r1", 1, "a", ok=True, reported_at=reported_at))
+        rollout = after.rollout("r1")
+        assert rollout is not None and rollout.ticket(2) is not None
+        assert rollout.ticket(2).handed_at == handed_at and rollout.ticket(2).started_at == 100.0  # type: ignore
+    # A turn the conductor hands on by itself (the canary's) starts at the dispatch
+    assert group.rollout("r1").ticket(1).handed_at == 100.0  # type: ignore[union-attr]

@@ -53,6 +53,16 @@ def test_a_report_counts_the_update_and_the_handoff_before_it():
     assert "ticket_failures" not in added and not any(k.startswith("rollouts:") for k in added)
 
 
+def test_the_handoff_runs_from_the_report_that_released_the_ticket_when_it_is_known():
+    before = _rollout(Ticket(2, "b", TicketState.UPDATING, started_at=200.0, handed_at=199.9,
+                             acknowledged_at=200.08))
+    after = replace(before, tickets=(replace(before.tickets[0], state=TicketState.DONE, finished_at=203.0),))
+
+    added = increments(Group("g", line=(before,)), Decision(Group("g"), touched=(after,), notes=("x",)))
+
+    assert added["handoff:sum"] == pytest.approx(0.18)  # the report at 199.9, not the dispatch at 200.0
+
+
 def test_the_canarys_ticket_has_no_handoff_and_a_deadline_failure_no_timings():
     canary = _rollout(Ticket(1, "a", TicketState.UPDATING, started_at=1.0, acknowledged_at=2.0))
     done = replace(canary, tickets=(replace(canary.tickets[0], state=TicketState.DONE, finished_at=5.0),))
@@ -211,9 +221,9 @@ def prometheus(env, tmp_path_factory):
 
 
 def test_prometheus_scrapes_a_nonzero_handoff_after_a_rollout(env, prometheus):
-    # The hand-offs as the ledger stored them: the conductor's decision of each turn to its acknowledgement.
+    # The hand-offs as the ledger stored them: the report that released each turn to its acknowledgement.
     tickets = env.ledger.rollout_view(SCRAPED_ROLLOUT)["tickets"]
-    stored = [t["acknowledged_at"] - t["started_at"] for t in tickets if t["number"] > 1]
+    stored = [t["acknowledged_at"] - t["handed_at"] for t in tickets if t["number"] > 1]
 
     collector = prometheus.query("skynet_collector_up")
     count = prometheus.query(f'skynet_ticket_handoff_latency_seconds_count{{group="{SCRAPED}"}}')

@@ -72,3 +72,13 @@ def attention(group: Group, now: float) -> str | None:
         if applies(group, now):
             return reason
     return None
+
+
+# How far back an instance's report time is believed (its clock may be wrong; it is only a metric's start).
+REPORT_TIME_BELIEVED = 3600.0
+
+
+def believed_report_time(reported_at: float, now: float) -> float:
+    """An instance's report time (its own clock: untrusted) as the conductor keeps it: not ahead of now,
+    not more than ``REPORT_TIME_BELIEVED`` behind."""
+    return min(now, max(reported_at, now - REPORT_TIME_BELIEVED))

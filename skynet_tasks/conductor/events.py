@@ -36,6 +36,8 @@ class UpdateReported:
     instance: str
     ok: bool
     error: str | None = None
+    # When the instance reported, by its clock: where the hand-off to the ticket this report releases starts.
+    reported_at: float | None = None
 
 
 @dataclass(frozen=True)

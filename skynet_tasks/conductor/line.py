@@ -26,6 +26,8 @@ class Ticket:
     error: str | None = None
     acknowledged_at: float | None = None
     attempts: int = 1
+    # When its turn was handed on: the report that released it (by the reporter's clock), else the dispatch.
+    handed_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,16 @@
 """The rollout state machine: whose turn it is, and what happens on success or failure.
 
-This module is pure: ``decide(group, event, now, live_members)`` returns the
-group's next state and the actions to carry out, and touches no AWS service.
-``skynet_tasks.step`` reads the state, calls ``decide``, writes the result with
-a conditional write (``skynet_tasks.ledger``) and only then performs the actions.
-It decides on whatever view of the group it is given; which view suffices for
-which step is the reader's business (``skynet_tasks.ledger.reads``).
+This module is pure: ``decide(group, event, now, live_members)`` returns the group's next state
+and the actions to carry out, and touches no AWS service. ``skynet_tasks.step`` reads the state,
+calls ``decide``, writes the result with a conditional write (``skynet_tasks.ledger``) and only then
+performs the actions. It decides on whatever view of the group it is given; which view suffices
+for which step is the reader's business (``skynet_tasks.ledger.reads``).
 
-The invariant everything here protects: the tickets of a group ``updating`` at any
-time, across all of the group's rollouts, are of one rollout and one of its batches
-(``batches``), and no more than that batch's size (its ``max_parallel``, 1 by default). Events may arrive
-twice, late or out of order (SQS redelivers; moto's FIFO lock is racy), so every
-rule is idempotent: an event that does not match the current state changes nothing.
+The invariant everything here protects: the tickets of a group ``updating`` at any time, across
+all of the group's rollouts, are of one rollout and one of its batches (``batches``), and no more
+than that batch's size (its ``max_parallel``, 1 by default). Events may arrive twice, late or out
+of order (SQS redelivers; moto's FIFO lock is racy), so every rule is idempotent: an event that
+does not match the current state changes nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from dataclasses import replace
 from functools import cached_property
 
 from skynet_tasks.conductor import batches
-from skynet_tasks.conductor.attention import UPDATE_HARD_LIMIT, overdue, unacknowledged
+from skynet_tasks.conductor.attention import UPDATE_HARD_LIMIT, believed_report_time, overdue, unacknowledged
 from skynet_tasks.conductor.decisions import Action, Decision, Dispatch, Notify
 from skynet_tasks.conductor.events import (
     Event,
@@ -86,6 +85,8 @@ class _Draft:
         self.actions: list[Action] = []
         self.notes: list[str] = []
         self.touched: dict[str, Rollout] = {}
+        # When what this step dispatches was released: the accepted report's time, if this step took one.
+        self.released_at = now
 
     @cached_property
     def live(self) -> set[str]:
@@ -183,6 +184,8 @@ class _Draft:
                 or ticket.instance != event.instance:
             return  # a duplicate, or a late report of a ticket whose hold has already passed
         state = TicketState.DONE if event.ok else TicketState.FAILED
+        if event.reported_at is not None:
+            self.released_at = believed_report_time(event.reported_at, self.now)
         rollout = rollout.with_ticket(replace(ticket, state=state, finished_at=self.now, error=event.error))
         self.put(rollout, f"ticket {ticket.number} of rollout {rollout.id} {state} on {ticket.instance}")
         if rollout.state.finished:
@@ -282,7 +285,7 @@ class _Draft:
         """Dispatch the tickets of ``rollout`` that may start now (``batches.startable``); False if none may."""
         chosen = batches.startable(rollout)
         for ticket in chosen:
-            started = replace(ticket, state=TicketState.UPDATING, started_at=self.now,
+            started = replace(ticket, state=TicketState.UPDATING, started_at=self.now, handed_at=self.released_at,
                               deadline=self.now + rollout.update_timeout, acknowledged_at=None, finished_at=None)
             rollout = rollout.with_ticket(started)
             # Tickets start in number order: nothing below the first still open waits any more.

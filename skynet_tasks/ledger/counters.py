@@ -81,8 +81,10 @@ def increments(before: Group, decision: Decision) -> dict[str, float]:
             if ticket.finished_at is not None:
                 _observe(out, "update", ticket.finished_at - ticket.acknowledged_at)
             # Ticket 1 is the rollout's first turn (the canary's): no ticket hands over to it.
-            if ticket.number > 1 and ticket.started_at is not None:
-                _observe(out, "handoff", ticket.acknowledged_at - ticket.started_at)
+            # From the report that released it (``handed_at``; tickets dispatched before it was kept: the dispatch).
+            handed = ticket.handed_at if ticket.handed_at is not None else ticket.started_at
+            if ticket.number > 1 and handed is not None:
+                _observe(out, "handoff", ticket.acknowledged_at - handed)
     return out
 
 

@@ -18,7 +18,7 @@ from skynet_tasks.ledger.table import LAST_TICKET_SK, Store, key, rollout_pk, ti
 from skynet_tasks.states import TicketState
 
 TICKET_FIELDS = ("number", "instance", "state", "taken_at", "started_at", "finished_at", "deadline",
-                 "error", "acknowledged_at", "attempts")
+                 "error", "acknowledged_at", "attempts", "handed_at")
 # The ticket states of a rollout's open window (``skynet_tasks.ledger.reads``).
 OPEN_STATES = (TicketState.WAITING, TicketState.UPDATING)
 

@@ -75,7 +75,8 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
         log.exception("rollout %s: could not store the log of ticket %d", rollout_id, ticket)
     try:
         # Marked reported before the report goes out, so that a duplicate update message can no longer run it.
-        ctx.ledger.annotate_ticket(rollout_id, ticket, {**annotations, "reported_at": time.time()})
+        reported_at = time.time()
+        ctx.ledger.annotate_ticket(rollout_id, ticket, {**annotations, "reported_at": reported_at})
     except Exception:  # noqa: BLE001 - the conductor ignores a second report anyway; the first must go out
         log.exception("rollout %s: could not mark ticket %d reported", rollout_id, ticket)
     # Back in the registry before the report: the next instance's drain waits for the proxies to
@@ -87,7 +88,7 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
                                 last_outcome="ok" if ok else f"failed: {error}", notify=False)
     except Exception:  # noqa: BLE001 - the report must go out; the heartbeat registers again
         log.exception("rollout %s: could not re-register after ticket %d", rollout_id, ticket)
-    send_event(ctx, ctx.settings.group, UpdateReported(rollout_id, ticket, me, ok, error))
+    send_event(ctx, ctx.settings.group, UpdateReported(rollout_id, ticket, me, ok, error, reported_at))
     if changed:
         try:
             tell_proxies(ctx)
