@@ -32,6 +32,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.idle_cost --instances 3 --seconds 600 --out benchmarks/results/idle.json
 	$(BIN)/python -m benchmarks.webhook --out benchmarks/results/webhook.json
 	$(BIN)/python -m benchmarks.rp_render --out benchmarks/results/rp_render.json
+	$(BIN)/python -m benchmarks.scrape_cost --sizes 10,100 --out benchmarks/results/scrape.json
 	$(BIN)/python -m benchmarks.stack_boot --sizes 1,3,6 --out benchmarks/results/stack_boot.json
 	$(MAKE) soak-faults
 

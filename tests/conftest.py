@@ -8,6 +8,7 @@ last log lines.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     cluster = getattr(item, "funcargs", {}).get("cluster")
     if report.failed and isinstance(cluster, LocalCluster):
         report.sections.append(("local cluster at failure", describe_cluster(cluster)))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def environment_of_this_module_only() -> Iterator[None]:
+    """What a module's tests put in ``os.environ`` goes with the module.
+
+    Some helpers point this process at a cluster's AWS (``clusterkit.sender_for`` sets its
+    ``AWS_ENDPOINT_URL`` and keys): left there, the next module's in-process clients would talk to a
+    server that has stopped, depending on which modules ran before it in the same worker.
+    """
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 # ---- running the suite on several cores (pytest-xdist, ``make test``) -----------------------------

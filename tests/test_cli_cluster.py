@@ -11,10 +11,11 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
-from clusterkit import skynet
+from clusterkit import skynet, wait_for
 
 from skynet_tasks.local.cluster import LocalCluster
 from skynet_tasks.local.sample_repo import commit_files
@@ -39,21 +40,38 @@ def follow(cluster: LocalCluster, *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def deploy_and_watch(cluster: LocalCluster, workdir: Path, files: dict[str, str | None]) -> tuple[str, ...]:
+def deploy_and_watch(cluster: LocalCluster, workdir: Path, files: dict[str, str | None],
+                     gate: Path | None = None) -> tuple[str, ...]:
+    """Push ``files``, deploy, follow the logs and watch the rollout; with ``gate``, the canary's health check
+    (told by the release's hold-on.txt) waits until the watch has printed its first headline."""
     commit_files(cluster.require_info().app_repo, workdir, files, "A release to watch")
     started = skynet(cluster, "deploy", "--env", "local", "--layer", "api", "--ref", "main", "--json")
     assert started.returncode == 0, started.stderr
     rollout_id = json.loads(started.stdout)["rollout_id"]
     logs = follow(cluster, "logs", rollout_id, "--env", "local", "--follow", "--timeout", "200")
     watch = follow(cluster, "rollout", "status", rollout_id, "--env", "local", "--watch", "--timeout", "200")
-    watched, watch_err = watch.communicate(timeout=240)
+    lines: list[str] = []
+    errors: list[str] = []
+    readers = [threading.Thread(target=lambda out=out, into=into: into.extend(out or ()), daemon=True)
+               for out, into in ((watch.stdout, lines), (watch.stderr, errors))]
+    for reader in readers:
+        reader.start()
+    if gate is not None:
+        wait_for(lambda: any(line.startswith("rollout ") for line in lines), 60, "the watch's first headline")
+        gate.touch()
+    watch.wait(timeout=240)
+    for reader in readers:
+        reader.join(10)
+    watch_err = "".join(errors)
     followed, logs_err = logs.communicate(timeout=60)
-    return rollout_id, str(watch.returncode), watched, watch_err, str(logs.returncode), followed, logs_err
+    return rollout_id, str(watch.returncode), "".join(lines), watch_err, str(logs.returncode), followed, logs_err
 
 
 def test_watch_follows_a_good_rollout_from_its_build_to_completion_and_exits_0(cluster, tmp_path):
+    # (the canary waits at a gate until the watch has begun: the rollout would otherwise be over before it)
+    gate = tmp_path / "gate"
     rollout_id, code, watched, err, logs_code, followed, logs_err = deploy_and_watch(
-        cluster, tmp_path / "work", {"VERSION": "watched release\n"})
+        cluster, tmp_path / "work", {"VERSION": "watched release\n", "hold-on.txt": f"ticket:1 {gate}\n"}, gate)
 
     assert code == "0", err
     lines = watched.splitlines()

@@ -22,6 +22,7 @@ from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.config.sources import level_for, read_dynamo_level
 from skynet_tasks.ledger import Ledger
+from skynet_tasks.ledger.audit import MAX_FIELD
 from skynet_tasks.ledger.item_size import MAX_ITEM_BYTES, item_size, write_units
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import (
@@ -132,12 +133,13 @@ def test_a_rollout_is_read_whole_past_one_page(aws):
 
 
 def test_the_latest_operator_actions_are_all_read_even_when_they_pass_one_page(aws):
-    # Given 60 operator actions of 30 KB each (1.8 MB): the newest 50 do not fit in one page
+    # Given 60 operator actions of 30 KB each (1.8 MB): the newest 50 do not fit in one page (each field is
+    # cut to audit.MAX_FIELD characters, so the bulk is spread over fields)
     table = names.state_table(ENV)
     ledger = Ledger(aws.dynamodb, table)
     for n in range(60):
-        ledger.record_action(f"{ENV}-api", {"at": 1_000_000 + n, "action": "pause", "by": "op",
-                                            "note": f"{n}:" + "y" * 30_000})
+        notes = {f"note{k}": f"{n}:" + "y" * (MAX_FIELD - 10) for k in range(30_000 // MAX_FIELD)}
+        ledger.record_action(f"{ENV}-api", {"at": 1_000_000 + n, "action": "pause", "by": "op", **notes})
     assert first_page_is_short(aws, table, "pk", f"audit#{ENV}-api")
 
     actions = ledger.actions(f"{ENV}-api", 50)
@@ -231,7 +233,9 @@ def heartbeat_entry(number: int, now: float, **changes: Any) -> Endpoint:
 
 def test_a_layers_registry_item_and_what_a_heartbeat_costs_measured_by_dynamodbs_rules(aws):
     # Given a layer's item, as instances' heartbeats write it
-    registry, table, now = Registry(aws.dynamodb, names.endpoints_table(ENV)), names.endpoints_table(ENV), time.time()
+    # A heartbeat time as time.time() gives it (17 significant digits): a number's size follows its digits.
+    registry, table = Registry(aws.dynamodb, names.endpoints_table(ENV)), names.endpoints_table(ENV)
+    now = 1764628821.5293427
 
     def size() -> int:
         key = {"env": {"S": "prod"}, "layer": {"S": "api"}}

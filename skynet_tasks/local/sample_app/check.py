@@ -6,7 +6,7 @@ tests show a halted rollout. The same file in the instance's config directory
 (``$SKYNET_CONFIG_DIR/fail-on.txt``, pushed with ``skynet config push``) does the
 same for a config-update rollout.
 
-``hold-on.txt`` in the config directory, with lines ``ticket:N PATH``, makes ticket N's health check
+``hold-on.txt`` in the release or the config directory, with lines ``ticket:N PATH``, makes ticket N's health check
 wait until PATH exists (at most ``HOLD_SECONDS``, then it passes): a test can then act while a
 rollout is surely in the middle of that ticket.
 """
@@ -25,9 +25,9 @@ for rules in (pathlib.Path("fail-on.txt"), pathlib.Path(os.environ.get("SKYNET_C
         if f"ticket:{os.environ.get('SKYNET_TICKET', '')}" in wanted or os.environ.get("SKYNET_INSTANCE_ID") in wanted:
             sys.exit(f"health check failed on purpose ({rules})")
 
-holds = pathlib.Path(os.environ.get("SKYNET_CONFIG_DIR", "/nonexistent"), "hold-on.txt")
-if holds.exists():
-    for line in holds.read_text().splitlines():
+for holds in (pathlib.Path("hold-on.txt"), pathlib.Path(os.environ.get("SKYNET_CONFIG_DIR", "/nonexistent"),
+                                                         "hold-on.txt")):
+    for line in holds.read_text().splitlines() if holds.exists() else ():
         ticket, _, gate = line.strip().partition(" ")
         if ticket == f"ticket:{os.environ.get('SKYNET_TICKET', '')}" and gate:
             until = time.monotonic() + HOLD_SECONDS
