@@ -90,7 +90,8 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
         rp = endpoint("rp-1", port, group="local-rp")
         registry.register(ENV, "rp", rp)
         control = NginxControl(Path(tmp_path_factory.mktemp("rp")), listen_port=port, listen_address="127.0.0.1")
-        sync = RpSync(registry, ENV, 30, control, port, "127.0.0.1", instance_id="rp-1")
+        # Entries stay fresh for the whole module (300 s), however slowly a loaded machine runs its tests.
+        sync = RpSync(registry, ENV, 300, control, port, "127.0.0.1", instance_id="rp-1")
         registry.register(ENV, "api", endpoint("api-1", 9101))
         sync.start()
         yield Proxy(aws, registry, sync, rp)

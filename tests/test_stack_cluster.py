@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from clusterkit import wait_for
 from stackkit import ENV, denied_requests, in_namespace, instances_of, skynet, stack_up
 
 from skynet_tasks import names
@@ -82,7 +83,8 @@ def test_the_security_groups_admit_only_what_the_template_allows(stack):
 
     # The load balancer (here: the gateway) reaches the proxy, the proxy reaches the API layer...
     assert urllib.request.urlopen(f"http://{proxy.address}:8000/health", timeout=10).status == 200
-    assert reach(proxy, api) == "open"
+    # (the app may be restarting after the push before: a closed port there is the app's, not the firewall's)
+    wait_for(lambda: reach(proxy, api) == "open", 30, "the proxy to reach the API instance's app")
     # ...and nothing else reaches the API layer, nor the proxy but from the load balancer.
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://{api.address}:8000/", timeout=2)
