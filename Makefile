@@ -24,7 +24,7 @@ test: setup
 	$(BIN)/mypy skynet_tasks workers
 	$(BIN)/bandit -q -r skynet_tasks workers -c pyproject.toml
 	# Two workers (pytest-xdist): a module's tests stay together, stack-built modules share one (tests/conftest.py).
-	$(BIN)/pytest --numprocesses 2 --dist loadgroup
+	$(BIN)/pytest --numprocesses 2
 
 bench: setup
 	$(BIN)/python -m benchmarks.rollout --sizes 3,10,20,40 --out benchmarks/results/rollout.json

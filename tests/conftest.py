@@ -93,9 +93,18 @@ def shares_the_host_network(module: str) -> bool:
     return module.startswith("test_stack_") or module == "test_demo"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group the tests for ``--dist loadgroup``: a module's tests in one worker (its module-scoped cluster
-    is built once), every stack-built module in the same one (``shares_the_host_network``)."""
-    for item in items:
-        module = item.path.stem
-        item.add_marker(pytest.mark.xdist_group("host-network" if shares_the_host_network(module) else module))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's scheduling for ``make test``: a module's tests in one worker (its module-scoped
+    cluster is built once), every stack-built module in the same one (``shares_the_host_network``).
+
+    A scheduler of our own, because xdist 3.8's ``--dist loadgroup`` did not keep marked tests together
+    here; ``loadscope`` with the scope said here does exactly that.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "host-network" if shares_the_host_network(Path(module).stem) else module
+
+    return ModuleScheduling(config, log)
