@@ -8,6 +8,7 @@ timeout, the dead-letter queue after 5 receives) is kombu's and SQS's, tested in
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,22 +42,29 @@ def app() -> Celery:
     app = Celery("conductor-test", set_as_current=False)
     app.ran = []  # type: ignore[attr-defined]
 
-    @app.task(name=MAINTENANCE_TASK, time_limit=0.5, acks_on_failure_or_timeout=False)
-    def maintenance(group: str, event: dict[str, Any]) -> None:
-        app.ran.append((group, event))  # type: ignore[attr-defined]
-        if event.get("sleep"):
-            time.sleep(event["sleep"])
-        if event.get("fail"):
-            raise RuntimeError("the step failed")
+    class Maintenance(app.Task):  # type: ignore[name-defined]
+        name, time_limit, acks_on_failure_or_timeout = MAINTENANCE_TASK, 0.5, False
 
-    @app.task(name=BUILD_REQUEST_TASK, acks_on_failure_or_timeout=True)
-    def build_request(fail: bool) -> None:
-        raise RuntimeError("an acknowledged failure")
+        def run(self, group: str, event: dict[str, Any]) -> None:
+            app.ran.append((group, event))  # type: ignore[attr-defined]
+            if event.get("sleep"):
+                time.sleep(event["sleep"])
+            if event.get("fail"):
+                raise RuntimeError("the step failed")
 
-    # Skynet's own tasks are shared (Celery registers them in every app it finalizes): once another test
-    # imported them, they would take these names in this app too. The test's own win.
-    for task in (maintenance, build_request):
-        app.tasks[task.name] = task
+    class BuildRequest(app.Task):  # type: ignore[name-defined]
+        name, acks_on_failure_or_timeout = BUILD_REQUEST_TASK, True
+
+        def run(self, fail: bool) -> None:
+            raise RuntimeError("an acknowledged failure")
+
+    # Registered over whatever the app holds once finalized: Skynet's own tasks are shared (Celery adds
+    # them to every app it finalizes), so once another test imported them, they would hold these names.
+    app.finalize()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Celery warns that a name is taken over: here, on purpose
+        for task in (Maintenance, BuildRequest):
+            app.register_task(task)
     return app
 
 
