@@ -38,7 +38,7 @@ from skynet_tasks import names
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.ledger.counters import CounterStore
 from skynet_tasks.local.sample_repo import branch_tip, commit_files
-from workers.lazy_pool import POOL_KEEPALIVE
+from workers.lazy_pool import CHECK_EVERY, POOL_KEEPALIVE
 
 # The original design's members polled the ticket line every 5 seconds: a hand-off waited 2.5 s on average.
 POLLING_HANDOFF_MEAN = 2.5
@@ -184,7 +184,7 @@ def main() -> None:
             assert warm["state"] == "completed", warm.get("reason")
             time.sleep(5)  # every instance done with its update: the pool child is kept for the next task
             after_update_memory = agent_memory(info)
-            time.sleep(POOL_KEEPALIVE + 5)  # idle: the pool child stopped (workers/lazy_pool.py)
+            time.sleep(POOL_KEEPALIVE + CHECK_EVERY + 5)  # idle: the pool child stopped (workers/lazy_pool.py)
             idle_memory = agent_memory(info)
             runs, requests, fetched, sha = [], 0, collections.Counter[str](), ""
             counted_before = handoff_counters(cluster)
