@@ -86,6 +86,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Means over the rollouts, hand-off percentiles over all their hand-offs together."""
     handoffs = [h for run in runs for h in run["handoffs"]]
     instances = runs[0]["instances"]
+    # One at a time, in ticket order: every ticket acknowledged after the one before it reported.
+    overlaps = sum(h < 0 for h in handoffs)
 
     def mean(key: str) -> float:
         return round(statistics.mean(run[key] for run in runs), 3)
@@ -104,6 +106,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "overhead_per_instance_s": round(mean("overhead") / instances, 3),
         "vs_polling_every_5s": round(POLLING_HANDOFF_MEAN / max(statistics.mean(handoffs), 1e-3), 1),
         "handoffs_s": [[round(h, 3) for h in run["handoffs"]] for run in runs],
+        "one_at_a_time_violations": overlaps,
     }
 
 
