@@ -113,10 +113,15 @@ def serve(root: Path, worker: Account, build: Account) -> None:
     path = home / SOCKET
     path.unlink(missing_ok=True)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
-        server.bind(str(path))
-        os.chown(path, 0, worker.gid)
-        path.chmod(0o660)
+        # Bound and listening under another name, then renamed: whoever sees the socket can connect to it
+        # (the worker waits for it at boot; a socket that exists before listen() refuses connections).
+        pending = home / f".{SOCKET}.pending"
+        pending.unlink(missing_ok=True)
+        server.bind(str(pending))
+        os.chown(pending, 0, worker.gid)
+        pending.chmod(0o660)
         server.listen(8)
+        pending.rename(path)
         log.info("serving %s for uid %d at %s", APP_UNIT, worker.uid, path)
         while True:
             connection, _ = server.accept()

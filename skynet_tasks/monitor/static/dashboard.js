@@ -58,7 +58,8 @@
       .then(function (answer) {
         poll = null;
         live.className = "";
-        var changed = seen !== "" && answer.token !== seen;
+        // The first token may already hold a change made after the page was rendered: re-fetch once then.
+        var changed = seen === "" || answer.token !== seen;
         seen = answer.token;
         var due = changed || Date.now() - fetchedAt >= AGE_MS;
         return (due ? refresh() : Promise.resolve()).then(function () { schedule(answer.retry_ms || 0); });
