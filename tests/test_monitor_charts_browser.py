@@ -163,6 +163,24 @@ def test_the_rollout_timeline_draws_each_ticket_in_the_ledgers_order(env, browse
     shot(browser, "#chart-timeline", "rollout-timeline")
 
 
+def test_a_page_whose_env_does_not_change_is_not_redrawn(env, browser):
+    # Given a chart page, rendered with the change token of the env it shows
+    open_page(browser, f"{env.url}/rollouts/{HALTED}", "#chart-timeline g.ticket-bar")
+    assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-change-token")
+    browser.execute_script("document.querySelector('#chart-timeline').skynetMark = 1;")
+
+    # When the page has watched the env for several of the server's probes (0.5 s each here)
+    time.sleep(2.5)
+
+    # Then it has not re-fetched or swapped its content (a reader's selection or scroll stay; so do the
+    # elements a test holds: the ages shown change each second, so a re-fetch would swap them)
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(function (e) { return e.name; });")
+    assert [url for url in fetched if "partial=1" in url] == [], fetched
+    assert browser.execute_script("return document.querySelector('#chart-timeline').skynetMark === 1;")
+    assert browser.find_element(By.ID, "live").get_attribute("class") != "down"
+
+
 def test_a_running_rollouts_unfinished_tickets_are_drawn_open(env, browser):
     open_page(browser, f"{env.url}/rollouts/{RUNNING}", "#chart-timeline g.ticket-bar")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from celery import Celery
-from flask import Flask, Response, jsonify, redirect, render_template, request
+from flask import Flask, Response, g, jsonify, redirect, render_template, request
 from markupsafe import Markup
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
@@ -100,6 +100,13 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
             return response
         return None
 
+    @app.before_request
+    def note_change_token() -> None:
+        # Taken before a full page reads the env: the page then refreshes only when the env changes after
+        # this token (a refresh for nothing would swap the page under a reader's, or a test's, fingerprint).
+        if request.path.strip("/").split("/")[0] in PAGES and request.args.get("partial") != "1":
+            g.change_token = watch.token()
+
     @app.after_request
     def security_headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -140,7 +147,8 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
         main = alarm_banner() + render_template(template, **context)
         if request.args.get("partial") == "1":
             return main
-        return render_template("base.html", main=Markup(main), title=context.get("title", template))  # noqa: S704  # nosec B704 - rendered by our autoescaping template
+        return render_template("base.html", main=Markup(main), title=context.get("title", template),
+                               change_token=g.get("change_token", ""))  # noqa: S704  # nosec B704 - rendered by our autoescaping template
 
     @app.get("/")
     def index() -> Any:

@@ -15,7 +15,8 @@
   var busy = false;
   var last = main.innerHTML;
   var fetchedAt = Date.now();
-  var seen = "";         // the change token of what the page shows ("" until the first answer)
+  // The change token of what the page shows: the server's, taken before it read the env for this page.
+  var seen = document.body.getAttribute("data-change-token") || "";
   var poll = null;       // the AbortController of the poll in flight
   var timer = null;
 
@@ -58,7 +59,7 @@
       .then(function (answer) {
         poll = null;
         live.className = "";
-        // The first token may already hold a change made after the page was rendered: re-fetch once then.
+        // A page without a token of its own (rendered elsewhere) re-fetches on the first answer.
         var changed = seen === "" || answer.token !== seen;
         seen = answer.token;
         var due = changed || Date.now() - fetchedAt >= AGE_MS;
