@@ -16,7 +16,8 @@ from skynet_tasks.conductor.events import (
     UpdateReported,
 )
 from skynet_tasks.conductor.line import Group, Rollout, Ticket
-from skynet_tasks.conductor.rules import canary_failed, decide
+from skynet_tasks.conductor.operator_actions import canary_failed
+from skynet_tasks.conductor.rules import decide
 
 __all__ = [
     "OPERATOR_ACTIONS", "REDISPATCH_AFTER", "UPDATE_HARD_LIMIT", "Action", "Decision", "Dispatch", "Event", "Group",

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import replace
-from functools import cached_property
 
 from skynet_tasks.conductor import batches
 from skynet_tasks.conductor.attention import UPDATE_HARD_LIMIT, believed_report_time, overdue, unacknowledged
-from skynet_tasks.conductor.decisions import Action, Decision, Dispatch, Notify
+from skynet_tasks.conductor.decisions import Decision, Dispatch, Notify
+from skynet_tasks.conductor.draft import Draft
 from skynet_tasks.conductor.events import (
     Event,
     OperatorAction,
@@ -31,8 +31,8 @@ from skynet_tasks.conductor.events import (
     UpdateReported,
 )
 from skynet_tasks.conductor.line import Group, Rollout, Ticket
-from skynet_tasks.policy import batch_sizes
-from skynet_tasks.states import RolloutKind, RolloutState, TicketState
+from skynet_tasks.conductor.operator_actions import apply_operator
+from skynet_tasks.states import RolloutState, TicketState
 
 
 def decide(group: Group, event: Event, now: float, live_members: Collection[str]) -> Decision:
@@ -43,7 +43,7 @@ def decide(group: Group, event: Event, now: float, live_members: Collection[str]
     published or may be complete, so the caller may pass a collection that reads
     the registry on first use.
     """
-    draft = _Draft(group, now, live_members)
+    draft = _Rules(group, now, live_members)
     if isinstance(event, RolloutReady):
         draft.rollout_ready(event.rollout)
     elif isinstance(event, TicketTaken):
@@ -53,94 +53,17 @@ def decide(group: Group, event: Event, now: float, live_members: Collection[str]
     elif isinstance(event, Tick):
         draft.tick()
     elif isinstance(event, OperatorAction):
-        draft.operator(event)
+        apply_operator(draft, event)
     draft.advance()
     return draft.decision()
-
-
-def canary_failed(rollout: Rollout) -> bool:
-    """The rollout's canary failed before publication: nothing may go on from here but a retry."""
-    first = rollout.ticket(1)
-    return not rollout.published and first is not None and first.state is TicketState.FAILED
 
 
 def _held(rollout: Rollout) -> str:
     return f"ticket {rollout.held_by}" if rollout.held_by is not None else "its overdue batch"
 
 
-def _end_waiting(rollout: Rollout, state: TicketState, now: float) -> tuple[Ticket, ...]:
-    return tuple(
-        replace(t, state=state, finished_at=now) if t.state is TicketState.WAITING else t
-        for t in rollout.tickets
-    )
-
-
-class _Draft:
-    """The group being changed by one decision, and what was done to it."""
-
-    def __init__(self, group: Group, now: float, live_members: Collection[str]) -> None:
-        self.group = group
-        self.now = now
-        self._live_members = live_members
-        self.actions: list[Action] = []
-        self.notes: list[str] = []
-        self.touched: dict[str, Rollout] = {}
-        # When what this step dispatches was released: the accepted report's time, if this step took one.
-        self.released_at = now
-
-    @cached_property
-    def live(self) -> set[str]:
-        return set(self._live_members)
-
-    def decision(self) -> Decision:
-        return Decision(self.group, tuple(self.touched.values()), tuple(self.actions), tuple(self.notes))
-
-    def put(self, rollout: Rollout, note: str) -> None:
-        """Record a changed rollout; a finished one leaves the line once nothing of it is in flight."""
-        in_flight = any(t.state is TicketState.UPDATING for t in rollout.tickets) or rollout.holds(self.now)
-        keep = not rollout.state.finished or in_flight
-        line = []
-        placed = False
-        for existing in self.group.line:
-            if existing.id == rollout.id:
-                placed = True
-                if keep:
-                    line.append(rollout)
-            else:
-                line.append(existing)
-        if not placed and keep:
-            line.append(rollout)
-        self.group = replace(self.group, line=tuple(line))
-        self.touched[rollout.id] = rollout
-        self.notes.append(note)
-
-    def end(self, rollout: Rollout, state: RolloutState, reason: str, note: str, **changes: object) -> None:
-        ticket_end = TicketState.SUPERSEDED if state is RolloutState.SUPERSEDED else TicketState.CANCELLED
-        ended = replace(rollout, state=state, reason=reason, tickets=_end_waiting(rollout, ticket_end, self.now),
-                        finished_at=self.now, **changes)  # type: ignore[arg-type]
-        self.put(ended, note)
-
-    def halt(self, rollout: Rollout, reason: str) -> None:
-        halted = replace(rollout, state=RolloutState.HALTED, reason=reason,
-                         tickets=_end_waiting(rollout, TicketState.CANCELLED, self.now))
-        self.put(halted, f"rollout {rollout.id} halted: {reason}")
-
-    def publish(self, rollout: Rollout) -> None:
-        members = tuple(sorted(self.live | ({rollout.canary} if rollout.canary else set())))
-        published = replace(rollout, published=True, expected=members,
-                            batches=batch_sizes(rollout.max_parallel, len(members)))
-        self.put(published, f"rollout {rollout.id} published release {rollout.release}")
-        if rollout.kind is RolloutKind.CODE:  # config and agent versions are not the group's release
-            previous = self.group.desired_release
-            self.group = replace(
-                self.group,
-                previous_release=previous if previous != rollout.release else self.group.previous_release,
-                desired_release=rollout.release,
-                desired_rollout=rollout.id,
-            )
-        others = tuple(m for m in members if published.ticket_of(m) is None)
-        if others:
-            self.actions.append(Notify(others, rollout.id))
+class _Rules(Draft):
+    """The rules of the line, applied to one step's draft."""
 
     # -- events --
     def rollout_ready(self, rollout: Rollout) -> None:
@@ -214,38 +137,6 @@ class _Draft:
         self.put(rollout, f"ticket {ticket.number} of rollout {rollout.id} overdue on {ticket.instance}")
         if not rollout.state.finished and rollout.state is not RolloutState.HALTED:
             self.halt(rollout, f"ticket {ticket.number} on {ticket.instance}: {error}")
-
-    def operator(self, event: OperatorAction) -> None:
-        rollout = self.group.rollout(event.rollout_id)
-        if rollout is None or rollout.state.finished:
-            return
-        who = f"by {event.actor}"
-        if event.action == "pause" and rollout.state is RolloutState.RUNNING:
-            self.put(replace(rollout, state=RolloutState.PAUSED, reason=f"paused {who}"),
-                     f"rollout {rollout.id} paused {who}")
-        elif event.action == "resume" and canary_failed(rollout):
-            return  # resuming would go on without a release that passed its canary; retry is the way
-        elif event.action in ("resume", "retry") and batches.still_updating(rollout):
-            return  # the halted batch is still finishing: reopened tickets would start beside it
-        elif event.action in ("resume", "retry") and rollout.state in (RolloutState.PAUSED, RolloutState.HALTED):
-            # Resuming gives the cancelled members their place back, in their order;
-            # retrying also gives the failed ticket another attempt, first in line.
-            reopen = {TicketState.CANCELLED} | ({TicketState.FAILED} if event.action == "retry" else set())
-            tickets = tuple(
-                replace(t, state=TicketState.WAITING, finished_at=None, started_at=None, deadline=None,
-                        attempts=t.attempts + (t.state is TicketState.FAILED))
-                if t.state in reopen else t
-                for t in rollout.tickets
-            )
-            verb = "resumed" if event.action == "resume" else "retried"
-            reopened = [t.number for t in rollout.tickets if t.state in reopen]
-            low_water = min([rollout.low_water, *reopened])
-            self.put(replace(rollout, state=RolloutState.RUNNING, tickets=tickets, reason=f"{verb} {who}",
-                             low_water=low_water),
-                     f"rollout {rollout.id} {verb} {who}")
-        elif event.action == "abort":
-            # An update already in flight finishes; nothing after it is dispatched.
-            self.end(rollout, RolloutState.ABORTED, f"aborted {who}", f"rollout {rollout.id} aborted {who}")
 
     # -- progress --
     def advance(self) -> None:
