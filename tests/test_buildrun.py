@@ -14,13 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from storekit import moto_artifact_store
 
 from skynet_tasks import artifacts, commands
 from skynet_tasks import build_user as buildrun
 from skynet_tasks.artifact_store import ArtifactStore
-from skynet_tasks.aws import aws_for
 from skynet_tasks.installer import InstanceLayout, UpdateContext, UpdateFailed, install
-from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.services import ProcessServices
 
 pytestmark = pytest.mark.timeout(60)
@@ -95,13 +94,8 @@ def test_the_work_tree_is_shared_with_the_build_users_group(tmp_path):
 
 @pytest.fixture(scope="module")
 def store():
-    server = MotoServer.start()
-    try:
-        s3 = aws_for(server.environment()).s3
-        s3.create_bucket(Bucket=BUCKET)
-        yield ArtifactStore(s3, BUCKET)
-    finally:
-        server.stop()
+    with moto_artifact_store(BUCKET) as artifact_store:
+        yield artifact_store
 
 
 def release(store: ArtifactStore, tmp_path: Path, sha: str, spec: str) -> tuple[artifacts.Manifest,

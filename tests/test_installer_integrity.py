@@ -11,13 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from storekit import moto_artifact_store
 
 from skynet_tasks import artifacts, commands
 from skynet_tasks.artifact_store import ArtifactStore, release_prefix
-from skynet_tasks.aws import aws_for
 from skynet_tasks.builder import read_manifest
 from skynet_tasks.installer import InstanceLayout, UpdateContext, UpdateFailed, fetch_release, install
-from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.services import ProcessServices
 
 pytestmark = pytest.mark.timeout(120)
@@ -29,13 +28,8 @@ SHA = "a" * 40
 
 @pytest.fixture(scope="module")
 def store():
-    server = MotoServer.start()
-    try:
-        s3 = aws_for(server.environment()).s3
-        s3.create_bucket(Bucket=BUCKET)
-        yield ArtifactStore(s3, BUCKET)
-    finally:
-        server.stop()
+    with moto_artifact_store(BUCKET) as artifact_store:
+        yield artifact_store
 
 
 def publish(store: ArtifactStore, tmp: Path, sha: str, files: dict[str, str]) -> artifacts.Manifest:
