@@ -24,7 +24,7 @@ from skynet_tasks.tasks.base import SkynetTask
 
 log = logging.getLogger(__name__)
 
-MAX_RETRIES = 8  # 2 + 4 + … + 120 s: about nine minutes of a receiver down before giving up
+MAX_RETRIES = 8  # 2 + 4 + … + 64 + 120 + 120 s: up to six minutes of a receiver down before giving up
 BACKOFF_MAX = 120  # well under the instance queue's visibility timeout, which a held retry must not reach
 
 
