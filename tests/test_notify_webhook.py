@@ -133,12 +133,15 @@ def receiver(tls) -> Iterator[Receiver]:
     found.stop()
 
 
-def notify_config(config_dir: Path, url: str, ca_bundle: Path | None) -> Path:
-    """A config directory whose skynet-notify.json names one webhook, with its secret beside it."""
+def notify_config(config_dir: Path, url: str, ca_bundle: Path | None, github: str | None = None) -> Path:
+    """A config directory whose skynet-notify.json names one webhook (and GitHub's API at ``github``), with
+    their secrets beside it."""
     (config_dir / "secrets").mkdir(parents=True, exist_ok=True)
     (config_dir / "secrets" / "notify-webhook").write_bytes(SECRET + b"\n")
+    (config_dir / "secrets" / "github-token").write_text("ghp_test")
     webhook: dict[str, Any] = {"url": url, **({"ca_bundle": str(ca_bundle)} if ca_bundle else {})}
-    (config_dir / CONFIG_FILE).write_text(json.dumps({"webhook": webhook}))
+    targets = {"webhook": webhook, **({"github": {"repo": "acme/shop", "api_url": github}} if github else {})}
+    (config_dir / CONFIG_FILE).write_text(json.dumps(targets))
     return config_dir
 
 
@@ -258,8 +261,8 @@ def instance_queue_tasks(ctx: Context) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_a_step_hands_its_notices_to_its_own_queue_and_a_receiver_down_changes_nothing(ctx, hanging):
-    # Given a webhook that never answers (a step that waited for it would wait 10 s per notice)
-    notify_config(ctx.settings.config_dir, hanging, None)
+    # Given a webhook and a GitHub API that never answer (a step that waited would wait 5 s per notice and target)
+    notify_config(ctx.settings.config_dir, hanging, None, github=hanging)
     for member in ("a", ME):
         ctx.registry.register("local", "api", Endpoint(member, GROUP, "10.0.0.1", 8080, "old", "healthy", time.time()))
     ctx.ledger.create_rollout("r-down", GROUP, SHA, RolloutKind.CODE, {})
@@ -275,10 +278,11 @@ def test_a_step_hands_its_notices_to_its_own_queue_and_a_receiver_down_changes_n
     # Then every decision is written, as fast as steps go (nothing waited on the receiver) ...
     rollout = ctx.ledger.load_rollout("r-down")
     assert rollout is not None and rollout.state is RolloutState.COMPLETED
-    assert elapsed < 15, f"four steps took {elapsed:.1f} s"  # three notices sent in place would take 30
+    assert elapsed < 15, f"four steps took {elapsed:.1f} s"  # six sends in place would take 30 s
     # ... and the notices wait on the instance's own queue, for its worker's pool, in order
     told = [(kw["target"], kw["notice"]["kind"]) for task, kw in instance_queue_tasks(ctx) if task == NOTIFY_TASK]
-    assert told == [("webhook", "started"), ("webhook", "published"), ("webhook", "completed")]
+    assert told == [(target, kind) for kind in ("started", "published", "completed")
+                    for target in ("webhook", "github")]
     # A notice whose receiver is down is retried later: the rollout is not touched
     notify_config(ctx.settings.config_dir, f"https://127.0.0.1:{closed_port()}/hooks/skynet", None)
     with pytest.raises(NotifyRetry, match="Connection refused"):

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-TIMEOUT = 10.0  # seconds to connect, and between two reads: a receiver that hangs holds a retry, not a rollout
+# Seconds to connect, and between two reads. Short: the task runs in the worker's one pool child, where an
+# update or a build for this instance waits behind it; a receiver that hangs is retried later instead.
+TIMEOUT = 5.0
 MAX_RESPONSE = 1024 * 1024
 # Statuses worth another try later: the receiver is busy or down, or asks us to slow down.
 RETRIED = frozenset({408, 425, 429, 500, 502, 503, 504})

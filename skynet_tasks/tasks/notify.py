@@ -1,10 +1,14 @@
 """``notify``: send one rollout notice to one target (SNS, a webhook, GitHub's Deployments API).
 
 Sent by a conductor step to its own instance's queue (``skynet_tasks.notify.handoff``), so it runs in
-the work worker's pool child, never in the conductor. Each target is a task of its own, retried on
-its own with Celery's exponential backoff (2, 4, 8 … s, at most ``BACKOFF_MAX``, jittered) while the
-receiver is down or busy; a refusal (a 4xx, a bad config) is not retried. After the last retry the
-task fails, which the dashboard's task page shows. Nothing here touches the rollout.
+the work worker's pool child, never in the conductor. That child is the instance's only one: an update
+or a build for this instance waits behind a notice being sent, so each request is bounded (5 s,
+``transport.TIMEOUT``; GitHub's take up to four) and the task's hard limit is 30 s.
+
+Each target is a task of its own, retried on its own with Celery's exponential backoff (up to 2, 4,
+8 … s, at most ``BACKOFF_MAX``, jittered) while the receiver is down or busy; a refusal (a 4xx, a bad
+config) is not retried. After the last retry the task fails, which the dashboard's task page shows.
+Nothing here touches the rollout.
 
 Trust: the message comes from this env's queues (IAM), and the notice in it is still checked
 (``events.from_message``); the targets and their secrets are read from the config directory.
@@ -29,8 +33,8 @@ BACKOFF_MAX = 120  # well under the instance queue's visibility timeout, which a
 
 
 @app.task(name=NOTIFY_TASK, base=SkynetTask, bind=True, autoretry_for=(NotifyRetry,), retry_backoff=2,
-          retry_backoff_max=BACKOFF_MAX, retry_jitter=True, max_retries=MAX_RETRIES, soft_time_limit=50,
-          time_limit=60)
+          retry_backoff_max=BACKOFF_MAX, retry_jitter=True, max_retries=MAX_RETRIES, soft_time_limit=25,
+          time_limit=30)
 def notify(self: SkynetTask, target: str, notice: dict[str, Any]) -> bool:
     """Send ``notice`` to ``target``; False if that target is no longer configured."""
     settings = self.ctx.settings
