@@ -47,6 +47,7 @@ from skynet_tasks.registry import Endpoint
 from skynet_tasks.resources import resolve
 from skynet_tasks.settings import Settings
 from skynet_tasks.states import RolloutKind, RolloutState
+from skynet_tasks.step import decide_and_write_until_settled
 from skynet_tasks.tasks import notify  # noqa: F401 - registers the task
 from skynet_tasks.tasks.base import SkynetTask
 from skynet_tasks.tasks.maintenance import handle_maintenance
@@ -301,3 +302,19 @@ def test_a_broken_notification_config_never_fails_a_step(ctx, caplog):
     assert decision is not None and decision.changed
     assert ctx.ledger.load_rollout("r-bad").state is RolloutState.RUNNING  # type: ignore[union-attr]
     assert "notices not handed off" in caplog.text and "plain http" in caplog.text
+
+
+def test_an_observer_of_the_step_that_fails_never_undoes_the_decision_and_a_redelivery_tells_nothing(ctx):
+    ctx.ledger.create_rollout("r-obs", GROUP, SHA, RolloutKind.CODE, {})
+    ready = RolloutReady(Rollout(id="r-obs", group=GROUP, release=SHA, canary=None, update_timeout=60))
+    seen: list[str] = []
+
+    def failing(before: Any, decision: Any) -> None:
+        seen.append("told")
+        raise RuntimeError("notifier exploded")
+
+    decision = decide_and_write_until_settled(ctx.ledger, GROUP, ready, (ME,), after_write=failing)
+    again = decide_and_write_until_settled(ctx.ledger, GROUP, ready, (ME,), after_write=failing)
+
+    assert decision.changed and not again.changed and seen == ["told"]  # told once, for the write only
+    assert ctx.ledger.load_rollout("r-obs").state is RolloutState.RUNNING  # type: ignore[union-attr]
