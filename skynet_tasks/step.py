@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
-from skynet_tasks.conductor import Decision, Event
+from skynet_tasks.conductor import Decision, Event, Group
 from skynet_tasks.ledger import Conflict, Ledger
 from skynet_tasks.ledger.reads import Reader
 
@@ -26,12 +26,15 @@ class Unsettled(Conflict):
 
 
 def decide_and_write_until_settled(ledger: Ledger, group: str, event: Event, live_members: Collection[str],
-                                   now: float | None = None, attempts: int = MAX_ATTEMPTS) -> Decision:
+                                   now: float | None = None, attempts: int = MAX_ATTEMPTS,
+                                   after_write: Callable[[Group, Decision], None] | None = None) -> Decision:
     """Decide ``event`` on a fresh read of ``group`` and write it; decide again whenever another step wrote first.
 
     Returns the decision written (or one that changes nothing, which needs no write); raises
     Unsettled after ``attempts`` decisions that all lost their write. ``now`` pins the clock
-    (tests); by default each attempt decides at the time it reads.
+    (tests); by default each attempt decides at the time it reads. ``after_write`` is told the group
+    as read and the decision, once, when a decision is written (not for one that changes nothing); what
+    it raises is logged, never raised: the decision stands.
     """
     reader = Reader(ledger, group, event, live_members)
     for attempt in range(1, attempts + 1):
@@ -45,5 +48,11 @@ def decide_and_write_until_settled(ledger: Ledger, group: str, event: Event, liv
                      attempt, attempts)
             time.sleep(0.01 + secrets.randbelow(90) / 1000)  # jitter, so retries do not collide again
             continue
+        if after_write is not None:
+            try:
+                after_write(before, decision)
+            except Exception:  # noqa: BLE001 - an observer never undoes or fails a written decision
+                log.warning("group %s: an observer of the decision at version %s failed", group, before.version,
+                            exc_info=True)
         return decision
     raise Unsettled(f"group {group}: gave up after {attempts} decisions that all lost to another step's write")

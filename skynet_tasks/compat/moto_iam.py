@@ -4,8 +4,8 @@ Two patches, both needed for least-privilege policies to mean locally what they 
 
 - ``SERVICE_PRINCIPALS``: trust policies that name a service (``Principal: {Service:
   ec2.amazonaws.com}``) trust that service's local stand-in.
-- ``RESOURCE_AUTHORIZATION``: DynamoDB, SQS ``CreateQueue``, SSM parameters and Secrets
-  Manager secrets are authorized against the resource ARN AWS uses, not against ``*``.
+- ``RESOURCE_AUTHORIZATION``: DynamoDB, SQS ``CreateQueue``, SSM parameters, Secrets
+  Manager secrets and SNS ``Publish`` are authorized against the resource ARN AWS uses, not against ``*``.
 """
 
 from __future__ import annotations
@@ -90,9 +90,13 @@ def _apply_resource_authorization(stack: ExitStack) -> None:
     Service Authorization Reference, "Actions, resources, and condition keys for AWS Systems
     Manager": https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html;
     and https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html).
+
+    moto authorizes SNS ``Publish`` against ``*`` as well; AWS checks it against the topic's ARN
+    (the rollout notices' ``sns:Publish`` is granted on the env's topic only).
     """
     from moto.dynamodb.responses import DynamoHandler
     from moto.secretsmanager.responses import SecretsManagerResponse
+    from moto.sns.responses import SNSResponse
     from moto.sqs.responses import SQSResponse
     from moto.ssm.responses import SimpleSystemManagerResponse
 
@@ -128,11 +132,17 @@ def _apply_resource_authorization(stack: ExitStack) -> None:
         except KeyError:  # no such secret: the request fails after authorization, as on AWS
             return f"arn:aws:secretsmanager:{self.region}:{self.current_account}:secret:{secret_id}"
 
-    # moto reads ``_determine_resource`` where a service defines it; Secrets Manager and SSM do not.
+    def sns_resource(self: Any) -> str:
+        if self._get_action() in ("Publish", "PublishBatch"):
+            return str(self._get_param("TopicArn") or self._get_param("TargetArn") or "*")
+        return "*"
+
+    # moto reads ``_determine_resource`` where a service defines it; Secrets Manager, SSM and SNS do not.
     replace(stack, DynamoHandler, "_authenticate_and_authorize_normal_action", authorize)
     replace(stack, SecretsManagerResponse, "_determine_resource", secret_resource, create=True)
     moto_sqs_resource = replace(stack, SQSResponse, "_determine_resource", sqs_resource)
     replace(stack, SimpleSystemManagerResponse, "_determine_resource", ssm_resource, create=True)
+    replace(stack, SNSResponse, "_determine_resource", sns_resource, create=True)
 
 
 SERVICE_PRINCIPALS = Patch("iam_service_principals", "moto", ">=5.2,<5.3", _apply_service_principals)

@@ -7,6 +7,7 @@
 - ``update``: a member updates for its ticket and reports back;
 - ``re_register``: a member registers afresh and heals its group's line (boot, heartbeat, operator);
 - ``drain``, ``registry_changed``: an operator's drain, and a proxy's prompt to re-render nginx;
+- ``notify``: one rollout notice sent to one target (SNS, a webhook, GitHub), off the conductor's step;
 - ``base``: the task class with its Context, the pool process's warm-up, posting conductor events.
 
 Every module here depends only on modules below the package and on ``base`` (``build``
@@ -18,6 +19,7 @@ from skynet_tasks.tasks import (  # noqa: F401 - imported to register every task
     build,
     drain,
     maintenance,
+    notify,
     publish,
     re_register,
     registry_changed,

@@ -21,6 +21,7 @@ in the dead-letter queue.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from skynet_tasks.app import app
@@ -28,6 +29,8 @@ from skynet_tasks.conductor import Decision, Dispatch, Notify
 from skynet_tasks.context import Context
 from skynet_tasks.events import from_message
 from skynet_tasks.messages import MAINTENANCE_TASK, TAKE_TICKET_TASK, UPDATE_TASK
+from skynet_tasks.notify.events import Notice, notices
+from skynet_tasks.notify.handoff import hand_off
 from skynet_tasks.registry import LiveMembers
 from skynet_tasks.step import decide_and_write_until_settled
 from skynet_tasks.tasks.base import SkynetTask
@@ -54,8 +57,14 @@ def handle_maintenance(ctx: Context, group: str, message: Any, now: float | None
     event = from_message(message)
     # Read once per step (heartbeats are minutes apart; a retry needs none fresher), and only if asked.
     live = LiveMembers(ctx.registry, ctx.settings.env, group, ctx.settings.heartbeat_max_age)
-    decision = decide_and_write_until_settled(ctx.ledger, group, event, live, now)
-    perform(ctx, decision)
+    told: list[Notice] = []  # what the written decision did to its rollouts, for people (sent after the turn)
+    decision = decide_and_write_until_settled(
+        ctx.ledger, group, event, live, now,
+        after_write=lambda before, written: told.extend(notices(before, written, time.time())))
+    try:
+        perform(ctx, decision)
+    finally:  # a redelivered event decides nothing new: these notices are told now or never
+        hand_off(ctx, told)
     return decision
 
 
