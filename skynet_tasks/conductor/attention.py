@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from skynet_tasks.conductor.line import Group, Ticket
+from skynet_tasks.conductor.progress import any_stalled
 from skynet_tasks.states import RolloutState
 
 # A dispatched ticket whose instance has not acknowledged it after this long is
@@ -59,6 +60,7 @@ ATTENTION: tuple[tuple[str, Callable[[Group, float], bool]], ...] = (
     ("an updating ticket passed its deadline: the rollout halts", _updating_overdue),
     ("an updating ticket's dispatch was not acknowledged: it is sent again", _updating_unacknowledged),
     ("a published rollout has nobody updating: it may be complete", _may_be_complete),
+    ("a rollout passed its progress deadline: it halts", any_stalled),
 )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import replace
 
-from skynet_tasks.conductor import batches
+from skynet_tasks.conductor import batches, progress
 from skynet_tasks.conductor.attention import UPDATE_HARD_LIMIT, believed_report_time, overdue, unacknowledged
 from skynet_tasks.conductor.decisions import Decision, Dispatch, Notify
 from skynet_tasks.conductor.draft import Draft
@@ -55,7 +55,7 @@ def decide(group: Group, event: Event, now: float, live_members: Collection[str]
     elif isinstance(event, OperatorAction):
         apply_operator(draft, event)
     draft.advance()
-    return draft.decision()
+    return progress.clocked(group, draft.decision(), now)
 
 
 def _held(rollout: Rollout) -> str:
@@ -125,6 +125,8 @@ class _Rules(Draft):
                 self.overdue(rollout, ticket, ticket.deadline)
             elif unacknowledged(ticket, self.now):
                 self.actions.append(Dispatch(ticket.instance, rollout.id, ticket.number))
+        for stalled in [r for r in self.group.line if progress.stalled(r, self.now)]:
+            self.halt(stalled, progress.stall_reason(stalled, self.now))
 
     def overdue(self, rollout: Rollout, ticket: Ticket, deadline: float) -> None:
         error = "deadline passed: the instance did not report its update in time"
@@ -177,7 +179,9 @@ class _Rules(Draft):
         chosen = batches.startable(rollout)
         for ticket in chosen:
             started = replace(ticket, state=TicketState.UPDATING, started_at=self.now, handed_at=self.released_at,
-                              deadline=self.now + rollout.update_timeout, acknowledged_at=None, finished_at=None)
+                              # The bake is part of the update: a long one is not overdue.
+                              deadline=self.now + rollout.update_timeout + rollout.min_healthy_time,
+                              acknowledged_at=None, finished_at=None)
             rollout = rollout.with_ticket(started)
             # Tickets start in number order: nothing below the first still open waits any more.
             rollout = replace(rollout, low_water=batches.open_tickets(rollout)[0].number)
