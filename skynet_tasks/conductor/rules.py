@@ -119,14 +119,15 @@ class _Rules(Draft):
             self.publish(rollout)
 
     def tick(self) -> None:
+        for stalled in [r for r in self.group.line if progress.stalled(r, self.now)]:
+            self.halt(stalled, progress.stall_reason(stalled, self.now))
         for busy, ticket in self.group.updating_tickets():
             rollout = self.group.rollout(busy.id) or busy  # as changed by an earlier ticket of this batch
             if overdue(ticket, self.now) and ticket.deadline is not None:  # (overdue has a deadline; mypy cannot tell)
                 self.overdue(rollout, ticket, ticket.deadline)
-            elif unacknowledged(ticket, self.now):
+            elif unacknowledged(ticket, self.now) and rollout.state is not RolloutState.HALTED:
+                # (a halted rollout sends nothing: a dispatch never received fails at its deadline)
                 self.actions.append(Dispatch(ticket.instance, rollout.id, ticket.number))
-        for stalled in [r for r in self.group.line if progress.stalled(r, self.now)]:
-            self.halt(stalled, progress.stall_reason(stalled, self.now))
 
     def overdue(self, rollout: Rollout, ticket: Ticket, deadline: float) -> None:
         error = "deadline passed: the instance did not report its update in time"
