@@ -153,3 +153,30 @@ def test_the_bake_loop_checks_each_interval_on_its_clock(tmp_path: Path):
         bake(ctx, 10.0, clock=lambda: now[0], sleep=sleep)
     assert failed.value.reason == ("turned unhealthy 3s after its update (during its bake of 10s): "
                                    "the app is not running")
+
+
+def test_rollout_status_shows_a_ticket_baking_and_watch_prints_the_change():
+    import io
+
+    from skynet_tasks.cli.progress import progress
+    from skynet_tasks.cli.watch import Printer
+
+    summary = {"id": "r1", "group": "g", "release": "a" * 40, "kind": "code", "state": "running",
+               "created_at": 100.0, "expected": ["i-1"], "tickets": [
+                   {"number": 1, "instance": "i-1", "state": "updating", "started_at": 100.0,
+                    "acknowledged_at": 100.5}]}
+    baking = {**summary, "tickets": [{**summary["tickets"][0], "bake_started_at": 104.0, "bake_seconds": 5}]}
+    assert progress(summary, None, 104.0).phase == "ticket 1/1 i-1 updating 3.5 s"
+    shown = progress(baking, None, 106.0)
+    assert shown.phase == "ticket 1/1 i-1 updating 5.5 s: baking, healthy 2.0 s of 5 s"
+    assert shown.to_json()["tickets"][0]["bake"] == {"healthy": 2.0, "of": 5.0}
+    # An earlier attempt's bake (before this attempt was acknowledged) is not this one's.
+    retried = {**baking, "tickets": [{**baking["tickets"][0], "acknowledged_at": 105.0}]}
+    assert "baking" not in progress(retried, None, 106.0).phase
+
+    lines = io.StringIO()
+    printer = Printer(stream=lines, tty=False)
+    for view, now in ((summary, 104.0), (baking, 105.0), (baking, 106.0)):
+        printer.show(progress(view, None, now))
+    phases = [line.rsplit(": ", 1)[-1] for line in lines.getvalue().splitlines() if line.startswith("rollout")]
+    assert phases == ["ticket 1/1 i-1 updating 3.5 s", "baking, healthy 1.0 s of 5 s"]  # once per change
