@@ -52,7 +52,7 @@ class _Messages:
 
 
 def announced(ledger: Ledger, sha: str, bake: float | None, deadline: float | None, **overrides: float) -> Any:
-    """What the builder announces for a release of skynet.yml's ``bake`` and ``deadline``, requested with ``overrides``."""
+    """What the builder announces for a release of skynet.yml's ``bake`` and ``deadline``, with ``overrides``."""
     messages = _Messages()
     started = request_build(ledger, messages, GROUP, "file:///nowhere", "main", sha, "cli", **overrides)  # type: ignore[arg-type]
     release = Release(group=GROUP, sha=sha, state=ReleaseState.BUILT, update_timeout=60.0,
