@@ -66,7 +66,8 @@ def bake(ctx: UpdateContext, seconds: float, *, interval: float = PROBE_INTERVAL
     except buildspec.BuildSpecError as error:  # install read it a moment ago: the release changed under us
         raise TurnedUnhealthy(f"bake refused: {error}", log_.text()) from error
     env = commands.base_environment({**ctx.env, "SKYNET_RELEASE": release, "PORT": str(ctx.app_port)})
-    what = "its health check" if spec.health is not None else "that the app runs (no health check)"
+    what = "its health check" if spec.health is not None \
+        else "that the app runs (no health check)" if spec.service is not None else "nothing (no health check, no app)"
     log_.note(f"baking {seconds:g}s: checking {what} every {interval:g}s")
     checks = 0
     while True:

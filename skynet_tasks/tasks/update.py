@@ -67,9 +67,9 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
             wait_for_proxies(ctx, since=time.time())  # no proxy routes here any more: the app may stop
         update_ctx = update_context(ctx, {"SKYNET_ROLLOUT": rollout_id, "SKYNET_TICKET": str(ticket)})
         previous = ctx.layout.current_release()
+        seconds = bake_time(rollout) if kind is RolloutKind.CODE else 0.0  # (refused before anything is installed)
         with keep_registered(ctx, f"update {rollout_id}#{ticket}", Health.DRAINING):
             log_text = UPDATERS[kind](ctx, update_ctx, rollout)
-        seconds = bake_time(rollout) if kind is RolloutKind.CODE else 0.0
         if seconds > 0:
             log_text = bake_in_service(ctx, update_ctx, rollout_id, ticket, seconds, previous, log_text)
     except UpdateFailed as failure:
@@ -124,8 +124,10 @@ def bake_in_service(ctx: Context, update_ctx: UpdateContext, rollout_id: str, ti
     Raise UpdateFailed, back on ``previous`` and out of the proxies while it restarts, if the check fails.
     """
     task = f"bake {rollout_id}#{ticket}"
-    # Back in the proxies for the bake: an app that fails only under real requests fails here.
-    register_self(ctx, last_task=task)
+    try:  # back in the proxies for the bake: an app that fails only under real requests fails here
+        register_self(ctx, last_task=task)
+    except Exception:  # noqa: BLE001 - the bake still checks the app; the heartbeat registers it again
+        log.exception("rollout %s: could not register for the bake of ticket %d", rollout_id, ticket)
     try:  # shown as the ticket's phase (``skynet rollout status``); only informative
         ctx.ledger.annotate_ticket(rollout_id, ticket, {"bake_started_at": time.time(), "bake_seconds": seconds})
     except Exception:  # noqa: BLE001 - the bake matters more than its display
