@@ -1,9 +1,10 @@
 """The deadline rule, written once: what makes a group's line need a conductor step of its own.
 
 Nothing but time moves a line whose ticket stalled: its instance died, its update message was
-lost, a hold ran out, or a member left so that a published rollout may be complete. The tick
-(``rules``) acts on each of these, and every member's heartbeat asks ``attention`` whether to
-send one (``skynet_tasks.tasks.re_register.handle_re_register``): both read the rules below.
+lost, a hold ran out, a member left so that a published rollout may be complete, or a rollout
+went past its progress deadline (``progress``). The tick (``rules``) acts on each of these, and
+every member's heartbeat asks ``attention`` whether to send one
+(``skynet_tasks.tasks.re_register.handle_re_register``): both read the rules below.
 """
 
 from __future__ import annotations
