@@ -156,8 +156,9 @@ def parse_buildspec(text: str) -> BuildSpec:
                         timeout=_seconds(health_data.get("timeout"), "health.timeout", 30, 1, 600))
     elif chosen is not None:
         health = Health(http=chosen.health_path, command=None, timeout=30)
-    try:
-        policy = parse_policy(top.get("rollout"))
+    update_timeout = _seconds(top.get("update_timeout"), "update_timeout", 300, 1, 580)
+    try:  # the bake and the progress deadline are checked against this release's update timeout
+        policy = parse_policy(top.get("rollout"), update_timeout=update_timeout)
     except PolicyError as error:
         raise BuildSpecError(str(error)) from None
     service = Service(_command(service_data["command"], "service.command")) if service_data else None
@@ -171,7 +172,7 @@ def parse_buildspec(text: str) -> BuildSpec:
         hooks=Hooks(**{name: _commands(hooks.get(name), f"hooks.{name}") for name in _HOOKS}),
         service=service,
         health=health,
-        update_timeout=_seconds(top.get("update_timeout"), "update_timeout", 300, 1, 580),
+        update_timeout=update_timeout,
         stack=stack,
         rollout=policy,
     )

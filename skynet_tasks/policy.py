@@ -1,4 +1,6 @@
-"""A group's rollout policy: how many of its instances may update at once (``max_parallel``).
+"""A group's rollout policy: how many of its instances may update at once (``max_parallel``), how long
+an updated instance must stay healthy before the next one's turn (``min_healthy_time``), and how long
+a rollout may go without an instance becoming healthy (``progress_deadline``).
 
 Written in the repository's ``skynet.yml`` (``rollout: {max_parallel: ...}``) or given for one
 rollout with ``skynet deploy --max-parallel``. Both are trusted as far as their author is, but
@@ -8,6 +10,11 @@ A rollout event's copy (``skynet_tasks.events``) is untrusted and goes through t
 ``max_parallel`` is, as Ansible's ``serial``, a count, a percentage of the group, or a ramp
 (a list of those): each batch's size in turn, the last one repeating. The canary, when a rollout
 has one, always updates alone and is not one of the batches.
+
+``min_healthy_time`` and ``progress_deadline`` are durations, as Nomad's ``update`` block has them:
+seconds (``30``) or text (``"30s"``, ``"2m"``, ``"1h"``). ``min_healthy_time`` (0 by default: no bake)
+fits in the update task with the update itself (``check_timing``); ``progress_deadline`` (none by
+default) is longer than one ticket's own deadline, or no slow ticket could ever be told from a stall.
 """
 
 from __future__ import annotations
@@ -21,7 +28,14 @@ from typing import Any
 DEFAULT_MAX_PARALLEL: tuple[str, ...] = ("1",)
 MAX_COUNT = 10_000
 MAX_RAMP = 20
-POLICY_KEYS = ("max_parallel",)
+POLICY_KEYS = ("max_parallel", "min_healthy_time", "progress_deadline")
+# The longest an update task runs (its soft time limit, ``conductor.attention.UPDATE_HARD_LIMIT`` - 20 s):
+# the update and its bake run in it together.
+UPDATE_TASK_SECONDS = 580.0
+MAX_PROGRESS_DEADLINE = 7 * 86400.0
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+DURATION_RULE = "a number of seconds of at least 0, or a duration such as \"30s\", \"2m\" or \"1h\""
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
 _COUNT = re.compile(r"^\d+$")
 RULE = "a count of at least 1, a percentage above 0% and at most 100% (\"25%\"), or a list of these"
@@ -36,6 +50,10 @@ class RolloutPolicy:
     """How a group's rollouts proceed: the batch sizes, normalised (``"2"``, ``"25%"``)."""
 
     max_parallel: tuple[str, ...] = DEFAULT_MAX_PARALLEL
+    # Seconds an updated instance keeps passing its health check before its ticket is done (0: no bake).
+    min_healthy_time: float = 0.0
+    # Seconds a rollout may go without an instance becoming healthy in it before it halts (None: no limit).
+    progress_deadline: float | None = None
 
 
 def _step(value: Any, where: str) -> str:
@@ -70,8 +88,67 @@ def parse_max_parallel(value: Any, where: str = "rollout.max_parallel") -> tuple
     return (_step(value, where),)
 
 
-def parse_policy(value: Any, where: str = "rollout") -> RolloutPolicy:
-    """The policy in the mapping ``value`` (the ``rollout`` key of ``skynet.yml``); PolicyError if invalid."""
+def parse_duration(value: Any, where: str) -> float:
+    """Seconds in ``value`` (a number of seconds, or text such as ``"30s"``, ``"2m"``); PolicyError if invalid."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise PolicyError(f"{where}: {value!r} is not a duration: expected {DURATION_RULE}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value.strip())
+        if match is None:
+            raise PolicyError(f"{where}: {value!r} is not a duration: expected {DURATION_RULE}")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not seconds >= 0 or math.isinf(seconds):  # (also refuses NaN)
+        raise PolicyError(f"{where}: {value!r} is not a duration: it is at least 0 and finite")
+    return seconds
+
+
+def parse_min_healthy_time(value: Any, where: str = "rollout.min_healthy_time") -> float:
+    """The bake time ``value`` says, in seconds (0 when absent); PolicyError if invalid."""
+    if value is None:
+        return 0.0
+    seconds = parse_duration(value, where)
+    if seconds > UPDATE_TASK_SECONDS:
+        raise PolicyError(f"{where}: {value!r} is longer than an update may run ({UPDATE_TASK_SECONDS:.0f}s)")
+    return seconds
+
+
+def parse_progress_deadline(value: Any, where: str = "rollout.progress_deadline") -> float | None:
+    """The progress deadline ``value`` says, in seconds (None when absent or 0, as in Nomad); PolicyError if invalid."""
+    if value is None:
+        return None
+    seconds = parse_duration(value, where)
+    if seconds > MAX_PROGRESS_DEADLINE:
+        raise PolicyError(f"{where}: {value!r} is longer than {MAX_PROGRESS_DEADLINE / 86400:.0f} days")
+    return seconds or None
+
+
+def check_timing(min_healthy_time: float, progress_deadline: float | None, update_timeout: float,
+                 where: str = "rollout") -> None:
+    """PolicyError unless the bake and the progress deadline fit the release's ``update_timeout``.
+
+    The bake continues the update's health check within its task, so it is no longer than the update
+    timeout and both fit in the task's time limit; a progress deadline is longer than a ticket's own
+    deadline (update and bake), as Nomad's is longer than its ``healthy_deadline``.
+    """
+    if min_healthy_time > update_timeout:
+        raise PolicyError(f"{where}.min_healthy_time: {min_healthy_time:g}s is longer than the update timeout "
+                          f"({update_timeout:g}s): the bake is at most update_timeout")
+    if min_healthy_time and min_healthy_time + update_timeout > UPDATE_TASK_SECONDS:
+        raise PolicyError(f"{where}.min_healthy_time: {min_healthy_time:g}s with the update timeout "
+                          f"({update_timeout:g}s) is longer than an update may run ({UPDATE_TASK_SECONDS:.0f}s)")
+    ticket = update_timeout + min_healthy_time
+    if progress_deadline is not None and progress_deadline <= ticket:
+        raise PolicyError(f"{where}.progress_deadline: {progress_deadline:g}s is not longer than one ticket's "
+                          f"deadline ({ticket:g}s: update_timeout plus min_healthy_time)")
+
+
+def parse_policy(value: Any, where: str = "rollout", update_timeout: float | None = None) -> RolloutPolicy:
+    """The policy in the mapping ``value`` (the ``rollout`` key of ``skynet.yml``); PolicyError if invalid.
+
+    With ``update_timeout`` (the release's), its durations are also checked against it (``check_timing``).
+    """
     if value is None:
         return RolloutPolicy()
     if not isinstance(value, dict):
@@ -79,7 +156,13 @@ def parse_policy(value: Any, where: str = "rollout") -> RolloutPolicy:
     unknown = sorted(str(k) for k in set(value) - set(POLICY_KEYS))
     if unknown:
         raise PolicyError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(POLICY_KEYS)})")
-    return RolloutPolicy(max_parallel=parse_max_parallel(value.get("max_parallel"), f"{where}.max_parallel"))
+    policy = RolloutPolicy(
+        max_parallel=parse_max_parallel(value.get("max_parallel"), f"{where}.max_parallel"),
+        min_healthy_time=parse_min_healthy_time(value.get("min_healthy_time"), f"{where}.min_healthy_time"),
+        progress_deadline=parse_progress_deadline(value.get("progress_deadline"), f"{where}.progress_deadline"))
+    if update_timeout is not None:
+        check_timing(policy.min_healthy_time, policy.progress_deadline, update_timeout, where)
+    return policy
 
 
 def batch_sizes(max_parallel: tuple[str, ...], group_size: int) -> tuple[int, ...]:

@@ -12,7 +12,7 @@ from skynet_tasks.ledger import Ledger
 from skynet_tasks.registry import Endpoint, Registry
 
 TICKET_FIELDS = ("number", "instance", "state", "taken_at", "started_at", "acknowledged_at", "finished_at", "error",
-                 "log_key", "attempts")
+                 "log_key", "attempts", "bake_started_at", "bake_seconds")
 ROLLOUT_FIELDS = ("id", "group", "kind", "release", "state", "reason", "canary", "created_at", "finished_at",
                   "repo", "branch", "source", "author", "message", "sha256", "size", "builder", "build_log_key",
                   "build_duration", "superseded_by", "published")

@@ -4,7 +4,8 @@ The conductor (``skynet_tasks.conductor.decide``) is driven by random sequences 
 what the field throws at it: pushes, tickets taken, updates that succeed, fail or
 die with their worker, messages delivered twice, late, out of order or not at all,
 heartbeats, members leaving and coming back, and operator actions, for rollouts of
-random batch sizes (``max_parallel``: a count from 1 to 5, a percentage, a ramp). A small model
+random batch sizes (``max_parallel``: a count from 1 to 5, a percentage, a ramp), bake times and
+progress deadlines (``min_healthy_time``, ``progress_deadline``). A small model
 of the instances plays the other side the way the real handlers do (an instance
 updates only after acknowledging that its ticket is still updating, as
 ``Ledger.acknowledge_ticket`` checks). After every step the invariants are checked;
@@ -38,6 +39,7 @@ from skynet_tasks.conductor import (
     decide,
 )
 from skynet_tasks.conductor.batches import batch_of
+from skynet_tasks.conductor.progress import stalled
 from skynet_tasks.ledger.reads import focus_of, needs_every_ticket, partial_view
 from skynet_tasks.states import RolloutState, TicketState
 
@@ -53,6 +55,11 @@ policies = st.one_of(
     st.sampled_from(["20%", "40%", "50%", "100%"]).map(lambda p: (p,)),
     st.lists(st.sampled_from(["1", "2", "3", "25%", "50%"]), min_size=2, max_size=3).map(tuple),
 )
+# Bake times, and progress deadlines: as skynet.yml may write them with UPDATE_TIMEOUT (policy.check_timing),
+# and one shorter than a ticket's deadline, which skynet.yml refuses but the conductor must still handle,
+# so that the deadline also passes while a ticket updates.
+bakes = st.sampled_from([0.0, 5.0, 30.0])
+progress_deadlines = st.sampled_from([None, 20.0, UPDATE_TIMEOUT + 31, 300.0])
 
 
 def as_written(before: Group, rollout: Rollout) -> Rollout:
@@ -88,6 +95,7 @@ class RolloutModel(RuleBasedStateMachine):
         decision = decide(before, event, self.now, self.live)
         self.check_partial_read_decides_alike(before, event, decision)
         self.check_transition(before, decision)
+        self.check_progress(before, event, decision)
         if isinstance(event, UpdateReported) and not event.ok:
             self.check_halted_on_failure(before, event, decision)
         self.group = decision.group
@@ -157,14 +165,36 @@ class RolloutModel(RuleBasedStateMachine):
                         assert self.installed[member] == rollout.release, f"{member} not on {rollout.release}"
                         assert rollout.release in self.verified[member]
 
+    def check_progress(self, before: Group, event: Event, decision: Decision) -> None:
+        """A dispatched ticket's deadline includes its rollout's bake; the progress clock never runs backwards
+        and restarts when an instance becomes healthy; after a tick, no running rollout is past its deadline."""
+        was = {r.id: r for r in before.line}
+        for rollout in decision.touched:
+            old = was.get(rollout.id)
+            if rollout.progress_at is not None:
+                assert rollout.progress_at <= self.now
+                assert old is None or old.progress_at is None or rollout.progress_at >= old.progress_at
+            for ticket in rollout.tickets:
+                previous = old.ticket(ticket.number) if old else None
+                if ticket.state is TicketState.UPDATING and (previous is None or previous.state
+                                                              is not TicketState.UPDATING):
+                    assert ticket.deadline == self.now + rollout.update_timeout + rollout.min_healthy_time
+                if rollout.state is RolloutState.RUNNING and ticket.state is TicketState.DONE \
+                        and previous is not None and previous.state is not TicketState.DONE:
+                    assert rollout.progress_at == self.now, f"{rollout.id}: healthy {ticket.number}, clock kept"
+        if isinstance(event, Tick):
+            late = [r.id for r in decision.group.line if stalled(r, self.now)]
+            assert not late, f"running past their progress deadline after a tick: {late}"
+
     # ---- rules: what happens in the field ---------------------------------------------------------------------
-    @rule(canary=instances, max_parallel=policies)
-    def push(self, canary: str, max_parallel: tuple[str, ...]) -> None:
+    @rule(canary=instances, max_parallel=policies, bake=bakes, progress_deadline=progress_deadlines)
+    def push(self, canary: str, max_parallel: tuple[str, ...], bake: float, progress_deadline: float | None) -> None:
         self.pushes += 1
         rollout_id, release = f"R{self.pushes:03d}", f"r{self.pushes}"
         self.releases[rollout_id] = release
         self.pending.append(RolloutReady(Rollout(rollout_id, "g", release, canary=canary, max_parallel=max_parallel,
-                                                 update_timeout=UPDATE_TIMEOUT, created_at=self.now)))
+                                                 update_timeout=UPDATE_TIMEOUT, created_at=self.now,
+                                                 min_healthy_time=bake, progress_deadline=progress_deadline)))
 
     @precondition(lambda self: self.pending)
     @rule(index=indexes)

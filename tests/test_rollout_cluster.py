@@ -505,3 +505,33 @@ def test_the_app_keeps_serving_through_the_proxy_while_its_agent_stops_or_is_kil
     assert alone["pid"] == app_pid
     assert app_answer(cluster, "api-1")["pid"] == app_pid
     assert {a["pid"] for a in seen.answers if a["instance"] == "api-1"} == {app_pid}
+
+
+def test_a_bake_time_catches_an_instance_turning_unhealthy_2s_after_its_update(cluster, workdir):
+    # Given skynet.yml's bake of 5 s, and a release whose app on ticket 2 turns unhealthy 2 s after
+    # passing its health check (the sample app's unhealthy-after.txt)
+    previous = current_release(cluster, "api-1")
+    spec = SAMPLE_SPEC + "rollout:\n  min_healthy_time: 5s\n"
+    sha = commit_files(cluster.require_info().app_repo, workdir,
+                       {"skynet.yml": spec, "unhealthy-after.txt": "ticket:2 2\n", "VERSION": "unhealthy later\n"},
+                       "Release whose app turns unhealthy 2 s after its update on ticket 2")
+
+    # When it is deployed
+    code, result = deploy(cluster)
+
+    # Then the canary baked its 5 s healthy, the rollout halted at ticket 2, which turned unhealthy in its bake
+    assert code == 1 and result["state"] == "halted", result
+    assert "turned unhealthy" in result["reason"] and "after its update" in result["reason"]
+    tickets = rollout(cluster, result["rollout_id"])["tickets"]
+    assert [t["state"] for t in tickets] == ["done", "failed", "cancelled"]
+    canary, failed, never = (t["instance"] for t in tickets)
+    assert tickets[0]["bake_seconds"] == 5 and tickets[0]["finished_at"] - tickets[0]["bake_started_at"] >= 5
+    assert "turned unhealthy" in tickets[1]["error"] and "during its bake of 5s" in tickets[1]["error"]
+    assert tickets[2]["started_at"] is None
+    # ... back on its previous release and serving, as after a failed health check
+    assert current_release(cluster, canary) == sha
+    assert current_release(cluster, failed) == previous
+    assert app_answer(cluster, failed)["release"] == previous
+    assert current_release(cluster, never) == previous
+    update_log = cluster.aws().s3.get_object(Bucket=repo_bucket(cluster), Key=tickets[1]["log_key"])["Body"].read()
+    assert b"baking 5s" in update_log and b"rolled back" in update_log

@@ -22,7 +22,7 @@ from skynet_tasks.deadletters import dead_letter_counts
 from skynet_tasks.deploys import DeployError, deploy_ref
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
-from skynet_tasks.policy import PolicyError, parse_max_parallel
+from skynet_tasks.policy import PolicyError, parse_max_parallel, parse_min_healthy_time, parse_progress_deadline
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
 from skynet_tasks.states import RolloutState
@@ -80,9 +80,16 @@ def worker(log_level: str, old_log_level: str | None, role: str) -> None:
 @click.option("--max-parallel", callback=lambda _c, _p, value: _max_parallel(value), metavar="N|P%[,...]",
               help="This rollout's batch size instead of skynet.yml's: a count, a percentage of the group, "
                    "or a ramp such as 1,2,25% (the last size repeats). The canary still goes alone.")
+@click.option("--min-healthy-time", callback=lambda _c, _p, value: _bake(value), metavar="DURATION",
+              help="This rollout's bake time instead of skynet.yml's: how long each updated instance keeps "
+                   "passing its health check before the next one's turn (30, 30s, 2m; 0: no bake).")
+@click.option("--progress-deadline", callback=lambda _c, _p, value: _progress_deadline(value), metavar="DURATION",
+              help="This rollout's progress deadline instead of skynet.yml's: it halts when no instance "
+                   "became healthy in it for this long (10m; 0: none).")
 @json_option
 def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeout: float,
-           max_parallel: tuple[str, ...] | None, as_json: bool) -> None:
+           max_parallel: tuple[str, ...] | None, min_healthy_time: float | None, progress_deadline: float | None,
+           as_json: bool) -> None:
     """Build REF once and roll it out to the group, in the batches of its skynet.yml (like a webhook push)."""
     app = startup().celery()
 
@@ -90,7 +97,8 @@ def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeou
     aws = Aws()
     ledger = Ledger(aws.dynamodb, names.state_table(env))
     try:
-        started = deploy_ref(ledger, Messenger(app, env), group, ref, max_parallel=max_parallel)
+        started = deploy_ref(ledger, Messenger(app, env), group, ref, max_parallel=max_parallel,
+                             min_healthy_time=min_healthy_time, progress_deadline=progress_deadline)
     except DeployError as error:  # no such group, or a ref its repository does not have
         raise exitcodes.InputError(str(error)) from None
     result: dict[str, Any] = {"group": group, "release": started.release, "rollout_id": started.rollout_id}
@@ -118,6 +126,22 @@ def _max_parallel(value: str | None) -> tuple[str, ...] | None:
     try:
         return parse_max_parallel([part.strip() for part in value.split(",")] if "," in value else value.strip(),
                                   "--max-parallel")
+    except PolicyError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _bake(value: str | None) -> float | None:
+    """The seconds ``--min-healthy-time`` gives (checked as skynet.yml's is); None if absent."""
+    try:
+        return None if value is None else parse_min_healthy_time(value, "--min-healthy-time")
+    except PolicyError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _progress_deadline(value: str | None) -> float | None:
+    """The seconds ``--progress-deadline`` gives (0: none, over skynet.yml's); None if absent."""
+    try:
+        return None if value is None else parse_progress_deadline(value, "--progress-deadline") or 0.0
     except PolicyError as error:
         raise click.BadParameter(str(error)) from None
 

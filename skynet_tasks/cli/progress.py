@@ -23,16 +23,20 @@ class TicketProgress:
     instance: str
     state: str
     seconds: float | None
+    # While it bakes (``min_healthy_time``): how long it has stayed healthy, and out of how long.
+    bake: tuple[float, float] | None = None
 
     def line(self) -> str:
-        """``ticket 4/10 api-7 updating 2.1 s``."""
+        """``ticket 4/10 api-7 updating 2.1 s``, and ``: baking, healthy 1.0 s of 5 s`` while it bakes."""
         took = f" {self.seconds:.1f} s" if self.seconds is not None else ""
-        return f"ticket {self.number}/{self.total} {self.instance} {self.state}{took}"
+        baking = f": baking, healthy {self.bake[0]:.1f} s of {self.bake[1]:g} s" if self.bake else ""
+        return f"ticket {self.number}/{self.total} {self.instance} {self.state}{took}{baking}"
 
     def to_json(self) -> dict[str, Any]:
         """The ticket as ``--json`` prints it."""
         return {"number": self.number, "total": self.total, "instance": self.instance, "state": self.state,
-                "seconds": None if self.seconds is None else round(self.seconds, 3)}
+                "seconds": None if self.seconds is None else round(self.seconds, 3),
+                "bake": None if self.bake is None else {"healthy": round(self.bake[0], 3), "of": self.bake[1]}}
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,15 @@ def ticket_seconds(ticket: dict[str, Any], now: float) -> float | None:
     return max(0.0, float(end if end is not None else now) - float(started))
 
 
+def ticket_bake(ticket: dict[str, Any], now: float) -> tuple[float, float] | None:
+    """(seconds healthy so far, bake time) of an updating ticket baking in this attempt; None otherwise."""
+    began, seconds = ticket.get("bake_started_at"), ticket.get("bake_seconds")
+    attempt = ticket.get("acknowledged_at") or ticket.get("started_at") or 0.0
+    if ticket["state"] != TicketState.UPDATING or began is None or not seconds or float(began) < float(attempt):
+        return None  # (a bake recorded before this attempt began is an earlier attempt's)
+    return min(max(0.0, now - float(began)), float(seconds)), float(seconds)
+
+
 def build_phase(summary: dict[str, Any], release: Release | None, now: float) -> str:
     """What a rollout still ``building`` is doing: waiting for a builder, building (where, how long), built."""
     if release is None or release.state is ReleaseState.FAILED:
@@ -102,8 +115,8 @@ def progress(summary: dict[str, Any], release: Release | None, now: float, membe
     tickets = summary["tickets"]
     expected = summary.get("expected") or ()
     total = max(len(expected) or members, len(tickets), 1)
-    shown = tuple(TicketProgress(int(t["number"]), total, t["instance"], t["state"], ticket_seconds(t, now))
-                  for t in tickets)
+    shown = tuple(TicketProgress(int(t["number"]), total, t["instance"], t["state"], ticket_seconds(t, now),
+                                 ticket_bake(t, now)) for t in tickets)
     state = summary["state"]
     created = float(summary.get("created_at") or now)
     end = summary.get("finished_at")

@@ -1,9 +1,10 @@
 """The deadline rule, written once: what makes a group's line need a conductor step of its own.
 
 Nothing but time moves a line whose ticket stalled: its instance died, its update message was
-lost, a hold ran out, or a member left so that a published rollout may be complete. The tick
-(``rules``) acts on each of these, and every member's heartbeat asks ``attention`` whether to
-send one (``skynet_tasks.tasks.re_register.handle_re_register``): both read the rules below.
+lost, a hold ran out, a member left so that a published rollout may be complete, or a rollout
+went past its progress deadline (``progress``). The tick (``rules``) acts on each of these, and
+every member's heartbeat asks ``attention`` whether to send one
+(``skynet_tasks.tasks.re_register.handle_re_register``): both read the rules below.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from skynet_tasks.conductor.line import Group, Ticket
+from skynet_tasks.conductor.progress import any_stalled
 from skynet_tasks.states import RolloutState
 
 # A dispatched ticket whose instance has not acknowledged it after this long is
@@ -59,6 +61,7 @@ ATTENTION: tuple[tuple[str, Callable[[Group, float], bool]], ...] = (
     ("an updating ticket passed its deadline: the rollout halts", _updating_overdue),
     ("an updating ticket's dispatch was not acknowledged: it is sent again", _updating_unacknowledged),
     ("a published rollout has nobody updating: it may be complete", _may_be_complete),
+    ("a rollout passed its progress deadline: it halts", any_stalled),
 )
 
 

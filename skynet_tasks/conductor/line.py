@@ -63,6 +63,12 @@ class Rollout:
     # was created with them, and the counts they come to in its group, fixed at publication.
     max_parallel: tuple[str, ...] = DEFAULT_MAX_PARALLEL
     batches: tuple[int, ...] = ()
+    # Its bake (seconds an updated instance stays healthy before its ticket is done: part of the
+    # ticket's deadline) and its progress deadline (``progress``), as the rollout was created with them;
+    # ``progress_at``: when its progress clock last started (its first dispatch, an instance healthy).
+    min_healthy_time: float = 0.0
+    progress_deadline: float | None = None
+    progress_at: float | None = None
 
     def ticket(self, number: int) -> Ticket | None:
         """The ticket numbered ``number``, if this rollout holds it."""

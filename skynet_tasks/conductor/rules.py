@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import replace
 
-from skynet_tasks.conductor import batches
+from skynet_tasks.conductor import batches, progress
 from skynet_tasks.conductor.attention import UPDATE_HARD_LIMIT, believed_report_time, overdue, unacknowledged
 from skynet_tasks.conductor.decisions import Decision, Dispatch, Notify
 from skynet_tasks.conductor.draft import Draft
@@ -55,7 +55,7 @@ def decide(group: Group, event: Event, now: float, live_members: Collection[str]
     elif isinstance(event, OperatorAction):
         apply_operator(draft, event)
     draft.advance()
-    return draft.decision()
+    return progress.clocked(group, draft.decision(), now)
 
 
 def _held(rollout: Rollout) -> str:
@@ -119,11 +119,14 @@ class _Rules(Draft):
             self.publish(rollout)
 
     def tick(self) -> None:
+        for stalled in [r for r in self.group.line if progress.stalled(r, self.now)]:
+            self.halt(stalled, progress.stall_reason(stalled, self.now))
         for busy, ticket in self.group.updating_tickets():
             rollout = self.group.rollout(busy.id) or busy  # as changed by an earlier ticket of this batch
             if overdue(ticket, self.now) and ticket.deadline is not None:  # (overdue has a deadline; mypy cannot tell)
                 self.overdue(rollout, ticket, ticket.deadline)
-            elif unacknowledged(ticket, self.now):
+            elif unacknowledged(ticket, self.now) and rollout.state is not RolloutState.HALTED:
+                # (a halted rollout sends nothing: a dispatch never received fails at its deadline)
                 self.actions.append(Dispatch(ticket.instance, rollout.id, ticket.number))
 
     def overdue(self, rollout: Rollout, ticket: Ticket, deadline: float) -> None:
@@ -177,7 +180,9 @@ class _Rules(Draft):
         chosen = batches.startable(rollout)
         for ticket in chosen:
             started = replace(ticket, state=TicketState.UPDATING, started_at=self.now, handed_at=self.released_at,
-                              deadline=self.now + rollout.update_timeout, acknowledged_at=None, finished_at=None)
+                              # The bake is part of the update: a long one is not overdue.
+                              deadline=self.now + rollout.update_timeout + rollout.min_healthy_time,
+                              acknowledged_at=None, finished_at=None)
             rollout = rollout.with_ticket(started)
             # Tickets start in number order: nothing below the first still open waits any more.
             rollout = replace(rollout, low_water=batches.open_tickets(rollout)[0].number)

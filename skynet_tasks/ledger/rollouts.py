@@ -24,7 +24,8 @@ from skynet_tasks.states import RolloutKind, RolloutState
 # The fields of a rollout's record that the conductor decides on (and writes).
 ROLLOUT_FIELDS = ("state", "canary", "published", "update_timeout", "reason", "finished_at",
                   "superseded_by", "created_at", "release", "kind", "group", "last_number", "low_water",
-                  "held_by", "held_until", "max_parallel", "batches")
+                  "held_by", "held_until", "max_parallel", "batches",
+                  "min_healthy_time", "progress_deadline", "progress_at")
 
 
 def rollout_from_record(rollout_id: str, header: dict[str, Any], tickets: tuple[Ticket, ...]) -> Rollout:
@@ -49,6 +50,9 @@ def rollout_from_record(rollout_id: str, header: dict[str, Any], tickets: tuple[
         low_water=int(header.get("low_water", 1)),
         max_parallel=tuple(str(s) for s in header.get("max_parallel") or DEFAULT_MAX_PARALLEL),
         batches=tuple(int(b) for b in header.get("batches") or ()),
+        min_healthy_time=float(header.get("min_healthy_time") or 0.0),
+        progress_deadline=float(header["progress_deadline"]) if header.get("progress_deadline") else None,
+        progress_at=float(header["progress_at"]) if header.get("progress_at") is not None else None,
     )
 
 

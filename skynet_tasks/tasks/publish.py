@@ -28,7 +28,13 @@ from skynet_tasks.conductor import Rollout, RolloutReady
 from skynet_tasks.context import Context
 from skynet_tasks.ledger import Release
 from skynet_tasks.messages import PUBLISH_TASK
-from skynet_tasks.policy import PolicyError, parse_max_parallel
+from skynet_tasks.policy import (
+    PolicyError,
+    check_timing,
+    parse_max_parallel,
+    parse_min_healthy_time,
+    parse_progress_deadline,
+)
 from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState
 from skynet_tasks.tasks.base import SkynetTask, send_event
 
@@ -61,12 +67,18 @@ def publish_release(ctx: Context, rollout_id: str, release: Release, requested_a
     """Record ``release``'s details on the rollout and announce it ready, with this instance as its canary.
 
     The rollout's batch sizes are the ones it was requested with (``skynet deploy --max-parallel``),
-    else its release's ``skynet.yml``; a rollout keeps them to its end.
+    else its release's ``skynet.yml``; a rollout keeps them to its end. So are its bake time and its
+    progress deadline (``--min-healthy-time``, ``--progress-deadline``).
     """
     me = ctx.settings.require_instance().instance_id
-    requested = (ctx.ledger.rollout_item(rollout_id) or {}).get("max_parallel")
+    record = ctx.ledger.rollout_item(rollout_id) or {}
+    requested = record.get("max_parallel")
+    update_timeout = float(release.update_timeout or 300.0)
     try:
         max_parallel = parse_max_parallel(requested or release.max_parallel)
+        bake = parse_min_healthy_time(record.get("min_healthy_time", release.min_healthy_time))
+        progress_deadline = parse_progress_deadline(record.get("progress_deadline", release.progress_deadline))
+        check_timing(bake, progress_deadline, update_timeout)  # an override was not checked against the release
     except PolicyError as error:  # both were checked when written: a record changed by hand
         ctx.ledger.fail_build(rollout_id, f"invalid rollout policy: {error}")
         log.warning("rollout %s: invalid rollout policy: %s", rollout_id, error)
@@ -76,7 +88,7 @@ def publish_release(ctx: Context, rollout_id: str, release: Release, requested_a
         "build_log_key": release.log_key, "builder": release.builder, "build_duration":
             (release.finished_at or time.time()) - release.started_at})
     rollout = Rollout(id=rollout_id, group=release.group, release=release.sha, canary=me,
-                      update_timeout=float(release.update_timeout or 300.0), created_at=requested_at,
-                      max_parallel=max_parallel)
+                      update_timeout=update_timeout, created_at=requested_at,
+                      max_parallel=max_parallel, min_healthy_time=bake, progress_deadline=progress_deadline)
     send_event(ctx, release.group, RolloutReady(rollout))
     log.info("rollout %s: release %s ready; %s takes ticket 1 as the canary", rollout_id, release.sha, me)

@@ -4,6 +4,10 @@ Code, config and agent rollouts share the ticket's path (drain, update, health c
 re-register, report) and differ only in what the update installs (``UPDATERS``). On a
 failure the installer has put the previous release back; the report says so and the
 conductor halts the rollout.
+
+A code rollout with a bake time (``min_healthy_time``) keeps the updated instance on its new
+release, back in the proxies, while its health check keeps passing that long (``skynet_tasks.bake``);
+if it fails, the instance leaves the proxies, returns to its previous release and reports a failure.
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ from typing import Any
 from skynet_tasks.agent import restart_requested
 from skynet_tasks.app import app
 from skynet_tasks.artifacts import ExpectedRelease
+from skynet_tasks.bake import TurnedUnhealthy, bake
 from skynet_tasks.builder import read_manifest
+from skynet_tasks.commands import CommandLog
 from skynet_tasks.conductor import UPDATE_HARD_LIMIT, UpdateReported
 from skynet_tasks.context import Context
-from skynet_tasks.installer import UpdateContext, UpdateFailed, install
+from skynet_tasks.installer import UpdateContext, UpdateFailed, install, roll_back
 from skynet_tasks.messages import UPDATE_TASK
+from skynet_tasks.policy import PolicyError, parse_min_healthy_time
 from skynet_tasks.proxy.handshake import wait_for_proxies
 from skynet_tasks.redaction import Redactor, store_log
 from skynet_tasks.registration import keep_registered, register_self, tell_proxies
@@ -59,8 +66,12 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
         if register_self(ctx, health=Health.DRAINING, last_task=f"update {rollout_id}#{ticket}"):
             wait_for_proxies(ctx, since=time.time())  # no proxy routes here any more: the app may stop
         update_ctx = update_context(ctx, {"SKYNET_ROLLOUT": rollout_id, "SKYNET_TICKET": str(ticket)})
+        previous = ctx.layout.current_release()
+        seconds = bake_time(rollout) if kind is RolloutKind.CODE else 0.0  # (refused before anything is installed)
         with keep_registered(ctx, f"update {rollout_id}#{ticket}", Health.DRAINING):
             log_text = UPDATERS[kind](ctx, update_ctx, rollout)
+        if seconds > 0:
+            log_text = bake_in_service(ctx, update_ctx, rollout_id, ticket, seconds, previous, log_text)
     except UpdateFailed as failure:
         ok, error, log_text = False, failure.reason, failure.log_text
     except Exception as unexpected:  # noqa: BLE001 - any failure must be reported, or the line stalls
@@ -96,6 +107,41 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
             log.exception("rollout %s: could not tell the proxies after ticket %d", rollout_id, ticket)
     log.info("rollout %s: ticket %d on %s %s%s", rollout_id, ticket, me, "succeeded" if ok else "failed",
              f": {error}" if error else "")
+
+
+def bake_time(rollout: dict[str, Any]) -> float:
+    """The rollout's bake time in seconds (its record, written by the conductor from a checked event)."""
+    try:
+        return parse_min_healthy_time(rollout.get("min_healthy_time"), "min_healthy_time")
+    except PolicyError as error:  # a record changed by hand: fail the update rather than guess
+        raise UpdateFailed(f"invalid bake time: {error}", "") from error
+
+
+def bake_in_service(ctx: Context, update_ctx: UpdateContext, rollout_id: str, ticket: int, seconds: float,
+                    previous: str | None, log_text: str) -> str:
+    """Serve on the new release for ``seconds`` while its health check keeps passing; return the update's log.
+
+    Raise UpdateFailed, back on ``previous`` and out of the proxies while it restarts, if the check fails.
+    """
+    task = f"bake {rollout_id}#{ticket}"
+    try:  # back in the proxies for the bake: an app that fails only under real requests fails here
+        register_self(ctx, last_task=task)
+    except Exception:  # noqa: BLE001 - the bake still checks the app; the heartbeat registers it again
+        log.exception("rollout %s: could not register for the bake of ticket %d", rollout_id, ticket)
+    try:  # shown as the ticket's phase (``skynet rollout status``); only informative
+        ctx.ledger.annotate_ticket(rollout_id, ticket, {"bake_started_at": time.time(), "bake_seconds": seconds})
+    except Exception:  # noqa: BLE001 - the bake matters more than its display
+        log.exception("rollout %s: could not record the bake of ticket %d", rollout_id, ticket)
+    try:
+        with keep_registered(ctx, task):
+            return log_text + bake(update_ctx, seconds)
+    except TurnedUnhealthy as unhealthy:
+        log.warning("rollout %s: ticket %d %s", rollout_id, ticket, unhealthy.reason)
+        if register_self(ctx, health=Health.DRAINING, last_task=task):
+            wait_for_proxies(ctx, since=time.time())  # no proxy routes here any more: the app may restart
+        back = CommandLog()
+        roll_back(update_ctx, previous, back)
+        raise UpdateFailed(unhealthy.reason, log_text + unhealthy.log_text + back.text()) from unhealthy
 
 
 def install_release(ctx: Context, update_ctx: UpdateContext, rollout: dict[str, Any]) -> str:

@@ -1,8 +1,15 @@
-"""Skynet's sample app: answers which instance served the request and which release it runs."""
+"""Skynet's sample app: answers which instance served the request and which release it runs.
+
+``unhealthy-after.txt`` in the release, with lines ``ticket:N SECONDS``, makes the app of ticket N
+turn unhealthy: its ``/health`` answers 503 from SECONDS after its first answer on, which is how the
+tests show a bake time (``min_healthy_time``) catching an app that fails after its health check passed.
+"""
 
 import json
 import os
 import pathlib
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -22,14 +29,40 @@ def read_greeting():
 GREETING = read_greeting()
 
 
+def unhealthy_after():
+    """Seconds after its first health answer that this app turns unhealthy (unhealthy-after.txt), or None."""
+    rules = HERE / "unhealthy-after.txt"
+    for line in rules.read_text().splitlines() if rules.exists() else ():
+        ticket, _, seconds = line.strip().partition(" ")
+        if ticket == f"ticket:{os.environ.get('SKYNET_TICKET', '')}" and seconds:
+            return float(seconds)
+    return None
+
+
+UNHEALTHY_AFTER = unhealthy_after()
+_first_health: list[float] = []  # when it first answered /health
+_lock = threading.Lock()
+
+
+def healthy_now():
+    """Whether /health answers 200: always, unless unhealthy-after.txt names this app's ticket and its time passed."""
+    if UNHEALTHY_AFTER is None:
+        return True
+    with _lock:
+        if not _first_health:
+            _first_health.append(time.monotonic())
+        return time.monotonic() - _first_health[0] < UNHEALTHY_AFTER
+
+
 class Handler(BaseHTTPRequestHandler):
     """Answers every GET with JSON: the instance, release, version and greeting."""
 
     def do_GET(self):  # noqa: N802 - http.server's naming
         """Answer which instance and release served the request."""
+        status = 503 if self.path == "/health" and not healthy_now() else 200
         body = json.dumps({"instance": INSTANCE, "release": RELEASE, "version": MESSAGE, "greeting": GREETING,
                            "path": self.path, "pid": os.getpid()}).encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -9,6 +9,9 @@ same for a config-update rollout.
 ``hold-on.txt`` in the release or the config directory, with lines ``ticket:N PATH``, makes ticket N's health check
 wait until PATH exists (at most ``HOLD_SECONDS``, then it passes): a test can then act while a
 rollout is surely in the middle of that ticket.
+
+An app that passes this check and turns unhealthy later is ``unhealthy-after.txt``'s (``app.py``:
+its ``/health``, which the update checks over HTTP, fails N seconds after its first answer).
 """
 
 import os
