@@ -147,8 +147,9 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
         main = alarm_banner() + render_template(template, **context)
         if request.args.get("partial") == "1":
             return main
-        return render_template("base.html", main=Markup(main), title=context.get("title", template),
-                               change_token=g.get("change_token", ""))  # noqa: S704  # nosec B704 - rendered by our autoescaping template
+        body = Markup(main)  # noqa: S704  # nosec B704 - rendered by our autoescaping templates
+        return render_template("base.html", main=body, title=context.get("title", template),
+                               change_token=g.get("change_token", ""))
 
     @app.get("/")
     def index() -> Any:
