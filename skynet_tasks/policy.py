@@ -1,4 +1,5 @@
-"""A group's rollout policy: how many of its instances may update at once (``max_parallel``).
+"""A group's rollout policy: how many of its instances may update at once (``max_parallel``), and
+what a failure does (``on_failure``: halt, or halt and revert the instances that moved).
 
 Written in the repository's ``skynet.yml`` (``rollout: {max_parallel: ...}``) or given for one
 rollout with ``skynet deploy --max-parallel``. Both are trusted as far as their author is, but
@@ -21,7 +22,11 @@ from typing import Any
 DEFAULT_MAX_PARALLEL: tuple[str, ...] = ("1",)
 MAX_COUNT = 10_000
 MAX_RAMP = 20
-POLICY_KEYS = ("max_parallel",)
+POLICY_KEYS = ("max_parallel", "on_failure")
+# What a failed update (or a passed deadline) does to a published code rollout: halt it, or halt it
+# and revert the instances that moved to the group's previous release (``skynet_tasks.conductor.revert``).
+ON_FAILURE = ("halt", "revert")
+DEFAULT_ON_FAILURE = "halt"
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
 _COUNT = re.compile(r"^\d+$")
 RULE = "a count of at least 1, a percentage above 0% and at most 100% (\"25%\"), or a list of these"
@@ -36,6 +41,7 @@ class RolloutPolicy:
     """How a group's rollouts proceed: the batch sizes, normalised (``"2"``, ``"25%"``)."""
 
     max_parallel: tuple[str, ...] = DEFAULT_MAX_PARALLEL
+    on_failure: str = DEFAULT_ON_FAILURE
 
 
 def _step(value: Any, where: str) -> str:
@@ -70,6 +76,15 @@ def parse_max_parallel(value: Any, where: str = "rollout.max_parallel") -> tuple
     return (_step(value, where),)
 
 
+def parse_on_failure(value: Any, where: str = "rollout.on_failure") -> str:
+    """What ``value`` says a failure does (``halt`` or ``revert``); PolicyError if it is anything else."""
+    if value is None:
+        return DEFAULT_ON_FAILURE
+    if not isinstance(value, str) or value.strip() not in ON_FAILURE:
+        raise PolicyError(f"{where}: {value!r} is not a failure policy: expected one of {', '.join(ON_FAILURE)}")
+    return value.strip()
+
+
 def parse_policy(value: Any, where: str = "rollout") -> RolloutPolicy:
     """The policy in the mapping ``value`` (the ``rollout`` key of ``skynet.yml``); PolicyError if invalid."""
     if value is None:
@@ -79,7 +94,8 @@ def parse_policy(value: Any, where: str = "rollout") -> RolloutPolicy:
     unknown = sorted(str(k) for k in set(value) - set(POLICY_KEYS))
     if unknown:
         raise PolicyError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(POLICY_KEYS)})")
-    return RolloutPolicy(max_parallel=parse_max_parallel(value.get("max_parallel"), f"{where}.max_parallel"))
+    return RolloutPolicy(max_parallel=parse_max_parallel(value.get("max_parallel"), f"{where}.max_parallel"),
+                         on_failure=parse_on_failure(value.get("on_failure"), f"{where}.on_failure"))
 
 
 def batch_sizes(max_parallel: tuple[str, ...], group_size: int) -> tuple[int, ...]:

@@ -10,6 +10,7 @@ from collections.abc import Collection
 from dataclasses import replace
 from functools import cached_property
 
+from skynet_tasks.conductor import revert
 from skynet_tasks.conductor.decisions import Action, Decision, Notify
 from skynet_tasks.conductor.line import Group, Rollout, Ticket
 from skynet_tasks.policy import batch_sizes
@@ -71,7 +72,13 @@ class Draft:
     def halt(self, rollout: Rollout, reason: str) -> None:
         halted = replace(rollout, state=RolloutState.HALTED, reason=reason,
                          tickets=_end_waiting(rollout, TicketState.CANCELLED, self.now))
-        self.put(halted, f"rollout {rollout.id} halted: {reason}")
+        # With ``on_failure: revert``, the revert starts in this same decision (``conductor.revert``).
+        halted, reverting = revert.on_halt(self.group, halted, reason, self.now)
+        self.put(halted, f"rollout {rollout.id} halted: {halted.reason}")
+        if reverting is not None and self.group.rollout(reverting.id) is None:
+            self.put(reverting, f"rollout {reverting.id} reverts {len(reverting.tickets)} instance(s) of rollout "
+                                f"{rollout.id} to release {reverting.release}")
+            self.group = replace(self.group, desired_release=reverting.release, desired_rollout=reverting.id)
 
     def publish(self, rollout: Rollout) -> None:
         members = tuple(sorted(self.live | ({rollout.canary} if rollout.canary else set())))

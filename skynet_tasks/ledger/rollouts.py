@@ -18,13 +18,13 @@ from skynet_tasks.ledger import expressions
 from skynet_tasks.ledger.expected import expected_from_items
 from skynet_tasks.ledger.table import ROLLOUT_SK, Store, key, rollout_pk
 from skynet_tasks.ledger.tickets import ticket_from_item
-from skynet_tasks.policy import DEFAULT_MAX_PARALLEL
+from skynet_tasks.policy import DEFAULT_MAX_PARALLEL, DEFAULT_ON_FAILURE
 from skynet_tasks.states import RolloutKind, RolloutState
 
 # The fields of a rollout's record that the conductor decides on (and writes).
 ROLLOUT_FIELDS = ("state", "canary", "published", "update_timeout", "reason", "finished_at",
                   "superseded_by", "created_at", "release", "kind", "group", "last_number", "low_water",
-                  "held_by", "held_until", "max_parallel", "batches")
+                  "held_by", "held_until", "max_parallel", "batches", "on_failure", "reverted_by", "revert_of")
 
 
 def rollout_from_record(rollout_id: str, header: dict[str, Any], tickets: tuple[Ticket, ...]) -> Rollout:
@@ -49,6 +49,9 @@ def rollout_from_record(rollout_id: str, header: dict[str, Any], tickets: tuple[
         low_water=int(header.get("low_water", 1)),
         max_parallel=tuple(str(s) for s in header.get("max_parallel") or DEFAULT_MAX_PARALLEL),
         batches=tuple(int(b) for b in header.get("batches") or ()),
+        on_failure=str(header.get("on_failure") or DEFAULT_ON_FAILURE),
+        reverted_by=header.get("reverted_by"),
+        revert_of=header.get("revert_of"),
     )
 
 
