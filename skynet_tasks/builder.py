@@ -44,6 +44,7 @@ class BuiltRelease:
     update_timeout: float
     duration: float
     max_parallel: tuple[str, ...] = ("1",)
+    on_failure: str = "halt"
 
 
 def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: str, sha: str, builder: str,
@@ -93,7 +94,7 @@ def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: s
     return BuiltRelease(sha=sha, artifact_key=artifact_key, manifest_key=manifest_key, log_key=log_key,
                         sha256=digest, size=size, author=commit.author, message=commit.message,
                         update_timeout=spec.update_timeout, duration=time.time() - started,
-                        max_parallel=spec.rollout.max_parallel)
+                        max_parallel=spec.rollout.max_parallel, on_failure=spec.rollout.on_failure)
 
 
 def read_manifest(store: ArtifactStore, key: str) -> artifacts.Manifest:

@@ -41,7 +41,7 @@ def group_source(ledger: Ledger, group: str) -> tuple[str, str]:
 
 def request_build(ledger: Ledger, messenger: Messenger, group: str, repo: str, branch: str, sha: str, source: str,
                   rollout_id: str | None = None, forced: bool = False,
-                  max_parallel: tuple[str, ...] | None = None) -> StartedBuild:
+                  max_parallel: tuple[str, ...] | None = None, on_failure: str | None = None) -> StartedBuild:
     """Record and enqueue the build of ``sha`` for ``group``; the first member to receive it builds and is the canary.
 
     The rollout is recorded before the message is sent: a message can be swallowed
@@ -50,7 +50,7 @@ def request_build(ledger: Ledger, messenger: Messenger, group: str, repo: str, b
     that no instance started (``membership.nudge_stalled_builds``). ``forced``: a push that moved
     its branch back, built although it is older than the running release; the record says so.
     ``max_parallel``: this rollout's batch sizes (``skynet_tasks.policy``, checked by the caller),
-    instead of the ones in the release's ``skynet.yml``.
+    instead of the ones in the release's ``skynet.yml``; ``on_failure`` likewise (``halt`` or ``revert``).
     """
     names.check_name_part("group", group)
     gitrepo.check_sha(sha)
@@ -58,20 +58,23 @@ def request_build(ledger: Ledger, messenger: Messenger, group: str, repo: str, b
                            source=source, requested_at=time.time(), forced=forced)
     ledger.create_rollout(request.rollout_id, group, sha, RolloutKind.CODE, {
         "repo": repo, "branch": branch, "source": source, "requested_at": request.requested_at,
-        **({"forced": True} if forced else {}), **({"max_parallel": list(max_parallel)} if max_parallel else {})})
+        **({"forced": True} if forced else {}), **({"max_parallel": list(max_parallel)} if max_parallel else {}),
+        **({"on_failure": on_failure} if on_failure else {})})
     messenger.build(group, request.to_dict())
     return StartedBuild(group=group, release=sha, rollout_id=request.rollout_id)
 
 
 def deploy_ref(ledger: Ledger, messenger: Messenger, group: str, ref: str, source: str = "cli",
-               max_parallel: tuple[str, ...] | None = None) -> StartedBuild:
-    """Resolve ``ref`` in the group's repository and request its build (with ``max_parallel``, in batches of that)."""
+               max_parallel: tuple[str, ...] | None = None, on_failure: str | None = None) -> StartedBuild:
+    """Resolve ``ref`` in the group's repository and request its build (with ``max_parallel``, in batches of that;
+    with ``on_failure``, halting or reverting on a failure, whatever its ``skynet.yml`` says)."""
     repo, branch = group_source(ledger, group)
     try:
         sha = gitrepo.resolve_ref(repo, ref)
     except gitrepo.GitError as error:
         raise DeployError(str(error)) from error
-    return request_build(ledger, messenger, group, repo, branch, sha, source, max_parallel=max_parallel)
+    return request_build(ledger, messenger, group, repo, branch, sha, source, max_parallel=max_parallel,
+                         on_failure=on_failure)
 
 
 @dataclass(frozen=True)

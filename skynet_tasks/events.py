@@ -21,7 +21,7 @@ from skynet_tasks.conductor import (
     TicketTaken,
     UpdateReported,
 )
-from skynet_tasks.policy import PolicyError, parse_max_parallel
+from skynet_tasks.policy import PolicyError, parse_max_parallel, parse_on_failure
 from skynet_tasks.states import RolloutKind
 
 # The longest update error a report carries (the ledger keeps it on the ticket, the dashboard shows it).
@@ -52,7 +52,8 @@ def to_message(event: Event) -> tuple[dict[str, Any], str]:
         r = event.rollout
         return ({"type": "rollout_ready", "rollout_id": r.id, "group": r.group, "release": r.release,
                  "kind": str(r.kind), "canary": r.canary, "update_timeout": r.update_timeout,
-                 "created_at": r.created_at, "max_parallel": list(r.max_parallel)}, f"ready:{r.id}")
+                 "created_at": r.created_at, "max_parallel": list(r.max_parallel),
+                 "on_failure": r.on_failure}, f"ready:{r.id}")
     if isinstance(event, TicketTaken):
         return ({"type": "ticket_taken", "rollout_id": event.rollout_id, "instance": event.instance},
                 f"ticket:{event.rollout_id}:{event.instance}")
@@ -85,12 +86,13 @@ def from_message(data: Any) -> Event:
             raise BadEvent(f"unknown rollout kind {data.get('kind')!r}") from None
         try:  # absent from the messages of an agent older than the rollout policy: one at a time
             max_parallel = parse_max_parallel(data.get("max_parallel"), "max_parallel")
+            on_failure = parse_on_failure(data.get("on_failure"), "on_failure")
         except PolicyError as refused:
             raise BadEvent(str(refused)) from None
         return RolloutReady(Rollout(id=_text(data, "rollout_id"), group=_text(data, "group"),
                                     release=_text(data, "release"), kind=rollout_kind, canary=canary,
                                     update_timeout=float(timeout), created_at=float(data.get("created_at") or 0),
-                                    max_parallel=max_parallel))
+                                    max_parallel=max_parallel, on_failure=on_failure))
     if kind == "ticket_taken":
         return TicketTaken(_text(data, "rollout_id"), _instance(data))
     if kind == "update_reported":

@@ -22,7 +22,7 @@ from skynet_tasks.deadletters import dead_letter_counts
 from skynet_tasks.deploys import DeployError, deploy_ref
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
-from skynet_tasks.policy import PolicyError, parse_max_parallel
+from skynet_tasks.policy import ON_FAILURE, PolicyError, parse_max_parallel
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
 from skynet_tasks.states import RolloutState
@@ -80,9 +80,12 @@ def worker(log_level: str, old_log_level: str | None, role: str) -> None:
 @click.option("--max-parallel", callback=lambda _c, _p, value: _max_parallel(value), metavar="N|P%[,...]",
               help="This rollout's batch size instead of skynet.yml's: a count, a percentage of the group, "
                    "or a ramp such as 1,2,25% (the last size repeats). The canary still goes alone.")
+@click.option("--on-failure", type=click.Choice(ON_FAILURE),
+              help="What a failure after the canary does to this rollout instead of skynet.yml's: halt, or halt "
+                   "and revert the instances that moved to the group's previous release (the canary last).")
 @json_option
 def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeout: float,
-           max_parallel: tuple[str, ...] | None, as_json: bool) -> None:
+           max_parallel: tuple[str, ...] | None, on_failure: str | None, as_json: bool) -> None:
     """Build REF once and roll it out to the group, in the batches of its skynet.yml (like a webhook push)."""
     app = startup().celery()
 
@@ -90,7 +93,8 @@ def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeou
     aws = Aws()
     ledger = Ledger(aws.dynamodb, names.state_table(env))
     try:
-        started = deploy_ref(ledger, Messenger(app, env), group, ref, max_parallel=max_parallel)
+        started = deploy_ref(ledger, Messenger(app, env), group, ref, max_parallel=max_parallel,
+                             on_failure=on_failure)
     except DeployError as error:  # no such group, or a ref its repository does not have
         raise exitcodes.InputError(str(error)) from None
     result: dict[str, Any] = {"group": group, "release": started.release, "rollout_id": started.rollout_id}

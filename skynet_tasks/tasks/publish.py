@@ -28,7 +28,7 @@ from skynet_tasks.conductor import Rollout, RolloutReady
 from skynet_tasks.context import Context
 from skynet_tasks.ledger import Release
 from skynet_tasks.messages import PUBLISH_TASK
-from skynet_tasks.policy import PolicyError, parse_max_parallel
+from skynet_tasks.policy import PolicyError, parse_max_parallel, parse_on_failure
 from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState
 from skynet_tasks.tasks.base import SkynetTask, send_event
 
@@ -60,13 +60,14 @@ def handle_publish(ctx: Context, rollout_id: str) -> bool:
 def publish_release(ctx: Context, rollout_id: str, release: Release, requested_at: float) -> None:
     """Record ``release``'s details on the rollout and announce it ready, with this instance as its canary.
 
-    The rollout's batch sizes are the ones it was requested with (``skynet deploy --max-parallel``),
-    else its release's ``skynet.yml``; a rollout keeps them to its end.
+    The rollout's batch sizes and failure policy are the ones it was requested with (``skynet deploy
+    --max-parallel``, ``--on-failure``), else its release's ``skynet.yml``; a rollout keeps them to its end.
     """
     me = ctx.settings.require_instance().instance_id
-    requested = (ctx.ledger.rollout_item(rollout_id) or {}).get("max_parallel")
+    record = ctx.ledger.rollout_item(rollout_id) or {}
     try:
-        max_parallel = parse_max_parallel(requested or release.max_parallel)
+        max_parallel = parse_max_parallel(record.get("max_parallel") or release.max_parallel)
+        on_failure = parse_on_failure(record.get("on_failure") or release.on_failure)
     except PolicyError as error:  # both were checked when written: a record changed by hand
         ctx.ledger.fail_build(rollout_id, f"invalid rollout policy: {error}")
         log.warning("rollout %s: invalid rollout policy: %s", rollout_id, error)
@@ -77,6 +78,6 @@ def publish_release(ctx: Context, rollout_id: str, release: Release, requested_a
             (release.finished_at or time.time()) - release.started_at})
     rollout = Rollout(id=rollout_id, group=release.group, release=release.sha, canary=me,
                       update_timeout=float(release.update_timeout or 300.0), created_at=requested_at,
-                      max_parallel=max_parallel)
+                      max_parallel=max_parallel, on_failure=on_failure)
     send_event(ctx, release.group, RolloutReady(rollout))
     log.info("rollout %s: release %s ready; %s takes ticket 1 as the canary", rollout_id, release.sha, me)
