@@ -202,19 +202,32 @@ LEDGER_GROUP, LEDGER_MEMBERS = "local-api", ("a", "b", "c")
 
 
 @pytest.fixture(scope="module")
-def ledger():
-    from skynet_tasks import names
+def server():
     from skynet_tasks.aws import aws_for
     from skynet_tasks.bootstrap import bootstrap_env
-    from skynet_tasks.ledger import Ledger
     from skynet_tasks.local.motoserver import MotoServer
     from skynet_tasks.resources import resolve
 
-    server = MotoServer.start()
-    aws = aws_for(server.environment())
+    moto = MotoServer.start()
+    aws = aws_for(moto.environment())
     bootstrap_env(aws, resolve(aws, "local"), [LEDGER_GROUP])
-    yield Ledger(aws.dynamodb, names.state_table("local"))
-    server.stop()
+    yield moto
+    moto.stop()
+
+
+@pytest.fixture(scope="module")
+def cli_env(server) -> dict[str, str]:
+    """What a shell with the env's env.sh sourced has: the CLI run in this process reaches the server."""
+    return {**server.environment(), "SKYNET_ENV": "local", "AWS_MAX_ATTEMPTS": "2"}
+
+
+@pytest.fixture(scope="module")
+def ledger(server):
+    from skynet_tasks import names
+    from skynet_tasks.aws import aws_for
+    from skynet_tasks.ledger import Ledger
+
+    return Ledger(aws_for(server.environment()).dynamodb, names.state_table("local"))
 
 
 def step(ledger, event: object):
@@ -241,7 +254,7 @@ def roll(ledger, rollout_id: str, release: str, on_failure: str, fail: str | Non
 
 
 @pytest.mark.timeout(120)
-def test_the_revert_is_written_with_the_halt_listed_in_the_history_and_not_created_twice(ledger, caplog):
+def test_the_revert_is_written_with_the_halt_listed_in_the_history_and_not_created_twice(ledger, cli_env, caplog):
     from skynet_tasks.events import from_message, to_message
     from skynet_tasks.status import rollout_summary
 
@@ -272,6 +285,23 @@ def test_the_revert_is_written_with_the_halt_listed_in_the_history_and_not_creat
     assert ledger.load_rollout(revert).reason.startswith(REVERT_FAILED)  # type: ignore[union-attr]
     assert any(r.levelname == "ERROR" and "needs a person" in r.getMessage() for r in caplog.records)
     assert revert_id(revert) not in ledger.recent_rollouts(LEDGER_GROUP)
+
+    # The CLI shows which rollout reverted which.
+    from click.testing import CliRunner
+
+    from skynet_tasks.cli import main
+
+    def cli(*args: str) -> str:
+        result = CliRunner().invoke(main, list(args), env=cli_env, prog_name="skynet")
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    listing = cli("rollout", "list", "--env", "local", "--layer", "api").splitlines()[1:]
+    listed = {line.split()[0]: line for line in listing}
+    assert listed[revert].endswith("revert of r-bad") and listed["r-bad"].endswith(f"reverted by {revert}")
+    shown = cli("rollout", "show", "--env", "local", "r-bad")
+    assert f"reverted_by {revert}" in shown and f"; reverted by {revert}" in shown
+    assert "revert_of r-bad" in cli("rollout", "show", "--env", "local", revert)
 
     # The rollout's message carries its failure policy, checked as untrusted.
     body, _ = to_message(RolloutReady(Rollout(id="r9", group=LEDGER_GROUP, release="s9", on_failure="revert")))
