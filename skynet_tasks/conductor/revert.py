@@ -48,10 +48,11 @@ def members_to_revert(halted: Rollout) -> tuple[str, ...]:
 def why_not(group: Group, halted: Rollout) -> str | None:
     """Why a halting ``halted`` starts no revert, to be added to its reason; None when a revert starts.
 
-    None also when the rollout's policy is to halt only (nothing to say).
+    Empty when there is nothing to say: its policy is to halt only, it is not code, it was reverted
+    already, or it is a revert itself (``on_halt`` says that one needs a person).
     """
     if halted.revert_of is not None:
-        return None  # a failed revert: ``on_halt`` says so
+        return ""
     if halted.on_failure != REVERT or halted.kind is not RolloutKind.CODE or halted.reverted_by is not None:
         return ""
     if not halted.published:
