@@ -15,13 +15,13 @@ import sys
 import pytest
 from clusterkit import assert_one_at_a_time
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(420)
 
 
 def test_the_demo_tells_its_four_steps_and_says_so_in_json(tmp_path):
     namespaces_before = namespaces()
     result = subprocess.run([sys.executable, "-m", "skynet_tasks.cli", "demo", "--dir", str(tmp_path / "demo"),
-                             "--once", "--json"], capture_output=True, text=True, timeout=220, check=False,
+                             "--once", "--json"], capture_output=True, text=True, timeout=400, check=False,
                             env={k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SKYNET_"))})
 
     assert result.returncode == 0, result.stderr[-3000:]
