@@ -46,6 +46,7 @@ class BuiltRelease:
     max_parallel: tuple[str, ...] = ("1",)
     min_healthy_time: float = 0.0
     progress_deadline: float | None = None
+    on_failure: str = "halt"
 
 
 def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: str, sha: str, builder: str,
@@ -96,7 +97,7 @@ def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: s
                         sha256=digest, size=size, author=commit.author, message=commit.message,
                         update_timeout=spec.update_timeout, duration=time.time() - started,
                         max_parallel=spec.rollout.max_parallel, min_healthy_time=spec.rollout.min_healthy_time,
-                        progress_deadline=spec.rollout.progress_deadline)
+                        progress_deadline=spec.rollout.progress_deadline, on_failure=spec.rollout.on_failure)
 
 
 def read_manifest(store: ArtifactStore, key: str) -> artifacts.Manifest:

@@ -1,7 +1,7 @@
 """``skynet demo``: the whole story on one machine.
 
 It brings up a local cluster (moto's server, three API instances, one reverse
-proxy with a real nginx, the webhook receiver) and tells three rollouts, each a
+proxy with a real nginx, the webhook receiver) and tells four rollouts, each a
 commit pushed to the sample app's repository and announced by a signed,
 GitHub-shaped push webhook, while a client keeps requesting the app through the
 proxy:
@@ -9,7 +9,10 @@ proxy:
 1. a good release: built once, canaried, rolled out one instance at a time;
 2. a release whose health check fails on ticket 2: the rollout halts, that
    instance is back on the previous release and keeps serving;
-3. a fixing release: it supersedes the halted rollout and completes.
+3. a fixing release: it supersedes the halted rollout and completes;
+4. a release whose ``skynet.yml`` says ``rollout: {on_failure: revert}`` and whose health check
+   fails on ticket 3: the rollout halts, and its automatic revert takes the two instances that
+   moved back to release 4, the canary last.
 """
 
 from __future__ import annotations
@@ -52,10 +55,17 @@ class StepResult:
     failed_requests: int = 0
     failure_reasons: dict[str, int] = field(default_factory=dict)
     served_release: str | None = None  # what the proxy served once the rollout stopped
+    # A step expected "reverted": the rollout halted, and its automatic revert (id, end, tickets) to ``previous``.
+    previous: str | None = None
+    revert: dict[str, Any] | None = None
 
     @property
     def behaved(self) -> bool:
-        """Whether the step ended as expected, failed no request, and (if completed) serves its release."""
+        """Whether the step ended as expected, failed no request, and (if completed) serves its release
+        (if reverted: halted, its revert completed, and the previous release served again)."""
+        if self.expected == "reverted":
+            reverted = self.state == "halted" and (self.revert or {}).get("state") == "completed"
+            return reverted and self.failed_requests == 0 and self.served_release == self.previous
         served_ok = self.served_release == self.release if self.expected == "completed" else True
         return self.state == self.expected and self.failed_requests == 0 and served_ok
 
@@ -94,7 +104,7 @@ class Demo:
         self.say(f"dashboard: {info.dashboard_url} — watch the rollouts there (token in {info.dashboard_token_file})")
 
     def run_story(self) -> list[StepResult]:
-        """Tell the story's three rollouts, each a pushed commit announced by a signed webhook."""
+        """Tell the story's four rollouts, each a pushed commit announced by a signed webhook."""
         info = self.cluster.require_info()
         workdir = self.directory / "work" / "sample-app"
         shutil.rmtree(workdir, ignore_errors=True)
@@ -115,6 +125,9 @@ class Demo:
              {"VERSION": "release 3: broken\n", "fail-on.txt": "ticket:2\n", "skynet.yml": spec}, "Release 3"),
             ("a fix that supersedes the halted rollout", "completed",
              {"VERSION": "release 4: fixed\n", "fail-on.txt": None}, "Release 4 fixes release 3"),
+            ("a release that fails on ticket 3, with on_failure: revert", "reverted",
+             {"VERSION": "release 5: reverted\n", "fail-on.txt": "ticket:3\n",
+              "skynet.yml": spec + "rollout:\n  on_failure: revert\n"}, "Release 5, reverted on failure"),
         ]
         results = []
         before = first
@@ -124,8 +137,10 @@ class Demo:
             started_at = time.monotonic()
             with traffic_to(app, pause=0.05) as seen:
                 rollout_id, view = self.push_and_follow(ledger, secret, before, sha, message)
+                revert = self.follow_revert(ledger, view)
             step = StepResult(title, expected, sha, rollout_id, requests=len(seen.outcomes),
-                              failed_requests=len(seen.failures()), failure_reasons=dict(seen.reasons()))
+                              failed_requests=len(seen.failures()), failure_reasons=dict(seen.reasons()),
+                              previous=before, revert=revert)
             step.seconds = round(time.monotonic() - started_at, 2)
             step.state = view.get("state") if view else None
             step.tickets = [{k: t.get(k) for k in ("number", "instance", "state", "started_at", "finished_at",
@@ -134,10 +149,22 @@ class Demo:
             self.say(f"  -> rollout {step.state}" + ("" if step.behaved else f" (expected {expected})") +
                      f"; {step.requests} requests through the proxy, {step.failed_requests} failed"
                      + (f" ({_reasons(seen.reasons())})" if step.failed_requests else "") + "; "
+                     + (f"its revert {revert['rollout_id']} {revert['state']}; " if revert else "") +
                      f"the proxy now serves {str(step.served_release)[:12]}")
             results.append(step)
-            before = sha
+            before = before if expected == "reverted" else sha
         return results
+
+    def follow_revert(self, ledger: Ledger, view: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Follow the automatic revert a halted rollout's view names, if any; its id, end and tickets."""
+        revert_id = (view or {}).get("reverted_by")
+        if not revert_id:
+            return None
+        self.say(f"  the rollout's on_failure is revert: {revert_id} takes the instances that moved back")
+        ended = self.follow(ledger, str(revert_id)) or {}
+        return {"rollout_id": revert_id, "state": ended.get("state"), "release": ended.get("release"),
+                "tickets": [{k: t.get(k) for k in ("number", "instance", "state", "started_at", "finished_at")}
+                            for t in ended.get("tickets", [])]}
 
     def wait_for_proxy_to_serve(self, app: str, release: str, instances: set[str],
                                 timeout: float = 30) -> None:
@@ -208,7 +235,8 @@ def summary(results: list[StepResult]) -> dict[str, Any]:
                        "rollout_id": r.rollout_id, "seconds": r.seconds, "tickets": r.tickets,
                        "requests": {"total": r.requests, "failed": r.failed_requests,
                                     "failure_reasons": r.failure_reasons},
-                       "served_release": r.served_release, "behaved": r.behaved}
+                       "served_release": r.served_release, "behaved": r.behaved,
+                       **({"revert": r.revert} if r.revert is not None else {})}
                       for r in results],
             "behaved": all(r.behaved for r in results)}
 

@@ -42,7 +42,7 @@ def group_source(ledger: Ledger, group: str) -> tuple[str, str]:
 def request_build(ledger: Ledger, messenger: Messenger, group: str, repo: str, branch: str, sha: str, source: str,
                   rollout_id: str | None = None, forced: bool = False,
                   max_parallel: tuple[str, ...] | None = None, min_healthy_time: float | None = None,
-                  progress_deadline: float | None = None) -> StartedBuild:
+                  progress_deadline: float | None = None, on_failure: str | None = None) -> StartedBuild:
     """Record and enqueue the build of ``sha`` for ``group``; the first member to receive it builds and is the canary.
 
     The rollout is recorded before the message is sent: a message can be swallowed
@@ -52,7 +52,8 @@ def request_build(ledger: Ledger, messenger: Messenger, group: str, repo: str, b
     its branch back, built although it is older than the running release; the record says so.
     ``max_parallel``: this rollout's batch sizes (``skynet_tasks.policy``, checked by the caller),
     instead of the ones in the release's ``skynet.yml``; ``min_healthy_time`` and ``progress_deadline``
-    (seconds, 0 for none; checked against the release's update timeout when it is published) likewise.
+    (seconds, 0 for none; checked against the release's update timeout when it is published) likewise,
+    and ``on_failure`` (``halt`` or ``revert``).
     """
     names.check_name_part("group", group)
     gitrepo.check_sha(sha)
@@ -62,23 +63,25 @@ def request_build(ledger: Ledger, messenger: Messenger, group: str, repo: str, b
         "repo": repo, "branch": branch, "source": source, "requested_at": request.requested_at,
         **({"forced": True} if forced else {}), **({"max_parallel": list(max_parallel)} if max_parallel else {}),
         **({"min_healthy_time": min_healthy_time} if min_healthy_time is not None else {}),
-        **({"progress_deadline": progress_deadline} if progress_deadline is not None else {})})
+        **({"progress_deadline": progress_deadline} if progress_deadline is not None else {}),
+        **({"on_failure": on_failure} if on_failure else {})})
     messenger.build(group, request.to_dict())
     return StartedBuild(group=group, release=sha, rollout_id=request.rollout_id)
 
 
 def deploy_ref(ledger: Ledger, messenger: Messenger, group: str, ref: str, source: str = "cli",
                max_parallel: tuple[str, ...] | None = None, min_healthy_time: float | None = None,
-               progress_deadline: float | None = None) -> StartedBuild:
+               progress_deadline: float | None = None, on_failure: str | None = None) -> StartedBuild:
     """Resolve ``ref`` in the group's repository and request its build (with ``max_parallel``, in batches of that;
-    with ``min_healthy_time`` or ``progress_deadline``, with those instead of its skynet.yml's)."""
+    with ``min_healthy_time``, ``progress_deadline`` or ``on_failure``, with those instead of its skynet.yml's)."""
     repo, branch = group_source(ledger, group)
     try:
         sha = gitrepo.resolve_ref(repo, ref)
     except gitrepo.GitError as error:
         raise DeployError(str(error)) from error
     return request_build(ledger, messenger, group, repo, branch, sha, source, max_parallel=max_parallel,
-                         min_healthy_time=min_healthy_time, progress_deadline=progress_deadline)
+                         min_healthy_time=min_healthy_time, progress_deadline=progress_deadline,
+                         on_failure=on_failure)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from skynet_tasks.policy import (
     check_timing,
     parse_max_parallel,
     parse_min_healthy_time,
+    parse_on_failure,
     parse_progress_deadline,
 )
 from skynet_tasks.states import RolloutKind
@@ -59,7 +60,8 @@ def to_message(event: Event) -> tuple[dict[str, Any], str]:
         return ({"type": "rollout_ready", "rollout_id": r.id, "group": r.group, "release": r.release,
                  "kind": str(r.kind), "canary": r.canary, "update_timeout": r.update_timeout,
                  "created_at": r.created_at, "max_parallel": list(r.max_parallel),
-                 "min_healthy_time": r.min_healthy_time, "progress_deadline": r.progress_deadline}, f"ready:{r.id}")
+                 "min_healthy_time": r.min_healthy_time, "progress_deadline": r.progress_deadline,
+                 "on_failure": r.on_failure}, f"ready:{r.id}")
     if isinstance(event, TicketTaken):
         return ({"type": "ticket_taken", "rollout_id": event.rollout_id, "instance": event.instance},
                 f"ticket:{event.rollout_id}:{event.instance}")
@@ -95,13 +97,14 @@ def from_message(data: Any) -> Event:
             bake = parse_min_healthy_time(data.get("min_healthy_time"), "min_healthy_time")
             progress_deadline = parse_progress_deadline(data.get("progress_deadline"), "progress_deadline")
             check_timing(bake, progress_deadline, float(timeout), "rollout_ready")
+            on_failure = parse_on_failure(data.get("on_failure"), "on_failure")
         except PolicyError as refused:
             raise BadEvent(str(refused)) from None
         return RolloutReady(Rollout(id=_text(data, "rollout_id"), group=_text(data, "group"),
                                     release=_text(data, "release"), kind=rollout_kind, canary=canary,
                                     update_timeout=float(timeout), created_at=float(data.get("created_at") or 0),
                                     max_parallel=max_parallel, min_healthy_time=bake,
-                                    progress_deadline=progress_deadline))
+                                    progress_deadline=progress_deadline, on_failure=on_failure))
     if kind == "ticket_taken":
         return TicketTaken(_text(data, "rollout_id"), _instance(data))
     if kind == "update_reported":

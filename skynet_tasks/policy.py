@@ -1,6 +1,7 @@
 """A group's rollout policy: how many of its instances may update at once (``max_parallel``), how long
-an updated instance must stay healthy before the next one's turn (``min_healthy_time``), and how long
-a rollout may go without an instance becoming healthy (``progress_deadline``).
+an updated instance must stay healthy before the next one's turn (``min_healthy_time``), how long
+a rollout may go without an instance becoming healthy (``progress_deadline``), and what a failure
+does (``on_failure``: halt, or halt and revert the instances that moved).
 
 Written in the repository's ``skynet.yml`` (``rollout: {max_parallel: ...}``) or given for one
 rollout with ``skynet deploy --max-parallel``. Both are trusted as far as their author is, but
@@ -28,7 +29,7 @@ from typing import Any
 DEFAULT_MAX_PARALLEL: tuple[str, ...] = ("1",)
 MAX_COUNT = 10_000
 MAX_RAMP = 20
-POLICY_KEYS = ("max_parallel", "min_healthy_time", "progress_deadline")
+POLICY_KEYS = ("max_parallel", "min_healthy_time", "progress_deadline", "on_failure")
 # The longest an update task runs (its soft time limit, ``conductor.attention.UPDATE_HARD_LIMIT`` - 20 s):
 # the update and its bake run in it together.
 UPDATE_TASK_SECONDS = 580.0
@@ -36,6 +37,10 @@ MAX_PROGRESS_DEADLINE = 7 * 86400.0
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 DURATION_RULE = "a number of seconds of at least 0, or a duration such as \"30s\", \"2m\" or \"1h\""
+# What a failed update (or a passed deadline) does to a published code rollout: halt it, or halt it
+# and revert the instances that moved to the group's previous release (``skynet_tasks.conductor.revert``).
+ON_FAILURE = ("halt", "revert")
+DEFAULT_ON_FAILURE = "halt"
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
 _COUNT = re.compile(r"^\d+$")
 RULE = "a count of at least 1, a percentage above 0% and at most 100% (\"25%\"), or a list of these"
@@ -54,6 +59,7 @@ class RolloutPolicy:
     min_healthy_time: float = 0.0
     # Seconds a rollout may go without an instance becoming healthy in it before it halts (None: no limit).
     progress_deadline: float | None = None
+    on_failure: str = DEFAULT_ON_FAILURE
 
 
 def _step(value: Any, where: str) -> str:
@@ -144,6 +150,15 @@ def check_timing(min_healthy_time: float, progress_deadline: float | None, updat
                           f"deadline ({ticket:g}s: update_timeout plus min_healthy_time)")
 
 
+def parse_on_failure(value: Any, where: str = "rollout.on_failure") -> str:
+    """What ``value`` says a failure does (``halt`` or ``revert``); PolicyError if it is anything else."""
+    if value is None:
+        return DEFAULT_ON_FAILURE
+    if not isinstance(value, str) or value.strip() not in ON_FAILURE:
+        raise PolicyError(f"{where}: {value!r} is not a failure policy: expected one of {', '.join(ON_FAILURE)}")
+    return value.strip()
+
+
 def parse_policy(value: Any, where: str = "rollout", update_timeout: float | None = None) -> RolloutPolicy:
     """The policy in the mapping ``value`` (the ``rollout`` key of ``skynet.yml``); PolicyError if invalid.
 
@@ -159,7 +174,8 @@ def parse_policy(value: Any, where: str = "rollout", update_timeout: float | Non
     policy = RolloutPolicy(
         max_parallel=parse_max_parallel(value.get("max_parallel"), f"{where}.max_parallel"),
         min_healthy_time=parse_min_healthy_time(value.get("min_healthy_time"), f"{where}.min_healthy_time"),
-        progress_deadline=parse_progress_deadline(value.get("progress_deadline"), f"{where}.progress_deadline"))
+        progress_deadline=parse_progress_deadline(value.get("progress_deadline"), f"{where}.progress_deadline"),
+        on_failure=parse_on_failure(value.get("on_failure"), f"{where}.on_failure"))
     if update_timeout is not None:
         check_timing(policy.min_healthy_time, policy.progress_deadline, update_timeout, where)
     return policy

@@ -15,7 +15,7 @@ TICKET_FIELDS = ("number", "instance", "state", "taken_at", "started_at", "ackno
                  "log_key", "attempts", "bake_started_at", "bake_seconds")
 ROLLOUT_FIELDS = ("id", "group", "kind", "release", "state", "reason", "canary", "created_at", "finished_at",
                   "repo", "branch", "source", "author", "message", "sha256", "size", "builder", "build_log_key",
-                  "build_duration", "superseded_by", "published")
+                  "build_duration", "superseded_by", "published", "on_failure", "revert_of", "reverted_by")
 
 
 def rollout_summary(view: dict[str, Any]) -> dict[str, Any]:

@@ -4,8 +4,9 @@ The conductor (``skynet_tasks.conductor.decide``) is driven by random sequences 
 what the field throws at it: pushes, tickets taken, updates that succeed, fail or
 die with their worker, messages delivered twice, late, out of order or not at all,
 heartbeats, members leaving and coming back, and operator actions, for rollouts of
-random batch sizes (``max_parallel``: a count from 1 to 5, a percentage, a ramp), bake times and
-progress deadlines (``min_healthy_time``, ``progress_deadline``). A small model
+random batch sizes (``max_parallel``: a count from 1 to 5, a percentage, a ramp), bake times,
+progress deadlines (``min_healthy_time``, ``progress_deadline``) and failure policies
+(``on_failure``: halt, or revert: a revert rollout of the previous release). A small model
 of the instances plays the other side the way the real handlers do (an instance
 updates only after acknowledging that its ticket is still updating, as
 ``Ledger.acknowledge_ticket`` checks). After every step the invariants are checked;
@@ -40,6 +41,7 @@ from skynet_tasks.conductor import (
 )
 from skynet_tasks.conductor.batches import batch_of
 from skynet_tasks.conductor.progress import stalled
+from skynet_tasks.conductor.revert import REVERT_FAILED
 from skynet_tasks.ledger.reads import focus_of, needs_every_ticket, partial_view
 from skynet_tasks.states import RolloutState, TicketState
 
@@ -73,7 +75,7 @@ def as_written(before: Group, rollout: Rollout) -> Rollout:
 class RolloutModel(RuleBasedStateMachine):
     @initialize()
     def start(self) -> None:
-        self.group = Group("g")
+        self.group = Group("g", desired_release="r0")  # every instance runs r0: a revert has somewhere to go
         self.now = 1_000.0
         self.live = set(INSTANCES)
         self.pending: list[Event] = []  # the group's maintenance queue, as the conductor may see it
@@ -100,6 +102,7 @@ class RolloutModel(RuleBasedStateMachine):
             self.check_halted_on_failure(before, event, decision)
         self.group = decision.group
         self.known.update({r.id: r for r in (*decision.touched, *decision.group.line)})
+        self.releases.update({r.id: r.release for r in decision.touched if r.revert_of is not None})
         for action in decision.actions:
             if isinstance(action, Dispatch):
                 self.inbox.append(action)
@@ -187,14 +190,17 @@ class RolloutModel(RuleBasedStateMachine):
             assert not late, f"running past their progress deadline after a tick: {late}"
 
     # ---- rules: what happens in the field ---------------------------------------------------------------------
-    @rule(canary=instances, max_parallel=policies, bake=bakes, progress_deadline=progress_deadlines)
-    def push(self, canary: str, max_parallel: tuple[str, ...], bake: float, progress_deadline: float | None) -> None:
+    @rule(canary=instances, max_parallel=policies, bake=bakes, progress_deadline=progress_deadlines,
+          on_failure=st.sampled_from(["halt", "revert"]))
+    def push(self, canary: str, max_parallel: tuple[str, ...], bake: float, progress_deadline: float | None,
+             on_failure: str) -> None:
         self.pushes += 1
         rollout_id, release = f"R{self.pushes:03d}", f"r{self.pushes}"
         self.releases[rollout_id] = release
         self.pending.append(RolloutReady(Rollout(rollout_id, "g", release, canary=canary, max_parallel=max_parallel,
                                                  update_timeout=UPDATE_TIMEOUT, created_at=self.now,
-                                                 min_healthy_time=bake, progress_deadline=progress_deadline)))
+                                                 min_healthy_time=bake, progress_deadline=progress_deadline,
+                                                 on_failure=on_failure)))
 
     @precondition(lambda self: self.pending)
     @rule(index=indexes)
@@ -254,6 +260,23 @@ class RolloutModel(RuleBasedStateMachine):
         # A failed update puts the previous release back: ``installed`` stays as it was.
         self.pending.append(UpdateReported(rollout_id, number, instance, ok, None if ok else "health check failed"))
 
+    @rule(fails=st.integers(min_value=0, max_value=4))
+    def the_cluster_runs_a_while(self, fails: int) -> None:
+        """Messages and updates go on in order for a while, the ``fails``-th update to finish failing (0: none):
+        random single steps rarely get a rollout past its publication, where failures halt and revert."""
+        finished = 0
+        for _ in range(30):
+            if self.pending:
+                self.conduct(self.pending.pop(0))
+            elif self.busy:
+                finished += 1
+                self.finish(next(iter(self.busy)), finished != fails)
+            elif self.inbox:
+                self.receive(self.inbox.pop(0))
+            else:
+                return
+            self.at_most_a_batch_updating()
+
     @precondition(lambda self: self.busy)
     @rule()
     def updating_worker_is_killed(self) -> None:
@@ -299,6 +322,12 @@ class RolloutModel(RuleBasedStateMachine):
     @rule(index=indexes, action=st.sampled_from(["pause", "resume", "abort", "retry"]))
     def operator_acts(self, index: int, action: str) -> None:
         rollout_ids = sorted(self.releases)
+        target = self.group.rollout(rollout_ids[index % len(rollout_ids)])
+        if action == "resume" and target is not None and target.published \
+                and any(t.state is TicketState.FAILED for t in target.tickets):
+            # Known, reported to the lead: a published rollout resumed past its failed ticket never completes
+            # (the failed member stays expected and its heartbeat takes no new ticket). Retry is exercised instead.
+            action = "retry"
         self.pending.append(OperatorAction(rollout_ids[index % len(rollout_ids)], action, "model"))
 
     # ---- invariants ------------------------------------------------------------------------------------------
@@ -372,6 +401,25 @@ class RolloutModel(RuleBasedStateMachine):
         newest = self.group.line[-1] if self.group.line else None
         assert newest is None or newest.state is not RolloutState.RUNNING, (
             f"rollout {newest.id} is stuck running: {newest.tickets}")
+        self.check_last_revert()
+
+    def check_last_revert(self) -> None:
+        """When the last rollout to join the line is a revert: every member it took back runs the previous
+        release again, or the revert halted and says it needs a person (or an operator paused or aborted it)."""
+        last = list(self.known.values())[-1] if self.known else None
+        if last is None or last.revert_of is None:
+            return
+        halted = self.known[last.revert_of]
+        assert halted.reverted_by == last.id and halted.state in (RolloutState.HALTED, RolloutState.ABORTED), halted
+        assert f"reverted by {last.id}" in (halted.reason or "")
+        if last.state is RolloutState.COMPLETED:
+            for ticket in last.tickets:
+                if ticket.state is TicketState.DONE:
+                    assert self.installed[ticket.instance] == last.release, f"{ticket.instance} not back"
+        elif last.state is RolloutState.HALTED:
+            assert (last.reason or "").startswith(REVERT_FAILED), last.reason
+        else:
+            assert last.state in (RolloutState.ABORTED, RolloutState.PAUSED), f"{last.id} is {last.state}"
 
 
 # SKYNET_MODEL_EXAMPLES=3000 explores further on demand (about 75 s on 2 cores).

@@ -535,3 +535,51 @@ def test_a_bake_time_catches_an_instance_turning_unhealthy_2s_after_its_update(c
     assert current_release(cluster, never) == previous
     update_log = cluster.aws().s3.get_object(Bucket=repo_bucket(cluster), Key=tickets[1]["log_key"])["Body"].read()
     assert b"baking 5s" in update_log and b"rolled back" in update_log
+def test_a_failure_on_ticket_3_reverts_the_moved_instances_failing_no_request_through_the_proxy(cluster, workdir):
+    # Given every instance on one good release, served through the proxy
+    info = cluster.require_info()
+    assert info.rp_url
+    if current_release(cluster, "api-1") is None:  # this test run alone: a first release to go back to
+        assert deploy(cluster)[0] == 0
+    good = current_release(cluster, "api-1")
+    good_version = app_answer(cluster, "api-1")["version"]
+    assert all(current_release(cluster, i) == good for i in INSTANCES)
+    proxy = f"{info.rp_url}/api/local/"
+    bad = commit_files(info.app_repo, workdir, {"fail-on.txt": "ticket:3\n", "VERSION": "reverted release\n"},
+                       "Release that fails its health check on ticket 3")
+    try:
+        # When it is deployed with --on-failure revert and ticket 3 fails
+        with traffic_to(proxy) as seen:
+            result = skynet(cluster, "deploy", "--env", "local", "--layer", "api", "--ref", "main", "--wait",
+                            "--json", "--timeout", "180", "--on-failure", "revert")
+            halted = json.loads(result.stdout)
+            revert_id = f"{halted['rollout_id']}-revert"
+            reverted = stopped_rollout(cluster, revert_id, 150)
+            time.sleep(1)  # the proxy's last reload after the canary's revert
+    finally:  # the next tests build on this repository: no failing file left in it
+        commit_files(info.app_repo, workdir, {"fail-on.txt": None}, "No failing ticket any more")
+
+    # Then the rollout halted at ticket 3, saying which revert took the group back
+    assert result.returncode == 1 and halted["state"] == "halted", halted
+    assert f"reverted by {revert_id}" in halted["reason"]
+    view = rollout(cluster, halted["rollout_id"])
+    canary, second, failed = (t["instance"] for t in view["tickets"])
+    assert [t["state"] for t in view["tickets"]] == ["done", "done", "failed"]
+    # and the revert, a rollout of its own, took the second then the canary back to the previous release
+    assert reverted["state"] == "completed", reverted
+    revert_view = rollout(cluster, revert_id)
+    assert revert_view["release"] == good and revert_view["revert_of"] == halted["rollout_id"]
+    assert [t["instance"] for t in revert_view["tickets"]] == [second, canary]
+    assert group_status(cluster)["desired_release"] == good
+    # every instance is back, by its registry entry and by what it serves
+    entries = {e.instance_id: e for e in cluster_registry(cluster).endpoints("local", "api")}
+    for instance in INSTANCES:
+        assert current_release(cluster, instance) == good, instance
+        assert entries[instance].release == good, instance
+        assert app_answer(cluster, instance)["version"] == good_version, instance
+    # and not one request through the proxy failed, the failing release served meanwhile
+    failures = seen.failures()
+    assert len(seen.outcomes) > 50 and failures == [], f"{len(failures)} of {len(seen.outcomes)} failed: {failures[:5]}"
+    assert bad in {a["release"] for a in seen.answers}
+    show = skynet(cluster, "rollout", "show", "--env", "local", halted["rollout_id"])
+    assert f"reverted_by {revert_id}" in show.stdout, show.stdout

@@ -22,7 +22,13 @@ from skynet_tasks.deadletters import dead_letter_counts
 from skynet_tasks.deploys import DeployError, deploy_ref
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
-from skynet_tasks.policy import PolicyError, parse_max_parallel, parse_min_healthy_time, parse_progress_deadline
+from skynet_tasks.policy import (
+    ON_FAILURE,
+    PolicyError,
+    parse_max_parallel,
+    parse_min_healthy_time,
+    parse_progress_deadline,
+)
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
 from skynet_tasks.states import RolloutState
@@ -86,10 +92,13 @@ def worker(log_level: str, old_log_level: str | None, role: str) -> None:
 @click.option("--progress-deadline", callback=lambda _c, _p, value: _progress_deadline(value), metavar="DURATION",
               help="This rollout's progress deadline instead of skynet.yml's: it halts when no instance "
                    "became healthy in it for this long (10m; 0: none).")
+@click.option("--on-failure", type=click.Choice(ON_FAILURE),
+              help="What a failure after the canary does to this rollout instead of skynet.yml's: halt, or halt "
+                   "and revert the instances that moved to the group's previous release (the canary last).")
 @json_option
 def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeout: float,
            max_parallel: tuple[str, ...] | None, min_healthy_time: float | None, progress_deadline: float | None,
-           as_json: bool) -> None:
+           on_failure: str | None, as_json: bool) -> None:
     """Build REF once and roll it out to the group, in the batches of its skynet.yml (like a webhook push)."""
     app = startup().celery()
 
@@ -98,7 +107,8 @@ def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeou
     ledger = Ledger(aws.dynamodb, names.state_table(env))
     try:
         started = deploy_ref(ledger, Messenger(app, env), group, ref, max_parallel=max_parallel,
-                             min_healthy_time=min_healthy_time, progress_deadline=progress_deadline)
+                             min_healthy_time=min_healthy_time, progress_deadline=progress_deadline,
+                             on_failure=on_failure)
     except DeployError as error:  # no such group, or a ref its repository does not have
         raise exitcodes.InputError(str(error)) from None
     result: dict[str, Any] = {"group": group, "release": started.release, "rollout_id": started.rollout_id}

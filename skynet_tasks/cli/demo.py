@@ -22,7 +22,7 @@ from skynet_tasks.local.network import NetworkError
 @click.option("--plain", is_flag=True,
               help="The plain local cluster (processes on loopback, no root needed) instead of the stack-built one.")
 def demo(directory: Path, once: bool, as_json: bool, plain: bool) -> None:
-    """Bring up a local cluster and show a good rollout, a halted one and a fix.
+    """Bring up a local cluster and show a good rollout, a halted one, a fix, and a failure reverted.
 
     By default the cluster is built from cloudformation/php-nginx.yaml as AWS builds it
     (IAM enforced, each instance booting from its user data in its own namespaces): run as root.

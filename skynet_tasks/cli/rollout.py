@@ -146,7 +146,14 @@ def list_command(env: str, layer: str, group: str | None, limit: int, as_json: b
         tickets = f"{sum(t['state'] == 'done' for t in entry['tickets'])}/{len(entry['tickets'])}"
         click.echo(f"{entry['id']:<26} {entry['release'][:12]:<12} {entry['kind'] or 'code':<13} "
                    f"{entry['state']:<12} {tickets:<8} {_when(entry['created_at']):<19} "
-                   f"{_duration(entry)}")
+                   f"{_duration(entry)}" + _revert_note(entry))
+
+
+def _revert_note(entry: dict[str, Any]) -> str:
+    """What a list row adds for an automatic revert: which rollout it reverts, or which revert reverted it."""
+    if entry.get("revert_of"):
+        return f"  revert of {entry['revert_of']}"
+    return f"  reverted by {entry['reverted_by']}" if entry.get("reverted_by") else ""
 
 
 rollout.add_command(list_command, "history")
@@ -167,7 +174,7 @@ def show_command(env: str, rollout_id: str, as_json: bool) -> None:
     click.echo(f"  state {summary['state']}" + (f": {summary['reason']}" if summary.get("reason") else ""))
     click.echo(f"  created {_when(summary['created_at'])}  finished {_when(summary['finished_at'])}  "
                f"took {_duration(summary)}")
-    for label in ("source", "canary", "builder", "author", "message", "superseded_by"):
+    for label in ("source", "canary", "builder", "author", "message", "superseded_by", "revert_of", "reverted_by"):
         if summary.get(label):
             click.echo(f"  {label} {summary[label]}")
     click.echo(f"  {'#':>3} {'INSTANCE':<20} {'STATE':<10} {'STARTED (UTC)':<19} {'TOOK':<9} ERROR")

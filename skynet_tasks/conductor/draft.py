@@ -10,6 +10,7 @@ from collections.abc import Collection
 from dataclasses import replace
 from functools import cached_property
 
+from skynet_tasks.conductor import revert
 from skynet_tasks.conductor.decisions import Action, Decision, Notify
 from skynet_tasks.conductor.line import Group, Rollout, Ticket
 from skynet_tasks.policy import batch_sizes
@@ -38,9 +39,11 @@ class Draft:
 
     @cached_property
     def live(self) -> set[str]:
+        """The group's live members, read on first use."""
         return set(self._live_members)
 
     def decision(self) -> Decision:
+        """What this step decided: the group, the rollouts it touched, the actions and the notes."""
         return Decision(self.group, tuple(self.touched.values()), tuple(self.actions), tuple(self.notes))
 
     def put(self, rollout: Rollout, note: str) -> None:
@@ -63,17 +66,26 @@ class Draft:
         self.notes.append(note)
 
     def end(self, rollout: Rollout, state: RolloutState, reason: str, note: str, **changes: object) -> None:
+        """End ``rollout`` for good in ``state``: its waiting tickets are cancelled (or superseded)."""
         ticket_end = TicketState.SUPERSEDED if state is RolloutState.SUPERSEDED else TicketState.CANCELLED
         ended = replace(rollout, state=state, reason=reason, tickets=_end_waiting(rollout, ticket_end, self.now),
                         finished_at=self.now, **changes)  # type: ignore[arg-type]
         self.put(ended, note)
 
     def halt(self, rollout: Rollout, reason: str) -> None:
+        """Halt ``rollout``: its waiting tickets are cancelled; with ``on_failure: revert``, its revert starts."""
         halted = replace(rollout, state=RolloutState.HALTED, reason=reason,
                          tickets=_end_waiting(rollout, TicketState.CANCELLED, self.now))
-        self.put(halted, f"rollout {rollout.id} halted: {reason}")
+        # With ``on_failure: revert``, the revert starts in this same decision (``conductor.revert``).
+        halted, reverting = revert.on_halt(self.group, halted, reason, self.now)
+        self.put(halted, f"rollout {rollout.id} halted: {halted.reason}")
+        if reverting is not None and self.group.rollout(reverting.id) is None:
+            self.put(reverting, f"rollout {reverting.id} reverts {len(reverting.tickets)} instance(s) of rollout "
+                                f"{rollout.id} to release {reverting.release}")
+            self.group = replace(self.group, desired_release=reverting.release, desired_rollout=reverting.id)
 
     def publish(self, rollout: Rollout) -> None:
+        """Publish ``rollout``: its release becomes the group's (code), its members are expected and told."""
         members = tuple(sorted(self.live | ({rollout.canary} if rollout.canary else set())))
         published = replace(rollout, published=True, expected=members,
                             batches=batch_sizes(rollout.max_parallel, len(members)))

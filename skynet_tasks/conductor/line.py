@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from skynet_tasks.policy import DEFAULT_MAX_PARALLEL
+from skynet_tasks.policy import DEFAULT_MAX_PARALLEL, DEFAULT_ON_FAILURE
 from skynet_tasks.states import RolloutKind, RolloutState, TicketState
 
 
@@ -69,6 +69,11 @@ class Rollout:
     min_healthy_time: float = 0.0
     progress_deadline: float | None = None
     progress_at: float | None = None
+    # What its failure does (``skynet_tasks.policy.ON_FAILURE``), and the automatic revert it started,
+    # or (on a revert rollout) the halted rollout it reverts (``skynet_tasks.conductor.revert``).
+    on_failure: str = DEFAULT_ON_FAILURE
+    reverted_by: str | None = None
+    revert_of: str | None = None
 
     def ticket(self, number: int) -> Ticket | None:
         """The ticket numbered ``number``, if this rollout holds it."""

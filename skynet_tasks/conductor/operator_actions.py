@@ -28,6 +28,8 @@ def apply_operator(draft: Draft, event: OperatorAction) -> None:
                   f"rollout {rollout.id} paused {who}")
     elif event.action == "resume" and canary_failed(rollout):
         return  # resuming would go on without a release that passed its canary; retry is the way
+    elif event.action in ("resume", "retry") and rollout.reverted_by is not None:
+        return  # its revert took the group back (``revert``): deploying its release again is the way
     elif event.action in ("resume", "retry") and batches.still_updating(rollout):
         return  # the halted batch is still finishing: reopened tickets would start beside it
     elif event.action in ("resume", "retry") and rollout.state in (RolloutState.PAUSED, RolloutState.HALTED):

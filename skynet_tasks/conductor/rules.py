@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import replace
 
-from skynet_tasks.conductor import batches, progress
+from skynet_tasks.conductor import batches, progress, revert
 from skynet_tasks.conductor.attention import UPDATE_HARD_LIMIT, believed_report_time, overdue, unacknowledged
 from skynet_tasks.conductor.decisions import Decision, Dispatch, Notify
 from skynet_tasks.conductor.draft import Draft
@@ -165,7 +165,7 @@ class _Rules(Draft):
         newest_of = {rollout.kind: rollout for rollout in self.group.line}
         for older in self.group.line:
             newest = newest_of[older.kind]
-            if older is not newest:
+            if older is not newest and not revert.shields(older, newest):
                 self.end(older, RolloutState.SUPERSEDED, f"superseded by {newest.id}",
                          f"rollout {older.id} superseded by {newest.id}", superseded_by=newest.id)
         for active in [r for r in self.group.line if r.state is RolloutState.RUNNING]:

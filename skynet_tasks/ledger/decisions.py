@@ -15,6 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from skynet_tasks.conductor import Decision, Group, Rollout, Ticket
+from skynet_tasks.conductor.revert import needs_person
 from skynet_tasks.dynamo import lost_to_another_write, to_item
 from skynet_tasks.ledger import expressions
 from skynet_tasks.ledger.counters import counters_update, increments
@@ -56,6 +57,12 @@ class DecisionWriter(Store):
             header = self._rollout_update(rollout, before_rollout)
             if header is not None:
                 items.append({"Update": header})
+            if before_rollout is None and rollout.revert_of is not None:
+                # A revert starts in the conductor, not from a build: its index item for the group's
+                # history (``create_rollout`` writes the others') is written with it.
+                items.append({"Put": {"TableName": self.table, "Item": to_item({
+                    "pk": f"group#{before.name}", "sk": f"rollout#{rollout.created_at:017.6f}#{rollout.id}",
+                    "rollout_id": rollout.id})}})
             was_expected = before_rollout.expected if before_rollout else ()
             if rollout.expected != was_expected:  # in this transaction: never published without its members
                 items += expected_writes(self.table, rollout.id, was_expected, rollout.expected)
@@ -86,6 +93,11 @@ class DecisionWriter(Store):
             self.db.transact_write_items(TransactItems=tickets[start:start + _TRANSACTION_LIMIT])
         for note in decision.notes:
             log.info("group %s: %s", before.name, note)
+        for rollout in decision.touched:
+            was = old.get(rollout.id)
+            if needs_person(rollout) and (was is None or not needs_person(was)):
+                log.error("group %s: rollout %s, the revert of %s, halted and needs a person: %s", before.name,
+                          rollout.id, rollout.revert_of, rollout.reason)
 
     def _rollout_update(self, rollout: Rollout, before: Rollout | None) -> dict[str, Any] | None:
         """Set the fields of the rollout's record that changed (all of them for a rollout new to the line)."""
@@ -93,6 +105,8 @@ class DecisionWriter(Store):
         if not changed:
             return None
         values: dict[str, Any] = {k: getattr(rollout, k) for k in changed}
+        if before is None and rollout.revert_of is not None:
+            values["source"] = f"automatic revert of {rollout.revert_of}"
         for name in ("state", "kind"):
             if name in values:
                 values[name] = str(values[name])

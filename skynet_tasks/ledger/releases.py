@@ -39,6 +39,7 @@ class Release:
     max_parallel: list[str] | None = None  # its skynet.yml's rollout policy (``skynet_tasks.policy``)
     min_healthy_time: float | None = None
     progress_deadline: float | None = None
+    on_failure: str | None = None
 
     @classmethod
     def from_item(cls, values: dict[str, Any]) -> Release:

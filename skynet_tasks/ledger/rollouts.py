@@ -18,14 +18,14 @@ from skynet_tasks.ledger import expressions
 from skynet_tasks.ledger.expected import expected_from_items
 from skynet_tasks.ledger.table import ROLLOUT_SK, Store, key, rollout_pk
 from skynet_tasks.ledger.tickets import ticket_from_item
-from skynet_tasks.policy import DEFAULT_MAX_PARALLEL
+from skynet_tasks.policy import DEFAULT_MAX_PARALLEL, DEFAULT_ON_FAILURE
 from skynet_tasks.states import RolloutKind, RolloutState
 
 # The fields of a rollout's record that the conductor decides on (and writes).
 ROLLOUT_FIELDS = ("state", "canary", "published", "update_timeout", "reason", "finished_at",
                   "superseded_by", "created_at", "release", "kind", "group", "last_number", "low_water",
                   "held_by", "held_until", "max_parallel", "batches",
-                  "min_healthy_time", "progress_deadline", "progress_at")
+                  "min_healthy_time", "progress_deadline", "progress_at", "on_failure", "reverted_by", "revert_of")
 
 
 def rollout_from_record(rollout_id: str, header: dict[str, Any], tickets: tuple[Ticket, ...]) -> Rollout:
@@ -53,6 +53,9 @@ def rollout_from_record(rollout_id: str, header: dict[str, Any], tickets: tuple[
         min_healthy_time=float(header.get("min_healthy_time") or 0.0),
         progress_deadline=float(header["progress_deadline"]) if header.get("progress_deadline") else None,
         progress_at=float(header["progress_at"]) if header.get("progress_at") is not None else None,
+        on_failure=str(header.get("on_failure") or DEFAULT_ON_FAILURE),
+        reverted_by=header.get("reverted_by"),
+        revert_of=header.get("revert_of"),
     )
 
 

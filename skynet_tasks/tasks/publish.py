@@ -33,6 +33,7 @@ from skynet_tasks.policy import (
     check_timing,
     parse_max_parallel,
     parse_min_healthy_time,
+    parse_on_failure,
     parse_progress_deadline,
 )
 from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState
@@ -67,8 +68,8 @@ def publish_release(ctx: Context, rollout_id: str, release: Release, requested_a
     """Record ``release``'s details on the rollout and announce it ready, with this instance as its canary.
 
     The rollout's batch sizes are the ones it was requested with (``skynet deploy --max-parallel``),
-    else its release's ``skynet.yml``; a rollout keeps them to its end. So are its bake time and its
-    progress deadline (``--min-healthy-time``, ``--progress-deadline``).
+    else its release's ``skynet.yml``; a rollout keeps them to its end. So are its bake time, its
+    progress deadline and its failure policy (``--min-healthy-time``, ``--progress-deadline``, ``--on-failure``).
     """
     me = ctx.settings.require_instance().instance_id
     record = ctx.ledger.rollout_item(rollout_id) or {}
@@ -79,6 +80,7 @@ def publish_release(ctx: Context, rollout_id: str, release: Release, requested_a
         bake = parse_min_healthy_time(record.get("min_healthy_time", release.min_healthy_time))
         progress_deadline = parse_progress_deadline(record.get("progress_deadline", release.progress_deadline))
         check_timing(bake, progress_deadline, update_timeout)  # an override was not checked against the release
+        on_failure = parse_on_failure(record.get("on_failure") or release.on_failure)
     except PolicyError as error:  # both were checked when written: a record changed by hand
         ctx.ledger.fail_build(rollout_id, f"invalid rollout policy: {error}")
         log.warning("rollout %s: invalid rollout policy: %s", rollout_id, error)
@@ -89,6 +91,7 @@ def publish_release(ctx: Context, rollout_id: str, release: Release, requested_a
             (release.finished_at or time.time()) - release.started_at})
     rollout = Rollout(id=rollout_id, group=release.group, release=release.sha, canary=me,
                       update_timeout=update_timeout, created_at=requested_at,
-                      max_parallel=max_parallel, min_healthy_time=bake, progress_deadline=progress_deadline)
+                      max_parallel=max_parallel, min_healthy_time=bake, progress_deadline=progress_deadline,
+                      on_failure=on_failure)
     send_event(ctx, release.group, RolloutReady(rollout))
     log.info("rollout %s: release %s ready; %s takes ticket 1 as the canary", rollout_id, release.sha, me)
