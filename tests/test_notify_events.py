@@ -24,6 +24,7 @@ pytestmark = pytest.mark.timeout(30)
 
 MEMBERS = ("a", "b", "c")
 SHA = "5" * 40
+OLD = "4" * 40
 
 
 def steps(group: Group, *events: object, now: float = 100.0) -> tuple[Group, list[tuple[str, NoticeKind]]]:
@@ -86,16 +87,23 @@ def test_abort_and_supersede_are_told():
     assert ("r1", NoticeKind.SUPERSEDED) in told and ("r2", NoticeKind.STARTED) in told
 
 
-def test_a_reason_that_becomes_a_reverts_is_told_reverted_instead_of_its_state():
-    # The revert helper (issue 19, item 2) marks the reverted rollout by its reason until it has a field.
-    before = Group("g", line=(Rollout("r1", "g", SHA, state=RolloutState.HALTED, reason="ticket 2 failed"),))
-    after = replace(before.line[0], state=RolloutState.ABORTED, reason="reverted to the previous release")
-    decision = decide(before, Tick(), 100.0, MEMBERS)
-    decision = replace(decision, group=replace(before, line=()), touched=(after,), notes=("reverted",))
+def test_a_halt_that_starts_an_automatic_revert_is_told_reverted_and_the_revert_started():
+    # Given a published rollout that reverts on failure, in a group with a previous release
+    group = Group("g", desired_release=OLD, previous_release=OLD)
+    reverting = RolloutReady(Rollout(id="r1", group="g", release=SHA, canary="a", update_timeout=60,
+                                     on_failure="revert"))
+    group, _ = steps(group, reverting, TicketTaken("r1", "b"), TicketTaken("r1", "c"),
+                     UpdateReported("r1", 1, "a", ok=True))
 
-    [notice] = notices(before, decision, 100.0)
+    # When ticket 2 fails
+    decision = decide(group, UpdateReported("r1", 2, "b", ok=False, error="health check failed"), 100.0, MEMBERS)
+    told = notices(group, decision, 100.0)
 
-    assert notice.kind is NoticeKind.REVERTED and notice.revert and notice.state is RolloutState.ABORTED
+    # Then the halted rollout is told reverted, and its revert (a rollout of its own) started, marked a revert
+    kinds = [(n.rollout_id, n.kind, n.revert) for n in told]
+    assert kinds[0] == ("r1", NoticeKind.REVERTED, False), kinds
+    [started] = [n for n in told if n.kind is NoticeKind.STARTED]
+    assert started.revert and started.release == OLD and started.rollout_id != "r1"
 
 
 def test_a_notice_survives_its_message_and_a_forged_one_is_refused():

@@ -16,10 +16,6 @@ from typing import Any
 from skynet_tasks.conductor import Decision, Group, Rollout
 from skynet_tasks.states import RolloutKind, RolloutState
 
-# A reason starting so marks a rollout ended by an automatic revert (issue 19, item 2), until the
-# rollout records it in a field of its own (``REVERT_FIELD``).
-REVERT_REASON = "reverted"
-REVERT_FIELD = "revert_of"
 MAX_TEXT = 500  # a reason is an operator's or the conductor's sentence; longer is not a notice's business
 
 
@@ -71,18 +67,20 @@ class Notice:
 
 
 def _marked_revert(rollout: Rollout) -> bool:
-    return bool(getattr(rollout, REVERT_FIELD, None))
+    # A revert rollout (``skynet_tasks.conductor.revert``) names the halted rollout it reverts.
+    return rollout.revert_of is not None
 
 
 def _reason_reverted(rollout: Rollout) -> bool:
-    return (rollout.reason or "").startswith(REVERT_REASON)
+    # A halted rollout whose automatic revert started names it.
+    return rollout.reverted_by is not None
 
 
 def _notice(kind: NoticeKind, rollout: Rollout, now: float) -> Notice:
     return Notice(kind=kind, rollout_id=rollout.id, group=rollout.group, release=rollout.release,
                   rollout_kind=rollout.kind, state=rollout.state, at=now,
                   reason=rollout.reason[:MAX_TEXT] if rollout.reason else None,
-                  revert=_marked_revert(rollout) or _reason_reverted(rollout))
+                  revert=_marked_revert(rollout))
 
 
 def _change(old: Rollout, rollout: Rollout) -> NoticeKind | None:
@@ -101,8 +99,8 @@ def _change(old: Rollout, rollout: Rollout) -> NoticeKind | None:
 def notices(before: Group, decision: Decision, now: float) -> tuple[Notice, ...]:
     """The notices of ``decision``, taken on ``before``: each touched rollout's changes worth telling, in order.
 
-    A rollout joining the line has started (a revert rollout: reverting); one whose reason becomes a
-    revert's was reverted; otherwise its new state says what happened.
+    A rollout joining the line has started (a revert rollout's notices are marked ``revert``); one that
+    halts and starts its automatic revert was reverted; otherwise its new state says what happened.
     """
     was = {rollout.id: rollout for rollout in before.line}
     found: list[Notice] = []
@@ -111,8 +109,7 @@ def notices(before: Group, decision: Decision, now: float) -> tuple[Notice, ...]
         if old is None:
             if rollout.state.finished:
                 continue  # joined and ended in one step: no rollout ran
-            joined = NoticeKind.REVERTED if _marked_revert(rollout) else NoticeKind.STARTED
-            found.append(_notice(joined, rollout, now))
+            found.append(_notice(NoticeKind.STARTED, rollout, now))  # (a revert rollout's notices say revert)
             # What the same step did next (a rollout without a canary is published at once).
             old = replace(rollout, published=False, state=RolloutState.RUNNING, reason=rollout.reason)
         if rollout.published and not old.published:
