@@ -4,8 +4,8 @@ An instance runs one Celery worker (``--role all``), at most two processes:
 
 - the worker's **main process** consumes the instance's own queue and hands its tasks
   (builds, updates, ticket notifications, directed work) to the pool; it also runs the
-  heartbeat and, on a consumer of its own, the **conductor**: the group's maintenance
-  FIFO queue, one message at a time (workers/conductor.py);
+  heartbeat and, on a thread and a broker connection of its own, the **conductor**: the
+  group's maintenance FIFO queue, one message at a time (workers/conductor.py);
 - the pool's one **child** runs the instance's tasks under their hard time limits. It is
   started when a task arrives and stopped after ``POOL_KEEPALIVE`` seconds without one
   (Celery's autoscaler, ``--autoscale 1,0``): an idle instance is one process.
@@ -164,7 +164,10 @@ def run_worker(loglevel: str = "INFO", role: str = "all") -> None:
             register_self(ctx, last_task="proxy started")
         app.steps["consumer"].add(heartbeat_step(ctx))
     if role == "all":
-        app.steps["consumer"].add(conductor_step(app, names.maintenance_queue(settings.env, settings.group)))
+        from skynet_tasks.tasks.base import warm_up
+
+        app.steps["consumer"].add(conductor_step(app, names.maintenance_queue(settings.env, settings.group),
+                                                 warm_up=warm_up))
     # ``all``: the worker's lines say ``work``, its conductor steps' lines ``conductor`` (workers/conductor.py).
     logformat.bind_process(instance=settings.instance_id, group=settings.group,
                            role="work" if role == "all" else role)
