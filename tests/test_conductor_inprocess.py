@@ -253,3 +253,29 @@ def test_stopping_the_conductor_lets_the_step_in_hand_finish_and_settle(app, bro
     while messages_left(sqs, url) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert messages_left(sqs, url) == 0
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's end, on purpose
+def test_a_conductor_whose_thread_ended_unexpectedly_is_started_again_by_the_heartbeat(app):
+    connections: list[float] = []
+
+    def connect():
+        connections.append(time.monotonic())
+        if len(connections) == 1:
+            raise KeyboardInterrupt  # what the thread does not expect: it ends
+        raise ConnectionError("no broker here")  # expected: it waits and connects again, alive
+
+    conductor = Conductor(app, "q", connect=connect)
+    conductor.start()
+    assert conductor.thread is not None
+    conductor.thread.join(5)
+    assert not conductor.thread.is_alive()
+
+    revived = conductor.revive()
+
+    time.sleep(0.5)
+    assert revived and conductor.thread.is_alive() and len(connections) == 2
+    assert not conductor.revive()  # alive: nothing to do
+    conductor.stop(timeout=1)
+    assert not conductor.revive()  # stopped on purpose: not started again

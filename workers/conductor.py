@@ -101,9 +101,23 @@ class Conductor:
         """Start consuming on a new thread; a thread still running (a consumer restart) just carries on."""
         with self.lock:
             self.stopping.clear()
-            if self.thread is None:
+            if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="conductor", daemon=True)
                 self.thread.start()
+
+    def revive(self) -> bool:
+        """Start the thread again if it ended while not stopped (True then): the heartbeat asks every beat.
+
+        The thread outlives every failure it expects; this is for the one it does not, so that a
+        member (and a group of one) never stops conducting while its worker still runs.
+        """
+        with self.lock:
+            if self.stopping.is_set() or self.thread is None or self.thread.is_alive():
+                return False
+            log.error("conductor: its thread had ended; starting it again")
+            self.thread = threading.Thread(target=self._run, name="conductor", daemon=True)
+            self.thread.start()
+            return True
 
     def stop(self, timeout: float) -> None:
         """Stop receiving; wait up to ``timeout`` seconds for a step in hand to finish (never for a receive)."""
@@ -134,7 +148,7 @@ class Conductor:
             try:
                 with self.connect() as connection:
                     self._consume(connection)
-            except Exception:  # noqa: BLE001 - the thread must outlive a broker outage, as the worker does
+            except (Exception, StepTimeout):  # noqa: BLE001 - the thread must outlive a broker outage, as the worker does
                 log.exception("conductor: lost the connection to the maintenance queue %s; reconnecting",
                               self.queue)
                 self.stopping.wait(RECONNECT_AFTER)
@@ -155,10 +169,8 @@ class Conductor:
                     continue
 
 
-def conductor_step(app: Celery, queue: str, warm_up: Callable[[], None] | None = None,
-                   stop_timeout: float = 20.0) -> type[bootsteps.StartStopStep]:
-    """A consumer bootstep that runs the conductor of ``queue`` on a thread of the worker's main process."""
-    conductor = Conductor(app, queue, warm_up=warm_up)
+def conductor_step(conductor: Conductor, stop_timeout: float = 20.0) -> type[bootsteps.StartStopStep]:
+    """A consumer bootstep that runs ``conductor`` on its thread of the worker's main process."""
 
     class ConductorStep(bootsteps.StartStopStep):
         """Starts the conductor's thread with the worker's consumer; stops it, a step in hand done, with it."""
