@@ -3,20 +3,27 @@
 A Celery app with no broker stands for the worker's; the messages are kombu-like objects that record
 how they were settled, because what the queue then does with them (redelivery after the visibility
 timeout, the dead-letter queue after 5 receives) is kombu's and SQS's, tested in test_deadletters.py.
+The conductor's own thread is shown receiving from a real queue on moto's server, beside an event
+loop that never runs (as the worker's, busy with something else).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
 import pytest
 from celery import Celery
+from kombu.asynchronous import Hub, get_event_loop, set_event_loop
 
+from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import BUILD_REQUEST_TASK, MAINTENANCE_TASK
-from workers.conductor import StepTimeout, hard_limit, run_message
+from workers.conductor import Conductor, run_message
+from workers.hard_limit import StepTimeout, hard_limit
 
 
 @dataclass
@@ -41,14 +48,17 @@ class Message:
 def app() -> Celery:
     app = Celery("conductor-test", set_as_current=False)
     app.ran = []  # type: ignore[attr-defined]
+    app.threads = []  # type: ignore[attr-defined]
 
     class Maintenance(app.Task):  # type: ignore[name-defined]
         name, time_limit, acks_on_failure_or_timeout = MAINTENANCE_TASK, 0.5, False
 
         def run(self, group: str, event: dict[str, Any]) -> None:
             app.ran.append((group, event))  # type: ignore[attr-defined]
-            if event.get("sleep"):
-                time.sleep(event["sleep"])
+            app.threads.append(threading.current_thread().name)  # type: ignore[attr-defined]
+            if event.get("sleep"):  # a step of many short calls, as a step's AWS requests are
+                for _ in range(int(event["sleep"] * 20)):
+                    time.sleep(0.05)
             if event.get("fail"):
                 raise RuntimeError("the step failed")
 
@@ -126,4 +136,146 @@ def test_the_hard_limit_leaves_no_alarm_behind():
     time.sleep(0.4)  # an alarm left armed would raise StepTimeout here
 
     with pytest.raises(StepTimeout), hard_limit(0.1):
-        time.sleep(2)
+        for _ in range(40):
+            time.sleep(0.05)
+
+
+def test_a_step_on_a_thread_other_than_the_main_one_is_stopped_at_its_hard_limit_too(app):
+    message = Message(MAINTENANCE_TASK)
+    started = time.monotonic()
+
+    thread = threading.Thread(target=run_message, args=(app, [["g"], {"event": {"sleep": 5}}, {}], message))
+    thread.start()
+    thread.join(10)
+
+    assert time.monotonic() - started < 3 and message.settled == ["reject(requeue=False)"]
+
+
+def test_a_step_stuck_in_one_call_past_its_limit_and_grace_is_handed_over_as_stuck():
+    stuck: list[tuple[float, float]] = []
+    started = time.monotonic()
+
+    with pytest.raises(StepTimeout), hard_limit(0.2, on_stuck=lambda s: stuck.append((s, time.monotonic())),
+                                                grace=0.3):
+        time.sleep(2)  # one blocking call: the limit can stop it only once it returns
+
+    ended = time.monotonic()
+    assert [seconds for seconds, _ in stuck] == [0.5]  # limit + grace
+    assert stuck[0][1] < ended - 1  # handed over while the call still blocked
+    assert ended - started < 5
+
+
+def test_a_step_that_ends_in_time_is_never_taken_for_stuck():
+    stuck: list[float] = []
+
+    with hard_limit(0.2, on_stuck=stuck.append, grace=0.1):
+        pass
+    time.sleep(0.6)
+
+    assert stuck == []
+
+
+@pytest.fixture(scope="module")
+def sqs_server():
+    with pytest.MonkeyPatch.context() as patch:
+        server = MotoServer.start()
+        for key, value in server.environment().items():
+            patch.setenv(key, value)
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        yield boto3.client("sqs")
+        server.stop()
+
+
+@pytest.fixture
+def broker(app, sqs_server, request):
+    """A queue of this test's own on moto's server, and the app's broker pointing there: (client, url, name)."""
+    name = f"skynet-test-conductor-{abs(hash(request.node.name)) % 10**8}"
+    url = sqs_server.create_queue(QueueName=name)["QueueUrl"]
+    app.conf.broker_url = "sqs://"
+    app.conf.broker_transport_options = {"wait_time_seconds": 1, "polling_interval": 0}
+    return sqs_server, url, name
+
+
+@pytest.fixture
+def busy_event_loop():
+    """The process's event loop, as the worker's main thread sets it, never run here (busy elsewhere)."""
+    before = get_event_loop()
+    hub = set_event_loop(Hub())
+    yield hub
+    set_event_loop(before)
+
+
+def messages_left(sqs, url) -> int:
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+@pytest.mark.timeout(60)
+def test_the_conductor_runs_each_message_on_its_own_thread_while_the_event_loop_is_busy(app, broker,
+                                                                                        busy_event_loop):
+    sqs, url, queue = broker
+    warmed: list[str] = []
+    conductor = Conductor(app, queue, warm_up=lambda: warmed.append(threading.current_thread().name))
+    conductor.start()
+    try:
+        for n in range(2):
+            app.send_task(MAINTENANCE_TASK, kwargs={"group": "g", "event": {"n": n}}, queue=queue)
+
+        deadline = time.monotonic() + 20
+        while len(app.ran) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        conductor.stop(timeout=5)
+
+    assert app.ran == [("g", {"n": 0}), ("g", {"n": 1})] or sorted(e["n"] for _, e in app.ran) == [0, 1]
+    assert app.threads == ["conductor", "conductor"] and warmed == ["conductor"]
+    assert not busy_event_loop._ready and not busy_event_loop.timer.queue  # nothing handed to the loop
+    deadline = time.monotonic() + 10
+    while messages_left(sqs, url) and time.monotonic() < deadline:  # acknowledged: deleted from the queue
+        time.sleep(0.1)
+    assert messages_left(sqs, url) == 0
+
+
+@pytest.mark.timeout(60)
+def test_stopping_the_conductor_lets_the_step_in_hand_finish_and_settle(app, broker):
+    sqs, url, queue = broker
+    conductor = Conductor(app, queue)
+    conductor.start()
+    app.send_task(MAINTENANCE_TASK, kwargs={"group": "g", "event": {"sleep": 0.4}}, queue=queue)
+    deadline = time.monotonic() + 20
+    while not app.ran and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    conductor.stop(timeout=10)  # the step sleeps 0.4 s (its limit is 0.5 s)
+
+    assert app.ran and conductor.idle.is_set()
+    deadline = time.monotonic() + 10
+    while messages_left(sqs, url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert messages_left(sqs, url) == 0
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's end, on purpose
+def test_a_conductor_whose_thread_ended_unexpectedly_is_started_again_by_the_heartbeat(app):
+    connections: list[float] = []
+
+    def connect():
+        connections.append(time.monotonic())
+        if len(connections) == 1:
+            raise KeyboardInterrupt  # what the thread does not expect: it ends
+        raise ConnectionError("no broker here")  # expected: it waits and connects again, alive
+
+    conductor = Conductor(app, "q", connect=connect)
+    conductor.start()
+    assert conductor.thread is not None
+    conductor.thread.join(5)
+    assert not conductor.thread.is_alive()
+
+    revived = conductor.revive()
+
+    time.sleep(0.5)
+    assert revived and conductor.thread.is_alive() and len(connections) == 2
+    assert not conductor.revive()  # alive: nothing to do
+    conductor.stop(timeout=1)
+    assert not conductor.revive()  # stopped on purpose: not started again

@@ -1,19 +1,21 @@
-"""The conductor inside the worker's main process: the group's maintenance queue, one message at a time.
+"""The conductor inside the worker's process: the group's maintenance queue, one message at a time.
 
 Conductor steps (and build requests, which only hand the build to this instance's own
 queue) take milliseconds. They used to run in a second Celery worker process, with a pool
 child of its own, so that a step never waited behind a build or an update: two of the
 instance's four processes, about 125 MB, for work that is idle nearly all the time.
 
-Here the main process of the work worker consumes the maintenance queue itself, with a
-consumer of its own on a channel of its own (prefetch 1, so a FIFO message group is
-handled one message at a time, in order), and runs each step on its event loop, where
-the heartbeat already runs. Builds and updates run in the pool's child, so a step never
-waits behind them; the loop is busy only for the step itself.
+Here the work worker's main process consumes the maintenance queue itself, on a thread of its
+own with a broker connection of its own (prefetch 1, so a FIFO message group is handled one
+message at a time, in order), and runs each step on that thread. Builds and updates run in the
+pool's child, so a step never waits behind them; and since the thread is not the worker's event
+loop, a step never waits behind the loop's work (the heartbeat, handing the instance's own
+messages to the child) and never holds it up: a member whose update is dispatched while it runs
+a step for its group receives the update at once. (The steps ran on the event loop before, and
+hand-offs waited behind them: benchmarks/RESULTS.md.)
 
 A step keeps a hard time limit, as its task declares (``time_limit``): past it the step is
-interrupted (SIGALRM in the main thread, as Celery's soft limit does in a pool child) and
-its message is handled like any failure.
+interrupted (workers/hard_limit.py) and its message is handled like any failure.
 
 What is trusted: the message comes from the group's maintenance queue, which only Skynet's
 own roles may send to (IAM); its task name is still checked against the tasks the conductor
@@ -23,44 +25,26 @@ runs, and its arguments are validated by the task itself.
 from __future__ import annotations
 
 import logging
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, bootsteps
-from kombu import Consumer, Queue
+from kombu import Connection, Consumer, Queue
 
 from skynet_tasks import logformat
 from skynet_tasks.messages import BUILD_REQUEST_TASK, MAINTENANCE_TASK, PUBLISH_TASK
+from workers.hard_limit import StepTimeout, hard_limit
 
 log = logging.getLogger(__name__)
 
 # The tasks a maintenance queue carries (``messages.Messenger``); anything else is refused.
 CONDUCTOR_TASKS = frozenset({MAINTENANCE_TASK, BUILD_REQUEST_TASK, PUBLISH_TASK})
+RECONNECT_AFTER = 2.0  # seconds between a lost broker connection and the next one
+DRAIN_SECONDS = 60.0  # a receive ends after its long poll anyway; this only bounds kombu's own wait loop
 
-
-class StepTimeout(Exception):
-    """A conductor step ran past its task's hard time limit."""
-
-
-@contextmanager
-def hard_limit(seconds: float | None) -> Iterator[None]:
-    """Interrupt the block with StepTimeout after ``seconds`` (main thread only; no limit for None)."""
-    if not seconds:
-        yield
-        return
-
-    def expire(*_: object) -> None:
-        raise StepTimeout(f"conductor step ran past its hard time limit of {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+__all__ = ["CONDUCTOR_TASKS", "Conductor", "StepTimeout", "conductor_step", "run_message"]
 
 
 def run_message(app: Celery, body: Any, message: Any) -> None:
@@ -82,9 +66,13 @@ def run_message(app: Celery, body: Any, message: Any) -> None:
         try:
             if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
                 raise ValueError(f"not a task message body of protocol 2: {type(body).__name__}")
+            started, cpu = time.monotonic(), time.thread_time()
             with hard_limit(task.time_limit):
                 task(*args, **kwargs)
-        except Exception:  # noqa: BLE001 - any failure: the message is settled by the task's rule below
+            # Where a hand-off's time goes: a step's wall time far above its CPU time is time waiting on AWS.
+            log.debug("conductor step %s took %.1f ms, %.1f ms of it on the CPU", name,
+                      (time.monotonic() - started) * 1000, (time.thread_time() - cpu) * 1000)
+        except (Exception, StepTimeout):  # noqa: BLE001 - any failure: the message is settled by the task's rule
             log.exception("conductor step %s failed", name)
             if task.acks_on_failure_or_timeout:
                 message.ack()
@@ -94,17 +82,110 @@ def run_message(app: Celery, body: Any, message: Any) -> None:
     message.ack()
 
 
-def conductor_step(app: Celery, queue: str) -> type[bootsteps.ConsumerStep]:
-    """A consumer bootstep that runs the conductor's tasks of ``queue`` in the worker's main process."""
+class Conductor:
+    """Consumes a group's maintenance queue on a thread and a broker connection of its own, one step at a time.
 
-    class Conductor(bootsteps.ConsumerStep):
-        """Consumes the group's maintenance queue on its own channel and runs each step in place."""
+    ``connect`` makes the thread's connection (the app's broker, with its transport options: the
+    same long poll as the worker's own queue). ``warm_up`` runs on the thread before the first
+    receive: what the first step would otherwise build on the hand-off's path (AWS clients, the
+    producer's channel). A lost connection is made again after ``RECONNECT_AFTER`` seconds.
+    """
 
-        def get_consumers(self, channel: Any) -> list[Consumer]:
-            return [Consumer(channel, queues=[Queue(queue)], callbacks=[self.on_message], prefetch_count=1,
-                             accept=["json"], no_ack=False)]
+    def __init__(self, app: Celery, queue: str, connect: Callable[[], Connection] | None = None,
+                 warm_up: Callable[[], None] | None = None) -> None:
+        self.app, self.queue = app, queue
+        self.connect = connect or app.connection_for_read
+        self.warm_up = warm_up
+        self.stopping = threading.Event()
+        self.idle = threading.Event()  # set while no step runs
+        self.idle.set()
+        self.thread: threading.Thread | None = None  # None once it ended, under ``lock``
+        self.lock = threading.Lock()
 
-        def on_message(self, body: Any, message: Any) -> None:
-            run_message(app, body, message)
+    def start(self) -> None:
+        """Start consuming on a new thread; a thread still running (a consumer restart) just carries on."""
+        with self.lock:
+            self.stopping.clear()
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="conductor", daemon=True)
+                self.thread.start()
 
-    return Conductor
+    def revive(self) -> bool:
+        """Start the thread again if it ended while not stopped (True then): the heartbeat asks every beat.
+
+        The thread outlives every failure it expects; this is for the one it does not, so that a
+        member (and a group of one) never stops conducting while its worker still runs.
+        """
+        with self.lock:
+            if self.stopping.is_set() or self.thread is None or self.thread.is_alive():
+                return False
+            log.error("conductor: its thread had ended; starting it again")
+            self.thread = threading.Thread(target=self._run, name="conductor", daemon=True)
+            self.thread.start()
+            return True
+
+    def stop(self, timeout: float) -> None:
+        """Stop receiving; wait up to ``timeout`` seconds for a step in hand to finish (never for a receive)."""
+        self.stopping.set()
+        if not self.idle.wait(timeout):
+            log.warning("conductor: a step still runs after %g s of the worker's shutdown; its message returns"
+                        " after its visibility timeout", timeout)
+
+    def on_message(self, body: Any, message: Any) -> None:
+        """Run one maintenance message's step (also when stopping: it was received, so it is handled)."""
+        self.idle.clear()
+        try:
+            run_message(self.app, body, message)
+        finally:
+            self.idle.set()
+
+    def _run(self) -> None:
+        if self.warm_up is not None:
+            try:
+                self.warm_up()
+            except Exception:  # noqa: BLE001 - the first step builds whatever is still missing
+                log.warning("conductor: warm-up failed; the first step builds what it needs", exc_info=True)
+        while True:
+            with self.lock:  # a start() meanwhile clears ``stopping``, or finds no thread and starts one
+                if self.stopping.is_set():
+                    self.thread = None
+                    return
+            try:
+                with self.connect() as connection:
+                    self._consume(connection)
+            except (Exception, StepTimeout):  # noqa: BLE001 - the thread must outlive a broker outage, as the worker does
+                log.exception("conductor: lost the connection to the maintenance queue %s; reconnecting",
+                              self.queue)
+                self.stopping.wait(RECONNECT_AFTER)
+
+    def _consume(self, connection: Connection) -> None:
+        channel = connection.channel()
+        # kombu's SQS channel takes the process's event loop, if there is one (the worker's), and would
+        # receive on it, from the loop's thread: this one receives on its own, with blocking long polls.
+        channel.hub = None
+        consumer = Consumer(channel, queues=[Queue(self.queue)], callbacks=[self.on_message],
+                            prefetch_count=1, accept=["json"], no_ack=False)
+        with consumer:
+            while not self.stopping.is_set():
+                try:
+                    # One long poll (the transport's ``wait_time_seconds``), its message run by ``on_message``.
+                    connection.drain_events(timeout=DRAIN_SECONDS)
+                except TimeoutError:
+                    continue
+
+
+def conductor_step(conductor: Conductor, stop_timeout: float = 20.0) -> type[bootsteps.StartStopStep]:
+    """A consumer bootstep that runs ``conductor`` on its thread of the worker's main process."""
+
+    class ConductorStep(bootsteps.StartStopStep):
+        """Starts the conductor's thread with the worker's consumer; stops it, a step in hand done, with it."""
+
+        def start(self, consumer: Any) -> None:
+            """Start the conductor's thread (or keep the one running)."""
+            conductor.start()
+
+        def stop(self, consumer: Any) -> None:
+            """Stop the conductor's receiving, waiting a while for a step in hand."""
+            conductor.stop(stop_timeout)
+
+    return ConductorStep

@@ -4,8 +4,8 @@ An instance runs one Celery worker (``--role all``), at most two processes:
 
 - the worker's **main process** consumes the instance's own queue and hands its tasks
   (builds, updates, ticket notifications, directed work) to the pool; it also runs the
-  heartbeat and, on a consumer of its own, the **conductor**: the group's maintenance
-  FIFO queue, one message at a time (workers/conductor.py);
+  heartbeat and, on a thread and a broker connection of its own, the **conductor**: the
+  group's maintenance FIFO queue, one message at a time (workers/conductor.py);
 - the pool's one **child** runs the instance's tasks under their hard time limits. It is
   started when a task arrives and stopped after ``POOL_KEEPALIVE`` seconds without one
   (Celery's autoscaler, ``--autoscale 1,0``): an idle instance is one process.
@@ -40,7 +40,7 @@ from skynet_tasks.context import Context
 from skynet_tasks.queues import instance_queue
 from skynet_tasks.registration import register_self
 from skynet_tasks.settings import Settings
-from workers.conductor import conductor_step
+from workers.conductor import Conductor, conductor_step
 from workers.identity import resolve_identity
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def watch_lifecycle(ctx: Context, hook: str) -> None:
                                                      threading.Event()), name="lifecycle", daemon=True).start()
 
 
-def heartbeat_step(ctx: Context) -> type[bootsteps.StartStopStep]:
+def heartbeat_step(ctx: Context, conductor: Conductor | None = None) -> type[bootsteps.StartStopStep]:
     """A consumer bootstep that runs this instance's heartbeat every heartbeat interval, when idle.
 
     A heartbeat is the ``re_register`` task, run through its own ``run`` with ``ctx`` as
@@ -89,7 +89,8 @@ def heartbeat_step(ctx: Context) -> type[bootsteps.StartStopStep]:
     registers. A task in hand keeps the registration fresh itself
     (``registration.keep_registered``). Running it here instead of as a message to the
     instance's own queue saves three SQS requests per beat (send, receive, delete): a
-    third of an idle instance's requests.
+    third of an idle instance's requests. Each beat also starts the ``conductor``'s thread
+    again if it ended (``Conductor.revive``), so a fresh heartbeat proves both consume.
     """
     from skynet_tasks.tasks.base import SkynetTask
     from skynet_tasks.tasks.re_register import re_register
@@ -110,6 +111,8 @@ def heartbeat_step(ctx: Context) -> type[bootsteps.StartStopStep]:
 
         def beat(self) -> None:
             """One heartbeat (the ``re_register`` task's body), unless the worker holds a task."""
+            if conductor is not None:
+                conductor.revive()
             if worker_state.reserved_requests or worker_state.active_requests:
                 return
             try:
@@ -144,6 +147,11 @@ def run_worker(loglevel: str = "INFO", role: str = "all") -> None:
 
     configure(app, settings)  # the tasks' app, with the settings of this start
 
+    conductor = None
+    if role == "all":
+        from skynet_tasks.tasks.base import warm_up
+
+        conductor = Conductor(app, names.maintenance_queue(settings.env, settings.group), warm_up=warm_up)
     if role != "conductor":
         ctx = Context.create(settings, app)
         ctx.queues.ensure(instance_queue(settings.env, settings.instance_id))
@@ -162,9 +170,9 @@ def run_worker(loglevel: str = "INFO", role: str = "all") -> None:
             poll = start_proxy(ctx)
             worker_shutdown.connect(lambda **_: stop_proxy(ctx, poll), weak=False)
             register_self(ctx, last_task="proxy started")
-        app.steps["consumer"].add(heartbeat_step(ctx))
-    if role == "all":
-        app.steps["consumer"].add(conductor_step(app, names.maintenance_queue(settings.env, settings.group)))
+        app.steps["consumer"].add(heartbeat_step(ctx, conductor))
+    if conductor is not None:
+        app.steps["consumer"].add(conductor_step(conductor))
     # ``all``: the worker's lines say ``work``, its conductor steps' lines ``conductor`` (workers/conductor.py).
     logformat.bind_process(instance=settings.instance_id, group=settings.group,
                            role="work" if role == "all" else role)
