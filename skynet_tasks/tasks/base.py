@@ -24,6 +24,19 @@ from skynet_tasks.taskruns import TaskRuns
 
 log = logging.getLogger(__name__)
 
+# One Context build at a time in a process: a pool child's warm-up thread and its first task would
+# otherwise both build AWS clients at once, doubling the CPU before the update can acknowledge.
+# A child gets a lock of its own, since a fork may happen while another thread holds this one.
+_building = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    global _building
+    _building = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
 
 class SkynetTask(Task):
     """A task with the worker's Context, built once per process on first use."""
@@ -39,11 +52,15 @@ class SkynetTask(Task):
     def context(cls) -> Context:
         """This process's Context for its tasks: the adopted one, or one built from the worker's settings."""
         ctx = SkynetTask._context
-        if ctx is None or SkynetTask._context_pid != os.getpid():
-            # The settings the worker built at start and configured the app with.
-            ctx = Context.create(settings_of(app), app)
-            SkynetTask.adopt(ctx)
-        return ctx
+        if ctx is not None and SkynetTask._context_pid == os.getpid():
+            return ctx
+        with _building:
+            ctx = SkynetTask._context
+            if ctx is None or SkynetTask._context_pid != os.getpid():
+                # The settings the worker built at start and configured the app with.
+                ctx = Context.create(settings_of(app), app)
+                SkynetTask.adopt(ctx)
+            return ctx
 
     @classmethod
     def adopt(cls, ctx: Context) -> None:
