@@ -41,7 +41,7 @@ def group_source(ledger: Ledger, group: str) -> tuple[str, str]:
 
 def request_build(ledger: Ledger, messenger: Messenger, group: str, repo: str, branch: str, sha: str, source: str,
                   rollout_id: str | None = None, forced: bool = False,
-                  max_parallel: tuple[str, ...] | None = None) -> StartedBuild:
+                  max_parallel: tuple[str, ...] | None = None, ignore_windows: bool = False) -> StartedBuild:
     """Record and enqueue the build of ``sha`` for ``group``; the first member to receive it builds and is the canary.
 
     The rollout is recorded before the message is sent: a message can be swallowed
@@ -50,7 +50,8 @@ def request_build(ledger: Ledger, messenger: Messenger, group: str, repo: str, b
     that no instance started (``membership.nudge_stalled_builds``). ``forced``: a push that moved
     its branch back, built although it is older than the running release; the record says so.
     ``max_parallel``: this rollout's batch sizes (``skynet_tasks.policy``, checked by the caller),
-    instead of the ones in the release's ``skynet.yml``.
+    instead of the ones in the release's ``skynet.yml``. ``ignore_windows``: the rollout starts outside
+    its maintenance windows (``skynet deploy --now``; the caller records who asked in the audit trail).
     """
     names.check_name_part("group", group)
     gitrepo.check_sha(sha)
@@ -58,20 +59,23 @@ def request_build(ledger: Ledger, messenger: Messenger, group: str, repo: str, b
                            source=source, requested_at=time.time(), forced=forced)
     ledger.create_rollout(request.rollout_id, group, sha, RolloutKind.CODE, {
         "repo": repo, "branch": branch, "source": source, "requested_at": request.requested_at,
-        **({"forced": True} if forced else {}), **({"max_parallel": list(max_parallel)} if max_parallel else {})})
+        **({"forced": True} if forced else {}), **({"max_parallel": list(max_parallel)} if max_parallel else {}),
+        **({"ignore_windows": True} if ignore_windows else {})})
     messenger.build(group, request.to_dict())
     return StartedBuild(group=group, release=sha, rollout_id=request.rollout_id)
 
 
 def deploy_ref(ledger: Ledger, messenger: Messenger, group: str, ref: str, source: str = "cli",
-               max_parallel: tuple[str, ...] | None = None) -> StartedBuild:
-    """Resolve ``ref`` in the group's repository and request its build (with ``max_parallel``, in batches of that)."""
+               max_parallel: tuple[str, ...] | None = None, ignore_windows: bool = False) -> StartedBuild:
+    """Resolve ``ref`` in the group's repository and request its build (with ``max_parallel``, in batches of that;
+    with ``ignore_windows``, outside its maintenance windows too)."""
     repo, branch = group_source(ledger, group)
     try:
         sha = gitrepo.resolve_ref(repo, ref)
     except gitrepo.GitError as error:
         raise DeployError(str(error)) from error
-    return request_build(ledger, messenger, group, repo, branch, sha, source, max_parallel=max_parallel)
+    return request_build(ledger, messenger, group, repo, branch, sha, source, max_parallel=max_parallel,
+                         ignore_windows=ignore_windows)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from skynet_tasks.conductor import (
     TicketTaken,
     UpdateReported,
 )
-from skynet_tasks.policy import PolicyError, parse_max_parallel
+from skynet_tasks.policy import PolicyError, parse_canary, parse_duration, parse_max_parallel
+from skynet_tasks.policy_windows import WindowError, parse_windows
 from skynet_tasks.states import RolloutKind
 
 # The longest update error a report carries (the ledger keeps it on the ticket, the dashboard shows it).
@@ -52,7 +53,9 @@ def to_message(event: Event) -> tuple[dict[str, Any], str]:
         r = event.rollout
         return ({"type": "rollout_ready", "rollout_id": r.id, "group": r.group, "release": r.release,
                  "kind": str(r.kind), "canary": r.canary, "update_timeout": r.update_timeout,
-                 "created_at": r.created_at, "max_parallel": list(r.max_parallel)}, f"ready:{r.id}")
+                 "created_at": r.created_at, "max_parallel": list(r.max_parallel), "promotion": r.promotion,
+                 "promote_timeout": r.promote_timeout, "windows": list(r.windows),
+                 "ignore_windows": r.ignore_windows}, f"ready:{r.id}")
     if isinstance(event, TicketTaken):
         return ({"type": "ticket_taken", "rollout_id": event.rollout_id, "instance": event.instance},
                 f"ticket:{event.rollout_id}:{event.instance}")
@@ -83,14 +86,21 @@ def from_message(data: Any) -> Event:
             rollout_kind = RolloutKind(str(data.get("kind")))
         except ValueError:
             raise BadEvent(f"unknown rollout kind {data.get('kind')!r}") from None
-        try:  # absent from the messages of an agent older than the rollout policy: one at a time
+        try:  # absent from the messages of an agent older than the rollout policy: one at a time, auto, any time
             max_parallel = parse_max_parallel(data.get("max_parallel"), "max_parallel")
-        except PolicyError as refused:
+            promotion = parse_canary(data.get("promotion"), "promotion")
+            promote_timeout = parse_duration(data.get("promote_timeout"), "promote_timeout")
+            windows = parse_windows(data.get("windows") or None, "windows")
+        except (PolicyError, WindowError) as refused:
             raise BadEvent(str(refused)) from None
+        if not isinstance(data.get("ignore_windows", False), bool):
+            raise BadEvent("ignore_windows must be true or false")
         return RolloutReady(Rollout(id=_text(data, "rollout_id"), group=_text(data, "group"),
                                     release=_text(data, "release"), kind=rollout_kind, canary=canary,
                                     update_timeout=float(timeout), created_at=float(data.get("created_at") or 0),
-                                    max_parallel=max_parallel))
+                                    max_parallel=max_parallel, promotion=promotion,
+                                    promote_timeout=promote_timeout, windows=windows,
+                                    ignore_windows=bool(data.get("ignore_windows", False))))
     if kind == "ticket_taken":
         return TicketTaken(_text(data, "rollout_id"), _instance(data))
     if kind == "update_reported":

@@ -8,6 +8,10 @@ A rollout event's copy (``skynet_tasks.events``) is untrusted and goes through t
 ``max_parallel`` is, as Ansible's ``serial``, a count, a percentage of the group, or a ramp
 (a list of those): each batch's size in turn, the last one repeating. The canary, when a rollout
 has one, always updates alone and is not one of the batches.
+
+``canary: manual`` holds a rollout after its canary's success until an operator promotes it
+(``promote_timeout``: aborted if nobody does in time); ``windows`` (``skynet_tasks.policy_windows``)
+are the maintenance windows outside which no ticket starts.
 """
 
 from __future__ import annotations
@@ -17,11 +21,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from skynet_tasks.policy_windows import WindowError, parse_windows
+
 # The rollout's batch size when nothing says otherwise: one instance at a time.
 DEFAULT_MAX_PARALLEL: tuple[str, ...] = ("1",)
 MAX_COUNT = 10_000
 MAX_RAMP = 20
-POLICY_KEYS = ("max_parallel",)
+POLICY_KEYS = ("max_parallel", "canary", "promote_timeout", "windows")
+CANARY_MODES = ("auto", "manual")
+MAX_PROMOTE_TIMEOUT = 30 * 86400
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)?$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
 _COUNT = re.compile(r"^\d+$")
 RULE = "a count of at least 1, a percentage above 0% and at most 100% (\"25%\"), or a list of these"
@@ -36,6 +46,15 @@ class RolloutPolicy:
     """How a group's rollouts proceed: the batch sizes, normalised (``"2"``, ``"25%"``)."""
 
     max_parallel: tuple[str, ...] = DEFAULT_MAX_PARALLEL
+    canary: str = "auto"
+    promote_timeout: float | None = None
+    windows: tuple[str, ...] = ()
+
+    def record(self) -> dict[str, Any]:
+        """The policy as a release's record keeps it (``parse_policy`` reads it back)."""
+        return {"max_parallel": list(self.max_parallel), "canary": self.canary,
+                **({"promote_timeout": self.promote_timeout} if self.promote_timeout is not None else {}),
+                **({"windows": list(self.windows)} if self.windows else {})}
 
 
 def _step(value: Any, where: str) -> str:
@@ -79,7 +98,38 @@ def parse_policy(value: Any, where: str = "rollout") -> RolloutPolicy:
     unknown = sorted(str(k) for k in set(value) - set(POLICY_KEYS))
     if unknown:
         raise PolicyError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(POLICY_KEYS)})")
-    return RolloutPolicy(max_parallel=parse_max_parallel(value.get("max_parallel"), f"{where}.max_parallel"))
+    try:
+        windows = parse_windows(value.get("windows"), f"{where}.windows")
+    except WindowError as error:
+        raise PolicyError(str(error)) from None
+    return RolloutPolicy(max_parallel=parse_max_parallel(value.get("max_parallel"), f"{where}.max_parallel"),
+                         canary=parse_canary(value.get("canary"), f"{where}.canary"),
+                         promote_timeout=parse_duration(value.get("promote_timeout"), f"{where}.promote_timeout"),
+                         windows=windows)
+
+
+def parse_canary(value: Any, where: str = "rollout.canary") -> str:
+    """``auto`` (the canary's success publishes the release) or ``manual`` (an operator promotes it)."""
+    if value is None:
+        return "auto"
+    if value not in CANARY_MODES:
+        raise PolicyError(f"{where}: {value!r} is not a canary mode: expected auto or manual")
+    return str(value)
+
+
+def parse_duration(value: Any, where: str) -> float | None:
+    """Seconds from a number or a text such as ``"90"``, ``"30m"``, ``"2h"``, ``"1d"``; None if None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise PolicyError(f"{where}: {value!r} is not a duration: expected seconds or a text such as \"30m\"")
+    match = _DURATION.match(str(value).strip().lower())
+    if match is None:
+        raise PolicyError(f"{where}: {value!r} is not a duration: expected seconds or a text such as \"30m\", \"2h\"")
+    seconds = float(match.group(1)) * _UNIT[match.group(2) or "s"]
+    if not 1 <= seconds <= MAX_PROMOTE_TIMEOUT:
+        raise PolicyError(f"{where}: {value!r} is out of range: at least 1 s and at most 30 days")
+    return seconds
 
 
 def batch_sizes(max_parallel: tuple[str, ...], group_size: int) -> tuple[int, ...]:

@@ -63,6 +63,14 @@ class Rollout:
     # was created with them, and the counts they come to in its group, fixed at publication.
     max_parallel: tuple[str, ...] = DEFAULT_MAX_PARALLEL
     batches: tuple[int, ...] = ()
+    # Manual promotion (``promotion``): "auto" or "manual", the seconds an operator has to promote it
+    # (None: no limit), and when its canary's success started the wait.
+    promotion: str = "auto"
+    promote_timeout: float | None = None
+    promotable_at: float | None = None
+    # Its maintenance windows (``windows``: normalised lines; none: any time), and ``skynet deploy --now``.
+    windows: tuple[str, ...] = ()
+    ignore_windows: bool = False
 
     def ticket(self, number: int) -> Ticket | None:
         """The ticket numbered ``number``, if this rollout holds it."""

@@ -24,7 +24,8 @@ from skynet_tasks.states import RolloutKind, RolloutState
 # The fields of a rollout's record that the conductor decides on (and writes).
 ROLLOUT_FIELDS = ("state", "canary", "published", "update_timeout", "reason", "finished_at",
                   "superseded_by", "created_at", "release", "kind", "group", "last_number", "low_water",
-                  "held_by", "held_until", "max_parallel", "batches")
+                  "held_by", "held_until", "max_parallel", "batches", "promotion", "promote_timeout",
+                  "promotable_at", "windows", "ignore_windows")
 
 
 def rollout_from_record(rollout_id: str, header: dict[str, Any], tickets: tuple[Ticket, ...]) -> Rollout:
@@ -49,6 +50,11 @@ def rollout_from_record(rollout_id: str, header: dict[str, Any], tickets: tuple[
         low_water=int(header.get("low_water", 1)),
         max_parallel=tuple(str(s) for s in header.get("max_parallel") or DEFAULT_MAX_PARALLEL),
         batches=tuple(int(b) for b in header.get("batches") or ()),
+        promotion=str(header.get("promotion") or "auto"),
+        promote_timeout=float(header["promote_timeout"]) if header.get("promote_timeout") is not None else None,
+        promotable_at=float(header["promotable_at"]) if header.get("promotable_at") is not None else None,
+        windows=tuple(str(w) for w in header.get("windows") or ()),
+        ignore_windows=bool(header.get("ignore_windows", False)),
     )
 
 

@@ -28,7 +28,7 @@ from skynet_tasks.conductor import Rollout, RolloutReady
 from skynet_tasks.context import Context
 from skynet_tasks.ledger import Release
 from skynet_tasks.messages import PUBLISH_TASK
-from skynet_tasks.policy import PolicyError, parse_max_parallel
+from skynet_tasks.policy import PolicyError, RolloutPolicy, parse_max_parallel, parse_policy
 from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState
 from skynet_tasks.tasks.base import SkynetTask, send_event
 
@@ -61,12 +61,15 @@ def publish_release(ctx: Context, rollout_id: str, release: Release, requested_a
     """Record ``release``'s details on the rollout and announce it ready, with this instance as its canary.
 
     The rollout's batch sizes are the ones it was requested with (``skynet deploy --max-parallel``),
-    else its release's ``skynet.yml``; a rollout keeps them to its end.
+    else its release's ``skynet.yml``; a rollout keeps them to its end, as it keeps the rest of that
+    policy (manual promotion, maintenance windows, unless requested with ``skynet deploy --now``).
     """
     me = ctx.settings.require_instance().instance_id
-    requested = (ctx.ledger.rollout_item(rollout_id) or {}).get("max_parallel")
+    record = ctx.ledger.rollout_item(rollout_id) or {}
+    requested = record.get("max_parallel")
     try:
         max_parallel = parse_max_parallel(requested or release.max_parallel)
+        policy = parse_policy(release.rollout_policy) if release.rollout_policy else RolloutPolicy()
     except PolicyError as error:  # both were checked when written: a record changed by hand
         ctx.ledger.fail_build(rollout_id, f"invalid rollout policy: {error}")
         log.warning("rollout %s: invalid rollout policy: %s", rollout_id, error)
@@ -77,6 +80,7 @@ def publish_release(ctx: Context, rollout_id: str, release: Release, requested_a
             (release.finished_at or time.time()) - release.started_at})
     rollout = Rollout(id=rollout_id, group=release.group, release=release.sha, canary=me,
                       update_timeout=float(release.update_timeout or 300.0), created_at=requested_at,
-                      max_parallel=max_parallel)
+                      max_parallel=max_parallel, promotion=policy.canary, promote_timeout=policy.promote_timeout,
+                      windows=policy.windows, ignore_windows=bool(record.get("ignore_windows")))
     send_event(ctx, release.group, RolloutReady(rollout))
     log.info("rollout %s: release %s ready; %s takes ticket 1 as the canary", rollout_id, release.sha, me)
