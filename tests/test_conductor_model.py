@@ -4,7 +4,9 @@ The conductor (``skynet_tasks.conductor.decide``) is driven by random sequences 
 what the field throws at it: pushes, tickets taken, updates that succeed, fail or
 die with their worker, messages delivered twice, late, out of order or not at all,
 heartbeats, members leaving and coming back, and operator actions, for rollouts of
-random batch sizes (``max_parallel``: a count from 1 to 5, a percentage, a ramp). A small model
+random batch sizes (``max_parallel``: a count from 1 to 5, a percentage, a ramp) and random
+promotion (``canary: manual``, with or without a ``promote_timeout``: promotes and timeouts come
+at random, and only a promote publishes a manual rollout). A small model
 of the instances plays the other side the way the real handlers do (an instance
 updates only after acknowledging that its ticket is still updating, as
 ``Ledger.acknowledge_ticket`` checks). After every step the invariants are checked;
@@ -38,6 +40,7 @@ from skynet_tasks.conductor import (
     decide,
 )
 from skynet_tasks.conductor.batches import batch_of
+from skynet_tasks.conductor.promotion import awaiting
 from skynet_tasks.ledger.reads import focus_of, needs_every_ticket, partial_view
 from skynet_tasks.states import RolloutState, TicketState
 
@@ -53,6 +56,8 @@ policies = st.one_of(
     st.sampled_from(["20%", "40%", "50%", "100%"]).map(lambda p: (p,)),
     st.lists(st.sampled_from(["1", "2", "3", "25%", "50%"]), min_size=2, max_size=3).map(tuple),
 )
+# canary: auto, or manual with no timeout or one shorter than some of the time steps below.
+promotions = st.sampled_from([("auto", None), ("manual", None), ("manual", 300.0)])
 
 
 def as_written(before: Group, rollout: Rollout) -> Rollout:
@@ -88,6 +93,7 @@ class RolloutModel(RuleBasedStateMachine):
         decision = decide(before, event, self.now, self.live)
         self.check_partial_read_decides_alike(before, event, decision)
         self.check_transition(before, decision)
+        self.check_promotion(before, event, decision)
         if isinstance(event, UpdateReported) and not event.ok:
             self.check_halted_on_failure(before, event, decision)
         self.group = decision.group
@@ -117,6 +123,29 @@ class RolloutModel(RuleBasedStateMachine):
         assert [r.id for r in quick.touched] == list(full)
         for rollout in quick.touched:
             assert as_written(before, rollout) == full[rollout.id]
+
+    def check_promotion(self, before: Group, event: Event, decision: Decision) -> None:
+        """A manual rollout is published by an operator's promote only, once its canary succeeded, and ends
+        unpublished by its promote_timeout only once it waited that long."""
+        for rollout in decision.touched:
+            old = before.rollout(rollout.id)
+            if rollout.promotion != "manual":
+                continue
+            if rollout.published and (old is None or not old.published):
+                assert isinstance(event, OperatorAction) and event.action == "promote" \
+                    and event.rollout_id == rollout.id, f"{rollout.id} published by {event}"
+                assert old is not None and awaiting(old), f"{rollout.id} promoted before its canary succeeded"
+                canary = old.ticket(1)
+                assert canary is not None and canary.state is TicketState.DONE
+            if isinstance(event, Tick) and old is not None and awaiting(old) and rollout.state.finished \
+                    and rollout.state is RolloutState.ABORTED:
+                assert old.promote_timeout is not None and old.promotable_at is not None \
+                    and self.now >= old.promotable_at + old.promote_timeout, f"{rollout.id} aborted early"
+        for action in decision.actions:
+            if isinstance(action, Dispatch):
+                target = next(r for r in decision.touched + decision.group.line if r.id == action.rollout_id)
+                assert target.published or action.instance == target.canary, \
+                    f"{action.instance} dispatched in {target.id} before its publication"
 
     @staticmethod
     def check_halted_on_failure(before: Group, report: UpdateReported, decision: Decision) -> None:
@@ -158,13 +187,14 @@ class RolloutModel(RuleBasedStateMachine):
                         assert rollout.release in self.verified[member]
 
     # ---- rules: what happens in the field ---------------------------------------------------------------------
-    @rule(canary=instances, max_parallel=policies)
-    def push(self, canary: str, max_parallel: tuple[str, ...]) -> None:
+    @rule(canary=instances, max_parallel=policies, promotion=promotions)
+    def push(self, canary: str, max_parallel: tuple[str, ...], promotion: tuple[str, float | None]) -> None:
         self.pushes += 1
         rollout_id, release = f"R{self.pushes:03d}", f"r{self.pushes}"
         self.releases[rollout_id] = release
         self.pending.append(RolloutReady(Rollout(rollout_id, "g", release, canary=canary, max_parallel=max_parallel,
-                                                 update_timeout=UPDATE_TIMEOUT, created_at=self.now)))
+                                                 update_timeout=UPDATE_TIMEOUT, created_at=self.now,
+                                                 promotion=promotion[0], promote_timeout=promotion[1])))
 
     @precondition(lambda self: self.pending)
     @rule(index=indexes)
@@ -266,7 +296,7 @@ class RolloutModel(RuleBasedStateMachine):
         self.live.add(instance)
 
     @precondition(lambda self: self.releases)
-    @rule(index=indexes, action=st.sampled_from(["pause", "resume", "abort", "retry"]))
+    @rule(index=indexes, action=st.sampled_from(["pause", "resume", "abort", "retry", "promote", "promote"]))
     def operator_acts(self, index: int, action: str) -> None:
         rollout_ids = sorted(self.releases)
         self.pending.append(OperatorAction(rollout_ids[index % len(rollout_ids)], action, "model"))
@@ -307,7 +337,8 @@ class RolloutModel(RuleBasedStateMachine):
     @invariant()
     def no_waiting_ticket_is_forgotten(self) -> None:
         # A held line waits for its hold to pass and the next heartbeat's tick (the teardown checks it goes on).
-        if self.group.line and self.group.updating() is None and all(r.held_until is None for r in self.group.line):
+        if self.group.line and self.group.updating() is None and all(r.held_until is None for r in self.group.line) \
+                and not awaiting(self.group.line[-1]):  # a rollout waiting for promotion waits for an operator
             newest = self.group.line[-1]
             waiting = [t.number for t in newest.tickets if t.state is TicketState.WAITING]
             assert newest.state is not RolloutState.RUNNING or not waiting, \
@@ -334,6 +365,8 @@ class RolloutModel(RuleBasedStateMachine):
                 newest = self.group.line[-1] if self.group.line else None
                 if newest is None or newest.state is not RolloutState.RUNNING:
                     break
+                if awaiting(newest):  # the operator promotes it (its timeout may abort it first)
+                    self.pending.append(OperatorAction(newest.id, "promote", "model"))
                 self.now += REDISPATCH_AFTER + 1
                 for instance in INSTANCES:
                     self.heartbeat(instance)
