@@ -6,7 +6,8 @@ die with their worker, messages delivered twice, late, out of order or not at al
 heartbeats, members leaving and coming back, and operator actions, for rollouts of
 random batch sizes (``max_parallel``: a count from 1 to 5, a percentage, a ramp) and random
 promotion (``canary: manual``, with or without a ``promote_timeout``: promotes and timeouts come
-at random, and only a promote publishes a manual rollout). A small model
+at random, and only a promote publishes a manual rollout) and random maintenance windows (open
+fifty minutes of each hour, or always: no ticket starts while they are closed). A small model
 of the instances plays the other side the way the real handlers do (an instance
 updates only after acknowledging that its ticket is still updating, as
 ``Ledger.acknowledge_ticket`` checks). After every step the invariants are checked;
@@ -41,7 +42,9 @@ from skynet_tasks.conductor import (
 )
 from skynet_tasks.conductor.batches import batch_of
 from skynet_tasks.conductor.promotion import awaiting
+from skynet_tasks.conductor.windows import closed, waits
 from skynet_tasks.ledger.reads import focus_of, needs_every_ticket, partial_view
+from skynet_tasks.policy_windows import parse_windows
 from skynet_tasks.states import RolloutState, TicketState
 
 pytestmark = pytest.mark.timeout(240)
@@ -58,6 +61,9 @@ policies = st.one_of(
 )
 # canary: auto, or manual with no timeout or one shorter than some of the time steps below.
 promotions = st.sampled_from([("auto", None), ("manual", None), ("manual", 300.0)])
+# Open from minute 10 to minute 60 of every hour (UTC), or no windows: time steps below cross both edges.
+HOURLY = parse_windows([{"hours": f"{hour:02d}:10-{hour + 1:02d}:00"} for hour in range(24)])
+window_policies = st.sampled_from([(), HOURLY])
 
 
 def as_written(before: Group, rollout: Rollout) -> Rollout:
@@ -171,6 +177,8 @@ class RolloutModel(RuleBasedStateMachine):
                     # A ticket starts only in a running rollout, and in number order.
                     assert rollout.state is RolloutState.RUNNING, f"{rollout.id} is {rollout.state} yet dispatched"
                     served = self.first_dispatch.setdefault(rollout.id, [])
+                    assert not closed(rollout, self.now), f"{rollout.id} started ticket {ticket.number} outside " \
+                                                          f"its windows"
                     if ticket.number not in served:
                         assert not served or ticket.number > max(served), f"{rollout.id} served out of order"
                         served.append(ticket.number)
@@ -187,14 +195,16 @@ class RolloutModel(RuleBasedStateMachine):
                         assert rollout.release in self.verified[member]
 
     # ---- rules: what happens in the field ---------------------------------------------------------------------
-    @rule(canary=instances, max_parallel=policies, promotion=promotions)
-    def push(self, canary: str, max_parallel: tuple[str, ...], promotion: tuple[str, float | None]) -> None:
+    @rule(canary=instances, max_parallel=policies, promotion=promotions, windows=window_policies)
+    def push(self, canary: str, max_parallel: tuple[str, ...], promotion: tuple[str, float | None],
+             windows: tuple[str, ...]) -> None:
         self.pushes += 1
         rollout_id, release = f"R{self.pushes:03d}", f"r{self.pushes}"
         self.releases[rollout_id] = release
         self.pending.append(RolloutReady(Rollout(rollout_id, "g", release, canary=canary, max_parallel=max_parallel,
                                                  update_timeout=UPDATE_TIMEOUT, created_at=self.now,
-                                                 promotion=promotion[0], promote_timeout=promotion[1])))
+                                                 promotion=promotion[0], promote_timeout=promotion[1],
+                                                 windows=windows)))
 
     @precondition(lambda self: self.pending)
     @rule(index=indexes)
@@ -259,7 +269,8 @@ class RolloutModel(RuleBasedStateMachine):
     def updating_worker_is_killed(self) -> None:
         self.busy.pop(next(iter(self.busy)))  # SIGKILL: no report ever comes; the ticket's deadline decides
 
-    @rule(seconds=st.sampled_from([1.0, 10.0, REDISPATCH_AFTER + 1, UPDATE_TIMEOUT + 1, UPDATE_HARD_LIMIT + 1]))
+    @rule(seconds=st.sampled_from([1.0, 10.0, REDISPATCH_AFTER + 1, UPDATE_TIMEOUT + 1, UPDATE_HARD_LIMIT + 1,
+                                   1200.0]))
     def time_passes(self, seconds: float) -> None:
         self.now += seconds
         for instance, (*_, stopped_by) in list(self.busy.items()):
@@ -338,7 +349,8 @@ class RolloutModel(RuleBasedStateMachine):
     def no_waiting_ticket_is_forgotten(self) -> None:
         # A held line waits for its hold to pass and the next heartbeat's tick (the teardown checks it goes on).
         if self.group.line and self.group.updating() is None and all(r.held_until is None for r in self.group.line) \
-                and not awaiting(self.group.line[-1]):  # a rollout waiting for promotion waits for an operator
+                and not awaiting(self.group.line[-1]) and not waits(self.group.line[-1]):
+            # (a rollout waiting for promotion waits for an operator; one waiting for its window, for a tick)
             newest = self.group.line[-1]
             waiting = [t.number for t in newest.tickets if t.state is TicketState.WAITING]
             assert newest.state is not RolloutState.RUNNING or not waiting, \
@@ -354,7 +366,7 @@ class RolloutModel(RuleBasedStateMachine):
         if not hasattr(self, "group"):
             return
         self.live = set(INSTANCES)
-        for _ in range(500):
+        for _ in range(2000):  # a closed window may take ten minutes of heartbeats to open
             if self.pending:
                 self.conduct(self.pending.pop(0))
             elif self.busy:
