@@ -42,7 +42,7 @@ from skynet_tasks.conductor import (
 )
 from skynet_tasks.conductor.batches import batch_of
 from skynet_tasks.conductor.promotion import awaiting
-from skynet_tasks.conductor.windows import closed, waits
+from skynet_tasks.conductor.windows import closed, next_opening, waits
 from skynet_tasks.ledger.reads import focus_of, needs_every_ticket, partial_view
 from skynet_tasks.policy_windows import parse_windows
 from skynet_tasks.states import RolloutState, TicketState
@@ -366,7 +366,7 @@ class RolloutModel(RuleBasedStateMachine):
         if not hasattr(self, "group"):
             return
         self.live = set(INSTANCES)
-        for _ in range(2000):  # a closed window may take ten minutes of heartbeats to open
+        for _ in range(1000):
             if self.pending:
                 self.conduct(self.pending.pop(0))
             elif self.busy:
@@ -380,6 +380,8 @@ class RolloutModel(RuleBasedStateMachine):
                 if awaiting(newest):  # the operator promotes it (its timeout may abort it first)
                     self.pending.append(OperatorAction(newest.id, "promote", "model"))
                 self.now += REDISPATCH_AFTER + 1
+                if waits(newest) and closed(newest, self.now):  # nothing happens before its window opens
+                    self.now = next_opening(newest.windows, self.now) or self.now
                 for instance in INSTANCES:
                     self.heartbeat(instance)
             self.at_most_a_batch_updating()

@@ -22,12 +22,12 @@ WAITING = "waiting for its window"
 _HORIZON_DAYS = 8
 
 
-def spans(window: Window, now: float) -> Iterator[tuple[float, float]]:
-    """The (start, end) times of the window's openings from the day before ``now``'s to a week after it."""
+def spans(window: Window, now: float, ahead: int = _HORIZON_DAYS) -> Iterator[tuple[float, float]]:
+    """The (start, end) times of the window's openings from the day before ``now``'s to ``ahead`` days after it."""
     tz = zone(window.tz)
     today = datetime.fromtimestamp(now, tz).date()
     end = window.end if window.end > window.start else window.end + DAY
-    for offset in range(-1, _HORIZON_DAYS):
+    for offset in range(-1, ahead):
         day = today + timedelta(days=offset)
         if day.weekday() not in window.days:
             continue
@@ -44,7 +44,8 @@ def is_open(windows: tuple[str, ...], now: float) -> bool:
     """True when ``now`` is inside one of ``windows`` (always, when there are none)."""
     if not windows:
         return True
-    return any(opens <= now < closes for text in windows for opens, closes in spans(window_from_text(text), now))
+    # An opening that holds ``now`` started on its day or the day before (it crosses midnight at most once).
+    return any(opens <= now < closes for text in windows for opens, closes in spans(window_from_text(text), now, 1))
 
 
 def next_opening(windows: tuple[str, ...], now: float) -> float | None:
