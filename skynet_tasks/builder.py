@@ -12,6 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from skynet_tasks import artifacts, build_user, buildspec, commands, gitrepo, names
 from skynet_tasks.artifact_store import ArtifactStore, release_prefix
@@ -44,9 +45,7 @@ class BuiltRelease:
     update_timeout: float
     duration: float
     max_parallel: tuple[str, ...] = ("1",)
-    min_healthy_time: float = 0.0
-    progress_deadline: float | None = None
-    on_failure: str = "halt"
+    rollout_policy: dict[str, Any] | None = None  # its skynet.yml's whole rollout policy (``RolloutPolicy.record``)
 
 
 def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: str, sha: str, builder: str,
@@ -96,8 +95,7 @@ def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: s
     return BuiltRelease(sha=sha, artifact_key=artifact_key, manifest_key=manifest_key, log_key=log_key,
                         sha256=digest, size=size, author=commit.author, message=commit.message,
                         update_timeout=spec.update_timeout, duration=time.time() - started,
-                        max_parallel=spec.rollout.max_parallel, min_healthy_time=spec.rollout.min_healthy_time,
-                        progress_deadline=spec.rollout.progress_deadline, on_failure=spec.rollout.on_failure)
+                        max_parallel=spec.rollout.max_parallel, rollout_policy=spec.rollout.record())
 
 
 def read_manifest(store: ArtifactStore, key: str) -> artifacts.Manifest:

@@ -24,11 +24,14 @@ from skynet_tasks.conductor import (
 from skynet_tasks.policy import (
     PolicyError,
     check_timing,
+    parse_canary,
     parse_max_parallel,
     parse_min_healthy_time,
     parse_on_failure,
     parse_progress_deadline,
+    parse_promote_timeout,
 )
+from skynet_tasks.policy_windows import WindowError, parse_windows
 from skynet_tasks.states import RolloutKind
 
 # The longest update error a report carries (the ledger keeps it on the ticket, the dashboard shows it).
@@ -61,7 +64,9 @@ def to_message(event: Event) -> tuple[dict[str, Any], str]:
                  "kind": str(r.kind), "canary": r.canary, "update_timeout": r.update_timeout,
                  "created_at": r.created_at, "max_parallel": list(r.max_parallel),
                  "min_healthy_time": r.min_healthy_time, "progress_deadline": r.progress_deadline,
-                 "on_failure": r.on_failure}, f"ready:{r.id}")
+                 "on_failure": r.on_failure, "promotion": r.promotion,
+                 "promote_timeout": r.promote_timeout, "windows": list(r.windows),
+                 "ignore_windows": r.ignore_windows}, f"ready:{r.id}")
     if isinstance(event, TicketTaken):
         return ({"type": "ticket_taken", "rollout_id": event.rollout_id, "instance": event.instance},
                 f"ticket:{event.rollout_id}:{event.instance}")
@@ -92,19 +97,26 @@ def from_message(data: Any) -> Event:
             rollout_kind = RolloutKind(str(data.get("kind")))
         except ValueError:
             raise BadEvent(f"unknown rollout kind {data.get('kind')!r}") from None
-        try:  # absent from the messages of an agent older than the rollout policy: one at a time
+        try:  # absent from the messages of an agent older than the rollout policy: one at a time, auto, any time
             max_parallel = parse_max_parallel(data.get("max_parallel"), "max_parallel")
             bake = parse_min_healthy_time(data.get("min_healthy_time"), "min_healthy_time")
             progress_deadline = parse_progress_deadline(data.get("progress_deadline"), "progress_deadline")
             check_timing(bake, progress_deadline, float(timeout), "rollout_ready")
             on_failure = parse_on_failure(data.get("on_failure"), "on_failure")
-        except PolicyError as refused:
+            promotion = parse_canary(data.get("promotion"), "promotion")
+            promote_timeout = parse_promote_timeout(data.get("promote_timeout"), "promote_timeout")
+            windows = parse_windows(data.get("windows") or None, "windows")
+        except (PolicyError, WindowError) as refused:
             raise BadEvent(str(refused)) from None
+        if not isinstance(data.get("ignore_windows", False), bool):
+            raise BadEvent("ignore_windows must be true or false")
         return RolloutReady(Rollout(id=_text(data, "rollout_id"), group=_text(data, "group"),
                                     release=_text(data, "release"), kind=rollout_kind, canary=canary,
                                     update_timeout=float(timeout), created_at=float(data.get("created_at") or 0),
                                     max_parallel=max_parallel, min_healthy_time=bake,
-                                    progress_deadline=progress_deadline, on_failure=on_failure))
+                                    progress_deadline=progress_deadline, on_failure=on_failure,
+                                    promotion=promotion, promote_timeout=promote_timeout, windows=windows,
+                                    ignore_windows=bool(data.get("ignore_windows", False))))
     if kind == "ticket_taken":
         return TicketTaken(_text(data, "rollout_id"), _instance(data))
     if kind == "update_reported":

@@ -1,4 +1,4 @@
-"""Operator actions on rollouts, groups and instances: pause, resume, abort, retry, rollback, drain.
+"""Operator actions on rollouts, groups and instances: pause, resume, abort, retry, promote, rollback, drain.
 
 The CLI and the dashboard both call these. An action on a rollout is a
 maintenance event like any other, decided by the conductor in the group's
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from skynet_tasks.conductor import OPERATOR_ACTIONS, OperatorAction, canary_failed
 from skynet_tasks.conductor.batches import still_updating
+from skynet_tasks.conductor.promotion import refusal
 from skynet_tasks.deploys import StartedBuild, group_source, request_build
 from skynet_tasks.events import to_message
 from skynet_tasks.ledger import Ledger
@@ -52,7 +53,8 @@ class ActionRecord:
 
 def rollout_action(ledger: Ledger, messenger: Messenger, rollout_id: str, action: str, actor: str,
                    identity: str | None = None) -> ActionRecord:
-    """Ask the group's conductor to pause, resume, abort or retry ``rollout_id`` (recorded with ``identity``)."""
+    """Ask the group's conductor to pause, resume, abort, retry or promote ``rollout_id`` (recorded with
+    ``identity``); OperatorError if the action would change nothing (a promote of a rollout not waiting for one)."""
     if action not in OPERATOR_ACTIONS:
         raise OperatorError(f"unknown action {action!r}; choose one of {', '.join(OPERATOR_ACTIONS)}")
     rollout = ledger.rollout_item(rollout_id)
@@ -69,6 +71,10 @@ def rollout_action(ledger: Ledger, messenger: Messenger, rollout_id: str, action
         if state is RolloutState.HALTED and loaded is not None and still_updating(loaded):
             raise OperatorError(f"rollout {rollout_id}: tickets of its halted batch are still updating; "
                                 f"{action} it once they have finished")
+    if action == "promote":
+        refused = refusal(ledger.load_rollout(rollout_id), rollout_id)
+        if refused is not None:
+            raise OperatorError(refused)
     record = ActionRecord(rollout["group"], rollout_id, action, actor, time.time(), identity)
     ledger.record_action(record.group, record.__dict__)
     body, _ = to_message(OperatorAction(rollout_id, action, actor))

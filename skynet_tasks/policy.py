@@ -16,6 +16,10 @@ has one, always updates alone and is not one of the batches.
 seconds (``30``) or text (``"30s"``, ``"2m"``, ``"1h"``). ``min_healthy_time`` (0 by default: no bake)
 fits in the update task with the update itself (``check_timing``); ``progress_deadline`` (none by
 default) is longer than one ticket's own deadline, or no slow ticket could ever be told from a stall.
+
+``canary: manual`` holds a rollout after its canary's success until an operator promotes it
+(``promote_timeout``: aborted if nobody does in time); ``windows`` (``skynet_tasks.policy_windows``)
+are the maintenance windows outside which no ticket starts.
 """
 
 from __future__ import annotations
@@ -25,22 +29,27 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from skynet_tasks.policy_windows import WindowError, parse_windows
+
 # The rollout's batch size when nothing says otherwise: one instance at a time.
 DEFAULT_MAX_PARALLEL: tuple[str, ...] = ("1",)
 MAX_COUNT = 10_000
 MAX_RAMP = 20
-POLICY_KEYS = ("max_parallel", "min_healthy_time", "progress_deadline", "on_failure")
+POLICY_KEYS = ("max_parallel", "min_healthy_time", "progress_deadline", "on_failure", "canary", "promote_timeout",
+               "windows")
 # The longest an update task runs (its soft time limit, ``conductor.attention.UPDATE_HARD_LIMIT`` - 20 s):
 # the update and its bake run in it together.
 UPDATE_TASK_SECONDS = 580.0
 MAX_PROGRESS_DEADLINE = 7 * 86400.0
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-DURATION_RULE = "a number of seconds of at least 0, or a duration such as \"30s\", \"2m\" or \"1h\""
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+DURATION_RULE = "a number of seconds of at least 0, or a duration such as \"30s\", \"2m\", \"1h\" or \"1d\""
 # What a failed update (or a passed deadline) does to a published code rollout: halt it, or halt it
 # and revert the instances that moved to the group's previous release (``skynet_tasks.conductor.revert``).
 ON_FAILURE = ("halt", "revert")
 DEFAULT_ON_FAILURE = "halt"
+CANARY_MODES = ("auto", "manual")
+MAX_PROMOTE_TIMEOUT = 30 * 86400.0
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
 _COUNT = re.compile(r"^\d+$")
 RULE = "a count of at least 1, a percentage above 0% and at most 100% (\"25%\"), or a list of these"
@@ -60,6 +69,17 @@ class RolloutPolicy:
     # Seconds a rollout may go without an instance becoming healthy in it before it halts (None: no limit).
     progress_deadline: float | None = None
     on_failure: str = DEFAULT_ON_FAILURE
+    canary: str = "auto"
+    promote_timeout: float | None = None
+    windows: tuple[str, ...] = ()
+
+    def record(self) -> dict[str, Any]:
+        """The policy as a release's record keeps it (``parse_policy`` reads it back)."""
+        return {"max_parallel": list(self.max_parallel), "canary": self.canary, "on_failure": self.on_failure,
+                "min_healthy_time": self.min_healthy_time,
+                **({"progress_deadline": self.progress_deadline} if self.progress_deadline is not None else {}),
+                **({"promote_timeout": self.promote_timeout} if self.promote_timeout is not None else {}),
+                **({"windows": list(self.windows)} if self.windows else {})}
 
 
 def _step(value: Any, where: str) -> str:
@@ -171,14 +191,40 @@ def parse_policy(value: Any, where: str = "rollout", update_timeout: float | Non
     unknown = sorted(str(k) for k in set(value) - set(POLICY_KEYS))
     if unknown:
         raise PolicyError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(POLICY_KEYS)})")
+    try:
+        windows = parse_windows(value.get("windows"), f"{where}.windows")
+    except WindowError as error:
+        raise PolicyError(str(error)) from None
     policy = RolloutPolicy(
         max_parallel=parse_max_parallel(value.get("max_parallel"), f"{where}.max_parallel"),
         min_healthy_time=parse_min_healthy_time(value.get("min_healthy_time"), f"{where}.min_healthy_time"),
         progress_deadline=parse_progress_deadline(value.get("progress_deadline"), f"{where}.progress_deadline"),
-        on_failure=parse_on_failure(value.get("on_failure"), f"{where}.on_failure"))
+        on_failure=parse_on_failure(value.get("on_failure"), f"{where}.on_failure"),
+        canary=parse_canary(value.get("canary"), f"{where}.canary"),
+        promote_timeout=parse_promote_timeout(value.get("promote_timeout"), f"{where}.promote_timeout"),
+        windows=windows)
     if update_timeout is not None:
         check_timing(policy.min_healthy_time, policy.progress_deadline, update_timeout, where)
     return policy
+
+
+def parse_canary(value: Any, where: str = "rollout.canary") -> str:
+    """``auto`` (the canary's success publishes the release) or ``manual`` (an operator promotes it)."""
+    if value is None:
+        return "auto"
+    if value not in CANARY_MODES:
+        raise PolicyError(f"{where}: {value!r} is not a canary mode: expected auto or manual")
+    return str(value)
+
+
+def parse_promote_timeout(value: Any, where: str = "rollout.promote_timeout") -> float | None:
+    """How long a manual rollout may wait for its promotion, in seconds (None: for ever); PolicyError if invalid."""
+    if value is None:
+        return None
+    seconds = parse_duration(value, where)
+    if not 1 <= seconds <= MAX_PROMOTE_TIMEOUT:
+        raise PolicyError(f"{where}: {value!r} is out of range: at least 1 s and at most 30 days")
+    return seconds
 
 
 def batch_sizes(max_parallel: tuple[str, ...], group_size: int) -> tuple[int, ...]:

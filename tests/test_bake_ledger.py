@@ -56,7 +56,7 @@ def announced(ledger: Ledger, sha: str, bake: float | None, deadline: float | No
     messages = _Messages()
     started = request_build(ledger, messages, GROUP, "file:///nowhere", "main", sha, "cli", **overrides)  # type: ignore[arg-type]
     release = Release(group=GROUP, sha=sha, state=ReleaseState.BUILT, update_timeout=60.0,
-                      min_healthy_time=bake, progress_deadline=deadline)
+                      rollout_policy={"min_healthy_time": bake, "progress_deadline": deadline})
     ctx = SimpleNamespace(ledger=ledger, messenger=messages,
                           settings=SimpleNamespace(require_instance=lambda: SimpleNamespace(instance_id="a")))
     publish_release(ctx, started.rollout_id, release, time.time())  # type: ignore[arg-type]

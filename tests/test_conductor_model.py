@@ -5,8 +5,11 @@ what the field throws at it: pushes, tickets taken, updates that succeed, fail o
 die with their worker, messages delivered twice, late, out of order or not at all,
 heartbeats, members leaving and coming back, and operator actions, for rollouts of
 random batch sizes (``max_parallel``: a count from 1 to 5, a percentage, a ramp), bake times,
-progress deadlines (``min_healthy_time``, ``progress_deadline``) and failure policies
-(``on_failure``: halt, or revert: a revert rollout of the previous release). A small model
+progress deadlines (``min_healthy_time``, ``progress_deadline``), failure policies
+(``on_failure``: halt, or revert: a revert rollout of the previous release), random
+promotion (``canary: manual``, with or without a ``promote_timeout``: promotes and timeouts come
+at random, and only a promote publishes a manual rollout) and random maintenance windows (open
+fifty minutes of each hour, or always: no ticket starts while they are closed). A small model
 of the instances plays the other side the way the real handlers do (an instance
 updates only after acknowledging that its ticket is still updating, as
 ``Ledger.acknowledge_ticket`` checks). After every step the invariants are checked;
@@ -41,8 +44,11 @@ from skynet_tasks.conductor import (
 )
 from skynet_tasks.conductor.batches import batch_of
 from skynet_tasks.conductor.progress import stalled
+from skynet_tasks.conductor.promotion import awaiting
 from skynet_tasks.conductor.revert import REVERT_FAILED
+from skynet_tasks.conductor.windows import closed, next_opening, waits
 from skynet_tasks.ledger.reads import focus_of, needs_every_ticket, partial_view
+from skynet_tasks.policy_windows import parse_windows
 from skynet_tasks.states import RolloutState, TicketState
 
 pytestmark = pytest.mark.timeout(240)
@@ -62,6 +68,11 @@ policies = st.one_of(
 # so that the deadline also passes while a ticket updates.
 bakes = st.sampled_from([0.0, 5.0, 30.0])
 progress_deadlines = st.sampled_from([None, 20.0, UPDATE_TIMEOUT + 31, 300.0])
+# canary: auto, or manual with no timeout or one shorter than some of the time steps below.
+promotions = st.sampled_from([("auto", None), ("manual", None), ("manual", 300.0)])
+# Open from minute 10 to minute 60 of every hour (UTC), or no windows: time steps below cross both edges.
+HOURLY = parse_windows([{"hours": f"{hour:02d}:10-{hour + 1:02d}:00"} for hour in range(24)])
+window_policies = st.sampled_from([(), HOURLY])
 
 
 def as_written(before: Group, rollout: Rollout) -> Rollout:
@@ -98,6 +109,7 @@ class RolloutModel(RuleBasedStateMachine):
         self.check_partial_read_decides_alike(before, event, decision)
         self.check_transition(before, decision)
         self.check_progress(before, event, decision)
+        self.check_promotion(before, event, decision)
         if isinstance(event, UpdateReported) and not event.ok:
             self.check_halted_on_failure(before, event, decision)
         self.group = decision.group
@@ -129,6 +141,29 @@ class RolloutModel(RuleBasedStateMachine):
         for rollout in quick.touched:
             assert as_written(before, rollout) == full[rollout.id]
 
+    def check_promotion(self, before: Group, event: Event, decision: Decision) -> None:
+        """A manual rollout is published by an operator's promote only, once its canary succeeded, and ends
+        unpublished by its promote_timeout only once it waited that long."""
+        for rollout in decision.touched:
+            old = before.rollout(rollout.id)
+            if rollout.promotion != "manual":
+                continue
+            if rollout.published and (old is None or not old.published):
+                assert isinstance(event, OperatorAction) and event.action == "promote" \
+                    and event.rollout_id == rollout.id, f"{rollout.id} published by {event}"
+                assert old is not None and awaiting(old), f"{rollout.id} promoted before its canary succeeded"
+                canary = old.ticket(1)
+                assert canary is not None and canary.state is TicketState.DONE
+            if isinstance(event, Tick) and old is not None and awaiting(old) and rollout.state.finished \
+                    and rollout.state is RolloutState.ABORTED:
+                assert old.promote_timeout is not None and old.promotable_at is not None \
+                    and self.now >= old.promotable_at + old.promote_timeout, f"{rollout.id} aborted early"
+        for action in decision.actions:
+            if isinstance(action, Dispatch):
+                target = next(r for r in decision.touched + decision.group.line if r.id == action.rollout_id)
+                assert target.published or action.instance == target.canary, \
+                    f"{action.instance} dispatched in {target.id} before its publication"
+
     @staticmethod
     def check_halted_on_failure(before: Group, report: UpdateReported, decision: Decision) -> None:
         rollout = before.rollout(report.rollout_id)
@@ -153,6 +188,8 @@ class RolloutModel(RuleBasedStateMachine):
                     # A ticket starts only in a running rollout, and in number order.
                     assert rollout.state is RolloutState.RUNNING, f"{rollout.id} is {rollout.state} yet dispatched"
                     served = self.first_dispatch.setdefault(rollout.id, [])
+                    assert not closed(rollout, self.now), f"{rollout.id} started ticket {ticket.number} outside " \
+                                                          f"its windows"
                     if ticket.number not in served:
                         assert not served or ticket.number > max(served), f"{rollout.id} served out of order"
                         served.append(ticket.number)
@@ -191,16 +228,17 @@ class RolloutModel(RuleBasedStateMachine):
 
     # ---- rules: what happens in the field ---------------------------------------------------------------------
     @rule(canary=instances, max_parallel=policies, bake=bakes, progress_deadline=progress_deadlines,
-          on_failure=st.sampled_from(["halt", "revert"]))
+          on_failure=st.sampled_from(["halt", "revert"]), promotion=promotions, windows=window_policies)
     def push(self, canary: str, max_parallel: tuple[str, ...], bake: float, progress_deadline: float | None,
-             on_failure: str) -> None:
+             on_failure: str, promotion: tuple[str, float | None], windows: tuple[str, ...]) -> None:
         self.pushes += 1
         rollout_id, release = f"R{self.pushes:03d}", f"r{self.pushes}"
         self.releases[rollout_id] = release
         self.pending.append(RolloutReady(Rollout(rollout_id, "g", release, canary=canary, max_parallel=max_parallel,
                                                  update_timeout=UPDATE_TIMEOUT, created_at=self.now,
                                                  min_healthy_time=bake, progress_deadline=progress_deadline,
-                                                 on_failure=on_failure)))
+                                                 on_failure=on_failure, promotion=promotion[0],
+                                                 promote_timeout=promotion[1], windows=windows)))
 
     @precondition(lambda self: self.pending)
     @rule(index=indexes)
@@ -282,7 +320,8 @@ class RolloutModel(RuleBasedStateMachine):
     def updating_worker_is_killed(self) -> None:
         self.busy.pop(next(iter(self.busy)))  # SIGKILL: no report ever comes; the ticket's deadline decides
 
-    @rule(seconds=st.sampled_from([1.0, 10.0, REDISPATCH_AFTER + 1, UPDATE_TIMEOUT + 1, UPDATE_HARD_LIMIT + 1]))
+    @rule(seconds=st.sampled_from([1.0, 10.0, REDISPATCH_AFTER + 1, UPDATE_TIMEOUT + 1, UPDATE_HARD_LIMIT + 1,
+                                   1200.0]))
     def time_passes(self, seconds: float) -> None:
         self.now += seconds
         for instance, (*_, stopped_by) in list(self.busy.items()):
@@ -319,7 +358,7 @@ class RolloutModel(RuleBasedStateMachine):
         self.live.add(instance)
 
     @precondition(lambda self: self.releases)
-    @rule(index=indexes, action=st.sampled_from(["pause", "resume", "abort", "retry"]))
+    @rule(index=indexes, action=st.sampled_from(["pause", "resume", "abort", "retry", "promote", "promote"]))
     def operator_acts(self, index: int, action: str) -> None:
         rollout_ids = sorted(self.releases)
         target = self.group.rollout(rollout_ids[index % len(rollout_ids)])
@@ -366,7 +405,9 @@ class RolloutModel(RuleBasedStateMachine):
     @invariant()
     def no_waiting_ticket_is_forgotten(self) -> None:
         # A held line waits for its hold to pass and the next heartbeat's tick (the teardown checks it goes on).
-        if self.group.line and self.group.updating() is None and all(r.held_until is None for r in self.group.line):
+        if self.group.line and self.group.updating() is None and all(r.held_until is None for r in self.group.line) \
+                and not awaiting(self.group.line[-1]) and not waits(self.group.line[-1]):
+            # (a rollout waiting for promotion waits for an operator; one waiting for its window, for a tick)
             newest = self.group.line[-1]
             waiting = [t.number for t in newest.tickets if t.state is TicketState.WAITING]
             assert newest.state is not RolloutState.RUNNING or not waiting, \
@@ -382,7 +423,7 @@ class RolloutModel(RuleBasedStateMachine):
         if not hasattr(self, "group"):
             return
         self.live = set(INSTANCES)
-        for _ in range(500):
+        for _ in range(1000):
             if self.pending:
                 self.conduct(self.pending.pop(0))
             elif self.busy:
@@ -393,7 +434,11 @@ class RolloutModel(RuleBasedStateMachine):
                 newest = self.group.line[-1] if self.group.line else None
                 if newest is None or newest.state is not RolloutState.RUNNING:
                     break
+                if awaiting(newest):  # the operator promotes it (its timeout may abort it first)
+                    self.pending.append(OperatorAction(newest.id, "promote", "model"))
                 self.now += REDISPATCH_AFTER + 1
+                if waits(newest) and closed(newest, self.now):  # nothing happens before its window opens
+                    self.now = next_opening(newest.windows, self.now) or self.now
                 for instance in INSTANCES:
                     self.heartbeat(instance)
             self.at_most_a_batch_updating()
@@ -411,7 +456,8 @@ class RolloutModel(RuleBasedStateMachine):
             return
         halted = self.known[last.revert_of]
         assert halted.reverted_by == last.id and halted.state in (RolloutState.HALTED, RolloutState.ABORTED), halted
-        assert f"reverted by {last.id}" in (halted.reason or "")
+        # (an operator may abort the halted rollout after its revert started: its reason then says so)
+        assert f"reverted by {last.id}" in (halted.reason or "") or halted.state is RolloutState.ABORTED
         if last.state is RolloutState.COMPLETED:
             for ticket in last.tickets:
                 if ticket.state is TicketState.DONE:

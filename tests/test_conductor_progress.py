@@ -20,6 +20,7 @@ from skynet_tasks.conductor import (
 )
 from skynet_tasks.conductor.progress import stalled
 from skynet_tasks.ledger.reads import Focus, partial_view
+from skynet_tasks.policy_windows import parse_windows
 from skynet_tasks.states import RolloutKind, RolloutState, TicketState
 
 pytestmark = pytest.mark.timeout(10)
@@ -155,3 +156,45 @@ def test_a_partial_view_of_the_line_sees_the_same_clock():
     assert [t.number for t in rollout(view).tickets] == [3]  # the done tickets are not in it
     assert rollout(view).progress_at == rollout(group).progress_at == 40.0
     assert not stalled(rollout(view), 140.0) and stalled(rollout(view), 140.5)
+
+
+def test_waiting_for_a_promotion_is_not_a_stall_and_the_promotion_starts_the_clock_again():
+    # Given a manual rollout whose canary succeeded at t=50, with a progress deadline of 100 s
+    manual = RolloutReady(replace(ready().rollout, promotion="manual"))
+    group, _ = at(Group("g"), 0.0, manual, TicketTaken("r1", "b"))
+    group = acknowledged(group, 1.0)
+    group, _ = at(group, 50.0, UpdateReported("r1", 1, "a", ok=True))
+    assert not rollout(group).published
+
+    # When nobody promotes it for far longer than the deadline, then it still waits, not halted
+    group, _ = at(group, 1000.0, Tick())
+    assert rollout(group).state is RolloutState.RUNNING and not stalled(rollout(group), 1000.0)
+
+    # When a person promotes it, its clock starts then: the deadline counts from the promotion
+    group, _ = at(group, 1010.0, OperatorAction("r1", "promote", "alice"))
+    assert rollout(group).published and rollout(group).progress_at == 1010.0
+
+
+def test_waiting_for_a_maintenance_window_is_not_a_stall():
+    # Given a rollout with a deadline of 100 s and a window of 08:00-09:00 UTC, whose ticket 2 is done just
+    # after the window closed, so that ticket 3 waits for the next window
+    windowed = RolloutReady(replace(ready().rollout, windows=parse_windows([{"hours": "08:00-09:00"}])))
+    opened = 8 * 3600.0  # 1970-01-01 08:00 UTC
+    group, _ = at(Group("g"), opened, windowed, TicketTaken("r1", "b"), TicketTaken("r1", "c"))
+    group = acknowledged(group, opened + 1)
+    group, _ = at(group, opened + 3590, UpdateReported("r1", 1, "a", ok=True))
+    group = acknowledged(group, opened + 3591)
+    group, _ = at(group, opened + 3601, UpdateReported("r1", 2, "b", ok=True))
+    assert "waiting for its window" in (rollout(group).reason or "")
+
+    # When ticks come two hours later, the window still closed
+    group, _ = at(group, opened + 2 * 3600, Tick())
+
+    # Then it still waits for the next window: not halted
+    assert rollout(group).state is RolloutState.RUNNING, rollout(group).reason
+    assert "waiting for its window" in (rollout(group).reason or "")
+
+    # When the window opens the next day, ticket 3 starts and the clock starts again then
+    group, _ = at(group, opened + 86400, Tick())
+    assert rollout(group).ticket(3).state is TicketState.UPDATING
+    assert rollout(group).progress_at == opened + 86400

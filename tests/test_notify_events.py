@@ -3,8 +3,6 @@ conductor on data (no AWS)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from skynet_tasks.conductor import (

@@ -113,7 +113,8 @@ def test_a_progress_deadline_is_a_duration_and_0_means_none(written: str, second
     ("min_healthy_time", "'1h'", "longer than an update may run (580s)"),
     ("progress_deadline", "-1", "it is at least 0"),
     ("progress_deadline", "'ten minutes'", "is not a duration"),
-    ("progress_deadline", "'8d'", "is not a duration"),
+    ("progress_deadline", "'8d'", "is longer than 7 days"),
+    ("progress_deadline", "'3w'", "is not a duration"),
     ("progress_deadline", "700000", "longer than 7 days"),
 ])
 def test_an_invalid_duration_fails_the_build_naming_the_key_and_the_rule(key: str, written: str, rule: str):

@@ -517,7 +517,11 @@ def test_a_bake_time_catches_an_instance_turning_unhealthy_2s_after_its_update(c
                        "Release whose app turns unhealthy 2 s after its update on ticket 2")
 
     # When it is deployed
-    code, result = deploy(cluster)
+    try:
+        code, result = deploy(cluster)
+    finally:  # the next tests build on this repository: no turning unhealthy, no bake left in it
+        commit_files(cluster.require_info().app_repo, workdir, {"skynet.yml": SAMPLE_SPEC, "unhealthy-after.txt": None},
+                     "No unhealthy ticket, no bake any more")
 
     # Then the canary baked its 5 s healthy, the rollout halted at ticket 2, which turned unhealthy in its bake
     assert code == 1 and result["state"] == "halted", result
@@ -539,7 +543,8 @@ def test_a_failure_on_ticket_3_reverts_the_moved_instances_failing_no_request_th
     # Given every instance on one good release, served through the proxy
     info = cluster.require_info()
     assert info.rp_url
-    if current_release(cluster, "api-1") is None:  # this test run alone: a first release to go back to
+    releases = {current_release(cluster, i) for i in INSTANCES}
+    if len(releases) != 1 or None in releases:  # run alone, or after a halt: one good release to go back to
         assert deploy(cluster)[0] == 0
     good = current_release(cluster, "api-1")
     good_version = app_answer(cluster, "api-1")["version"]

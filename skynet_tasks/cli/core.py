@@ -17,6 +17,7 @@ from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.cli import exitcodes
 from skynet_tasks.cli.lookup import RolloutReader
 from skynet_tasks.cli.options import env_option, env_resources, group_option, json_option, layer_option, startup
+from skynet_tasks.cli.rollout import actor, identity
 from skynet_tasks.cli.watch import Printer, follow
 from skynet_tasks.deadletters import dead_letter_counts
 from skynet_tasks.deploys import DeployError, deploy_ref
@@ -95,22 +96,30 @@ def worker(log_level: str, old_log_level: str | None, role: str) -> None:
 @click.option("--on-failure", type=click.Choice(ON_FAILURE),
               help="What a failure after the canary does to this rollout instead of skynet.yml's: halt, or halt "
                    "and revert the instances that moved to the group's previous release (the canary last).")
+@click.option("--now", is_flag=True, help="Start this rollout outside the maintenance windows of its skynet.yml "
+                                         "(recorded in the group's audit trail with who asked).")
 @json_option
 def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeout: float,
            max_parallel: tuple[str, ...] | None, min_healthy_time: float | None, progress_deadline: float | None,
-           on_failure: str | None, as_json: bool) -> None:
+           on_failure: str | None, now: bool, as_json: bool) -> None:
     """Build REF once and roll it out to the group, in the batches of its skynet.yml (like a webhook push)."""
     app = startup().celery()
 
     group = group or names.default_group(env, layer)
     aws = Aws()
     ledger = Ledger(aws.dynamodb, names.state_table(env))
+    # Who overrides the windows is known before anything is requested: no override goes unrecorded.
+    who = (actor(), identity(aws)) if now else None
     try:
         started = deploy_ref(ledger, Messenger(app, env), group, ref, max_parallel=max_parallel,
                              min_healthy_time=min_healthy_time, progress_deadline=progress_deadline,
-                             on_failure=on_failure)
+                             on_failure=on_failure, ignore_windows=now)
     except DeployError as error:  # no such group, or a ref its repository does not have
         raise exitcodes.InputError(str(error)) from None
+    if who is not None:
+        ledger.record_action(group, {"group": group, "rollout_id": started.rollout_id, "action": "deploy --now",
+                                     "actor": who[0], "identity": who[1], "at": time.time(),
+                                     "release": started.release})
     result: dict[str, Any] = {"group": group, "release": started.release, "rollout_id": started.rollout_id}
     if not as_json:
         click.echo(f"rollout {started.rollout_id}: building {started.release} for group {group}")

@@ -127,7 +127,9 @@ def progress(summary: dict[str, Any], release: Release | None, now: float, membe
     elif updating:
         phase = updating[0].line()
     elif state == RolloutState.RUNNING:
-        phase = "waiting for the next ticket"
+        # Held by its policy (manual promotion, a maintenance window): the record's reason says for what.
+        waits = str(summary.get("reason") or "")
+        phase = waits if waits.startswith("waiting for") else "waiting for the next ticket"
     else:
         phase = {RolloutState.COMPLETED: "every ticket done", RolloutState.PAUSED: "paused by an operator",
                  RolloutState.SUPERSEDED: f"superseded by {summary.get('superseded_by') or 'a newer rollout'}",

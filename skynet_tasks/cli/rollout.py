@@ -1,4 +1,5 @@
-"""``skynet rollout``: follow a rollout (status, list, history, show) and steer it (pause, resume, abort, retry)."""
+"""``skynet rollout``: follow a rollout (status, list, history, show) and steer it (pause, resume, abort, retry,
+promote)."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def group_choice(func: Any) -> Any:
 
 @click.group()
 def rollout() -> None:
-    """Follow a rollout (status, list, show) and steer it (pause, resume, abort, retry)."""
+    """Follow a rollout (status, list, show) and steer it (pause, resume, abort, retry, promote)."""
 
 
 def _action_command(action: str, help_text: str) -> click.Command:
@@ -91,7 +92,9 @@ def _action_command(action: str, help_text: str) -> click.Command:
 for _name, _help in (("pause", "Dispatch no further tickets until resumed."),
                      ("resume", "Resume a paused or halted rollout; cancelled tickets get their place back."),
                      ("abort", "End the rollout; an update in flight finishes, nothing more is dispatched."),
-                     ("retry", "Give the failed ticket another attempt, then resume.")):
+                     ("retry", "Give the failed ticket another attempt, then resume."),
+                     ("promote", "Publish a rollout waiting for promotion (canary: manual) after its canary's "
+                                 "success: the rest of the group rolls out. Refused (exit 1) if it is not waiting.")):
     rollout.add_command(_action_command(_name, _help))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from skynet_tasks.conductor import promotion, windows
 from skynet_tasks.conductor.line import Group, Ticket
 from skynet_tasks.conductor.progress import any_stalled
 from skynet_tasks.states import RolloutState
@@ -62,6 +63,10 @@ ATTENTION: tuple[tuple[str, Callable[[Group, float], bool]], ...] = (
     ("an updating ticket's dispatch was not acknowledged: it is sent again", _updating_unacknowledged),
     ("a published rollout has nobody updating: it may be complete", _may_be_complete),
     ("a rollout passed its progress deadline: it halts", any_stalled),
+    ("a rollout waited for promotion past its promote_timeout: it is aborted",
+     lambda group, now: any(promotion.timed_out(r, now) for r in group.line)),
+    ("a rollout's maintenance window opened: its tickets start",
+     lambda group, now: any(windows.opened(r, now) for r in group.line)),
 )
 
 

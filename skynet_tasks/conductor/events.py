@@ -47,13 +47,13 @@ class Tick:
 
 @dataclass(frozen=True)
 class OperatorAction:
-    """An operator pauses, resumes, aborts or retries a rollout."""
+    """An operator pauses, resumes, aborts, retries or promotes a rollout."""
 
     rollout_id: str
-    action: str  # pause | resume | abort | retry
+    action: str  # pause | resume | abort | retry | promote
     actor: str = "operator"
 
 
 Event = RolloutReady | TicketTaken | UpdateReported | Tick | OperatorAction
 
-OPERATOR_ACTIONS = ("pause", "resume", "abort", "retry")
+OPERATOR_ACTIONS = ("pause", "resume", "abort", "retry", "promote")

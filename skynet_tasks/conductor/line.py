@@ -74,6 +74,14 @@ class Rollout:
     on_failure: str = DEFAULT_ON_FAILURE
     reverted_by: str | None = None
     revert_of: str | None = None
+    # Manual promotion (``promotion``): "auto" or "manual", the seconds an operator has to promote it
+    # (None: no limit), and when its canary's success started the wait.
+    promotion: str = "auto"
+    promote_timeout: float | None = None
+    promotable_at: float | None = None
+    # Its maintenance windows (``windows``: normalised lines; none: any time), and ``skynet deploy --now``.
+    windows: tuple[str, ...] = ()
+    ignore_windows: bool = False
 
     def ticket(self, number: int) -> Ticket | None:
         """The ticket numbered ``number``, if this rollout holds it."""

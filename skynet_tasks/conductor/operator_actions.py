@@ -1,10 +1,10 @@
-"""What an operator's pause, resume, retry or abort does to a rollout (``events.OperatorAction``)."""
+"""What an operator's pause, resume, retry, abort or promote does to a rollout (``events.OperatorAction``)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from skynet_tasks.conductor import batches
+from skynet_tasks.conductor import batches, promotion
 from skynet_tasks.conductor.draft import Draft
 from skynet_tasks.conductor.events import OperatorAction
 from skynet_tasks.conductor.line import Rollout
@@ -26,6 +26,9 @@ def apply_operator(draft: Draft, event: OperatorAction) -> None:
     if event.action == "pause" and rollout.state is RolloutState.RUNNING:
         draft.put(replace(rollout, state=RolloutState.PAUSED, reason=f"paused {who}"),
                   f"rollout {rollout.id} paused {who}")
+    elif event.action == "promote":
+        if promotion.awaiting(rollout):  # else a duplicate, or a promote that came too late: nothing to do
+            draft.publish(replace(rollout, reason=f"promoted {who}"))
     elif event.action == "resume" and canary_failed(rollout):
         return  # resuming would go on without a release that passed its canary; retry is the way
     elif event.action in ("resume", "retry") and rollout.reverted_by is not None:

@@ -3,7 +3,8 @@
 As Nomad's ``progress_deadline``: a rollout's progress clock starts when its first ticket is
 dispatched, and starts again each time one of its tickets is done (its instance updated, passed its
 health check and, with a bake, stayed healthy), when it is published (its canary succeeded, or a
-person promoted it), and when it runs again after a pause or a halt. A running rollout whose clock
+person promoted it), when its maintenance window opens, and when it runs again after a pause or a
+halt; it does not run while the rollout waits for a promotion or a window. A running rollout whose clock
 shows more than its ``progress_deadline`` halts at the next tick, whatever held it up: an update
 that hangs, members that never take their ticket, a line that does not move. Ticket deadlines still
 catch a single update that hangs; this catches a rollout that does not move as a whole.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from skynet_tasks.conductor import promotion, windows
 from skynet_tasks.conductor.decisions import Decision
 from skynet_tasks.conductor.line import Group, Rollout
 from skynet_tasks.states import RolloutState, TicketState
@@ -35,6 +37,8 @@ def made_progress(before: Rollout | None, after: Rollout) -> bool:
         return True
     if after.published and not before.published:  # the canary succeeded, or a person promoted it
         return True
+    if windows.waits(before) and not windows.waits(after):  # its maintenance window opened
+        return True
     was = {t.number: t.state for t in before.tickets}
     return any(t.state is TicketState.DONE and was.get(t.number) is not TicketState.DONE for t in after.tickets)
 
@@ -51,9 +55,14 @@ def clocked(before: Group, decision: Decision, now: float) -> Decision:
 
 
 def stalled(rollout: Rollout, now: float) -> bool:
-    """The running rollout passed its progress deadline: no instance became healthy in it in time."""
+    """The running rollout passed its progress deadline: no instance became healthy in it in time.
+
+    Waiting for a person's promotion or for a maintenance window is not a stall: the clock starts
+    again when the wait ends (``made_progress``).
+    """
     return rollout.state is RolloutState.RUNNING and rollout.progress_deadline is not None \
-        and rollout.progress_at is not None and now > rollout.progress_at + rollout.progress_deadline
+        and rollout.progress_at is not None and now > rollout.progress_at + rollout.progress_deadline \
+        and not promotion.awaiting(rollout) and not windows.waits(rollout)
 
 
 def stall_reason(rollout: Rollout, now: float) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import replace
 
-from skynet_tasks.conductor import batches, progress, revert
+from skynet_tasks.conductor import batches, progress, promotion, revert, windows
 from skynet_tasks.conductor.attention import UPDATE_HARD_LIMIT, believed_report_time, overdue, unacknowledged
 from skynet_tasks.conductor.decisions import Decision, Dispatch, Notify
 from skynet_tasks.conductor.draft import Draft
@@ -116,7 +116,10 @@ class _Rules(Draft):
         if not event.ok and rollout.state is not RolloutState.HALTED:  # (a batch's second failure: halted already)
             self.halt(rollout, f"update failed on {ticket.instance} (ticket {ticket.number}): {event.error}")
         elif not rollout.published and ticket.instance == rollout.canary:
-            self.publish(rollout)
+            if promotion.held_for_promotion(rollout):
+                self.put(promotion.waiting(rollout, self.now), f"rollout {rollout.id} waits for promotion")
+            else:
+                self.publish(rollout)
 
     def tick(self) -> None:
         for stalled in [r for r in self.group.line if progress.stalled(r, self.now)]:
@@ -128,6 +131,9 @@ class _Rules(Draft):
             elif unacknowledged(ticket, self.now) and rollout.state is not RolloutState.HALTED:
                 # (a halted rollout sends nothing: a dispatch never received fails at its deadline)
                 self.actions.append(Dispatch(ticket.instance, rollout.id, ticket.number))
+        for waiting in [r for r in self.group.line if promotion.timed_out(r, self.now)]:
+            self.end(waiting, RolloutState.ABORTED, promotion.timeout_reason(waiting),
+                     f"rollout {waiting.id} not promoted in time: aborted")
 
     def overdue(self, rollout: Rollout, ticket: Ticket, deadline: float) -> None:
         error = "deadline passed: the instance did not report its update in time"
@@ -178,6 +184,13 @@ class _Rules(Draft):
     def start(self, rollout: Rollout) -> bool:
         """Dispatch the tickets of ``rollout`` that may start now (``batches.startable``); False if none may."""
         chosen = batches.startable(rollout)
+        if chosen and windows.closed(rollout, self.now):
+            reason = windows.waiting_reason(rollout, self.now)
+            if rollout.reason != reason:
+                self.put(replace(rollout, reason=reason), f"rollout {rollout.id} {reason}")
+            return False
+        if chosen and windows.waits(rollout):
+            rollout = replace(rollout, reason="its window opened")
         for ticket in chosen:
             started = replace(ticket, state=TicketState.UPDATING, started_at=self.now, handed_at=self.released_at,
                               # The bake is part of the update: a long one is not overdue.

@@ -37,9 +37,7 @@ class Release:
     message: str | None = None
     update_timeout: float | None = None
     max_parallel: list[str] | None = None  # its skynet.yml's rollout policy (``skynet_tasks.policy``)
-    min_healthy_time: float | None = None
-    progress_deadline: float | None = None
-    on_failure: str | None = None
+    rollout_policy: dict[str, Any] | None = None  # the whole of it (``RolloutPolicy.record``)
 
     @classmethod
     def from_item(cls, values: dict[str, Any]) -> Release:

@@ -25,7 +25,8 @@ from skynet_tasks.states import RolloutKind, RolloutState
 ROLLOUT_FIELDS = ("state", "canary", "published", "update_timeout", "reason", "finished_at",
                   "superseded_by", "created_at", "release", "kind", "group", "last_number", "low_water",
                   "held_by", "held_until", "max_parallel", "batches",
-                  "min_healthy_time", "progress_deadline", "progress_at", "on_failure", "reverted_by", "revert_of")
+                  "min_healthy_time", "progress_deadline", "progress_at", "on_failure", "reverted_by", "revert_of",
+                  "promotion", "promote_timeout", "promotable_at", "windows", "ignore_windows")
 
 
 def rollout_from_record(rollout_id: str, header: dict[str, Any], tickets: tuple[Ticket, ...]) -> Rollout:
@@ -56,6 +57,11 @@ def rollout_from_record(rollout_id: str, header: dict[str, Any], tickets: tuple[
         on_failure=str(header.get("on_failure") or DEFAULT_ON_FAILURE),
         reverted_by=header.get("reverted_by"),
         revert_of=header.get("revert_of"),
+        promotion=str(header.get("promotion") or "auto"),
+        promote_timeout=float(header["promote_timeout"]) if header.get("promote_timeout") is not None else None,
+        promotable_at=float(header["promotable_at"]) if header.get("promotable_at") is not None else None,
+        windows=tuple(str(w) for w in header.get("windows") or ()),
+        ignore_windows=bool(header.get("ignore_windows", False)),
     )
 
 

@@ -163,7 +163,6 @@ def _run_build(ctx: Context, req: BuildRequest, me: str) -> Release | None:
         "artifact_key": built.artifact_key, "manifest_key": built.manifest_key, "log_key": built.log_key,
         "sha256": built.sha256, "size": built.size, "author": built.author, "message": built.message,
         "update_timeout": built.update_timeout, "max_parallel": list(built.max_parallel),
-        "min_healthy_time": built.min_healthy_time, "progress_deadline": built.progress_deadline,
-        "on_failure": built.on_failure})
+        "rollout_policy": built.rollout_policy})
     log.info("release %s built by %s in %.1fs (%d bytes)", req.sha, me, built.duration, built.size)
     return ctx.ledger.release(req.group, req.sha)
