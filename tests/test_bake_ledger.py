@@ -9,17 +9,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from ledgerkit import bootstrapped_moto
 
 from skynet_tasks import names
-from skynet_tasks.aws import aws_for
-from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.conductor import Rollout, RolloutReady, TicketTaken, UpdateReported
 from skynet_tasks.deploys import request_build
 from skynet_tasks.events import from_message
 from skynet_tasks.ledger import Ledger, Release
 from skynet_tasks.ledger.reads import Focus, partial_view
-from skynet_tasks.local.motoserver import MotoServer
-from skynet_tasks.resources import resolve
 from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState
 from skynet_tasks.step import decide_and_write_until_settled
 from skynet_tasks.tasks.publish import publish_release
@@ -31,11 +28,8 @@ GROUP, MEMBERS = "local-api", ("a", "b", "c")
 
 @pytest.fixture(scope="module")
 def ledger():
-    server = MotoServer.start()
-    aws = aws_for(server.environment())
-    bootstrap_env(aws, resolve(aws, "local"), [GROUP])
-    yield Ledger(aws.dynamodb, names.state_table("local"))
-    server.stop()
+    with bootstrapped_moto([GROUP]) as (_, aws):
+        yield Ledger(aws.dynamodb, names.state_table("local"))
 
 
 class _Messages:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from ledgerkit import bootstrapped_moto
 
 from skynet_tasks.conductor import (
     Dispatch,
@@ -203,16 +204,8 @@ LEDGER_GROUP, LEDGER_MEMBERS = "local-api", ("a", "b", "c")
 
 @pytest.fixture(scope="module")
 def server():
-    from skynet_tasks.aws import aws_for
-    from skynet_tasks.bootstrap import bootstrap_env
-    from skynet_tasks.local.motoserver import MotoServer
-    from skynet_tasks.resources import resolve
-
-    moto = MotoServer.start()
-    aws = aws_for(moto.environment())
-    bootstrap_env(aws, resolve(aws, "local"), [LEDGER_GROUP])
-    yield moto
-    moto.stop()
+    with bootstrapped_moto([LEDGER_GROUP]) as (moto, _):
+        yield moto
 
 
 @pytest.fixture(scope="module")

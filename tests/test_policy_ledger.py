@@ -8,19 +8,16 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from ledgerkit import bootstrapped_moto
 
 from benchmarks.overlap import Span, updating_at_once
 from skynet_tasks import names
-from skynet_tasks.aws import aws_for
-from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.cli import exitcodes, main
 from skynet_tasks.conductor import Rollout, RolloutReady, TicketTaken, UpdateReported
 from skynet_tasks.deploys import request_build
 from skynet_tasks.events import BadEvent, from_message, to_message
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.ledger.reads import Focus, partial_view
-from skynet_tasks.local.motoserver import MotoServer
-from skynet_tasks.resources import resolve
 from skynet_tasks.states import RolloutKind
 from skynet_tasks.step import decide_and_write_until_settled
 
@@ -31,11 +28,8 @@ GROUP, MEMBERS = "local-api", ("a", "b", "c", "d", "e")
 
 @pytest.fixture(scope="module")
 def ledger():
-    server = MotoServer.start()
-    aws = aws_for(server.environment())
-    bootstrap_env(aws, resolve(aws, "local"), [GROUP])
-    yield Ledger(aws.dynamodb, names.state_table("local"))
-    server.stop()
+    with bootstrapped_moto([GROUP]) as (_, aws):
+        yield Ledger(aws.dynamodb, names.state_table("local"))
 
 
 def test_a_rollout_keeps_its_batches_in_the_ledger_and_partial_reads_hold_a_whole_batch(ledger):
