@@ -97,12 +97,29 @@ def agent_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # another in one worker (``host_network_scope``).
 BOOTS_STACK_INSTANCES = frozenset({"test_stack_cluster", "test_stack_operations", "test_stack_users", "test_demo"})
 HOST_NETWORK = "host-network"
-# The scopes that take longest, longest first, from ``pytest --numprocesses 2 --durations=0`` on 2 cores
-# (seconds: setup, calls and teardown of the module's tests). They start first, so that no long module
-# starts last and keeps one worker busy while the other has nothing left: a scope not listed starts after
-# these, in the order collected. A scheduling hint only: a wrong order costs time, never a test.
+# The scopes that take longest, longest first: they start first, so that no long module starts last and
+# keeps one worker busy while the other has nothing left. A scope not listed starts after these, in the
+# order collected. A scheduling hint only: a wrong order costs time, never a test. Seconds (setup, calls
+# and teardown of the scope's tests) from ``pytest --numprocesses 2 --durations=0`` on 2 cores shared with
+# other work (load average 7 to 20, 2026-12-02): about twice what an idle machine takes.
 LONGEST_FIRST = (
-    HOST_NETWORK,
+    HOST_NETWORK,  # 797 s: test_stack_cluster 264, test_demo 222, test_stack_operations 192, test_stack_users 120
+    "test_rollout_cluster",  # 512 s
+    "test_cloudformation",  # 322 s
+    "test_soak",  # one test, 120 s in CI's last run
+    "test_stack_deploy",  # 184 s
+    "test_deadletters",  # 171 s
+    "test_stack_privilege",  # 151 s
+    "test_config_cluster",  # 130 s
+    "test_faults",  # 125 s
+    "test_stack_recipes",  # 120 s
+    "test_resources",  # 90 s
+    "test_webhook",  # 81 s
+    "test_monitor_browser",  # 77 s
+    "test_packaging",  # 76 s
+    "test_loadbalancer",  # 75 s
+    "test_ledger",  # 64 s
+    "test_monitor_api",  # 61 s
 )
 
 
