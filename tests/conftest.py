@@ -83,33 +83,92 @@ def environment_of_this_module_only() -> Iterator[None]:
     os.environ.update(saved)
 
 
-# ---- running the suite on several cores (pytest-xdist, ``make test``) -----------------------------
-def shares_the_host_network(module: str) -> bool:
-    """Whether a test module builds the stack-built cluster (``test_stack_*``, and the demo, which runs on it).
+@pytest.fixture(scope="session")
+def agent_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout's agent wheel, built once for the stack-built clusters of this test process
+    (they run in one worker: ``host_network_scope``), instead of once per cluster."""
+    from skynet_tasks.stacks.wheels import build_wheel
 
-    Such a cluster takes the host's bridge and namespaces for the template's VPC range, which a
-    second one at the same time cannot have: those modules all run in one worker, one after another.
+    return build_wheel(tmp_path_factory.mktemp("agent-wheel"))
+
+
+# ---- running the suite on several cores (pytest-xdist, ``make test``) -----------------------------
+# The modules whose clusters boot instances from the stack's user data, on this host: they run one after
+# another in one worker (``host_network_scope``).
+BOOTS_STACK_INSTANCES = frozenset({"test_stack_cluster", "test_stack_operations", "test_stack_users", "test_demo"})
+HOST_NETWORK = "host-network"
+# The scopes that take longest, longest first: they start first, so that no long module starts last and
+# keeps one worker busy while the other has nothing left. A scope not listed starts after these, in the
+# order collected. A scheduling hint only: a wrong order costs time, never a test. Seconds (setup, calls
+# and teardown of the scope's tests) from ``pytest --numprocesses 2 --durations=0`` on 2 cores shared with
+# other work (load average 7 to 20, 2026-12-02): about twice what an idle machine takes.
+LONGEST_FIRST = (
+    HOST_NETWORK,  # 797 s: test_stack_cluster 264, test_demo 222, test_stack_operations 192, test_stack_users 120
+    "test_rollout_cluster",  # 512 s
+    "test_cloudformation",  # 322 s
+    "test_soak",  # one test, 120 s in CI's last run
+    "test_stack_deploy",  # 184 s
+    "test_deadletters",  # 171 s
+    "test_stack_privilege",  # 151 s
+    "test_config_cluster",  # 130 s
+    "test_faults",  # 125 s
+    "test_stack_recipes",  # 120 s
+    "test_resources",  # 90 s
+    "test_webhook",  # 81 s
+    "test_monitor_browser",  # 77 s
+    "test_packaging",  # 76 s
+    "test_loadbalancer",  # 75 s
+    "test_ledger",  # 64 s
+    "test_monitor_api",  # 61 s
+)
+
+
+def host_network_scope(module: str) -> bool:
+    """Whether a test module boots stack-built instances on this host, and so runs in the one
+    ``host-network`` scope.
+
+    Each such cluster claims a VPC range of its own (``Vpc.claim``), but the instances of every cluster
+    share this host's ``/tmp``, where the user data downloads the agent's wheel under its file name
+    alone before verifying and installing it: an instance booting in one cluster while another cluster
+    boots a different wheel of that name (``test_stack_cluster``'s tampered one) could verify or install
+    the other's file. The demo also checks that no namespace is left behind on the whole host. The
+    modules that deploy a stack without booting it (``test_stack_deploy``, ``test_stack_privilege``) or
+    run the plain cluster (``test_stack_recipes``) are scopes of their own.
     """
-    return module.startswith("test_stack_") or module == "test_demo"
+    return module in BOOTS_STACK_INSTANCES
+
+
+def scope_of(nodeid: str) -> str:
+    """The scope a test runs in: its module, or ``host-network`` (``host_network_scope``)."""
+    module = Path(nodeid.split("::", 1)[0]).stem
+    return HOST_NETWORK if host_network_scope(module) else module
+
+
+def start_rank(scope: str) -> int:
+    """Where a scope starts: its place in ``LONGEST_FIRST``, or after all of them."""
+    return LONGEST_FIRST.index(scope) if scope in LONGEST_FIRST else len(LONGEST_FIRST)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """pytest-xdist's scheduling for ``make test``: a module's tests in one worker (its module-scoped
-    cluster is built once), every stack-built module in the same one (``shares_the_host_network``).
+    """pytest-xdist's scheduling for ``make test``: a scope's tests in one worker (a module's
+    module-scoped cluster is built once; ``scope_of``), the scopes started in collection order
+    (``pytest_collection_modifyitems``), the next one to a worker as soon as it is almost idle.
 
     A scheduler of our own, because xdist 3.8's ``--dist loadgroup`` did not keep marked tests together
     here; ``loadscope`` with the scope said here does exactly that.
     """
     from xdist.scheduler import LoadScopeScheduling
 
+    # loadscope's default order is "most tests first", which put the longest module (one test) last.
+    config.option.loadscopereorder = False
+
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return "host-network" if shares_the_host_network(Path(module).stem) else module
+            return scope_of(nodeid)
 
     return ModuleScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The stack-built modules first: the longest of the workers' shares starts at once, the rest fills in."""
-    items.sort(key=lambda item: not shares_the_host_network(item.path.stem))
+    """The longest scopes first (``LONGEST_FIRST``), each kept in the order collected."""
+    items.sort(key=lambda item: start_rank(scope_of(item.nodeid)))

@@ -18,9 +18,10 @@ DENIED = re.compile(r'" 403 ')
 
 
 @contextmanager
-def stack_up(directory: Path, api: int, rp: int) -> Iterator[StackCluster]:
-    """A stack-built cluster of env ``ENV`` with ``api`` and ``rp`` instances, up while the block runs."""
-    cluster = StackCluster(directory, env=ENV)
+def stack_up(directory: Path, api: int, rp: int, wheel: Path | None = None) -> Iterator[StackCluster]:
+    """A stack-built cluster of env ``ENV`` with ``api`` and ``rp`` instances booting ``wheel`` (None:
+    built from this checkout), up while the block runs."""
+    cluster = StackCluster(directory, env=ENV, wheel=wheel)
     cluster.up(api=api, rp=rp)
     try:
         yield cluster

@@ -31,8 +31,8 @@ from skynet_tasks.registry import Registry
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory):
-    with stack_up(tmp_path_factory.mktemp("stack"), api=1, rp=1) as cluster:
+def stack(tmp_path_factory: pytest.TempPathFactory, agent_wheel: Path):
+    with stack_up(tmp_path_factory.mktemp("stack"), api=1, rp=1, wheel=agent_wheel) as cluster:
         yield cluster
 
 

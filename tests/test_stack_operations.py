@@ -34,8 +34,8 @@ REFUSED_IN_LOG = re.compile(r"AccessDenied|not authorized|\(403\)|Forbidden")
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory):
-    with stack_up(tmp_path_factory.mktemp("stack"), api=2, rp=0) as cluster:
+def stack(tmp_path_factory: pytest.TempPathFactory, agent_wheel: Path):
+    with stack_up(tmp_path_factory.mktemp("stack"), api=2, rp=0, wheel=agent_wheel) as cluster:
         yield cluster
 
 

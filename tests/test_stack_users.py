@@ -97,8 +97,8 @@ def roles(instance: StackInstance) -> list[tuple[str, str, list[str]]]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory):
-    with stack_up(tmp_path_factory.mktemp("stack"), api=1, rp=1) as cluster:
+def stack(tmp_path_factory: pytest.TempPathFactory, agent_wheel: Path):
+    with stack_up(tmp_path_factory.mktemp("stack"), api=1, rp=1, wheel=agent_wheel) as cluster:
         tree = tmp_path_factory.mktemp("config")
         for name, text in CONFIG.items():
             (tree / name).parent.mkdir(parents=True, exist_ok=True)

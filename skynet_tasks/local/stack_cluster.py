@@ -71,9 +71,10 @@ class StackState:
 class StackCluster(RecordedCluster):
     """Start and stop the stack-built cluster in ``directory``."""
 
-    def __init__(self, directory: Path, env: str = "local", faults: str = "") -> None:
+    def __init__(self, directory: Path, env: str = "local", faults: str = "", wheel: Path | None = None) -> None:
         super().__init__(directory)
         self.faults = faults  # the local AWS's fault modes (skynet_tasks.local.faults)
+        self.wheel = wheel  # the agent wheel the instances boot; None: built from this checkout at ``up``
         self.env = names.check_env(env)
         self._vpc: Vpc | None = None
         self.state: StackState | None = None
@@ -154,7 +155,8 @@ class StackCluster(RecordedCluster):
         service_key = stack_aws.user_with_key(aws, stack_aws.EC2_SERVICE, stack_aws.ASSUME_ONLY)
         repo = create_sample_repo(self.shared_repos())
         (self.dir / "wheel").mkdir(exist_ok=True)
-        wheel = wheel_ref(build_wheel(self.dir / "wheel"))
+        built = self.wheel or build_wheel(self.dir / "wheel")
+        wheel = wheel_ref(built)
         network = stack_aws.create_network(aws, self.vpc.cidr.split(".0.0/")[0])
         stack = f"skynet-{self.env}"
         outputs = stack_aws.deploy_stack(aws, stack, {
@@ -162,7 +164,7 @@ class StackCluster(RecordedCluster):
             "RpMinSize": str(rp), "RpDesiredSize": str(rp),
             "RpMaxSize": str(max(rp, 1) + 2), "ApiMinSize": str(api), "ApiDesiredSize": str(api),
             "ApiMaxSize": str(api + 2), **wheel.parameters()})
-        upload_wheel(aws.s3, outputs["RepoBucketName"], self.dir / "wheel" / wheel.filename)
+        upload_wheel(aws.s3, outputs["RepoBucketName"], built)
         self.state = StackState(stack=stack, vpc=self.vpc.name, cidr=self.vpc.cidr, operator=operator,
                                 service_key=service_key, outputs=outputs)
         self.info = ClusterInfo(dir=str(self.dir), env=self.env, aws_endpoint=self.moto.endpoint,

@@ -8,10 +8,13 @@ bytes an instance is about to verify.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import subprocess  # nosec B404 - pip, with a fixed argument list
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +62,7 @@ def build_wheel(out_dir: Path, project: Path = PROJECT_ROOT) -> Path:
     if not (project / "pyproject.toml").is_file():
         raise StackError(f"no pyproject.toml in {project}: Skynet is not running from a source checkout, "
                          f"pass a wheel with --wheel")
-    with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
+    with tempfile.TemporaryDirectory(dir=out_dir) as scratch, _one_build_at_a_time(project):
         # No build isolation: the build uses the setuptools installed beside Skynet instead of
         # fetching one from an index, so a deploy needs no network but AWS.
         result = subprocess.run(  # noqa: S603 - fixed argument list, no shell  # nosec B603
@@ -71,3 +74,17 @@ def build_wheel(out_dir: Path, project: Path = PROJECT_ROOT) -> Path:
             raise StackError(f"building the agent wheel failed (pip exit {result.returncode}): "
                              f"{(result.stderr or result.stdout).strip()[-2000:]}")
         return built[0].rename(out_dir / built[0].name)
+
+
+@contextmanager
+def _one_build_at_a_time(project: Path) -> Iterator[None]:
+    """Hold the checkout's build lock while the block runs.
+
+    pip builds in the checkout itself (its ``build/`` and ``skynet.egg-info``): two builds at once,
+    from two local clusters or two test processes, would write over each other's files.
+    """
+    lock_dir = project / "build"
+    lock_dir.mkdir(exist_ok=True)
+    with open(lock_dir / "skynet-wheel.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even if the build fails
+        yield
