@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,6 +226,26 @@ def parse_promote_timeout(value: Any, where: str = "rollout.promote_timeout") ->
     if not 1 <= seconds <= MAX_PROMOTE_TIMEOUT:
         raise PolicyError(f"{where}: {value!r} is out of range: at least 1 s and at most 30 days")
     return seconds
+
+
+# What a rollout may be given instead of its skynet.yml's (``skynet deploy``'s options, a webhook route's
+# ``rollout``), as ``deploys.request_build`` takes them.
+OVERRIDABLE = ("max_parallel", "min_healthy_time", "progress_deadline", "on_failure")
+
+
+def parse_overrides(value: Any, where: str) -> dict[str, Any]:
+    """The rollout policy ``value`` (a mapping of ``OVERRIDABLE`` keys) overrides, as ``request_build``'s
+    keyword arguments; PolicyError naming the key and the rule if invalid. A ``progress_deadline`` of 0
+    stays 0: it turns skynet.yml's off."""
+    if not isinstance(value, dict):
+        raise PolicyError(f"{where}: expected a mapping with the key(s) {', '.join(OVERRIDABLE)}")
+    unknown = sorted(str(k) for k in set(value) - set(OVERRIDABLE))
+    if unknown:
+        raise PolicyError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(OVERRIDABLE)})")
+    parsers: dict[str, Callable[[Any, str], Any]] = {
+        "max_parallel": parse_max_parallel, "min_healthy_time": parse_min_healthy_time,
+        "progress_deadline": lambda v, w: parse_progress_deadline(v, w) or 0.0, "on_failure": parse_on_failure}
+    return {key: parsers[key](value[key], f"{where}.{key}") for key in OVERRIDABLE if value.get(key) is not None}
 
 
 def batch_sizes(max_parallel: tuple[str, ...], group_size: int) -> tuple[int, ...]:

@@ -275,3 +275,32 @@ def test_the_lambda_handler_gives_the_same_answers_behind_api_gateway(hook, monk
     assert forged["statusCode"] == 401
     assert [m[1]["request"]["sha"] for m in hook.builds()] == ["5" * 40]
     kombu.pools.reset()
+
+
+def test_a_routes_rollout_policy_is_recorded_on_the_rollout_it_starts(hook, monkeypatch):
+    import kombu.pools
+
+    from skynet_tasks.webhook import lambda_handler
+
+    # Given a routing table whose route rolls its group out in halves and reverts on failure
+    for key, value in hook.environment.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SKYNET_WEBHOOK_SECRET", hook.secret.decode())
+    monkeypatch.setenv("SKYNET_WEBHOOK_ROUTES", json.dumps({"routes": [
+        {"repo": "sample-app", "branch": "main", "env": "local", "layer": "api",
+         "rollout": {"max_parallel": "50%", "on_failure": "revert"}}]}))
+    monkeypatch.setattr(lambda_handler, "_receiver", None)
+    kombu.pools.reset()
+    body = json.dumps(push_payload("sample-app", "main", BEFORE, "6" * 40)).encode()
+
+    # When a push arrives
+    answer = lambda_handler.handler({"headers": hook.signed_headers(body, delivery="routed-1"), "body": body.decode()},
+                                    None)
+
+    # Then the rollout it starts carries the route's policy, as `skynet deploy --max-parallel 50%
+    # --on-failure revert` would have recorded it
+    assert answer["statusCode"] == 202, answer
+    rollout_id = json.loads(answer["body"])["builds"][0]["rollout_id"]
+    record = Ledger(aws_for(hook.environment).dynamodb, names.state_table("local")).rollout_item(rollout_id) or {}
+    assert (record.get("max_parallel"), record.get("on_failure")) == (["50%"], "revert")
+    kombu.pools.reset()

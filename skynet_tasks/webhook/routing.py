@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from skynet_tasks import names
+from skynet_tasks.policy import OVERRIDABLE, parse_overrides
 from skynet_tasks.webhook.refnames import BadName, check_branch
+
+ROUTE_KEYS = {"repo", "branch", "env", "layer", "group", "rollout"}
 
 
 class RoutingError(ValueError):
@@ -28,6 +31,9 @@ class Route:
     env: str
     layer: str
     group: str
+    # The rollout policy this route's rollouts take instead of their skynet.yml's (``policy.OVERRIDABLE``),
+    # as ``deploys.request_build``'s keyword arguments: a staging route may roll out all at once.
+    overrides: tuple[tuple[str, Any], ...] = ()
 
     def matches(self, full_name: str, branch: str) -> bool:
         """Whether a push to ``branch`` of ``full_name`` is this route's (a bare repo name matches any owner)."""
@@ -43,18 +49,20 @@ def parse_routes(data: Any) -> list[Route]:
     routes = []
     for number, entry in enumerate(data["routes"], start=1):
         if not isinstance(entry, dict) or not {"repo", "branch", "env", "layer"} <= set(entry) \
-                or not set(entry) <= {"repo", "branch", "env", "layer", "group"}:
-            raise RoutingError(f"route {number}: needs repo, branch, env, layer (and optionally group)")
+                or not set(entry) <= ROUTE_KEYS:
+            raise RoutingError(f"route {number}: needs repo, branch, env, layer (and optionally group, rollout)")
         try:
             env = names.check_env(entry["env"])
             layer = names.check_name_part("layer", entry["layer"])
             group = names.check_name_part("group", entry.get("group") or names.default_group(env, layer))
             branch = check_branch(entry["branch"])
+            overrides = parse_overrides(entry.get("rollout", {}), "rollout")
         except (ValueError, BadName) as error:
             raise RoutingError(f"route {number}: {error}") from None
         if not isinstance(entry["repo"], str) or not entry["repo"]:
             raise RoutingError(f"route {number}: repo must be a repository name")
-        routes.append(Route(entry["repo"], branch, env, layer, group))
+        routes.append(Route(entry["repo"], branch, env, layer, group,
+                            tuple((key, overrides[key]) for key in OVERRIDABLE if key in overrides)))
     return routes
 
 
