@@ -127,11 +127,10 @@ def host_network_scope(module: str) -> bool:
     """Whether a test module boots stack-built instances on this host, and so runs in the one
     ``host-network`` scope.
 
-    Each such cluster claims a VPC range of its own (``Vpc.claim``), but the instances of every cluster
-    share this host's ``/tmp``, where the user data downloads the agent's wheel under its file name
-    alone before verifying and installing it: an instance booting in one cluster while another cluster
-    boots a different wheel of that name (``test_stack_cluster``'s tampered one) could verify or install
-    the other's file. The demo also checks that no namespace is left behind on the whole host. The
+    Each such cluster claims a VPC range of its own (``Vpc.claim``), and the user data downloads the
+    agent's wheel into a folder of its own; but the demo checks that no namespace is left behind on the
+    whole host, so it cannot run beside another booting cluster, and the others were not measured
+    running two at a time on two cores (a boot's time bounds were set one cluster at a time). The
     modules that deploy a stack without booting it (``test_stack_deploy``, ``test_stack_privilege``) or
     run the plain cluster (``test_stack_recipes``) are scopes of their own.
     """

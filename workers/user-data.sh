@@ -16,11 +16,12 @@ fi
 # 2. The agent: the wheel the stack pins in SSM ({"key", "sha256"}; skynet agent push moves the pin),
 #    read now rather than baked into the user data, installed only if its sha256 is the pinned one.
 wheel=$(/opt/skynet/bin/python - <<'PY'
-import hashlib, json, os, sys, boto3
+import hashlib, json, os, sys, tempfile, boto3
 name = os.environ["SKYNET_WHEEL_PARAMETER"]
 pin = json.loads(boto3.client("ssm").get_parameter(Name=name)["Parameter"]["Value"])
 key, pinned = pin["key"], pin["sha256"]
-path = os.path.join("/tmp", os.path.basename(key))
+# A folder of its own (0700): never a predictable name in /tmp, written as root.
+path = os.path.join(tempfile.mkdtemp(prefix="skynet-wheel-"), os.path.basename(key))
 boto3.client("s3").download_file(os.environ["SKYNET_REPO_BUCKET"], key, path)
 digest = hashlib.sha256()
 with open(path, "rb") as wheel:
