@@ -82,6 +82,8 @@ FAULTS = ("none", "kill-updating", "kill-conductor", "restart-worker", "duplicat
           "drop-message", "corrupt-artifact", "aws-errors")
 # The second app layer: its own maintenance group, tracking the sample app's branch of the same name.
 SECOND_LAYER = "web"
+# The soak's release: a 30 s update timeout, since under CI's load (another xdist worker beside it) a
+# canary's update once took longer than 15 s, and its deadline failed it while it succeeded.
 SPEC = """build:
   - [python3, build.py]
 service:
@@ -90,7 +92,7 @@ health:
   http: /health
   command: [python3, check.py]
   timeout: 10
-update_timeout: 15
+update_timeout: 30
 """
 
 FINISHED = ("completed", "halted", "aborted", "superseded", "build_failed")

@@ -527,11 +527,13 @@ def test_a_bake_time_catches_an_instance_turning_unhealthy_2s_after_its_update(c
     assert code == 1 and result["state"] == "halted", result
     assert "turned unhealthy" in result["reason"] and "after its update" in result["reason"]
     tickets = rollout(cluster, result["rollout_id"])["tickets"]
-    assert [t["state"] for t in tickets] == ["done", "failed", "cancelled"]
-    canary, failed, never = (t["instance"] for t in tickets)
+    # (the third member takes its ticket when its notice arrives: under load, possibly after the halt)
+    assert [t["state"] for t in tickets] in (["done", "failed", "cancelled"], ["done", "failed"]), tickets
+    canary, failed = tickets[0]["instance"], tickets[1]["instance"]
+    [never] = [i for i in INSTANCES if i not in (canary, failed)]
     assert tickets[0]["bake_seconds"] == 5 and tickets[0]["finished_at"] - tickets[0]["bake_started_at"] >= 5
     assert "turned unhealthy" in tickets[1]["error"] and "during its bake of 5s" in tickets[1]["error"]
-    assert tickets[2]["started_at"] is None
+    assert all(t["started_at"] is None for t in tickets[2:])
     # ... back on its previous release and serving, as after a failed health check
     assert current_release(cluster, canary) == sha
     assert current_release(cluster, failed) == previous
