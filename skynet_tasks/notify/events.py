@@ -71,7 +71,7 @@ def _marked_revert(rollout: Rollout) -> bool:
     return rollout.revert_of is not None
 
 
-def _reason_reverted(rollout: Rollout) -> bool:
+def _has_revert(rollout: Rollout) -> bool:
     # A halted rollout whose automatic revert started names it.
     return rollout.reverted_by is not None
 
@@ -85,7 +85,7 @@ def _notice(kind: NoticeKind, rollout: Rollout, now: float) -> Notice:
 
 def _change(old: Rollout, rollout: Rollout) -> NoticeKind | None:
     """The notice a change of ``old`` into ``rollout`` (its state, its reason) gives, if any."""
-    if _reason_reverted(rollout) and not _reason_reverted(old):
+    if _has_revert(rollout) and not _has_revert(old):
         return NoticeKind.REVERTED
     if rollout.state is old.state:
         return None
