@@ -12,6 +12,7 @@ from skynet_tasks.conductor import Rollout, RolloutReady
 from skynet_tasks.events import to_message
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
+from skynet_tasks.policy_overrides import NO_OVERRIDES, RolloutOverrides
 from skynet_tasks.registry import Registry
 from skynet_tasks.states import RolloutKind
 
@@ -40,9 +41,7 @@ def group_source(ledger: Ledger, group: str) -> tuple[str, str]:
 
 
 def request_build(ledger: Ledger, messenger: Messenger, group: str, repo: str, branch: str, sha: str, source: str,
-                  rollout_id: str | None = None, forced: bool = False,
-                  max_parallel: tuple[str, ...] | None = None, min_healthy_time: float | None = None,
-                  progress_deadline: float | None = None, on_failure: str | None = None,
+                  rollout_id: str | None = None, forced: bool = False, overrides: RolloutOverrides = NO_OVERRIDES,
                   ignore_windows: bool = False) -> StartedBuild:
     """Record and enqueue the build of ``sha`` for ``group``; the first member to receive it builds and is the canary.
 
@@ -51,11 +50,10 @@ def request_build(ledger: Ledger, messenger: Messenger, group: str, repo: str, b
     the visibility timeout), and the members' sweeper re-sends the build of a rollout
     that no instance started (``membership.nudge_stalled_builds``). ``forced``: a push that moved
     its branch back, built although it is older than the running release; the record says so.
-    ``max_parallel``: this rollout's batch sizes (``skynet_tasks.policy``, checked by the caller),
-    instead of the ones in the release's ``skynet.yml``; ``min_healthy_time`` and ``progress_deadline``
-    (seconds, 0 for none; checked against the release's update timeout when it is published) likewise,
-    and ``on_failure`` (``halt`` or ``revert``). ``ignore_windows``: the rollout starts outside
-    its maintenance windows (``skynet deploy --now``; the caller records who asked in the audit trail).
+    ``overrides``: this rollout's policy instead of its release's ``skynet.yml``'s (checked by
+    ``policy_overrides.parse_overrides``; the durations against the release's update timeout when it is
+    published), kept in the rollout's record. ``ignore_windows``: the rollout starts outside its maintenance
+    windows (``skynet deploy --now``; the caller records who asked in the audit trail).
     """
     names.check_name_part("group", group)
     gitrepo.check_sha(sha)
@@ -63,30 +61,23 @@ def request_build(ledger: Ledger, messenger: Messenger, group: str, repo: str, b
                            source=source, requested_at=time.time(), forced=forced)
     ledger.create_rollout(request.rollout_id, group, sha, RolloutKind.CODE, {
         "repo": repo, "branch": branch, "source": source, "requested_at": request.requested_at,
-        **({"forced": True} if forced else {}), **({"max_parallel": list(max_parallel)} if max_parallel else {}),
-        **({"min_healthy_time": min_healthy_time} if min_healthy_time is not None else {}),
-        **({"progress_deadline": progress_deadline} if progress_deadline is not None else {}),
-        **({"on_failure": on_failure} if on_failure else {}),
+        **({"forced": True} if forced else {}), **overrides.record(),
         **({"ignore_windows": True} if ignore_windows else {})})
     messenger.build(group, request.to_dict())
     return StartedBuild(group=group, release=sha, rollout_id=request.rollout_id)
 
 
 def deploy_ref(ledger: Ledger, messenger: Messenger, group: str, ref: str, source: str = "cli",
-               max_parallel: tuple[str, ...] | None = None, min_healthy_time: float | None = None,
-               progress_deadline: float | None = None, on_failure: str | None = None,
-               ignore_windows: bool = False) -> StartedBuild:
-    """Resolve ``ref`` in the group's repository and request its build (with ``max_parallel``, in batches of that;
-    with ``min_healthy_time``, ``progress_deadline`` or ``on_failure``, with those instead of its skynet.yml's;
-    with ``ignore_windows``, outside its maintenance windows too)."""
+               overrides: RolloutOverrides = NO_OVERRIDES, ignore_windows: bool = False) -> StartedBuild:
+    """Resolve ``ref`` in the group's repository and request its build, with ``overrides`` instead of its
+    skynet.yml's policy (with ``ignore_windows``, outside its maintenance windows too)."""
     repo, branch = group_source(ledger, group)
     try:
         sha = gitrepo.resolve_ref(repo, ref)
     except gitrepo.GitError as error:
         raise DeployError(str(error)) from error
-    return request_build(ledger, messenger, group, repo, branch, sha, source, max_parallel=max_parallel,
-                         min_healthy_time=min_healthy_time, progress_deadline=progress_deadline,
-                         on_failure=on_failure, ignore_windows=ignore_windows)
+    return request_build(ledger, messenger, group, repo, branch, sha, source, overrides=overrides,
+                         ignore_windows=ignore_windows)
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@ an updated instance must stay healthy before the next one's turn (``min_healthy_
 a rollout may go without an instance becoming healthy (``progress_deadline``), and what a failure
 does (``on_failure``: halt, or halt and revert the instances that moved).
 
-Written in the repository's ``skynet.yml`` (``rollout: {max_parallel: ...}``) or given for one
-rollout with ``skynet deploy --max-parallel``. Both are trusted as far as their author is, but
-validated strictly: a mistake gives a message naming the key and the rule, and nothing rolls out.
-A rollout event's copy (``skynet_tasks.events``) is untrusted and goes through the same checks.
+Written in the repository's ``skynet.yml`` (``rollout: {max_parallel: ...}``) or given for one rollout
+instead (``skynet_tasks.policy_overrides``: ``skynet deploy``'s options, a webhook route, the dashboard).
+Both are trusted as far as their author is, but validated strictly: a mistake gives a message naming
+the key and the rule, and nothing rolls out. A rollout event's copy (``skynet_tasks.events``) is untrusted
+and goes through the same checks.
 
 ``max_parallel`` is, as Ansible's ``serial``, a count, a percentage of the group, or a ramp
 (a list of those): each batch's size in turn, the last one repeating. The canary, when a rollout
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,26 +226,6 @@ def parse_promote_timeout(value: Any, where: str = "rollout.promote_timeout") ->
     if not 1 <= seconds <= MAX_PROMOTE_TIMEOUT:
         raise PolicyError(f"{where}: {value!r} is out of range: at least 1 s and at most 30 days")
     return seconds
-
-
-# What a rollout may be given instead of its skynet.yml's (``skynet deploy``'s options, a webhook route's
-# ``rollout``), as ``deploys.request_build`` takes them.
-OVERRIDABLE = ("max_parallel", "min_healthy_time", "progress_deadline", "on_failure")
-
-
-def parse_overrides(value: Any, where: str) -> dict[str, Any]:
-    """The rollout policy ``value`` (a mapping of ``OVERRIDABLE`` keys) overrides, as ``request_build``'s
-    keyword arguments; PolicyError naming the key and the rule if invalid. A ``progress_deadline`` of 0
-    stays 0: it turns skynet.yml's off."""
-    if not isinstance(value, dict):
-        raise PolicyError(f"{where}: expected a mapping with the key(s) {', '.join(OVERRIDABLE)}")
-    unknown = sorted(str(k) for k in set(value) - set(OVERRIDABLE))
-    if unknown:
-        raise PolicyError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(OVERRIDABLE)})")
-    parsers: dict[str, Callable[[Any, str], Any]] = {
-        "max_parallel": parse_max_parallel, "min_healthy_time": parse_min_healthy_time,
-        "progress_deadline": lambda v, w: parse_progress_deadline(v, w) or 0.0, "on_failure": parse_on_failure}
-    return {key: parsers[key](value[key], f"{where}.{key}") for key in OVERRIDABLE if value.get(key) is not None}
 
 
 def batch_sizes(max_parallel: tuple[str, ...], group_size: int) -> tuple[int, ...]:

@@ -13,6 +13,9 @@ day; the default is the whole day. ``tz``: an IANA time zone name (default ``UTC
 standard library's ``zoneinfo``. A window opens on each of its days at its start, as the wall clock of
 its time zone reads.
 
+A window may also be written on one line, ``DAYS HOURS [TZ]`` (``"mon-fri 09:00-17:00 Europe/Paris"``,
+``"sat,sun 00:00-24:00"``): ``skynet deploy --window`` takes it so, and records keep windows so.
+
 The text is as trusted as its author (the repository's ``skynet.yml``, a rollout's record, a message):
 everything is checked here, a mistake names the key and the rule. The arithmetic is in
 ``skynet_tasks.conductor.windows``.
@@ -158,19 +161,22 @@ def parse_windows(value: Any, where: str = "rollout.windows") -> tuple[str, ...]
         raise WindowError(f"{where}: an empty list would never open: leave windows out to roll out any time")
     if len(value) > MAX_WINDOWS:
         raise WindowError(f"{where}: at most {MAX_WINDOWS} windows")
-    return tuple(parse_window(_as_mapping(v), f"{where}[{i}]").text() for i, v in enumerate(value))
+    return tuple(parse_window(_as_mapping(v, f"{where}[{i}]"), f"{where}[{i}]").text() for i, v in enumerate(value))
 
 
-def _as_mapping(value: Any) -> Any:
-    """A window given as its line (``Window.text``, as records and messages carry it) as a mapping."""
+def _as_mapping(value: Any, where: str) -> Any:
+    """A window given as one line, ``DAYS HOURS [TZ]`` (``skynet deploy --window``, and ``Window.text`` as records
+    and messages carry it), as a mapping; anything else as it is."""
     if isinstance(value, str):
         parts = value.split()
-        if len(parts) == 3:
-            return dict(zip(WINDOW_KEYS, parts, strict=True))
+        if len(parts) not in (2, 3):
+            raise WindowError(f"{where}: {value!r} is not a window: expected days, hours and an optional time zone "
+                              f"such as \"mon-fri 09:00-17:00 Europe/Paris\"")
+        return dict(zip(WINDOW_KEYS, parts, strict=False))
     return value
 
 
 @lru_cache(maxsize=256)
 def window_from_text(text: str) -> Window:
     """The window of a normalised line (``Window.text``); WindowError if it is not one."""
-    return parse_window(_as_mapping(text), "window")
+    return parse_window(_as_mapping(text, "window"), "window")

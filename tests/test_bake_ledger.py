@@ -17,6 +17,7 @@ from skynet_tasks.deploys import request_build
 from skynet_tasks.events import from_message
 from skynet_tasks.ledger import Ledger, Release
 from skynet_tasks.ledger.reads import Focus, partial_view
+from skynet_tasks.policy_overrides import RolloutOverrides
 from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState
 from skynet_tasks.step import decide_and_write_until_settled
 from skynet_tasks.tasks.publish import publish_release
@@ -48,7 +49,8 @@ class _Messages:
 def announced(ledger: Ledger, sha: str, bake: float | None, deadline: float | None, **overrides: float) -> Any:
     """What the builder announces for a release of skynet.yml's ``bake`` and ``deadline``, with ``overrides``."""
     messages = _Messages()
-    started = request_build(ledger, messages, GROUP, "file:///nowhere", "main", sha, "cli", **overrides)  # type: ignore[arg-type]
+    started = request_build(ledger, messages, GROUP, "file:///nowhere", "main", sha, "cli",  # type: ignore[arg-type]
+                            overrides=RolloutOverrides(**overrides))  # type: ignore[arg-type]
     release = Release(group=GROUP, sha=sha, state=ReleaseState.BUILT, update_timeout=60.0,
                       rollout_policy={"min_healthy_time": bake, "progress_deadline": deadline})
     ctx = SimpleNamespace(ledger=ledger, messenger=messages,

@@ -212,3 +212,40 @@ def test_install_units_lists_the_unit_files_as_text_or_json(tmp_path: Path):
     units = ("skynet-worker.service", "skynet-app.service", "skynet-build@.service")
     assert text.output.splitlines() == [str(tmp_path / "a" / unit) for unit in units]
     assert json.loads(as_json.output) == {"written": [str(tmp_path / "b" / unit) for unit in units]}
+
+
+# ---- deploy's policy overrides ----------------------------------------------------------------------------
+def test_deploy_records_its_policy_overrides_on_the_rollout_and_asks_for_the_build(env):
+    queue = names.maintenance_queue("local", GROUP)
+    depth = Queues(env.aws.sqs).depth(queue)["visible"]
+
+    result = env.skynet("deploy", "--ref", "e" * 40, "--canary", "manual", "--promote-timeout", "1h",
+                        "--window", "mon-fri 09:00-17:00 Europe/Paris", "--window", "sat 22:00-02:00",
+                        "--max-parallel", "1,50%", "--progress-deadline", "0", "--json")
+
+    assert result.exit_code == 0, result.output
+    record = env.ledger.rollout_item(json.loads(result.output)["rollout_id"]) or {}
+    assert (record["state"], record["promotion"], record["promote_timeout"], record["max_parallel"],
+            record["progress_deadline"]) == ("building", "manual", 3600, ["1", "50%"], 0)
+    assert record["windows"] == ["mon,tue,wed,thu,fri 09:00:00-17:00:00 Europe/Paris", "sat 22:00:00-02:00:00 UTC"]
+    assert "min_healthy_time" not in record and "on_failure" not in record  # skynet.yml's, once built
+    assert Queues(env.aws.sqs).depth(queue)["visible"] == depth + 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--canary", "later"), "Invalid value for '--canary': 'later' is not one of 'auto', 'manual'"),
+    (("--promote-timeout", "90d"), "--promote-timeout: '90d' is out of range: at least 1 s and at most 30 days"),
+    (("--window", "mon-fri"), "--window[0]: 'mon-fri' is not a window: expected days, hours and an optional time"),
+    (("--window", "sat 10:00-12:00", "--window", "mon 09:00-17:00 Mars/Olympus"),
+     "--window[1].tz: unknown time zone 'Mars/Olympus'"),
+    (("--min-healthy-time", "soon"), "--min-healthy-time: 'soon' is not a duration"),
+], ids=lambda value: " ".join(value) if isinstance(value, tuple) else "")
+def test_a_bad_deploy_override_exits_4_naming_the_flag_and_nothing_is_recorded_or_sent(env, args, message):
+    queue = names.maintenance_queue("local", GROUP)
+    depth, rollouts = Queues(env.aws.sqs).depth(queue)["visible"], env.ledger.recent_rollouts(GROUP, 50)
+
+    result = env.skynet("deploy", "--ref", "f" * 40, *args)
+
+    assert result.exit_code == 4 and message in " ".join(result.output.split()), result.output
+    assert env.ledger.recent_rollouts(GROUP, 50) == rollouts
+    assert Queues(env.aws.sqs).depth(queue)["visible"] == depth

@@ -76,3 +76,29 @@ def test_with_the_read_token_the_page_shows_the_env_and_keeps_refreshing(env, br
     WebDriverWait(browser, 20, poll_frequency=0.2).until(
         lambda driver: "127.0.0.1:9007" in driver.find_element(By.ID, "main").text)
     assert browser.find_element(By.ID, "live").get_attribute("class") != "down"
+
+
+def test_the_deploy_form_sends_the_overrides_typed_and_says_what_was_requested(env, browser, dashboard):
+    # Given a reader's page of the groups, the operator's token typed into the header's field
+    browser.get(f"http://viewer:{READ_TOKEN}@127.0.0.1:{dashboard}/groups")
+    browser.execute_script("window.confirm = function () { return true; };")
+    token = browser.find_element(By.ID, "token")
+    token.clear()
+    token.send_keys(TOKEN)
+
+    # When the operator opens the group's deploy form, fills the ref, a manual canary and a window, and submits
+    browser.find_element(By.CSS_SELECTOR, f"#deploy-{GROUP} summary").click()
+    form = browser.find_element(By.CSS_SELECTOR, f"#deploy-{GROUP} form")
+    form.find_element(By.NAME, "ref").send_keys("e" * 40)
+    form.find_element(By.CSS_SELECTOR, "select[name=canary] option[value=manual]").click()
+    form.find_element(By.NAME, "windows").send_keys("mon-fri 09:00-17:00 Europe/Paris")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+    # Then the page says which rollout it started, and that rollout carries the overrides (the rest: skynet.yml's)
+    WebDriverWait(browser, 20, poll_frequency=0.2).until(
+        lambda driver: "requested by dashboard:token" in driver.find_element(By.ID, "notice").text)
+    rollout_id = browser.find_element(By.ID, "notice").text.rsplit("rollout ", 1)[1].strip()
+    record = env.ledger.rollout_item(rollout_id) or {}
+    assert (record["promotion"], record["windows"]) == ("manual", ["mon,tue,wed,thu,fri 09:00:00-17:00:00 "
+                                                                  "Europe/Paris"])
+    assert "max_parallel" not in record and "ignore_windows" not in record

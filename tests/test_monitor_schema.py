@@ -29,7 +29,7 @@ def test_no_generated_request_gets_a_server_error():
     with seeded_env() as seeded:
         schema = schemathesis.openapi.from_wsgi("/api/openapi.json", seeded.app)
         operations = [result.ok() for result in schema.get_all_operations()]
-        assert len(operations) == 21  # every path of the API is described, actions (promote too) included
+        assert len(operations) == 22  # every path of the API is described, actions (promote, deploy) included
         exercised = []
         for operation in operations:
             @given(case=operation.as_strategy())

@@ -179,8 +179,13 @@ def test_skynet_deploy_refuses_a_bad_duration_before_doing_anything(flag: str, v
 
 
 def test_skynet_deploy_takes_durations_as_seconds_or_text():
-    from skynet_tasks.cli.core import _bake, _progress_deadline
+    from skynet_tasks.policy_overrides import parse_overrides
 
-    assert (_bake("90s"), _bake("0"), _bake(None)) == (90.0, 0.0, None)
+    def given(**typed: str | None) -> dict:
+        return parse_overrides(typed).given()
+
+    assert given(min_healthy_time="90s", progress_deadline="10m") == {"min_healthy_time": 90.0,
+                                                                       "progress_deadline": 600.0}
     # 0 overrides skynet.yml's progress deadline with none (stored as 0); absent keeps skynet.yml's.
-    assert (_progress_deadline("10m"), _progress_deadline("0"), _progress_deadline(None)) == (600.0, 0.0, None)
+    assert given(min_healthy_time="0", progress_deadline="0") == {"min_healthy_time": 0.0, "progress_deadline": 0.0}
+    assert given(min_healthy_time=None, progress_deadline=None) == {}

@@ -18,6 +18,7 @@ from skynet_tasks.deploys import request_build
 from skynet_tasks.events import BadEvent, from_message, to_message
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.ledger.reads import Focus, partial_view
+from skynet_tasks.policy_overrides import RolloutOverrides
 from skynet_tasks.states import RolloutKind
 from skynet_tasks.step import decide_and_write_until_settled
 
@@ -65,7 +66,7 @@ class _Messages:
 
 def test_a_deploy_with_its_own_batch_size_records_it_on_the_rollout(ledger):
     started = request_build(ledger, _Messages(), GROUP, "file:///nowhere", "main", "f" * 40, "cli",  # type: ignore[arg-type]
-                            max_parallel=("1", "50%"))
+                            overrides=RolloutOverrides(max_parallel=("1", "50%")))
     assert (ledger.rollout_item(started.rollout_id) or {})["max_parallel"] == ["1", "50%"]
     plain = request_build(ledger, _Messages(), GROUP, "file:///nowhere", "main", "e" * 40, "cli")  # type: ignore[arg-type]
     assert "max_parallel" not in (ledger.rollout_item(plain.rollout_id) or {})  # skynet.yml's, once built

@@ -66,7 +66,7 @@ def test_a_promote_timeout_is_seconds_or_a_duration(value: object, seconds: floa
     ("windows: [{tz: ../../etc/passwd}]", r"rollout\.windows\[0\]\.tz: '../../etc/passwd' is not a time zone"),
     ("windows: [{days: mon, when: always}]",
      r"rollout\.windows\[0\]: unknown key\(s\) when \(known: days, hours, tz\)"),
-    ("windows: [mon]", r"rollout\.windows\[0\]: expected a mapping"),
+    ("windows: [mon]", r"rollout\.windows\[0\]: 'mon' is not a window: expected days, hours and an optional"),
 ])
 def test_a_bad_policy_fails_the_build_naming_the_key_and_the_rule(yaml: str, message: str):
     with pytest.raises(BuildSpecError, match=message):

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -303,3 +303,35 @@ def test_a_wheel_that_is_not_one_is_refused_before_anything_is_packed(tmp_path):
     with pytest.raises(StackError, match="not a wheel"):
         build_lambda_zip(fake, tmp_path)
     assert not (tmp_path / "skynet-webhook.zip").exists()
+
+
+def test_a_routes_rollout_policy_is_on_the_rollouts_record_and_a_bad_one_stops_the_function(deployed):
+    # Given the function's routing table giving prod's rollouts a manual canary, a timeout and a window
+    route = {"repo": "example/app", "branch": "main", "env": "prod", "layer": "api", "rollout": {
+        "canary": "manual", "promote_timeout": "2h", "windows": ["mon-fri 09:00-17:00 Europe/Paris"]}}
+    routed = replace(deployed, function_env={**deployed.function_env,
+                                             "SKYNET_WEBHOOK_ROUTES": json.dumps({"routes": [route]})})
+    body, headers = signed(deployed.secret, "push", push_payload("app", "main", BEFORE, "8" * 40, owner="example"),
+                           "delivery-policy")
+
+    # When a push comes
+    [answer], _ = routed.invoke(url_event(body, headers))
+
+    # Then the rollout's record carries the route's policy, as skynet deploy's options would
+    pushed = json.loads(answer["body"])
+    assert answer["statusCode"] == 202, pushed
+    [build] = pushed["builds"]
+    record = Ledger(deployed.operator.dynamodb, names.state_table("prod")).rollout_item(build["rollout_id"]) or {}
+    assert (record["promotion"], record["promote_timeout"], record["windows"]) == (
+        "manual", 7200, ["mon,tue,wed,thu,fri 09:00:00-17:00:00 Europe/Paris"])
+    assert [request["sha"] for request in deployed.build_requests()] == ["8" * 40]
+
+    # And a routing table with a bad policy stops the function before it answers: nothing is started
+    route["rollout"] = {"canary": "sometimes"}
+    broken = replace(deployed, function_env={**deployed.function_env,
+                                             "SKYNET_WEBHOOK_ROUTES": json.dumps({"routes": [route]})})
+    body, headers = signed(deployed.secret, "push", push_payload("app", "main", BEFORE, "9" * 40, owner="example"),
+                           "delivery-bad-policy")
+    with pytest.raises(AssertionError, match=r"route 1: rollout.canary: 'sometimes' is not a canary mode"):
+        broken.invoke(url_event(body, headers))
+    assert deployed.build_requests() == []

@@ -16,20 +16,22 @@ from skynet_tasks.aws import Aws
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.cli import exitcodes
 from skynet_tasks.cli.lookup import RolloutReader
-from skynet_tasks.cli.options import env_option, env_resources, group_option, json_option, layer_option, startup
+from skynet_tasks.cli.options import (
+    env_option,
+    env_resources,
+    group_option,
+    json_option,
+    layer_option,
+    policy_options,
+    startup,
+)
 from skynet_tasks.cli.rollout import actor, identity
 from skynet_tasks.cli.watch import Printer, follow
 from skynet_tasks.deadletters import dead_letter_counts
 from skynet_tasks.deploys import DeployError, deploy_ref
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
-from skynet_tasks.policy import (
-    ON_FAILURE,
-    PolicyError,
-    parse_max_parallel,
-    parse_min_healthy_time,
-    parse_progress_deadline,
-)
+from skynet_tasks.policy_overrides import RolloutOverrides
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
 from skynet_tasks.states import RolloutState
@@ -84,25 +86,13 @@ def worker(log_level: str, old_log_level: str | None, role: str) -> None:
                                            "0 completed, 1 halted or failed.")
 @click.option("--timeout", type=click.FloatRange(1, 86400), default=1800, show_default=True,
               help="With --wait: give up after this many seconds (exit 3).")
-@click.option("--max-parallel", callback=lambda _c, _p, value: _max_parallel(value), metavar="N|P%[,...]",
-              help="This rollout's batch size instead of skynet.yml's: a count, a percentage of the group, "
-                   "or a ramp such as 1,2,25% (the last size repeats). The canary still goes alone.")
-@click.option("--min-healthy-time", callback=lambda _c, _p, value: _bake(value), metavar="DURATION",
-              help="This rollout's bake time instead of skynet.yml's: how long each updated instance keeps "
-                   "passing its health check before the next one's turn (30, 30s, 2m; 0: no bake).")
-@click.option("--progress-deadline", callback=lambda _c, _p, value: _progress_deadline(value), metavar="DURATION",
-              help="This rollout's progress deadline instead of skynet.yml's: it halts when no instance "
-                   "became healthy in it for this long (10m; 0: none).")
-@click.option("--on-failure", type=click.Choice(ON_FAILURE),
-              help="What a failure after the canary does to this rollout instead of skynet.yml's: halt, or halt "
-                   "and revert the instances that moved to the group's previous release (the canary last).")
-@click.option("--now", is_flag=True, help="Start this rollout outside the maintenance windows of its skynet.yml "
-                                         "(recorded in the group's audit trail with who asked).")
+@policy_options
+@click.option("--now", is_flag=True, help="Start this rollout outside its maintenance windows (recorded in the "
+                                         "group's audit trail with who asked).")
 @json_option
-def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeout: float,
-           max_parallel: tuple[str, ...] | None, min_healthy_time: float | None, progress_deadline: float | None,
-           on_failure: str | None, now: bool, as_json: bool) -> None:
-    """Build REF once and roll it out to the group, in the batches of its skynet.yml (like a webhook push)."""
+def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeout: float, overrides: RolloutOverrides,
+           now: bool, as_json: bool) -> None:
+    """Build REF once and roll it out to the group, with its skynet.yml's policy or the one given (like a push)."""
     app = startup().celery()
 
     group = group or names.default_group(env, layer)
@@ -111,9 +101,7 @@ def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeou
     # Who overrides the windows is known before anything is requested: no override goes unrecorded.
     who = (actor(), identity(aws)) if now else None
     try:
-        started = deploy_ref(ledger, Messenger(app, env), group, ref, max_parallel=max_parallel,
-                             min_healthy_time=min_healthy_time, progress_deadline=progress_deadline,
-                             on_failure=on_failure, ignore_windows=now)
+        started = deploy_ref(ledger, Messenger(app, env), group, ref, overrides=overrides, ignore_windows=now)
     except DeployError as error:  # no such group, or a ref its repository does not have
         raise exitcodes.InputError(str(error)) from None
     if who is not None:
@@ -136,33 +124,6 @@ def deploy(env: str, layer: str, group: str | None, ref: str, wait: bool, timeou
     else:
         click.echo(f"rollout {started.rollout_id}: {last.state}" + (f" ({last.reason})" if last.reason else ""))
     exitcodes.exit_with(code)
-
-
-def _max_parallel(value: str | None) -> tuple[str, ...] | None:
-    """The batch sizes ``--max-parallel`` gives (the operator's typing, checked as skynet.yml's are); None if absent."""
-    if value is None:
-        return None
-    try:
-        return parse_max_parallel([part.strip() for part in value.split(",")] if "," in value else value.strip(),
-                                  "--max-parallel")
-    except PolicyError as error:
-        raise click.BadParameter(str(error)) from None
-
-
-def _bake(value: str | None) -> float | None:
-    """The seconds ``--min-healthy-time`` gives (checked as skynet.yml's is); None if absent."""
-    try:
-        return None if value is None else parse_min_healthy_time(value, "--min-healthy-time")
-    except PolicyError as error:
-        raise click.BadParameter(str(error)) from None
-
-
-def _progress_deadline(value: str | None) -> float | None:
-    """The seconds ``--progress-deadline`` gives (0: none, over skynet.yml's); None if absent."""
-    try:
-        return None if value is None else parse_progress_deadline(value, "--progress-deadline") or 0.0
-    except PolicyError as error:
-        raise click.BadParameter(str(error)) from None
 
 
 def wait_for_rollout(ledger: Ledger, rollout_id: str, timeout: float, quiet: bool = False) -> dict[str, Any] | None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from celery import Celery
@@ -12,6 +13,8 @@ from celery import Celery
 from skynet_tasks import names
 from skynet_tasks.aws import Aws
 from skynet_tasks.cli.exitcodes import InputError
+from skynet_tasks.policy import CANARY_MODES, ON_FAILURE, PolicyError
+from skynet_tasks.policy_overrides import OVERRIDABLE, parse_overrides
 from skynet_tasks.resources import EnvResources, resolve
 from skynet_tasks.settings import Settings, SettingsError
 
@@ -92,3 +95,52 @@ def env_resources(aws: Aws, env: str) -> EnvResources:
         return resolve(aws, env, startup().settings)
     except ValueError as error:  # SettingsError and ResourceError are ValueErrors
         raise InputError(str(error)) from None
+
+
+# ``skynet deploy``'s policy overrides: each flag is the policy key it overrides (``policy_overrides``).
+POLICY_FLAGS = {key: "--" + key.replace("_", "-") for key in OVERRIDABLE if key != "windows"} | {"windows": "--window"}
+_POLICY_OPTIONS = (
+    click.option("--max-parallel", metavar="N|P%[,...]",
+                 help="This rollout's batch size instead of skynet.yml's: a count, a percentage of the group, "
+                      "or a ramp such as 1,2,25% (the last size repeats). The canary still goes alone."),
+    click.option("--min-healthy-time", metavar="DURATION",
+                 help="This rollout's bake time instead of skynet.yml's: how long each updated instance keeps "
+                      "passing its health check before the next one's turn (30, 30s, 2m; 0: no bake)."),
+    click.option("--progress-deadline", metavar="DURATION",
+                 help="This rollout's progress deadline instead of skynet.yml's: it halts when no instance "
+                      "became healthy in it for this long (10m; 0: none)."),
+    click.option("--on-failure", type=click.Choice(ON_FAILURE),
+                 help="What a failure after the canary does to this rollout instead of skynet.yml's: halt, or "
+                      "halt and revert the instances that moved to the group's previous release (the canary last)."),
+    click.option("--canary", type=click.Choice(CANARY_MODES),
+                 help="This rollout's canary mode instead of skynet.yml's: manual waits after the canary's success "
+                      "for skynet rollout promote ID (or the dashboard's button)."),
+    click.option("--promote-timeout", metavar="DURATION",
+                 help="With --canary manual (or skynet.yml's): abort the rollout if nobody promotes it in this "
+                      "long (1h, 1d; at most 30 days)."),
+    click.option("--window", "windows", multiple=True, metavar="'DAYS HH:MM-HH:MM [TZ]'",
+                 help="This rollout's maintenance windows instead of skynet.yml's (repeatable): days, hours and an "
+                      "IANA time zone (UTC by default), such as 'mon-fri 09:00-17:00 Europe/Paris'."),
+)
+
+
+def policy_options(func: F) -> F:
+    """``skynet deploy``'s policy overrides as options, given to ``func`` as one ``overrides`` argument
+    (RolloutOverrides), checked before ``func`` runs: a bad one is a usage error naming the flag and the rule."""
+
+    @functools.wraps(func)
+    def with_overrides(*args: Any, **kwargs: Any) -> Any:
+        typed = {key: kwargs.pop(key) for key in OVERRIDABLE}  # the operator's typing, checked as skynet.yml's is
+        if typed["max_parallel"] is not None and "," in typed["max_parallel"]:
+            typed["max_parallel"] = [part.strip() for part in typed["max_parallel"].split(",")]
+        typed["windows"] = list(typed["windows"]) or None
+        try:
+            kwargs["overrides"] = parse_overrides(typed, "deploy", POLICY_FLAGS)
+        except PolicyError as error:
+            raise click.BadParameter(str(error)) from None
+        return func(*args, **kwargs)
+
+    wrapped: Any = with_overrides
+    for option in reversed(_POLICY_OPTIONS):
+        wrapped = option(wrapped)
+    return cast(F, wrapped)

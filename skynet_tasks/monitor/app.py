@@ -3,14 +3,12 @@
 Pages are rendered on the server; their script re-fetches the page's main part
 (``?partial=1``) when ``/api/changes`` says the env changed, and only while the tab
 is visible (``skynet_tasks.monitor.changes``), so they update live without a
-reload and without a build step. Actions go through ``skynet_tasks.operator``, exactly as
-the CLI's do, after ``skynet_tasks.monitor.auth`` has accepted the request.
+reload and without a build step. The operator actions are in ``skynet_tasks.monitor.actions``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -24,21 +22,19 @@ from werkzeug.exceptions import HTTPException
 from skynet_tasks.artifact_store import ArtifactStore
 from skynet_tasks.aws import Aws
 from skynet_tasks.conductor import OPERATOR_ACTIONS
-from skynet_tasks.deploys import DeployError
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.messages import Messenger
-from skynet_tasks.monitor.auth import Auth, Refused, check_same_origin
+from skynet_tasks.monitor.actions import add_action_routes
+from skynet_tasks.monitor.auth import Auth, Refused
 from skynet_tasks.monitor.changes import MAX_WAITERS, ChangeWatch, EnvFingerprint, changes_body
 from skynet_tasks.monitor.charts import HISTORY_ROLLOUTS, add_chart_routes, fleet_of
-from skynet_tasks.monitor.data import MonitorData, NotFound, check_part, check_rollout_id
+from skynet_tasks.monitor.data import MonitorData, NotFound
 from skynet_tasks.monitor.filters import FILTERS
 from skynet_tasks.monitor.metrics import make_registry
 from skynet_tasks.monitor.openapi import openapi_document
 from skynet_tasks.monitor.queue_cache import QueuesUnreadable
 from skynet_tasks.monitor.responses import error_response as _error
-from skynet_tasks.monitor.responses import json_response as _json
 from skynet_tasks.monitor.responses import text_response as _text
-from skynet_tasks.operator import OperatorError, drain_instance, rollback, rollout_action
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
 from skynet_tasks.resources import EnvResources
@@ -253,48 +249,6 @@ def create_app(resources: EnvResources, aws: Aws, celery_app: Celery, auth: Auth
     def prometheus() -> Response:
         return Response(generate_latest(metrics), mimetype=CONTENT_TYPE_LATEST)
 
-    # ---- actions ----------------------------------------------------------------
-    def act(name: str, do: Callable[[str], dict[str, Any]]) -> Response:
-        try:
-            actor = auth.actor(request.headers.get("Authorization"))
-            check_same_origin(dict(request.headers), request.host_url)
-        except Refused as refused:
-            action_counter.labels(name, "refused").inc()
-            log.warning("action %s refused (%d): %s", name, refused.status, refused)
-            response = _error(refused.status, str(refused))
-            if refused.status == 401:
-                response.headers["WWW-Authenticate"] = 'Bearer realm="skynet"'
-            return response
-        try:
-            result = do(actor)
-        except (OperatorError, DeployError) as error:
-            action_counter.labels(name, "rejected").inc()
-            return _error(409, str(error))
-        action_counter.labels(name, "accepted").inc()
-        watch.bump()
-        log.info("action %s by %s accepted", name, actor)
-        return _json(202, result)
-
-    @app.post("/api/rollouts/<rollout_id>/<action>")
-    def api_rollout_action(rollout_id: str, action: str) -> Response:
-        if action not in OPERATOR_ACTIONS:
-            raise NotFound(f"no action {action!r}; choose one of {', '.join(OPERATOR_ACTIONS)}")
-        check_rollout_id(rollout_id)
-        return act(action, lambda actor: rollout_action(ledger, messenger, rollout_id, action, actor).__dict__)
-
-    @app.post("/api/groups/<group>/rollback")
-    def api_rollback(group: str) -> Response:
-        check_part("group", group)
-        return act("rollback", lambda actor: rollback(ledger, messenger, group, actor).__dict__)
-
-    def drain(instance: str, undo: bool) -> Response:
-        check_part("instance id", instance)
-        return act("undrain" if undo else "drain", lambda actor: drain_instance(
-            ledger, registry, messenger, env, instance, actor, undo=undo).__dict__)
-
-    app.add_url_rule("/api/instances/<instance>/drain", "api_drain", lambda instance: drain(instance, False),
-                     methods=["POST"])
-    app.add_url_rule("/api/instances/<instance>/undrain", "api_undrain", lambda instance: drain(instance, True),
-                     methods=["POST"])
+    add_action_routes(app, auth, ledger, registry, messenger, env, action_counter, watch.bump)
 
     return app

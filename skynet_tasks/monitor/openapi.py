@@ -40,6 +40,29 @@ def _action(summary: str, params: list[dict[str, Any]]) -> dict[str, Any]:
                       "401": _ERROR, "403": _ERROR, "404": _ERROR, "409": _ERROR}}}
 
 
+# ``monitor.actions.deploy_request``: every key but ``ref`` optional, left out (or null, or "") for skynet.yml's.
+_DURATION = {"oneOf": [{"type": "number", "minimum": 0}, {"type": "string", "example": "30s"}]}
+_DEPLOY = {"type": "object", "required": ["ref"], "additionalProperties": False, "properties": {
+    "ref": {"type": "string", "maxLength": 255, "description": "Branch, tag or commit sha to deploy"},
+    "max_parallel": {"oneOf": [{"type": "string", "example": "1,2,25%"}, {"type": "integer", "minimum": 1},
+                               {"type": "array", "items": {"oneOf": [{"type": "string"}, {"type": "integer"}]}}]},
+    "min_healthy_time": _DURATION, "progress_deadline": _DURATION, "promote_timeout": _DURATION,
+    "on_failure": {"type": "string", "enum": ["halt", "revert"]},
+    "canary": {"type": "string", "enum": ["auto", "manual"]},
+    "windows": {"oneOf": [{"type": "string", "description": "one window a line: DAYS HH:MM-HH:MM [TZ]"},
+                          {"type": "array", "items": {"type": "string",
+                                                      "example": "mon-fri 09:00-17:00 Europe/Paris"}}]},
+    "now": {"type": "boolean", "description": "Start outside the maintenance windows (audited)"}}}
+
+
+def _deploy() -> dict[str, Any]:
+    operation = _action("Build a ref and roll it out to the group, with its skynet.yml's policy or the one given",
+                        [_param("group", _NAME)])
+    operation["post"]["requestBody"] = {"required": True, "content": {"application/json": {"schema": _DEPLOY}}}
+    operation["post"]["responses"]["400"] = _ERROR
+    return operation
+
+
 def _text(summary: str, params: list[dict[str, Any]]) -> dict[str, Any]:
     return {"get": {"summary": summary, "parameters": params, "responses": {
         "200": {"description": "The log", "content": {"text/plain": {"schema": {"type": "string"}}}},
@@ -63,6 +86,7 @@ def openapi_document() -> dict[str, Any]:
             "/api/groups/{group}": _get("One group, with its recent operator actions", _OBJECT, [group]),
             "/api/groups/{group}/actions": _get("Operator actions on a group, newest first", _LIST, [group]),
             "/api/groups/{group}/rollback": _action("Roll the group back to its previous good release", [group]),
+            "/api/groups/{group}/deploy": _deploy(),
             "/api/instances": _get("Every registered instance", _LIST),
             "/api/instances/{instance}/drain": _action("Take an instance out of the proxy", [instance]),
             "/api/instances/{instance}/undrain": _action("Put a drained instance back into the proxy", [instance]),

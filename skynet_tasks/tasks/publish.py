@@ -33,11 +33,9 @@ from skynet_tasks.policy import (
     RolloutPolicy,
     check_timing,
     parse_max_parallel,
-    parse_min_healthy_time,
-    parse_on_failure,
     parse_policy,
-    parse_progress_deadline,
 )
+from skynet_tasks.policy_overrides import RolloutOverrides
 from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState
 from skynet_tasks.tasks.base import SkynetTask, send_event
 
@@ -69,22 +67,20 @@ def handle_publish(ctx: Context, rollout_id: str) -> bool:
 def publish_release(ctx: Context, rollout_id: str, release: Release, requested_at: float) -> None:
     """Record ``release``'s details on the rollout and announce it ready, with this instance as its canary.
 
-    The rollout's batch sizes are the ones it was requested with (``skynet deploy --max-parallel``),
-    else its release's ``skynet.yml``; a rollout keeps them to its end. So are its bake time, its
-    progress deadline and its failure policy (``--min-healthy-time``, ``--progress-deadline``, ``--on-failure``),
-    and the rest of that policy (manual promotion, maintenance windows, unless requested with ``skynet deploy --now``).
+    The rollout's policy (batch sizes, bake time, progress deadline, failure policy, canary mode, promotion
+    timeout, maintenance windows) is the one it was requested with (``policy_overrides``: ``skynet deploy``'s
+    options, a webhook route, the dashboard), else its release's ``skynet.yml``'s, key by key; a rollout keeps
+    it to its end. Its windows do not hold it when it was requested with ``skynet deploy --now``.
     """
     me = ctx.settings.require_instance().instance_id
     record = ctx.ledger.rollout_item(rollout_id) or {}
-    requested = record.get("max_parallel")
     update_timeout = float(release.update_timeout or 300.0)
     try:
-        max_parallel = parse_max_parallel(requested or release.max_parallel)
-        policy = parse_policy(release.rollout_policy) if release.rollout_policy else RolloutPolicy()
-        bake = parse_min_healthy_time(record.get("min_healthy_time", policy.min_healthy_time))
-        progress_deadline = parse_progress_deadline(record.get("progress_deadline", policy.progress_deadline))
-        check_timing(bake, progress_deadline, update_timeout)  # an override was not checked against the release
-        on_failure = parse_on_failure(record.get("on_failure") or policy.on_failure)
+        overrides = RolloutOverrides.from_record(record)
+        policy = overrides.over(parse_policy(release.rollout_policy) if release.rollout_policy else RolloutPolicy())
+        max_parallel = overrides.max_parallel or parse_max_parallel(release.max_parallel)
+        # The overrides were checked when requested, but not against this release's update timeout.
+        check_timing(policy.min_healthy_time, policy.progress_deadline, update_timeout)
     except PolicyError as error:  # both were checked when written: a record changed by hand
         ctx.ledger.fail_build(rollout_id, f"invalid rollout policy: {error}")
         log.warning("rollout %s: invalid rollout policy: %s", rollout_id, error)
@@ -95,8 +91,9 @@ def publish_release(ctx: Context, rollout_id: str, release: Release, requested_a
             (release.finished_at or time.time()) - release.started_at})
     rollout = Rollout(id=rollout_id, group=release.group, release=release.sha, canary=me,
                       update_timeout=update_timeout, created_at=requested_at,
-                      max_parallel=max_parallel, min_healthy_time=bake, progress_deadline=progress_deadline,
-                      on_failure=on_failure, promotion=policy.canary, promote_timeout=policy.promote_timeout,
+                      max_parallel=max_parallel, min_healthy_time=policy.min_healthy_time,
+                      progress_deadline=policy.progress_deadline, on_failure=policy.on_failure,
+                      promotion=policy.canary, promote_timeout=policy.promote_timeout,
                       windows=policy.windows, ignore_windows=bool(record.get("ignore_windows")))
     send_event(ctx, release.group, RolloutReady(rollout))
     log.info("rollout %s: release %s ready; %s takes ticket 1 as the canary", rollout_id, release.sha, me)

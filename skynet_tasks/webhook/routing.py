@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from skynet_tasks import names
-from skynet_tasks.policy import OVERRIDABLE, parse_overrides
+from skynet_tasks.policy_overrides import NO_OVERRIDES, RolloutOverrides, parse_overrides
 from skynet_tasks.webhook.refnames import BadName, check_branch
 
 ROUTE_KEYS = {"repo", "branch", "env", "layer", "group", "rollout"}
@@ -31,9 +31,9 @@ class Route:
     env: str
     layer: str
     group: str
-    # The rollout policy this route's rollouts take instead of their skynet.yml's (``policy.OVERRIDABLE``),
-    # as ``deploys.request_build``'s keyword arguments: a staging route may roll out all at once.
-    overrides: tuple[tuple[str, Any], ...] = ()
+    # The rollout policy this route's rollouts take instead of their skynet.yml's (``policy_overrides``):
+    # a staging route may roll out all at once, a production one wait for its windows and a person's promotion.
+    overrides: RolloutOverrides = NO_OVERRIDES
 
     def matches(self, full_name: str, branch: str) -> bool:
         """Whether a push to ``branch`` of ``full_name`` is this route's (a bare repo name matches any owner)."""
@@ -61,8 +61,7 @@ def parse_routes(data: Any) -> list[Route]:
             raise RoutingError(f"route {number}: {error}") from None
         if not isinstance(entry["repo"], str) or not entry["repo"]:
             raise RoutingError(f"route {number}: repo must be a repository name")
-        routes.append(Route(entry["repo"], branch, env, layer, group,
-                            tuple((key, overrides[key]) for key in OVERRIDABLE if key in overrides)))
+        routes.append(Route(entry["repo"], branch, env, layer, group, overrides))
     return routes
 
 

@@ -90,7 +90,7 @@ def build_receiver(secret: bytes, routes_source: str, env: str, app: Celery, max
         # The group's own registration says where its code lives; the payload's URLs are not used.
         repo, branch = group_source(ledger, route.group)
         return request_build(ledger, messenger, route.group, repo, branch, sha, WEBHOOK_SOURCE, forced=forced,
-                             **dict(route.overrides))
+                             overrides=route.overrides)
 
     def older(route: Route, sha: str) -> bool:
         # The ledger, not git: the receiver may run where there is no git (Lambda). The builder

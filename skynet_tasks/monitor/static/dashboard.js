@@ -24,8 +24,11 @@
   tokenInput.addEventListener("change", function () { sessionStorage.setItem("skynet-token", tokenInput.value); });
 
   function refresh() {
-    // Never swap the content while a button is being pressed: the click would be lost.
-    if (busy || document.hidden || document.querySelector("button:active")) { return Promise.resolve(); }
+    // Never swap the content while a button is being pressed (the click would be lost), nor while a deploy
+    // form is open (what was typed would be).
+    if (busy || document.hidden || document.querySelector("button:active, details.deploy[open]")) {
+      return Promise.resolve();
+    }
     busy = true;
     var url = new URL(window.location.href);
     url.searchParams.set("partial", "1");
@@ -86,16 +89,55 @@
 
   function say(text, ok) { notice.textContent = text; notice.className = ok ? "ok" : "bad"; }
 
+  function actionHeaders() {
+    var headers = { "X-Skynet-Request": "1" };
+    var token = tokenInput.value || sessionStorage.getItem("skynet-token");
+    if (token) { headers["Authorization"] = "Bearer " + token; }
+    return headers;
+  }
+
+  // A group's deploy form: its fields as JSON (an empty one keeps skynet.yml's), checked by the server.
+  document.addEventListener("submit", function (event) {
+    var form = event.target.closest("form[data-deploy]");
+    if (!form) { return; }
+    event.preventDefault();
+    if (!window.confirm(form.getAttribute("data-confirm"))) { return; }
+    var body = {};
+    Array.prototype.forEach.call(form.elements, function (field) {
+      if (!field.name) { return; }
+      if (field.type === "checkbox") { body[field.name] = field.checked; }
+      else if (field.value.trim() !== "") { body[field.name] = field.value; }
+    });
+    var headers = actionHeaders();
+    headers["Content-Type"] = "application/json";
+    var button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    // From the origin: a page opened with credentials in its URL cannot fetch a relative one (see watch).
+    var url = new URL(form.getAttribute("data-deploy"), window.location.origin);
+    fetch(url.toString(), { method: "POST", headers: headers, credentials: "same-origin", body: JSON.stringify(body) })
+      .then(function (r) { return r.json().then(function (answer) { return [r.status, answer]; }); })
+      .then(function (answer) {
+        var status = answer[0], result = answer[1];
+        if (status === 202) {
+          say("deploy of " + result.ref + " requested by " + result.actor + ": rollout " + result.rollout_id, true);
+          form.reset();
+          form.closest("details").open = false;
+          refresh();
+        } else { say("refused (" + status + "): " + (result.error || ""), false); }
+      })
+      .catch(function (error) { say("request failed: " + error, false); })
+      .finally(function () { button.disabled = false; });
+  });
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("button[data-action]");
     if (!button) { return; }
     var question = button.getAttribute("data-confirm");
     if (question && !window.confirm(question)) { return; }
-    var headers = { "X-Skynet-Request": "1" };
-    var token = tokenInput.value || sessionStorage.getItem("skynet-token");
-    if (token) { headers["Authorization"] = "Bearer " + token; }
+    var headers = actionHeaders();
     button.disabled = true;
-    fetch(button.getAttribute("data-action"), { method: "POST", headers: headers, credentials: "same-origin" })
+    var url = new URL(button.getAttribute("data-action"), window.location.origin);
+    fetch(url.toString(), { method: "POST", headers: headers, credentials: "same-origin" })
       .then(function (r) { return r.json().then(function (body) { return [r.status, body]; }); })
       .then(function (answer) {
         var status = answer[0], body = answer[1];
