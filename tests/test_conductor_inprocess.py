@@ -22,7 +22,7 @@ from kombu.asynchronous import Hub, get_event_loop, set_event_loop
 
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import BUILD_REQUEST_TASK, MAINTENANCE_TASK
-from workers.conductor import Conductor, run_message
+from workers.conductor import Conductor, run_message, run_received
 from workers.hard_limit import StepTimeout, hard_limit
 
 
@@ -32,6 +32,8 @@ class Message:
 
     task: str
     settled: list[str] = field(default_factory=list)
+    log: list[tuple[str, str]] | None = None  # shared by a receive's messages: (message, how settled), in order
+    name: str = ""
 
     @property
     def headers(self) -> dict[str, Any]:
@@ -39,9 +41,13 @@ class Message:
 
     def ack(self) -> None:
         self.settled.append("ack")
+        if self.log is not None:
+            self.log.append((self.name, "ack"))
 
     def reject(self, requeue: bool) -> None:
         self.settled.append(f"reject(requeue={requeue})")
+        if self.log is not None:
+            self.log.append((self.name, "reject"))
 
 
 @pytest.fixture
@@ -53,8 +59,8 @@ def app() -> Celery:
     class Maintenance(app.Task):  # type: ignore[name-defined]
         name, time_limit, acks_on_failure_or_timeout = MAINTENANCE_TASK, 0.5, False
 
-        def run(self, group: str, event: dict[str, Any]) -> None:
-            app.ran.append((group, event))  # type: ignore[attr-defined]
+        def run(self, group: str, event: dict[str, Any], then: list[dict[str, Any]] | None = None) -> None:
+            app.ran.append((group, event) if then is None else (group, event, then))  # type: ignore[attr-defined]
             app.threads.append(threading.current_thread().name)  # type: ignore[attr-defined]
             if event.get("sleep"):  # a step of many short calls, as a step's AWS requests are
                 for _ in range(int(event["sleep"] * 20)):
@@ -128,6 +134,82 @@ def test_a_malformed_body_is_a_failed_step_and_runs_nothing(app, body):
     run_message(app, body, message)
 
     assert app.ran == [] and message.settled == ["reject(requeue=False)"]
+
+
+def ticket(group: str, instance: str) -> list[Any]:
+    """The body of a member's ticket request, as ``Messenger.maintenance`` sends it."""
+    return [[], {"group": group, "event": {"type": "ticket_taken", "rollout_id": "r1", "instance": instance}}, {}]
+
+
+def report(group: str, ticket_number: int) -> list[Any]:
+    """The body of an instance's report of its update."""
+    return [[], {"group": group, "event": {"type": "update_reported", "rollout_id": "r1", "ticket": ticket_number,
+                                           "instance": "i1", "ok": True}}, {}]
+
+
+def receive(*bodies: tuple[str, list[Any]], task: str = MAINTENANCE_TASK, age: float = 0.0):
+    """One receive of named messages: (body, message, when received) and the log of how each was settled."""
+    log: list[tuple[str, str]] = []
+    at = time.monotonic() - age
+    return [(body, Message(task, log=log, name=name), at) for name, body in bodies], log
+
+
+def test_a_groups_ticket_requests_of_one_receive_are_one_step_run_after_every_other_message(app):
+    received, settled = receive(("t1", ticket("g", "i1")), ("r1", report("g", 1)), ("t2", ticket("g", "i2")),
+                                ("h1", ticket("h", "i9")), ("r2", report("g", 2)), ("t3", ticket("g", "i3")))
+
+    run_received(app, received)
+
+    assert app.ran == [("g", report("g", 1)[1]["event"]), ("g", report("g", 2)[1]["event"]),  # reports first, in order
+                       ("g", ticket("g", "i1")[1]["event"], [ticket("g", n)[1]["event"] for n in ("i2", "i3")]),
+                       ("h", ticket("h", "i9")[1]["event"])]  # a group's one ticket request: a step as before
+    assert [name for name, _ in settled] == ["r1", "r2", "t1", "t2", "t3", "h1"]
+    assert {how for _, how in settled} == {"ack"}
+
+
+def test_a_failed_batch_step_rejects_every_message_of_the_batch_and_no_other(app):
+    received, settled = receive(("t1", ticket("g", "i1")), ("t2", ticket("g", "i2")), ("r1", report("g", 1)))
+
+    def fails_when_batched(group: str, event: dict[str, Any], then: list[Any] | None = None) -> None:
+        if then:
+            raise RuntimeError("the batch's step failed")
+
+    app.tasks[MAINTENANCE_TASK].run = fails_when_batched
+
+    run_received(app, received)
+
+    assert settled == [("r1", "ack"), ("t1", "reject"), ("t2", "reject")]
+
+
+@pytest.mark.parametrize("bad", [{"type": "ticket_taken", "rollout_id": "r1", "instance": "no spaces allowed"},
+                                 {"type": "ticket_taken", "rollout_id": "r1"}])
+def test_a_malformed_ticket_request_is_run_alone_and_rejected_while_the_others_are_one_step(app, bad):
+    received, settled = receive(("t1", ticket("g", "i1")), ("bad", [[], {"group": "g", "event": bad}, {}]),
+                                ("t2", ticket("g", "i2")))
+
+    def refuses_the_malformed(group: str, event: dict[str, Any], then: list[Any] | None = None) -> None:
+        if event == bad:
+            raise ValueError("malformed")  # as events.from_message does
+        app.ran.append((event, then))
+
+    app.tasks[MAINTENANCE_TASK].run = refuses_the_malformed
+
+    run_received(app, received)
+
+    assert app.ran == [(ticket("g", "i1")[1]["event"], [ticket("g", "i2")[1]["event"]])]
+    assert settled == [("bad", "reject"), ("t1", "ack"), ("t2", "ack")]
+
+
+def test_messages_received_too_long_ago_to_end_within_their_visibility_timeout_are_returned_unrun(app):
+    # The step's hard limit is 0.5 s: a message received 19.8 s ago would still run past its 20 s visibility timeout.
+    late, late_log = receive(("r1", report("g", 1)), ("t1", ticket("g", "i1")), ("t2", ticket("g", "i2")), age=19.8)
+    fresh, fresh_log = receive(("r2", report("g", 2)), age=19.0)
+
+    run_received(app, late, visibility=20)
+    run_received(app, fresh, visibility=20)
+
+    assert late_log == [("r1", "reject"), ("t1", "reject"), ("t2", "reject")]
+    assert app.ran == [("g", report("g", 2)[1]["event"])] and fresh_log == [("r2", "ack")]
 
 
 def test_the_hard_limit_leaves_no_alarm_behind():
