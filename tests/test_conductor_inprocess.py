@@ -4,7 +4,9 @@ A Celery app with no broker stands for the worker's; the messages are kombu-like
 how they were settled, because what the queue then does with them (redelivery after the visibility
 timeout, the dead-letter queue after 5 receives) is kombu's and SQS's, tested in test_deadletters.py.
 The conductor's own thread is shown receiving from a real queue on moto's server, beside an event
-loop that never runs (as the worker's, busy with something else).
+loop that never runs (as the worker's, busy with something else). A receive of several messages
+(``run_received``) runs every message but the ticket requests first, each alone, then each group's
+ticket requests as one step, and settles a batch's messages together.
 """
 
 from __future__ import annotations
@@ -314,6 +316,35 @@ def test_the_conductor_runs_each_message_on_its_own_thread_while_the_event_loop_
     assert not busy_event_loop._ready and not busy_event_loop.timer.queue  # nothing handed to the loop
     deadline = time.monotonic() + 10
     while messages_left(sqs, url) and time.monotonic() < deadline:  # acknowledged: deleted from the queue
+        time.sleep(0.1)
+    assert messages_left(sqs, url) == 0
+
+
+@pytest.mark.timeout(60)
+def test_the_conductor_receives_a_groups_queued_ticket_requests_at_once_and_decides_them_in_one_step(app, broker):
+    sqs, _, name = broker
+    queue = f"{name}.fifo"  # as a group's maintenance queue: FIFO, ticket requests in a message group of their own
+    url = sqs.create_queue(QueueName=queue, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    for n, body in enumerate([ticket("g", "i1"), ticket("g", "i2"), report("g", 1), ticket("g", "i3")]):
+        lane = "g:tickets" if body[1]["event"]["type"] == "ticket_taken" else "g"
+        app.send_task(MAINTENANCE_TASK, kwargs=body[1], queue=queue, MessageGroupId=lane,
+                      MessageDeduplicationId=f"m{n}")
+    conductor = Conductor(app, queue)
+
+    conductor.start()
+    try:
+        deadline = time.monotonic() + 20
+        while sum(1 + len(step[2]) if len(step) == 3 else 1 for step in app.ran) < 4 \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        conductor.stop(timeout=5)
+
+    assert app.ran == [("g", report("g", 1)[1]["event"]),
+                       ("g", ticket("g", "i1")[1]["event"], [ticket("g", n)[1]["event"] for n in ("i2", "i3")])]
+    assert app.threads == ["conductor", "conductor"]  # held at once, run one after the other on one thread
+    deadline = time.monotonic() + 10
+    while messages_left(sqs, url) and time.monotonic() < deadline:  # every one acknowledged
         time.sleep(0.1)
     assert messages_left(sqs, url) == 0
 
