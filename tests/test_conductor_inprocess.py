@@ -214,6 +214,15 @@ def test_messages_received_too_long_ago_to_end_within_their_visibility_timeout_a
     assert app.ran == [("g", report("g", 2)[1]["event"])] and fresh_log == [("r2", "ack")]
 
 
+def test_a_late_message_for_a_task_the_conductor_does_not_run_is_still_dropped_not_returned(app):
+    received, settled = receive(("u1", [[], {}, {}]), task="skynet.update", age=19.8)
+    app.tasks["skynet.update"] = app.tasks[MAINTENANCE_TASK]  # a task of that name known to the app, as in a worker
+
+    run_received(app, received, visibility=20)
+
+    assert settled == [("u1", "ack")] and app.ran == []
+
+
 def test_the_hard_limit_leaves_no_alarm_behind():
     with hard_limit(0.2):
         pass

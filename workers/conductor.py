@@ -130,8 +130,8 @@ def run_received(app: Celery, received: Sequence[tuple[Any, Any, float]],
 def _in_time(app: Celery, name: Any, messages: list[tuple[Any, float]], visibility: float) -> bool:
     """Whether a step of task ``name`` on ``messages`` would end within their visibility timeout; if not, they are
     rejected unrun (the queue returns them once it passes, another receive of theirs counted)."""
-    task = app.tasks.get(name) if isinstance(name, str) else None
-    limit = float(task.time_limit or 0) if task is not None else 0.0
+    # (a task the conductor does not run is dropped unrun by ``run_message``, whenever it was received)
+    limit = float(app.tasks[name].time_limit or 0) if name in CONDUCTOR_TASKS else 0.0
     late = [message for message, received_at in messages if time.monotonic() - received_at + limit > visibility]
     if not late:
         return True
