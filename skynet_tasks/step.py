@@ -1,4 +1,4 @@
-"""One conductor step: decide an event on a fresh read of its group, and write the decision.
+"""One conductor step: decide an event (or a run of them) on a fresh read of its group, and write the decision.
 
 Two conductor steps of one group can run at once (the maintenance queue's two message
 groups, a redelivery, moto's racy FIFO lock): the conditional write lets one win, and the
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 from skynet_tasks.conductor import Decision, Event, Group
 from skynet_tasks.ledger import Conflict, Ledger
@@ -27,8 +27,12 @@ class Unsettled(Conflict):
 
 def decide_and_write_until_settled(ledger: Ledger, group: str, event: Event, live_members: Collection[str],
                                    now: float | None = None, attempts: int = MAX_ATTEMPTS,
-                                   after_write: Callable[[Group, Decision], None] | None = None) -> Decision:
+                                   after_write: Callable[[Group, Decision], None] | None = None,
+                                   then: Sequence[Event] = ()) -> Decision:
     """Decide ``event`` on a fresh read of ``group`` and write it; decide again whenever another step wrote first.
+
+    ``then``: events decided after ``event`` in the same step, each on the state the one before left
+    (``conductor.fold``), and written with it in one conditional write: all of them, or none.
 
     Returns the decision written (or one that changes nothing, which needs no write); raises
     Unsettled after ``attempts`` decisions that all lost their write. ``now`` pins the clock
@@ -36,7 +40,7 @@ def decide_and_write_until_settled(ledger: Ledger, group: str, event: Event, liv
     as read and the decision, once, when a decision is written (not for one that changes nothing); what
     it raises is logged, never raised: the decision stands.
     """
-    reader = Reader(ledger, group, event, live_members)
+    reader = Reader(ledger, group, (event, *then), live_members)
     for attempt in range(1, attempts + 1):
         before, decision = reader.read_and_decide(time.time() if now is None else now)
         if not decision.changed:

@@ -4,7 +4,9 @@ A Celery app with no broker stands for the worker's; the messages are kombu-like
 how they were settled, because what the queue then does with them (redelivery after the visibility
 timeout, the dead-letter queue after 5 receives) is kombu's and SQS's, tested in test_deadletters.py.
 The conductor's own thread is shown receiving from a real queue on moto's server, beside an event
-loop that never runs (as the worker's, busy with something else).
+loop that never runs (as the worker's, busy with something else). A receive of several messages
+(``run_received``) runs every message but the ticket requests first, each alone, then each group's
+ticket requests as one step, and settles a batch's messages together.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from kombu.asynchronous import Hub, get_event_loop, set_event_loop
 
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import BUILD_REQUEST_TASK, MAINTENANCE_TASK
-from workers.conductor import Conductor, run_message
+from workers.conductor import Conductor, run_message, run_received
 from workers.hard_limit import StepTimeout, hard_limit
 
 
@@ -32,6 +34,8 @@ class Message:
 
     task: str
     settled: list[str] = field(default_factory=list)
+    log: list[tuple[str, str]] | None = None  # shared by a receive's messages: (message, how settled), in order
+    name: str = ""
 
     @property
     def headers(self) -> dict[str, Any]:
@@ -39,9 +43,13 @@ class Message:
 
     def ack(self) -> None:
         self.settled.append("ack")
+        if self.log is not None:
+            self.log.append((self.name, "ack"))
 
     def reject(self, requeue: bool) -> None:
         self.settled.append(f"reject(requeue={requeue})")
+        if self.log is not None:
+            self.log.append((self.name, "reject"))
 
 
 @pytest.fixture
@@ -53,8 +61,8 @@ def app() -> Celery:
     class Maintenance(app.Task):  # type: ignore[name-defined]
         name, time_limit, acks_on_failure_or_timeout = MAINTENANCE_TASK, 0.5, False
 
-        def run(self, group: str, event: dict[str, Any]) -> None:
-            app.ran.append((group, event))  # type: ignore[attr-defined]
+        def run(self, group: str, event: dict[str, Any], then: list[dict[str, Any]] | None = None) -> None:
+            app.ran.append((group, event) if then is None else (group, event, then))  # type: ignore[attr-defined]
             app.threads.append(threading.current_thread().name)  # type: ignore[attr-defined]
             if event.get("sleep"):  # a step of many short calls, as a step's AWS requests are
                 for _ in range(int(event["sleep"] * 20)):
@@ -128,6 +136,91 @@ def test_a_malformed_body_is_a_failed_step_and_runs_nothing(app, body):
     run_message(app, body, message)
 
     assert app.ran == [] and message.settled == ["reject(requeue=False)"]
+
+
+def ticket(group: str, instance: str) -> list[Any]:
+    """The body of a member's ticket request, as ``Messenger.maintenance`` sends it."""
+    return [[], {"group": group, "event": {"type": "ticket_taken", "rollout_id": "r1", "instance": instance}}, {}]
+
+
+def report(group: str, ticket_number: int) -> list[Any]:
+    """The body of an instance's report of its update."""
+    return [[], {"group": group, "event": {"type": "update_reported", "rollout_id": "r1", "ticket": ticket_number,
+                                           "instance": "i1", "ok": True}}, {}]
+
+
+def receive(*bodies: tuple[str, list[Any]], task: str = MAINTENANCE_TASK, age: float = 0.0):
+    """One receive of named messages: (body, message, when received) and the log of how each was settled."""
+    log: list[tuple[str, str]] = []
+    at = time.monotonic() - age
+    return [(body, Message(task, log=log, name=name), at) for name, body in bodies], log
+
+
+def test_a_groups_ticket_requests_of_one_receive_are_one_step_run_after_every_other_message(app):
+    received, settled = receive(("t1", ticket("g", "i1")), ("r1", report("g", 1)), ("t2", ticket("g", "i2")),
+                                ("h1", ticket("h", "i9")), ("r2", report("g", 2)), ("t3", ticket("g", "i3")))
+
+    run_received(app, received)
+
+    assert app.ran == [("g", report("g", 1)[1]["event"]), ("g", report("g", 2)[1]["event"]),  # reports first, in order
+                       ("g", ticket("g", "i1")[1]["event"], [ticket("g", n)[1]["event"] for n in ("i2", "i3")]),
+                       ("h", ticket("h", "i9")[1]["event"])]  # a group's one ticket request: a step as before
+    assert [name for name, _ in settled] == ["r1", "r2", "t1", "t2", "t3", "h1"]
+    assert {how for _, how in settled} == {"ack"}
+
+
+def test_a_failed_batch_step_rejects_every_message_of_the_batch_and_no_other(app):
+    received, settled = receive(("t1", ticket("g", "i1")), ("t2", ticket("g", "i2")), ("r1", report("g", 1)))
+
+    def fails_when_batched(group: str, event: dict[str, Any], then: list[Any] | None = None) -> None:
+        if then:
+            raise RuntimeError("the batch's step failed")
+
+    app.tasks[MAINTENANCE_TASK].run = fails_when_batched
+
+    run_received(app, received)
+
+    assert settled == [("r1", "ack"), ("t1", "reject"), ("t2", "reject")]
+
+
+@pytest.mark.parametrize("bad", [{"type": "ticket_taken", "rollout_id": "r1", "instance": "no spaces allowed"},
+                                 {"type": "ticket_taken", "rollout_id": "r1"}])
+def test_a_malformed_ticket_request_is_run_alone_and_rejected_while_the_others_are_one_step(app, bad):
+    received, settled = receive(("t1", ticket("g", "i1")), ("bad", [[], {"group": "g", "event": bad}, {}]),
+                                ("t2", ticket("g", "i2")))
+
+    def refuses_the_malformed(group: str, event: dict[str, Any], then: list[Any] | None = None) -> None:
+        if event == bad:
+            raise ValueError("malformed")  # as events.from_message does
+        app.ran.append((event, then))
+
+    app.tasks[MAINTENANCE_TASK].run = refuses_the_malformed
+
+    run_received(app, received)
+
+    assert app.ran == [(ticket("g", "i1")[1]["event"], [ticket("g", "i2")[1]["event"]])]
+    assert settled == [("bad", "reject"), ("t1", "ack"), ("t2", "ack")]
+
+
+def test_messages_received_too_long_ago_to_end_within_their_visibility_timeout_are_returned_unrun(app):
+    # The step's hard limit is 0.5 s: a message received 19.8 s ago would still run past its 20 s visibility timeout.
+    late, late_log = receive(("r1", report("g", 1)), ("t1", ticket("g", "i1")), ("t2", ticket("g", "i2")), age=19.8)
+    fresh, fresh_log = receive(("r2", report("g", 2)), age=19.0)
+
+    run_received(app, late, visibility=20)
+    run_received(app, fresh, visibility=20)
+
+    assert late_log == [("r1", "reject"), ("t1", "reject"), ("t2", "reject")]
+    assert app.ran == [("g", report("g", 2)[1]["event"])] and fresh_log == [("r2", "ack")]
+
+
+def test_a_late_message_for_a_task_the_conductor_does_not_run_is_still_dropped_not_returned(app):
+    received, settled = receive(("u1", [[], {}, {}]), task="skynet.update", age=19.8)
+    app.tasks["skynet.update"] = app.tasks[MAINTENANCE_TASK]  # a task of that name known to the app, as in a worker
+
+    run_received(app, received, visibility=20)
+
+    assert settled == [("u1", "ack")] and app.ran == []
 
 
 def test_the_hard_limit_leaves_no_alarm_behind():
@@ -232,6 +325,35 @@ def test_the_conductor_runs_each_message_on_its_own_thread_while_the_event_loop_
     assert not busy_event_loop._ready and not busy_event_loop.timer.queue  # nothing handed to the loop
     deadline = time.monotonic() + 10
     while messages_left(sqs, url) and time.monotonic() < deadline:  # acknowledged: deleted from the queue
+        time.sleep(0.1)
+    assert messages_left(sqs, url) == 0
+
+
+@pytest.mark.timeout(60)
+def test_the_conductor_receives_a_groups_queued_ticket_requests_at_once_and_decides_them_in_one_step(app, broker):
+    sqs, _, name = broker
+    queue = f"{name}.fifo"  # as a group's maintenance queue: FIFO, ticket requests in a message group of their own
+    url = sqs.create_queue(QueueName=queue, Attributes={"FifoQueue": "true"})["QueueUrl"]
+    for n, body in enumerate([ticket("g", "i1"), ticket("g", "i2"), report("g", 1), ticket("g", "i3")]):
+        lane = "g:tickets" if body[1]["event"]["type"] == "ticket_taken" else "g"
+        app.send_task(MAINTENANCE_TASK, kwargs=body[1], queue=queue, MessageGroupId=lane,
+                      MessageDeduplicationId=f"m{n}")
+    conductor = Conductor(app, queue)
+
+    conductor.start()
+    try:
+        deadline = time.monotonic() + 20
+        while sum(1 + len(step[2]) if len(step) == 3 else 1 for step in app.ran) < 4 \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        conductor.stop(timeout=5)
+
+    assert app.ran == [("g", report("g", 1)[1]["event"]),
+                       ("g", ticket("g", "i1")[1]["event"], [ticket("g", n)[1]["event"] for n in ("i2", "i3")])]
+    assert app.threads == ["conductor", "conductor"]  # held at once, run one after the other on one thread
+    deadline = time.monotonic() + 10
+    while messages_left(sqs, url) and time.monotonic() < deadline:  # every one acknowledged
         time.sleep(0.1)
     assert messages_left(sqs, url) == 0
 

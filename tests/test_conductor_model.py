@@ -3,7 +3,8 @@
 The conductor (``skynet_tasks.conductor.decide``) is driven by random sequences of
 what the field throws at it: pushes, tickets taken, updates that succeed, fail or
 die with their worker, messages delivered twice, late, out of order or not at all,
-heartbeats, members leaving and coming back, and operator actions, for rollouts of
+heartbeats, members leaving and coming back, and operator actions (and runs of ticket requests
+decided in one step, as the conductor's thread batches them: ``conductor.fold``), for rollouts of
 random batch sizes (``max_parallel``: a count from 1 to 5, a percentage, a ramp), bake times,
 progress deadlines (``min_healthy_time``, ``progress_deadline``), failure policies
 (``on_failure``: halt, or revert: a revert rollout of the previous release), random
@@ -40,14 +41,14 @@ from skynet_tasks.conductor import (
     Tick,
     TicketTaken,
     UpdateReported,
-    decide,
 )
 from skynet_tasks.conductor.batches import batch_of
+from skynet_tasks.conductor.fold import combined, each, fold
 from skynet_tasks.conductor.progress import stalled
 from skynet_tasks.conductor.promotion import awaiting
 from skynet_tasks.conductor.revert import REVERT_FAILED
 from skynet_tasks.conductor.windows import closed, next_opening, waits
-from skynet_tasks.ledger.reads import focus_of, needs_every_ticket, partial_view
+from skynet_tasks.ledger.reads import focus_of_all, needs_every_ticket, partial_view
 from skynet_tasks.policy_windows import parse_windows
 from skynet_tasks.states import RolloutState, TicketState
 
@@ -103,15 +104,20 @@ class RolloutModel(RuleBasedStateMachine):
         self.known: dict[str, Rollout] = {}  # each rollout as last decided, for its batches
 
     # ---- the conductor -----------------------------------------------------------------------------------------
-    def conduct(self, event: Event) -> Decision:
+    def conduct(self, event: Event, *then: Event) -> Decision:
+        """One conductor step on ``event`` (and on ``then``, decided after it in the same step, as one)."""
         before = self.group
-        decision = decide(before, event, self.now, self.live)
-        self.check_partial_read_decides_alike(before, event, decision)
-        self.check_transition(before, decision)
-        self.check_progress(before, event, decision)
-        self.check_promotion(before, event, decision)
-        if isinstance(event, UpdateReported) and not event.ok:
-            self.check_halted_on_failure(before, event, decision)
+        events = (event, *then)
+        one_by_one = each(before, events, self.now, self.live)
+        decision = fold(before, events, self.now, self.live)
+        self.check_fold_decides_as_one_by_one(one_by_one, decision)
+        self.check_partial_read_decides_alike(before, events, decision)
+        for (was, decided), happened in zip(one_by_one, events, strict=True):
+            self.check_transition(was, decided)
+            self.check_progress(was, happened, decided)
+            self.check_promotion(was, happened, decided)
+            if isinstance(happened, UpdateReported) and not happened.ok:
+                self.check_halted_on_failure(was, happened, decided)
         self.group = decision.group
         self.known.update({r.id: r for r in (*decision.touched, *decision.group.line)})
         self.releases.update({r.id: r.release for r in decision.touched if r.revert_of is not None})
@@ -123,16 +129,29 @@ class RolloutModel(RuleBasedStateMachine):
                 self.pending.extend(TicketTaken(action.rollout_id, member) for member in action.instances)
         return decision
 
-    def check_partial_read_decides_alike(self, before: Group, event: Event, decision: Decision) -> None:
+    @staticmethod
+    def check_fold_decides_as_one_by_one(one_by_one: list[tuple[Group, Decision]], decision: Decision) -> None:
+        """Events decided in one step (``conductor.fold``) end where deciding them one by one ends: the same group,
+        every action and note in order, and each rollout touched as the last decision to touch it left it."""
+        decisions = [decided for _, decided in one_by_one]
+        assert decision.group == decisions[-1].group
+        assert decision.actions == tuple(a for d in decisions for a in d.actions)
+        assert decision.notes == tuple(n for d in decisions for n in d.notes)
+        last = {r.id: r for d in decisions for r in d.touched}
+        assert {r.id: r for r in decision.touched} == last and len(decision.touched) == len(last)
+
+    def check_partial_read_decides_alike(self, before: Group, events: tuple[Event, ...], decision: Decision) -> None:
         """A decision the read strategy keeps from a partial view is the one the full view gives
-        (``skynet_tasks.ledger.reads``: it reads every ticket when ``needs_every_ticket`` says so)."""
-        focus = focus_of(event)
+        (``skynet_tasks.ledger.reads``: it reads every ticket when ``needs_every_ticket`` says so, for any
+        of the events decided in the step)."""
+        focus = focus_of_all(events)
         if focus is None:
-            return  # the conductor reads every ticket for this event
+            return  # the conductor reads every ticket for these events
         view = partial_view(before, focus)
-        quick = decide(view, event, self.now, self.live)
-        if needs_every_ticket(view, quick) is not None:
+        steps = each(view, events, self.now, self.live)
+        if any(needs_every_ticket(was, decided) is not None for was, decided in steps):
             return  # the step is read whole and decided again
+        quick = combined(view, [decided for _, decided in steps])
         assert quick.actions == decision.actions
         assert [r.id for r in quick.group.line] == [r.id for r in decision.group.line]
         assert replace(quick.group, line=()) == replace(decision.group, line=())
@@ -246,6 +265,16 @@ class RolloutModel(RuleBasedStateMachine):
         # Any pending message may come next: the FIFO order is not relied upon.
         self.conduct(self.pending.pop(index % len(self.pending)))
 
+    @precondition(lambda self: any(isinstance(event, TicketTaken) for event in self.pending))
+    @rule(count=st.integers(min_value=1, max_value=10))
+    def deliver_ticket_requests_in_one_step(self, count: int) -> None:
+        """A conductor's receive: the first ``count`` pending ticket requests (of any rollouts, duplicates
+        too), decided in one step (workers/conductor.py batches a group's ticket requests)."""
+        taken = [event for event in self.pending if isinstance(event, TicketTaken)][:count]
+        for event in taken:
+            self.pending.remove(event)
+        self.conduct(*taken)
+
     @precondition(lambda self: self.pending)
     @rule(index=indexes)
     def redeliver(self, index: int) -> None:
@@ -305,7 +334,13 @@ class RolloutModel(RuleBasedStateMachine):
         finished = 0
         for _ in range(30):
             if self.pending:
-                self.conduct(self.pending.pop(0))
+                # A run of ticket requests at the head of the queue is received, and decided, together.
+                run = 1
+                while run < min(10, len(self.pending)) and isinstance(self.pending[0], TicketTaken) \
+                        and isinstance(self.pending[run], TicketTaken):
+                    run += 1
+                events, self.pending = self.pending[:run], self.pending[run:]
+                self.conduct(*events)
             elif self.busy:
                 finished += 1
                 self.finish(next(iter(self.busy)), finished != fails)

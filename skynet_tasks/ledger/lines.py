@@ -83,15 +83,15 @@ class LineStore(GroupStore, RolloutStore, TicketStore):
 
     def _read_ahead(self, group: str, focus: Focus) -> tuple[dict[str, Any], _ReadAhead | None]:
         """The group's item and, in the same snapshot, what ``focus`` will need of the rollout it names:
-        its record, and the holder item of the instance it names, or the ticket it names and the
+        its record, and the holder items of the instances it names, or the ticket it names and the
         tickets after it (the open window, when that ticket is the one updating)."""
         if focus.rollout_id is None:
             return self.group_info(group), None
         sks = [ROLLOUT_SK]
         if focus.ticket is not None:
             sks += [ticket_sk(n) for n in range(focus.ticket, focus.ticket + OPEN_WINDOW)]
-        elif focus.instance is not None:
-            sks.append(holder_sk(focus.instance))
+        else:
+            sks += [holder_sk(instance) for instance in focus.holders]
         pk = rollout_pk(focus.rollout_id)
         keys = [group_key(group), *(key(pk, sk) for sk in sks)]
         try:
@@ -122,12 +122,14 @@ class LineStore(GroupStore, RolloutStore, TicketStore):
             window = self.open_tickets(rollout_id, rollout.low_water, batches.window(rollout))
         tickets = {t.number: t for t in window}
         if focus.rollout_id in (None, rollout_id):
-            number = focus.ticket
-            if number is None and focus.instance is not None:
-                holder = items.get(holder_sk(focus.instance))
-                number = int(holder["number"]) if holder else None
-            if number is not None and number not in tickets:
-                item = items.get(ticket_sk(number))
-                if item is not None:
-                    tickets[number] = ticket_from_item(item)
+            numbers = [focus.ticket] if focus.ticket is not None else []
+            for instance in () if focus.ticket is not None else focus.holders:
+                holder = items.get(holder_sk(instance))
+                if holder:
+                    numbers.append(int(holder["number"]))
+            for number in numbers:
+                if number not in tickets:
+                    item = items.get(ticket_sk(number))
+                    if item is not None:
+                        tickets[number] = ticket_from_item(item)
         return replace(rollout, tickets=tuple(tickets[n] for n in sorted(tickets)))

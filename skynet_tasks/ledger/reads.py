@@ -9,6 +9,9 @@ as in a group of 3, and reads every ticket only when the step needs them:
   report publishes or halts, and an operator's resume, retry or abort reopens or ends every
   ticket. Those are read whole at once: a partial read would only be thrown away (and the
   longer step would more often lose its conditional write to the steps decided next to it).
+- Several events decided in one step (a run of ticket requests, ``conductor.fold``) are read
+  partially when they are ticket requests of one rollout (``focus_of_all``: the view then holds
+  each requester's ticket), else whole; each is checked as one event would be.
 - Otherwise the conductor decides on the partial view, and ``needs_every_ticket`` looks at what
   it decided: a rollout published, halted, ended or resumed (``EVERY_TICKET``) changes or
   consults tickets the view may not hold, so the step is read whole and decided again.
@@ -22,7 +25,7 @@ strategy keeps from a partial view is the one the full view gives.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -36,8 +39,8 @@ from skynet_tasks.conductor import (
     TicketTaken,
     UpdateReported,
     batches,
-    decide,
 )
+from skynet_tasks.conductor.fold import combined, each
 from skynet_tasks.states import RolloutState, TicketState
 
 # The open window of a rollout of one ticket at a time; a batch's is larger (``open_window``).
@@ -47,11 +50,17 @@ _OPEN_STATES = (TicketState.WAITING, TicketState.UPDATING)
 
 @dataclass(frozen=True)
 class Focus:
-    """The ticket an event names, read besides each rollout's open window."""
+    """The tickets events name, read besides each rollout's open window: by number, or by their holders."""
 
     rollout_id: str | None = None
     instance: str | None = None
     ticket: int | None = None
+    instances: tuple[str, ...] = ()  # more holders besides ``instance`` (a run of ticket requests)
+
+    @property
+    def holders(self) -> tuple[str, ...]:
+        """Every instance whose ticket the read holds."""
+        return ((self.instance,) if self.instance else ()) + self.instances
 
 
 def focus_of(event: Event) -> Focus | None:
@@ -63,6 +72,20 @@ def focus_of(event: Event) -> Focus | None:
     if isinstance(event, TicketTaken):
         return Focus(event.rollout_id, instance=event.instance)
     return Focus()  # the open windows hold the updating ticket and the next to start
+
+
+def focus_of_all(events: Sequence[Event]) -> Focus | None:
+    """What a partial read for ``events``, decided in one step, must hold; None: read every ticket.
+
+    One event: its own focus. Ticket requests of one rollout: each requester's ticket. Anything
+    else decided together is read whole (the worker batches only ticket requests).
+    """
+    if len(events) == 1:
+        return focus_of(events[0])
+    takers = [event for event in events if isinstance(event, TicketTaken)]
+    if takers and len(takers) == len(events) and len({taker.rollout_id for taker in takers}) == 1:
+        return Focus(takers[0].rollout_id, instances=tuple(dict.fromkeys(taker.instance for taker in takers)))
+    return None
 
 
 def open_window(rollout: Rollout) -> tuple[Ticket, ...]:
@@ -79,10 +102,11 @@ def partial_view(group: Group, focus: Focus) -> Group:
     for rollout in group.line:
         keep = {t.number: t for t in open_window(rollout)}
         if focus.rollout_id in (None, rollout.id):
-            named = rollout.ticket(focus.ticket) if focus.ticket is not None \
-                else rollout.ticket_of(focus.instance) if focus.instance else None
-            if named is not None:
-                keep[named.number] = named
+            named = [rollout.ticket(focus.ticket)] if focus.ticket is not None \
+                else [rollout.ticket_of(holder) for holder in focus.holders]
+            for ticket in named:
+                if ticket is not None:
+                    keep[ticket.number] = ticket
         line.append(replace(rollout, tickets=tuple(keep[n] for n in sorted(keep)), expected=()))
     return replace(group, line=tuple(line))
 
@@ -121,29 +145,31 @@ class Lines(Protocol):
 
 
 class Reader:
-    """Reads, for one event, a view of its group that suffices to decide it, and decides on it."""
+    """Reads, for one event (or several decided in one step), a view of its group that suffices to
+    decide it, and decides on it."""
 
-    def __init__(self, lines: Lines, group: str, event: Event, live_members: Collection[str]) -> None:
+    def __init__(self, lines: Lines, group: str, event: Event | Sequence[Event],
+                 live_members: Collection[str]) -> None:
         self.lines = lines
         self.group = group
-        self.event = event
+        self.events: tuple[Event, ...] = tuple(event) if isinstance(event, Sequence) else (event,)
         self.live_members = live_members
-        self.focus = focus_of(event)
+        self.focus = focus_of_all(self.events)
 
     def read_and_decide(self, now: float) -> tuple[Group, Decision]:
         """The group as read right now, and the conductor's decision on it (see the module's docstring)."""
         if self.focus is not None:
             view = self.lines.load_group(self.group, self.focus)
-            decision = decide(view, self.event, now, self.live_members)
-            if needs_every_ticket(view, decision) is None:
-                return view, decision
+            steps = each(view, self.events, now, self.live_members)
+            if all(needs_every_ticket(before, decision) is None for before, decision in steps):
+                return view, combined(view, [decision for _, decision in steps])
             self.focus = None  # this event needs every ticket: a decision taken again reads them at once
         # The decisions that read every ticket mostly consult the members too (publication,
         # completion). Read before the group's item, they leave out of the time between that
         # read and the conditional write, in which another step's write makes it fail.
         len(self.live_members)
         whole = self.lines.load_group(self.group)
-        return whole, decide(whole, self.event, now, self.live_members)
+        return whole, combined(whole, [decision for _, decision in each(whole, self.events, now, self.live_members)])
 
 
 def member_view(lines: Lines, group: str, instance: str) -> Group:

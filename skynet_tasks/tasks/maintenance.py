@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from skynet_tasks.app import app
@@ -47,20 +48,26 @@ log = logging.getLogger(__name__)
 # group runs one version. It cannot loop: SQS moves it away after MAX_RECEIVES receives.
 @app.task(name=MAINTENANCE_TASK, base=SkynetTask, bind=True, soft_time_limit=12, time_limit=15,
           acks_on_failure_or_timeout=False)
-def maintenance(self: SkynetTask, group: str, event: dict[str, Any]) -> None:
-    """Take one conductor step of ``group`` on ``event``."""
-    handle_maintenance(self.ctx, group, event)
+def maintenance(self: SkynetTask, group: str, event: dict[str, Any], then: list[Any] | None = None) -> None:
+    """Take one conductor step of ``group`` on ``event`` (and on ``then``, the events received right after it)."""
+    handle_maintenance(self.ctx, group, event, then=then or ())
 
 
-def handle_maintenance(ctx: Context, group: str, message: Any, now: float | None = None) -> Decision | None:
-    """One conductor step: decide on the event against fresh state, write it conditionally, then act."""
+def handle_maintenance(ctx: Context, group: str, message: Any, now: float | None = None,
+                       then: Sequence[Any] = ()) -> Decision | None:
+    """One conductor step: decide on the event against fresh state, write it conditionally, then act.
+
+    ``then`` are more events (message bodies, untrusted like ``message``) decided after it in the same
+    step and written with it (the conductor's thread batches a run of ticket requests: workers/conductor.py).
+    """
     event = from_message(message)
+    following = [from_message(body) for body in then]
     # Read once per step (heartbeats are minutes apart; a retry needs none fresher), and only if asked.
     live = LiveMembers(ctx.registry, ctx.settings.env, group, ctx.settings.heartbeat_max_age)
     told: list[Notice] = []  # what the written decision did to its rollouts, for people (sent after the turn)
     decision = decide_and_write_until_settled(
         ctx.ledger, group, event, live, now,
-        after_write=lambda before, written: told.extend(notices(before, written, time.time())))
+        after_write=lambda before, written: told.extend(notices(before, written, time.time())), then=following)
     try:
         perform(ctx, decision)
     finally:  # a redelivered event decides nothing new: these notices are told now or never

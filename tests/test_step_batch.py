@@ -1,0 +1,110 @@
+"""A run of ticket requests decided in one conductor step (``step.decide_and_write_until_settled(..., then=...)``),
+on the state table of moto's server over HTTP: one read, one conditional write, all of the run or none of it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from skynet_tasks import names
+from skynet_tasks.aws import aws_for
+from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.conductor import Decision, Group, Rollout, RolloutReady, TicketTaken, UpdateReported
+from skynet_tasks.ledger import Conflict, Ledger
+from skynet_tasks.ledger.reads import Focus, partial_view
+from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.resources import resolve
+from skynet_tasks.states import RolloutKind
+from skynet_tasks.step import decide_and_write_until_settled
+
+pytestmark = pytest.mark.timeout(60)
+
+MEMBERS = ("a", "b", "c", "d", "e")
+
+
+@pytest.fixture(scope="module")
+def ledger():
+    server = MotoServer.start()
+    aws = aws_for(server.environment())
+    bootstrap_env(aws, resolve(aws, "local"), ["local-api"])
+    yield Ledger(aws.dynamodb, names.state_table("local"))
+    server.stop()
+
+
+def published(ledger: Ledger, group: str, rollout_id: str) -> None:
+    """A rollout whose canary (a) succeeded: the others may take their tickets."""
+    ledger.create_rollout(rollout_id, group, "s1", RolloutKind.CODE, {})
+    for event in (RolloutReady(Rollout(id=rollout_id, group=group, release="s1", canary="a", update_timeout=60)),
+                  UpdateReported(rollout_id, 1, "a", ok=True)):
+        decide_and_write_until_settled(ledger, group, event, MEMBERS, now=time.time())
+
+
+def holders(ledger: Ledger, group: str, rollout_id: str) -> dict[str, int]:
+    rollout = ledger.load_group(group).rollout(rollout_id)
+    assert rollout is not None
+    return {t.instance: t.number for t in rollout.tickets}
+
+
+def test_a_run_of_ticket_requests_is_one_write_in_the_order_received_duplicates_ignored(ledger):
+    group = "local-batch"
+    published(ledger, group, "r-run")
+    version = ledger.load_group(group).version
+
+    decision = decide_and_write_until_settled(ledger, group, TicketTaken("r-run", "c"), MEMBERS,
+                                              then=[TicketTaken("r-run", "b"), TicketTaken("r-run", "c"),
+                                                    TicketTaken("r-run", "d")])
+
+    assert ledger.load_group(group).version == version + 1  # one conditional write for the whole run
+    assert holders(ledger, group, "r-run") == {"a": 1, "c": 2, "b": 3, "d": 4}
+    assert [str(t.state) for t in ledger.load_group(group).rollout("r-run").tickets] == \
+        ["done", "updating", "waiting", "waiting"]  # type: ignore[union-attr]
+    assert [(a.instance, a.ticket) for a in decision.actions] == [("c", 2)]  # c's turn, dispatched once
+
+
+def test_a_partial_read_for_a_run_holds_each_requesters_ticket(ledger):
+    group = "local-batch-read"
+    published(ledger, group, "r-read")
+    decide_and_write_until_settled(ledger, group, TicketTaken("r-read", "b"), MEMBERS,
+                                   then=[TicketTaken("r-read", m) for m in ("c", "d", "e")])
+    whole = ledger.load_group(group)
+
+    for focus in (Focus("r-read", instances=("e", "b")), Focus("r-read", instances=("d", "nobody")),
+                  Focus("r-read", instance="c", instances=("e",))):
+        assert ledger.load_group(group, focus) == partial_view(whole, focus), focus
+    # Beyond the open window (b updating, c next): only the tickets the focus names.
+    read = ledger.load_group(group, Focus("r-read", instances=("e",))).rollout("r-read")
+    assert read is not None and [t.instance for t in read.tickets] == ["b", "c", "e"]
+
+
+class AnotherStepWritesFirst:
+    """A ledger on which another member's ticket request is written right before each of this step's first writes."""
+
+    def __init__(self, ledger: Ledger, group: str, rollout_id: str, others: list[str]) -> None:
+        self.ledger, self.group, self.rollout_id, self.others = ledger, group, rollout_id, others
+        self.refused = 0
+
+    def write_decision(self, before: Group, decision: Decision) -> None:
+        if self.others:
+            decide_and_write_until_settled(self.ledger, self.group, TicketTaken(self.rollout_id, self.others.pop(0)),
+                                           MEMBERS)
+        try:
+            self.ledger.write_decision(before, decision)
+        except Conflict:
+            self.refused += 1
+            raise
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.ledger, name)
+
+
+def test_a_run_that_loses_its_write_writes_none_of_it_and_decides_it_all_again_after_the_winner(ledger):
+    group = "local-batch-race"
+    published(ledger, group, "r-race")
+    racing = AnotherStepWritesFirst(ledger, group, "r-race", ["e"])
+
+    decide_and_write_until_settled(racing, group, TicketTaken("r-race", "b"), MEMBERS,  # type: ignore[arg-type]
+                                   then=[TicketTaken("r-race", "c"), TicketTaken("r-race", "d")])
+
+    assert racing.refused == 1
+    assert holders(ledger, group, "r-race") == {"a": 1, "e": 2, "b": 3, "c": 4, "d": 5}
