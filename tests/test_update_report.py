@@ -59,9 +59,11 @@ class Reports:
         self.seen: list[dict[str, Any]] = []
         self.calls: list[str] = []  # the DynamoDB calls the test records (``record_dynamodb_calls``)
         self.calls_before_report: list[str] = []
+        self.sent_at = 0.0
 
     def send(self, ctx: Context, group: str, event: Any) -> None:
         assert isinstance(event, UpdateReported)
+        self.sent_at = time.monotonic()
         self.calls_before_report = list(self.calls)
         entry = next((e for e in self.ctx.registry.endpoints("local", "api") if e.instance_id == ME), None)
         self.seen.append({"event": event, "ticket": self.ctx.ledger.ticket(event.rollout_id, event.ticket) or {},
@@ -113,6 +115,21 @@ def test_the_report_goes_out_after_its_ticket_is_marked_reported_and_the_instanc
     assert report["entry"].last_outcome == "ok"
     # And both writes were one round trip: the report waits for nothing else of DynamoDB's
     assert reports.calls_before_report == ["TransactWriteItems"]
+
+
+def test_the_proxies_are_told_once_the_conductors_step_had_its_time(ctx, monkeypatch):
+    # Given ticket 1 updating on this instance, out of the proxies while it updates
+    rollout_id = updating_ticket(ctx)
+    reports = run_update(ctx, monkeypatch)
+    told: list[float] = []
+    monkeypatch.setattr(update_task, "tell_proxies", lambda _ctx: told.append(time.monotonic()))
+
+    # When its update succeeds
+    update_task.handle_update(ctx, rollout_id, 1)
+
+    # Then the proxies are told it is back, but not before the pause after its report
+    [report] = reports.seen
+    assert len(told) == 1 and told[0] - reports.sent_at >= update_task.BOOKKEEPING_DELAY
 
 
 def test_a_duplicate_update_message_after_the_report_runs_nothing(ctx, monkeypatch):
