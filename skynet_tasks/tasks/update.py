@@ -39,15 +39,6 @@ from skynet_tasks.update_context import update_context
 
 log = logging.getLogger(__name__)
 
-# Seconds from an update's report (and the proxies told) to the end of its task: the task's run recorded
-# and its message acknowledged, AWS requests that nothing waits for, while the next instance's turn waits
-# for the conductor's step that the report starts. Run at once, on one machine (the local cluster: moto
-# and every instance on the same cores), they and the proxies' notification slowed that step from 78 to
-# 59 ms (p50 from the report's receipt to the next acknowledgement, 20 hand-offs each, one run of
-# benchmarks/rollout.py at 10 instances, 2026-12-02). On AWS, where they share no cores with it, the pause
-# only costs the pool child a fifth of a second of idle time.
-BOOKKEEPING_DELAY = 0.2
-
 
 @app.task(name=UPDATE_TASK, base=SkynetTask, bind=True, soft_time_limit=UPDATE_HARD_LIMIT - 20,
           time_limit=UPDATE_HARD_LIMIT)
@@ -102,16 +93,13 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
     changed = mark_reported(ctx, rollout_id, ticket, {**annotations, "reported_at": reported_at},
                             last_task=f"update {rollout_id}#{ticket}", last_outcome="ok" if ok else f"failed: {error}")
     send_event(ctx, ctx.settings.group, UpdateReported(rollout_id, ticket, me, ok, error, reported_at))
-    if changed:  # at once: the last ticket's instance has no next drain to tell them, and a completed rollout is served
+    if changed:
         try:
             tell_proxies(ctx)
         except Exception:  # noqa: BLE001 - the proxies' own poll catches up (SKYNET_RP_POLL)
             log.exception("rollout %s: could not tell the proxies after ticket %d", rollout_id, ticket)
     log.info("rollout %s: ticket %d on %s %s%s", rollout_id, ticket, me, "succeeded" if ok else "failed",
              f": {error}" if error else "")
-    # The task's own bookkeeping (recording its run, acknowledging its message) waits until the conductor's
-    # step that the report starts is likely done: see BOOKKEEPING_DELAY.
-    time.sleep(BOOKKEEPING_DELAY)
 
 
 def mark_reported(ctx: Context, rollout_id: str, ticket: int, annotations: dict[str, Any], last_task: str,
