@@ -79,8 +79,15 @@ def register_self(ctx: Context, health: Health | None = None, last_task: str = "
 
     Then the proxies are told at once, unless ``notify`` is False (the caller tells them).
     """
+    endpoint = own_entry(ctx, health, last_task, last_outcome)
+    ctx.registry.register(ctx.settings.env, ctx.settings.layer, endpoint)
+    return entry_written(ctx, endpoint, notify)
+
+
+def own_entry(ctx: Context, health: Health | None = None, last_task: str = "", last_outcome: str = "") -> Endpoint:
+    """This instance's registry entry as of now (its health probed unless ``health`` is given)."""
     s = ctx.settings
-    endpoint = Endpoint(
+    return Endpoint(
         instance_id=s.instance_id, group=s.group, address=s.address, port=s.app_port,
         release=ctx.layout.current_release() or "", health=str(health or probe_health(ctx)),
         heartbeat=time.time(), agent_version=__version__,
@@ -88,7 +95,10 @@ def register_self(ctx: Context, health: Health | None = None, last_task: str = "
         # Cut: the entry shares one registry item with the whole layer's (``docs/aws.md``, "Limits").
         last_outcome=last_outcome[:OUTCOME_LIMIT],
         synced_at=_proxy_synced_at(ctx))
-    ctx.registry.register(s.env, s.layer, endpoint)
+
+
+def entry_written(ctx: Context, endpoint: Endpoint, notify: bool = True) -> bool:
+    """After ``endpoint`` was written: True when what the proxies route to changed (told at once if ``notify``)."""
     # Tasks run in the worker's pool process and heartbeats in its main one: the last
     # routing-relevant state is kept in a file, so both see the same.
     routed = f"{endpoint.address}:{endpoint.port} {endpoint.health} {endpoint.release}"
@@ -97,7 +107,7 @@ def register_self(ctx: Context, health: Health | None = None, last_task: str = "
         previous = marker.read_text()
     except OSError:
         previous = ""
-    if routed != previous and s.layer != "rp":
+    if routed != previous and ctx.settings.layer != "rp":
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(routed)
         if notify:

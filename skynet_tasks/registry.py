@@ -67,13 +67,20 @@ class Registry:
         self.db = dynamodb
         self.table = table
 
+    def entry_update(self, env: str, layer: str, endpoint: Endpoint) -> dict[str, Any]:
+        """The UpdateItem (alone, or a transaction's ``Update``) that writes this instance's entry.
+
+        It is refused (ValidationException) while the layer has no item yet: ``register`` makes it.
+        """
+        entry = {k: v for k, v in asdict(endpoint).items() if k not in ("instance_id", *REFUSAL_FIELDS)}
+        return {"TableName": self.table, "Key": {"env": {"S": env}, "layer": {"S": layer}},
+                "UpdateExpression": "SET instances.#id = :e", "ExpressionAttributeNames": {"#id": endpoint.instance_id},
+                "ExpressionAttributeValues": {":e": to_attr(entry)}}
+
     def register(self, env: str, layer: str, endpoint: Endpoint) -> None:
         """Write (or refresh) this instance's entry."""
-        entry = {k: v for k, v in asdict(endpoint).items() if k not in ("instance_id", *REFUSAL_FIELDS)}
-        key = {"env": {"S": env}, "layer": {"S": layer}}
-        update = {"TableName": self.table, "Key": key, "UpdateExpression": "SET instances.#id = :e",
-                  "ExpressionAttributeNames": {"#id": endpoint.instance_id},
-                  "ExpressionAttributeValues": {":e": to_attr(entry)}}
+        update = self.entry_update(env, layer, endpoint)
+        key = update["Key"]
         try:
             self.db.update_item(**update)
         except ClientError as error:

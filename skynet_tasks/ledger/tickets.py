@@ -65,10 +65,14 @@ class TicketStore(Store):
 
     def annotate_ticket(self, rollout_id: str, number: int, attributes: dict[str, Any]) -> None:
         """Add descriptive attributes (log key, timings) to a ticket, never its state."""
+        self.update_item(**self.annotation_update(rollout_id, number, attributes))
+
+    def annotation_update(self, rollout_id: str, number: int, attributes: dict[str, Any]) -> dict[str, Any]:
+        """The UpdateItem (alone, or a transaction's ``Update``) that annotates an existing ticket."""
         if "state" in attributes:
             raise ValueError("annotate_ticket cannot change a state; the conductor does")
-        self.update_item(**expressions.update(self.table, key(rollout_pk(rollout_id), ticket_sk(number)),
-                                                 attributes, condition="attribute_exists(pk)"))
+        return expressions.update(self.table, key(rollout_pk(rollout_id), ticket_sk(number)), attributes,
+                                  condition="attribute_exists(pk)")
 
     def open_tickets(self, rollout_id: str, low_water: int, count: int) -> list[Ticket]:
         """The first ``count`` tickets from ``low_water`` that wait or update, in number order."""

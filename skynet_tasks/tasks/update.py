@@ -31,7 +31,8 @@ from skynet_tasks.messages import UPDATE_TASK
 from skynet_tasks.policy import PolicyError, parse_min_healthy_time
 from skynet_tasks.proxy.handshake import wait_for_proxies
 from skynet_tasks.redaction import Redactor, store_log
-from skynet_tasks.registration import keep_registered, register_self, tell_proxies
+from skynet_tasks.registration import entry_written, keep_registered, own_entry, register_self, tell_proxies
+from skynet_tasks.registry import Endpoint
 from skynet_tasks.states import Health, ReleaseState, RolloutKind
 from skynet_tasks.tasks.base import SkynetTask, send_event
 from skynet_tasks.update_context import update_context
@@ -84,21 +85,13 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
         annotations["log_key"] = log_key
     except Exception:  # noqa: BLE001 - the report matters more than its log
         log.exception("rollout %s: could not store the log of ticket %d", rollout_id, ticket)
-    try:
-        # Marked reported before the report goes out, so that a duplicate update message can no longer run it.
-        reported_at = time.time()
-        ctx.ledger.annotate_ticket(rollout_id, ticket, {**annotations, "reported_at": reported_at})
-    except Exception:  # noqa: BLE001 - the conductor ignores a second report anyway; the first must go out
-        log.exception("rollout %s: could not mark ticket %d reported", rollout_id, ticket)
-    # Back in the registry before the report: the next instance's drain waits for the proxies to
-    # read the registry after its own write, so they route here again before it stops its app.
-    # Telling the proxies can wait until the report is out: that drain tells them too.
-    changed = False
-    try:
-        changed = register_self(ctx, last_task=f"update {rollout_id}#{ticket}",
-                                last_outcome="ok" if ok else f"failed: {error}", notify=False)
-    except Exception:  # noqa: BLE001 - the report must go out; the heartbeat registers again
-        log.exception("rollout %s: could not re-register after ticket %d", rollout_id, ticket)
+    # Marked reported before the report goes out, so that a duplicate update message can no longer run it;
+    # back in the registry before it too: the next instance's drain waits for the proxies to read the
+    # registry after its own write, so they route here again before it stops its app. Telling the
+    # proxies can wait until the report is out: that drain tells them too.
+    reported_at = time.time()
+    changed = mark_reported(ctx, rollout_id, ticket, {**annotations, "reported_at": reported_at},
+                            last_task=f"update {rollout_id}#{ticket}", last_outcome="ok" if ok else f"failed: {error}")
     send_event(ctx, ctx.settings.group, UpdateReported(rollout_id, ticket, me, ok, error, reported_at))
     if changed:
         try:
@@ -107,6 +100,43 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
             log.exception("rollout %s: could not tell the proxies after ticket %d", rollout_id, ticket)
     log.info("rollout %s: ticket %d on %s %s%s", rollout_id, ticket, me, "succeeded" if ok else "failed",
              f": {error}" if error else "")
+
+
+def mark_reported(ctx: Context, rollout_id: str, ticket: int, annotations: dict[str, Any], last_task: str,
+                  last_outcome: str) -> bool:
+    """Annotate the ticket as reported and refresh this instance's registry entry; True if its routing changed.
+
+    Both writes precede the report, which waits for them: one transaction across the state and
+    endpoints tables makes them one round trip. If it is refused (the layer's registry item not made
+    yet, the ticket gone, a conflict, anything), each write is made on its own, and a failure of either
+    is logged, never raised: the report goes out whatever (the conductor ignores a second report, and
+    the heartbeat registers again).
+    """
+    endpoint: Endpoint | None = None
+    together = False
+    try:
+        endpoint = own_entry(ctx, last_task=last_task, last_outcome=last_outcome)
+        ctx.aws.dynamodb.transact_write_items(TransactItems=[
+            {"Update": ctx.ledger.annotation_update(rollout_id, ticket, annotations)},
+            {"Update": ctx.registry.entry_update(ctx.settings.env, ctx.settings.layer, endpoint)}])
+        together = True
+    except Exception as refused:  # noqa: BLE001 - each write on its own, below
+        log.info("rollout %s: ticket %d's report writes not made in one transaction (%s); making them apart",
+                 rollout_id, ticket, refused)
+    if not together:
+        try:
+            ctx.ledger.annotate_ticket(rollout_id, ticket, annotations)
+        except Exception:  # noqa: BLE001 - the conductor ignores a second report anyway; the first must go out
+            log.exception("rollout %s: could not mark ticket %d reported", rollout_id, ticket)
+    try:
+        if endpoint is None:  # its health probe failed: probed again
+            return register_self(ctx, last_task=last_task, last_outcome=last_outcome, notify=False)
+        if not together:
+            ctx.registry.register(ctx.settings.env, ctx.settings.layer, endpoint)
+        return entry_written(ctx, endpoint, notify=False)
+    except Exception:  # noqa: BLE001 - the report must go out; the heartbeat registers again
+        log.exception("rollout %s: could not re-register after ticket %d", rollout_id, ticket)
+        return False
 
 
 def bake_time(rollout: dict[str, Any]) -> float:

@@ -1,0 +1,38 @@
+"""The rollout benchmark's figures from its measured rollouts (pure functions: no cluster)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.rollout import against_floor, summarize
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def run(handoffs: list[float], to_decision: list[float], to_ack: list[float]) -> dict[str, object]:
+    """One measured rollout, as ``benchmarks.rollout.measure`` gives it."""
+    return {"state": "completed", "instances": len(handoffs) + 1, "total": 10.0, "build": 1.0, "canary": 2.0,
+            "updates": [1.0] * (len(handoffs) + 1), "handoffs": handoffs, "to_decision": to_decision,
+            "to_ack": to_ack, "overhead": 1.0}
+
+
+def test_the_steady_median_leaves_out_each_rollouts_first_hand_off():
+    # Given two rollouts of three instances, whose first hand-offs (the canaries' reports) are slow
+    runs = [run([0.5, 0.1], [0.3, 0.04], [0.2, 0.06]), run([0.6, 0.12], [0.3, 0.05], [0.3, 0.07])]
+
+    figures = summarize(runs)
+
+    # Then the median of all hand-offs is a slow one, the steady median is not
+    assert figures["handoff_p50_s"] == 0.5
+    assert figures["handoff_after_first_p50_s"] == 0.1
+    assert figures["first_handoff_mean_s"] == 0.55
+
+
+def test_the_parts_of_a_hand_off_are_reported_as_multiples_of_the_floor():
+    figures = summarize([run([0.5, 0.1, 0.1], [0.3, 0.04, 0.04], [0.2, 0.06, 0.06])])
+
+    ratios = against_floor(figures, {"floor_s": 0.04})
+
+    assert ratios["handoff_after_first_p50_x_floor"] == 2.5
+    assert ratios["report_to_decision_p50_x_floor"] == 1.0
+    assert ratios["decision_to_ack_p50_x_floor"] == 1.5
