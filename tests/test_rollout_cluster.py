@@ -29,6 +29,7 @@ from clusterkit import (
     rollout,
     sender_for,
     skynet,
+    status_from_cli,
     wait_for,
 )
 from clusterkit import (
@@ -68,9 +69,13 @@ assert FAILING_SPEC != SAMPLE_SPEC, "the sample's health check timeout moved: up
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     directory = tmp_path_factory.mktemp("cluster")
-    # A build message swallowed by a stopped worker's long poll (the tests stop and restart workers) is
-    # sent again after 8 s here (45 s by default): a claim takes about a second even under load, and a
-    # nudge of a build that was only slow is a duplicate request, which the build claim absorbs.
+    # The tests stop and kill workers. A stopped worker's long poll stays waiting in the local AWS for its
+    # SKYNET_POLL_WAIT (20 s) and takes the next message that comes: a maintenance message is then in
+    # flight for the queue's visibility timeout (20 s) and the group's FIFO line waits behind it; a build
+    # taken from an instance queue waits for a member to send it again: after 8 s here (45 s by default).
+    # A claim takes about a second even under load, and a nudge of a build that was only slow is a
+    # duplicate request, which the build claim absorbs. (Shorter polls would shorten the first wait too,
+    # but the killed update's message then came back before its ticket's deadline, and ran its hook again.)
     cluster = LocalCluster(directory, heartbeat_interval=1.0, heartbeat_max_age=15.0,
                            extra_env={"SKYNET_BUILD_NUDGE_AFTER": "8"})
     cluster.up(api=3, rp=1)
@@ -116,6 +121,12 @@ def test_a_good_push_is_built_once_canaried_and_rolled_out_one_at_a_time(cluster
         assert app_answer(cluster, instance)["release"] == sha
     group = group_status(cluster)
     assert group["desired_release"] == sha
+    # `skynet status --json` itself prints the same (the polls here call the function it prints, in process)
+    printed = next(g for g in status_from_cli(cluster)["groups"] if g["name"] == "local-api")
+    assert printed["desired_release"] == sha
+    assert [(t["number"], t["instance"], t["state"]) for t in next(
+        r for r in printed["rollouts"] if r["id"] == result["rollout_id"])["tickets"]] == \
+        [(t["number"], t["instance"], t["state"]) for t in tickets]
     wait_for(lambda: all(i["release"] == sha for i in group_status(cluster)["instances"]), 20,
              "every instance to re-register with the new release")
     # each task run was recorded for the dashboard: the builder's build, every instance's update
@@ -363,10 +374,23 @@ def test_an_artifact_that_fails_verification_is_refused_and_nothing_is_installed
     assert {i: current_release(cluster, i) for i in INSTANCES} == before
 
 
-# A worker stopped or killed leaves its long polls waiting in the local AWS (up to 20 s): a maintenance message
-# one of them takes stays in flight for the queue's visibility timeout (20 s), and the group's FIFO line waits
-# behind it. So the two tests that stop workers come before two that send the group nothing (drain, sweeper),
-# not right before a rollout.
+# A worker stopped or killed leaves its long polls waiting in the local AWS (see ``cluster``): the tests that
+# stop workers come before two that send the group nothing (drain, sweeper), and the rollout after them waits
+# out what is left of those polls (``wait_out_stopped_polls``).
+POLL_WAIT = Settings.poll_wait  # SKYNET_POLL_WAIT (the cluster's workers keep the default): a receive's wait
+STOPPED_AT: list[float] = []  # when a test here last stopped or killed a worker (time.monotonic)
+
+
+def wait_out_stopped_polls() -> None:
+    """Wait until no receive of a worker a test stopped can still be waiting in the local AWS (a second spare).
+
+    Its message would stay in flight for the maintenance queue's visibility timeout (20 s), the group's line
+    behind it: waiting out what is left of the poll (the tests between take most of it) costs less.
+    """
+    if STOPPED_AT:
+        time.sleep(max(0.0, STOPPED_AT[-1] + POLL_WAIT + 1 - time.monotonic()))
+
+
 def test_a_new_instance_installs_the_desired_release_before_it_registers_and_leaves_cleanly(cluster):
     desired = group_status(cluster)["desired_release"]
     rollouts_before = len(group_status(cluster)["rollouts"])
@@ -384,6 +408,7 @@ def test_a_new_instance_installs_the_desired_release_before_it_registers_and_lea
 
     # A clean stop takes it out of the registry at once
     cluster.stop_instance("api-4")
+    STOPPED_AT.append(time.monotonic())
     assert "api-4" not in {e.instance_id for e in cluster_registry(cluster).endpoints("local")}
 
 
@@ -399,6 +424,7 @@ def test_the_app_keeps_serving_through_the_proxy_while_its_agent_stops_or_is_kil
     with traffic_to(proxy) as seen:
         # When its worker is stopped (or killed), stays down a while, and starts again
         cluster.stop_instance("api-1", sig=sig)
+        STOPPED_AT.append(time.monotonic())
         time.sleep(2)
         alone = app_answer(cluster, "api-1")  # the app, with no agent on its instance
         cluster.start_instance("api-1", "api")
@@ -466,6 +492,7 @@ def test_the_sweeper_removes_long_silent_instances_and_the_operator_their_queues
 
 
 def test_a_signed_github_push_to_the_local_receiver_rolls_the_commit_out(cluster, workdir):
+    wait_out_stopped_polls()  # the first rollout after the tests that stop workers
     info = cluster.require_info()
     assert info.webhook_url and info.webhook_secret_file
     assert os.stat(info.webhook_secret_file).st_mode & 0o077 == 0  # the secret file is private
