@@ -220,11 +220,14 @@ class Lane:
 
 
 class Soak:
-    def __init__(self, directory: Path, seed: int, api: int = 3, second: int = 3, faults: str = "") -> None:
+    def __init__(self, directory: Path, seed: int, api: int = 3, second: int = 3, faults: str = "",
+                 build_nudge_after: float | None = None) -> None:
         self.random = random.Random(seed)
         self.proxy = FaultyProxy(seed)
         self.cluster = CountedCluster(directory, self.proxy, heartbeat_interval=1.0, heartbeat_max_age=10.0,
                                       faults=faults)
+        if build_nudge_after is not None:  # the workers' SKYNET_BUILD_NUDGE_AFTER (45 s by default)
+            self.cluster.extra_env["SKYNET_BUILD_NUDGE_AFTER"] = f"{build_nudge_after:g}"
         # Each lane draws its victims from its own generator: the lanes run in threads, and a shared
         # generator would hand out numbers in whatever order the threads happen to ask.
         self.lanes = [Lane("api", "main", api, random.Random(f"{seed}-api"), directory / "work-api"),
@@ -498,9 +501,12 @@ def plan(rollouts: int, lanes: int, rng: random.Random, every_lane: bool = True)
 
 
 def run_soak(directory: Path, rollouts: int, seed: int, say: Any = print, faults: str = "",
-             every_lane: bool = True) -> SoakReport:
-    """Run ``rollouts`` rollouts with a fault each (seeded; see ``plan``), on a local AWS with ``faults`` on."""
-    soak = Soak(directory, seed, faults=faults)
+             every_lane: bool = True, build_nudge_after: float | None = None) -> SoakReport:
+    """Run ``rollouts`` rollouts with a fault each (seeded; see ``plan``), on a local AWS with ``faults`` on.
+
+    ``build_nudge_after`` sets the workers' ``SKYNET_BUILD_NUDGE_AFTER`` (their default when None).
+    """
+    soak = Soak(directory, seed, faults=faults, build_nudge_after=build_nudge_after)
     planned = plan(rollouts, len(soak.lanes), soak.random, every_lane)
     started = time.monotonic()
     done = iter(range(1, rollouts + 1))

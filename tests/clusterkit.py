@@ -22,11 +22,14 @@ import kombu.pools
 
 from skynet_tasks import names
 from skynet_tasks.app import create_app
+from skynet_tasks.deadletters import dead_letter_counts
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.local.cluster import LocalCluster
 from skynet_tasks.messages import Messenger
+from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
 from skynet_tasks.resources import resolve
+from skynet_tasks.status import collect_status
 
 
 def sender_for(environment: dict[str, str]) -> Messenger:
@@ -47,10 +50,28 @@ def skynet(cluster: LocalCluster, *args: str, timeout: float = 240) -> subproces
                           text=True, timeout=timeout, check=False)
 
 
+STATUS_ROLLOUTS = 20  # rollouts per group in a status
+
+
 def status(cluster: LocalCluster) -> dict[str, Any]:
-    result = skynet(cluster, "status", "--env", "local", "--json", "--rollouts", "20")
+    """What ``skynet status --env local --json --rollouts 20`` prints, read in this process.
+
+    The same ``collect_status`` the command prints, with the same dead-letter counts, through JSON as
+    the command prints it: the tests poll it, and a CLI process per poll spent a second or two (more
+    under load) starting an interpreter. ``status_from_cli`` runs the command itself.
+    """
+    aws = cluster.aws()
+    data = collect_status(Ledger(aws.dynamodb, names.state_table("local")),
+                          Registry(aws.dynamodb, names.endpoints_table("local")), "local", cluster.heartbeat_max_age,
+                          STATUS_ROLLOUTS, dead_letters=dead_letter_counts(Queues(aws.sqs), "local"))
+    return dict(json.loads(json.dumps(data)))
+
+
+def status_from_cli(cluster: LocalCluster) -> dict[str, Any]:
+    """What ``skynet status --env local --json --rollouts 20`` prints, by running it."""
+    result = skynet(cluster, "status", "--env", "local", "--json", "--rollouts", str(STATUS_ROLLOUTS))
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return dict(json.loads(result.stdout))
 
 
 def group_status(cluster: LocalCluster, group: str = "local-api") -> dict[str, Any]:

@@ -29,6 +29,7 @@ from clusterkit import (
     rollout,
     sender_for,
     skynet,
+    status_from_cli,
     wait_for,
 )
 from clusterkit import (
@@ -58,14 +59,25 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
 
 INSTANCES = ("api-1", "api-2", "api-3")
 SAMPLE_SPEC = (Path(__file__).parent.parent / "skynet_tasks" / "local" / "sample_app" / "skynet.yml").read_text()
+# For a release that fails its health check on purpose: a failing check is retried until its timeout, so
+# the sample's 15 s are waited in full. 10 s still leaves the passing tickets of the same release (about 1 s
+# here) a wide margin under load; the soak's releases run with 10 s too.
+FAILING_SPEC = SAMPLE_SPEC.replace("  timeout: 15\n", "  timeout: 10\n")
+assert FAILING_SPEC != SAMPLE_SPEC, "the sample's health check timeout moved: update FAILING_SPEC"
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     directory = tmp_path_factory.mktemp("cluster")
-    # A build message swallowed by a stopped worker is sent again after 15 s here (45 s by default).
+    # The tests stop and kill workers. A stopped worker's long poll stays waiting in the local AWS for its
+    # SKYNET_POLL_WAIT (20 s) and takes the next message that comes: a maintenance message is then in
+    # flight for the queue's visibility timeout (20 s) and the group's FIFO line waits behind it; a build
+    # taken from an instance queue waits for a member to send it again: after 8 s here (45 s by default).
+    # A claim takes about a second even under load, and a nudge of a build that was only slow is a
+    # duplicate request, which the build claim absorbs. (Shorter polls would shorten the first wait too,
+    # but the killed update's message then came back before its ticket's deadline, and ran its hook again.)
     cluster = LocalCluster(directory, heartbeat_interval=1.0, heartbeat_max_age=15.0,
-                           extra_env={"SKYNET_BUILD_NUDGE_AFTER": "15"})
+                           extra_env={"SKYNET_BUILD_NUDGE_AFTER": "8"})
     cluster.up(api=3, rp=1)
     yield cluster
     cluster.down()
@@ -109,6 +121,12 @@ def test_a_good_push_is_built_once_canaried_and_rolled_out_one_at_a_time(cluster
         assert app_answer(cluster, instance)["release"] == sha
     group = group_status(cluster)
     assert group["desired_release"] == sha
+    # `skynet status --json` itself prints the same (the polls here call the function it prints, in process)
+    printed = next(g for g in status_from_cli(cluster)["groups"] if g["name"] == "local-api")
+    assert printed["desired_release"] == sha
+    assert [(t["number"], t["instance"], t["state"]) for t in next(
+        r for r in printed["rollouts"] if r["id"] == result["rollout_id"])["tickets"]] == \
+        [(t["number"], t["instance"], t["state"]) for t in tickets]
     wait_for(lambda: all(i["release"] == sha for i in group_status(cluster)["instances"]), 20,
              "every instance to re-register with the new release")
     # each task run was recorded for the dashboard: the builder's build, every instance's update
@@ -140,9 +158,8 @@ def test_a_failed_build_touches_no_instance_and_keeps_its_log(cluster, workdir):
 
 def test_a_health_check_failing_on_the_second_ticket_halts_the_rollout(cluster, workdir):
     previous = current_release(cluster, "api-1")
-    sample = Path(__file__).parent.parent / "skynet_tasks" / "local" / "sample_app" / "skynet.yml"
     sha = commit_files(cluster.require_info().app_repo, workdir,
-                       {"skynet.yml": sample.read_text(), "fail-on.txt": "ticket:2\n", "VERSION": "bad release\n"},
+                       {"skynet.yml": FAILING_SPEC, "fail-on.txt": "ticket:2\n", "VERSION": "bad release\n"},
                        "Release that fails its health check on ticket 2")
 
     code, result = deploy(cluster)
@@ -151,7 +168,7 @@ def test_a_health_check_failing_on_the_second_ticket_halts_the_rollout(cluster, 
     assert result["state"] == "halted"
     tickets = rollout(cluster, result["rollout_id"])["tickets"]
     assert [t["state"] for t in tickets] == ["done", "failed", "cancelled"]
-    assert "health check failed" in tickets[1]["error"]
+    assert "health check failed after 10s" in tickets[1]["error"]
     assert tickets[2]["started_at"] is None  # the third instance never started updating
     canary, failed, never = (t["instance"] for t in tickets)
     assert current_release(cluster, canary) == sha
@@ -164,8 +181,8 @@ def test_a_health_check_failing_on_the_second_ticket_halts_the_rollout(cluster, 
 
 def test_duplicated_builds_and_maintenance_messages_never_update_two_at_once(cluster, workdir):
     # A fixing commit supersedes the halted rollout.
-    sha = commit_files(cluster.require_info().app_repo, workdir, {"fail-on.txt": None, "VERSION": "fixed\n"},
-                       "Fix the health check")
+    sha = commit_files(cluster.require_info().app_repo, workdir,
+                       {"fail-on.txt": None, "VERSION": "fixed\n", "skynet.yml": SAMPLE_SPEC}, "Fix the health check")
     info = cluster.require_info()
     messenger = sender_for(info.environment)
     request = {"group": "local-api", "repo": info.app_repo, "branch": "main", "sha": sha,
@@ -357,22 +374,21 @@ def test_an_artifact_that_fails_verification_is_refused_and_nothing_is_installed
     assert {i: current_release(cluster, i) for i in INSTANCES} == before
 
 
-def test_a_drained_instance_reports_draining_until_undone(cluster):
-    def health(instance_id: str) -> str:
-        return next(i["health"] for i in group_status(cluster)["instances"] if i["id"] == instance_id)
+# A worker stopped or killed leaves its long polls waiting in the local AWS (see ``cluster``): the tests that
+# stop workers come before two that send the group nothing (drain, sweeper), and the rollout after them waits
+# out what is left of those polls (``wait_out_stopped_polls``).
+POLL_WAIT = Settings.poll_wait  # SKYNET_POLL_WAIT (the cluster's workers keep the default): a receive's wait
+STOPPED_AT: list[float] = []  # when a test here last stopped or killed a worker (time.monotonic)
 
-    result = skynet(cluster, "drain", "--env", "local", "api-3")
-    assert result.returncode == 0, result.stderr
-    assert health("api-3") == "draining"
-    # Its own heartbeats keep it draining (heartbeat interval 1 s here).
-    wait_for(lambda: ledger(cluster).actions("local-api")[0]["action"] == "drain", 10, "the recorded action")
-    time.sleep(3)
-    assert health("api-3") == "draining"
 
-    assert skynet(cluster, "drain", "--env", "local", "--undo", "api-3").returncode == 0
-    wait_for(lambda: health("api-3") == "healthy", 15, "api-3 back in service")
-    unknown = skynet(cluster, "drain", "--env", "local", "api-99")
-    assert unknown.returncode != 0 and "no instance api-99 is registered" in unknown.stderr
+def wait_out_stopped_polls() -> None:
+    """Wait until no receive of a worker a test stopped can still be waiting in the local AWS (a second spare).
+
+    Its message would stay in flight for the maintenance queue's visibility timeout (20 s), the group's line
+    behind it: waiting out what is left of the poll (the tests between take most of it) costs less.
+    """
+    if STOPPED_AT:
+        time.sleep(max(0.0, STOPPED_AT[-1] + POLL_WAIT + 1 - time.monotonic()))
 
 
 def test_a_new_instance_installs_the_desired_release_before_it_registers_and_leaves_cleanly(cluster):
@@ -392,7 +408,56 @@ def test_a_new_instance_installs_the_desired_release_before_it_registers_and_lea
 
     # A clean stop takes it out of the registry at once
     cluster.stop_instance("api-4")
+    STOPPED_AT.append(time.monotonic())
     assert "api-4" not in {e.instance_id for e in cluster_registry(cluster).endpoints("local")}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_the_app_keeps_serving_through_the_proxy_while_its_agent_stops_or_is_killed_and_restarts(cluster, sig):
+    # Given an instance serving a release through the proxy
+    info = cluster.require_info()
+    assert info.rp_url
+    if current_release(cluster, "api-1") is None:  # this test run alone
+        assert deploy(cluster)[0] == 0
+    proxy = f"{info.rp_url}/api/local/"
+    app_pid = app_answer(cluster, "api-1")["pid"]
+    with traffic_to(proxy) as seen:
+        # When its worker is stopped (or killed), stays down a while, and starts again
+        cluster.stop_instance("api-1", sig=sig)
+        STOPPED_AT.append(time.monotonic())
+        time.sleep(2)
+        alone = app_answer(cluster, "api-1")  # the app, with no agent on its instance
+        cluster.start_instance("api-1", "api")
+        cluster.wait_registered(["api-1"], 60)
+        wait_for(lambda: any(
+            e.instance_id == "api-1" and e.health == "healthy" and e.heartbeat > time.time() - 2
+            for e in cluster_registry(cluster).endpoints("local", "api")), 60, "api-1 to heartbeat healthy again")
+        time.sleep(2)
+
+    # Then no request failed, and the very same app process served throughout
+    failures = seen.failures()
+    assert len(seen.outcomes) > 50 and failures == [], f"{len(failures)} of {len(seen.outcomes)} failed: {failures[:5]}"
+    assert alone["pid"] == app_pid
+    assert app_answer(cluster, "api-1")["pid"] == app_pid
+    assert {a["pid"] for a in seen.answers if a["instance"] == "api-1"} == {app_pid}
+
+
+def test_a_drained_instance_reports_draining_until_undone(cluster):
+    def health(instance_id: str) -> str:
+        return next(i["health"] for i in group_status(cluster)["instances"] if i["id"] == instance_id)
+
+    result = skynet(cluster, "drain", "--env", "local", "api-3")
+    assert result.returncode == 0, result.stderr
+    assert health("api-3") == "draining"
+    # Its own heartbeats keep it draining (heartbeat interval 1 s here).
+    wait_for(lambda: ledger(cluster).actions("local-api")[0]["action"] == "drain", 10, "the recorded action")
+    time.sleep(3)
+    assert health("api-3") == "draining"
+
+    assert skynet(cluster, "drain", "--env", "local", "--undo", "api-3").returncode == 0
+    wait_for(lambda: health("api-3") == "healthy", 15, "api-3 back in service")
+    unknown = skynet(cluster, "drain", "--env", "local", "api-99")
+    assert unknown.returncode != 0 and "no instance api-99 is registered" in unknown.stderr
 
 
 def test_the_sweeper_removes_long_silent_instances_and_the_operator_their_queues(cluster):
@@ -427,6 +492,7 @@ def test_the_sweeper_removes_long_silent_instances_and_the_operator_their_queues
 
 
 def test_a_signed_github_push_to_the_local_receiver_rolls_the_commit_out(cluster, workdir):
+    wait_out_stopped_polls()  # the first rollout after the tests that stop workers
     info = cluster.require_info()
     assert info.webhook_url and info.webhook_secret_file
     assert os.stat(info.webhook_secret_file).st_mode & 0o077 == 0  # the secret file is private
@@ -478,35 +544,61 @@ def test_through_the_proxy_a_rolling_update_fails_no_request(cluster, workdir):
     assert rp_entry.health == "healthy"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
-def test_the_app_keeps_serving_through_the_proxy_while_its_agent_stops_or_is_killed_and_restarts(cluster, sig):
-    # Given an instance serving a release through the proxy
+def test_a_failure_on_ticket_3_reverts_the_moved_instances_failing_no_request_through_the_proxy(cluster, workdir):
+    # Given every instance on one good release, served through the proxy
     info = cluster.require_info()
     assert info.rp_url
-    if current_release(cluster, "api-1") is None:  # this test run alone
+    releases = {current_release(cluster, i) for i in INSTANCES}
+    if len(releases) != 1 or None in releases:  # run alone, or after a halt: one good release to go back to
         assert deploy(cluster)[0] == 0
+    good = current_release(cluster, "api-1")
+    good_version = app_answer(cluster, "api-1")["version"]
+    assert all(current_release(cluster, i) == good for i in INSTANCES)
     proxy = f"{info.rp_url}/api/local/"
-    app_pid = app_answer(cluster, "api-1")["pid"]
-    with traffic_to(proxy) as seen:
-        # When its worker is stopped (or killed), stays down a while, and starts again
-        cluster.stop_instance("api-1", sig=sig)
-        time.sleep(2)
-        alone = app_answer(cluster, "api-1")  # the app, with no agent on its instance
-        cluster.start_instance("api-1", "api")
-        cluster.wait_registered(["api-1"], 60)
-        wait_for(lambda: any(
-            e.instance_id == "api-1" and e.health == "healthy" and e.heartbeat > time.time() - 2
-            for e in cluster_registry(cluster).endpoints("local", "api")), 60, "api-1 to heartbeat healthy again")
-        time.sleep(2)
+    bad = commit_files(info.app_repo, workdir,
+                       {"fail-on.txt": "ticket:3\n", "VERSION": "reverted release\n", "skynet.yml": FAILING_SPEC},
+                       "Release that fails its health check on ticket 3")
+    try:
+        # When it is deployed with --on-failure revert and ticket 3 fails
+        with traffic_to(proxy) as seen:
+            result = skynet(cluster, "deploy", "--env", "local", "--layer", "api", "--ref", "main", "--wait",
+                            "--json", "--timeout", "180", "--on-failure", "revert")
+            halted = json.loads(result.stdout)
+            revert_id = f"{halted['rollout_id']}-revert"
+            reverted = stopped_rollout(cluster, revert_id, 150)
+            time.sleep(1)  # the proxy's last reload after the canary's revert
+    finally:  # the next tests build on this repository: no failing file left in it
+        commit_files(info.app_repo, workdir, {"fail-on.txt": None, "skynet.yml": SAMPLE_SPEC},
+                     "No failing ticket any more")
 
-    # Then no request failed, and the very same app process served throughout
+    # Then the rollout halted at ticket 3, saying which revert took the group back
+    assert result.returncode == 1 and halted["state"] == "halted", halted
+    assert f"reverted by {revert_id}" in halted["reason"]
+    view = rollout(cluster, halted["rollout_id"])
+    canary, second, failed = (t["instance"] for t in view["tickets"])
+    assert [t["state"] for t in view["tickets"]] == ["done", "done", "failed"]
+    # and the revert, a rollout of its own, took the second then the canary back to the previous release
+    assert reverted["state"] == "completed", reverted
+    revert_view = rollout(cluster, revert_id)
+    assert revert_view["release"] == good and revert_view["revert_of"] == halted["rollout_id"]
+    assert [t["instance"] for t in revert_view["tickets"]] == [second, canary]
+    assert group_status(cluster)["desired_release"] == good
+    # every instance is back, by its registry entry and by what it serves
+    entries = {e.instance_id: e for e in cluster_registry(cluster).endpoints("local", "api")}
+    for instance in INSTANCES:
+        assert current_release(cluster, instance) == good, instance
+        assert entries[instance].release == good, instance
+        assert app_answer(cluster, instance)["version"] == good_version, instance
+    # and not one request through the proxy failed, the failing release served meanwhile
     failures = seen.failures()
     assert len(seen.outcomes) > 50 and failures == [], f"{len(failures)} of {len(seen.outcomes)} failed: {failures[:5]}"
-    assert alone["pid"] == app_pid
-    assert app_answer(cluster, "api-1")["pid"] == app_pid
-    assert {a["pid"] for a in seen.answers if a["instance"] == "api-1"} == {app_pid}
+    assert bad in {a["release"] for a in seen.answers}
+    show = skynet(cluster, "rollout", "show", "--env", "local", halted["rollout_id"])
+    assert f"reverted_by {revert_id}" in show.stdout, show.stdout
 
 
+# Last: it leaves the group's latest rollout halted, where the revert test above needs every instance on one
+# good release (after it, it would first roll one out).
 def test_a_bake_time_catches_an_instance_turning_unhealthy_2s_after_its_update(cluster, workdir):
     # Given skynet.yml's bake of 5 s, and a release whose app on ticket 2 turns unhealthy 2 s after
     # passing its health check (the sample app's unhealthy-after.txt)
@@ -541,52 +633,3 @@ def test_a_bake_time_catches_an_instance_turning_unhealthy_2s_after_its_update(c
     assert current_release(cluster, never) == previous
     update_log = cluster.aws().s3.get_object(Bucket=repo_bucket(cluster), Key=tickets[1]["log_key"])["Body"].read()
     assert b"baking 5s" in update_log and b"rolled back" in update_log
-def test_a_failure_on_ticket_3_reverts_the_moved_instances_failing_no_request_through_the_proxy(cluster, workdir):
-    # Given every instance on one good release, served through the proxy
-    info = cluster.require_info()
-    assert info.rp_url
-    releases = {current_release(cluster, i) for i in INSTANCES}
-    if len(releases) != 1 or None in releases:  # run alone, or after a halt: one good release to go back to
-        assert deploy(cluster)[0] == 0
-    good = current_release(cluster, "api-1")
-    good_version = app_answer(cluster, "api-1")["version"]
-    assert all(current_release(cluster, i) == good for i in INSTANCES)
-    proxy = f"{info.rp_url}/api/local/"
-    bad = commit_files(info.app_repo, workdir, {"fail-on.txt": "ticket:3\n", "VERSION": "reverted release\n"},
-                       "Release that fails its health check on ticket 3")
-    try:
-        # When it is deployed with --on-failure revert and ticket 3 fails
-        with traffic_to(proxy) as seen:
-            result = skynet(cluster, "deploy", "--env", "local", "--layer", "api", "--ref", "main", "--wait",
-                            "--json", "--timeout", "180", "--on-failure", "revert")
-            halted = json.loads(result.stdout)
-            revert_id = f"{halted['rollout_id']}-revert"
-            reverted = stopped_rollout(cluster, revert_id, 150)
-            time.sleep(1)  # the proxy's last reload after the canary's revert
-    finally:  # the next tests build on this repository: no failing file left in it
-        commit_files(info.app_repo, workdir, {"fail-on.txt": None}, "No failing ticket any more")
-
-    # Then the rollout halted at ticket 3, saying which revert took the group back
-    assert result.returncode == 1 and halted["state"] == "halted", halted
-    assert f"reverted by {revert_id}" in halted["reason"]
-    view = rollout(cluster, halted["rollout_id"])
-    canary, second, failed = (t["instance"] for t in view["tickets"])
-    assert [t["state"] for t in view["tickets"]] == ["done", "done", "failed"]
-    # and the revert, a rollout of its own, took the second then the canary back to the previous release
-    assert reverted["state"] == "completed", reverted
-    revert_view = rollout(cluster, revert_id)
-    assert revert_view["release"] == good and revert_view["revert_of"] == halted["rollout_id"]
-    assert [t["instance"] for t in revert_view["tickets"]] == [second, canary]
-    assert group_status(cluster)["desired_release"] == good
-    # every instance is back, by its registry entry and by what it serves
-    entries = {e.instance_id: e for e in cluster_registry(cluster).endpoints("local", "api")}
-    for instance in INSTANCES:
-        assert current_release(cluster, instance) == good, instance
-        assert entries[instance].release == good, instance
-        assert app_answer(cluster, instance)["version"] == good_version, instance
-    # and not one request through the proxy failed, the failing release served meanwhile
-    failures = seen.failures()
-    assert len(seen.outcomes) > 50 and failures == [], f"{len(failures)} of {len(seen.outcomes)} failed: {failures[:5]}"
-    assert bad in {a["release"] for a in seen.answers}
-    show = skynet(cluster, "rollout", "show", "--env", "local", halted["rollout_id"])
-    assert f"reverted_by {revert_id}" in show.stdout, show.stdout
