@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
 from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.conductor import Decision, Group, TicketTaken
+from skynet_tasks.ledger import Conflict, Ledger
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.resources import resolve
+from skynet_tasks.step import decide_and_write_until_settled
 
 
 @contextmanager
@@ -21,3 +24,29 @@ def bootstrapped_moto(groups: list[str]) -> Iterator[tuple[MotoServer, Aws]]:
         yield server, aws
     finally:
         server.stop()
+
+
+class AnotherStepWritesFirst:
+    """The ledger, except that before each of its first ``times`` writes (every one while ``others`` last, by
+    default) another member's ticket request is decided and written: this step's write then loses."""
+
+    def __init__(self, ledger: Ledger, group: str, rollout_id: str, others: list[str], members: Collection[str],
+                 times: int | None = None) -> None:
+        self.ledger, self.group, self.rollout_id, self.others = ledger, group, rollout_id, others
+        self.members = members
+        self.times = len(others) if times is None else times
+        self.refused = 0
+
+    def write_decision(self, before: Group, decision: Decision) -> None:
+        if self.times and self.others:
+            self.times -= 1
+            decide_and_write_until_settled(self.ledger, self.group, TicketTaken(self.rollout_id, self.others.pop(0)),
+                                           self.members)
+        try:
+            self.ledger.write_decision(before, decision)
+        except Conflict:
+            self.refused += 1
+            raise
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.ledger, name)

@@ -7,12 +7,12 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
+from ledgerkit import AnotherStepWritesFirst
 
 from skynet_tasks import names
 from skynet_tasks.aws import aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.conductor import (
-    Decision,
     Group,
     OperatorAction,
     Rollout,
@@ -184,32 +184,6 @@ def test_the_members_a_rollout_expects_stay_out_of_the_record_every_step_reads(l
 STEP_MEMBERS = ("a", "b", "c", "d", "e", "f")
 
 
-class AnotherStepWritesFirst:
-    """The ledger, except that before each of the first ``times`` writes another member's ticket is written."""
-
-    def __init__(self, ledger: Ledger, group: str, rollout_id: str, others: list[str], times: int) -> None:
-        self.ledger = ledger
-        self.group = group
-        self.rollout_id = rollout_id
-        self.others = others
-        self.times = times
-        self.refused = 0
-
-    def write_decision(self, before: Group, decision: Decision) -> None:
-        if self.times:
-            self.times -= 1
-            decide_and_write_until_settled(self.ledger, self.group, TicketTaken(self.rollout_id, self.others.pop(0)),
-                                           STEP_MEMBERS)
-        try:
-            self.ledger.write_decision(before, decision)
-        except Conflict:
-            self.refused += 1
-            raise
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.ledger, name)
-
-
 def published_rollout(ledger: Ledger, group: str, rollout_id: str) -> None:
     """A rollout whose canary (a) succeeded: the others may take their tickets."""
     ledger.create_rollout(rollout_id, group, "s1", RolloutKind.CODE, {})
@@ -221,7 +195,7 @@ def published_rollout(ledger: Ledger, group: str, rollout_id: str) -> None:
 def test_a_step_that_loses_its_write_decides_again_on_what_the_winner_wrote(ledger):
     group = "local-settle"
     published_rollout(ledger, group, "r-settle")
-    racing = AnotherStepWritesFirst(ledger, group, "r-settle", ["c", "d"], times=2)
+    racing = AnotherStepWritesFirst(ledger, group, "r-settle", ["c", "d"], STEP_MEMBERS, times=2)
 
     decision = decide_and_write_until_settled(racing, group, TicketTaken("r-settle", "b"), STEP_MEMBERS)  # type: ignore[arg-type]
 
@@ -236,7 +210,7 @@ def test_a_step_that_loses_its_write_decides_again_on_what_the_winner_wrote(ledg
 def test_a_step_that_keeps_losing_gives_up_with_an_error_that_says_so(ledger):
     group = "local-unsettled"
     published_rollout(ledger, group, "r-unsettled")
-    racing = AnotherStepWritesFirst(ledger, group, "r-unsettled", ["c", "d", "e"], times=3)
+    racing = AnotherStepWritesFirst(ledger, group, "r-unsettled", ["c", "d", "e"], STEP_MEMBERS, times=3)
 
     with pytest.raises(Unsettled, match="gave up after 3 decisions that all lost to another step's write"):
         decide_and_write_until_settled(racing, group, TicketTaken("r-unsettled", "b"), STEP_MEMBERS,  # type: ignore[arg-type]

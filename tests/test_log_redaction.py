@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 from clusterkit import sender_for
+from ledgerkit import bootstrapped_moto
 
-from skynet_tasks.aws import Aws, aws_for
-from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.aws import Aws
 from skynet_tasks.buildrequest import new_rollout_id
 from skynet_tasks.conductor import Decision, Group, Rollout, Ticket
 from skynet_tasks.context import Context
@@ -23,7 +23,6 @@ from skynet_tasks.installer import UpdateFailed
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.local.sample_repo import commit_files, create_sample_repo
 from skynet_tasks.redaction import MIN_LENGTH, REDACTED, Redactor, config_secrets, secret_values
-from skynet_tasks.resources import resolve
 from skynet_tasks.settings import Settings
 from skynet_tasks.states import RolloutKind, RolloutState, TicketState
 from skynet_tasks.tasks import update as update_task
@@ -83,11 +82,8 @@ def test_short_values_are_not_redacted_and_longer_ones_win_over_their_parts():
 # ---- the task paths -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def moto() -> Iterator[tuple[MotoServer, Aws]]:
-    server = MotoServer.start()
-    aws = aws_for(server.environment())
-    bootstrap_env(aws, resolve(aws, "local"), [GROUP])
-    yield server, aws
-    server.stop()
+    with bootstrapped_moto([GROUP]) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

@@ -28,11 +28,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from ledgerkit import bootstrapped_moto
 
 from skynet_tasks import names
 from skynet_tasks.app import app, configure
-from skynet_tasks.aws import aws_for
-from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.conductor import Rollout, RolloutReady, TicketTaken, UpdateReported
 from skynet_tasks.context import Context
 from skynet_tasks.events import to_message
@@ -44,7 +43,6 @@ from skynet_tasks.notify.targets import CONFIG_FILE
 from skynet_tasks.notify.transport import NotifyRefused, NotifyRetry
 from skynet_tasks.notify.webhook import DELIVERY_HEADER, SIGNATURE_HEADER
 from skynet_tasks.registry import Endpoint
-from skynet_tasks.resources import resolve
 from skynet_tasks.settings import Settings
 from skynet_tasks.states import RolloutKind, RolloutState
 from skynet_tasks.step import decide_and_write_until_settled
@@ -201,11 +199,8 @@ def test_a_refusal_is_not_retried_and_a_missing_secret_sends_nothing(receiver, t
 # ---- the task: retried with backoff, in the worker ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def moto() -> Iterator[tuple[MotoServer, Any]]:
-    server = MotoServer.start()
-    aws = aws_for(server.environment())
-    bootstrap_env(aws, resolve(aws, "local"), [GROUP])
-    yield server, aws
-    server.stop()
+    with bootstrapped_moto([GROUP]) as started:
+        yield started
 
 
 @pytest.fixture

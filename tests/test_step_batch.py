@@ -6,12 +6,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from ledgerkit import AnotherStepWritesFirst
 
 from skynet_tasks import names
 from skynet_tasks.aws import aws_for
 from skynet_tasks.bootstrap import bootstrap_env
-from skynet_tasks.conductor import Decision, Group, Rollout, RolloutReady, TicketTaken, UpdateReported
-from skynet_tasks.ledger import Conflict, Ledger
+from skynet_tasks.conductor import Rollout, RolloutReady, TicketTaken, UpdateReported
+from skynet_tasks.ledger import Ledger
 from skynet_tasks.ledger.reads import Focus, partial_view
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.resources import resolve
@@ -77,31 +78,10 @@ def test_a_partial_read_for_a_run_holds_each_requesters_ticket(ledger):
     assert read is not None and [t.instance for t in read.tickets] == ["b", "c", "e"]
 
 
-class AnotherStepWritesFirst:
-    """A ledger on which another member's ticket request is written right before each of this step's first writes."""
-
-    def __init__(self, ledger: Ledger, group: str, rollout_id: str, others: list[str]) -> None:
-        self.ledger, self.group, self.rollout_id, self.others = ledger, group, rollout_id, others
-        self.refused = 0
-
-    def write_decision(self, before: Group, decision: Decision) -> None:
-        if self.others:
-            decide_and_write_until_settled(self.ledger, self.group, TicketTaken(self.rollout_id, self.others.pop(0)),
-                                           MEMBERS)
-        try:
-            self.ledger.write_decision(before, decision)
-        except Conflict:
-            self.refused += 1
-            raise
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.ledger, name)
-
-
 def test_a_run_that_loses_its_write_writes_none_of_it_and_decides_it_all_again_after_the_winner(ledger):
     group = "local-batch-race"
     published(ledger, group, "r-race")
-    racing = AnotherStepWritesFirst(ledger, group, "r-race", ["e"])
+    racing = AnotherStepWritesFirst(ledger, group, "r-race", ["e"], MEMBERS)
 
     decide_and_write_until_settled(racing, group, TicketTaken("r-race", "b"), MEMBERS,  # type: ignore[arg-type]
                                    then=[TicketTaken("r-race", "c"), TicketTaken("r-race", "d")])

@@ -15,15 +15,14 @@ from typing import Any
 
 import pytest
 from clusterkit import sender_for
+from ledgerkit import bootstrapped_moto
 
-from skynet_tasks.aws import Aws, aws_for
-from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.aws import Aws
 from skynet_tasks.buildrequest import new_rollout_id
 from skynet_tasks.conductor import Decision, Group, Rollout, Ticket, UpdateReported
 from skynet_tasks.context import Context
 from skynet_tasks.ledger.table import key, rollout_pk, ticket_sk
 from skynet_tasks.local.motoserver import MotoServer
-from skynet_tasks.resources import resolve
 from skynet_tasks.settings import Settings
 from skynet_tasks.states import RolloutKind, RolloutState, TicketState
 from skynet_tasks.tasks import update as update_task
@@ -36,11 +35,8 @@ ME = "api-1"
 
 @pytest.fixture(scope="module")
 def moto() -> Iterator[tuple[MotoServer, Aws]]:
-    server = MotoServer.start()
-    aws = aws_for(server.environment())
-    bootstrap_env(aws, resolve(aws, "local"), [GROUP])
-    yield server, aws
-    server.stop()
+    with bootstrapped_moto([GROUP]) as started:
+        yield started
 
 
 @pytest.fixture
