@@ -7,11 +7,9 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from ledgerkit import AnotherStepWritesFirst
+from ledgerkit import AnotherStepWritesFirst, bootstrapped_moto
 
 from skynet_tasks import names
-from skynet_tasks.aws import aws_for
-from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.conductor import (
     Group,
     OperatorAction,
@@ -25,8 +23,6 @@ from skynet_tasks.ledger import Conflict, Ledger
 from skynet_tasks.ledger.expected import CHUNK_BYTES, ExpectedTooLarge, chunks, expected_writes
 from skynet_tasks.ledger.item_size import MAX_ITEM_BYTES, item_size
 from skynet_tasks.ledger.reads import Focus, partial_view
-from skynet_tasks.local.motoserver import MotoServer
-from skynet_tasks.resources import resolve
 from skynet_tasks.states import RolloutKind
 from skynet_tasks.step import Unsettled, decide_and_write_until_settled
 
@@ -35,11 +31,8 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(scope="module")
 def ledger():
-    server = MotoServer.start()
-    aws = aws_for(server.environment())
-    bootstrap_env(aws, resolve(aws, "local"), ["local-api"])
-    yield Ledger(aws.dynamodb, names.state_table("local"))
-    server.stop()
+    with bootstrapped_moto(["local-api"]) as (_, aws):
+        yield Ledger(aws.dynamodb, names.state_table("local"))
 
 
 def step(ledger: Ledger, event: object, group: str = "local-api", members: tuple[str, ...] = ("a", "b")) -> Group:

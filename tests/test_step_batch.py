@@ -6,16 +6,12 @@ from __future__ import annotations
 import time
 
 import pytest
-from ledgerkit import AnotherStepWritesFirst
+from ledgerkit import AnotherStepWritesFirst, bootstrapped_moto
 
 from skynet_tasks import names
-from skynet_tasks.aws import aws_for
-from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.conductor import Rollout, RolloutReady, TicketTaken, UpdateReported
 from skynet_tasks.ledger import Ledger
 from skynet_tasks.ledger.reads import Focus, partial_view
-from skynet_tasks.local.motoserver import MotoServer
-from skynet_tasks.resources import resolve
 from skynet_tasks.states import RolloutKind
 from skynet_tasks.step import decide_and_write_until_settled
 
@@ -26,11 +22,8 @@ MEMBERS = ("a", "b", "c", "d", "e")
 
 @pytest.fixture(scope="module")
 def ledger():
-    server = MotoServer.start()
-    aws = aws_for(server.environment())
-    bootstrap_env(aws, resolve(aws, "local"), ["local-api"])
-    yield Ledger(aws.dynamodb, names.state_table("local"))
-    server.stop()
+    with bootstrapped_moto(["local-api"]) as (_, aws):
+        yield Ledger(aws.dynamodb, names.state_table("local"))
 
 
 def published(ledger: Ledger, group: str, rollout_id: str) -> None:
