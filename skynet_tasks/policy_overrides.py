@@ -98,6 +98,11 @@ class RolloutOverrides:
 NO_OVERRIDES = RolloutOverrides()
 
 
+def typed_ramp(value: Any) -> Any:
+    """A ``max_parallel`` as a person types it on one line (``1,2,25%``: a ramp) in skynet.yml's form (a list)."""
+    return [part.strip() for part in value.split(",")] if isinstance(value, str) and "," in value else value
+
+
 def parse_overrides(value: Any, where: str = "rollout", names: Mapping[str, str] | None = None) -> RolloutOverrides:
     """The overrides in the mapping ``value`` (``OVERRIDABLE`` keys; None values are absent); PolicyError naming
     the key (``names[key]`` when given, such as a command's flag; else ``where.key``) and the rule if invalid."""

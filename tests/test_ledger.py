@@ -91,13 +91,13 @@ def test_a_partial_read_holds_what_the_conductor_expects(ledger):
         step(ledger, event, group, members)
 
     def holds_what_the_conductor_expects() -> None:
-        for focus in (Focus(), Focus("r-part", instance="b"), Focus("r-part", instance="a"),
-                      Focus("r-part", instance="nobody"), Focus("other", ticket=2),
+        for focus in (Focus(), Focus("r-part", instances=("b",)), Focus("r-part", instances=("a",)),
+                      Focus("r-part", instances=("nobody",)), Focus("other", ticket=2),
                       *(Focus("r-part", ticket=n) for n in range(1, 6))):
             assert ledger.load_group(group, focus) == partial_view(ledger.load_group(group), focus), focus
 
     holds_what_the_conductor_expects()  # 1 done (a); 2 updating (c); 3, 4 waiting (b, d)
-    partial = ledger.load_group(group, Focus("r-part", instance="d")).rollout("r-part")
+    partial = ledger.load_group(group, Focus("r-part", instances=("d",))).rollout("r-part")
     assert partial is not None and [t.instance for t in partial.tickets] == ["c", "b", "d"]  # updating, next, d's
     step(ledger, UpdateReported("r-part", 2, "c", ok=True), group, members)
     step(ledger, UpdateReported("r-part", 3, "b", ok=True), group, members)
@@ -154,7 +154,7 @@ def test_a_cancelled_snapshot_read_is_read_one_item_at_a_time_instead(ledger):
     cancelling = CancelsTransactionalReads(ledger.db)
     conflicted = Ledger(cancelling, ledger.table)
 
-    for focus in (Focus("r-cancel", ticket=1), Focus("r-cancel", instance="b")):
+    for focus in (Focus("r-cancel", ticket=1), Focus("r-cancel", instances=("b",))):
         assert conflicted.load_group(group, focus) == partial_view(ledger.load_group(group), focus), focus
     assert cancelling.cancelled == 2
 

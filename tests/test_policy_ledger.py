@@ -44,7 +44,7 @@ def test_a_rollout_keeps_its_batches_in_the_ledger_and_partial_reads_hold_a_whol
     stored = ledger.load_rollout("r-batch")
     assert stored is not None and stored.max_parallel == ("40%",) and stored.batches == (2,)
     whole = ledger.load_group(GROUP)
-    for focus in (Focus(), Focus("r-batch", instance="d"), Focus("r-batch", ticket=3)):
+    for focus in (Focus(), Focus("r-batch", instances=("d",)), Focus("r-batch", ticket=3)):
         assert ledger.load_group(GROUP, focus) == partial_view(whole, focus), focus
 
     # One of the batch reports: decided on a partial read, the other of the batch still updating, nothing new starts.

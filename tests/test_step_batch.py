@@ -64,7 +64,7 @@ def test_a_partial_read_for_a_run_holds_each_requesters_ticket(ledger):
     whole = ledger.load_group(group)
 
     for focus in (Focus("r-read", instances=("e", "b")), Focus("r-read", instances=("d", "nobody")),
-                  Focus("r-read", instance="c", instances=("e",))):
+                  Focus("r-read", instances=("c", "e"))):
         assert ledger.load_group(group, focus) == partial_view(whole, focus), focus
     # Beyond the open window (b updating, c next): only the tickets the focus names.
     read = ledger.load_group(group, Focus("r-read", instances=("e",))).rollout("r-read")

@@ -14,7 +14,7 @@ from skynet_tasks import names
 from skynet_tasks.aws import Aws
 from skynet_tasks.cli.exitcodes import InputError
 from skynet_tasks.policy import CANARY_MODES, ON_FAILURE, PolicyError
-from skynet_tasks.policy_overrides import OVERRIDABLE, parse_overrides
+from skynet_tasks.policy_overrides import OVERRIDABLE, parse_overrides, typed_ramp
 from skynet_tasks.resources import EnvResources, resolve
 from skynet_tasks.settings import Settings, SettingsError
 
@@ -131,8 +131,7 @@ def policy_options(func: F) -> F:
     @functools.wraps(func)
     def with_overrides(*args: Any, **kwargs: Any) -> Any:
         typed = {key: kwargs.pop(key) for key in OVERRIDABLE}  # the operator's typing, checked as skynet.yml's is
-        if typed["max_parallel"] is not None and "," in typed["max_parallel"]:
-            typed["max_parallel"] = [part.strip() for part in typed["max_parallel"].split(",")]
+        typed["max_parallel"] = typed_ramp(typed["max_parallel"])
         typed["windows"] = list(typed["windows"]) or None
         try:
             kwargs["overrides"] = parse_overrides(typed, "deploy", POLICY_FLAGS)

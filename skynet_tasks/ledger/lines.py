@@ -91,7 +91,7 @@ class LineStore(GroupStore, RolloutStore, TicketStore):
         if focus.ticket is not None:
             sks += [ticket_sk(n) for n in range(focus.ticket, focus.ticket + OPEN_WINDOW)]
         else:
-            sks += [holder_sk(instance) for instance in focus.holders]
+            sks += [holder_sk(instance) for instance in focus.instances]
         pk = rollout_pk(focus.rollout_id)
         keys = [group_key(group), *(key(pk, sk) for sk in sks)]
         try:
@@ -123,7 +123,7 @@ class LineStore(GroupStore, RolloutStore, TicketStore):
         tickets = {t.number: t for t in window}
         if focus.rollout_id in (None, rollout_id):
             numbers = [focus.ticket] if focus.ticket is not None else []
-            for instance in () if focus.ticket is not None else focus.holders:
+            for instance in () if focus.ticket is not None else focus.instances:
                 holder = items.get(holder_sk(instance))
                 if holder:
                     numbers.append(int(holder["number"]))

@@ -40,7 +40,7 @@ from skynet_tasks.conductor import (
     UpdateReported,
     batches,
 )
-from skynet_tasks.conductor.fold import combined, each
+from skynet_tasks.conductor.fold import combined, each, fold
 from skynet_tasks.states import RolloutState, TicketState
 
 # The open window of a rollout of one ticket at a time; a batch's is larger (``open_window``).
@@ -53,14 +53,8 @@ class Focus:
     """The tickets events name, read besides each rollout's open window: by number, or by their holders."""
 
     rollout_id: str | None = None
-    instance: str | None = None
     ticket: int | None = None
-    instances: tuple[str, ...] = ()  # more holders besides ``instance`` (a run of ticket requests)
-
-    @property
-    def holders(self) -> tuple[str, ...]:
-        """Every instance whose ticket the read holds."""
-        return ((self.instance,) if self.instance else ()) + self.instances
+    instances: tuple[str, ...] = ()  # the tickets' holders (one ticket request, or a run of them)
 
 
 def focus_of(event: Event) -> Focus | None:
@@ -70,7 +64,7 @@ def focus_of(event: Event) -> Focus | None:
     if isinstance(event, OperatorAction) and event.action != "pause":
         return None
     if isinstance(event, TicketTaken):
-        return Focus(event.rollout_id, instance=event.instance)
+        return Focus(event.rollout_id, instances=(event.instance,))
     return Focus()  # the open windows hold the updating ticket and the next to start
 
 
@@ -103,7 +97,7 @@ def partial_view(group: Group, focus: Focus) -> Group:
         keep = {t.number: t for t in open_window(rollout)}
         if focus.rollout_id in (None, rollout.id):
             named = [rollout.ticket(focus.ticket)] if focus.ticket is not None \
-                else [rollout.ticket_of(holder) for holder in focus.holders]
+                else [rollout.ticket_of(holder) for holder in focus.instances]
             for ticket in named:
                 if ticket is not None:
                     keep[ticket.number] = ticket
@@ -169,9 +163,9 @@ class Reader:
         # read and the conditional write, in which another step's write makes it fail.
         len(self.live_members)
         whole = self.lines.load_group(self.group)
-        return whole, combined(whole, [decision for _, decision in each(whole, self.events, now, self.live_members)])
+        return whole, fold(whole, self.events, now, self.live_members)
 
 
 def member_view(lines: Lines, group: str, instance: str) -> Group:
     """The group as a member's heartbeat needs it: each rollout's open window and the member's own ticket."""
-    return lines.load_group(group, Focus(instance=instance))
+    return lines.load_group(group, Focus(instances=(instance,)))

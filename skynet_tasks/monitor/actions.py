@@ -29,7 +29,7 @@ from skynet_tasks.monitor.responses import error_response as _error
 from skynet_tasks.monitor.responses import json_response as _json
 from skynet_tasks.operator import OperatorError, drain_instance, rollback, rollout_action
 from skynet_tasks.policy import PolicyError
-from skynet_tasks.policy_overrides import OVERRIDABLE, RolloutOverrides, parse_overrides
+from skynet_tasks.policy_overrides import OVERRIDABLE, RolloutOverrides, parse_overrides, typed_ramp
 from skynet_tasks.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ def deploy_request(body: Any) -> tuple[str, RolloutOverrides, bool]:
         raise BadRequest("now: expected true or false")
     given = {key: value.strip() if isinstance(value, str) else value
              for key, value in body.items() if key in OVERRIDABLE and value not in (None, "")}
-    if isinstance(given.get("max_parallel"), str) and "," in given["max_parallel"]:
-        given["max_parallel"] = [part.strip() for part in given["max_parallel"].split(",")]
+    if "max_parallel" in given:
+        given["max_parallel"] = typed_ramp(given["max_parallel"])
     if isinstance(given.get("windows"), str):
         given["windows"] = [line.strip() for line in given["windows"].splitlines() if line.strip()]
     try:
