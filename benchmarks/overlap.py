@@ -48,5 +48,9 @@ def updating_at_once(group: str, spans: Iterable[Span]) -> list[str]:
         lots = {(s.rollout_id, s.batch[0]) for s in active}
         if len(lots) > 1 or len(active) > span.batch[1]:
             names = ", ".join(f"{s.rollout_id}#{s.number}" for s in active)
-            violations.append(f"{group}: {names} were updating at once (a batch of {span.batch[1]} at most)")
+            # When each started and ended (seconds after the earliest start), so a failure can be read.
+            times = ", ".join(f"#{s.number} {s.start - active[0].start:.3f}-{s.end - active[0].start:.3f} s"
+                              for s in active)
+            violations.append(f"{group}: {names} were updating at once (a batch of {span.batch[1]} at most;"
+                              f" {times})")
     return violations

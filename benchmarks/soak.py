@@ -475,7 +475,9 @@ class Soak:
             spans += [Span(t["started_at"], t.get("finished_at") or float("inf"), rollout_id, t["number"],
                            batch_of(policy, t["number"])) for t in started]
         for violation in updating_at_once(group, spans):
-            self.report.violation(violation)
+            faults = sorted({self.report.fault_of.get(s.rollout_id, "the first release")
+                             for s in spans if s.rollout_id in violation})
+            self.report.violation(f"{violation} [fault: {', '.join(faults)}]")
         for instance in self.members(lane):
             current = Path(instance.root) / "current"
             if not current.exists():

@@ -36,13 +36,13 @@ def decide_and_write_until_settled(ledger: Ledger, group: str, event: Event, liv
 
     Returns the decision written (or one that changes nothing, which needs no write); raises
     Unsettled after ``attempts`` decisions that all lost their write. ``now`` pins the clock
-    (tests); by default each attempt decides at the time it reads. ``after_write`` is told the group
-    as read and the decision, once, when a decision is written (not for one that changes nothing); what
-    it raises is logged, never raised: the decision stands.
+    (tests); by default each attempt decides at the time its read returned (``Reader.read_and_decide``).
+    ``after_write`` is told the group as read and the decision, once, when a decision is written (not
+    for one that changes nothing); what it raises is logged, never raised: the decision stands.
     """
     reader = Reader(ledger, group, (event, *then), live_members)
     for attempt in range(1, attempts + 1):
-        before, decision = reader.read_and_decide(time.time() if now is None else now)
+        before, decision = reader.read_and_decide(now)
         if not decision.changed:
             return decision
         try:

@@ -95,7 +95,7 @@ def test_the_soak_finds_more_updating_at_once_than_a_batch_and_two_batches_at_on
     one_at_a_time = [Span(0, 10, "r1", 2, (0, 1)), Span(10, 20, "r1", 3, (1, 1))]
     assert updating_at_once("g", one_at_a_time) == []
     assert updating_at_once("g", [Span(0, 10, "r1", 2, (0, 1)), Span(5, 20, "r1", 3, (1, 1))]) == [
-        "g: r1#2, r1#3 were updating at once (a batch of 1 at most)"]
+        "g: r1#2, r1#3 were updating at once (a batch of 1 at most; #2 0.000-10.000 s, #3 5.000-20.000 s)"]
     pair = [Span(0, 10, "r1", 2, (0, 2)), Span(1, 12, "r1", 3, (0, 2)), Span(12, 20, "r1", 4, (1, 2))]
     assert updating_at_once("g", pair) == []
     early = [Span(0, 10, "r1", 2, (0, 2)), Span(1, 12, "r1", 3, (0, 2)), Span(11, 20, "r1", 4, (1, 2))]

@@ -81,3 +81,38 @@ def test_a_run_that_loses_its_write_writes_none_of_it_and_decides_it_all_again_a
 
     assert racing.refused == 1
     assert holders(ledger, group, "r-race") == {"a": 1, "e": 2, "b": 3, "c": 4, "d": 5}
+
+
+class AnotherStepWritesDuringTheRead:
+    """The ledger, except that the first read of a group waits while another step (``event``) is decided and
+    written: as a read throttled and retried for a while can, on AWS."""
+
+    def __init__(self, ledger: Ledger, event: UpdateReported) -> None:
+        self.ledger, self.event = ledger, event
+
+    def load_group(self, group: str, focus: Focus | None = None) -> object:
+        if self.event is not None:
+            event, self.event = self.event, None
+            time.sleep(0.01)
+            decide_and_write_until_settled(self.ledger, group, event, MEMBERS)
+        return self.ledger.load_group(group, focus)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.ledger, name)
+
+
+def test_a_step_whose_read_waited_for_another_steps_write_decides_at_a_time_after_it(ledger):
+    # The canary's report publishes while a member's ticket request is being read: the request, decided on
+    # what the report wrote, starts ticket 2, at a time after ticket 1 finished, never before it.
+    group = "local-clock"
+    ledger.create_rollout("r-clock", group, "s1", RolloutKind.CODE, {})
+    ready = RolloutReady(Rollout(id="r-clock", group=group, release="s1", canary="a", update_timeout=60))
+    decide_and_write_until_settled(ledger, group, ready, MEMBERS)
+    slow = AnotherStepWritesDuringTheRead(ledger, UpdateReported("r-clock", 1, "a", ok=True))
+
+    decide_and_write_until_settled(slow, group, TicketTaken("r-clock", "b"), MEMBERS)  # type: ignore[arg-type]
+
+    first, second = ledger.load_group(group).rollout("r-clock").tickets[:2]  # type: ignore[union-attr]
+    assert (str(first.state), str(second.state)) == ("done", "updating")
+    assert first.finished_at is not None and second.started_at is not None
+    assert second.started_at >= first.finished_at

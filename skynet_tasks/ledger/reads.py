@@ -25,6 +25,7 @@ strategy keeps from a partial view is the one the full view gives.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -150,11 +151,18 @@ class Reader:
         self.live_members = live_members
         self.focus = focus_of_all(self.events)
 
-    def read_and_decide(self, now: float) -> tuple[Group, Decision]:
-        """The group as read right now, and the conductor's decision on it (see the module's docstring)."""
+    def read_and_decide(self, now: float | None = None) -> tuple[Group, Decision]:
+        """The group as read right now, and the conductor's decision on it (see the module's docstring).
+
+        The decision's time is ``now`` if given (tests pin it), else the clock right after the read it
+        is decided on: a read can wait (throttled, retried) while another step writes, and a time taken
+        before it could then be earlier than the time that step wrote. Taken after, the times a group's
+        decisions record follow the order of their writes (a ticket never starts before the one before
+        it finished).
+        """
         if self.focus is not None:
             view = self.lines.load_group(self.group, self.focus)
-            steps = each(view, self.events, now, self.live_members)
+            steps = each(view, self.events, time.time() if now is None else now, self.live_members)
             if all(needs_every_ticket(before, decision) is None for before, decision in steps):
                 return view, combined(view, [decision for _, decision in steps])
             self.focus = None  # this event needs every ticket: a decision taken again reads them at once
@@ -163,7 +171,7 @@ class Reader:
         # read and the conditional write, in which another step's write makes it fail.
         len(self.live_members)
         whole = self.lines.load_group(self.group)
-        return whole, fold(whole, self.events, now, self.live_members)
+        return whole, fold(whole, self.events, time.time() if now is None else now, self.live_members)
 
 
 def member_view(lines: Lines, group: str, instance: str) -> Group:
