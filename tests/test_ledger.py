@@ -83,6 +83,20 @@ def test_an_update_message_that_arrives_after_its_ticket_deadline_is_refused(led
     assert ledger.acknowledge_ticket("r-late", 1, "a") is None
 
 
+def test_a_step_writes_only_what_it_changed_and_keeps_an_acknowledgement_made_after_its_read(ledger):
+    ledger.create_rollout("r-ack", "local-api", "s1", RolloutKind.CODE, {})
+    step(ledger, RolloutReady(Rollout(id="r-ack", group="local-api", release="s1", canary="a", update_timeout=60)))
+    before = ledger.load_group("local-api")  # ticket 1 updating, not acknowledged yet
+    assert ledger.acknowledge_ticket("r-ack", 1, "a") == 1  # the canary starts between the step's read and write
+    acknowledged = ledger.ticket("r-ack", 1)["acknowledged_at"]  # type: ignore[index]
+
+    decision = decide(before, UpdateReported("r-ack", 1, "a", ok=True), time.time(), ("a", "b"))
+    ledger.write_decision(before, decision)
+
+    ticket = ledger.ticket("r-ack", 1)
+    assert ticket is not None and ticket["state"] == "done" and ticket["acknowledged_at"] == acknowledged
+
+
 def test_a_partial_read_holds_what_the_conductor_expects(ledger):
     group, members = "local-part", ("a", "b", "c", "d")
     ledger.create_rollout("r-part", group, "s4", RolloutKind.CODE, {})

@@ -41,8 +41,10 @@ class DecisionWriter(Store):
         old = {r.id: r for r in before.line}
         group_values: dict[str, Any] = {"version": before.version + 1, "line": [r.id for r in after.line],
                                         "updated_at": time.time()}
+        if group_values["line"] == [r.id for r in before.line]:
+            del group_values["line"]  # (each attribute an update names costs moto time on the hand-off's path)
         for name in ("desired_release", "desired_rollout", "previous_release"):
-            if getattr(after, name) is not None:
+            if getattr(after, name) is not None and getattr(after, name) != getattr(before, name):
                 group_values[name] = getattr(after, name)
         if before.version:
             condition, current = "#version = :current", {":current": before.version}
@@ -70,7 +72,7 @@ class DecisionWriter(Store):
             issued = before_rollout.last_number if before_rollout else 0
             for ticket in rollout.tickets:
                 if previous.get(ticket.number) != ticket:
-                    tickets.append({"Update": self._ticket_update(rollout.id, ticket)})
+                    tickets.append({"Update": self._ticket_update(rollout.id, ticket, previous.get(ticket.number))})
                 if ticket.number > issued:  # a new ticket: index its holder
                     tickets.append({"Put": {"TableName": self.table, "Item": to_item({
                         "pk": rollout_pk(rollout.id), "sk": holder_sk(ticket.instance), "number": ticket.number})}})
@@ -112,8 +114,16 @@ class DecisionWriter(Store):
                 values[name] = str(values[name])
         return expressions.fields(self.table, key(rollout_pk(rollout.id), ROLLOUT_SK), values)
 
-    def _ticket_update(self, rollout_id: str, ticket: Ticket) -> dict[str, Any]:
-        """Set the conductor's fields of a ticket, leaving the instance's annotations (log key…) alone."""
-        values = asdict(ticket)
-        values["state"] = str(ticket.state)
+    def _ticket_update(self, rollout_id: str, ticket: Ticket, before: Ticket | None) -> dict[str, Any]:
+        """Set the conductor's fields of a ticket that changed since ``before`` (all of them for a new ticket),
+        leaving the others and the instance's annotations (log key…) alone.
+
+        Only what changed: the instance writes one of the conductor's fields too (``acknowledged_at``,
+        when it starts its update), and a step that did not change it must not put back what it read.
+        It also keeps the hand-off's write small (moto's time grows with the attributes it names).
+        """
+        now, was = asdict(ticket), asdict(before) if before is not None else {}
+        values = {k: v for k, v in now.items() if before is None or was[k] != v}
+        if "state" in values:
+            values["state"] = str(ticket.state)
         return expressions.fields(self.table, key(rollout_pk(rollout_id), ticket_sk(ticket.number)), values)
