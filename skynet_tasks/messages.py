@@ -49,7 +49,8 @@ class MessageTooLarge(ValueError):
 
 
 def sqs_message_size(app: Celery, task: str, kwargs: dict[str, Any], queue: str,
-                     properties: dict[str, Any] | None = None, expires: float | None = None) -> int:
+                     properties: dict[str, Any] | None = None, expires: float | None = None,
+                     countdown: float | None = None) -> int:
     """The bytes SQS receives when ``app`` sends ``task`` with ``kwargs`` to ``queue``.
 
     Built as Celery 5.7 and kombu 5.7 build it: Celery's task message (protocol 2), its body
@@ -59,8 +60,8 @@ def sqs_message_size(app: Celery, task: str, kwargs: dict[str, Any], queue: str,
     ``tests/test_limits.py`` holds it to the size moto receives. Skynet sends no message attributes.
     """
     placeholder = str(uuid.uuid4())
-    message = app.amqp.as_task_v2(placeholder, task, (), kwargs, expires=expires, reply_to=app.thread_oid,
-                                  root_id=placeholder, parent_id=placeholder)
+    message = app.amqp.as_task_v2(placeholder, task, (), kwargs, expires=expires, countdown=countdown,
+                                  reply_to=app.thread_oid, root_id=placeholder, parent_id=placeholder)
     content_type, content_encoding, body = dumps(message.body, serializer=app.conf.task_serializer)
     raw = body if isinstance(body, bytes) else body.encode(content_encoding or "utf-8")
     envelope = {
@@ -113,20 +114,25 @@ class Messenger:
                    MessageGroupId=f"{group}:{lane}" if lane else group,
                    MessageDeduplicationId=_dedup_id(f"{group}:{dedup}"))
 
-    def to_instance(self, instance_id: str, task: str, kwargs: dict[str, Any], expires: float | None = None) -> None:
-        """Send ``task`` with ``kwargs`` to the instance's own queue, for its work worker."""
+    def to_instance(self, instance_id: str, task: str, kwargs: dict[str, Any], expires: float | None = None,
+                    countdown: float | None = None) -> None:
+        """Send ``task`` with ``kwargs`` to the instance's own queue, for its work worker (to run ``countdown``
+        seconds from now, if given: the worker holds it until then)."""
         # Not declared first: declaring asks SQS for the queue's size (GetQueueAttributes), once per
         # queue and connection, and a conductor telling 19 members to take a ticket asked 19 times.
         # The message still goes to that queue (Celery sends it through the default exchange with
         # the queue's name), and kombu still creates the queue if it is missing, as declaring did.
-        self._send(task, kwargs, names.instance_queue(self.env, instance_id), expires=expires, declare=[])
+        self._send(task, kwargs, names.instance_queue(self.env, instance_id), expires=expires, declare=[],
+                   countdown=countdown)
 
     def _send(self, task: str, kwargs: dict[str, Any], queue: str, expires: float | None = None,
-              declare: list[Any] | None = None, **properties: str) -> None:
+              declare: list[Any] | None = None, countdown: float | None = None, **properties: str) -> None:
         # Every message Skynet sends passes here: the one place its size is checked.
-        size = sqs_message_size(self.app, task, kwargs, queue, properties, expires)
+        size = sqs_message_size(self.app, task, kwargs, queue, properties, expires, countdown)
         if size > MAX_MESSAGE_BYTES:
             raise MessageTooLarge(f"{task} to {queue} not sent: {size} bytes once encoded, over SQS's limit of "
                                   f"{MAX_MESSAGE_BYTES} (a message carries ids and keys, never contents)")
         options: dict[str, Any] = {"declare": declare} if declare is not None else {}
+        if countdown is not None:
+            options["countdown"] = countdown
         self.app.send_task(task, kwargs=kwargs, queue=queue, expires=expires, **options, **properties)

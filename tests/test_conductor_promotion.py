@@ -84,7 +84,7 @@ def test_a_member_that_missed_its_notification_is_told_at_promotion():
     group, _ = run(Group("g"), ready(promotion="manual"), TicketTaken("r1", "b"))
     group, _ = run(group, UpdateReported("r1", 1, "a", ok=True))
     group, actions = run(group, OperatorAction("r1", "promote", "ops"))
-    assert actions == [Notify(("c",), "r1"), Dispatch("b", "r1", 2)]
+    assert actions == [Notify(("c",), "r1", again=True), Dispatch("b", "r1", 2)]  # c was told at the start
 
 
 def test_promote_before_the_canary_succeeded_or_of_an_auto_rollout_changes_nothing():

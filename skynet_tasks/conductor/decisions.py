@@ -18,10 +18,16 @@ class Dispatch:
 
 @dataclass(frozen=True)
 class Notify:
-    """Tell the members to take a ticket in ``rollout_id`` (its canary starts, or the release was published)."""
+    """Tell the members to take a ticket in ``rollout_id`` (its canary starts, or the release was published).
+
+    ``again``: they were told when the rollout joined the line, and their requests may still be on
+    their way: the notification is sent a little later, and a member that holds a ticket by then
+    asks for none (``tasks.take_ticket``).
+    """
 
     instances: tuple[str, ...]
     rollout_id: str
+    again: bool = False
 
 
 Action = Dispatch | Notify

@@ -100,4 +100,6 @@ class Draft:
             )
         others = tuple(m for m in members if published.ticket_of(m) is None)
         if others:
-            self.actions.append(Notify(others, rollout.id))
+            # A canary's rollout told them all when it joined the line (``rules.rollout_ready``): those
+            # without a ticket yet are mostly still asking, and only members that joined since need telling.
+            self.actions.append(Notify(others, rollout.id, again=rollout.canary is not None))

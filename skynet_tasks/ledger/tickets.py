@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from skynet_tasks.conductor import Ticket
 from skynet_tasks.dynamo import condition_failed, from_item
 from skynet_tasks.ledger import expressions
-from skynet_tasks.ledger.table import LAST_TICKET_SK, Store, key, rollout_pk, ticket_sk
+from skynet_tasks.ledger.table import LAST_TICKET_SK, Store, holder_sk, key, rollout_pk, ticket_sk
 from skynet_tasks.states import TicketState
 
 TICKET_FIELDS = ("number", "instance", "state", "taken_at", "started_at", "finished_at", "deadline",
@@ -58,6 +58,10 @@ class TicketStore(Store):
                 return None
             raise
         return int(from_item(response["Attributes"]).get("attempts", 1))
+
+    def holds_ticket(self, rollout_id: str, instance: str) -> bool:
+        """Whether ``instance`` holds a ticket in the rollout (its holder item, written with the ticket)."""
+        return self.item(rollout_pk(rollout_id), holder_sk(instance)) is not None
 
     def ticket(self, rollout_id: str, number: int) -> dict[str, Any] | None:
         """Everything stored about ticket ``number`` of the rollout, annotations included."""

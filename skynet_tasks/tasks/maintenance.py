@@ -36,6 +36,11 @@ from skynet_tasks.registry import LiveMembers
 from skynet_tasks.step import decide_and_write_until_settled
 from skynet_tasks.tasks.base import SkynetTask
 
+# A second notification (``Notify.again``) waits this long: the requests the first one started have been
+# decided by then, so the members that sent them find their ticket and ask for none, after the publication's
+# hand-off rather than in it.
+NOTIFY_AGAIN_AFTER = 3.0
+
 log = logging.getLogger(__name__)
 
 
@@ -85,6 +90,8 @@ def perform(ctx: Context, decision: Decision) -> None:
             log.info("rollout %s: ticket %d's number came up on %s", action.rollout_id, action.ticket,
                      action.instance)
         elif isinstance(action, Notify):
+            kwargs: dict[str, Any] = {"rollout_id": action.rollout_id, **({"again": True} if action.again else {})}
             for instance in action.instances:
-                ctx.messenger.to_instance(instance, TAKE_TICKET_TASK, {"rollout_id": action.rollout_id})
+                ctx.messenger.to_instance(instance, TAKE_TICKET_TASK, kwargs,
+                                          countdown=NOTIFY_AGAIN_AFTER if action.again else None)
             log.info("rollout %s: %d members told to take a ticket", action.rollout_id, len(action.instances))

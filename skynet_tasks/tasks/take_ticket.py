@@ -14,13 +14,21 @@ log = logging.getLogger(__name__)
 
 
 @app.task(name=TAKE_TICKET_TASK, base=SkynetTask, bind=True, time_limit=60)
-def take_ticket(self: SkynetTask, rollout_id: str) -> None:
+def take_ticket(self: SkynetTask, rollout_id: str, again: bool = False) -> None:
     """Post this instance's ticket in rollout ``rollout_id``'s line."""
-    handle_take_ticket(self.ctx, rollout_id)
+    handle_take_ticket(self.ctx, rollout_id, again)
 
 
-def handle_take_ticket(ctx: Context, rollout_id: str) -> None:
-    """Post this instance's ticket in the group's line."""
+def handle_take_ticket(ctx: Context, rollout_id: str, again: bool = False) -> None:
+    """Post this instance's ticket in the group's line; when told ``again``, only if it holds none yet.
+
+    A second notification (``conductor.Notify.again``) goes to every member without a ticket when the
+    release is published; most of them asked when the rollout started, and their requests have been
+    decided by the time it arrives. Asking again would cost the conductor a step that changes nothing.
+    """
     me = ctx.settings.require_instance().instance_id
+    if again and ctx.ledger.holds_ticket(rollout_id, me):
+        log.info("rollout %s: %s holds a ticket already; not asking again", rollout_id, me)
+        return
     send_event(ctx, ctx.settings.group, TicketTaken(rollout_id, me))
     log.info("rollout %s: %s took a ticket", rollout_id, me)

@@ -1,0 +1,106 @@
+"""A member told to take a ticket, on moto's server over HTTP: once when the rollout starts; again, later and
+only if it holds none, when the release is published (the members that joined during the canary)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+from clusterkit import sender_for
+from ledgerkit import bootstrapped_moto
+
+from skynet_tasks import names
+from skynet_tasks.aws import Aws
+from skynet_tasks.conductor import Decision, Group, Notify, Rollout, RolloutReady, TicketTaken
+from skynet_tasks.context import Context
+from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.settings import Settings
+from skynet_tasks.states import RolloutKind
+from skynet_tasks.step import decide_and_write_until_settled
+from skynet_tasks.tasks.maintenance import NOTIFY_AGAIN_AFTER, perform
+from skynet_tasks.tasks.take_ticket import handle_take_ticket
+
+pytestmark = pytest.mark.timeout(120)
+
+GROUP = "local-api"
+ME = "api-1"
+MEMBERS = ("api-0", ME, "api-2")
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[tuple[MotoServer, Aws]]:
+    with bootstrapped_moto([GROUP]) as started:
+        yield started
+
+
+@pytest.fixture
+def ctx(moto, tmp_path) -> Context:
+    server, aws = moto
+    settings = Settings.from_env({"SKYNET_ENV": "local", "SKYNET_INSTANCE_ID": ME, "SKYNET_GROUP": GROUP,
+                                  "SKYNET_ROOT": str(tmp_path / "root"), "SKYNET_CONFIG_DIR": str(tmp_path / "config")})
+    return Context.create(settings, sender_for({**server.environment(), "SKYNET_ENV": "local"}).app, aws)
+
+
+def started_rollout(ctx: Context, rollout_id: str) -> None:
+    """A rollout whose canary (api-0) updates."""
+    ctx.ledger.create_rollout(rollout_id, GROUP, "s1", RolloutKind.CODE, {})
+    ready = RolloutReady(Rollout(id=rollout_id, group=GROUP, release="s1", canary="api-0", update_timeout=60))
+    decide_and_write_until_settled(ctx.ledger, GROUP, ready, MEMBERS)
+
+
+def received(ctx: Context, queue: str) -> list[dict[str, Any]]:
+    """The kombu envelopes waiting in ``queue`` (taken off it)."""
+    url = ctx.aws.sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    found = []
+    while True:
+        got = ctx.aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        if not got:
+            return found
+        for message in got:
+            found.append(json.loads(base64.b64decode(message["Body"])))
+            ctx.aws.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def ticket_requests(ctx: Context) -> list[dict[str, Any]]:
+    """The ticket requests sent to the group's conductor."""
+    bodies = [json.loads(base64.b64decode(envelope["body"])) for envelope in
+              received(ctx, names.maintenance_queue("local", GROUP))]
+    return [kwargs["event"] for _, kwargs, _ in bodies if kwargs.get("event", {}).get("type") == "ticket_taken"]
+
+
+def test_told_again_a_member_that_holds_a_ticket_asks_for_none_and_one_without_asks(ctx):
+    started_rollout(ctx, "r-again")
+    received(ctx, names.maintenance_queue("local", GROUP))  # what the steps above left there
+    decide_and_write_until_settled(ctx.ledger, GROUP, TicketTaken("r-again", ME), MEMBERS)
+
+    handle_take_ticket(ctx, "r-again", again=True)
+    assert ticket_requests(ctx) == []  # its first request was decided: nothing more for the conductor
+
+    handle_take_ticket(ctx, "r-again")  # told the first time: it asks whatever it holds (the conductor dedups)
+    assert [e["instance"] for e in ticket_requests(ctx)] == [ME]
+
+    started_rollout(ctx, "r-joined")
+    received(ctx, names.maintenance_queue("local", GROUP))
+    handle_take_ticket(ctx, "r-joined", again=True)  # joined during the canary: no ticket, so it asks
+    assert [(e["rollout_id"], e["instance"]) for e in ticket_requests(ctx)] == [("r-joined", ME)]
+
+
+def test_the_second_notification_is_held_by_the_member_until_its_requests_were_decided(ctx):
+    ctx.aws.sqs.create_queue(QueueName=names.instance_queue("local", ME))  # (an instance makes its own at boot)
+    sent = time.time()
+
+    perform(ctx, Decision(Group(GROUP), actions=(Notify((ME,), "r-later", again=True),
+                                                  Notify((ME,), "r-now"))))
+
+    envelopes = {json.loads(base64.b64decode(e["body"]))[1]["rollout_id"]: e
+                 for e in received(ctx, names.instance_queue("local", ME))}
+    later, now = envelopes["r-later"], envelopes["r-now"]
+    assert json.loads(base64.b64decode(later["body"]))[1] == {"rollout_id": "r-later", "again": True}
+    eta = later["headers"]["eta"]
+    assert eta is not None and now["headers"]["eta"] is None
+    assert datetime.fromisoformat(eta).timestamp() >= sent + NOTIFY_AGAIN_AFTER
