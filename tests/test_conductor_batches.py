@@ -17,7 +17,7 @@ from skynet_tasks.conductor import (
     attention,
     decide,
 )
-from skynet_tasks.conductor.batches import batch_of, window
+from skynet_tasks.conductor.batches import batch_of, newly_next, window
 from skynet_tasks.ledger.reads import Focus, open_window, partial_view
 
 pytestmark = pytest.mark.timeout(10)
@@ -176,3 +176,21 @@ def test_a_rollout_without_a_canary_starts_with_its_first_batch():
     group, actions = run(Group("g"), ready(("2",), canary=None))
     group, actions = run(group, *(TicketTaken("r1", m) for m in FIVE))
     assert actions == [Dispatch("a", "r1", 1), Dispatch("b", "r1", 2)]
+
+
+def test_the_members_whose_turn_comes_next_are_told_once_as_their_turn_nears():
+    # One at a time: b's ticket is next while the canary updates; when b starts, c is next.
+    group, _ = run(Group("g"), ready(("1",)))
+    taken, _ = run(group, TicketTaken("r1", "b"), TicketTaken("r1", "c"))
+    assert newly_next(group, taken) == ("b",)
+    assert newly_next(taken, run(taken, TicketTaken("r1", "d"))[0]) == ()  # d is not next: nothing new
+    started, _ = run(taken, UpdateReported("r1", 1, "a", ok=True))
+    assert newly_next(taken, started) == ("c",)
+    # Batches of two: the whole next batch, once.
+    group, _ = run(Group("g"), ready(("2",)), TicketTaken("r1", "b"), TicketTaken("r1", "c"),
+                   TicketTaken("r1", "d"), TicketTaken("r1", "e"))
+    first_batch, _ = run(group, UpdateReported("r1", 1, "a", ok=True))
+    assert newly_next(group, first_batch) == ("d", "e")
+    # A halted rollout starts nothing more: nobody is told.
+    halted, _ = run(started, UpdateReported("r1", 2, "b", ok=False, error="health check failed"))
+    assert newly_next(started, halted) == ()

@@ -1,5 +1,6 @@
 """A member told to take a ticket, on moto's server over HTTP: once when the rollout starts; again, later and
-only if it holds none, when the release is published (the members that joined during the canary)."""
+only if it holds none, when the release is published (the members that joined during the canary); and told to
+prepare (start its pool child) once its ticket is the next to start."""
 
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ from skynet_tasks import names
 from skynet_tasks.aws import Aws
 from skynet_tasks.conductor import Decision, Group, Notify, Rollout, RolloutReady, TicketTaken
 from skynet_tasks.context import Context
+from skynet_tasks.events import to_message
 from skynet_tasks.local.motoserver import MotoServer
+from skynet_tasks.messages import PREPARE_TASK
 from skynet_tasks.settings import Settings
 from skynet_tasks.states import RolloutKind
 from skynet_tasks.step import decide_and_write_until_settled
-from skynet_tasks.tasks.maintenance import NOTIFY_AGAIN_AFTER, perform
+from skynet_tasks.tasks.maintenance import NOTIFY_AGAIN_AFTER, handle_maintenance, perform
 from skynet_tasks.tasks.take_ticket import handle_take_ticket
 
 pytestmark = pytest.mark.timeout(120)
@@ -46,11 +49,11 @@ def ctx(moto, tmp_path) -> Context:
     return Context.create(settings, sender_for({**server.environment(), "SKYNET_ENV": "local"}).app, aws)
 
 
-def started_rollout(ctx: Context, rollout_id: str) -> None:
-    """A rollout whose canary (api-0) updates."""
-    ctx.ledger.create_rollout(rollout_id, GROUP, "s1", RolloutKind.CODE, {})
-    ready = RolloutReady(Rollout(id=rollout_id, group=GROUP, release="s1", canary="api-0", update_timeout=60))
-    decide_and_write_until_settled(ctx.ledger, GROUP, ready, MEMBERS)
+def started_rollout(ctx: Context, rollout_id: str, group: str = GROUP) -> None:
+    """A rollout whose canary (api-0) updates, or waits for the group's rollout before it."""
+    ctx.ledger.create_rollout(rollout_id, group, "s1", RolloutKind.CODE, {})
+    ready = RolloutReady(Rollout(id=rollout_id, group=group, release="s1", canary="api-0", update_timeout=60))
+    decide_and_write_until_settled(ctx.ledger, group, ready, MEMBERS)
 
 
 def received(ctx: Context, queue: str) -> list[dict[str, Any]]:
@@ -104,3 +107,15 @@ def test_the_second_notification_is_held_by_the_member_until_its_requests_were_d
     eta = later["headers"]["eta"]
     assert eta is not None and now["headers"]["eta"] is None
     assert datetime.fromisoformat(eta).timestamp() >= sent + NOTIFY_AGAIN_AFTER
+
+
+def test_a_member_whose_ticket_becomes_the_next_to_start_is_told_to_prepare_once(ctx):
+    ctx.aws.sqs.create_queue(QueueName=names.instance_queue("local", ME))
+    received(ctx, names.instance_queue("local", ME))
+    started_rollout(ctx, "r-prepare", "local-prepare")  # a group of its own: its canary updates
+
+    handle_maintenance(ctx, "local-prepare", to_message(TicketTaken("r-prepare", ME))[0])  # next after the canary
+    handle_maintenance(ctx, "local-prepare", to_message(TicketTaken("r-prepare", "api-2"))[0])  # behind: not next
+
+    tasks = [envelope["headers"]["task"] for envelope in received(ctx, names.instance_queue("local", ME))]
+    assert tasks == [PREPARE_TASK]

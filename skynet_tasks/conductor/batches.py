@@ -12,8 +12,8 @@ is in one batch, and no more of them update than that batch's size.
 
 from __future__ import annotations
 
-from skynet_tasks.conductor.line import Rollout, Ticket
-from skynet_tasks.states import TicketState
+from skynet_tasks.conductor.line import Group, Rollout, Ticket
+from skynet_tasks.states import RolloutState, TicketState
 
 CANARY_BATCH = -1
 
@@ -67,6 +67,24 @@ def startable(rollout: Rollout) -> list[Ticket]:
         return []  # a batch still finishing: the earlier tickets reopened by an operator wait for it
     # A batch holds ``size`` ticket numbers, so starting all of its waiting tickets never makes more than ``size``.
     return [t for t in pending if t.state is TicketState.WAITING and batch_of(rollout, t.number)[0] == current]
+
+
+def next_up(rollout: Rollout) -> list[Ticket]:
+    """The waiting tickets that start at the rollout's next batch boundary: the first waiting one and the
+    others of its batch (before publication: the first after the canary)."""
+    waiting = [t for t in rollout.tickets if t.state is TicketState.WAITING]
+    if not waiting:
+        return []
+    batch = batch_of(rollout, waiting[0].number)[0]
+    return [t for t in waiting if batch_of(rollout, t.number)[0] == batch]
+
+
+def newly_next(before: Group, after: Group) -> tuple[str, ...]:
+    """The instances whose ticket became one of the next to start between ``before`` and ``after``, in running
+    rollouts: told to prepare (``tasks.prepare``). On a partial read, of the tickets the step read."""
+    was = {r.id: {t.number for t in next_up(r)} for r in before.line}
+    return tuple(t.instance for r in after.line if r.state is RolloutState.RUNNING
+                 for t in next_up(r) if t.number not in was.get(r.id, set()))
 
 
 def still_updating(rollout: Rollout) -> bool:

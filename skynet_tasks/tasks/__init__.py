@@ -3,7 +3,8 @@
 - ``build``: a member builds a pushed commit once for the group (and ``build_request`` hands it the build);
 - ``publish``: the builder offers the built release to the group, as its canary;
 - ``maintenance``: one conductor step (the pure ``conductor.decide`` between a fresh read and a conditional write);
-- ``take_ticket``: a member lines up in a rollout;
+- ``take_ticket``: a member lines up in a rollout (in the worker's main process);
+- ``prepare``: a member whose turn comes next starts its pool child;
 - ``update``: a member updates for its ticket and reports back;
 - ``re_register``: a member registers afresh and heals its group's line (boot, heartbeat, operator);
 - ``drain``, ``registry_changed``: an operator's drain, and a proxy's prompt to re-render nginx;
@@ -20,6 +21,7 @@ from skynet_tasks.tasks import (  # noqa: F401 - imported to register every task
     drain,
     maintenance,
     notify,
+    prepare,
     publish,
     re_register,
     registry_changed,

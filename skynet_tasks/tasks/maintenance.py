@@ -2,7 +2,8 @@
 
 The conductor runs it, one message at a time, in the worker's main process (workers/conductor.py).
 The decision is the pure ``conductor.decide``; this module is its I/O shell: read fresh state, decide, write the
-decision conditionally, then act (dispatch an update, tell members to take a ticket).
+decision conditionally, then act (dispatch an update, tell the members whose turn comes next to prepare,
+tell members to take a ticket).
 
 Trust: the event comes from the maintenance queue (Skynet's own senders, by IAM) and is
 validated by ``events.from_message`` before it reaches a decision.
@@ -26,10 +27,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from skynet_tasks.app import app
-from skynet_tasks.conductor import Decision, Dispatch, Notify
+from skynet_tasks.conductor import Decision, Dispatch, Group, Notify
+from skynet_tasks.conductor.batches import newly_next
 from skynet_tasks.context import Context
 from skynet_tasks.events import from_message
-from skynet_tasks.messages import MAINTENANCE_TASK, TAKE_TICKET_TASK, UPDATE_TASK
+from skynet_tasks.messages import MAINTENANCE_TASK, PREPARE_TASK, TAKE_TICKET_TASK, UPDATE_TASK
 from skynet_tasks.notify.events import Notice, notices
 from skynet_tasks.notify.handoff import hand_off
 from skynet_tasks.registry import LiveMembers
@@ -40,6 +42,8 @@ from skynet_tasks.tasks.base import SkynetTask
 # decided by then, so the members that sent them find their ticket and ask for none, after the publication's
 # hand-off rather than in it.
 NOTIFY_AGAIN_AFTER = 3.0
+# A member told to prepare that gets the message later than this (it was down) has nothing to prepare for.
+PREPARE_EXPIRES = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -70,26 +74,38 @@ def handle_maintenance(ctx: Context, group: str, message: Any, now: float | None
     # Read once per step (heartbeats are minutes apart; a retry needs none fresher), and only if asked.
     live = LiveMembers(ctx.registry, ctx.settings.env, group, ctx.settings.heartbeat_max_age)
     told: list[Notice] = []  # what the written decision did to its rollouts, for people (sent after the turn)
-    decision = decide_and_write_until_settled(
-        ctx.ledger, group, event, live, now,
-        after_write=lambda before, written: told.extend(notices(before, written, time.time())), then=following)
+    prepared: list[str] = []  # the members whose turn became the next (tasks.prepare)
+
+    def after_write(before: Group, written: Decision) -> None:
+        prepared.extend(newly_next(before, written.group))
+        told.extend(notices(before, written, time.time()))
+
+    decision = decide_and_write_until_settled(ctx.ledger, group, event, live, now, after_write=after_write,
+                                              then=following)
     try:
-        perform(ctx, decision)
+        perform(ctx, decision, prepared)
     finally:  # a redelivered event decides nothing new: these notices are told now or never
         hand_off(ctx, told)
     return decision
 
 
-def perform(ctx: Context, decision: Decision) -> None:
-    """Carry out a decision's actions: an update dispatched, members told to take a ticket."""
-    # The turn first: an instance waits on its update message, while ticket notifications can trail.
-    for action in sorted(decision.actions, key=lambda action: not isinstance(action, Dispatch)):
-        if isinstance(action, Dispatch):
-            ctx.messenger.to_instance(action.instance, UPDATE_TASK,
-                                      {"rollout_id": action.rollout_id, "ticket": action.ticket})
-            log.info("rollout %s: ticket %d's number came up on %s", action.rollout_id, action.ticket,
-                     action.instance)
-        elif isinstance(action, Notify):
+def perform(ctx: Context, decision: Decision, prepared: Sequence[str] = ()) -> None:
+    """Carry out a decision's actions: an update dispatched, the next members told to prepare (``prepared``),
+    members told to take a ticket."""
+    # The turn first: an instance waits on its update message, while the rest can trail.
+    dispatches = [action for action in decision.actions if isinstance(action, Dispatch)]
+    for dispatch in dispatches:
+        ctx.messenger.to_instance(dispatch.instance, UPDATE_TASK,
+                                  {"rollout_id": dispatch.rollout_id, "ticket": dispatch.ticket})
+        log.info("rollout %s: ticket %d's number came up on %s", dispatch.rollout_id, dispatch.ticket,
+                 dispatch.instance)
+    for instance in prepared:
+        try:  # only saves the member a moment when its turn comes: never fails the step
+            ctx.messenger.to_instance(instance, PREPARE_TASK, {}, expires=PREPARE_EXPIRES)
+        except Exception:  # noqa: BLE001 - logged; the update starts the child itself
+            log.warning("could not tell %s its turn comes next", instance, exc_info=True)
+    for action in decision.actions:
+        if isinstance(action, Notify):
             kwargs: dict[str, Any] = {"rollout_id": action.rollout_id, **({"again": True} if action.again else {})}
             for instance in action.instances:
                 ctx.messenger.to_instance(instance, TAKE_TICKET_TASK, kwargs,
