@@ -240,11 +240,11 @@ def test_after_a_missed_deadline_nothing_starts_until_the_late_report_or_the_tas
 
 def test_a_partial_read_decides_like_the_whole_line_or_is_read_whole():
     group, _ = run(Group("g"), ready(), UpdateReported("r1", 1, "a", ok=True),
-                   TicketTaken("r1", "b"), TicketTaken("r1", "c"), TicketTaken("r1", "d"),
-                   live=(*MEMBERS, "d"))
+                   TicketTaken("r1", "b"), TicketTaken("r1", "c"), TicketTaken("r1", "d"), TicketTaken("r1", "e"),
+                   live=(*MEMBERS, "d", "e"))
     report = UpdateReported("r1", 2, "b", ok=True)
     view = partial_view(group, focus_of(report))
-    assert [t.number for t in view.line[0].tickets] == [2, 3]  # updating, next waiting; not the canary's
+    assert [t.number for t in view.line[0].tickets] == [2, 3, 4]  # updating, next, after it; not the canary's
 
     quick, whole = decide(view, report, 100.0, MEMBERS), decide(group, report, 100.0, MEMBERS)
     assert needs_every_ticket(view, quick) is None
@@ -253,10 +253,10 @@ def test_a_partial_read_decides_like_the_whole_line_or_is_read_whole():
     failed = UpdateReported("r1", 2, "b", ok=False, error="health check failed")
     view = partial_view(group, focus_of(failed))
     halted = decide(view, failed, 100.0, MEMBERS)
-    # The partial view does not hold d's waiting ticket, which halting cancels: the step is read whole.
-    assert states(halted.group) == {"b": "failed", "c": "cancelled"}
+    # The partial view does not hold e's waiting ticket, which halting cancels: the step is read whole.
+    assert states(halted.group) == {"b": "failed", "c": "cancelled", "d": "cancelled"}
     assert needs_every_ticket(view, halted) == "halting cancels every waiting ticket"
-    assert states(decide(group, failed, 100.0, MEMBERS).group)["d"] == "cancelled"
+    assert states(decide(group, failed, 100.0, MEMBERS).group)["e"] == "cancelled"
 
 
 def test_events_that_change_every_ticket_are_read_whole_at_once():

@@ -163,11 +163,11 @@ def test_a_newer_rollout_waits_for_the_batch_and_supersedes_the_rest():
     assert actions == [Dispatch("a", "r2", 1)]
 
 
-def test_the_partial_read_holds_a_whole_batch_and_the_next_to_start():
+def test_the_partial_read_holds_a_whole_batch_the_next_and_the_first_after_it():
     group, _ = published(("3",))
     rollout = group.rollout("r1")
-    assert rollout is not None and window(rollout) == 4
-    assert [t.number for t in open_window(rollout)] == [2, 3, 4, 5]
+    assert rollout is not None and window(rollout) == 7
+    assert [t.number for t in open_window(rollout)] == [2, 3, 4, 5]  # (the group's five: all of its open tickets)
     view = partial_view(group, Focus())
     assert [t.number for t in view.rollout("r1").tickets] == [2, 3, 4, 5]  # type: ignore[union-attr]
 

@@ -44,7 +44,8 @@ class SentMessages:
 
     sent: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
-    def to_instance(self, instance: str, task: str, payload: dict[str, Any]) -> None:
+    def to_instance(self, instance: str, task: str, payload: dict[str, Any], expires: float | None = None,
+                    countdown: float | None = None) -> None:
         self.sent.append((instance, task, payload))
 
 

@@ -84,9 +84,10 @@ def test_an_update_message_that_arrives_after_its_ticket_deadline_is_refused(led
 
 
 def test_a_step_writes_only_what_it_changed_and_keeps_an_acknowledgement_made_after_its_read(ledger):
-    ledger.create_rollout("r-ack", "local-api", "s1", RolloutKind.CODE, {})
-    step(ledger, RolloutReady(Rollout(id="r-ack", group="local-api", release="s1", canary="a", update_timeout=60)))
-    before = ledger.load_group("local-api")  # ticket 1 updating, not acknowledged yet
+    ledger.create_rollout("r-ack", "local-ack", "s1", RolloutKind.CODE, {})
+    step(ledger, RolloutReady(Rollout(id="r-ack", group="local-ack", release="s1", canary="a", update_timeout=60)),
+         "local-ack")
+    before = ledger.load_group("local-ack")  # ticket 1 updating, not acknowledged yet
     assert ledger.acknowledge_ticket("r-ack", 1, "a") == 1  # the canary starts between the step's read and write
     acknowledged = ledger.ticket("r-ack", 1)["acknowledged_at"]  # type: ignore[index]
 
@@ -139,7 +140,7 @@ def test_a_report_of_the_updating_ticket_is_decided_on_one_read(ledger):
         ledger.db.meta.events.unregister("before-call.dynamodb", count)
 
     assert requests == ["TransactGetItems"]
-    assert [t.number for t in group_read.line[0].tickets] == [1, 2]  # the canary updating, b next
+    assert [t.number for t in group_read.line[0].tickets] == [1, 2, 3]  # the canary updating, b next, c after
 
 
 class CancelsTransactionalReads:
@@ -230,17 +231,17 @@ def test_a_step_that_keeps_losing_gives_up_with_an_error_that_says_so(ledger):
 def test_a_step_that_halts_cancels_the_waiting_tickets_its_partial_read_did_not_hold(ledger):
     group = "local-halt-whole"
     published_rollout(ledger, group, "r-halt")
-    for member in ("b", "c", "d"):  # b updates; c is next; d waits beyond the open window
+    for member in ("b", "c", "d", "e"):  # b updates; c is next, d after it; e waits beyond the open window
         decide_and_write_until_settled(ledger, group, TicketTaken("r-halt", member), STEP_MEMBERS)
     failed = UpdateReported("r-halt", 2, "b", ok=False, error="health check failed")
-    assert "d" not in [t.instance for t in ledger.load_group(group, Focus("r-halt", ticket=2)).line[0].tickets]
+    assert "e" not in [t.instance for t in ledger.load_group(group, Focus("r-halt", ticket=2)).line[0].tickets]
 
     decide_and_write_until_settled(ledger, group, failed, STEP_MEMBERS)
 
     rollout = ledger.load_group(group).rollout("r-halt")
     assert rollout is not None and str(rollout.state) == "halted"
     assert {t.instance: str(t.state) for t in rollout.tickets} == {
-        "a": "done", "b": "failed", "c": "cancelled", "d": "cancelled"}
+        "a": "done", "b": "failed", "c": "cancelled", "d": "cancelled", "e": "cancelled"}
 
 
 # ---- a rollout's expected members: chunks that never grow with the group (skynet_tasks.ledger.expected)

@@ -66,9 +66,11 @@ def test_a_partial_read_for_a_run_holds_each_requesters_ticket(ledger):
     for focus in (Focus("r-read", instances=("e", "b")), Focus("r-read", instances=("d", "nobody")),
                   Focus("r-read", instances=("c", "e"))):
         assert ledger.load_group(group, focus) == partial_view(whole, focus), focus
-    # Beyond the open window (b updating, c next): only the tickets the focus names.
+    # The open window (b updating, c next, d after it), and beyond it only the tickets the focus names.
     read = ledger.load_group(group, Focus("r-read", instances=("e",))).rollout("r-read")
-    assert read is not None and [t.instance for t in read.tickets] == ["b", "c", "e"]
+    assert read is not None and [t.instance for t in read.tickets] == ["b", "c", "d", "e"]
+    read = ledger.load_group(group, Focus("r-read", instances=("b",))).rollout("r-read")
+    assert read is not None and [t.instance for t in read.tickets] == ["b", "c", "d"]
 
 
 def test_a_run_that_loses_its_write_writes_none_of_it_and_decides_it_all_again_after_the_winner(ledger):

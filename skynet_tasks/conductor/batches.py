@@ -38,8 +38,9 @@ def batch_of(rollout: Rollout, number: int) -> tuple[int, int]:
 
 
 def window(rollout: Rollout) -> int:
-    """How many open tickets from the low-water mark a partial read needs: a whole batch, and the next to start."""
-    return max(sizes(rollout)) + 1
+    """How many open tickets from the low-water mark a partial read needs: a whole batch, the next batch to
+    start, and one more, which becomes the next to start when that batch does (told to prepare: ``newly_next``)."""
+    return 2 * max(sizes(rollout)) + 1
 
 
 def open_tickets(rollout: Rollout) -> list[Ticket]:

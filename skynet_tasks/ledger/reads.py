@@ -1,7 +1,8 @@
 """The read strategy of a conductor step: which view of the group suffices to decide an event.
 
 A step usually needs a handful of tickets, whatever the group's size: the one updating, the
-next waiting, and the one its event names. ``Reader.read_and_decide`` reads just those (a
+next waiting, the one after it (whose holder is told to prepare when the next one starts:
+``batches.newly_next``), and the one its event names. ``Reader.read_and_decide`` reads just those (a
 partial view, ``partial_view`` says which) so that a step costs the same in a group of 1,000
 as in a group of 3, and reads every ticket only when the step needs them:
 
@@ -44,8 +45,9 @@ from skynet_tasks.conductor import (
 from skynet_tasks.conductor.fold import combined, each, fold
 from skynet_tasks.states import RolloutState, TicketState
 
-# The open window of a rollout of one ticket at a time; a batch's is larger (``open_window``).
-OPEN_WINDOW = 2
+# The open window of a rollout of one ticket at a time (the one updating, the next, the one after it); a batch's
+# is larger (``open_window``).
+OPEN_WINDOW = 3
 _OPEN_STATES = (TicketState.WAITING, TicketState.UPDATING)
 
 
@@ -86,7 +88,7 @@ def focus_of_all(events: Sequence[Event]) -> Focus | None:
 def open_window(rollout: Rollout) -> tuple[Ticket, ...]:
     """The first tickets from the low-water mark that wait or update: the updating ones come first
     (tickets start in number order), then the next to start; as many as a batch and one more
-    (``batches.window``: two for a rollout of one at a time, ``OPEN_WINDOW``)."""
+    (``batches.window``: three for a rollout of one at a time, ``OPEN_WINDOW``)."""
     opened = (t for t in rollout.tickets if t.number >= rollout.low_water and t.state in _OPEN_STATES)
     return tuple(opened)[:batches.window(rollout)]
 
