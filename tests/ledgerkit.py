@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+from clusterkit import sender_for
 
 from skynet_tasks.aws import Aws, aws_for
 from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.conductor import Decision, Group, TicketTaken
+from skynet_tasks.context import Context
 from skynet_tasks.ledger import Conflict, Ledger
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.resources import resolve
+from skynet_tasks.settings import Settings
 from skynet_tasks.step import decide_and_write_until_settled
 
 
@@ -50,3 +55,11 @@ class AnotherStepWritesFirst:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.ledger, name)
+
+
+def instance_context(server: MotoServer, aws: Aws, root: Path, instance: str, group: str | None = None) -> Context:
+    """The Context of instance ``instance`` (of ``group``) on ``server``, its files under ``root``."""
+    settings = Settings.from_env({"SKYNET_ENV": "local", "SKYNET_INSTANCE_ID": instance,
+                                  **({"SKYNET_GROUP": group} if group else {}),
+                                  "SKYNET_ROOT": str(root / "root"), "SKYNET_CONFIG_DIR": str(root / "config")})
+    return Context.create(settings, sender_for({**server.environment(), "SKYNET_ENV": "local"}).app, aws)

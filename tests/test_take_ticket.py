@@ -12,8 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from clusterkit import sender_for
-from ledgerkit import bootstrapped_moto
+from ledgerkit import bootstrapped_moto, instance_context
 
 from skynet_tasks import names
 from skynet_tasks.aws import Aws
@@ -22,7 +21,6 @@ from skynet_tasks.context import Context
 from skynet_tasks.events import to_message
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import PREPARE_TASK
-from skynet_tasks.settings import Settings
 from skynet_tasks.states import RolloutKind
 from skynet_tasks.step import decide_and_write_until_settled
 from skynet_tasks.tasks.maintenance import NOTIFY_AGAIN_AFTER, handle_maintenance, perform
@@ -43,10 +41,7 @@ def moto() -> Iterator[tuple[MotoServer, Aws]]:
 
 @pytest.fixture
 def ctx(moto, tmp_path) -> Context:
-    server, aws = moto
-    settings = Settings.from_env({"SKYNET_ENV": "local", "SKYNET_INSTANCE_ID": ME, "SKYNET_GROUP": GROUP,
-                                  "SKYNET_ROOT": str(tmp_path / "root"), "SKYNET_CONFIG_DIR": str(tmp_path / "config")})
-    return Context.create(settings, sender_for({**server.environment(), "SKYNET_ENV": "local"}).app, aws)
+    return instance_context(*moto, tmp_path, ME, GROUP)
 
 
 def started_rollout(ctx: Context, rollout_id: str, group: str = GROUP) -> None:

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from clusterkit import sender_for
-from ledgerkit import bootstrapped_moto
+from ledgerkit import bootstrapped_moto, instance_context
 
 from skynet_tasks.aws import Aws
 from skynet_tasks.buildrequest import new_rollout_id
@@ -23,7 +22,6 @@ from skynet_tasks.conductor import Decision, Group, Rollout, Ticket, UpdateRepor
 from skynet_tasks.context import Context
 from skynet_tasks.ledger.table import key, rollout_pk, ticket_sk
 from skynet_tasks.local.motoserver import MotoServer
-from skynet_tasks.settings import Settings
 from skynet_tasks.states import RolloutKind, RolloutState, TicketState
 from skynet_tasks.tasks import update as update_task
 
@@ -41,10 +39,7 @@ def moto() -> Iterator[tuple[MotoServer, Aws]]:
 
 @pytest.fixture
 def ctx(moto, tmp_path) -> Context:
-    server, aws = moto
-    settings = Settings.from_env({"SKYNET_ENV": "local", "SKYNET_INSTANCE_ID": ME,
-                                  "SKYNET_ROOT": str(tmp_path / "root"), "SKYNET_CONFIG_DIR": str(tmp_path / "config")})
-    return Context.create(settings, sender_for({**server.environment(), "SKYNET_ENV": "local"}).app, aws)
+    return instance_context(*moto, tmp_path, ME)
 
 
 class Reports:
