@@ -31,17 +31,19 @@ pytestmark = pytest.mark.timeout(120)
 GROUP = "local-api"
 ME = "api-1"
 MEMBERS = ("api-0", ME, "api-2")
+OWN_LINE = "local-prepare"
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[tuple[MotoServer, Aws]]:
-    with bootstrapped_moto([GROUP]) as started:
+def local_env() -> Iterator[tuple[MotoServer, Aws]]:
+    """The group, and a group whose line no other test's rollouts hold (a canary there updates at once)."""
+    with bootstrapped_moto([GROUP, OWN_LINE]) as started:
         yield started
 
 
 @pytest.fixture
-def ctx(moto, tmp_path) -> Context:
-    return instance_context(*moto, tmp_path, ME, GROUP)
+def ctx(local_env, tmp_path) -> Context:
+    return instance_context(*local_env, tmp_path, ME, GROUP)
 
 
 def started_rollout(ctx: Context, rollout_id: str, group: str = GROUP) -> None:
@@ -107,10 +109,10 @@ def test_the_second_notification_is_held_by_the_member_until_its_requests_were_d
 def test_a_member_whose_ticket_becomes_the_next_to_start_is_told_to_prepare_once(ctx):
     ctx.aws.sqs.create_queue(QueueName=names.instance_queue("local", ME))
     received(ctx, names.instance_queue("local", ME))
-    started_rollout(ctx, "r-prepare", "local-prepare")  # a group of its own: its canary updates
+    started_rollout(ctx, "r-prepare", OWN_LINE)  # its canary updates
 
-    handle_maintenance(ctx, "local-prepare", to_message(TicketTaken("r-prepare", ME))[0])  # next after the canary
-    handle_maintenance(ctx, "local-prepare", to_message(TicketTaken("r-prepare", "api-2"))[0])  # behind: not next
+    handle_maintenance(ctx, OWN_LINE, to_message(TicketTaken("r-prepare", ME))[0])  # next after the canary
+    handle_maintenance(ctx, OWN_LINE, to_message(TicketTaken("r-prepare", "api-2"))[0])  # behind it: not next
 
     tasks = [envelope["headers"]["task"] for envelope in received(ctx, names.instance_queue("local", ME))]
     assert tasks == [PREPARE_TASK]
