@@ -16,13 +16,15 @@ from typing import Any
 import pytest
 from ledgerkit import bootstrapped_moto, instance_context
 
+from skynet_tasks import registration
 from skynet_tasks.aws import Aws
 from skynet_tasks.buildrequest import new_rollout_id
 from skynet_tasks.conductor import Decision, Group, Rollout, Ticket, UpdateReported
 from skynet_tasks.context import Context
+from skynet_tasks.installer import UpdateFailed
 from skynet_tasks.ledger.table import key, rollout_pk, ticket_sk
 from skynet_tasks.local.motoserver import MotoServer
-from skynet_tasks.states import RolloutKind, RolloutState, TicketState
+from skynet_tasks.states import Health, RolloutKind, RolloutState, TicketState
 from skynet_tasks.tasks import update as update_task
 
 pytestmark = pytest.mark.timeout(120)
@@ -170,3 +172,27 @@ def test_a_ticket_gone_still_reports_and_registers(ctx, monkeypatch, caplog):
     assert report["ticket"] == {}
     assert report["entry"] is not None and report["entry"].last_task == f"update {rollout_id}#1"
     assert "could not mark ticket 1 reported" in caplog.text
+
+
+def test_a_successful_update_registers_the_health_it_just_checked_and_a_failed_one_probes(ctx, monkeypatch):
+    # The app's health check passed at the end of the update: probing it again before the report only delays it
+    probed: list[str] = []
+    monkeypatch.setattr(registration, "probe_health", lambda _ctx: probed.append("probe") or Health.UNHEALTHY)
+    rollout_id = updating_ticket(ctx)
+    reports = run_update(ctx, monkeypatch)
+
+    update_task.handle_update(ctx, rollout_id, 1)
+
+    [report] = reports.seen
+    assert report["event"].ok and report["entry"].health == "healthy" and probed == []
+
+    # A failed update was rolled back: the app it runs now is probed
+    rollout_id = updating_ticket(ctx)
+    reports = run_update(ctx, monkeypatch, during=failing_install)
+    update_task.handle_update(ctx, rollout_id, 1)
+    [report] = reports.seen
+    assert not report["event"].ok and report["entry"].health == "unhealthy" and probed == ["probe"]
+
+
+def failing_install() -> None:
+    raise UpdateFailed("health check failed", "")

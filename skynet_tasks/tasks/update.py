@@ -90,8 +90,13 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
     # registry after its own write, so they route here again before it stops its app. Telling the
     # proxies can wait until the report is out: that drain tells them too.
     reported_at = time.time()
+    # A code or config update that succeeded has just passed the app's health check (``installer.wait_healthy``):
+    # the entry says so without probing again, which cost a read of skynet.yml and a request to the app on
+    # the hand-off's path. Otherwise (a failure rolled back, an agent update) the app is probed.
+    checked = Health.HEALTHY if ok and kind in (RolloutKind.CODE, RolloutKind.CONFIG) else None
     changed = mark_reported(ctx, rollout_id, ticket, {**annotations, "reported_at": reported_at},
-                            last_task=f"update {rollout_id}#{ticket}", last_outcome="ok" if ok else f"failed: {error}")
+                            last_task=f"update {rollout_id}#{ticket}", last_outcome="ok" if ok else f"failed: {error}",
+                            health=checked)
     send_event(ctx, ctx.settings.group, UpdateReported(rollout_id, ticket, me, ok, error, reported_at))
     if changed:
         try:
@@ -103,19 +108,19 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
 
 
 def mark_reported(ctx: Context, rollout_id: str, ticket: int, annotations: dict[str, Any], last_task: str,
-                  last_outcome: str) -> bool:
+                  last_outcome: str, health: Health | None = None) -> bool:
     """Annotate the ticket as reported and refresh this instance's registry entry; True if its routing changed.
 
     Both writes precede the report, which waits for them: one transaction across the state and
     endpoints tables makes them one round trip. If it is refused (the layer's registry item not made
     yet, the ticket gone, a conflict, anything), each write is made on its own, and a failure of either
     is logged, never raised: the report goes out whatever (the conductor ignores a second report, and
-    the heartbeat registers again).
+    the heartbeat registers again). ``health``: the app's, if the update has just checked it; else probed.
     """
     endpoint: Endpoint | None = None
     together = False
     try:
-        endpoint = own_entry(ctx, last_task=last_task, last_outcome=last_outcome)
+        endpoint = own_entry(ctx, health, last_task=last_task, last_outcome=last_outcome)
         ctx.aws.dynamodb.transact_write_items(TransactItems=[
             {"Update": ctx.ledger.annotation_update(rollout_id, ticket, annotations)},
             {"Update": ctx.registry.entry_update(ctx.settings.env, ctx.settings.layer, endpoint)}])
