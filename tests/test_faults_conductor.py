@@ -44,9 +44,9 @@ class SentMessages:
 
     sent: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
-    def to_instance(self, instance_id: str, task: str, kwargs: dict[str, Any], expires: float | None = None,
+    def to_instance(self, instance: str, task: str, payload: dict[str, Any], expires: float | None = None,
                     countdown: float | None = None) -> None:
-        self.sent.append((instance_id, task, kwargs))
+        self.sent.append((instance, task, payload))
 
 
 def conductor_on(server: MotoServer) -> SimpleNamespace:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -24,7 +23,7 @@ from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import PREPARE_TASK
 from skynet_tasks.states import RolloutKind
 from skynet_tasks.step import decide_and_write_until_settled
-from skynet_tasks.tasks.maintenance import FAN_OUT, NOTIFY_AGAIN_AFTER, fan_out, handle_maintenance, perform
+from skynet_tasks.tasks.maintenance import NOTIFY_AGAIN_AFTER, handle_maintenance, perform
 from skynet_tasks.tasks.take_ticket import handle_take_ticket
 
 pytestmark = pytest.mark.timeout(120)
@@ -117,18 +116,3 @@ def test_a_member_whose_ticket_becomes_the_next_to_start_is_told_to_prepare_once
 
     tasks = [envelope["headers"]["task"] for envelope in received(ctx, names.instance_queue("local", ME))]
     assert tasks == [PREPARE_TASK]
-
-
-def test_members_are_told_several_at_once_and_one_send_that_fails_stops_none_of_the_others():
-    together = threading.Barrier(FAN_OUT, timeout=10)  # passed only by FAN_OUT sends waiting at the same time
-    told: list[str] = []
-
-    def send(instance: str) -> None:
-        together.wait()
-        told.append(instance)
-        if instance == "api-3":
-            raise ConnectionError("SQS unreachable")
-
-    with pytest.raises(ConnectionError):
-        fan_out([f"api-{n}" for n in range(2 * FAN_OUT)], send)
-    assert sorted(told) == sorted(f"api-{n}" for n in range(2 * FAN_OUT))

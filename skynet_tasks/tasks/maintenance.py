@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from collections.abc import Sequence
 from typing import Any
 
 from skynet_tasks.app import app
@@ -44,8 +42,6 @@ from skynet_tasks.tasks.base import SkynetTask
 # decided by then, so the members that sent them find their ticket and ask for none, after the publication's
 # hand-off rather than in it.
 NOTIFY_AGAIN_AFTER = 3.0
-# Sends at once when telling members to take a ticket (``fan_out``); Celery's producer pool holds 10 connections.
-FAN_OUT = 8
 # A member told to prepare that gets the message later than this (it was down) has nothing to prepare for.
 PREPARE_EXPIRES = 60.0
 
@@ -111,22 +107,7 @@ def perform(ctx: Context, decision: Decision, prepared: Sequence[str] = ()) -> N
     for action in decision.actions:
         if isinstance(action, Notify):
             kwargs: dict[str, Any] = {"rollout_id": action.rollout_id, **({"again": True} if action.again else {})}
-            fan_out(action.instances, partial(ctx.messenger.to_instance, task=TAKE_TICKET_TASK, kwargs=kwargs,
-                                              countdown=NOTIFY_AGAIN_AFTER if action.again else None))
+            for instance in action.instances:
+                ctx.messenger.to_instance(instance, TAKE_TICKET_TASK, kwargs,
+                                          countdown=NOTIFY_AGAIN_AFTER if action.again else None)
             log.info("rollout %s: %d members told to take a ticket", action.rollout_id, len(action.instances))
-
-
-def fan_out(instances: Sequence[str], send: Callable[[str], None]) -> None:
-    """``send`` to each instance, ``FAN_OUT`` at a time; the first failure is raised once all were tried.
-
-    One at a time, telling 19 members to take a ticket took 1.5 s on a loaded machine (each send
-    waits on SQS), and the last members' requests came after the canary had reported. Each thread
-    sends through a producer of its own from the app's pool (kombu's connections are not shared).
-    """
-    if len(instances) <= 1:
-        for instance in instances:
-            send(instance)
-        return
-    with ThreadPoolExecutor(max_workers=min(FAN_OUT, len(instances)), thread_name_prefix="fan-out") as pool:
-        for future in [pool.submit(send, instance) for instance in instances]:
-            future.result()
