@@ -20,6 +20,7 @@ from skynet_tasks.conductor import (
     attention,
     decide,
 )
+from skynet_tasks.conductor.draft import REMIND_AFTER
 from skynet_tasks.ledger.reads import focus_of, needs_every_ticket, partial_view
 from skynet_tasks.states import RolloutKind, RolloutState, TicketState
 
@@ -70,13 +71,16 @@ def test_a_failed_canary_cancels_the_tickets_taken_while_it_updated():
     assert states(retried) == {"a": "updating", "b": "waiting", "c": "waiting"}
 
 
-def test_publication_notifies_the_members_that_joined_during_the_canary():
-    group, actions = run(Group("g"), ready(), live=("a", "b"))
+def test_a_late_publication_tells_the_members_that_joined_since_and_a_prompt_one_leaves_them_to_their_heartbeat():
+    started, actions = run(Group("g"), ready(), live=("a", "b"))
     assert actions == [Notify(("b",), "r1"), Dispatch("a", "r1", 1)]
-    group, _ = run(group, TicketTaken("r1", "b"))
-    group, actions = run(group, UpdateReported("r1", 1, "a", ok=True))  # c has joined meanwhile
-    # Told again: b and c were told when the rollout started (c was not a member yet), and a request
-    # may still be on its way; the member asks only if it holds no ticket by then (tasks.take_ticket).
+    started, _ = run(started, TicketTaken("r1", "b"))
+    # The canary succeeds seconds later; c has joined meanwhile: it takes its ticket at its next heartbeat
+    # (tasks.re_register), and nobody is told again while the first requests may still be on their way.
+    _, actions = run(started, UpdateReported("r1", 1, "a", ok=True), now=110.0)
+    assert actions == [Dispatch("b", "r1", 2)]
+    # Minutes later (a slow canary), c is told; a member holding a ticket by then asks for none (again).
+    _, actions = run(started, UpdateReported("r1", 1, "a", ok=True), now=100.0 + REMIND_AFTER + 1)
     assert actions == [Notify(("c",), "r1", again=True), Dispatch("b", "r1", 2)]
 
 

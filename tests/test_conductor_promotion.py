@@ -83,7 +83,7 @@ def test_promote_publishes_and_the_rest_roll_out_in_the_same_step():
 def test_a_member_that_missed_its_notification_is_told_at_promotion():
     group, _ = run(Group("g"), ready(promotion="manual"), TicketTaken("r1", "b"))
     group, _ = run(group, UpdateReported("r1", 1, "a", ok=True))
-    group, actions = run(group, OperatorAction("r1", "promote", "ops"))
+    group, actions = run(group, OperatorAction("r1", "promote", "ops"), now=MONDAY_NOON + 3600)  # an hour later
     assert actions == [Notify(("c",), "r1", again=True), Dispatch("b", "r1", 2)]  # c was told at the start
 
 

@@ -16,6 +16,10 @@ from skynet_tasks.conductor.line import Group, Rollout, Ticket
 from skynet_tasks.policy import batch_sizes
 from skynet_tasks.states import RolloutKind, RolloutState, TicketState
 
+# A publication this long after its rollout joined the line (and told every member) tells the members
+# without a ticket again; sooner, their heartbeat does (seconds: a canary's update; hours: a promotion).
+REMIND_AFTER = 60.0
+
 
 def _end_waiting(rollout: Rollout, state: TicketState, now: float) -> tuple[Ticket, ...]:
     return tuple(
@@ -99,7 +103,14 @@ class Draft:
                 desired_rollout=rollout.id,
             )
         others = tuple(m for m in members if published.ticket_of(m) is None)
+        canary = rollout.ticket(1) if rollout.canary is not None else None
+        if canary is not None and self.now - canary.taken_at < REMIND_AFTER:
+            # Told them all when it joined the line, moments ago (``rules.rollout_ready``): those without a
+            # ticket are still asking, or joined since and take one at their next heartbeat
+            # (``tasks.re_register``), which completion waits for. Telling them again put a burst of sends
+            # (each SendMessage, while the group's next report waits) and requests into the first hand-offs.
+            others = ()
         if others:
-            # A canary's rollout told them all when it joined the line (``rules.rollout_ready``): those
-            # without a ticket yet are mostly still asking, and only members that joined since need telling.
-            self.actions.append(Notify(others, rollout.id, again=rollout.canary is not None))
+            # After a long wait (a manual promotion), the members that joined since are told; those that
+            # hold a ticket by then ask for none (``Notify.again``).
+            self.actions.append(Notify(others, rollout.id, again=canary is not None))
