@@ -38,9 +38,8 @@ from skynet_tasks.registry import LiveMembers
 from skynet_tasks.step import decide_and_write_until_settled
 from skynet_tasks.tasks.base import SkynetTask
 
-# A second notification (``Notify.again``) waits this long: the requests the first one started have been
-# decided by then, so the members that sent them find their ticket and ask for none, after the publication's
-# hand-off rather than in it.
+# A second notification (``Notify.again``) waits this long in its member's worker: a request of the member's
+# still on its way is decided by then, and the member, finding its ticket, asks for none.
 NOTIFY_AGAIN_AFTER = 3.0
 # A member told to prepare that gets the message later than this (it was down) has nothing to prepare for.
 PREPARE_EXPIRES = 60.0

@@ -22,9 +22,10 @@ def take_ticket(self: SkynetTask, rollout_id: str, again: bool = False) -> None:
 def handle_take_ticket(ctx: Context, rollout_id: str, again: bool = False) -> None:
     """Post this instance's ticket in the group's line; when told ``again``, only if it holds none yet.
 
-    A second notification (``conductor.Notify.again``) goes to every member without a ticket when the
-    release is published; most of them asked when the rollout started, and their requests have been
-    decided by the time it arrives. Asking again would cost the conductor a step that changes nothing.
+    A second notification (``conductor.Notify.again``) goes to every member without a ticket when a
+    release is published long after its rollout started (a manual promotion): a member that asked at
+    the start and holds its ticket asks for none, which would cost the conductor a step that changes
+    nothing; one that joined since asks.
     """
     me = ctx.settings.require_instance().instance_id
     if again and ctx.ledger.holds_ticket(rollout_id, me):
