@@ -31,10 +31,6 @@ def light(self: Any, **kwargs: Any) -> None:
     ran.append((os.getpid(), kwargs))
 
 
-def app_and_task() -> tuple[Celery, Any]:
-    return APP, light
-
-
 class FakeConsumer:
     """What a strategy reads of Celery's consumer, recording the timer and prefetch calls."""
 
@@ -74,11 +70,10 @@ def handled(app: Celery, task: Any, **options: Any) -> tuple[FakeConsumer, list[
 
 
 def test_a_message_runs_in_this_process_at_once_acknowledged_and_never_reserved_for_the_pool():
-    app, task = app_and_task()
     ran.clear()
     reserved = len(state.reserved_requests)
 
-    consumer, called, settled = handled(app, task)
+    consumer, called, settled = handled(APP, light)
 
     assert ran == [(os.getpid(), {"n": 1})]
     assert settled == ["ack"]
@@ -87,11 +82,10 @@ def test_a_message_runs_in_this_process_at_once_acknowledged_and_never_reserved_
 
 
 def test_a_message_with_a_countdown_waits_on_the_timer_with_the_prefetch_widened_then_runs_here():
-    app, task = app_and_task()
     ran.clear()
     sent = time.monotonic()  # (the worker's timer counts in the monotonic clock's seconds)
 
-    consumer, _, settled = handled(app, task, countdown=3)
+    consumer, _, settled = handled(APP, light, countdown=3)
 
     assert ran == [] and settled == [] and consumer.widened == 1
     ((eta, later),) = consumer.scheduled

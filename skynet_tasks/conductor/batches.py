@@ -38,9 +38,10 @@ def batch_of(rollout: Rollout, number: int) -> tuple[int, int]:
 
 
 def window(rollout: Rollout) -> int:
-    """How many open tickets from the low-water mark a partial read needs: a whole batch, the next batch to
-    start, and one more, which becomes the next to start when that batch does (told to prepare: ``newly_next``)."""
-    return 2 * max(sizes(rollout)) + 1
+    """How many open tickets from the low-water mark a partial read needs: a whole batch, the next to start, and
+    the one after it, whose holder is told to prepare when the next starts (``newly_next``; the rest of a large
+    batch's next batch comes into view, and is told, as the tickets before it end)."""
+    return max(sizes(rollout)) + 2
 
 
 def open_tickets(rollout: Rollout) -> list[Ticket]:
