@@ -6,7 +6,9 @@ timeout, the dead-letter queue after 5 receives) is kombu's and SQS's, tested in
 The conductor's own thread is shown receiving from a real queue on moto's server, beside an event
 loop that never runs (as the worker's, busy with something else). A receive of several messages
 (``run_received``) runs every message but the ticket requests first, each alone, then each group's
-ticket requests as one step, and settles a batch's messages together.
+ticket requests as one step, and settles a batch's messages together. What a step leaves until its
+messages are settled (``trailing``) runs after they are, and the FIFO group's next message is handed out
+meanwhile.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from kombu.asynchronous import Hub, get_event_loop, set_event_loop
 
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import BUILD_REQUEST_TASK, MAINTENANCE_TASK
+from skynet_tasks.trailing import after_settled
 from workers.conductor import Conductor, run_message, run_received
 from workers.hard_limit import StepTimeout, hard_limit
 
@@ -67,6 +70,8 @@ def app() -> Celery:
             if event.get("sleep"):  # a step of many short calls, as a step's AWS requests are
                 for _ in range(int(event["sleep"] * 20)):
                     time.sleep(0.05)
+            if event.get("trail"):  # work left until the step's messages are settled
+                after_settled(app.trail)  # type: ignore[attr-defined]
             if event.get("fail"):
                 raise RuntimeError("the step failed")
 
@@ -118,6 +123,44 @@ def test_a_task_that_acknowledges_its_failures_is_acknowledged_when_it_fails(app
     run_message(app, [[True], {}, {}], message)
 
     assert message.settled == ["ack"]
+
+
+def test_what_a_step_leaves_until_its_messages_are_settled_runs_after_they_are_acknowledged(app):
+    message = Message(MAINTENANCE_TASK)
+    app.trail = lambda: app.ran.append(("trailing", list(message.settled)))
+
+    run_message(app, [["g"], {"event": {"trail": True}}, {}], message)
+
+    assert app.ran == [("g", {"trail": True}), ("trailing", ["ack"])]
+
+
+def test_what_a_failed_step_left_to_tell_still_runs_once_its_messages_are_rejected(app):
+    message = Message(MAINTENANCE_TASK)  # its decision was written: a redelivery would tell nothing
+    app.trail = lambda: app.ran.append(("trailing", list(message.settled)))
+
+    run_message(app, [["g"], {"event": {"trail": True, "fail": True}}, {}], message)
+
+    assert app.ran[-1] == ("trailing", ["reject(requeue=False)"])
+
+
+@pytest.mark.parametrize("trail", ["fails", "hangs"])
+def test_trailing_work_that_fails_or_hangs_leaves_the_step_acknowledged_and_the_thread_free(app, trail):
+    message = Message(MAINTENANCE_TASK)
+
+    def work() -> None:
+        if trail == "fails":
+            raise RuntimeError("SQS refused the notification")
+        for _ in range(600):  # many short sends, stopped at the task's hard limit (0.5 s)
+            time.sleep(0.05)
+
+    app.trail = work
+    started = time.monotonic()
+
+    run_message(app, [["g"], {"event": {"trail": True}}, {}], message)
+    run_message(app, [["g"], {"event": {"n": 2}}, {}], next_message := Message(MAINTENANCE_TASK))
+
+    assert time.monotonic() - started < 5
+    assert message.settled == ["ack"] and next_message.settled == ["ack"] and app.ran[-1] == ("g", {"n": 2})
 
 
 @pytest.mark.parametrize("task", ["skynet.update", "os.system", None])
@@ -401,3 +444,47 @@ def test_a_conductor_whose_thread_ended_unexpectedly_is_started_again_by_the_hea
     assert not conductor.revive()  # alive: nothing to do
     conductor.stop(timeout=1)
     assert not conductor.revive()  # stopped on purpose: not started again
+
+
+@pytest.mark.timeout(60)
+def test_a_groups_next_message_is_handed_out_while_the_step_before_still_tells_the_members(app, broker):
+    sqs, _, name = broker
+    queue = f"{name}-trailing.fifo"  # one FIFO message group: its next message waits until the one before is deleted
+    sqs.create_queue(QueueName=queue, Attributes={"FifoQueue": "true"})
+    app.tasks[MAINTENANCE_TASK].time_limit = 8  # (the fixture's 0.5 s would stop the sends below)
+    next_ran = threading.Event()
+
+    def telling_the_members() -> None:  # the first step's trailing sends, taking until the group's next step ran
+        app.send_task(MAINTENANCE_TASK, kwargs={"group": "g", "event": {"n": "next"}}, queue=queue,
+                      MessageGroupId="g", MessageDeduplicationId="next")
+        app.ran.append(("trailing", next_ran.wait(6)))
+
+    app.trail = telling_the_members
+    app.send_task(MAINTENANCE_TASK, kwargs={"group": "g", "event": {"trail": True}}, queue=queue, MessageGroupId="g",
+                  MessageDeduplicationId="first")
+    members = [Conductor(app, queue, visibility=30), Conductor(app, queue, visibility=30)]  # two of the group
+    for member in members:
+        member.start()
+    deadline = time.monotonic() + 30
+    try:
+        while len(app.ran) < 3 and time.monotonic() < deadline:
+            if ("g", {"n": "next"}) in app.ran:
+                next_ran.set()
+            time.sleep(0.01)
+    finally:
+        for member in members:
+            member.stop(timeout=5)
+
+    assert app.ran == [("g", {"trail": True}), ("g", {"n": "next"}), ("trailing", True)]
+    assert app.threads == ["conductor", "conductor"]
+
+
+def test_a_receives_steps_all_run_before_what_they_left_until_settled(app):
+    log: list[tuple[str, str]] = []
+    app.trail = lambda: log.append(("trailing", "ran"))
+    received = [([[], {"group": "g", "event": event}, {}], Message(MAINTENANCE_TASK, log=log, name=name),
+                 time.monotonic()) for name, event in (("first", {"trail": True}), ("report", {"n": 2}))]
+
+    run_received(app, received)
+
+    assert log == [("first", "ack"), ("report", "ack"), ("trailing", "ran")]

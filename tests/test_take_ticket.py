@@ -14,16 +14,16 @@ from typing import Any
 import pytest
 from ledgerkit import bootstrapped_moto, instance_context
 
-from skynet_tasks import names
+from skynet_tasks import names, trailing
 from skynet_tasks.aws import Aws
-from skynet_tasks.conductor import Decision, Group, Notify, Rollout, RolloutReady, TicketTaken
+from skynet_tasks.conductor import Decision, Group, Notify, Rollout, RolloutReady, TicketTaken, UpdateReported
 from skynet_tasks.context import Context
 from skynet_tasks.events import to_message
 from skynet_tasks.local.motoserver import MotoServer
-from skynet_tasks.messages import PREPARE_TASK
+from skynet_tasks.messages import PREPARE_TASK, UPDATE_TASK
 from skynet_tasks.states import RolloutKind
 from skynet_tasks.step import decide_and_write_until_settled
-from skynet_tasks.tasks.maintenance import NOTIFY_AGAIN_AFTER, handle_maintenance, perform
+from skynet_tasks.tasks.maintenance import NOTIFY_AGAIN_AFTER, handle_maintenance, tell
 from skynet_tasks.tasks.take_ticket import handle_take_ticket
 
 pytestmark = pytest.mark.timeout(120)
@@ -32,12 +32,13 @@ GROUP = "local-api"
 ME = "api-1"
 MEMBERS = ("api-0", ME, "api-2")
 OWN_LINE = "local-prepare"
+TRAILING_LINE = "local-trailing"
 
 
 @pytest.fixture(scope="module")
 def local_env() -> Iterator[tuple[MotoServer, Aws]]:
-    """The group, and a group whose line no other test's rollouts hold (a canary there updates at once)."""
-    with bootstrapped_moto([GROUP, OWN_LINE]) as started:
+    """The group, and groups whose lines no other test's rollouts hold (a canary there updates at once)."""
+    with bootstrapped_moto([GROUP, OWN_LINE, TRAILING_LINE]) as started:
         yield started
 
 
@@ -94,8 +95,7 @@ def test_the_second_notification_is_held_by_the_member_until_its_requests_were_d
     ctx.aws.sqs.create_queue(QueueName=names.instance_queue("local", ME))  # (an instance makes its own at boot)
     sent = time.time()
 
-    perform(ctx, Decision(Group(GROUP), actions=(Notify((ME,), "r-later", again=True),
-                                                  Notify((ME,), "r-now"))))
+    tell(ctx, Decision(Group(GROUP), actions=(Notify((ME,), "r-later", again=True), Notify((ME,), "r-now"))))
 
     envelopes = {json.loads(base64.b64decode(e["body"]))[1]["rollout_id"]: e
                  for e in received(ctx, names.instance_queue("local", ME))}
@@ -116,3 +116,23 @@ def test_a_member_whose_ticket_becomes_the_next_to_start_is_told_to_prepare_once
 
     tasks = [envelope["headers"]["task"] for envelope in received(ctx, names.instance_queue("local", ME))]
     assert tasks == [PREPARE_TASK]
+
+
+def test_a_conductor_step_dispatches_the_turn_before_its_message_is_settled_and_tells_the_rest_after(ctx):
+    for member in (ME, "api-2"):
+        ctx.aws.sqs.create_queue(QueueName=names.instance_queue("local", member))
+        received(ctx, names.instance_queue("local", member))
+    started_rollout(ctx, "r-trailing", TRAILING_LINE)  # its canary (api-0) updates
+    handle_maintenance(ctx, TRAILING_LINE, to_message(TicketTaken("r-trailing", ME))[0])
+    received(ctx, names.instance_queue("local", ME))  # told to prepare: its ticket is the next
+
+    with trailing.deferring() as later:  # as the conductor's thread runs a step
+        handle_maintenance(ctx, TRAILING_LINE, to_message(TicketTaken("r-trailing", "api-2"))[0])
+        handle_maintenance(ctx, TRAILING_LINE, to_message(UpdateReported("r-trailing", 1, "api-0", True))[0])
+    in_the_step = {member: [e["headers"]["task"] for e in received(ctx, names.instance_queue("local", member))]
+                   for member in (ME, "api-2")}
+    trailing.run(later)
+    after = [envelope["headers"]["task"] for envelope in received(ctx, names.instance_queue("local", "api-2"))]
+
+    assert in_the_step == {ME: [UPDATE_TASK], "api-2": []}  # the turn, at once
+    assert after == [PREPARE_TASK]  # api-2 is next now: told once the step's message is settled

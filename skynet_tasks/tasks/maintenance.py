@@ -2,8 +2,9 @@
 
 The conductor runs it, one message at a time, in the worker's main process (workers/conductor.py).
 The decision is the pure ``conductor.decide``; this module is its I/O shell: read fresh state, decide, write the
-decision conditionally, then act (dispatch an update, tell the members whose turn comes next to prepare,
-tell members to take a ticket).
+decision conditionally, then act: dispatch an update (the step's critical part), then, once the conductor
+has settled the step's messages (``trailing``), tell the members whose turn comes next to prepare, tell
+members to take a ticket, and hand the step's notices for people to this instance's queue.
 
 Trust: the event comes from the maintenance queue (Skynet's own senders, by IAM) and is
 validated by ``events.from_message`` before it reaches a decision.
@@ -21,6 +22,7 @@ in the dead-letter queue.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -37,6 +39,7 @@ from skynet_tasks.notify.handoff import hand_off
 from skynet_tasks.registry import LiveMembers
 from skynet_tasks.step import decide_and_write_until_settled
 from skynet_tasks.tasks.base import SkynetTask
+from skynet_tasks.trailing import after_settled
 
 # A second notification (``Notify.again``) waits this long in its member's worker: a request of the member's
 # still on its way is decided by then, and the member, finding its ticket, asks for none.
@@ -82,31 +85,37 @@ def handle_maintenance(ctx: Context, group: str, message: Any, now: float | None
     decision = decide_and_write_until_settled(ctx.ledger, group, event, live, now, after_write=after_write,
                                               then=following)
     try:
-        perform(ctx, decision, prepared)
-    finally:  # a redelivered event decides nothing new: these notices are told now or never
-        hand_off(ctx, told)
+        dispatch(ctx, decision)
+    finally:  # a redelivered event decides nothing new: what the decision tells is told now or never
+        after_settled(functools.partial(tell, ctx, decision, prepared, told))
     return decision
 
 
-def perform(ctx: Context, decision: Decision, prepared: Sequence[str] = ()) -> None:
-    """Carry out a decision's actions: an update dispatched, the next members told to prepare (``prepared``),
-    members told to take a ticket."""
-    # The turn first: an instance waits on its update message, while the rest can trail.
-    dispatches = [action for action in decision.actions if isinstance(action, Dispatch)]
-    for dispatch in dispatches:
-        ctx.messenger.to_instance(dispatch.instance, UPDATE_TASK,
-                                  {"rollout_id": dispatch.rollout_id, "ticket": dispatch.ticket})
-        log.info("rollout %s: ticket %d's number came up on %s", dispatch.rollout_id, dispatch.ticket,
-                 dispatch.instance)
-    for instance in prepared:
-        try:  # only saves the member a moment when its turn comes: never fails the step
-            ctx.messenger.to_instance(instance, PREPARE_TASK, {}, expires=PREPARE_EXPIRES)
-        except Exception:  # noqa: BLE001 - logged; the update starts the child itself
-            log.warning("could not tell %s its turn comes next", instance, exc_info=True)
+def dispatch(ctx: Context, decision: Decision) -> None:
+    """Send the updates a decision dispatched: an instance waits on its update message (the step's critical part)."""
     for action in decision.actions:
-        if isinstance(action, Notify):
-            kwargs: dict[str, Any] = {"rollout_id": action.rollout_id, **({"again": True} if action.again else {})}
-            for instance in action.instances:
-                ctx.messenger.to_instance(instance, TAKE_TICKET_TASK, kwargs,
-                                          countdown=NOTIFY_AGAIN_AFTER if action.again else None)
-            log.info("rollout %s: %d members told to take a ticket", action.rollout_id, len(action.instances))
+        if isinstance(action, Dispatch):
+            ctx.messenger.to_instance(action.instance, UPDATE_TASK,
+                                      {"rollout_id": action.rollout_id, "ticket": action.ticket})
+            log.info("rollout %s: ticket %d's number came up on %s", action.rollout_id, action.ticket,
+                     action.instance)
+
+
+def tell(ctx: Context, decision: Decision, prepared: Sequence[str] = (), told: Sequence[Notice] = ()) -> None:
+    """Tell what a decision leaves to tell, once its step's messages are settled (``trailing``): the next members
+    to prepare (``prepared``), members to take a ticket, people its notices (``told``)."""
+    try:
+        for instance in prepared:
+            try:  # only saves the member a moment when its turn comes: never fails the rest
+                ctx.messenger.to_instance(instance, PREPARE_TASK, {}, expires=PREPARE_EXPIRES)
+            except Exception:  # noqa: BLE001 - logged; the update starts the child itself
+                log.warning("could not tell %s its turn comes next", instance, exc_info=True)
+        for action in decision.actions:
+            if isinstance(action, Notify):
+                kwargs: dict[str, Any] = {"rollout_id": action.rollout_id, **({"again": True} if action.again else {})}
+                for instance in action.instances:
+                    ctx.messenger.to_instance(instance, TAKE_TICKET_TASK, kwargs,
+                                              countdown=NOTIFY_AGAIN_AFTER if action.again else None)
+                log.info("rollout %s: %d members told to take a ticket", action.rollout_id, len(action.instances))
+    finally:
+        hand_off(ctx, told)
