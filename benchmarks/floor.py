@@ -41,7 +41,7 @@ from skynet_tasks.compat import install_kombu_patches
 from skynet_tasks.settings import Settings
 
 RELAY_TASK, LAND_TASK = "bench.floor.relay", "bench.floor.land"
-SAMPLES = 20
+SAMPLES = 60  # of each part: 20 left the ratio moving with the floor from one run to the next
 
 
 def relay_queue(env: str) -> str:

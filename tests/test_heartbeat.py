@@ -1,4 +1,5 @@
-"""The heartbeat runs in the work worker's main process, and only while the worker holds no task.
+"""The heartbeat runs in the work worker's main process, and only while the worker holds no task; instances
+started together beat at different points of the interval.
 
 A heartbeat that ran during an update would overwrite the draining state the update
 registered (the proxies would route to an app that is restarting), and would tell the
@@ -12,10 +13,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from skynet_tasks.tasks import base
+from workers import launch
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -79,3 +83,37 @@ def test_a_process_forked_from_one_that_adopted_a_context_builds_its_own(monkeyp
     assert base.SkynetTask.context() == "a pool's context"
     assert base.SkynetTask.context() == "a pool's context"
     assert built == ["the worker's settings"]
+
+
+class Timer:
+    """The consumer's timer, recording what is scheduled: (kind, seconds, function, args)."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[str, float, Any, tuple[Any, ...]]] = []
+
+    def call_after(self, secs: float, fun: Any, args: tuple[Any, ...] = (), priority: int = 0) -> str:
+        self.scheduled.append(("after", secs, fun, args))
+        return "first"
+
+    def call_repeatedly(self, secs: float, fun: Any, args: tuple[Any, ...] = (), priority: int = 0) -> str:
+        self.scheduled.append(("every", secs, fun, args))
+        return "every"
+
+
+def test_instances_started_together_beat_at_different_points_of_the_interval_then_every_interval(monkeypatch):
+    monkeypatch.setattr(base.SkynetTask, "_context", None)  # (the step adopts its context: put back after)
+    monkeypatch.setattr(base.SkynetTask, "_context_pid", 0)
+    ctx = SimpleNamespace(settings=SimpleNamespace(heartbeat_interval=30.0))
+    firsts = []
+    for _ in range(20):  # twenty instances of a scale-out, started at once
+        step, timer, beats = launch.heartbeat_step(ctx)(parent=None), Timer(), []
+        step.beat = lambda beats=beats: beats.append("beat")
+        step.start(SimpleNamespace(timer=timer))
+        (kind, phase, first_beat, args), = timer.scheduled
+        assert kind == "after" and 0 <= phase < 30 and beats == []
+        firsts.append(phase)
+
+        first_beat(*args)
+
+        assert beats == ["beat"] and timer.scheduled[1][:2] == ("every", 30.0) and step.timer_ref == "every"
+    assert len(set(firsts)) > 10  # spread over the interval, not one burst of requests every 30 s

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -109,7 +110,17 @@ def heartbeat_step(ctx: Context, conductor: Conductor | None = None) -> type[boo
             self.timer_ref: Any = None
 
         def start(self, consumer: Any) -> None:
+            # The first beat at a random point of the interval: instances launched together (a scale-out, the
+            # local cluster) would otherwise beat together for good, a burst of requests every interval that
+            # a hand-off landing in it waits behind. Registered at boot, an instance's entry is fresh meanwhile.
+            interval = ctx.settings.heartbeat_interval
+            phase = secrets.randbelow(max(int(interval * 1000), 1)) / 1000
+            self.timer_ref = consumer.timer.call_after(phase, self.first_beat, args=(consumer,), priority=10)
+
+        def first_beat(self, consumer: Any) -> None:
+            """The first beat; then one every interval."""
             self.timer_ref = consumer.timer.call_repeatedly(ctx.settings.heartbeat_interval, self.beat, priority=10)
+            self.beat()
 
         def beat(self) -> None:
             """One heartbeat (the ``re_register`` task's body), unless the worker holds a task."""
