@@ -62,8 +62,7 @@ class CountingProxy:
                     self.end_headers()
                     self.wfile.write(error)
                     return
-                target = urlsplit(proxy.upstream or "")
-                upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                upstream = self.upstream_connection()
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 try:
                     upstream.request(self.command, self.path, body=body, headers=headers)
@@ -72,6 +71,7 @@ class CountingProxy:
                 except (OSError, http.client.HTTPException):
                     # moto stopping under a long poll (the cluster going down): the client sees a
                     # dropped connection, as it would from moto itself, and nothing is printed.
+                    upstream.close()
                     self.close_connection = True
                     return
                 if service == "s3" and self.command == "GET" and response.status in (200, 206):
@@ -84,7 +84,21 @@ class CountingProxy:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                upstream.close()
+
+            def upstream_connection(self) -> http.client.HTTPConnection:
+                # One connection to moto per client connection, kept open as the client keeps its own (AWS
+                # clients keep theirs): a new one per request made moto start a thread per request, and
+                # the proxy's connects and moto's threads took CPU the cluster measured competes for.
+                if getattr(self, "moto_connection", None) is None:
+                    target = urlsplit(proxy.upstream or "")
+                    self.moto_connection = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port,
+                                                                      timeout=60)
+                return self.moto_connection
+
+            def finish(self) -> None:
+                super().finish()
+                if getattr(self, "moto_connection", None) is not None:
+                    self.moto_connection.close()
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any
 
