@@ -19,7 +19,7 @@ from skynet_tasks.compat.patching import UnsupportedVersion
 
 pytestmark = pytest.mark.timeout(30)
 
-ALL_PATCHES = compat.KOMBU_PATCHES + compat.MOTO_PATCHES
+ALL_PATCHES = compat.KOMBU_PATCHES + compat.CELERY_PATCHES + compat.MOTO_PATCHES
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import PREPARE_TASK, UPDATE_TASK
 from skynet_tasks.states import RolloutKind
 from skynet_tasks.step import decide_and_write_until_settled
-from skynet_tasks.tasks.maintenance import NOTIFY_AGAIN_AFTER, handle_maintenance, tell
+from skynet_tasks.tasks.maintenance import NOTIFY_AGAIN_AFTER, PREPARE_AFTER, handle_maintenance, tell
 from skynet_tasks.tasks.take_ticket import handle_take_ticket
 
 pytestmark = pytest.mark.timeout(120)
@@ -111,11 +111,14 @@ def test_a_member_whose_ticket_becomes_the_next_to_start_is_told_to_prepare_once
     received(ctx, names.instance_queue("local", ME))
     started_rollout(ctx, "r-prepare", OWN_LINE)  # its canary updates
 
+    told = time.time()
     handle_maintenance(ctx, OWN_LINE, to_message(TicketTaken("r-prepare", ME))[0])  # next after the canary
     handle_maintenance(ctx, OWN_LINE, to_message(TicketTaken("r-prepare", "api-2"))[0])  # behind it: not next
 
-    tasks = [envelope["headers"]["task"] for envelope in received(ctx, names.instance_queue("local", ME))]
-    assert tasks == [PREPARE_TASK]
+    envelopes = received(ctx, names.instance_queue("local", ME))
+    assert [envelope["headers"]["task"] for envelope in envelopes] == [PREPARE_TASK]
+    # held by its worker a moment: the turn just dispatched is acknowledged before this child starts
+    assert datetime.fromisoformat(envelopes[0]["headers"]["eta"]).timestamp() >= told + PREPARE_AFTER
 
 
 def test_a_conductor_step_dispatches_the_turn_before_its_message_is_settled_and_tells_the_rest_after(ctx):

@@ -34,7 +34,7 @@ from celery.worker import state as worker_state
 
 from skynet_tasks import logformat, membership, names
 from skynet_tasks.agent import agent_path_environment, clear_restart, restart_requested
-from skynet_tasks.compat import install_kombu_patches
+from skynet_tasks.compat import install_celery_patches, install_kombu_patches
 from skynet_tasks.config.apply import sync_config
 from skynet_tasks.config.paths import ConfigError
 from skynet_tasks.context import Context
@@ -203,6 +203,7 @@ def run_celery(app: Any, settings: Settings, role: str, loglevel: str) -> None:
     # kombu's SQS receives wait on libcurl timers 1,000 times too long, and could start up to a
     # second after the task before them was acknowledged (skynet_tasks/compat/kombu_*.py)
     install_kombu_patches()
+    install_celery_patches()  # a task held for its countdown starts the lazy pool's child when due
     # Everything loaded so far is never collected: the collector's passes would write to (and so copy)
     # the pages a pool child forked later shares with this process (the gc.freeze documentation).
     gc.freeze()

@@ -13,6 +13,7 @@ import logging
 import threading
 
 from skynet_tasks.compat import (
+    celery_eta_autoscale,
     kombu_ack_wake,
     kombu_curl_timer,
     kombu_sqs_errors,
@@ -23,13 +24,16 @@ from skynet_tasks.compat import (
 )
 from skynet_tasks.compat.patching import Patch, UnsupportedVersion, installed_version
 
-__all__ = ["KOMBU_PATCHES", "MOTO_PATCHES", "UnsupportedVersion", "install_kombu_patches", "install_moto_patches"]
+__all__ = ["CELERY_PATCHES", "KOMBU_PATCHES", "MOTO_PATCHES", "UnsupportedVersion", "install_celery_patches",
+           "install_kombu_patches", "install_moto_patches"]
 
 log = logging.getLogger(__name__)
 
 # What a Celery worker on SQS needs: the receive after a task starts at once, and a throttled
 # or failing SQS answer restarts the consumer instead of stopping the worker.
 KOMBU_PATCHES: tuple[Patch, ...] = (kombu_curl_timer.PATCH, kombu_ack_wake.PATCH, kombu_sqs_errors.PATCH)
+# What a Skynet worker's lazy pool needs of Celery: a task held for its countdown starts the child when due.
+CELERY_PATCHES: tuple[Patch, ...] = (celery_eta_autoscale.PATCH,)
 # What the local AWS (moto's server) needs to behave as AWS does for Skynet.
 MOTO_PATCHES: tuple[Patch, ...] = (moto_sqs.PATCH, moto_dynamodb.PATCH, *moto_iam.PATCHES, moto_cfn.PATCH)
 
@@ -54,6 +58,11 @@ def install_set(library: str, patches: tuple[Patch, ...]) -> None:
 def install_kombu_patches() -> None:
     """Install every kombu patch a Skynet worker runs with."""
     install_set("kombu", KOMBU_PATCHES)
+
+
+def install_celery_patches() -> None:
+    """Install every Celery patch a Skynet worker runs with."""
+    install_set("celery", CELERY_PATCHES)
 
 
 def install_moto_patches() -> None:

@@ -46,6 +46,11 @@ from skynet_tasks.trailing import after_settled
 NOTIFY_AGAIN_AFTER = 3.0
 # A member told to prepare that gets the message later than this (it was down) has nothing to prepare for.
 PREPARE_EXPIRES = 60.0
+# ... and starts its child this long after it is told: once the turn just dispatched was acknowledged, not
+# beside it. The fork and the child's AWS clients took the CPU the acknowledging instance needed where
+# instances share cores (the local cluster: 2 cores for 10 to 40 instances); an update takes far longer
+# than this, so the child is still ready for its turn.
+PREPARE_AFTER = 0.2
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +112,7 @@ def tell(ctx: Context, decision: Decision, prepared: Sequence[str] = (), told: S
     try:
         for instance in prepared:
             try:  # only saves the member a moment when its turn comes: never fails the rest
-                ctx.messenger.to_instance(instance, PREPARE_TASK, {}, expires=PREPARE_EXPIRES)
+                ctx.messenger.to_instance(instance, PREPARE_TASK, {}, expires=PREPARE_EXPIRES, countdown=PREPARE_AFTER)
             except Exception:  # noqa: BLE001 - logged; the update starts the child itself
                 log.warning("could not tell %s its turn comes next", instance, exc_info=True)
         for action in decision.actions:
