@@ -111,8 +111,8 @@ def heartbeat_step(ctx: Context, conductor: Conductor | None = None) -> type[boo
 
         def start(self, consumer: Any) -> None:
             # The first beat at a random point of the interval: instances launched together (a scale-out, the
-            # local cluster) would otherwise beat together for good, a burst of requests every interval that
-            # a hand-off landing in it waits behind. Registered at boot, an instance's entry is fresh meanwhile.
+            # local cluster) would otherwise beat together for good, a burst of requests every interval, which
+            # a hand-off landing in it could wait behind. Registered at boot, its entry is fresh meanwhile.
             interval = ctx.settings.heartbeat_interval
             phase = secrets.randbelow(max(int(interval * 1000), 1)) / 1000
             self.timer_ref = consumer.timer.call_after(phase, self.first_beat, args=(consumer,), priority=10)
