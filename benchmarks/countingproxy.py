@@ -47,6 +47,7 @@ class CountingProxy:
             # Headers and body leave in two writes: with Nagle's algorithm on, the body waits for
             # the client's delayed ACK of the headers, and every AWS request took 40 ms more.
             disable_nagle_algorithm = True
+            moto_connection: http.client.HTTPConnection | None = None  # this client connection's, once opened
 
             def handle_any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -89,7 +90,7 @@ class CountingProxy:
                 # One connection to moto per client connection, kept open as the client keeps its own (AWS
                 # clients keep theirs): a new one per request made moto start a thread per request, and
                 # the proxy's connects and moto's threads took CPU the cluster measured competes for.
-                if getattr(self, "moto_connection", None) is None:
+                if self.moto_connection is None:
                     target = urlsplit(proxy.upstream or "")
                     self.moto_connection = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port,
                                                                       timeout=60)
@@ -97,7 +98,7 @@ class CountingProxy:
 
             def finish(self) -> None:
                 super().finish()
-                if getattr(self, "moto_connection", None) is not None:
+                if self.moto_connection is not None:
                     self.moto_connection.close()
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_any

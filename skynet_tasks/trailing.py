@@ -4,7 +4,7 @@ A step holds its FIFO message group until its messages are acknowledged: the gro
 next report, the next ticket request) waits for it. Its critical work is done once the decision is
 written and the turn dispatched. What follows (telling the members to take a ticket, telling the next
 one to prepare, handing notices to people) is sent at most once anyway: a redelivered event decides
-nothing new, so a redelivery never sent them again. The conductor's thread (workers/conductor.py)
+nothing new, so a redelivery never sent them again. The conductor's thread (workers/conductor_steps.py)
 therefore settles a step's messages first and runs this trailing work after, so that telling 39
 members of a rollout's start no longer holds the canary's report for 3 s.
 
