@@ -119,21 +119,21 @@ class Messenger:
                     countdown: float | None = None) -> None:
         """Send ``task`` with ``kwargs`` to the instance's own queue, for its work worker (to run ``countdown``
         seconds from now, if given: the worker holds it until then)."""
-        # Not declared first: declaring asks SQS for the queue's size (GetQueueAttributes), once per
-        # queue and connection, and a conductor telling 19 members to take a ticket asked 19 times.
-        # The message still goes to that queue (Celery sends it through the default exchange with
-        # the queue's name), and kombu still creates the queue if it is missing, as declaring did.
-        self._send(task, kwargs, names.instance_queue(self.env, instance_id), expires=expires, declare=[],
-                   countdown=countdown)
+        self._send(task, kwargs, names.instance_queue(self.env, instance_id), expires=expires, countdown=countdown)
 
     def _send(self, task: str, kwargs: dict[str, Any], queue: str, expires: float | None = None,
-              declare: list[Any] | None = None, countdown: float | None = None, **properties: str) -> None:
+              countdown: float | None = None, **properties: str) -> None:
         # Every message Skynet sends passes here: the one place its size is checked.
         size = sqs_message_size(self.app, task, kwargs, queue, properties, expires, countdown)
         if size > MAX_MESSAGE_BYTES:
             raise MessageTooLarge(f"{task} to {queue} not sent: {size} bytes once encoded, over SQS's limit of "
                                   f"{MAX_MESSAGE_BYTES} (a message carries ids and keys, never contents)")
-        options: dict[str, Any] = {"declare": declare} if declare is not None else {}
+        # Not declared first: declaring asks SQS for the queue's size (GetQueueAttributes), once per queue and
+        # connection. A conductor telling 19 members to take a ticket asked 19 times, and an update's report
+        # asked before its send, on the hand-off's path (a pool process's connection is not kept between
+        # tasks). The message still goes to that queue (Celery sends it through the default exchange with the
+        # queue's name), and kombu still creates the queue if it is missing, as declaring did.
+        options: dict[str, Any] = {"declare": []}
         if countdown is not None:
             options["countdown"] = countdown
         self.app.send_task(task, kwargs=kwargs, queue=queue, expires=expires, **options, **properties)

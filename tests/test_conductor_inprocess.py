@@ -26,6 +26,7 @@ from kombu.asynchronous import Hub, get_event_loop, set_event_loop
 
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import BUILD_REQUEST_TASK, MAINTENANCE_TASK
+from skynet_tasks.tasks.base import SkynetTask
 from skynet_tasks.trailing import after_settled
 from workers.conductor import Conductor, run_message, run_received
 from workers.hard_limit import StepTimeout, hard_limit
@@ -141,6 +142,28 @@ def test_what_a_failed_step_left_to_tell_still_runs_once_its_messages_are_reject
     run_message(app, [["g"], {"event": {"trail": True, "fail": True}}, {}], message)
 
     assert app.ran[-1] == ("trailing", ["reject(requeue=False)"])
+
+
+def test_a_steps_run_is_recorded_for_the_dashboard_only_once_its_messages_are_settled(app):
+    message = Message(MAINTENANCE_TASK)
+
+    class Recorded(SkynetTask):  # Skynet's task base, whose runs the dashboard lists
+        name, time_limit, acks_on_failure_or_timeout = MAINTENANCE_TASK, 0.5, False
+
+        def run(self, group: str, event: dict[str, Any]) -> None:
+            app.ran.append((group, event))  # type: ignore[attr-defined]
+
+        def _record_run(self, started_at: float, runtime: float, error: BaseException | None,
+                        task_id: str | None) -> None:
+            app.ran.append(("recorded", list(message.settled)))  # type: ignore[attr-defined]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        app.register_task(Recorded)
+
+    run_message(app, [["g"], {"event": {"n": 1}}, {}], message)
+
+    assert app.ran == [("g", {"n": 1}), ("recorded", ["ack"])]
 
 
 @pytest.mark.parametrize("trail", ["fails", "hangs"])

@@ -24,7 +24,9 @@ configure(app, Settings.from_env())  # as the worker does at start
 tasks.base.warm_up()
 print("warm", flush=True)
 sys.stdin.readline()  # the test counts what the warm-up asked of AWS, then lets the process send
-tasks.base.SkynetTask.context().messenger.to_instance("api-1", "skynet.take_ticket", {"rollout_id": "r-1"})
+messenger = tasks.base.SkynetTask.context().messenger
+messenger.to_instance("api-1", "skynet.take_ticket", {"rollout_id": "r-1"})
+messenger.maintenance("local-api", {"kind": "update_reported"}, "report-1")  # how an update reports
 print("sent", flush=True)
 """
 
@@ -34,13 +36,15 @@ def run_warm_up(environment: dict[str, str]) -> subprocess.Popen[str]:
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_after_the_warm_up_a_message_to_an_instance_is_one_request():
+def test_after_the_warm_up_a_message_to_an_instance_or_a_conductor_is_one_request():
     server, proxy = MotoServer.start(), CountingProxy()
     try:
         proxy.upstream = server.endpoint
         sqs = boto3.client("sqs", endpoint_url=server.endpoint, region_name="us-east-1",
                            aws_access_key_id="testing", aws_secret_access_key="testing")  # noqa: S106 - moto's dummy
         url = sqs.create_queue(QueueName="skynet-local-inst-api-1")["QueueUrl"]
+        maintenance = sqs.create_queue(QueueName="skynet-local-local-api-maint.fifo",
+                                       Attributes={"FifoQueue": "true"})["QueueUrl"]
         process = run_warm_up({**server.environment(), "AWS_ENDPOINT_URL": proxy.url})
         assert process.stdout is not None and process.stdin is not None
         assert process.stdout.readline().strip() == "warm"
@@ -52,9 +56,11 @@ def test_after_the_warm_up_a_message_to_an_instance_is_one_request():
         first_send = proxy.snapshot() - warmed
 
         assert warmed[("sqs", "ListQueues")] >= 1  # the broker channel was opened during the warm-up
-        # No channel to open, and no declaration of the queue (its size, asked with GetQueueAttributes).
-        assert first_send == {("sqs", "SendMessage"): 1}, first_send
+        # No channel to open, and no declaration of either queue (its size, asked with GetQueueAttributes):
+        # a report's send is on the hand-off's path.
+        assert first_send == {("sqs", "SendMessage"): 2}, first_send
         assert sqs.receive_message(QueueUrl=url).get("Messages"), "the task message did not arrive"
+        assert sqs.receive_message(QueueUrl=maintenance).get("Messages"), "the report did not arrive"
     finally:
         proxy.stop()
         server.stop()

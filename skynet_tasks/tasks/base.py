@@ -6,6 +6,7 @@ so a running task is never handed to a second worker while it still runs.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -15,7 +16,7 @@ from typing import Any
 from celery import Task
 from celery.signals import worker_process_init
 
-from skynet_tasks import names
+from skynet_tasks import names, trailing
 from skynet_tasks.app import app, settings_of
 from skynet_tasks.conductor import Event, TicketTaken
 from skynet_tasks.context import Context
@@ -87,9 +88,12 @@ class SkynetTask(Task):
             raise
         finally:
             if error is not None or not self.quiet_success:
-                self._record_run(started_at, time.monotonic() - clock, error)
+                # A conductor step's record waits until its messages are settled (``trailing``): the write is
+                # no part of the step, and the group's next event waited for it.
+                trailing.after_settled(functools.partial(self._record_run, started_at, time.monotonic() - clock,
+                                                         error, self.request.id))
 
-    def _record_run(self, started_at: float, runtime: float, error: BaseException | None) -> None:
+    def _record_run(self, started_at: float, runtime: float, error: BaseException | None, task_id: str | None) -> None:
         if SkynetTask._context is None or SkynetTask._context_pid != os.getpid():
             return  # the context itself failed to build: nothing to record with
         settings = self.ctx.settings
@@ -97,7 +101,7 @@ class SkynetTask(Task):
             SkynetTask._runs = TaskRuns(self.ctx.aws.dynamodb, names.state_table(settings.env))
         SkynetTask._runs.record(settings.instance_id, self.name, "failure" if error else "success", started_at,
                                 round(runtime, 3), f"{type(error).__name__}: {error}" if error else None,
-                                task_id=self.request.id)
+                                task_id=task_id)
 
 
 def warm_up() -> None:
