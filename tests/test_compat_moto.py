@@ -85,7 +85,7 @@ PARAMETER = {"Name": "/skynet/prod/key"}
 
 
 def test_still_needed_moto_authorizes_dynamodb_ssm_and_secrets_on_any_resource():
-    assert not moto_iam.RESOURCE_AUTHORIZATION.installed
+    assert not moto_iam.RESOURCE_AUTHORIZATION.installed and not moto_iam.SSM_RESOURCES.installed
     assert dynamodb_authorizations("PutItem", {"TableName": "state"}) == [("PutItem", "*")]
     assert dynamodb_authorizations("TransactWriteItems", TRANSACTION) == [("TransactWriteItems", "*")]
     assert authorized_resource(request_to(SimpleSystemManagerResponse, "GetParameter", PARAMETER)) == "*"
@@ -93,7 +93,7 @@ def test_still_needed_moto_authorizes_dynamodb_ssm_and_secrets_on_any_resource()
 
 
 def test_requests_are_authorized_on_the_resource_arns_aws_uses():
-    with moto_iam.RESOURCE_AUTHORIZATION.applied():
+    with moto_iam.RESOURCE_AUTHORIZATION.applied(), moto_iam.SSM_RESOURCES.applied():
         assert dynamodb_authorizations("PutItem", {"TableName": "state"}) == [("PutItem", f"{TABLE}/state")]
         assert dynamodb_authorizations("Query", {"TableName": "state", "IndexName": "by-group"}) == [
             ("Query", f"{TABLE}/state/index/by-group")]

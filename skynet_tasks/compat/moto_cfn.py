@@ -197,6 +197,8 @@ def _forget_model_maps(parsing: Any) -> None:
     parsing.get_name_type_map.cache_clear()
 
 
-PATCH = Patch("cfn_models", "moto", ">=5.2,<5.3", _apply)
+# Applied when moto first imports CloudFormation's code, which imports most of moto (2 s of CPU): a local
+# AWS that is never asked for a stack does not pay for it (``patching``).
+PATCH = Patch("cfn_models", "moto", ">=5.2,<5.3", _apply, on_import="moto.cloudformation.parsing")
 install = PATCH.install
 uninstall = PATCH.uninstall

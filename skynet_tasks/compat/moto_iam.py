@@ -1,11 +1,12 @@
 """moto's IAM, decided as AWS decides: service principals, and the resource ARNs requests are checked on.
 
-Two patches, both needed for least-privilege policies to mean locally what they mean on AWS:
+Three patches, all needed for least-privilege policies to mean locally what they mean on AWS:
 
 - ``SERVICE_PRINCIPALS``: trust policies that name a service (``Principal: {Service:
   ec2.amazonaws.com}``) trust that service's local stand-in.
-- ``RESOURCE_AUTHORIZATION``: DynamoDB, SQS ``CreateQueue``, SSM parameters, Secrets
-  Manager secrets and SNS ``Publish`` are authorized against the resource ARN AWS uses, not against ``*``.
+- ``RESOURCE_AUTHORIZATION``: DynamoDB, SQS ``CreateQueue``, Secrets Manager secrets and SNS
+  ``Publish`` are authorized against the resource ARN AWS uses, not against ``*``.
+- ``SSM_RESOURCES``: SSM parameters too, applied once moto imports SSM's code.
 """
 
 from __future__ import annotations
@@ -84,13 +85,6 @@ def _apply_resource_authorization(stack: ExitStack) -> None:
     ARN of the queue it would create. Secrets Manager, too, is authorized against ``*`` in moto,
     and against the secret's ARN on AWS.
 
-    moto authorizes every SSM request against ``*`` too. AWS checks ``GetParameter``,
-    ``PutParameter``, ``DeleteParameter`` and ``GetParameterHistory`` against the parameter's
-    ARN, ``arn:aws:ssm:<region>:<account>:parameter/<name without its leading slash>`` (IAM's
-    Service Authorization Reference, "Actions, resources, and condition keys for AWS Systems
-    Manager": https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html;
-    and https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html).
-
     moto authorizes SNS ``Publish`` against ``*`` as well; AWS checks it against the topic's ARN
     (the rollout notices' ``sns:Publish`` is granted on the env's topic only).
     """
@@ -98,7 +92,6 @@ def _apply_resource_authorization(stack: ExitStack) -> None:
     from moto.secretsmanager.responses import SecretsManagerResponse
     from moto.sns.responses import SNSResponse
     from moto.sqs.responses import SQSResponse
-    from moto.ssm.responses import SimpleSystemManagerResponse
 
     def authorize(self: Any, resource: str = "*") -> None:
         from moto.iam.access_control import IAMRequest
@@ -114,14 +107,6 @@ def _apply_resource_authorization(stack: ExitStack) -> None:
         if self._get_action() == "CreateQueue":
             return f"arn:aws:sqs:{self.region}:{self.current_account}:{self._get_param('QueueName')}"
         return str(moto_sqs_resource(self))
-
-    def ssm_resource(self: Any) -> str:
-        name = self._get_param("Name") if self._get_action() in _SSM_ONE_PARAMETER else None
-        if not isinstance(name, str) or not name:
-            return "*"
-        if name.startswith("arn:"):
-            return name.split(":parameter/", 1)[0] + ":parameter/" + parameter_path(name.split(":parameter/", 1)[-1])
-        return f"arn:aws:ssm:{self.region}:{self.current_account}:parameter/{parameter_path(name)}"
 
     def secret_resource(self: Any) -> str:
         secret_id = self._get_param("SecretId")
@@ -141,17 +126,42 @@ def _apply_resource_authorization(stack: ExitStack) -> None:
     replace(stack, DynamoHandler, "_authenticate_and_authorize_normal_action", authorize)
     replace(stack, SecretsManagerResponse, "_determine_resource", secret_resource, create=True)
     moto_sqs_resource = replace(stack, SQSResponse, "_determine_resource", sqs_resource)
-    replace(stack, SimpleSystemManagerResponse, "_determine_resource", ssm_resource, create=True)
     replace(stack, SNSResponse, "_determine_resource", sns_resource, create=True)
 
 
+def _apply_ssm_resources(stack: ExitStack) -> None:
+    """moto authorizes every SSM request against ``*`` too. AWS checks ``GetParameter``,
+    ``PutParameter``, ``DeleteParameter`` and ``GetParameterHistory`` against the parameter's
+    ARN, ``arn:aws:ssm:<region>:<account>:parameter/<name without its leading slash>`` (IAM's
+    Service Authorization Reference, "Actions, resources, and condition keys for AWS Systems
+    Manager": https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html;
+    and https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html).
+
+    A patch of its own, applied when moto first imports SSM's code (``SSM_MODULE``): that code imports
+    EC2's, over a second of CPU that a local AWS which never serves SSM would spend at every start.
+    """
+    from moto.ssm.responses import SimpleSystemManagerResponse
+
+    def ssm_resource(self: Any) -> str:
+        name = self._get_param("Name") if self._get_action() in _SSM_ONE_PARAMETER else None
+        if not isinstance(name, str) or not name:
+            return "*"
+        if name.startswith("arn:"):
+            return name.split(":parameter/", 1)[0] + ":parameter/" + parameter_path(name.split(":parameter/", 1)[-1])
+        return f"arn:aws:ssm:{self.region}:{self.current_account}:parameter/{parameter_path(name)}"
+
+    replace(stack, SimpleSystemManagerResponse, "_determine_resource", ssm_resource, create=True)
+
+
+SSM_MODULE = "moto.ssm.responses"
 SERVICE_PRINCIPALS = Patch("iam_service_principals", "moto", ">=5.2,<5.3", _apply_service_principals)
 RESOURCE_AUTHORIZATION = Patch("iam_resources", "moto", ">=5.2,<5.3", _apply_resource_authorization)
-PATCHES = (SERVICE_PRINCIPALS, RESOURCE_AUTHORIZATION)
+SSM_RESOURCES = Patch("iam_ssm_resources", "moto", ">=5.2,<5.3", _apply_ssm_resources, on_import=SSM_MODULE)
+PATCHES = (SERVICE_PRINCIPALS, RESOURCE_AUTHORIZATION, SSM_RESOURCES)
 
 
 def install() -> None:
-    """Install both IAM patches (each once)."""
+    """Install the IAM patches (each once)."""
     for patch in PATCHES:
         patch.install()
 
