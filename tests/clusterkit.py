@@ -82,6 +82,13 @@ def rollout(cluster: LocalCluster, rollout_id: str) -> dict[str, Any]:
     return next(r for r in group_status(cluster)["rollouts"] if r["id"] == rollout_id)
 
 
+def rollout_state(cluster: LocalCluster, rollout_id: str) -> str | None:
+    """The rollout's state, from its record alone (None before it exists): what a wait polls, where the
+    status (``rollout``) is every group's recent rollouts, each read whole."""
+    item = ledger(cluster).rollout_item(rollout_id)
+    return str(item["state"]) if item and "state" in item else None
+
+
 def ledger(cluster: LocalCluster) -> Ledger:
     return Ledger(cluster.aws().dynamodb, names.state_table("local"))
 

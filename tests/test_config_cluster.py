@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clusterkit import app_answer, assert_one_at_a_time, registry, rollout, skynet, wait_for
+from clusterkit import app_answer, assert_one_at_a_time, registry, rollout, rollout_state, skynet, wait_for
 
 from skynet_tasks import __version__
 from skynet_tasks.local.cluster import LocalCluster
@@ -122,7 +122,7 @@ def test_an_edit_uploaded_during_a_config_rollout_is_not_what_its_tickets_instal
     gate.touch()
 
     # Then every ticket installs the published config, not the edit
-    wait_for(lambda: rollout(cluster, rollout_id)["state"] == "completed", 180, "the rollout to complete")
+    wait_for(lambda: rollout_state(cluster, rollout_id) == "completed", 180, "the rollout to complete")
     assert [t["state"] for t in rollout(cluster, rollout_id)["tickets"]] == ["done"] * 3
     for instance in INSTANCES:
         assert app_answer(cluster, instance)["greeting"] == "published"

@@ -27,6 +27,7 @@ from clusterkit import (
     ledger,
     repo_bucket,
     rollout,
+    rollout_state,
     sender_for,
     skynet,
     status_from_cli,
@@ -236,8 +237,9 @@ def rollout_or_none(cluster: LocalCluster, rollout_id: str):
 
 def stopped_rollout(cluster: LocalCluster, rollout_id: str, timeout: float):
     """The rollout once it has completed or halted; AssertionError if it has not within ``timeout`` seconds."""
-    return wait_for(lambda: (r := rollout_or_none(cluster, rollout_id)) and r["state"] in ("completed", "halted") and r,
-                    timeout, f"rollout {rollout_id} to complete or halt")
+    wait_for(lambda: rollout_state(cluster, rollout_id) in ("completed", "halted"), timeout,
+             f"rollout {rollout_id} to complete or halt")
+    return rollout_or_none(cluster, rollout_id)
 
 
 def agent_processes(instance_pid: int) -> list[int]:

@@ -20,6 +20,7 @@ from skynet_tasks.compat import (
     moto_cfn,
     moto_dynamodb,
     moto_iam,
+    moto_server_lookup,
     moto_sqs,
 )
 from skynet_tasks.compat.patching import Patch, UnsupportedVersion, installed_version
@@ -35,7 +36,8 @@ KOMBU_PATCHES: tuple[Patch, ...] = (kombu_curl_timer.PATCH, kombu_ack_wake.PATCH
 # What a Skynet worker's lazy pool needs of Celery: a task held for its countdown starts the child when due.
 CELERY_PATCHES: tuple[Patch, ...] = (celery_eta_autoscale.PATCH,)
 # What the local AWS (moto's server) needs to behave as AWS does for Skynet.
-MOTO_PATCHES: tuple[Patch, ...] = (moto_sqs.PATCH, moto_dynamodb.PATCH, *moto_iam.PATCHES, moto_cfn.PATCH)
+MOTO_PATCHES: tuple[Patch, ...] = (moto_sqs.PATCH, moto_dynamodb.PATCH, *moto_iam.PATCHES, moto_cfn.PATCH,
+                                   moto_server_lookup.PATCH)
 
 _logged: set[str] = set()
 _lock = threading.Lock()

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from functools import partial
@@ -44,6 +45,7 @@ class LocalCluster(RecordedCluster):
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_max_age = heartbeat_max_age
         self.extra_env = extra_env or {}
+        self._aws_made = threading.local()  # (boto3 sessions are not to be shared between threads)
 
     # ---- up -----------------------------------------------------------------
     def up(self, api: int = 3, rp: int = 0, ready_timeout: float = 60.0,
@@ -124,8 +126,14 @@ class LocalCluster(RecordedCluster):
         info.save()
 
     def aws(self, environment: dict[str, str] | None = None) -> Aws:
-        """AWS clients of the cluster's moto server (or of ``environment``)."""
-        return aws_for(environment or (self.info.environment if self.info else {}))
+        """AWS clients of the cluster's moto server (or of ``environment``), made once per thread: a test
+        waiting on the cluster asks several times a second, and two new clients cost 70 ms of CPU."""
+        chosen = environment or (self.info.environment if self.info else {})
+        made: dict[tuple[tuple[str, str], ...], Aws] = self._aws_made.__dict__.setdefault("by_environment", {})
+        key = tuple(sorted(chosen.items()))
+        if key not in made:
+            made[key] = aws_for(chosen)
+        return made[key]
 
     def instance_environment(self, instance_id: str, layer: str, app_port: int) -> dict[str, str]:
         """The ``SKYNET_*`` variables of one instance's worker."""
