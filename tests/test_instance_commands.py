@@ -92,3 +92,17 @@ def test_the_package_names_every_task_of_the_card():
     package = Path(__file__).parent.parent / "skynet_tasks" / "tasks"
     modules = {path.stem for path in package.glob("*.py")}
     assert {"build", "publish", "take_ticket", "update", "re_register", "maintenance"} <= modules
+
+
+def test_an_instance_stopped_as_soon_as_it_registered_still_leaves_the_registry(cluster):
+    # Given an instance starting: it registers first, then starts its Celery worker (a second or more)
+    started = cluster.start_instance("api-2", "api")
+    wait_for(lambda: registry(cluster).find("local", "api-2"), 60, "api-2 to register", interval=0.02)
+
+    # When it is stopped at once, before its worker took SIGTERM over
+    cluster.stop_instance("api-2")
+
+    # Then it left the registry at once: the proxies route to it no more
+    log = (Path(started.root) / "logs" / "worker.log").read_text()
+    assert registry(cluster).find("local", "api-2") is None, log[-2000:]
+    assert "instance api-2 deregistered" in log

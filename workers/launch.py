@@ -160,7 +160,7 @@ def run_worker(loglevel: str = "INFO", role: str = "all") -> None:
 
     configure(app, settings)  # the tasks' app, with the settings of this start
 
-    conductor = None
+    conductor, ctx = None, None
     if role == "all":
         from skynet_tasks.tasks.base import warm_up
 
@@ -174,28 +174,55 @@ def run_worker(loglevel: str = "INFO", role: str = "all") -> None:
         if membership.converge_at_boot(ctx) is None:
             membership.restart_app_if_down(ctx)
         handle_re_register(ctx, "boot")
-        worker_shutdown.connect(lambda **_: membership.leave(ctx), weak=False)
-        if settings.lifecycle_hook:
-            watch_lifecycle(ctx, settings.lifecycle_hook)
-        if settings.layer == "rp":
-            from skynet_tasks.proxy.runtime import start_proxy, stop_proxy
-
-            poll = start_proxy(ctx)
-            worker_shutdown.connect(lambda **_: stop_proxy(ctx, poll), weak=False)
-            register_self(ctx, last_task="proxy started")
-        app.steps["consumer"].add(heartbeat_step(ctx, conductor))
-    if conductor is not None:
-        app.steps["consumer"].add(conductor_step(conductor))
-    # ``all``: the worker's lines say ``work``, its conductor steps' lines ``conductor`` (workers/conductor.py).
-    logformat.bind_process(instance=settings.instance_id, group=settings.group,
-                           role="work" if role == "all" else role)
-    log.info("instance %s of group %s starting its %s worker", settings.instance_id, settings.group, role)
+        signal.signal(signal.SIGTERM, stopped_while_starting)  # until Celery's worker takes SIGTERM over
     try:
+        if ctx is not None:
+            start_serving(ctx, app, conductor)
+        if conductor is not None:
+            app.steps["consumer"].add(conductor_step(conductor))
+        # ``all``: the worker's lines say ``work``, its conductor steps' lines ``conductor`` (workers/conductor.py).
+        logformat.bind_process(instance=settings.instance_id, group=settings.group,
+                               role="work" if role == "all" else role)
+        log.info("instance %s of group %s starting its %s worker", settings.instance_id, settings.group, role)
         run_celery(app, settings, role, loglevel)
+    except StoppedWhileStarting:
+        log.info("stopped while starting, after registering: leaving the group")
+        if ctx is not None:
+            membership.leave(ctx)
+        raise
     finally:
         if role != "conductor" and restart_requested(settings.root):
             log.info("restarting the worker on the newly installed agent")
             restart_on_installed_agent(settings, loglevel, role, always=True)
+
+
+class StoppedWhileStarting(SystemExit):
+    """SIGTERM came after the instance registered and before Celery's worker took the signal over."""
+
+
+def stopped_while_starting(signum: int, _frame: Any) -> None:
+    """SIGTERM's handler from the first registration until Celery's worker installs its own (whose warm
+    shutdown sends the ``worker_shutdown`` that takes the instance out of the registry). Without it the
+    signal ended the process at once and left its entry to the proxies until it aged out. The group is
+    left once the exception has unwound what was running (``run_worker``): not in here, in the middle of
+    whatever AWS call the signal interrupted."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+    raise StoppedWhileStarting(128 + signum)
+
+
+def start_serving(ctx: Context, app: Any, conductor: Conductor | None) -> None:
+    """What a registered instance starts before its worker: leaving on a clean stop, the lifecycle watch, the
+    proxy of an ``rp`` instance, the heartbeat."""
+    worker_shutdown.connect(lambda **_: membership.leave(ctx), weak=False)
+    if ctx.settings.lifecycle_hook:
+        watch_lifecycle(ctx, ctx.settings.lifecycle_hook)
+    if ctx.settings.layer == "rp":
+        from skynet_tasks.proxy.runtime import start_proxy, stop_proxy
+
+        poll = start_proxy(ctx)
+        worker_shutdown.connect(lambda **_: stop_proxy(ctx, poll), weak=False)
+        register_self(ctx, last_task="proxy started")
+    app.steps["consumer"].add(heartbeat_step(ctx, conductor))
 
 
 def run_celery(app: Any, settings: Settings, role: str, loglevel: str) -> None:
