@@ -173,10 +173,12 @@ def run_worker(loglevel: str = "INFO", role: str = "all") -> None:
         sync_config_at_boot(ctx)
         if membership.converge_at_boot(ctx) is None:
             membership.restart_app_if_down(ctx)
-        handle_re_register(ctx, "boot")
-        signal.signal(signal.SIGTERM, stopped_while_starting)  # until Celery's worker takes SIGTERM over
+        worker_shutdown.connect(lambda **_: membership.leave(ctx), weak=False)
+        # From its first registration until Celery's worker takes SIGTERM over.
+        signal.signal(signal.SIGTERM, stopped_while_starting)
     try:
         if ctx is not None:
+            handle_re_register(ctx, "boot")
             start_serving(ctx, app, conductor)
         if conductor is not None:
             app.steps["consumer"].add(conductor_step(conductor))
@@ -186,9 +188,8 @@ def run_worker(loglevel: str = "INFO", role: str = "all") -> None:
         log.info("instance %s of group %s starting its %s worker", settings.instance_id, settings.group, role)
         run_celery(app, settings, role, loglevel)
     except StoppedWhileStarting:
-        log.info("stopped while starting, after registering: leaving the group")
-        if ctx is not None:
-            membership.leave(ctx)
+        log.info("stopped while starting, after registering: shutting down as the worker would")
+        worker_shutdown.send(sender=None)  # leaves the group; stops an rp instance's proxy
         raise
     finally:
         if role != "conductor" and restart_requested(settings.root):
@@ -211,9 +212,8 @@ def stopped_while_starting(signum: int, _frame: Any) -> None:
 
 
 def start_serving(ctx: Context, app: Any, conductor: Conductor | None) -> None:
-    """What a registered instance starts before its worker: leaving on a clean stop, the lifecycle watch, the
-    proxy of an ``rp`` instance, the heartbeat."""
-    worker_shutdown.connect(lambda **_: membership.leave(ctx), weak=False)
+    """What a registered instance starts before its worker: the lifecycle watch, the proxy of an ``rp``
+    instance, the heartbeat."""
     if ctx.settings.lifecycle_hook:
         watch_lifecycle(ctx, ctx.settings.lifecycle_hook)
     if ctx.settings.layer == "rp":
