@@ -176,9 +176,15 @@ class StackCluster(RecordedCluster):
 
     def shared_repos(self) -> Path:
         """Where the sample app's repository lives: a folder of the shared /tmp that the instances' users
-        may read (the cluster's own folder may be private to this machine's user, as pytest's are)."""
+        may read (the cluster's own folder may be private to this machine's user, as pytest's are).
+
+        Made afresh: a folder of this VPC's name is what an earlier cluster of it left when it was killed
+        rather than brought down (the VPC was free to claim again), and its sample app held that cluster's
+        last commits: a demo started on it rolled out a release made to fail on its third ticket.
+        """
         shared = Path(tempfile.gettempdir()) / f"skynet-{self.vpc.name}-repos"
-        shared.mkdir(exist_ok=True)
+        shutil.rmtree(shared, ignore_errors=True)
+        shared.mkdir()
         shared.chmod(0o755)
         return shared
 
