@@ -62,6 +62,7 @@ class Patch:
     _undo: ExitStack | None = field(default=None, init=False, repr=False)
     _armed: bool = field(default=False, init=False, repr=False)
     _hooked: bool = field(default=False, init=False, repr=False)
+    # Re-entrant: wrapt runs the hook at once, in ``install``, if the module was imported meanwhile.
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
 
     @property
@@ -110,15 +111,14 @@ class Patch:
             if self._armed and self._undo is None:
                 self._apply_now()
 
-    def _apply_now(self) -> None:
-        with self._lock:
-            stack = ExitStack()
-            try:
-                self.apply(stack)
-            except BaseException:
-                stack.close()  # a patch half applied is undone
-                raise
-            self._undo = stack
+    def _apply_now(self) -> None:  # (called with the lock held)
+        stack = ExitStack()
+        try:
+            self.apply(stack)
+        except BaseException:
+            stack.close()  # a patch half applied is undone
+            raise
+        self._undo = stack
 
     def uninstall(self) -> None:
         """Put the library's originals back (or disarm it); nothing if the patch is not installed."""

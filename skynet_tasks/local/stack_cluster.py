@@ -178,10 +178,8 @@ class StackCluster(RecordedCluster):
         """Where the sample app's repository lives: a folder of the shared /tmp that the instances' users
         may read (the cluster's own folder may be private to this machine's user, as pytest's are).
 
-        Made afresh: a folder of this VPC's name is what an earlier cluster of it left when it was killed
-        rather than brought down (the VPC was free to claim again), and its sample app held that cluster's
-        last commits: a demo started on it rolled out a release made to fail on its third ticket.
-        """
+        Made afresh: one of this VPC's name was left by a cluster killed rather than brought down, and held
+        its last commits (a demo then rolled out a release made to fail)."""
         shared = Path(tempfile.gettempdir()) / f"skynet-{self.vpc.name}-repos"
         shutil.rmtree(shared, ignore_errors=True)
         shared.mkdir()
