@@ -92,12 +92,12 @@ def sweep(ctx: Context) -> list[str]:
 
 
 def nudge_stalled_builds(ctx: Context, now: float | None = None) -> list[str]:
-    """Re-send the build of recent rollouts of this group that no instance started; return their ids.
+    """Re-send the build of recent rollouts of this group that no instance is running; return their ids.
 
     A build is stalled when it was requested over ``SKYNET_BUILD_NUDGE_AFTER`` seconds ago, no
-    instance holds a build claim on its release, and it was not nudged within the
-    last as many seconds. A duplicate build message is harmless: the rollout
-    and the build claim are conditional writes.
+    instance holds a live build claim on its release (a builder renews it at every heartbeat:
+    ``tasks.build.build_lease``), and it was not nudged within the last as many seconds. A
+    duplicate build message is harmless: the rollout and the build claim are conditional writes.
     """
     s = ctx.settings
     now = time.time() if now is None else now

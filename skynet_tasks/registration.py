@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from skynet_tasks import __version__, buildspec
@@ -24,20 +24,24 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def keep_registered(ctx: Context, task: str, health: Health | None = None) -> Iterator[None]:
-    """Refresh this instance's registration while a long task runs.
+def keep_registered(ctx: Context, task: str, health: Health | None = None,
+                    also: Callable[[], object] | None = None) -> Iterator[None]:
+    """Refresh this instance's registration while a long task runs (and call ``also`` as often).
 
     Heartbeats skip a worker that holds a task, so without this a long build or
-    update would look like a dead instance to the conductor.
+    update would look like a dead instance to the conductor. ``also``: what else must be
+    kept fresh at the same pace (a build renews the lease of its claim).
     """
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(ctx.settings.heartbeat_interval):
-            try:
-                register_self(ctx, health=health, last_task=task)
-            except Exception:  # noqa: BLE001 - a missed refresh must not break the task
-                log.exception("could not refresh the registration during %s", task)
+            for refresh in (also, lambda: register_self(ctx, health=health, last_task=task)):
+                try:
+                    if refresh is not None:
+                        refresh()
+                except Exception:  # noqa: BLE001 - a missed refresh must not break the task
+                    log.exception("a refresh during %s failed", task)
 
     thread = threading.Thread(target=beat, name="keep-registered", daemon=True)
     thread.start()

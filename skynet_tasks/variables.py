@@ -100,7 +100,7 @@ VARIABLES: tuple[Variable, ...] = (
        "keep_releases", 2, 100),
     _v("RP_POLL", "number", "30", "A proxy's safety-net poll of the endpoints table, in seconds.", ("worker",),
        "rp_poll_interval", 0.5, 3600),
-    _v("BUILD_NUDGE_AFTER", "number", "45", "Seconds after which a build request nobody took is sent again.",
+    _v("BUILD_NUDGE_AFTER", "number", "45", "Seconds after which a build nobody is running is requested again.",
        ("worker",), "build_nudge_after", 5, 3600),
     _v("PROXY_DRAIN_WAIT", "number", "10", "Seconds a proxy waits for requests in flight when it leaves.",
        ("worker",), "proxy_drain_wait", 0, 300),

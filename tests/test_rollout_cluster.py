@@ -527,6 +527,34 @@ def test_a_build_request_whose_message_was_lost_is_sent_again_by_the_members(clu
     assert all(current_release(cluster, i) == sha for i in INSTANCES)
 
 
+def test_a_builder_killed_mid_build_leaves_the_build_to_a_member_once_its_claim_lapses(cluster, workdir, tmp_path):
+    # Given a release whose first build takes minutes (its last step sleeps, the first time it runs)
+    started = tmp_path / "build-started"
+    step = (f"  - [python3, -c, \"import pathlib, time; p = pathlib.Path('{started}'); first = not p.exists(); "
+            "p.touch(); time.sleep(60 if first else 0)\"]\n")
+    slow_spec = SAMPLE_SPEC.replace("  - [python3, build.py]\n", "  - [python3, build.py]\n" + step)
+    sha = commit_files(cluster.require_info().app_repo, workdir, {"skynet.yml": slow_spec, "VERSION": "rebuilt\n"},
+                       "Release whose first builder dies")
+    result = skynet(cluster, "deploy", "--env", "local", "--layer", "api", "--ref", "main", "--json")
+    rollout_id = json.loads(result.stdout)["rollout_id"]
+
+    # When its builder's worker is killed during the build (the build's message goes with it, in flight for
+    # the instance queue's visibility timeout: 15 minutes), and started again
+    wait_for(started.exists, 90, "the build to reach its slow step")
+    builder = ledger(cluster).release("local-api", sha).builder
+    cluster.stop_instance(builder, sig=signal.SIGKILL)
+    killed_at = time.time()
+    cluster.start_instance(builder, "api")
+
+    # Then a member builds it again once the dead build's claim lapses, and the rollout completes
+    final = stopped_rollout(cluster, rollout_id, 120)
+    assert final["state"] == "completed", final
+    release = ledger(cluster).release("local-api", sha)
+    assert release.state is ReleaseState.BUILT and release.started_at > killed_at
+    assert all(current_release(cluster, i) == sha for i in INSTANCES)
+    commit_files(cluster.require_info().app_repo, workdir, {"skynet.yml": SAMPLE_SPEC}, "Builds at full speed again")
+
+
 def test_through_the_proxy_a_rolling_update_fails_no_request(cluster, workdir):
     info = cluster.require_info()
     assert info.rp_url

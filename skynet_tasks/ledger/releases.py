@@ -75,6 +75,20 @@ class ReleaseStore(Store):
             raise
         return release
 
+    def renew_build(self, group: str, sha: str, builder: str, lease: float) -> bool:
+        """Extend ``builder``'s claim on a build it is running to ``lease`` seconds from now; False if the
+        claim is not its own any more (another instance took it over once it lapsed) or the build ended."""
+        try:
+            self.update_item(**expressions.update(
+                self.table, key(_pk(group), sha), {"lease_until": time.time() + lease},
+                condition="builder = :me AND #s = :building", names={"#s": "state"},
+                condition_values={":me": builder, ":building": str(ReleaseState.BUILDING)}))
+        except ClientError as error:
+            if condition_failed(error):
+                return False
+            raise
+        return True
+
     def finish_build(self, group: str, sha: str, builder: str, state: ReleaseState, attributes: dict[str, Any]) -> None:
         """Record the outcome of a build this instance claimed."""
         values = {**attributes, "state": str(state), "finished_at": time.time()}

@@ -37,9 +37,16 @@ from skynet_tasks.tasks.publish import publish_release
 
 log = logging.getLogger(__name__)
 
-# A build claim outlives the build task's hard time limit (840 s) and expires just
-# before the instance queue's visibility timeout (900 s) could hand the message back.
-BUILD_LEASE = 870.0
+# A build's claim lapses this many heartbeats after its builder last renewed it (at every
+# heartbeat, while it builds): the commit of a builder whose worker died (killed, or its
+# instance terminated) is free for another member within minutes, which the build nudge
+# then asks for, rather than once the dead build's message returns (the instance queue's
+# visibility timeout, 15 minutes; never, if the instance is gone).
+LEASE_HEARTBEATS = 3
+MIN_LEASE = 15.0
+# How long a member waits for another instance's build of the same commit (for another
+# rollout of it): within the build task's soft time limit.
+BUILD_WAIT = 720.0
 
 
 # As a conductor step (maintenance.py): a failure is not acknowledged; the queue's redrive policy
@@ -82,16 +89,26 @@ def handle_build(ctx: Context, request: Any) -> None:
         log.warning("rollout %s: %s", req.rollout_id, refusal)
         ctx.ledger.fail_build(req.rollout_id, refusal)
         return
-    with keep_registered(ctx, f"build {req.sha[:12]}"):
+    lease = build_lease(ctx)
+
+    def renew_claim() -> None:  # refused, and harmless, until this instance holds the claim
+        ctx.ledger.renew_build(req.group, req.sha, me, lease)
+
+    with keep_registered(ctx, f"build {req.sha[:12]}", also=renew_claim):
         refusal = stale_push(ctx, req)
         if refusal is not None:
             log.warning("rollout %s: %s (%s at %s)", req.rollout_id, refusal, req.branch, req.sha)
             ctx.ledger.fail_build(req.rollout_id, refusal)
             return
-        release = _built_release(ctx, req, me)
+        release = _built_release(ctx, req, me, lease)
     if release is None:
         return
     publish_release(ctx, req.rollout_id, release, req.requested_at)
+
+
+def build_lease(ctx: Context) -> float:
+    """Seconds a build claim holds its commit without a renewal (``LEASE_HEARTBEATS`` heartbeats)."""
+    return max(LEASE_HEARTBEATS * ctx.settings.heartbeat_interval, MIN_LEASE)
 
 
 def unregistered_source(group_record: dict[str, Any], req: BuildRequest) -> str | None:
@@ -123,13 +140,13 @@ def stale_push(ctx: Context, req: BuildRequest) -> str | None:
         return f"build failed: cannot check the push against its repository: {error}"
 
 
-def _built_release(ctx: Context, req: BuildRequest, me: str) -> Release | None:
+def _built_release(ctx: Context, req: BuildRequest, me: str, lease: float) -> Release | None:
     """The release of ``req.sha``, building it if nobody has; None when the build failed or is someone else's."""
-    deadline = time.monotonic() + BUILD_LEASE
+    deadline = time.monotonic() + BUILD_WAIT
     while True:
         claim = ctx.ledger.claim_build(Release(group=req.group, sha=req.sha, state=ReleaseState.BUILDING,
                                                repo=req.repo, branch=req.branch, builder=me,
-                                               started_at=time.time()), lease=BUILD_LEASE)
+                                               started_at=time.time()), lease=lease)
         if claim is not None:
             return _run_build(ctx, req, me)
         existing = ctx.ledger.release(req.group, req.sha)
