@@ -528,7 +528,7 @@ def test_a_build_request_whose_message_was_lost_is_sent_again_by_the_members(clu
 
 
 def test_a_builder_killed_mid_build_leaves_the_build_to_a_member_once_its_claim_lapses(cluster, workdir, tmp_path):
-    # Given a release whose first build takes minutes (its last step sleeps, the first time it runs)
+    # Given a release whose first build takes a minute (its last step sleeps, the first time it runs)
     started = tmp_path / "build-started"
     step = (f"  - [python3, -c, \"import pathlib, time; p = pathlib.Path('{started}'); first = not p.exists(); "
             "p.touch(); time.sleep(60 if first else 0)\"]\n")
