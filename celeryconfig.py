@@ -52,7 +52,7 @@ def config(settings: Settings) -> dict[str, Any]:
             "wait_time_seconds": settings.poll_wait,
             "polling_interval": settings.poll_interval,
             # Only used if kombu ever has to create a queue itself (sending to a queue that
-            # bootstrap did not make): keep it above the longest task's hard limit.
+            # bootstrap did not make): the instance queues' own (``queues.INSTANCE_VISIBILITY``).
             "visibility_timeout": 900,
             # kombu's own SQS client retries throttling and 5xx as every Skynet client does.
             "client-config": client_settings(),

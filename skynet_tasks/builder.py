@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from skynet_tasks import artifacts, build_user, buildspec, commands, gitrepo, names
 from skynet_tasks.artifact_store import ArtifactStore, release_prefix
 from skynet_tasks.redaction import Redactor, store_log
@@ -85,7 +87,9 @@ def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: s
         store.put_text(manifest_key, manifest.to_json(), "application/json")
         build_log.note(f"artifact {artifact_key}: {size} bytes, sha256 {digest}, {len(files)} files")
     except (gitrepo.GitError, buildspec.BuildSpecError, commands.CommandFailed, artifacts.ArtifactError,
-            OSError) as error:
+            OSError, SoftTimeLimitExceeded) as error:
+        if isinstance(error, SoftTimeLimitExceeded):  # (its own text is empty)
+            error = TimeoutError("the build ran past its task's time limit (checkout, steps and upload together)")
         build_log.note(f"build failed: {error}")
         store_log(store, log_key, build_log.text(), redactor)
         raise BuildFailed(str(error), log_key) from error

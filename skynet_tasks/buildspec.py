@@ -33,6 +33,10 @@ _STACK = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _HTTP_PATH = re.compile(r"^/[\x21-\x7e]*$")
 
 
+# The longest ``build_timeout`` a skynet.yml may ask for (the build task's limits leave room for it:
+# ``tasks.build``).
+MAX_BUILD_TIMEOUT = 3600
+
 @dataclass(frozen=True)
 class Hooks:
     """The commands run at each lifecycle step of an update, in order."""
@@ -167,7 +171,7 @@ def parse_buildspec(text: str) -> BuildSpec:
         service = Service((sys.executable, "-m", "skynet_tasks.stacks.run", chosen.name))
     return BuildSpec(
         build=_commands(top.get("build"), "build"),
-        build_timeout=_seconds(top.get("build_timeout"), "build_timeout", 600, 1, 3600),
+        build_timeout=_seconds(top.get("build_timeout"), "build_timeout", 600, 1, MAX_BUILD_TIMEOUT),
         artifact_exclude=tuple(exclude),
         hooks=Hooks(**{name: _commands(hooks.get(name), f"hooks.{name}") for name in _HOOKS}),
         service=service,

@@ -56,6 +56,10 @@ def run(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: floa
         log.lines.append(output.decode("utf-8", "replace").rstrip())
         log.note(f"timed out after {timeout:.0f}s")
         raise CommandFailed(f"{' '.join(argv)}: timed out after {timeout:.0f}s") from None
+    except BaseException:  # interrupted (the task's time limit): the step's children must not outlive it either
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
     log.lines.append(output.decode("utf-8", "replace").rstrip())
     if process.returncode != 0:
         log.note(f"exit status {process.returncode}")

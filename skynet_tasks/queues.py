@@ -40,7 +40,11 @@ class QueueSpec:
 # (see skynet_tasks.tasks), so a running task is never handed to a second worker.
 # Short: a message swallowed by a conductor that died mid-receive blocks its FIFO group this long.
 MAINTENANCE_VISIBILITY = 20
-# An instance's own queue carries its builds (hard limit 840 s) and updates (600 s).
+# An instance's own queue carries its updates (hard limit 600 s) and builds. A build may run longer
+# (``tasks.build.BUILD_HARD_LIMIT``, for a skynet.yml's longest build_timeout): its message may then come
+# back to the same worker, its queue's only reader, which runs it once the build has ended and finds the
+# rollout no longer building. Meanwhile the build's claim, renewed at every heartbeat, keeps any other
+# member from building the commit.
 INSTANCE_VISIBILITY = 900
 
 

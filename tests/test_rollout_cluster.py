@@ -37,6 +37,7 @@ from clusterkit import (
     registry as cluster_registry,
 )
 
+from skynet_tasks import names
 from skynet_tasks.app import create_app
 from skynet_tasks.artifact_store import release_prefix
 from skynet_tasks.artifacts import Manifest
@@ -48,6 +49,7 @@ from skynet_tasks.local.cluster import LocalCluster
 from skynet_tasks.local.sample_repo import commit_files, create_sample_repo
 from skynet_tasks.local.traffic import traffic_to
 from skynet_tasks.membership import sweep
+from skynet_tasks.messages import BUILD_TASK
 from skynet_tasks.proctable import child_pids, process_alive
 from skynet_tasks.queues import Queues, instance_queue
 from skynet_tasks.registry import Endpoint
@@ -553,6 +555,43 @@ def test_a_builder_killed_mid_build_leaves_the_build_to_a_member_once_its_claim_
     assert release.state is ReleaseState.BUILT and release.started_at > killed_at
     assert all(current_release(cluster, i) == sha for i in INSTANCES)
     commit_files(cluster.require_info().app_repo, workdir, {"skynet.yml": SAMPLE_SPEC}, "Builds at full speed again")
+
+
+def test_a_build_past_its_task_time_limit_fails_its_rollout_saying_so_and_leaves_no_step_running(cluster, workdir,
+                                                                                                   tmp_path):
+    # Given a release whose build step outlasts the build task's time limit: here 5 s, set on the message
+    # as Celery allows (the task's own leaves room for the longest build_timeout, an hour)
+    pid_file = tmp_path / "step.pid"
+    step = f"  - [python3, -c, \"import os, time; open('{pid_file}', 'w').write(str(os.getpid())); time.sleep(60)\"]\n"
+    info = cluster.require_info()
+    sha = commit_files(info.app_repo, workdir, {"VERSION": "too slow\n", "skynet.yml": SAMPLE_SPEC.replace(
+        "  - [python3, build.py]\n", "  - [python3, build.py]\n" + step)}, "A build too slow for its limit")
+    before = {i: current_release(cluster, i) for i in INSTANCES}
+    rollout_id = new_rollout_id()
+    # (requested in the future: the members' nudge, 8 s here, must not send the build again with the task's
+    # own limit)
+    request = {"group": "local-api", "repo": info.app_repo, "branch": "main", "sha": sha, "rollout_id": rollout_id,
+               "source": "test", "requested_at": time.time() + 300}
+    ledger(cluster).create_rollout(rollout_id, "local-api", sha, RolloutKind.CODE, {
+        k: request[k] for k in ("repo", "branch", "source", "requested_at")})
+
+    # When an instance runs its build with that limit
+    sender_for(info.environment).app.send_task(BUILD_TASK, kwargs={"request": request}, declare=[],
+                                               queue=names.instance_queue("local", "api-1"), soft_time_limit=5,
+                                               time_limit=60)
+
+    # Then the rollout fails saying why, the build's log says it too, its step is not left running, and no
+    # instance moved
+    failed = wait_for(lambda: (r := rollout_or_none(cluster, rollout_id)) and r["state"] == "build_failed" and r,
+                      60, f"rollout {rollout_id} to fail its build")
+    assert "time limit" in failed["reason"], failed
+    release = ledger(cluster).release("local-api", sha)
+    assert release.state is ReleaseState.FAILED and release.log_key
+    build_log = cluster.aws().s3.get_object(Bucket=repo_bucket(cluster), Key=release.log_key)["Body"].read()
+    assert b"time limit" in build_log
+    assert not process_alive(int(pid_file.read_text()))
+    assert {i: current_release(cluster, i) for i in INSTANCES} == before
+    commit_files(info.app_repo, workdir, {"skynet.yml": SAMPLE_SPEC}, "Builds within its limit again")
 
 
 def test_through_the_proxy_a_rolling_update_fails_no_request(cluster, workdir):

@@ -21,10 +21,13 @@ import logging
 import time
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from skynet_tasks import gitrepo
 from skynet_tasks.app import app
 from skynet_tasks.builder import BuildFailed, build_release, push_refusal
 from skynet_tasks.buildrequest import WEBHOOK_SOURCE, BuildRequest
+from skynet_tasks.buildspec import MAX_BUILD_TIMEOUT
 from skynet_tasks.config.sync import ConfigDir, git_ssh_environment
 from skynet_tasks.context import Context
 from skynet_tasks.ledger import Release
@@ -44,9 +47,14 @@ log = logging.getLogger(__name__)
 # visibility timeout, 15 minutes; never, if the instance is gone).
 LEASE_HEARTBEATS = 3
 MIN_LEASE = 15.0
+# The build task's limits leave room for the longest build a skynet.yml may ask for, plus its
+# checkout and upload. A build that runs past the soft limit fails its rollout, saying so: failing
+# only the task left the rollout building, and the nudge built it again, for ever.
+BUILD_SOFT_LIMIT = MAX_BUILD_TIMEOUT + 180
+BUILD_HARD_LIMIT = BUILD_SOFT_LIMIT + 60
 # How long a member waits for another instance's build of the same commit (for another
 # rollout of it): within the build task's soft time limit.
-BUILD_WAIT = 720.0
+BUILD_WAIT = float(MAX_BUILD_TIMEOUT)
 
 
 # As a conductor step (maintenance.py): a failure is not acknowledged; the queue's redrive policy
@@ -57,7 +65,7 @@ def build_request(self: SkynetTask, request: dict[str, Any]) -> None:
     handle_build_request(self.ctx, request)
 
 
-@app.task(name=BUILD_TASK, base=SkynetTask, bind=True, soft_time_limit=780, time_limit=840)
+@app.task(name=BUILD_TASK, base=SkynetTask, bind=True, soft_time_limit=BUILD_SOFT_LIMIT, time_limit=BUILD_HARD_LIMIT)
 def build(self: SkynetTask, request: dict[str, Any]) -> None:
     """Build the requested release once for the group and publish it with this instance as its canary."""
     handle_build(self.ctx, request)
@@ -95,12 +103,17 @@ def handle_build(ctx: Context, request: Any) -> None:
         ctx.ledger.renew_build(req.group, req.sha, me, lease)
 
     with keep_registered(ctx, f"build {req.sha[:12]}", also=renew_claim):
-        refusal = stale_push(ctx, req)
-        if refusal is not None:
-            log.warning("rollout %s: %s (%s at %s)", req.rollout_id, refusal, req.branch, req.sha)
-            ctx.ledger.fail_build(req.rollout_id, refusal)
+        try:
+            refusal = stale_push(ctx, req)
+            if refusal is not None:
+                log.warning("rollout %s: %s (%s at %s)", req.rollout_id, refusal, req.branch, req.sha)
+                ctx.ledger.fail_build(req.rollout_id, refusal)
+                return
+            release = _built_release(ctx, req, me, lease)
+        except SoftTimeLimitExceeded:  # outside the build itself (which records its own): checking the push
+            log.warning("rollout %s: the build task's time limit passed before the build", req.rollout_id)
+            ctx.ledger.fail_build(req.rollout_id, "build failed: its task's time limit passed before it built")
             return
-        release = _built_release(ctx, req, me, lease)
     if release is None:
         return
     publish_release(ctx, req.rollout_id, release, req.requested_at)
