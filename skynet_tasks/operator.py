@@ -118,7 +118,9 @@ def drain_instance(ledger: Ledger, registry: Registry, messenger: Messenger, env
 
     The registry entry changes at once, so the proxy drops the instance within a
     sync; the instance itself is told too, so that its own heartbeats keep
-    reporting it draining until an operator undoes it.
+    reporting it draining until an operator undoes it. (A heartbeat already on its
+    way may write it back to healthy until the instance takes the drain, within
+    moments: its worker's main process runs both.)
     """
     found = registry.find(env, instance_id)
     if found is None:

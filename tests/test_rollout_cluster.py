@@ -452,7 +452,10 @@ def test_a_drained_instance_reports_draining_until_undone(cluster):
 
     result = skynet(cluster, "drain", "--env", "local", "api-3")
     assert result.returncode == 0, result.stderr
-    assert health("api-3") == "draining"
+    # At once; a heartbeat already on its way (every second here) may write it back until the instance
+    # takes its drain, which its main process runs (it started the pool's child first, while heartbeats
+    # wrote healthy: a failure of CI)
+    wait_for(lambda: health("api-3") == "draining", 2, "api-3 draining")
     # Its own heartbeats keep it draining (heartbeat interval 1 s here).
     wait_for(lambda: ledger(cluster).actions("local-api")[0]["action"] == "drain", 10, "the recorded action")
     time.sleep(3)

@@ -38,7 +38,7 @@ from skynet_tasks.compat import install_celery_patches, install_kombu_patches
 from skynet_tasks.config.apply import sync_config
 from skynet_tasks.config.paths import ConfigError
 from skynet_tasks.context import Context
-from skynet_tasks.messages import TAKE_TICKET_TASK
+from skynet_tasks.messages import DRAIN_TASK, TAKE_TICKET_TASK
 from skynet_tasks.queues import instance_queue
 from skynet_tasks.registration import register_self
 from skynet_tasks.settings import Settings
@@ -240,8 +240,8 @@ def run_celery(app: Any, settings: Settings, role: str, loglevel: str) -> None:
     pool = ["--autoscale", "1,0"] if role == "all" else ["--concurrency", "1"]
     if role == "all":
         app.conf.worker_autoscaler = "workers.lazy_pool:LazyChild"
-    if role != "conductor":  # a ticket request starts no pool child (workers/main_process_tasks.py)
-        run_here_too(app, [TAKE_TICKET_TASK])
+    if role != "conductor":  # a ticket request or a drain starts no pool child (workers/main_process_tasks.py)
+        run_here_too(app, [TAKE_TICKET_TASK, DRAIN_TASK])
     app.worker_main([
         *quiet, "worker", "--queues", ",".join(worker_queues(settings, role)), *pool,
         "--prefetch-multiplier", "1", "--hostname", f"{settings.instance_id}-{role}@skynet", "--loglevel", loglevel,

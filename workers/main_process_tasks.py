@@ -8,8 +8,12 @@ main process has all the task needs already (the heartbeat's Context), so the re
 once, and no child starts until the member has work that needs one: its update, and
 ``skynet.prepare`` just before it (``tasks.maintenance``).
 
+An operator's drain (``skynet.drain``) runs here too: the instance reports itself draining at once,
+instead of after its child starts, while a heartbeat wrote the entry back to healthy.
+
 What runs here must be short and bounded, since it holds the event loop and no hard time limit
-covers it: a ticket request is one read at most and one send, each with botocore's timeouts. A
+covers it: a ticket request is one read at most and one send, each with botocore's timeouts; a drain
+is a file and one registry write (an undrain probes the app first, as every heartbeat here does). A
 message with an ETA (a countdown) waits on the worker's timer, as Celery's own strategy makes it
 wait (the prefetch window widened meanwhile, so the update can still arrive), then runs here too.
 The message is acknowledged as the task's settings say (``Request.execute``), as in the pool.
