@@ -89,8 +89,14 @@ def register_self(ctx: Context, health: Health | None = None, last_task: str = "
 
 
 def own_entry(ctx: Context, health: Health | None = None, last_task: str = "", last_outcome: str = "") -> Endpoint:
-    """This instance's registry entry as of now (its health probed unless ``health`` is given)."""
+    """This instance's registry entry as of now (its health probed unless ``health`` is given).
+
+    An operator's drain outlasts any health the caller checked: only the operator undoes it (an
+    update's report said healthy from its own health check, and put a drained instance back in service).
+    """
     s = ctx.settings
+    if ctx.layout.drain_flag.exists():
+        health = Health.DRAINING
     return Endpoint(
         instance_id=s.instance_id, group=s.group, address=s.address, port=s.app_port,
         release=ctx.layout.current_release() or "", health=str(health or probe_health(ctx)),

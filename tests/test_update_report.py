@@ -194,5 +194,20 @@ def test_a_successful_update_registers_the_health_it_just_checked_and_a_failed_o
     assert not report["event"].ok and report["entry"].health == "unhealthy" and probed == ["probe"]
 
 
+def test_an_instance_an_operator_drained_reports_its_update_and_stays_drained(ctx, monkeypatch):
+    # Given ticket 1 updating on an instance an operator drained (the drain task left its flag)
+    rollout_id = updating_ticket(ctx)
+    reports = run_update(ctx, monkeypatch)
+    ctx.layout.drain_flag.parent.mkdir(parents=True, exist_ok=True)
+    ctx.layout.drain_flag.touch()
+
+    # When its update succeeds (its health check passed)
+    update_task.handle_update(ctx, rollout_id, 1)
+
+    # Then it reports success, and the entry it wrote keeps it out of the proxies until the operator undoes it
+    [report] = reports.seen
+    assert report["event"].ok and report["entry"].health == "draining"
+
+
 def failing_install() -> None:
     raise UpdateFailed("health check failed", "")
