@@ -37,6 +37,7 @@ _HTTP_PATH = re.compile(r"^/[\x21-\x7e]*$")
 # ``tasks.build``).
 MAX_BUILD_TIMEOUT = 3600
 
+
 @dataclass(frozen=True)
 class Hooks:
     """The commands run at each lifecycle step of an update, in order."""
