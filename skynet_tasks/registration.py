@@ -35,11 +35,11 @@ def keep_registered(ctx: Context, task: str, health: Health | None = None,
     stop = threading.Event()
 
     def beat() -> None:
+        refreshes = [*([also] if also else []), lambda: register_self(ctx, health=health, last_task=task)]
         while not stop.wait(ctx.settings.heartbeat_interval):
-            for refresh in (also, lambda: register_self(ctx, health=health, last_task=task)):
+            for refresh in refreshes:
                 try:
-                    if refresh is not None:
-                        refresh()
+                    refresh()
                 except Exception:  # noqa: BLE001 - a missed refresh must not break the task
                     log.exception("a refresh during %s failed", task)
 
@@ -57,10 +57,8 @@ OUTCOME_LIMIT = 300
 
 
 def probe_health(ctx: Context) -> Health:
-    """This instance's health as the proxy should see it: its app answers its health check."""
+    """This instance's health as its app's health check sees it (an operator's drain is ``own_entry``'s)."""
     layout = ctx.layout
-    if layout.drain_flag.exists():
-        return Health.DRAINING
     if ctx.settings.layer == "rp":
         from skynet_tasks.proxy.runtime import proxy_health
 

@@ -110,7 +110,7 @@ def handle_build(ctx: Context, request: Any) -> None:
                 ctx.ledger.fail_build(req.rollout_id, refusal)
                 return
             release = _built_release(ctx, req, me, lease)
-        except SoftTimeLimitExceeded:  # outside the build itself (which records its own): checking the push
+        except SoftTimeLimitExceeded:  # outside the build itself (which records its own): the push's check, a wait
             log.warning("rollout %s: the build task's time limit passed before the build", req.rollout_id)
             ctx.ledger.fail_build(req.rollout_id, "build failed: its task's time limit passed before it built")
             return

@@ -8,7 +8,6 @@ from skynet_tasks.app import app
 from skynet_tasks.context import Context
 from skynet_tasks.messages import DRAIN_TASK
 from skynet_tasks.registration import register_self
-from skynet_tasks.states import Health
 from skynet_tasks.tasks.base import SkynetTask
 
 log = logging.getLogger(__name__)
@@ -33,6 +32,5 @@ def handle_drain(ctx: Context, drain: bool) -> None:
         flag.touch()
     else:
         flag.unlink(missing_ok=True)
-    # Draining, the entry says so without probing the app; back in service, it is probed as a heartbeat does.
-    register_self(ctx, health=Health.DRAINING if drain else None, last_task="drain" if drain else "undrain")
+    register_self(ctx, last_task="drain" if drain else "undrain")
     log.info("instance %s %s", ctx.settings.instance_id, "draining" if drain else "back in service")
