@@ -22,6 +22,7 @@ from moto.iam.access_control import IAMPolicyStatement
 from moto.secretsmanager.responses import SecretsManagerResponse
 from moto.server import ThreadedMotoServer
 from moto.sqs.models import Queue as SqsQueue
+from moto.sqs.responses import SQSResponse
 from moto.ssm.responses import SimpleSystemManagerResponse
 
 from skynet_tasks.compat import moto_cfn, moto_dynamodb, moto_iam, moto_sqs
@@ -101,6 +102,29 @@ def test_requests_are_authorized_on_the_resource_arns_aws_uses():
             ("PutItem", f"{TABLE}/state"), ("ConditionCheckItem", f"{TABLE}/tickets")]
         assert authorized_resource(request_to(SimpleSystemManagerResponse, "GetParameter", PARAMETER)) == \
             f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/skynet/prod/key"
+
+
+def sqs_authorized_action(action: str) -> str:
+    handler = request_to(SQSResponse, action, {})
+    checked: list[str] = []
+    handler._authenticate_and_authorize_action = lambda _request, _resource: checked.append(handler._get_action())
+    handler._authenticate_and_authorize_normal_action("*")
+    (only,) = checked
+    assert handler._get_action() == action  # the request's own action, once authorized
+    return only
+
+
+def test_still_needed_moto_checks_an_sqs_batch_as_an_action_iam_does_not_have():
+    assert not moto_iam.RESOURCE_AUTHORIZATION.installed
+    assert sqs_authorized_action("DeleteMessageBatch") == "DeleteMessageBatch"
+
+
+def test_an_sqs_batch_is_authorized_by_its_single_action_as_on_aws():
+    with moto_iam.RESOURCE_AUTHORIZATION.applied():
+        assert sqs_authorized_action("DeleteMessageBatch") == "DeleteMessage"
+        assert sqs_authorized_action("SendMessageBatch") == "SendMessage"
+        assert sqs_authorized_action("ChangeMessageVisibilityBatch") == "ChangeMessageVisibility"
+        assert sqs_authorized_action("ReceiveMessage") == "ReceiveMessage"
 
 
 # CloudFormation: AWS::Lambda::Url and AWS::SecretsManager::Secret

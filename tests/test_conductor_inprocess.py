@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import botocore.client
 import pytest
 from celery import Celery
 from kombu.asynchronous import Hub, get_event_loop, set_event_loop
@@ -396,8 +397,18 @@ def test_the_conductor_runs_each_message_on_its_own_thread_while_the_event_loop_
 
 
 @pytest.mark.timeout(60)
-def test_the_conductor_receives_a_groups_queued_ticket_requests_at_once_and_decides_them_in_one_step(app, broker):
+def test_the_conductor_receives_a_groups_queued_ticket_requests_at_once_and_decides_them_in_one_step(app, broker,
+                                                                                                  monkeypatch):
     sqs, _, name = broker
+    deletes: list[str] = []  # the conductor's delete requests (they still go to moto)
+    make_call = botocore.client.BaseClient._make_api_call
+
+    def counted(self: Any, operation: str, params: Any) -> Any:
+        if threading.current_thread().name == "conductor" and operation.startswith("DeleteMessage"):
+            deletes.append(operation)
+        return make_call(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counted)
     queue = f"{name}.fifo"  # as a group's maintenance queue: FIFO, ticket requests in a message group of their own
     url = sqs.create_queue(QueueName=queue, Attributes={"FifoQueue": "true"})["QueueUrl"]
     for n, body in enumerate([ticket("g", "i1"), ticket("g", "i2"), report("g", 1), ticket("g", "i3")]):
@@ -422,6 +433,7 @@ def test_the_conductor_receives_a_groups_queued_ticket_requests_at_once_and_deci
     while messages_left(sqs, url) and time.monotonic() < deadline:  # every one acknowledged
         time.sleep(0.1)
     assert messages_left(sqs, url) == 0
+    assert deletes == ["DeleteMessage", "DeleteMessageBatch"]  # the report's, then the three requests' in one
 
 
 @pytest.mark.timeout(60)

@@ -8,7 +8,8 @@ it never waits behind ticket requests); then each group's ticket requests in ONE
 after another and written in one conditional write (``conductor.fold``). When a rollout starts,
 every member asks for a ticket at once: one step per request was one write per request, and the
 canary's report, whose step publishes and reads every ticket, kept losing its own write to them.
-A batch's messages are settled together: all acknowledged, or all handled as the failure of one.
+A batch's messages are settled together: all acknowledged (one DeleteMessageBatch:
+``compat.kombu_sqs_batch_ack``), or all handled as the failure of one.
 A message whose step could no longer end within its visibility timeout (the steps before it were
 slow) is returned to the queue unrun, as a failed one is, rather than run while another member may
 receive it again.
@@ -33,6 +34,7 @@ from typing import Any
 from celery import Celery
 
 from skynet_tasks import logformat, trailing
+from skynet_tasks.compat.kombu_sqs_batch_ack import ack_together
 from skynet_tasks.events import BadEvent, from_message
 from skynet_tasks.messages import BUILD_REQUEST_TASK, MAINTENANCE_TASK, PUBLISH_TASK
 from skynet_tasks.queues import MAINTENANCE_VISIBILITY
@@ -146,10 +148,10 @@ def _step(app: Celery, name: str, args: Any, kwargs: Any, messages: Sequence[Any
     with logformat.task_fields(fields):
         with trailing.deferring() as work:
             succeeded = _run_in_place(task, args, kwargs, len(messages))
-        for message in messages:
-            if succeeded or task.acks_on_failure_or_timeout:
-                message.ack()
-            else:
+        if succeeded or task.acks_on_failure_or_timeout:
+            ack_together(messages)  # a run of ticket requests: one request, not one per message
+        else:
+            for message in messages:
                 message.reject(requeue=False)  # the queue's redrive policy returns it, then dead-letters it
     if later is None:
         _run_trailing(app, [(name, fields, work)])

@@ -55,6 +55,11 @@ def parameter_path(name: str) -> str:
     return name.lstrip("/").split(":", 1)[0]
 
 
+# The IAM action that grants each SQS batch request (AWS has no permission of the batch's own name).
+SQS_BATCH_PERMISSIONS = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",
+                         "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
+
+
 def dynamodb_checks(handler: Any) -> list[tuple[str, str]]:
     """The (action, resource ARN) pairs IAM checks for the DynamoDB request ``handler`` serves."""
     body, action = handler.body or {}, handler._get_action()
@@ -87,6 +92,10 @@ def _apply_resource_authorization(stack: ExitStack) -> None:
 
     moto authorizes SNS ``Publish`` against ``*`` as well; AWS checks it against the topic's ARN
     (the rollout notices' ``sns:Publish`` is granted on the env's topic only).
+
+    moto checks an SQS batch request as its own action (``sqs:DeleteMessageBatch``), which IAM does
+    not have: AWS grants the batch with its single action (``SQS_BATCH_PERMISSIONS``), so a policy
+    granting ``sqs:DeleteMessage`` was refused the conductor's batch acknowledgement.
     """
     from moto.dynamodb.responses import DynamoHandler
     from moto.secretsmanager.responses import SecretsManagerResponse
@@ -122,11 +131,27 @@ def _apply_resource_authorization(stack: ExitStack) -> None:
             return str(self._get_param("TopicArn") or self._get_param("TargetArn") or "*")
         return "*"
 
+    def sqs_authorize(self: Any, resource: str = "*") -> None:
+        single = SQS_BATCH_PERMISSIONS.get(self._get_action())
+        if single is None:
+            moto_sqs_authorize(self, resource)
+            return
+        own = self.__dict__.get("_get_action")
+        self._get_action = lambda: single  # what moto's authorizer reads as the action
+        try:
+            moto_sqs_authorize(self, resource)
+        finally:
+            if own is None:
+                del self._get_action
+            else:
+                self._get_action = own
+
     # moto reads ``_determine_resource`` where a service defines it; Secrets Manager, SSM and SNS do not.
     replace(stack, DynamoHandler, "_authenticate_and_authorize_normal_action", authorize)
     replace(stack, SecretsManagerResponse, "_determine_resource", secret_resource, create=True)
     moto_sqs_resource = replace(stack, SQSResponse, "_determine_resource", sqs_resource)
     replace(stack, SNSResponse, "_determine_resource", sns_resource, create=True)
+    moto_sqs_authorize = replace(stack, SQSResponse, "_authenticate_and_authorize_normal_action", sqs_authorize)
 
 
 def _apply_ssm_resources(stack: ExitStack) -> None:
