@@ -45,7 +45,7 @@ def ctx(moto, tmp_path) -> Context:
 
 
 class Reports:
-    """Stands in for sending the report: records what the conductor and the proxies would read when it arrives."""
+    """Stands in for deciding the report (``tasks.report``): records what its step and the proxies would read."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -54,7 +54,7 @@ class Reports:
         self.calls_before_report: list[str] = []
         self.sent_at = 0.0
 
-    def send(self, ctx: Context, group: str, event: Any) -> None:
+    def send(self, ctx: Context, event: Any) -> None:
         assert isinstance(event, UpdateReported)
         self.sent_at = time.monotonic()
         self.calls_before_report = list(self.calls)
@@ -83,7 +83,7 @@ def run_update(ctx: Context, monkeypatch: pytest.MonkeyPatch, during: Any = None
         return "installed\n"
 
     monkeypatch.setitem(update_task.UPDATERS, RolloutKind.CODE, install)
-    monkeypatch.setattr(update_task, "send_event", reports.send)
+    monkeypatch.setattr(update_task, "report_update", reports.send)
     return reports
 
 

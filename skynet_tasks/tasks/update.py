@@ -3,7 +3,7 @@
 Code, config and agent rollouts share the ticket's path (drain, update, health check,
 re-register, report) and differ only in what the update installs (``UPDATERS``). On a
 failure the installer has put the previous release back; the report says so and the
-conductor halts the rollout.
+conductor halts the rollout. The instance decides its own report's conductor step (``tasks.report``).
 
 A code rollout with a bake time (``min_healthy_time``) keeps the updated instance on its new
 release, back in the proxies, while its health check keeps passing that long (``skynet_tasks.bake``);
@@ -34,7 +34,8 @@ from skynet_tasks.redaction import Redactor, store_log
 from skynet_tasks.registration import entry_written, keep_registered, own_entry, register_self, tell_proxies
 from skynet_tasks.registry import Endpoint
 from skynet_tasks.states import Health, ReleaseState, RolloutKind
-from skynet_tasks.tasks.base import SkynetTask, send_event
+from skynet_tasks.tasks.base import SkynetTask
+from skynet_tasks.tasks.report import report_update
 from skynet_tasks.update_context import update_context
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
     changed = mark_reported(ctx, rollout_id, ticket, {**annotations, "reported_at": reported_at},
                             last_task=f"update {rollout_id}#{ticket}", last_outcome="ok" if ok else f"failed: {error}",
                             health=checked)
-    send_event(ctx, ctx.settings.group, UpdateReported(rollout_id, ticket, me, ok, error, reported_at))
+    report_update(ctx, UpdateReported(rollout_id, ticket, me, ok, error, reported_at))  # decided here (tasks.report)
     if changed:
         try:
             tell_proxies(ctx)
