@@ -263,8 +263,30 @@ def test_a_partial_read_decides_like_the_whole_line_or_is_read_whole():
     assert states(decide(group, failed, 100.0, MEMBERS).group)["e"] == "cancelled"
 
 
+def test_the_canarys_success_publishes_on_a_partial_view_unless_it_reminds_the_members():
+    live = (*MEMBERS, "d", "e")
+    group, _ = run(Group("g"), ready(), TicketTaken("r1", "b"), TicketTaken("r1", "c"), TicketTaken("r1", "d"),
+                   TicketTaken("r1", "e"), live=live)
+    report = UpdateReported("r1", 1, "a", ok=True)
+    view = partial_view(group, focus_of(report))
+    assert [t.number for t in view.line[0].tickets] == [1, 2, 3]  # the canary's, the next, the one after it
+
+    # Moments after the rollout started: published on the view, as on the whole line, expecting every live member
+    quick, whole = decide(view, report, 101.0, live), decide(group, report, 101.0, live)
+    assert needs_every_ticket(view, quick) is None
+    assert quick.actions == whole.actions == (Dispatch("b", "r1", 2),)
+    published = quick.group.rollout("r1")
+    assert published is not None and published.published and published.expected == ("a", "b", "c", "d", "e")
+
+    # After a long canary (a manual promotion), publication reminds who holds no ticket: that needs them all
+    late = 100.0 + REMIND_AFTER + 1
+    reminding = decide(view, report, late, (*live, "f"))
+    assert needs_every_ticket(view, reminding) == "publication reminds the members without a ticket to take one"
+    assert Notify(("f",), "r1", again=True) in decide(group, report, late, (*live, "f")).actions
+
+
 def test_events_that_change_every_ticket_are_read_whole_at_once():
-    assert focus_of(UpdateReported("r1", 1, "a", ok=True)) is None  # the canary's report publishes or halts
+    assert focus_of(UpdateReported("r1", 1, "a", ok=False)) is None  # the canary's failure halts
     assert all(focus_of(OperatorAction("r1", action)) is None for action in ("resume", "retry", "abort"))
     assert focus_of(OperatorAction("r1", "pause")) is not None
 

@@ -78,10 +78,12 @@ window_policies = st.sampled_from([(), HOURLY])
 
 def as_written(before: Group, rollout: Rollout) -> Rollout:
     """The rollout the ledger holds once ``rollout``, decided on a partial view of ``before``, is written:
-    the tickets it read as it decided them, every other ticket as it was, the members it expected unchanged."""
+    the tickets it read as it decided them, every other ticket as it was, the members it expected as it was
+    unless the decision expected members (a publication: the view holds none, so any it names are written)."""
     old = before.rollout(rollout.id)
     tickets = {t.number: t for t in (old.tickets if old else ())} | {t.number: t for t in rollout.tickets}
-    return replace(rollout, tickets=tuple(tickets[n] for n in sorted(tickets)), expected=old.expected if old else ())
+    return replace(rollout, tickets=tuple(tickets[n] for n in sorted(tickets)),
+                   expected=rollout.expected or (old.expected if old else ()))
 
 
 class RolloutModel(RuleBasedStateMachine):

@@ -26,6 +26,7 @@ from skynet_tasks.conductor import Decision, Group, Rollout, Ticket, UpdateRepor
 from skynet_tasks.context import Context
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import MAINTENANCE_TASK, UPDATE_TASK
+from skynet_tasks.registry import Endpoint
 from skynet_tasks.states import RolloutState, TicketState
 from skynet_tasks.tasks import report
 
@@ -91,6 +92,37 @@ def test_the_reporter_decides_its_report_and_dispatches_the_next_ticket_itself(m
     assert waiting(moto[1], names.instance_queue("local", NEXT)) == [
         {"task": UPDATE_TASK, "kwargs": {"rollout_id": rollout_id, "ticket": 2}}]
     assert waiting(moto[1], names.maintenance_queue("local", group)) == []  # nothing left for a conductor
+
+
+def test_the_canarys_own_report_publishes_on_one_read_of_its_tickets(moto, ctx, group):
+    # Given the canary's ticket updating, two members lined up behind it, and three live members
+    now = time.time()
+    for member in (ME, NEXT, "api-3"):
+        ctx.registry.register("local", "api", Endpoint(member, group, "10.0.0.1", 8080, "old", "healthy", now))
+    rollout_id = new_rollout_id()
+    rollout = Rollout(rollout_id, group, "c" * 40, state=RolloutState.RUNNING, created_at=now, canary=ME,
+                      last_number=3, low_water=1,
+                      tickets=(Ticket(1, ME, TicketState.UPDATING, now, now, deadline=now + 300),
+                               Ticket(2, NEXT, TicketState.WAITING, now), Ticket(3, "api-3", TicketState.WAITING, now)))
+    ctx.ledger.write_decision(Group(group), Decision(Group(group, line=(rollout,)), touched=(rollout,)))
+    calls: list[tuple[str, set[str]]] = []  # each DynamoDB call and the tables it names
+    ctx.aws.dynamodb.meta.events.register("before-parameter-build.dynamodb", lambda model, params, **_: calls.append(
+        (model.name, {params.get("TableName", "")} | {next(iter(item.values()))["TableName"]
+                                                       for item in params.get("TransactItems", [])})))
+
+    # When it reports its success
+    report.report_update(ctx, UpdateReported(rollout_id, 1, ME, True, None, time.time()))
+    step_calls = list(calls)  # the step's (not the checks' below)
+
+    # Then the release is published, every live member expected, the next ticket dispatched
+    published = ctx.ledger.load_group(group).rollout(rollout_id)
+    assert published is not None and published.published and published.expected == (ME, NEXT, "api-3")
+    assert states(ctx, rollout_id) == {1: "done", 2: "updating", 3: "waiting"}
+    assert [m["kwargs"]["ticket"] for m in waiting(moto[1], names.instance_queue("local", NEXT))] == [2]
+    # And the step read its tickets in one snapshot, never the whole line (the registry is queried for members)
+    state, endpoints = ctx.resources.state_table, ctx.resources.endpoints_table
+    assert [op for op, tables in step_calls if state in tables] == ["TransactGetItems", "TransactWriteItems"]
+    assert [op for op, tables in step_calls if endpoints in tables] == ["Query"]
 
 
 def test_a_step_another_member_wins_meanwhile_makes_the_reporter_decide_again(moto, ctx, group):

@@ -7,9 +7,10 @@ partial view, ``partial_view`` says which) so that a step costs the same in a gr
 as in a group of 3, and reads every ticket only when the step needs them:
 
 - Some events need every ticket whatever the state (``focus_of`` returns None): the canary's
-  report publishes or halts, and an operator's resume, retry or abort reopens or ends every
-  ticket. Those are read whole at once: a partial read would only be thrown away (and the
-  longer step would more often lose its conditional write to the steps decided next to it).
+  failed report halts, and an operator's resume, retry or abort reopens or ends every ticket.
+  Those are read whole at once: a partial read would only be thrown away (and the longer step
+  would more often lose its conditional write to the steps decided next to it). The canary's
+  success publishes, on the partial view unless publication needs more (``EVERY_TICKET``).
 - Several events decided in one step (a run of ticket requests, ``conductor.fold``) are read
   partially when they are ticket requests of one rollout (``focus_of_all``: the view then holds
   each requester's ticket), else whole; each is checked as one event would be.
@@ -35,6 +36,7 @@ from skynet_tasks.conductor import (
     Decision,
     Event,
     Group,
+    Notify,
     OperatorAction,
     Rollout,
     Ticket,
@@ -63,7 +65,9 @@ class Focus:
 def focus_of(event: Event) -> Focus | None:
     """What a partial read for ``event`` must hold besides the open windows; None: read every ticket."""
     if isinstance(event, UpdateReported):
-        return None if event.ticket == 1 else Focus(event.rollout_id, ticket=event.ticket)  # 1: the canary's
+        # The canary's failure halts (every waiting ticket cancelled): read whole at once. Its success publishes,
+        # which needs every ticket only to remind the members without one (``needs_every_ticket``).
+        return None if event.ticket == 1 and not event.ok else Focus(event.rollout_id, ticket=event.ticket)
     if isinstance(event, OperatorAction) and event.action != "pause":
         return None
     if isinstance(event, TicketTaken):
@@ -111,7 +115,8 @@ def partial_view(group: Group, focus: Focus) -> Group:
 # What a decision does to a rollout that needs every ticket of it (by the rollout's new state,
 # or its publication), and why. Pausing is the one change of state that needs none.
 EVERY_TICKET: dict[str, str] = {
-    "published": "publication tells the members without a ticket to take one, and expects them",
+    "published": "publication reminds the members without a ticket to take one",
+    "batches": "publication dispatches a first batch larger than the tickets read",
     RolloutState.HALTED: "halting cancels every waiting ticket",
     RolloutState.ABORTED: "aborting cancels every waiting ticket",
     RolloutState.SUPERSEDED: "superseding moves every waiting ticket to the newer rollout",
@@ -127,8 +132,14 @@ def needs_every_ticket(before: Group, decision: Decision) -> str | None:
         old = was.get(rollout.id)
         if old is None:
             continue  # it joined the line in this step: the view holds all of it
+        # Publication expects the live members (from the registry, not the tickets) and dispatches the first
+        # batch, in the view when it is one ticket (the view was read one at a time: ``batches.sizes``). A larger
+        # batch, or a reminder after a long canary (a manual promotion) naming who holds no ticket, needs them all.
         if rollout.published and not old.published:
-            return EVERY_TICKET["published"]
+            if batches.window(rollout) > batches.window(old):
+                return EVERY_TICKET["batches"]
+            if any(isinstance(a, Notify) and a.rollout_id == rollout.id for a in decision.actions):
+                return EVERY_TICKET["published"]
         if rollout.state is not old.state and rollout.state in EVERY_TICKET:
             return EVERY_TICKET[rollout.state]
     return None
