@@ -80,9 +80,13 @@ def measure(view: dict[str, Any]) -> dict[str, Any]:
     to_ack = [b["acknowledged_at"] - b["started_at"] for a, b in pairs]
     total = view["finished_at"] - view["requested_at"]
     build = float(view.get("build_duration") or 0)
+    # The members line up while the canary updates (each told, each asking, a conductor step per run of
+    # requests); those still asking when it reports meet its report's step, the first hand-off.
+    taken = [float(t.get("taken_at") or 0) for t in tickets]
     return {"state": view["state"], "instances": len(tickets), "total": total, "build": build,
             "canary": updates[0], "updates": updates, "handoffs": handoffs, "to_decision": to_decision,
-            "to_ack": to_ack,
+            "to_ack": to_ack, "lineup": max(taken) - taken[0],
+            "taken_after_canary_report": sum(t > tickets[0]["reported_at"] for t in taken),
             "overhead": total - build - sum(updates)}
 
 
@@ -110,6 +114,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         # The canary's report also publishes the release; it is the hand-off most likely to meet
         # the members' ticket requests in the conductor (see the README).
         "first_handoff_mean_s": round(statistics.mean(run["handoffs"][0] for run in runs), 3),
+        "lineup_s": mean("lineup"), "taken_after_canary_report": mean("taken_after_canary_report"),
         "overhead_per_instance_s": round(mean("overhead") / instances, 3),
         "vs_polling_every_5s": round(POLLING_HANDOFF_MEAN / max(statistics.mean(handoffs), 1e-3), 1),
         "handoffs_s": [[round(h, 3) for h in run["handoffs"]] for run in runs],

@@ -33,7 +33,7 @@ artifact it verified. A rollout still running after its time is aborted by the s
 count of each fault the server served (from its ``/skynet-faults/``), and two more checks:
 
 - **lost reports**: every update an instance's worker reported (its log line ``rollout R: ticket N on
-  I succeeded|failed``, written once the ``UpdateReported`` is sent) is in the ledger: ticket N of R is
+  I succeeded|failed``, written once the report is decided or sent) is in the ledger: ticket N of R is
   I's and ``done`` if it succeeded, ``failed`` if not (a report lost on the way leaves the ticket
   ``updating`` or failed at its deadline). Rollouts the soak aborted are not checked, and a report not
   in the ledger in a ``drop-message`` rollout (the soak deleted a maintenance message on purpose) is

@@ -15,7 +15,7 @@ from skynet_tasks.artifacts import Manifest
 if TYPE_CHECKING:
     from benchmarks.soak import Lane, Soak
 
-# What tasks/update.py logs once its UpdateReported is sent.
+# What tasks/update.py logs once its report is decided (tasks/report.py) or, failing that, sent.
 REPORTED = re.compile(r"rollout (\S+): ticket (\d+) on (\S+) (succeeded|failed)")
 
 
@@ -46,7 +46,7 @@ def check_reports(soak: Soak) -> None:
             fault = soak.report.fault_of.get(rollout_id, "?")
             lost = (f"{rollout_id}#{number} ({fault}) on {instance} reported {'ok' if ok else 'failed'}, "
                     f"ledger: {got}")
-            # drop-message deletes a maintenance message on purpose: a report, at times
+            # drop-message deletes a maintenance message on purpose: a report that went to the queue, at times
             (soak.report.dropped_reports if fault == "drop-message" else soak.report.lost_reports).append(lost)
 
 

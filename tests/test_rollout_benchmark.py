@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.rollout import against_floor, summarize
+from benchmarks.rollout import against_floor, measure, summarize
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -13,7 +13,7 @@ def run(handoffs: list[float], to_decision: list[float], to_ack: list[float]) ->
     """One measured rollout, as ``benchmarks.rollout.measure`` gives it."""
     return {"state": "completed", "instances": len(handoffs) + 1, "total": 10.0, "build": 1.0, "canary": 2.0,
             "updates": [1.0] * (len(handoffs) + 1), "handoffs": handoffs, "to_decision": to_decision,
-            "to_ack": to_ack, "overhead": 1.0}
+            "to_ack": to_ack, "overhead": 1.0, "lineup": 1.5, "taken_after_canary_report": 0}
 
 
 def test_the_steady_median_leaves_out_each_rollouts_first_hand_off():
@@ -36,3 +36,18 @@ def test_the_parts_of_a_hand_off_are_reported_as_multiples_of_the_floor():
     assert ratios["handoff_after_first_p50_x_floor"] == 2.5
     assert ratios["report_to_decision_p50_x_floor"] == 1.0
     assert ratios["decision_to_ack_p50_x_floor"] == 1.5
+
+
+def test_the_members_still_lining_up_when_the_canary_reports_are_counted():
+    # Given a canary that updated from 10 to 11 s, and members whose tickets were taken before and after
+    view = {"state": "completed", "requested_at": 9.0, "finished_at": 14.0, "build_duration": 0.5, "tickets": [
+        {"number": 1, "taken_at": 10.0, "started_at": 10.0, "acknowledged_at": 10.0, "reported_at": 11.0},
+        {"number": 2, "taken_at": 10.4, "started_at": 11.1, "acknowledged_at": 11.2, "reported_at": 12.0},
+        {"number": 3, "taken_at": 11.3, "started_at": 12.1, "acknowledged_at": 12.2, "reported_at": 13.0}]}
+
+    measured = measure(view)
+
+    # Then one member was still lining up at the canary's report, and the line took 1.3 s to form
+    assert measured["taken_after_canary_report"] == 1
+    assert measured["lineup"] == pytest.approx(1.3)
+    assert summarize([measured])["taken_after_canary_report"] == 1
