@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import boto3
+import pytest
 from clusterkit import sender_for
 
 from skynet_tasks.aws import Aws, aws_for
@@ -17,6 +20,21 @@ from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.resources import resolve
 from skynet_tasks.settings import Settings
 from skynet_tasks.step import decide_and_write_until_settled
+
+
+@contextmanager
+def sqs_on_moto() -> Iterator[Any]:
+    """A new moto server, this process's environment pointed at it (as kombu's ``sqs://`` reads it), and an SQS
+    client of it; the server stopped and the environment restored on exit."""
+    with pytest.MonkeyPatch.context() as patch:
+        server = MotoServer.start()
+        try:
+            for key, value in server.environment().items():
+                patch.setenv(key, value)
+            patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+            yield boto3.client("sqs")
+        finally:
+            server.stop()
 
 
 @contextmanager

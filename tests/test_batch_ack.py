@@ -12,27 +12,21 @@ from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
-import boto3
 import botocore.client
 import pytest
 from kombu import Connection, Consumer, Queue
+from ledgerkit import sqs_on_moto
 
 from skynet_tasks.compat import kombu_sqs_batch_ack
 from skynet_tasks.compat.kombu_sqs_batch_ack import ack_together
-from skynet_tasks.local.motoserver import MotoServer
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(scope="module")
 def sqs() -> Iterator[Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        server = MotoServer.start()
-        for key, value in server.environment().items():
-            patch.setenv(key, value)
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        yield boto3.client("sqs")
-        server.stop()
+    with sqs_on_moto() as client:
+        yield client
 
 
 @pytest.fixture

@@ -19,13 +19,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import botocore.client
 import pytest
 from celery import Celery
 from kombu.asynchronous import Hub, get_event_loop, set_event_loop
+from ledgerkit import sqs_on_moto
 
-from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import BUILD_REQUEST_TASK, MAINTENANCE_TASK
 from skynet_tasks.tasks.base import SkynetTask
 from skynet_tasks.trailing import after_settled
@@ -337,13 +336,8 @@ def test_a_step_that_ends_in_time_is_never_taken_for_stuck():
 
 @pytest.fixture(scope="module")
 def sqs_server():
-    with pytest.MonkeyPatch.context() as patch:
-        server = MotoServer.start()
-        for key, value in server.environment().items():
-            patch.setenv(key, value)
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        yield boto3.client("sqs")
-        server.stop()
+    with sqs_on_moto() as sqs:
+        yield sqs
 
 
 @pytest.fixture
