@@ -27,8 +27,10 @@ from skynet_tasks.context import Context
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import MAINTENANCE_TASK, UPDATE_TASK
 from skynet_tasks.registry import Endpoint
-from skynet_tasks.states import RolloutState, TicketState
-from skynet_tasks.tasks import report
+from skynet_tasks.states import RolloutKind, RolloutState, TicketState
+from skynet_tasks.tasks import re_register, report
+from skynet_tasks.tasks import update as update_task
+from skynet_tasks.tasks.maintenance import handle_maintenance
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -154,3 +156,25 @@ def test_a_report_the_reporter_cannot_decide_goes_to_the_groups_conductor(moto, 
     [queued] = waiting(moto[1], names.maintenance_queue("local", group))
     assert queued["task"] == MAINTENANCE_TASK and queued["kwargs"]["group"] == group
     assert queued["kwargs"]["event"]["type"] == "update_reported" and queued["kwargs"]["event"]["ticket"] == 1
+
+
+def test_a_report_written_but_never_decided_is_sent_again_by_the_next_heartbeat(moto, ctx, group, monkeypatch):
+    # Given ticket 1 updating here, and a heartbeat before its update ran: nothing to send
+    rollout_id = my_ticket_updating(ctx, group)
+    re_register.handle_re_register(ctx)
+    assert waiting(moto[1], names.maintenance_queue("local", group)) == []
+
+    # When the update runs and writes its report, and its process dies before deciding it
+    monkeypatch.setitem(update_task.UPDATERS, RolloutKind.CODE, lambda *_: "installed\n")
+    monkeypatch.setattr(update_task, "report_update", lambda *_: None)
+    update_task.handle_update(ctx, rollout_id, 1)
+    assert states(ctx, rollout_id) == {1: "updating", 2: "waiting"}
+
+    # Then the next heartbeat sends the report, with its outcome, to the group's conductor, which decides it
+    re_register.handle_re_register(ctx)
+    [queued] = waiting(moto[1], names.maintenance_queue("local", group))
+    event = queued["kwargs"]["event"]
+    assert (event["type"], event["ticket"], event["instance"], event["ok"]) == ("update_reported", 1, ME, True)
+    handle_maintenance(ctx, group, event)
+    assert states(ctx, rollout_id) == {1: "done", 2: "updating"}
+    assert [m["kwargs"]["ticket"] for m in waiting(moto[1], names.instance_queue("local", NEXT))] == [2]

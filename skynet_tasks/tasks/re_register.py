@@ -4,8 +4,9 @@ It runs at boot (``workers.launch``), on every heartbeat (the work worker's main
 calls this task's own ``run``: see ``workers.launch.heartbeat_step`` for why it is not a
 message), and when an operator asks (``skynet instance re-register INSTANCE_ID`` sends it
 to the instance's own queue). Healing: a member that missed its notification takes a
-ticket, a ticket of this instance that passed its deadline is reported, and a line that
-needs the conductor's attention gets a tick.
+ticket, a ticket of this instance that passed its deadline is reported, a report of this
+instance that was written but never decided is sent again, and a line that needs the
+conductor's attention gets a tick.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def handle_re_register(ctx: Context, reason: str = "heartbeat") -> None:
     group = member_view(ctx.ledger, s.group, s.instance_id)
     now = time.time()
     report_not_updating(ctx, group.line)
+    report_undecided(ctx, group.line)
     mine = ctx.layout.current_release()
     newest = group.line[-1] if group.line else None
     if newest is not None and newest.id == group.desired_rollout and newest.published \
@@ -82,3 +84,29 @@ def report_not_updating(ctx: Context, line: tuple[Rollout, ...]) -> None:
                      rollout.id, ticket.number, me)
             send_event(ctx, ctx.settings.group, UpdateReported(rollout.id, ticket.number, me, False,
                                                                "the instance is not updating (late report)"))
+
+
+def report_undecided(ctx: Context, line: tuple[Rollout, ...]) -> None:
+    """Send again this instance's report of a ticket still updating that its update already wrote.
+
+    The update task writes its report on the ticket (``reported_attempt`` and the outcome), then decides it
+    itself (``tasks.report``). A process that died between the two left the ticket updating and nothing
+    queued: without this, the ticket would fail at its deadline and halt a rollout whose update succeeded.
+    A heartbeat runs only while the worker holds no task, so no update of this instance is running; the
+    report goes to the group's conductor, and one already decided or queued decides nothing again.
+    Trusted: the ticket's annotations are this instance's own writes.
+    """
+    me = ctx.settings.require_instance().instance_id
+    for rollout in line:
+        ticket = rollout.ticket_of(me)
+        if ticket is None or ticket.state is not TicketState.UPDATING:
+            continue
+        item = ctx.ledger.ticket(rollout.id, ticket.number) or {}
+        if item.get("reported_attempt") != ticket.attempts or not isinstance(item.get("reported_ok"), bool):
+            continue  # its update has not reported this attempt (not run yet, or runs again)
+        log.info("rollout %s: ticket %d's report was written but never decided; sending it to the conductor",
+                 rollout.id, ticket.number)
+        reported_at = item.get("reported_at")
+        send_event(ctx, ctx.settings.group, UpdateReported(
+            rollout.id, ticket.number, me, item["reported_ok"], item.get("reported_error"),
+            float(reported_at) if isinstance(reported_at, int | float) else None))

@@ -14,7 +14,8 @@ ticket request, a tick, an operator's pause) cannot both win: the loser reads ag
 If the step fails (AWS refusing past the client's retries, conflicts that never settled, a bug), the
 report goes to the queue as before and a conductor takes the step; a report already decided here decides
 nothing the second time. If the worker's process dies between the report's writes and the step's, nothing
-is sent: the ticket then fails at its deadline and the rollout halts, as when it dies before reporting.
+is sent then: the instance's next heartbeat finds its ticket still updating but reported, and sends the
+report to the conductor (``re_register.report_undecided``: the outcome is kept on the ticket for it).
 
 Trusted: the event is this instance's own, built by the update task from its own outcome.
 """

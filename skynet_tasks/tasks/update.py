@@ -79,7 +79,10 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
     except Exception as unexpected:  # noqa: BLE001 - any failure must be reported, or the line stalls
         log.exception("rollout %s: update of ticket %d crashed", rollout_id, ticket)
         ok, error = False, f"update crashed: {unexpected!r}"
-    annotations: dict[str, Any] = {"reported_attempt": attempt}
+    # The outcome goes with the ticket too: a heartbeat sends the report again if it was never decided
+    # (``re_register.report_undecided``).
+    annotations: dict[str, Any] = {"reported_attempt": attempt, "reported_ok": ok,
+                                   **({"reported_error": error} if error else {})}
     log_key = f"logs/updates/{rollout_id}/{ticket:06d}-{me}.log"
     try:
         store_log(ctx.store, log_key, log_text or (error or "") + "\n", Redactor.for_settings(ctx.settings))
