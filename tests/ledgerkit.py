@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import boto3
+import botocore.client
 import pytest
 from clusterkit import sender_for
 
@@ -20,6 +23,23 @@ from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.resources import resolve
 from skynet_tasks.settings import Settings
 from skynet_tasks.step import decide_and_write_until_settled
+
+
+@contextmanager
+def requests_made(thread: str | None = None) -> Iterator[list[str]]:
+    """The AWS operations (``DeleteMessageBatch``…) made within, by any client, from the thread named ``thread`` (by
+    default the caller's); they still go to the server."""
+    made: list[str] = []
+    name = thread or threading.current_thread().name
+    original = botocore.client.BaseClient._make_api_call
+
+    def counted(self: Any, operation: str, params: Any) -> Any:
+        if threading.current_thread().name == name:
+            made.append(operation)
+        return original(self, operation, params)
+
+    with mock.patch.object(botocore.client.BaseClient, "_make_api_call", counted):
+        yield made
 
 
 @contextmanager

@@ -7,15 +7,12 @@ after its visibility timeout), in one request, and a message the batch could not
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
-from unittest import mock
 
-import botocore.client
 import pytest
 from kombu import Connection, Consumer, Queue
-from ledgerkit import sqs_on_moto
+from ledgerkit import requests_made, sqs_on_moto
 
 from skynet_tasks.compat import kombu_sqs_batch_ack
 from skynet_tasks.compat.kombu_sqs_batch_ack import ack_together
@@ -31,17 +28,8 @@ def sqs() -> Iterator[Any]:
 
 @pytest.fixture
 def requests() -> Iterator[list[str]]:
-    """The SQS requests this thread makes (their operation names), while they still go to moto."""
-    made: list[str] = []
-    original = botocore.client.BaseClient._make_api_call
-    thread = threading.current_thread()
-
-    def counted(self: Any, operation: str, params: Any) -> Any:
-        if threading.current_thread() is thread:
-            made.append(operation)
-        return original(self, operation, params)
-
-    with mock.patch.object(botocore.client.BaseClient, "_make_api_call", counted):
+    """The AWS requests this thread makes (their operation names)."""
+    with requests_made() as made:
         yield made
 
 

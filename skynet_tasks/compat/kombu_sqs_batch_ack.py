@@ -44,10 +44,9 @@ def ack_together(messages: Sequence[Any]) -> None:
     alone: list[Any] = []
     if len(messages) > 1 and supported():
         for message in messages:
-            info = getattr(message, "delivery_info", None) or {}
-            channel = getattr(message, "channel", None)
-            if "sqs_message" in info and "sqs_queue" in info and channel is not None:
-                batchable.setdefault((id(channel), info["sqs_queue"]), []).append(message)
+            info = message.delivery_info
+            if "sqs_message" in info and "sqs_queue" in info and message.channel is not None:
+                batchable.setdefault((id(message.channel), info["sqs_queue"]), []).append(message)
             else:
                 alone.append(message)
     else:

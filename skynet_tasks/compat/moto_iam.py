@@ -11,7 +11,8 @@ Three patches, all needed for least-privilege policies to mean locally what they
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from skynet_tasks.compat.patching import Patch, replace
@@ -60,6 +61,21 @@ SQS_BATCH_PERMISSIONS = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch"
                          "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
 
 
+@contextmanager
+def checked_as(handler: Any, action: str) -> Iterator[None]:
+    """Within, moto's authorizer reads ``action`` as ``handler``'s request's action (``_get_action``); after, the
+    handler's own again (an instance attribute it had, or its class's method)."""
+    own = handler.__dict__.get("_get_action")
+    handler._get_action = lambda: action
+    try:
+        yield
+    finally:
+        if own is None:
+            del handler._get_action
+        else:
+            handler._get_action = own
+
+
 def dynamodb_checks(handler: Any) -> list[tuple[str, str]]:
     """The (action, resource ARN) pairs IAM checks for the DynamoDB request ``handler`` serves."""
     body, action = handler.body or {}, handler._get_action()
@@ -106,11 +122,8 @@ def _apply_resource_authorization(stack: ExitStack) -> None:
         from moto.iam.access_control import IAMRequest
 
         for action, arn in dynamodb_checks(self) or [(self._get_action(), "*")]:
-            self._get_action = lambda action=action: action  # what moto's authorizer reads as the action
-            try:
+            with checked_as(self, action):
                 self._authenticate_and_authorize_action(IAMRequest, arn)
-            finally:
-                del self._get_action
 
     def sqs_resource(self: Any) -> str:
         if self._get_action() == "CreateQueue":
@@ -132,19 +145,9 @@ def _apply_resource_authorization(stack: ExitStack) -> None:
         return "*"
 
     def sqs_authorize(self: Any, resource: str = "*") -> None:
-        single = SQS_BATCH_PERMISSIONS.get(self._get_action())
-        if single is None:
+        action = self._get_action()
+        with checked_as(self, SQS_BATCH_PERMISSIONS.get(action, action)):
             moto_sqs_authorize(self, resource)
-            return
-        own = self.__dict__.get("_get_action")
-        self._get_action = lambda: single  # what moto's authorizer reads as the action
-        try:
-            moto_sqs_authorize(self, resource)
-        finally:
-            if own is None:
-                del self._get_action
-            else:
-                self._get_action = own
 
     # moto reads ``_determine_resource`` where a service defines it; Secrets Manager, SSM and SNS do not.
     replace(stack, DynamoHandler, "_authenticate_and_authorize_normal_action", authorize)
