@@ -7,13 +7,16 @@ waits idle and a group's messages go to one consumer at a time, as on SQS, while
 still delivers what SQS would.
 moto's transactions copy the whole table to roll back; Skynet's copy only the items a
 transaction names, and a failed transaction must still change nothing.
+Its log keeps the requests refused or failed, not every one that succeeded.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
+from pathlib import Path
 
 import boto3
 import pytest
@@ -25,8 +28,13 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(scope="module")
-def server():
-    started = MotoServer.start()
+def moto_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("moto") / "moto.log"
+
+
+@pytest.fixture(scope="module")
+def server(moto_log):
+    started = MotoServer.start(log_file=moto_log)
     yield started
     started.stop()
 
@@ -186,3 +194,16 @@ def test_a_transaction_that_passes_writes_every_item(table):
 
     assert item(db, "fresh", "y")["v"] == {"N": "7"}
     assert item(db, "counter")["v"] == {"N": "2"}
+
+
+def test_its_log_keeps_the_requests_refused_not_those_that_succeeded(server, moto_log):
+    client = client_of(server, "sqs")
+    client.create_queue(QueueName="logged")
+    client.list_queues()
+    with pytest.raises(client.exceptions.QueueDoesNotExist):
+        client.get_queue_url(QueueName="never-made")
+
+    log = moto_log.read_text()
+    codes = re.findall(r'HTTP/1\.1\S*" (\d{3}) ', log)  # werkzeug's request lines (colored when refused)
+    # The refusal (and those of the module's other tests), none of the hundreds of requests that succeeded.
+    assert "400" in codes and all(code.startswith(("4", "5")) for code in codes), log

@@ -19,6 +19,7 @@ from skynet_tasks.compat import (
     kombu_sqs_errors,
     moto_cfn,
     moto_dynamodb,
+    moto_dynamodb_json,
     moto_iam,
     moto_server_lookup,
     moto_sqs,
@@ -36,8 +37,8 @@ KOMBU_PATCHES: tuple[Patch, ...] = (kombu_curl_timer.PATCH, kombu_ack_wake.PATCH
 # What a Skynet worker's lazy pool needs of Celery: a task held for its countdown starts the child when due.
 CELERY_PATCHES: tuple[Patch, ...] = (celery_eta_autoscale.PATCH,)
 # What the local AWS (moto's server) needs to behave as AWS does for Skynet.
-MOTO_PATCHES: tuple[Patch, ...] = (moto_sqs.PATCH, moto_dynamodb.PATCH, *moto_iam.PATCHES, moto_cfn.PATCH,
-                                   moto_server_lookup.PATCH)
+MOTO_PATCHES: tuple[Patch, ...] = (moto_sqs.PATCH, moto_dynamodb.PATCH, moto_dynamodb_json.PATCH, *moto_iam.PATCHES,
+                                   moto_cfn.PATCH, moto_server_lookup.PATCH)
 
 _logged: set[str] = set()
 _lock = threading.Lock()

@@ -5,6 +5,12 @@ The patches live in ``skynet_tasks.compat`` (``moto_sqs``, ``moto_dynamodb``, ``
 ``--faults SPEC`` (taken out before moto reads its arguments) makes it misbehave as AWS can:
 see ``skynet_tasks.local.faults``; ``--sqs-recheck SECONDS`` sets how often an idle long poll
 looks again (``compat.moto_sqs``).
+
+Its log (the cluster's ``logs/moto.log``) keeps the requests AWS would refuse or fail (4xx, 5xx:
+an IAM denial is a 403 there, which the stack's tests look for), not every request that succeeded:
+writing a line per request was a tenth of moto's CPU on a busy local cluster, and moto is the
+process every instance waits on. The benchmarks count every request at their proxy instead
+(``benchmarks/countingproxy.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,20 @@ from skynet_tasks.compat import install_moto_patches, moto_sqs
 from skynet_tasks.compat.moto_iam import SERVICE_USER_PREFIX
 from skynet_tasks.local import faults
 
-__all__ = ["SERVICE_USER_PREFIX", "main"]  # the IAM user that plays a service (imds, stack_aws) lives there
+__all__ = ["SERVICE_USER_PREFIX", "FailedRequestsOnly", "main"]
+
+# werkzeug's line for a request it answered: ``"METHOD PATH VERSION" CODE SIZE`` (``log_request``).
+_REQUEST_LINE = '"%s" %s %s'
+
+
+class FailedRequestsOnly(logging.Filter):
+    """Passes werkzeug's request lines only for requests refused or failed (4xx, 5xx); every other line passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 3 and _REQUEST_LINE in str(record.msg):
+            return not str(args[1]).startswith(("1", "2", "3"))
+        return True  # the IAM user that plays a service (imds, stack_aws) lives there
 
 
 def take_recheck_argument(argv: list[str]) -> tuple[float, list[str]]:
@@ -45,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
         recheck, moto_argv = take_recheck_argument(rest)
     except (faults.FaultSpecError, ValueError) as error:
         sys.exit(f"moto_main: {error}")
-    # Only the compat and fault lines join moto's log: moto's and werkzeug's own logging stay as they are.
+    # Only the compat and fault lines join moto's log; moto's own logging stays as it is, and werkzeug's request
+    # lines are those of refused or failed requests (see the module's docstring).
     for name in ("skynet_tasks.compat", "skynet_tasks.local.faults", "skynet_tasks.local.faults_conflicts",
                  "skynet_tasks.local.faults_throttle", "skynet_tasks.local.faults_duplicates",
                  "skynet_tasks.local.faults_stale"):
@@ -53,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         ours.addHandler(logging.StreamHandler())
         ours.setLevel(logging.INFO)
         ours.propagate = False
+    logging.getLogger("werkzeug").addFilter(FailedRequestsOnly())
     install_moto_patches()
     moto_sqs.set_recheck(recheck)
     with ExitStack() as stack:
