@@ -12,7 +12,7 @@ import secrets
 import time
 from collections.abc import Callable, Collection, Sequence
 
-from skynet_tasks.conductor import Decision, Event, Group
+from skynet_tasks.conductor import Decision, Event, Group, UpdateReported
 from skynet_tasks.ledger import Conflict, Ledger
 from skynet_tasks.ledger.reads import Reader
 
@@ -41,6 +41,11 @@ def decide_and_write_until_settled(ledger: Ledger, group: str, event: Event, liv
     for one that changes nothing); what it raises is logged, never raised: the decision stands.
     """
     reader = Reader(ledger, group, (event, *then), live_members)
+    # A report's step is a hand-off's path (the next instance waits for its decision): it decides again at
+    # once. The other steps (ticket requests, ticks, an operator's action) wait a jitter first, so when a
+    # report's step and theirs collide, the report's wins the next round instead of colliding again. One of
+    # two collided steps always wins (the write is conditioned on the group's version): no livelock.
+    urgent = isinstance(event, UpdateReported)
     for attempt in range(1, attempts + 1):
         before, decision = reader.read_and_decide(now)
         if not decision.changed:
@@ -50,7 +55,8 @@ def decide_and_write_until_settled(ledger: Ledger, group: str, event: Event, liv
         except Conflict:
             log.info("group %s: conflict at version %s (attempt %d of %d); deciding again", group, before.version,
                      attempt, attempts)
-            time.sleep(0.01 + secrets.randbelow(90) / 1000)  # jitter, so retries do not collide again
+            if not urgent:
+                time.sleep(0.01 + secrets.randbelow(90) / 1000)  # jitter, so retries do not collide again
             continue
         if after_write is not None:
             try:

@@ -75,6 +75,11 @@ def focus_of(event: Event) -> Focus | None:
     return Focus()  # the open windows hold the updating ticket and the next to start
 
 
+def publishes(event: Event) -> bool:
+    """Whether ``event`` may publish its rollout (the canary's success), which consults the live members."""
+    return isinstance(event, UpdateReported) and event.ticket == 1 and event.ok
+
+
 def focus_of_all(events: Sequence[Event]) -> Focus | None:
     """What a partial read for ``events``, decided in one step, must hold; None: read every ticket.
 
@@ -174,6 +179,11 @@ class Reader:
         it finished).
         """
         if self.focus is not None:
+            if any(publishes(event) for event in self.events):
+                # Publication consults the members: read before the group, the registry's query stays out
+                # of the time between the group's read and the conditional write, in which the steps of the
+                # members still lining up write first and make the publication decide again.
+                len(self.live_members)
             view = self.lines.load_group(self.group, self.focus)
             steps = each(view, self.events, time.time() if now is None else now, self.live_members)
             if all(needs_every_ticket(before, decision) is None for before, decision in steps):
