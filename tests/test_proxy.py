@@ -1,7 +1,8 @@
 """The reverse-proxy layer: registry entries checked, nginx rendered, validated, swapped and reloaded.
 
 Real nginx (Debian's) on a loopback port, real DynamoDB on moto's server, two tiny
-HTTP backends standing in for API instances.
+HTTP backends standing in for API instances. The configuration rendered without nginx (hostile
+entries, healthy instances only, the listen address) is ``test_proxy_render.py``'s.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
+from proxykit import HOSTILE, endpoint
 
 from skynet_tasks import names
 from skynet_tasks.app import create_app
@@ -25,60 +26,16 @@ from skynet_tasks.bootstrap import bootstrap_env
 from skynet_tasks.context import Context
 from skynet_tasks.local.motoserver import MotoServer, free_port
 from skynet_tasks.proxy.handshake import lagging_proxies
-from skynet_tasks.proxy.model import build_view
 from skynet_tasks.proxy.nginx import NginxControl
-from skynet_tasks.proxy.render import TEMPLATES, RenderError, render
+from skynet_tasks.proxy.render import TEMPLATES
 from skynet_tasks.proxy.runtime import proxy_health, proxy_sync, start_proxy, stop_proxy
 from skynet_tasks.proxy.sync import RpSync
 from skynet_tasks.registry import Endpoint, Registry
 from skynet_tasks.resources import resolve
-from skynet_tasks.settings import Settings, SettingsError
+from skynet_tasks.settings import Settings
 from skynet_tasks.states import Health
 
 pytestmark = pytest.mark.timeout(90)
-
-HOSTILE = {
-    "directive injection": {"address": "1.2.3.4; include /etc/passwd"},
-    "brace": {"port": "80}"},
-    "newline in the id": {"instance_id": "api-9\nserver 6.6.6.6:80"},
-    "hostname": {"address": "evil.example.com"},
-    "port out of range": {"port": 70000},
-    # Python's ipaddress takes an IPv6 zone of any characters; nginx takes none ("nginx -t" fails)
-    "IPv6 zone": {"address": "fe80::1%eth0"},
-    "IPv6 zone with syntax": {"address": "fe80::1%eth0;}"},
-    "IPv6 zone with a newline": {"address": "fe80::1%x\nserver 6.6.6.6:80"},
-}
-
-
-def endpoint(instance_id: str, port: int, health: str = "healthy", heartbeat: float | None = None,
-             address: str = "127.0.0.1") -> Endpoint:
-    return Endpoint(instance_id=instance_id, group="local-api", address=address, port=port, release="r1",
-                    health=health, heartbeat=time.time() if heartbeat is None else heartbeat)
-
-
-def test_hostile_registry_values_never_reach_the_configuration_and_the_rest_still_renders(tmp_path):
-    entries = [("api", endpoint("api-1", 8001))]
-    for change in HOSTILE.values():
-        fields = {**endpoint(f"api-{len(entries) + 1}", 8002).__dict__, **change}
-        entries.append(("api", Endpoint(**fields)))
-    entries.append(("api", endpoint("api-v6", 8003, address="::1")))
-
-    view = build_view("local", entries)
-    text = render(view, "local", tmp_path, 8080, listen_address="127.0.0.1")
-
-    assert len(view.refused) == len(HOSTILE)
-    assert "server 127.0.0.1:8001" in text and "server [::1]:8003" in text
-    for bad in ("passwd", "80}", "6.6.6.6", "evil.example.com", "70000", "%", "fe80"):
-        assert bad not in text
-
-
-def test_only_healthy_instances_are_routed_and_an_empty_layer_answers_503(tmp_path):
-    view = build_view("local", [("api", endpoint("api-1", 8001, health="draining")),
-                                ("api", endpoint("api-2", 8002, health="unhealthy"))])
-    text = render(view, "local", tmp_path, 8080, listen_address="127.0.0.1")
-
-    assert "upstream local__api" not in text
-    assert "return 503" in text and "location /api/local/" in text
 
 
 class Backend:
@@ -310,22 +267,3 @@ def test_the_proxy_layer_listens_on_the_instances_own_address(aws, proxy, tmp_pa
     finally:
         stop_proxy(ctx, poll)
         registry.register("local", "api", endpoint("api-2", backends["api-2"].port))
-
-
-@pytest.mark.parametrize("address", ["localhost", "127.0.0.1; include /etc/passwd", "10.0.0.300"])
-def test_an_instance_address_that_is_not_an_ip_is_refused(address):
-    with pytest.raises(SettingsError, match="SKYNET_ADDRESS=.* is not an IP address"):
-        Settings.from_env({"SKYNET_ADDRESS": address})
-    with pytest.raises(RenderError, match="listen address: .* is not an IP address"):
-        render(build_view("local", []), "local", Path("/run"), 8080, listen_address=address)
-
-
-def test_a_listen_address_with_an_ipv6_zone_is_refused_before_nginx_sees_it():
-    with pytest.raises(RenderError, match="listen address: .* with a zone, which nginx does not take"):
-        render(build_view("local", []), "local", Path("/run"), 8080, listen_address="fe80::1%eth0")
-
-
-def test_an_ipv6_instance_address_is_bracketed_where_nginx_listens():
-    text = render(build_view("local", []), "local", Path("/run"), 8080, listen_address="fd00::1")
-
-    assert "listen [fd00::1]:8080;" in text

@@ -6,7 +6,8 @@ zip is run as Lambda's Python runtime would run it: its files first on the path,
 beside them and nothing else installed, the function's environment as the stack configured it, and
 the credentials of the function's role (assumed by ``aws-service-lambda``, moto_main's stand-in for
 the Lambda service). Each request is a function URL event (payload format 2.0) on the runner's
-stdin, one warm container answering them all; a call the role's policy does not allow fails the test.
+stdin, one warm container answering them all (the runtime's stand-in is ``lambdakit``); a call the
+role's policy does not allow fails the test. How the zip is built is ``test_webhook_lambda_zip.py``'s.
 """
 
 from __future__ import annotations
@@ -23,11 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import botocore
-import jmespath
 import pytest
-import s3transfer
 from botocore.exceptions import ClientError
+from lambdakit import RUNNER, runtime_packages, url_event
 
 from skynet_tasks import names
 from skynet_tasks.aws import Aws, aws_for
@@ -36,10 +35,8 @@ from skynet_tasks.local import stack_aws
 from skynet_tasks.local.moto_main import SERVICE_USER_PREFIX
 from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.messages import BUILD_REQUEST_TASK
-from skynet_tasks.stacks import StackError
 from skynet_tasks.stacks.cfn import load_template
 from skynet_tasks.stacks.deploy import deploy_stack
-from skynet_tasks.stacks.lambda_zip import build_lambda_zip
 from skynet_tasks.stacks.wheels import build_wheel
 from skynet_tasks.webhook.local import push_payload
 from skynet_tasks.webhook.signature import sign
@@ -49,15 +46,6 @@ pytestmark = pytest.mark.timeout(240)
 TEMPLATE = Path(__file__).parent.parent / "cloudformation" / "php-nginx.yaml"
 SHA, BEFORE = "5" * 40, "4" * 40
 FAST = {"Delay": 1, "MaxAttempts": 60}
-# How Lambda's Python runtime starts a handler, reduced to what matters here: one process, the
-# handler module imported once, each event answered in turn (stdin and stdout, one JSON per line).
-RUNNER = """
-import json, sys
-sys.path[:0] = sys.argv[1:]
-from skynet_tasks.webhook.lambda_handler import handler
-for line in sys.stdin:
-    print(json.dumps(handler(json.loads(line), None)), flush=True)
-"""
 
 
 def celery_body(sqs_body: str) -> tuple[str, list[Any]]:
@@ -66,22 +54,6 @@ def celery_body(sqs_body: str) -> tuple[str, list[Any]]:
     if envelope.get("properties", {}).get("body_encoding") == "base64":
         body = base64.b64decode(body)
     return envelope["headers"]["task"], json.loads(body)
-
-
-def url_event(body: bytes, headers: dict[str, str], base64_body: bool = False) -> dict[str, Any]:
-    """A function URL's request event (payload format 2.0): lower-case headers, the raw body."""
-    return {
-        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
-        "headers": {"content-type": "application/json", "user-agent": "GitHub-Hookshot/abc123",
-                    "x-forwarded-proto": "https", **{k.lower(): v for k, v in headers.items()}},
-        "requestContext": {"accountId": "anonymous", "apiId": "abc", "domainName": "abc.lambda-url.us-east-1.on.aws",
-                           "domainPrefix": "abc", "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1",
-                                                           "sourceIp": "192.30.252.1",
-                                                           "userAgent": "GitHub-Hookshot/abc123"},
-                           "requestId": "r-1", "routeKey": "$default", "stage": "$default", "time": "01/Dec/2026",
-                           "timeEpoch": 0},
-        "body": base64.b64encode(body).decode() if base64_body else body.decode(), "isBase64Encoded": base64_body,
-    }
 
 
 @dataclass
@@ -138,15 +110,6 @@ def function_environment(parameters: dict[str, str], outputs: dict[str, str]) ->
             value = re.sub(r"\$\{(\w+)\}", lambda match: refs[match.group(1)], value["Fn::Sub"])
         resolved[name] = str(value)
     return resolved
-
-
-def runtime_packages(directory: Path) -> Path:
-    """What Lambda's Python runtime has installed: boto3 and its own dependencies, nothing else."""
-    directory.mkdir()
-    for module in (boto3, botocore, s3transfer, jmespath):
-        source = Path(module.__file__).parent if module.__file__.endswith("__init__.py") else Path(module.__file__)
-        (directory / source.name).symlink_to(source)
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -280,29 +243,6 @@ def test_a_secret_the_role_cannot_read_stops_the_function_before_it_answers(depl
     # moto answers the refusal with the status as its code (403); AWS with AccessDeniedException.
     assert f"cannot read the webhook secret {other['ARN']} from Secrets Manager" in result.stderr
     assert "x" * 40 not in result.stderr
-
-
-def test_the_code_zip_is_the_same_bytes_from_the_same_wheel_and_carries_no_compiled_module(tmp_path):
-    wheel = build_wheel(tmp_path)
-    (tmp_path / "one").mkdir()
-    (tmp_path / "two").mkdir()
-    first, second = build_lambda_zip(wheel, tmp_path / "one"), build_lambda_zip(wheel, tmp_path / "two")
-
-    assert first.read_bytes() == second.read_bytes()  # one key per content: an unchanged deploy changes nothing
-    with zipfile.ZipFile(first) as archive:
-        files = archive.namelist()
-    assert "skynet_tasks/webhook/lambda_handler.py" in files and "celery/__init__.py" in files
-    assert not [f for f in files if f.endswith((".so", ".pyd")) or ".so." in f]
-    assert not [f for f in files if f.split("/")[0] in ("boto3", "botocore")]  # the runtime's own
-
-
-def test_a_wheel_that_is_not_one_is_refused_before_anything_is_packed(tmp_path):
-    fake = tmp_path / "skynet-0.1.0-py3-none-any.whl"
-    fake.write_bytes(b"not a zip")
-
-    with pytest.raises(StackError, match="not a wheel"):
-        build_lambda_zip(fake, tmp_path)
-    assert not (tmp_path / "skynet-webhook.zip").exists()
 
 
 def test_a_routes_rollout_policy_is_on_the_rollouts_record_and_a_bad_one_stops_the_function(deployed):
