@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+import decidekit
 import pytest
 
 from skynet_tasks.conductor import (
@@ -14,7 +17,6 @@ from skynet_tasks.conductor import (
     TicketTaken,
     UpdateReported,
     attention,
-    decide,
 )
 from skynet_tasks.conductor.batches import batch_of, newly_next, window
 from skynet_tasks.ledger.reads import Focus, open_window, partial_view
@@ -29,13 +31,7 @@ def ready(max_parallel: tuple[str, ...], canary: str | None = "a") -> RolloutRea
                                 update_timeout=60))
 
 
-def run(group: Group, *events: object, now: float = 100.0, live: tuple[str, ...] = FIVE):
-    actions = []
-    for event in events:
-        decision = decide(group, event, now, live)  # type: ignore[arg-type]
-        group = decision.group
-        actions += list(decision.actions)
-    return group, actions
+run = functools.partial(decidekit.run, live=FIVE)  # events decided in turn, among five members
 
 
 def states(group: Group) -> dict[str, str]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+import decidekit
 import pytest
 
 from skynet_tasks.conductor import (
@@ -33,13 +36,7 @@ def ready(**policy: object) -> RolloutReady:
     return RolloutReady(Rollout(id="r1", group="g", release="s1", canary="a", update_timeout=60, **policy))  # type: ignore[arg-type]
 
 
-def run(group: Group, *events: object, now: float = MONDAY_NOON):
-    actions = []
-    for event in events:
-        decision = decide(group, event, now, MEMBERS)  # type: ignore[arg-type]
-        group = decision.group
-        actions += list(decision.actions)
-    return group, actions
+run = functools.partial(decidekit.run, now=MONDAY_NOON)  # events decided in turn, on a Monday at noon
 
 
 def rollout(group: Group) -> Rollout:

@@ -3,6 +3,9 @@ The revert as the ledger writes it and the CLI shows it is in test_conductor_rev
 
 from __future__ import annotations
 
+import functools
+
+import decidekit
 import pytest
 
 from skynet_tasks.conductor import (
@@ -26,13 +29,7 @@ FIVE = ("a", "b", "c", "d", "e")
 REVERT = revert_id("r1")
 
 
-def run(group: Group, *events: object, now: float = 100.0, live: tuple[str, ...] = FIVE):
-    actions = []
-    for event in events:
-        decision = decide(group, event, now, live)  # type: ignore[arg-type]
-        group = decision.group
-        actions += list(decision.actions)
-    return group, actions
+run = functools.partial(decidekit.run, live=FIVE)  # events decided in turn, among five members
 
 
 def dispatched(actions: list[object]) -> list[tuple[str, str, int]]:
