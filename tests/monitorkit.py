@@ -1,4 +1,5 @@
-"""Helpers for the dashboard's tests: a moto server with one seeded env, and the dashboard app on it."""
+"""Helpers for the dashboard's tests: a moto server with one seeded env, the dashboard app on it, and
+what an action would change there (``state_of``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState, TicketS
 from skynet_tasks.taskruns import TaskRuns
 
 TOKEN = "test-token-0123456789abcdef"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 GROUP = "local-api"
 HALTED = "r20261125-050000-abcdef"
 RUNNING_SHA = "a" * 40
@@ -45,6 +47,15 @@ class Seeded:
     def maintenance_depth(self) -> int:
         depth = Queues(self.aws.sqs).depth(names.maintenance_queue("local", GROUP))
         return depth["visible"] + depth["in_flight"] + depth["delayed"]
+
+
+def state_of(env: Seeded) -> tuple[str, int, int, str]:
+    """What an action would change: the rollout's state, the audit trail, queued events, api-2's health."""
+    rollout = env.ledger.rollout_item(HALTED)
+    assert rollout is not None
+    found = env.registry.find("local", "api-2")
+    assert found is not None
+    return rollout["state"], len(env.ledger.actions(GROUP)), env.maintenance_depth(), found[1].health
 
 
 def seed(aws: Aws) -> None:
