@@ -105,10 +105,12 @@ HOST_NETWORK = "host-network"
 LONGEST_FIRST = (
     HOST_NETWORK,  # 797 s: test_stack_cluster 264, test_demo 222, test_stack_operations 192, test_stack_users 120
     "test_rollout_cluster",  # 512 s
-    "test_cloudformation",  # 322 s
+    "test_cloudformation_moto",  # most of test_cloudformation's 322 s: the stack created in moto
+    "test_cloudformation",
     "test_soak",  # one test, 120 s in CI's last run
     "test_stack_deploy",  # 184 s
-    "test_deadletters",  # 171 s
+    "test_deadletters",  # 171 s with test_deadletters_cli, which starts a server per test too
+    "test_deadletters_cli",
     "test_stack_privilege",  # 151 s
     "test_config_cluster",  # 130 s
     "test_faults",  # 125 s
@@ -119,7 +121,8 @@ LONGEST_FIRST = (
     "test_packaging",  # 76 s
     "test_loadbalancer",  # 75 s
     "test_ledger",  # 64 s
-    "test_monitor_api",  # 61 s
+    "test_monitor_api",  # 61 s with test_monitor_deploy
+    "test_monitor_deploy",
 )
 
 

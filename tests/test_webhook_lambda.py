@@ -97,7 +97,7 @@ def function_environment(parameters: dict[str, str], outputs: dict[str, str]) ->
     """The function's environment as the template sets it, with the stack's values.
 
     Read from the template: moto 5.2's server refuses every Lambda API call with
-    SignatureDoesNotMatch once it enforces IAM. test_cloudformation checks, on a moto that does not
+    SignatureDoesNotMatch once it enforces IAM. test_cloudformation_moto checks, on a moto that does not
     enforce IAM, that the function moto created has exactly this environment.
     """
     variables = load_template(TEMPLATE)["Resources"]["WebhookFunction"]["Properties"]["Environment"]["Variables"]
