@@ -33,6 +33,7 @@ class FailedRequestsOnly(logging.Filter):
     """Passes werkzeug's request lines only for requests refused or failed (4xx, 5xx); every other line passes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """False for the line of a request answered 1xx to 3xx; True for every other line."""
         args = record.args
         if isinstance(args, tuple) and len(args) == 3 and _REQUEST_LINE in str(record.msg):
             return not str(args[1]).startswith(("1", "2", "3"))
