@@ -8,7 +8,7 @@ group's version, and the loser decides again (``step.decide_and_write_until_sett
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import pytest
 from ledgerkit import AnotherStepWritesFirst, bootstrapped_moto
@@ -79,26 +79,36 @@ def test_a_ticket_request_that_loses_waits_a_jitter_before_deciding_again(ledger
     assert states(ledger, group, "r-jitter") == {"a": "updating", "b": "waiting", "d": "waiting", "c": "waiting"}
 
 
+class Members(Collection[str]):
+    """The group's live members, noting in ``order`` each time the step consults them (the registry's query)."""
+
+    def __init__(self, order: list[str]) -> None:
+        self.order = order
+
+    def __contains__(self, instance: object) -> bool:
+        self.order.append("registry")
+        return instance in MEMBERS
+
+    def __iter__(self) -> Iterator[str]:
+        self.order.append("registry")
+        return iter(MEMBERS)
+
+    def __len__(self) -> int:
+        self.order.append("registry")
+        return len(MEMBERS)
+
+
 class Calls:
-    """The order of a step's reads: the group's (``load_group``) and the registry's (the live members)."""
+    """The order of a step's reads: the group's (``load_group``) and the registry's (``members``)."""
 
     def __init__(self, ledger: Ledger) -> None:
-        self.ledger, self.order = ledger, []  # type: ignore[var-annotated]
+        self.ledger = ledger
+        self.order: list[str] = []
+        self.members = Members(self.order)
 
     def load_group(self, group: str, focus: Focus | None = None) -> Group:
         self.order.append("group")
         return self.ledger.load_group(group, focus)
-
-    def members(self) -> Iterator[str]:
-        class Live(tuple):  # type: ignore[type-arg]
-            def __len__(inner) -> int:  # noqa: N805 - the collection the conductor consults
-                self.order.append("registry")
-                return super().__len__()
-
-            def __iter__(inner) -> Iterator[str]:  # noqa: N805
-                self.order.append("registry")
-                return super().__iter__()
-        return Live(MEMBERS)  # type: ignore[return-value]
 
 
 def test_publication_reads_the_registry_before_the_group_a_ticket_request_never_reads_it(ledger):
@@ -108,7 +118,7 @@ def test_publication_reads_the_registry_before_the_group_a_ticket_request_never_
     calls = Calls(ledger)
 
     view, decision = Reader(calls, group, UpdateReported("r-order", 1, "a", ok=True),  # type: ignore[arg-type]
-                            calls.members()).read_and_decide(time.time())
+                            calls.members).read_and_decide(time.time())
 
     assert calls.order[:2] == ["registry", "group"] and "group" not in calls.order[2:]  # one partial read
     rollout = decision.group.rollout("r-order")
@@ -116,5 +126,5 @@ def test_publication_reads_the_registry_before_the_group_a_ticket_request_never_
     assert [t.state for t in rollout.tickets[:2]] == [TicketState.DONE, TicketState.UPDATING]
 
     request = Calls(ledger)
-    Reader(request, group, TicketTaken("r-order", "c"), request.members()).read_and_decide(time.time())
+    Reader(request, group, TicketTaken("r-order", "c"), request.members).read_and_decide(time.time())
     assert request.order == ["group"]

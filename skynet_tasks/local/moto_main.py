@@ -23,6 +23,7 @@ from skynet_tasks.compat import install_moto_patches, moto_sqs
 from skynet_tasks.compat.moto_iam import SERVICE_USER_PREFIX
 from skynet_tasks.local import faults
 
+# SERVICE_USER_PREFIX: the IAM user that plays a service (imds, stack_aws) lives there.
 __all__ = ["SERVICE_USER_PREFIX", "FailedRequestsOnly", "main"]
 
 # werkzeug's line for a request it answered: ``"METHOD PATH VERSION" CODE SIZE`` (``log_request``).
@@ -37,7 +38,7 @@ class FailedRequestsOnly(logging.Filter):
         args = record.args
         if isinstance(args, tuple) and len(args) == 3 and _REQUEST_LINE in str(record.msg):
             return not str(args[1]).startswith(("1", "2", "3"))
-        return True  # the IAM user that plays a service (imds, stack_aws) lives there
+        return True
 
 
 def take_recheck_argument(argv: list[str]) -> tuple[float, list[str]]:
