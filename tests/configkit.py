@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from ledgerkit import bootstrapped_moto
 
-from skynet_tasks.aws import Aws, aws_for
-from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.aws import Aws
 from skynet_tasks.config.merge import merge
 from skynet_tasks.config.sources import read_levels
 from skynet_tasks.config.sync import ConfigDir
-from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.resources import resolve
 
 ENV = "cfgtest"
@@ -24,21 +23,21 @@ TABLE = f"skynet-{ENV}-config"
 @pytest.fixture(scope="module", name="aws")
 def config_sources() -> Iterator[Aws]:
     """The fixture ``aws``: a moto server of the module's own, with env ``ENV`` bootstrapped."""
-    moto = MotoServer.start()
-    try:
-        aws = aws_for({**moto.environment()})
-        bootstrap_env(aws, resolve(aws, ENV), [f"{ENV}-api"])
+    with bootstrapped_moto([f"{ENV}-api"], ENV) as (_, aws):
         yield aws
-    finally:
-        moto.stop()
+
+
+def empty_bucket(aws: Aws, bucket: str) -> None:
+    """Delete every object in ``bucket`` (a test's leftovers)."""
+    for obj in aws.s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        aws.s3.delete_object(Bucket=bucket, Key=obj["Key"])
 
 
 @pytest.fixture(autouse=True)
 def empty_sources(aws: Aws):
     """Each test starts from an empty bucket and table."""
     yield
-    for obj in aws.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
-        aws.s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
+    empty_bucket(aws, BUCKET)
     for item in aws.dynamodb.scan(TableName=TABLE).get("Items", []):
         aws.dynamodb.delete_item(TableName=TABLE, Key={"scope": item["scope"], "path": item["path"]})
 

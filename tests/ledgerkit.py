@@ -58,12 +58,12 @@ def sqs_on_moto() -> Iterator[Any]:
 
 
 @contextmanager
-def bootstrapped_moto(groups: list[str]) -> Iterator[tuple[MotoServer, Aws]]:
-    """A new moto server with env ``local`` bootstrapped for ``groups``, and its clients; stopped on exit."""
+def bootstrapped_moto(groups: list[str], env: str = "local") -> Iterator[tuple[MotoServer, Aws]]:
+    """A new moto server with env ``env`` bootstrapped for ``groups``, and its clients; stopped on exit."""
     server = MotoServer.start()
     try:
         aws = aws_for(server.environment())
-        bootstrap_env(aws, resolve(aws, "local"), groups)
+        bootstrap_env(aws, resolve(aws, env), groups)
         yield server, aws
     finally:
         server.stop()

@@ -8,7 +8,6 @@ attribute. The server the tests and the cluster use runs with the patch (``local
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,24 +33,6 @@ def written(operation: str, result: dict[str, Any], picker: AttributePicker | No
     return json.loads(serializer.serialize(result)["body"])
 
 
-@pytest.fixture
-def patched() -> Iterator[None]:
-    was = moto_dynamodb_json.PATCH.installed
-    moto_dynamodb_json.install()
-    yield
-    if not was:
-        moto_dynamodb_json.uninstall()
-
-
-@pytest.fixture
-def unpatched() -> Iterator[None]:
-    was = moto_dynamodb_json.PATCH.installed
-    moto_dynamodb_json.uninstall()
-    yield
-    if was:
-        moto_dynamodb_json.install()
-
-
 RESULTS = {
     "GetItem": {"Item": EVERY_KIND},
     "Query": {"Items": [EVERY_KIND, {"pk": {"S": "r2"}}], "Count": 2, "ScannedCount": 2,
@@ -64,11 +45,12 @@ RESULTS = {
 
 
 @pytest.mark.parametrize("case", RESULTS)
-def test_a_response_says_the_same_with_the_patch(case, unpatched):
+def test_a_response_says_the_same_with_the_patch(case):
     operation = case.split(" ")[0]
+    assert not moto_dynamodb_json.PATCH.installed
     by_moto = written(operation, RESULTS[case])
-    moto_dynamodb_json.install()
-    assert written(operation, RESULTS[case]) == by_moto
+    with moto_dynamodb_json.PATCH.applied():
+        assert written(operation, RESULTS[case]) == by_moto
 
 
 class Counting(XFormedAttributePicker):
@@ -83,15 +65,17 @@ class Counting(XFormedAttributePicker):
         return super().__call__(context)
 
 
-def test_still_needed_moto_asks_for_every_member_of_every_attribute(unpatched):
+def test_still_needed_moto_asks_for_every_member_of_every_attribute():
+    assert not moto_dynamodb_json.PATCH.installed
     picker = Counting()
     written("GetItem", {"Item": EVERY_KIND}, picker)
     assert picker.asked >= 10 * len(EVERY_KIND)  # AttributeValue has ten members, each asked for
 
 
-def test_with_the_patch_an_items_attributes_are_written_without_asking(patched):
+def test_with_the_patch_an_items_attributes_are_written_without_asking():
     picker = Counting()
-    body = written("GetItem", {"Item": EVERY_KIND}, picker)
+    with moto_dynamodb_json.PATCH.applied():
+        body = written("GetItem", {"Item": EVERY_KIND}, picker)
     assert picker.asked <= 3 and body == {"Item": EVERY_KIND}  # the output's members only: Item, ConsumedCapacity…
 
 

@@ -14,9 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 from botocore.exceptions import ClientError
+from configkit import empty_bucket
+from ledgerkit import bootstrapped_moto
 
-from skynet_tasks.aws import Aws, aws_for
-from skynet_tasks.bootstrap import bootstrap_env
+from skynet_tasks.aws import Aws
 from skynet_tasks.config import retention
 from skynet_tasks.config.apply import sync_config
 from skynet_tasks.config.merge import merge
@@ -27,7 +28,6 @@ from skynet_tasks.config.snapshot import snapshot_key, store_snapshot
 from skynet_tasks.config.sources import level_for, read_levels
 from skynet_tasks.config.sync import ConfigDir
 from skynet_tasks.ledger import Ledger
-from skynet_tasks.local.motoserver import MotoServer
 from skynet_tasks.registry import Endpoint, Registry
 from skynet_tasks.resources import resolve
 from skynet_tasks.states import RolloutKind
@@ -40,20 +40,14 @@ BUCKET = f"skynet-{ENV}-config-123456789012"  # as the stack names it, in moto's
 
 @pytest.fixture(scope="module")
 def aws():
-    moto = MotoServer.start()
-    try:
-        aws = aws_for(moto.environment())
-        bootstrap_env(aws, resolve(aws, ENV), [f"{ENV}-api"])
-        yield aws
-    finally:
-        moto.stop()
+    with bootstrapped_moto([f"{ENV}-api"], ENV) as (_, on_moto):
+        yield on_moto
 
 
 @pytest.fixture(autouse=True)
-def empty_bucket(aws: Aws):
+def emptied_after(aws: Aws):
     yield
-    for obj in aws.s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
-        aws.s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
+    empty_bucket(aws, BUCKET)
 
 
 def put(aws: Aws, key: str, text: str) -> None:

@@ -169,6 +169,12 @@ class Reader:
         self.live_members = live_members
         self.focus = focus_of_all(self.events)
 
+    def _members_before_the_group(self) -> None:
+        """Read the live members (the registry's query, once per step) now, before the group: a decision that
+        consults them (publication, completion) leaves that query out of the time between the group's read and
+        its conditional write, in which another step's write (a member still lining up) makes it decide again."""
+        len(self.live_members)
+
     def read_and_decide(self, now: float | None = None) -> tuple[Group, Decision]:
         """The group as read right now, and the conductor's decision on it (see the module's docstring).
 
@@ -180,19 +186,13 @@ class Reader:
         """
         if self.focus is not None:
             if any(publishes(event) for event in self.events):
-                # Publication consults the members: read before the group, the registry's query stays out
-                # of the time between the group's read and the conditional write, in which the steps of the
-                # members still lining up write first and make the publication decide again.
-                len(self.live_members)
+                self._members_before_the_group()
             view = self.lines.load_group(self.group, self.focus)
             steps = each(view, self.events, time.time() if now is None else now, self.live_members)
             if all(needs_every_ticket(before, decision) is None for before, decision in steps):
                 return view, combined(view, [decision for _, decision in steps])
             self.focus = None  # this event needs every ticket: a decision taken again reads them at once
-        # The decisions that read every ticket mostly consult the members too (publication,
-        # completion). Read before the group's item, they leave out of the time between that
-        # read and the conditional write, in which another step's write makes it fail.
-        len(self.live_members)
+        self._members_before_the_group()  # (the decisions that read every ticket mostly consult them too)
         whole = self.lines.load_group(self.group)
         return whole, fold(whole, self.events, time.time() if now is None else now, self.live_members)
 
