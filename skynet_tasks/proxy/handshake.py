@@ -19,7 +19,9 @@ import logging
 import time
 
 from skynet_tasks.context import Context
+from skynet_tasks.registration import register_self, tell_proxies
 from skynet_tasks.registry import Registry
+from skynet_tasks.states import Health
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,21 @@ POLL = 0.1
 def lagging_proxies(registry: Registry, env: str, since: float, max_age: float) -> list[str]:
     """Live proxies of ``env`` whose running configuration reflects a registry read older than ``since``."""
     return [proxy.instance_id for proxy in registry.live(env, "rp", max_age) if proxy.synced_at < since]
+
+
+def drain(ctx: Context, last_task: str) -> list[str]:
+    """Register this instance draining and wait until no proxy routes to it; return the proxies that lagged.
+
+    The wait counts from the draining write, before any proxy is told: a proxy told of it reads the
+    registry after that. Counted from after the telling (as it was), a proxy that synced while the sends
+    were still going (one proxy of several, or one CPU the updater shares) read "before", lagged for
+    good, and the update waited out ``SKYNET_PROXY_DRAIN_WAIT`` for nothing (half the demo's canaries).
+    """
+    if not register_self(ctx, health=Health.DRAINING, last_task=last_task, notify=False):
+        return []  # already out of the proxies' routing (an operator's drain)
+    since = time.time()  # the write is done: a registry read that starts after this sees it
+    tell_proxies(ctx)
+    return wait_for_proxies(ctx, since)
 
 
 def wait_for_proxies(ctx: Context, since: float) -> list[str]:

@@ -29,7 +29,7 @@ from skynet_tasks.context import Context
 from skynet_tasks.installer import UpdateContext, UpdateFailed, install, roll_back
 from skynet_tasks.messages import UPDATE_TASK
 from skynet_tasks.policy import PolicyError, parse_min_healthy_time
-from skynet_tasks.proxy.handshake import wait_for_proxies
+from skynet_tasks.proxy.handshake import drain
 from skynet_tasks.redaction import Redactor, store_log
 from skynet_tasks.registration import entry_written, keep_registered, own_entry, register_self, tell_proxies
 from skynet_tasks.registry import Endpoint
@@ -65,8 +65,7 @@ def handle_update(ctx: Context, rollout_id: str, ticket: int) -> None:
     kind = RolloutKind(rollout.get("kind", RolloutKind.CODE))
     ok, error, log_text = True, None, ""
     try:
-        if register_self(ctx, health=Health.DRAINING, last_task=f"update {rollout_id}#{ticket}"):
-            wait_for_proxies(ctx, since=time.time())  # no proxy routes here any more: the app may stop
+        drain(ctx, f"update {rollout_id}#{ticket}")  # no proxy routes here any more: the app may stop
         update_ctx = update_context(ctx, {"SKYNET_ROLLOUT": rollout_id, "SKYNET_TICKET": str(ticket)})
         previous = ctx.layout.current_release()
         seconds = bake_time(rollout) if kind is RolloutKind.CODE else 0.0  # (refused before anything is installed)
@@ -176,8 +175,7 @@ def bake_in_service(ctx: Context, update_ctx: UpdateContext, rollout_id: str, ti
             return log_text + bake(update_ctx, seconds)
     except TurnedUnhealthy as unhealthy:
         log.warning("rollout %s: ticket %d %s", rollout_id, ticket, unhealthy.reason)
-        if register_self(ctx, health=Health.DRAINING, last_task=task):
-            wait_for_proxies(ctx, since=time.time())  # no proxy routes here any more: the app may restart
+        drain(ctx, task)  # no proxy routes here any more: the app may restart
         back = CommandLog()
         roll_back(update_ctx, previous, back)
         raise UpdateFailed(unhealthy.reason, log_text + unhealthy.log_text + back.text()) from unhealthy
