@@ -65,6 +65,9 @@ def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: s
     try:
         source = work / "source"
         build_log.note(f"checking out {sha} of {repo} ({branch})")
+        # The worker's log follows the build's phases (not its commands, which the redacted build log keeps),
+        # so that a build that hangs shows where.
+        log.info("build of %s: checking out", sha[:12])
         commit = gitrepo.checkout(repo, branch, sha, source, env=git_env)
         build_log.note(f"commit by {commit.author}: {commit.message.splitlines()[0] if commit.message else ''}")
         spec = buildspec.load_buildspec(source / "skynet.yml")
@@ -72,7 +75,8 @@ def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: s
         deadline = time.monotonic() + spec.build_timeout
         if build_user.uses_build_user(work_root):  # the steps run as the build user, in a tree it may change
             build_user.share_with_build_user(work)
-        for step in spec.build:
+        for number, step in enumerate(spec.build, start=1):
+            log.info("build of %s: step %d of %d", sha[:12], number, len(spec.build))
             build_user.run_step(step, cwd=source, env=env, timeout=deadline - time.monotonic(), log=build_log,
                               work_root=work_root)
         tarball = work / "artifact.tar.gz"
@@ -83,6 +87,7 @@ def build_release(*, store: ArtifactStore, work_root: Path, repo: str, branch: s
         manifest = artifacts.Manifest(repo=repo, branch=branch, sha=sha, sha256=digest, size=size,
                                       files=files, builder=builder, built_at=time.time(), build_log_key=log_key,
                                       artifact_key=artifact_key)
+        log.info("build of %s: uploading its artifact (%d bytes)", sha[:12], size)
         store.upload_file(tarball, artifact_key, "application/gzip")
         store.put_text(manifest_key, manifest.to_json(), "application/json")
         build_log.note(f"artifact {artifact_key}: {size} bytes, sha256 {digest}, {len(files)} files")

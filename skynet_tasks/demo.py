@@ -144,9 +144,9 @@ class Demo:
                               failed_requests=len(seen.failures()), failure_reasons=dict(seen.reasons()),
                               previous=before, revert=revert)
             step.seconds = round(time.monotonic() - started_at, 2)
-            step.state = view.get("state") if view else None
+            step.state = view.get("state")
             step.tickets = [{k: t.get(k) for k in ("number", "instance", "state", "started_at", "finished_at",
-                                                   "error")} for t in (view or {}).get("tickets", [])]
+                                                   "error")} for t in view.get("tickets", [])]
             step.served_release = _release(app)
             self.say(f"  -> rollout {step.state}" + ("" if step.behaved else f" (expected {expected})") +
                      f"; {step.requests} requests through the proxy, {step.failed_requests} failed"
@@ -157,13 +157,13 @@ class Demo:
             before = before if expected == "reverted" else sha
         return results
 
-    def follow_revert(self, ledger: Ledger, view: dict[str, Any] | None) -> dict[str, Any] | None:
+    def follow_revert(self, ledger: Ledger, view: dict[str, Any]) -> dict[str, Any] | None:
         """Follow the automatic revert a halted rollout's view names, if any; its id, end and tickets."""
-        revert_id = (view or {}).get("reverted_by")
+        revert_id = view.get("reverted_by")
         if not revert_id:
             return None
         self.say(f"  the rollout's on_failure is revert: {revert_id} takes the instances that moved back")
-        ended = self.follow(ledger, str(revert_id)) or {}
+        ended = self.follow(ledger, str(revert_id))
         return {"rollout_id": revert_id, "state": ended.get("state"), "release": ended.get("release"),
                 "tickets": [{k: t.get(k) for k in ("number", "instance", "state", "started_at", "finished_at")}
                             for t in ended.get("tickets", [])]}
@@ -184,7 +184,7 @@ class Demo:
                         f"{', '.join(sorted(instances - seen))}")
 
     def push_and_follow(self, ledger: Ledger, secret: bytes, before: str, sha: str,
-                        message: str) -> tuple[str, dict[str, Any] | None]:
+                        message: str) -> tuple[str, dict[str, Any]]:
         """Announce ``sha`` with a signed push webhook and follow its rollout; return its id and view."""
         info = self.cluster.require_info()
         repo_name = Path(info.app_repo).name.removesuffix(".git")
@@ -195,8 +195,8 @@ class Demo:
         rollout_id = str(answer["builds"][0]["rollout_id"])
         return rollout_id, self.follow(ledger, rollout_id)
 
-    def follow(self, ledger: Ledger, rollout_id: str, timeout: float = 180) -> dict[str, Any] | None:
-        """Print the rollout's progress as it happens; return its final view."""
+    def follow(self, ledger: Ledger, rollout_id: str, timeout: float = 180) -> dict[str, Any]:
+        """Print the rollout's progress as it happens; return its final view (DemoError if it did not end)."""
         seen: dict[Any, str] = {}
         deadline = time.monotonic() + timeout
         view = None
@@ -215,11 +215,27 @@ class Demo:
                 if state.finished or state is RolloutState.HALTED:
                     return view
             time.sleep(0.2)
-        return view
+        last = view["state"] if view else "unrecorded"
+        raise DemoError(f"rollout {rollout_id} is still {last} after {timeout:.0f} s"
+                        f"{stalled_build(ledger, view)}; see the instances' logs: {self.cluster.worker_logs()}")
 
     def down(self) -> None:
         """Stop the cluster."""
         self.cluster.down()
+
+
+def stalled_build(ledger: Ledger, view: dict[str, Any] | None) -> str:
+    """What the ledger says of a rollout's build that never ended: who holds its claim, and since when."""
+    if not view or view.get("state") != RolloutState.BUILDING:
+        return ""
+    release = ledger.release(str(view["group"]), str(view["release"]))
+    now = time.time()
+    nudged = f"; its build was re-sent {now - float(view['nudged_at']):.0f} s ago" if view.get("nudged_at") else ""
+    if release is None:
+        return f" (no instance has claimed its build{nudged})"
+    claim = "live" if release.lease_until > now else f"lapsed {now - release.lease_until:.0f} s ago"
+    return (f" (its build is {release.state} by {release.builder}, started {now - release.started_at:.0f} s ago, "
+            f"its claim {claim}{nudged})")
 
 
 def _release(app: str) -> str | None:

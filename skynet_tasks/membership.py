@@ -22,6 +22,7 @@ from skynet_tasks.context import Context
 from skynet_tasks.installer import UpdateFailed, install, restart_current
 from skynet_tasks.registration import tell_proxies
 from skynet_tasks.services import ServiceError
+from skynet_tasks.settings import Settings
 from skynet_tasks.states import ReleaseState, RolloutKind, RolloutState
 from skynet_tasks.update_context import update_context
 
@@ -89,6 +90,14 @@ def sweep(ctx: Context) -> list[str]:
         log.info("swept %s from the registry, silent for over %.0fs", ", ".join(removed),
                  s.heartbeat_max_age * SWEEP_AFTER_MAX_AGES)
     return removed
+
+
+def build_check_interval(settings: Settings) -> float:
+    """Seconds between a member's looks for stalled builds (``nudge_stalled_builds``): a heartbeat, or half the
+    nudge's delay if longer, so that a build nobody runs is sent again within about one and a half of that delay
+    by any member, on AWS's one-minute heartbeat too. (Sampled one heartbeat in ten, as the sweep is, a
+    three-instance group on AWS waited minutes, and a group of one ten on average.)"""
+    return max(settings.heartbeat_interval, settings.build_nudge_after / 2)
 
 
 def nudge_stalled_builds(ctx: Context, now: float | None = None) -> list[str]:

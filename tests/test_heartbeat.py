@@ -103,7 +103,7 @@ class Timer:
 def test_instances_started_together_beat_at_different_points_of_the_interval_then_every_interval(monkeypatch):
     monkeypatch.setattr(base.SkynetTask, "_context", None)  # (the step adopts its context: put back after)
     monkeypatch.setattr(base.SkynetTask, "_context_pid", 0)
-    ctx = SimpleNamespace(settings=SimpleNamespace(heartbeat_interval=30.0))
+    ctx = SimpleNamespace(settings=SimpleNamespace(heartbeat_interval=30.0, build_nudge_after=45.0))
     firsts = []
     for _ in range(20):  # twenty instances of a scale-out, started at once
         step, timer, beats = launch.heartbeat_step(ctx)(parent=None), Timer(), []
@@ -117,3 +117,35 @@ def test_instances_started_together_beat_at_different_points_of_the_interval_the
 
         assert beats == ["beat"] and timer.scheduled[1][:2] == ("every", 30.0) and step.timer_ref == "every"
     assert len(set(firsts)) > 10  # spread over the interval, not one burst of requests every 30 s
+
+
+@pytest.mark.parametrize(("heartbeat", "nudge_after", "every"), [(60.0, 45.0, 60.0), (2.0, 45.0, 22.5)])
+def test_every_member_looks_for_stalled_builds_on_a_timer_of_its_own_skipping_while_it_holds_a_task(
+        monkeypatch, heartbeat, nudge_after, every):
+    # Given a member's heartbeat step (AWS's one-minute heartbeat, or a local cluster's two seconds)
+    monkeypatch.setattr(base.SkynetTask, "_context", None)  # (the step adopts its context: put back after)
+    monkeypatch.setattr(base.SkynetTask, "_context_pid", 0)
+    ctx = SimpleNamespace(settings=SimpleNamespace(heartbeat_interval=heartbeat, build_nudge_after=nudge_after))
+    looks: list[object] = []
+    monkeypatch.setattr(launch.membership, "nudge_stalled_builds", looks.append)
+    step, timer = launch.heartbeat_step(ctx)(parent=None), Timer()
+    step.beat = lambda: None
+    step.start(SimpleNamespace(timer=timer))
+    (_, _, first_beat, args), = timer.scheduled
+
+    # When its first beat comes
+    first_beat(*args)
+
+    # Then it looks every heartbeat, or every half of the nudge's delay if that is longer: never one beat in ten
+    (kind, seconds, check, _), = [entry for entry in timer.scheduled if entry[2] == step.check_builds]
+    assert (kind, seconds) == ("every", every)
+    # and, as a beat, not while it holds a task (an update in hand), once idle again
+    request = type("Request", (), {})()
+    launch.worker_state.active_requests.add(request)
+    try:
+        check()
+    finally:
+        launch.worker_state.active_requests.discard(request)
+    assert looks == []
+    check()
+    assert looks == [ctx]

@@ -93,7 +93,8 @@ def heartbeat_step(ctx: Context, conductor: Conductor | None = None) -> type[boo
     (``registration.keep_registered``). Running it here instead of as a message to the
     instance's own queue saves three SQS requests per beat (send, receive, delete): a
     third of an idle instance's requests. Each beat also starts the ``conductor``'s thread
-    again if it ended (``Conductor.revive``), so a fresh heartbeat proves both consume.
+    again if it ended (``Conductor.revive``), so a fresh heartbeat proves both consume. A timer of the
+    step's own looks for the group's stalled builds (``membership.build_check_interval``).
     """
     from skynet_tasks.tasks.base import SkynetTask
     from skynet_tasks.tasks.re_register import re_register
@@ -108,6 +109,7 @@ def heartbeat_step(ctx: Context, conductor: Conductor | None = None) -> type[boo
         def __init__(self, parent: Any, **kwargs: Any) -> None:
             super().__init__(parent, **kwargs)
             self.timer_ref: Any = None
+            self.builds_ref: Any = None
 
         def start(self, consumer: Any) -> None:
             # The first beat at a random point of the interval: instances launched together (a scale-out, the
@@ -118,8 +120,10 @@ def heartbeat_step(ctx: Context, conductor: Conductor | None = None) -> type[boo
             self.timer_ref = consumer.timer.call_after(phase, self.first_beat, args=(consumer,), priority=10)
 
         def first_beat(self, consumer: Any) -> None:
-            """The first beat; then one every interval."""
+            """The first beat; then one every interval, and a look for stalled builds every ``build_check_interval``."""
             self.timer_ref = consumer.timer.call_repeatedly(ctx.settings.heartbeat_interval, self.beat, priority=10)
+            self.builds_ref = consumer.timer.call_repeatedly(membership.build_check_interval(ctx.settings),
+                                                             self.check_builds, priority=10)
             self.beat()
 
         def beat(self) -> None:
@@ -133,9 +137,19 @@ def heartbeat_step(ctx: Context, conductor: Conductor | None = None) -> type[boo
             except Exception:  # noqa: BLE001 - a missed beat shows as an aging heartbeat, never a crash
                 log.exception("heartbeat failed")
 
+        def check_builds(self) -> None:
+            """Send again the builds of the group nobody runs, unless the worker holds a task (as ``beat``)."""
+            if worker_state.reserved_requests or worker_state.active_requests:
+                return
+            try:
+                membership.nudge_stalled_builds(ctx)
+            except Exception:  # noqa: BLE001 - the next look tries again
+                log.exception("could not look for stalled builds")
+
         def stop(self, consumer: Any) -> None:
-            if self.timer_ref is not None:
-                self.timer_ref.cancel()
+            for ref in (self.timer_ref, self.builds_ref):
+                if ref is not None:
+                    ref.cancel()
 
     return Heartbeat
 

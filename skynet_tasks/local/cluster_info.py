@@ -92,10 +92,17 @@ class ClusterInfo:
 class RecordedCluster:
     """A local cluster of either kind: a folder holding its record, and the moto server it started."""
 
+    # Where each instance's worker log is, under the cluster's folder (a glob pattern).
+    WORKER_LOGS = "instances/*/logs/worker.log"
+
     def __init__(self, directory: Path) -> None:
         self.dir = directory.resolve()
         self.info: ClusterInfo | None = None
         self.moto: MotoServer | None = None
+
+    def worker_logs(self) -> str:
+        """The instances' worker logs, as a glob pattern."""
+        return f"{self.dir}/{self.WORKER_LOGS}"
 
     def require_info(self) -> ClusterInfo:
         """The cluster's record: the one this object made, else the one in its folder (ClusterError if none)."""

@@ -71,6 +71,8 @@ class StackState:
 class StackCluster(RecordedCluster):
     """Start and stop the stack-built cluster in ``directory``."""
 
+    WORKER_LOGS = "instances/*/srv-upper/skynet/logs/worker.log"  # an instance's /srv is an overlay's upper layer
+
     def __init__(self, directory: Path, env: str = "local", faults: str = "", wheel: Path | None = None) -> None:
         super().__init__(directory)
         self.faults = faults  # the local AWS's fault modes (skynet_tasks.local.faults)
@@ -273,8 +275,7 @@ class StackCluster(RecordedCluster):
             if all(present.get(i) == address for i, address in wanted.items()):
                 return
             time.sleep(0.5)
-        raise ClusterError(f"instances {sorted(wanted)} did not register within {timeout:.0f}s; see "
-                           f"{self.dir}/instances/*/srv-upper/skynet/logs/worker.log")
+        raise ClusterError(f"instances {sorted(wanted)} did not register in {timeout:.0f}s; see {self.worker_logs()}")
 
     # ---- down ------------------------------------------------------------------
     def down(self) -> None:

@@ -20,7 +20,7 @@ from skynet_tasks.conductor import Rollout, Tick, TicketTaken, UpdateReported, a
 from skynet_tasks.context import Context
 from skynet_tasks.events import to_message
 from skynet_tasks.ledger.reads import member_view
-from skynet_tasks.membership import nudge_stalled_builds, sweep
+from skynet_tasks.membership import sweep
 from skynet_tasks.messages import RE_REGISTER_TASK
 from skynet_tasks.registration import register_self
 from skynet_tasks.states import RolloutState, TicketState
@@ -44,7 +44,6 @@ def heartbeat(ctx: Context, reason: str = "heartbeat") -> None:
     handle_re_register(ctx, reason)
     if secrets.randbelow(SWEEP_ONE_IN) == 0:
         sweep(ctx)
-        nudge_stalled_builds(ctx)
 
 
 def handle_re_register(ctx: Context, reason: str = "heartbeat") -> None:
