@@ -23,8 +23,10 @@ test: setup
 	$(BIN)/ruff check skynet_tasks workers celeryconfig.py tests benchmarks
 	$(BIN)/mypy skynet_tasks workers
 	$(BIN)/bandit -q -r skynet_tasks workers -c pyproject.toml
-	# Two workers (pytest-xdist): a module's tests stay together, stack-built modules share one (tests/conftest.py).
-	$(BIN)/pytest --numprocesses 2
+	# Three workers on two cores (pytest-xdist): much of a test is waiting (health checks, deadlines, long
+	# polls), which a third worker fills: 11:43 against 13:57 with two (docs/development.md). A module's tests
+	# stay together, stack-built modules share one worker (tests/conftest.py).
+	$(BIN)/pytest --numprocesses 3
 
 bench: setup
 	$(BIN)/python -m benchmarks.rollout --sizes 3,10,20,40 --out benchmarks/results/rollout.json
