@@ -94,9 +94,10 @@ def sweep(ctx: Context) -> list[str]:
 
 def build_check_interval(settings: Settings) -> float:
     """Seconds between a member's looks for stalled builds (``nudge_stalled_builds``): a heartbeat, or half the
-    nudge's delay if longer, so that a build nobody runs is sent again within about one and a half of that delay
-    by any member, on AWS's one-minute heartbeat too. (Sampled one heartbeat in ten, as the sweep is, a
-    three-instance group on AWS waited minutes, and a group of one ten on average.)"""
+    nudge's delay if longer. A build nobody runs is then sent again at most one interval after the delay,
+    whatever the group's size: 105 s after its request on AWS's one-minute heartbeat. (Sampled one heartbeat
+    in ten, as the sweep is, a three-instance group on AWS waited over four minutes on average, a group of one
+    ten.)"""
     return max(settings.heartbeat_interval, settings.build_nudge_after / 2)
 
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from ledgerkit import bootstrapped_moto
+from statetablekit import state_table_ledger
 
-from skynet_tasks import names
 from skynet_tasks.demo import Demo, DemoError
 from skynet_tasks.ledger import Ledger, Release
 from skynet_tasks.states import ReleaseState, RolloutKind
@@ -20,8 +19,8 @@ GROUP = "local-api"
 
 @pytest.fixture(scope="module")
 def ledger():
-    with bootstrapped_moto([GROUP]) as (_, aws):
-        yield Ledger(aws.dynamodb, names.state_table("local"))
+    with state_table_ledger([GROUP]) as on_moto:
+        yield on_moto
 
 
 def stuck_rollout(ledger: Ledger, rollout_id: str, sha: str) -> None:
