@@ -17,6 +17,18 @@ from skynet_tasks import names
 log = logging.getLogger(__name__)
 
 
+# A remote that stops answering fails the git command in about this many seconds, instead of holding the
+# worker until its task's hard time limit (over an hour for a build, which renews its claim all the while):
+# over HTTP(S), git's own limit on a transfer slower than 1 KB/s (``http.lowSpeedLimit``/``lowSpeedTime``);
+# over SSH, the deploy keys' ssh command's connect and keep-alive timeouts (``config.sync.git_ssh_environment``).
+STALL_SECONDS = 60
+
+
+def stall_limits(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` for a git command, with git's limit on a stalled HTTP transfer (what ``env`` says wins)."""
+    return {"GIT_HTTP_LOW_SPEED_LIMIT": "1000", "GIT_HTTP_LOW_SPEED_TIME": str(STALL_SECONDS), **(env or {})}
+
+
 class GitError(Exception):
     """A ref could not be resolved or a commit could not be checked out."""
 
@@ -45,7 +57,7 @@ def resolve_ref(repo_url: str, ref: str, env: dict[str, str] | None = None) -> s
     if ref.startswith("-") or any(c in ref for c in " \t\n\0~^:?*[\\") or ".." in ref:
         raise GitError(f"{ref!r} is not a valid ref name")
     try:
-        output = str(git.cmd.Git().ls_remote(repo_url, ref, env=env or {}))
+        output = str(git.cmd.Git().ls_remote(repo_url, ref, env=stall_limits(env)))
     except git.GitCommandError as error:
         raise GitError(f"cannot list {repo_url}: {error.stderr.strip()}") from error
     candidates: dict[str, str] = {}
@@ -63,12 +75,13 @@ def checkout(repo_url: str, branch: str, sha: str, dest: Path, env: dict[str, st
     check_sha(sha)
     try:
         # Closed on leaving: an open Repo keeps ``git cat-file --batch`` processes for the worker's life.
-        with git.Repo.clone_from(repo_url, dest, branch=branch or None, no_checkout=True, env=env or None) as repo:
+        with git.Repo.clone_from(repo_url, dest, branch=branch or None, no_checkout=True,
+                                 env=stall_limits(env)) as repo:
             try:
                 repo.git.checkout(sha)
             except git.GitCommandError:
                 # The commit is not on the branch's tip history we fetched: fetch it by sha.
-                repo.git.fetch("origin", sha)
+                repo.git.fetch("origin", sha, env=stall_limits(env))
                 repo.git.checkout(sha)
             # Read inside: a commit's fields are loaded lazily, by a ``git cat-file`` the closed Repo would restart.
             commit = repo.commit(sha)
@@ -84,7 +97,7 @@ def branch_tip(repo_url: str, branch: str, env: dict[str, str] | None = None) ->
         raise GitError(f"{branch!r} is not a valid branch name")
     ref = f"refs/heads/{branch}"
     try:
-        output = str(git.cmd.Git().ls_remote(repo_url, ref, env=env or {}))
+        output = str(git.cmd.Git().ls_remote(repo_url, ref, env=stall_limits(env)))
     except git.GitCommandError as error:
         raise GitError(f"cannot list {repo_url}: {error.stderr.strip()}") from error
     for line in output.splitlines():
@@ -106,7 +119,7 @@ def is_ancestor(repo_url: str, branch: str, ancestor: str, descendant: str, dest
     check_sha(descendant)
     try:
         repo = git.Repo.clone_from(repo_url, dest, bare=True, branch=branch or None, single_branch=True,
-                                   filter="tree:0", env=env or None)
+                                   filter="tree:0", env=stall_limits(env))
     except git.GitCommandError as error:
         raise GitError(f"cannot fetch {repo_url}: {error.stderr.strip()}") from error
     with repo:  # closed on leaving, with the ``git cat-file`` processes it started
@@ -117,7 +130,7 @@ def _is_ancestor(repo: git.Repo, ancestor: str, descendant: str, env: dict[str, 
     for sha in (ancestor, descendant):
         if not _has_commit(repo, sha):
             try:
-                repo.git.fetch("origin", sha, filter="tree:0", env=env or None)
+                repo.git.fetch("origin", sha, filter="tree:0", env=stall_limits(env))
             except git.GitCommandError:
                 pass  # unreachable from the remote's refs: judged below
             if not _has_commit(repo, sha):

@@ -28,6 +28,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from skynet_tasks import gitrepo
 from skynet_tasks.config.merge import MergedConfig
 from skynet_tasks.config.paths import ConfigError
 from skynet_tasks.links import link_target_name, switch_link
@@ -172,13 +173,18 @@ def git_ssh_environment(config: ConfigDir) -> dict[str, str]:
 
     ``IdentitiesOnly`` makes ssh offer only these keys (not an agent's or ``~/.ssh``'s),
     ``-F /dev/null`` ignores user ssh configs, ``BatchMode`` never prompts, and a
-    host key is accepted the first time and pinned after that.
+    host key is accepted the first time and pinned after that. A server that does not answer
+    (its connection or banner, or a connection gone silent) ends the command within about
+    ``gitrepo.STALL_SECONDS``, not the build's task.
     """
     keys = sorted(config.ssh.glob("*.pem")) if config.ssh.is_dir() else []
     if not keys:
         return {}
+    alive = max(gitrepo.STALL_SECONDS // 4, 1)
     parts = ["ssh", "-F", "/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-             "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={config.known_hosts}"]
+             "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={config.known_hosts}",
+             "-o", f"ConnectTimeout={max(gitrepo.STALL_SECONDS // 2, 1)}", "-o", f"ServerAliveInterval={alive}",
+             "-o", "ServerAliveCountMax=4"]
     for key in keys:
         parts += ["-i", str(key)]
     return {"GIT_SSH_COMMAND": shlex.join(parts)}
