@@ -92,6 +92,11 @@ def sweep(ctx: Context) -> list[str]:
     return removed
 
 
+# A build nobody has run for an hour after its request is left to the operator (``skynet deploy`` it again):
+# every member looks for stalled builds every minute, and each look reads only the rollouts of this last hour.
+NUDGE_FOR = 3600.0
+
+
 def build_check_interval(settings: Settings) -> float:
     """Seconds between a member's looks for stalled builds (``nudge_stalled_builds``): a heartbeat, or half the
     nudge's delay if longer. A build nobody runs is then sent again at most one interval after the delay,
@@ -104,7 +109,8 @@ def build_check_interval(settings: Settings) -> float:
 def nudge_stalled_builds(ctx: Context, now: float | None = None) -> list[str]:
     """Re-send the build of recent rollouts of this group that no instance is running; return their ids.
 
-    A build is stalled when it was requested over ``SKYNET_BUILD_NUDGE_AFTER`` seconds ago, no
+    A build is stalled when it was requested over ``SKYNET_BUILD_NUDGE_AFTER`` seconds ago (and less than
+    ``NUDGE_FOR``: an idle group's look is then one query that finds nothing), no
     instance holds a live build claim on its release (a builder renews it at every heartbeat:
     ``tasks.build.build_lease``), and it was not nudged within the last as many seconds. A
     duplicate build message is harmless: the rollout and the build claim are conditional writes.
@@ -112,7 +118,7 @@ def nudge_stalled_builds(ctx: Context, now: float | None = None) -> list[str]:
     s = ctx.settings
     now = time.time() if now is None else now
     nudged = []
-    for rollout_id in ctx.ledger.recent_rollouts(s.group, 5):
+    for rollout_id in ctx.ledger.recent_rollouts(s.group, 5, since=now - NUDGE_FOR):
         item = ctx.ledger.rollout_item(rollout_id)
         if item is None or item.get("state") != RolloutState.BUILDING:
             continue

@@ -1,10 +1,12 @@
-"""A build's claim holds its commit while its builder renews it, and frees it soon after the builder dies,
-against moto's server over HTTP. (The whole path, a builder killed mid-build and a member building again,
-is in ``test_rollout_cluster``.)"""
+"""A build's claim holds its commit while its builder renews it, and frees it soon after the builder dies; a
+build nobody runs is sent again by a member's look for stalled builds; against moto's server over HTTP.
+(The whole path, a builder killed mid-build and a member building again, is in ``test_rollout_cluster``.)"""
 
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -12,7 +14,8 @@ from ledgerkit import bootstrapped_moto
 
 from skynet_tasks import names
 from skynet_tasks.ledger import Ledger, Release
-from skynet_tasks.states import ReleaseState
+from skynet_tasks.membership import NUDGE_FOR, nudge_stalled_builds
+from skynet_tasks.states import ReleaseState, RolloutKind
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,3 +65,33 @@ def test_a_finished_build_is_not_renewed_back_into_building(ledger):
     # a renewal from the build's last heartbeat, after it finished
     assert not ledger.renew_build(GROUP, "c" * 40, "api-1", lease=30.0)
     assert ledger.release(GROUP, "c" * 40).state is ReleaseState.BUILT
+
+
+class SentBuilds:
+    """Stands in for the Messenger: the build requests a member sent again."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def build(self, group: str, request: dict[str, Any], attempt: str = "first") -> None:
+        self.sent.append((group, request["rollout_id"]))
+
+
+def test_a_build_nobody_runs_is_sent_again_after_the_nudge_delay_for_an_hour_at_most(ledger):
+    # Given a build requested now that no instance claimed (its message was lost)
+    requested = time.time()
+    assert ledger.create_rollout("r-lost", GROUP, "d" * 40, RolloutKind.CODE,
+                                 {"requested_at": requested, "repo": "repo", "branch": "main"})
+    sent = SentBuilds()
+    member = SimpleNamespace(ledger=ledger, messenger=sent, settings=SimpleNamespace(
+        group=GROUP, repo="repo", branch="main", build_nudge_after=45.0))
+
+    # Then a member's look sends it again once the delay has passed, not before
+    assert nudge_stalled_builds(member, now=requested + 10) == []
+    assert nudge_stalled_builds(member, now=requested + 50) == ["r-lost"]
+    assert sent.sent == [(GROUP, "r-lost")]
+    # and not again within the delay of that nudge
+    assert nudge_stalled_builds(member, now=requested + 60) == []
+    # and no more once its request is an hour old: the look reads only that hour's rollouts
+    assert nudge_stalled_builds(member, now=requested + NUDGE_FOR + 60) == []
+    assert sent.sent == [(GROUP, "r-lost")]

@@ -98,12 +98,17 @@ class RolloutStore(Store):
             view["expected"] = expected
         return view
 
-    def recent_rollouts(self, group: str, limit: int = 10) -> list[str]:
-        """The ids of the group's latest rollouts, oldest first."""
-        # Deliberately bounded: the newest ``limit`` index items, never the group's whole history.
+    def recent_rollouts(self, group: str, limit: int = 10, since: float | None = None) -> list[str]:
+        """The ids of the group's latest rollouts (created at ``since`` or later, if given), oldest first."""
+        # Deliberately bounded: the newest ``limit`` index items, never the group's whole history. The index's
+        # sort key starts with the creation time, so ``since`` is a range of it: nothing read before it.
+        condition, values = "pk = :pk AND begins_with(sk, :p)", {":p": {"S": "rollout#"}}
+        if since is not None:
+            condition, values = "pk = :pk AND sk BETWEEN :from AND :to", {
+                ":from": {"S": f"rollout#{since:017.6f}"}, ":to": {"S": "rollout#~"}}  # "~" sorts after digits
         pages = self.db.get_paginator("query").paginate(
-            TableName=self.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
-            ExpressionAttributeValues={":pk": {"S": f"group#{group}"}, ":p": {"S": "rollout#"}},
+            TableName=self.table, KeyConditionExpression=condition,
+            ExpressionAttributeValues={":pk": {"S": f"group#{group}"}, **values},
             ScanIndexForward=False, ConsistentRead=True, PaginationConfig={"MaxItems": limit, "PageSize": limit})
         return [from_item(i)["rollout_id"] for page in pages for i in page.get("Items", [])][::-1]
 
