@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from clusterkit import assert_one_at_a_time
 
+from skynet_tasks.local.stack_cluster import StackCluster
+
 pytestmark = pytest.mark.timeout(420)
 
 
@@ -70,7 +72,7 @@ def what_went_wrong(demo: Path) -> str:
     refused = [line for line in moto_log.read_text(errors="replace").splitlines()  # a 400 is a lost condition: usual
                if re.search(r'" (403|5\d\d) ', line)] if moto_log.exists() else []
     lines = ["", f"moto refused or failed {len(refused)} requests (403 or 5xx), the last:", *refused[-5:]]
-    for log in sorted(demo.glob("instances/*/srv-upper/skynet/logs/worker.log")):
+    for log in sorted(demo.glob(StackCluster.WORKER_LOGS)):
         worrying = [line[:240] for line in log.read_text(errors="replace").splitlines()
                     if " WARNING " in line or " ERROR " in line or "Traceback" in line]
         building = [line[:240] for line in log.read_text(errors="replace").splitlines() if "build" in line]

@@ -80,6 +80,11 @@ def watch_lifecycle(ctx: Context, hook: str) -> None:
                                                      threading.Event()), name="lifecycle", daemon=True).start()
 
 
+def holds_a_task() -> bool:
+    """Whether the worker holds a task (reserved or running): the heartbeat's timers then do nothing."""
+    return bool(worker_state.reserved_requests or worker_state.active_requests)
+
+
 def heartbeat_step(ctx: Context, conductor: Conductor | None = None) -> type[bootsteps.StartStopStep]:
     """A consumer bootstep that runs this instance's heartbeat every heartbeat interval, when idle.
 
@@ -130,7 +135,7 @@ def heartbeat_step(ctx: Context, conductor: Conductor | None = None) -> type[boo
             """One heartbeat (the ``re_register`` task's body), unless the worker holds a task."""
             if conductor is not None:
                 conductor.revive()
-            if worker_state.reserved_requests or worker_state.active_requests:
+            if holds_a_task():
                 return
             try:
                 re_register.run(reason="heartbeat")
@@ -139,7 +144,7 @@ def heartbeat_step(ctx: Context, conductor: Conductor | None = None) -> type[boo
 
         def check_builds(self) -> None:
             """Send again the builds of the group nobody runs, unless the worker holds a task (as ``beat``)."""
-            if worker_state.reserved_requests or worker_state.active_requests:
+            if holds_a_task():
                 return
             try:
                 membership.nudge_stalled_builds(ctx)
