@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from skynet_tasks import names
 from skynet_tasks.aws import client_settings
 from skynet_tasks.settings import Settings
 
@@ -41,8 +42,9 @@ STATIC: dict[str, Any] = {
 }
 
 
-def config(settings: Settings) -> dict[str, Any]:
-    """Celery's configuration for a process with these settings."""
+def config(settings: Settings, members_topic: str | None = None) -> dict[str, Any]:
+    """Celery's configuration for a process with these settings (and, on an instance whose group has one, the
+    ARN of the group's SNS topic: ``skynet_tasks.broadcast``)."""
     return {
         **STATIC,
         "broker_url": settings.broker_url,
@@ -56,6 +58,11 @@ def config(settings: Settings) -> dict[str, Any]:
             "visibility_timeout": 900,
             # kombu's own SQS client retries throttling and 5xx as every Skynet client does.
             "client-config": client_settings(),
+            # The group's broadcast: kombu publishes to a fanout exchange through the SNS topic named here
+            # (``Messenger.to_members``); a topic the stack made, never one kombu would create.
+            **({"supports_fanout": True,
+                "predefined_exchanges": {names.members_topic(settings.env, settings.group): {"arn": members_topic}}}
+               if members_topic else {}),
         },
         # Kept for the tasks' Context (skynet_tasks.app.settings_of): the settings of this process's start.
         "skynet_settings": settings,

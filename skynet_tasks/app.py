@@ -36,9 +36,9 @@ class _NotConfigured(Mapping[str, Any]):
         self._refuse()
 
 
-def configure(celery_app: Celery, settings: Settings) -> Celery:
-    """Give ``celery_app`` Skynet's configuration for ``settings``; return it."""
-    celery_app.config_from_object(celeryconfig.config(settings), force=True)
+def configure(celery_app: Celery, settings: Settings, members_topic: str | None = None) -> Celery:
+    """Give ``celery_app`` Skynet's configuration for ``settings`` (and its group's topic, if any); return it."""
+    celery_app.config_from_object(celeryconfig.config(settings, members_topic), force=True)
     return celery_app
 
 

@@ -1,4 +1,4 @@
-"""Create, idempotently, every queue, table and bucket an env needs.
+"""Create, idempotently, every queue, table, bucket and topic an env needs.
 
 On AWS the CloudFormation stack creates them; ``skynet bootstrap`` is for local
 mode and for envs managed without the stack. Running it twice changes nothing.
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
+from skynet_tasks import names
 from skynet_tasks.aws import Aws
 from skynet_tasks.queues import Queues, group_queues
 from skynet_tasks.resources import EnvResources
@@ -21,15 +22,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BootstrapReport:
-    """The names of the queues, tables and buckets a bootstrap made sure of."""
+    """The names of the queues, tables, buckets and topics a bootstrap made sure of."""
 
     queues: list[str] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
     buckets: list[str] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
 
 
 def bootstrap_env(aws: Aws, resources: EnvResources, groups: Iterable[str]) -> BootstrapReport:
-    """Create the env's tables and buckets, under the names ``resources`` gives, and each group's queues."""
+    """Create the env's tables and buckets, under the names ``resources`` gives, and each group's queues and topic."""
     env = resources.env
     report = BootstrapReport()
     # (table, hash key, range key, TTL attribute): the keys the stack gives each table
@@ -44,6 +46,9 @@ def bootstrap_env(aws: Aws, resources: EnvResources, groups: Iterable[str]) -> B
         for spec in group_queues(env, group):
             queues.ensure(spec)
             report.queues.append(spec.name)
+        # The group's broadcast (skynet_tasks.broadcast): CreateTopic returns an existing topic's ARN.
+        aws.client("sns").create_topic(Name=names.members_topic(env, group))
+        report.topics.append(names.members_topic(env, group))
     log.info("env %s bootstrapped: %d tables, %d buckets, %d queues", env, len(report.tables),
              len(report.buckets), len(report.queues))
     return report

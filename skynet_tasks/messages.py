@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 
 from celery import Celery
+from kombu import Exchange
 from kombu.serialization import dumps
 from kombu.utils.json import dumps as json_dumps
 
@@ -121,13 +122,26 @@ class Messenger:
         seconds from now, if given: the worker holds it until then)."""
         self._send(task, kwargs, names.instance_queue(self.env, instance_id), expires=expires, countdown=countdown)
 
+    def to_members(self, group: str, task: str, kwargs: dict[str, Any]) -> None:
+        """Send ``task`` with ``kwargs`` to every member of ``group`` whose queue hears the group's topic, in one
+        SNS publish (``skynet_tasks.broadcast``). Raises kombu's UndefinedExchangeException where this process
+        was not configured with the group's topic: the caller then sends to each member."""
+        exchange = Exchange(names.members_topic(self.env, group), type="fanout")
+        self._check_size(task, kwargs, exchange.name)
+        # Declaring a fanout exchange only records it in kombu's channel: no request to SQS or SNS.
+        self.app.send_task(task, kwargs=kwargs, exchange=exchange, routing_key=exchange.name, declare=[exchange])
+
+    def _check_size(self, task: str, kwargs: dict[str, Any], destination: str, properties: dict[str, Any] | None = None,
+                    expires: float | None = None, countdown: float | None = None) -> None:
+        # Every message Skynet sends passes here: the one place its size is checked.
+        size = sqs_message_size(self.app, task, kwargs, destination, properties, expires, countdown)
+        if size > MAX_MESSAGE_BYTES:
+            raise MessageTooLarge(f"{task} to {destination} not sent: {size} bytes once encoded, over SQS's limit of "
+                                  f"{MAX_MESSAGE_BYTES} (a message carries ids and keys, never contents)")
+
     def _send(self, task: str, kwargs: dict[str, Any], queue: str, expires: float | None = None,
               countdown: float | None = None, **properties: str) -> None:
-        # Every message Skynet sends passes here: the one place its size is checked.
-        size = sqs_message_size(self.app, task, kwargs, queue, properties, expires, countdown)
-        if size > MAX_MESSAGE_BYTES:
-            raise MessageTooLarge(f"{task} to {queue} not sent: {size} bytes once encoded, over SQS's limit of "
-                                  f"{MAX_MESSAGE_BYTES} (a message carries ids and keys, never contents)")
+        self._check_size(task, kwargs, queue, properties, expires, countdown)
         # Not declared first: declaring asks SQS for the queue's size (GetQueueAttributes), once per queue and
         # connection. A conductor telling 19 members to take a ticket asked 19 times, and most updates'
         # reports asked before their send, on the hand-off's path (87 times for 124 sends to the group's

@@ -45,6 +45,11 @@ def maintenance_queue(env: str, group: str) -> str:
     return f"{prefix(env)}{check_name_part('group', group)}-maint.fifo"
 
 
+def members_topic(env: str, group: str) -> str:
+    """The name of ``group``'s SNS topic, which reaches every member's queue at once (``skynet_tasks.broadcast``)."""
+    return f"{prefix(env)}{check_name_part('group', group)}-members"
+
+
 def instance_queue(env: str, instance_id: str) -> str:
     """The name of the queue of one instance's work worker."""
     return f"{prefix(env)}inst-{check_name_part('instance id', instance_id)}"

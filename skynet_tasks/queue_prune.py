@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 
 from skynet_tasks import names
+from skynet_tasks.aws import Aws
+from skynet_tasks.broadcast import forget_gone_queues
 from skynet_tasks.queues import Queues
 from skynet_tasks.registry import Registry
 
@@ -60,3 +62,13 @@ def prune_instance_queues(queues: Queues, registry: Registry, env: str, min_age:
             log.info("deleted the queues of %s, gone from env %s's registry", instance_id, env)
             deleted.append(queue)
     return PrunedQueues(tuple(deleted), tuple(too_young))
+
+
+def prune_subscriptions(aws: Aws, queues: Queues, env: str) -> list[str]:
+    """Unsubscribe the queues that are gone from ``env``'s group topics (``skynet_tasks.broadcast``): a
+    subscription outlives its queue, and SNS would go on trying to deliver to it."""
+    existing = set(queues.list(names.prefix(env)))
+    unsubscribed = forget_gone_queues(aws, env, existing)
+    for queue in unsubscribed:
+        log.info("unsubscribed %s, a queue that is gone, from env %s's group topics", queue, env)
+    return unsubscribed

@@ -24,11 +24,12 @@ MAX_RECEIVES = 5
 
 @dataclass(frozen=True)
 class QueueSpec:
-    """A queue to create: its name, visibility timeout in seconds, and whether it is FIFO."""
+    """A queue to create: its name, visibility timeout in seconds, whether it is FIFO, and its policy (JSON)."""
 
     name: str
     visibility_timeout: int
     fifo: bool = False
+    policy: str | None = None  # an instance queue's: its group's topic may deliver to it (``broadcast``)
 
     @property
     def dead_letter(self) -> str:
@@ -74,6 +75,7 @@ class Queues:
             **base,
             "VisibilityTimeout": str(spec.visibility_timeout),
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)}),
+            **({"Policy": spec.policy} if spec.policy else {}),
         }
         try:
             url: str = self.sqs.create_queue(QueueName=spec.name, Attributes=attributes)["QueueUrl"]
@@ -88,7 +90,8 @@ class Queues:
                 self.sqs.set_queue_attributes(QueueUrl=url, Attributes={
                     k: v for k, v in attributes.items() if k not in ("FifoQueue", "ContentBasedDeduplication")})
             except ClientError as refused:
-                if refused.response["Error"]["Code"] not in ("AccessDenied", "AccessDeniedException"):
+                # (moto answers an IAM refusal of this JSON-protocol call in XML, which botocore reads as "403")
+                if refused.response["Error"]["Code"] not in ("AccessDenied", "AccessDeniedException", "403"):
                     raise
                 log.warning("queue %s has other attributes than this version's, and this role may not "
                             "change them: used as it is", spec.name)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from skynet_tasks import __version__, buildspec
+from skynet_tasks.broadcast import hears_group
 from skynet_tasks.config.sync import ConfigDir
 from skynet_tasks.context import Context
 from skynet_tasks.httpcheck import healthy
@@ -102,7 +103,7 @@ def own_entry(ctx: Context, health: Health | None = None, last_task: str = "", l
         config_version=ConfigDir(s.config_dir).current_version() or "", last_task=last_task,
         # Cut: the entry shares one registry item with the whole layer's (``docs/aws.md``, "Limits").
         last_outcome=last_outcome[:OUTCOME_LIMIT],
-        synced_at=_proxy_synced_at(ctx))
+        synced_at=_proxy_synced_at(ctx), hears_group=hears_group(ctx.layout.run_dir))
 
 
 def entry_written(ctx: Context, endpoint: Endpoint, notify: bool = True) -> bool:

@@ -54,6 +54,9 @@ class Endpoint:
     # why (``Registry.record_refused``).
     refused_count: int = 0
     refused_entries: tuple[str, ...] = ()
+    # Whether its queue hears its group's SNS topic (``skynet_tasks.broadcast``); an older agent's entry has no
+    # such key: false, and the conductor sends it its own message.
+    hears_group: bool = False
 
     def age(self, now: float) -> float:
         """Seconds from the entry's last heartbeat to ``now``."""
@@ -271,9 +274,19 @@ class LiveMembers(Collection[str]):
         self.max_age = max_age
 
     @cached_property
+    def entries(self) -> tuple[Endpoint, ...]:
+        """The entries of the group's instances with a fresh heartbeat (read once, then kept)."""
+        return tuple(self.registry.live(self.env, None, self.max_age, group=self.group))
+
+    @cached_property
     def members(self) -> frozenset[str]:
-        """The ids of the group's instances with a fresh heartbeat (read once, then kept)."""
-        return frozenset(e.instance_id for e in self.registry.live(self.env, None, self.max_age, group=self.group))
+        """The ids of the group's instances with a fresh heartbeat."""
+        return frozenset(e.instance_id for e in self.entries)
+
+    def deaf(self, instances: Collection[str]) -> list[str]:
+        """Those of ``instances`` that a broadcast to the group does not reach (``Endpoint.hears_group``)."""
+        hearing = {e.instance_id for e in self.entries if e.hears_group}
+        return [i for i in instances if i not in hearing]
 
     def __contains__(self, instance: object) -> bool:
         return instance in self.members

@@ -93,7 +93,7 @@ def test_the_registry_installs_a_set_and_says_once_which_patches_are_active(capl
 
     assert all(patch.installed for patch in compat.KOMBU_PATCHES)
     lines = [record.getMessage() for record in caplog.records if record.name == "skynet_tasks.compat"]
-    active = "curl_timer, ack_wake, sqs_throttled_receive"
+    active = "curl_timer, ack_wake, sqs_throttled_receive, sqs_shared_loader"
     assert lines == [f"compat: kombu {patching.installed_version('kombu')}: {active} active"]
 
 

@@ -48,6 +48,9 @@ class SentMessages:
                     countdown: float | None = None) -> None:
         self.sent.append((instance, task, payload))
 
+    def to_members(self, group: str, task: str, payload: dict[str, Any]) -> None:
+        self.sent.append((f"group {group}", task, payload))
+
 
 def conductor_on(server: MotoServer) -> SimpleNamespace:
     """What a conductor step uses, on ``server``, with the retry policy every Skynet client has."""
@@ -58,7 +61,8 @@ def conductor_on(server: MotoServer) -> SimpleNamespace:
     for member in MEMBERS:
         registry.register("local", "api", Endpoint(member, GROUP, "10.0.0.1", 8080, "old", "healthy", time.time()))
     return SimpleNamespace(ledger=Ledger(aws.dynamodb, resources.state_table), registry=registry,
-                           settings=SimpleNamespace(env="local", heartbeat_max_age=600.0), messenger=SentMessages())
+                           settings=SimpleNamespace(env="local", group=GROUP, heartbeat_max_age=600.0),
+                           messenger=SentMessages())
 
 
 @contextmanager

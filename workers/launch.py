@@ -32,14 +32,14 @@ from celery import bootsteps
 from celery.signals import worker_shutdown
 from celery.worker import state as worker_state
 
-from skynet_tasks import logformat, membership, names
+from skynet_tasks import broadcast, logformat, membership, names
 from skynet_tasks.agent import agent_path_environment, clear_restart, restart_requested
+from skynet_tasks.aws import Aws
 from skynet_tasks.compat import install_celery_patches, install_kombu_patches
 from skynet_tasks.config.apply import sync_config
 from skynet_tasks.config.paths import ConfigError
 from skynet_tasks.context import Context
 from skynet_tasks.messages import DRAIN_TASK, TAKE_TICKET_TASK
-from skynet_tasks.queues import instance_queue
 from skynet_tasks.registration import register_self
 from skynet_tasks.settings import Settings
 from workers.conductor import Conductor, conductor_step
@@ -177,8 +177,9 @@ def run_worker(loglevel: str = "INFO", role: str = "all") -> None:
     from skynet_tasks.app import app, configure
     from skynet_tasks.tasks.re_register import handle_re_register
 
-    configure(app, settings)  # the tasks' app, with the settings of this start
-
+    # Before the first message: kombu's clients share the process's model loader, among the rest
+    # (skynet_tasks/compat/kombu_*.py).
+    install_kombu_patches()
     conductor, ctx = None, None
     if role == "all":
         from skynet_tasks.tasks.base import warm_up
@@ -186,7 +187,9 @@ def run_worker(loglevel: str = "INFO", role: str = "all") -> None:
         conductor = Conductor(app, names.maintenance_queue(settings.env, settings.group), warm_up=warm_up)
     if role != "conductor":
         ctx = Context.create(settings, app)
-        ctx.queues.ensure(instance_queue(settings.env, settings.instance_id))
+    # The tasks' app, with the settings of this start and the group's topic: its queue made and subscribed first.
+    configure(app, settings, broadcast.join(ctx).topic if ctx else broadcast.group_topic(Aws(), settings))
+    if ctx is not None:
         ctx.ledger.ensure_group(settings.group, settings.repo, settings.branch)
         settings.root.mkdir(parents=True, exist_ok=True)
         sync_config_at_boot(ctx)
@@ -247,7 +250,7 @@ def start_serving(ctx: Context, app: Any, conductor: Conductor | None) -> None:
 def run_celery(app: Any, settings: Settings, role: str, loglevel: str) -> None:
     """Run the Celery worker of ``role`` in this process, one task at a time, until it stops."""
     # kombu's SQS receives wait on libcurl timers 1,000 times too long, and could start up to a
-    # second after the task before them was acknowledged (skynet_tasks/compat/kombu_*.py)
+    # second after the task before them was acknowledged (skynet_tasks/compat/kombu_*.py; installed once)
     install_kombu_patches()
     install_celery_patches()  # a task held for its countdown starts the lazy pool's child when due
     # Everything loaded so far is never collected: the collector's passes would write to (and so copy)

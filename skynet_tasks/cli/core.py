@@ -45,7 +45,7 @@ from skynet_tasks.status import collect_status
               help="Layers whose default groups to create (repeatable).")
 @json_option
 def bootstrap(env: str, groups: tuple[str, ...], layers: tuple[str, ...], as_json: bool) -> None:
-    """Create, idempotently, every queue, table and bucket the env needs."""
+    """Create, idempotently, every queue, table, bucket and topic the env needs."""
     try:
         wanted = sorted({names.check_name_part("group", g) for g in groups}
                         | {names.default_group(env, names.check_name_part("layer", layer)) for layer in layers})
@@ -57,7 +57,7 @@ def bootstrap(env: str, groups: tuple[str, ...], layers: tuple[str, ...], as_jso
         click.echo(json.dumps(report.__dict__, indent=2))
     else:
         click.echo(f"env {env}: tables {', '.join(report.tables)}; buckets {', '.join(report.buckets)}; "
-                   f"{len(report.queues)} queues")
+                   f"{len(report.queues)} queues; {len(report.topics)} group topics")
 
 
 @click.command()

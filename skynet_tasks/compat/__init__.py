@@ -16,12 +16,14 @@ from skynet_tasks.compat import (
     celery_eta_autoscale,
     kombu_ack_wake,
     kombu_curl_timer,
+    kombu_shared_loader,
     kombu_sqs_errors,
     moto_cfn,
     moto_dynamodb,
     moto_dynamodb_json,
     moto_iam,
     moto_server_lookup,
+    moto_sns,
     moto_sqs,
 )
 from skynet_tasks.compat.patching import Patch, UnsupportedVersion, installed_version
@@ -32,13 +34,15 @@ __all__ = ["CELERY_PATCHES", "KOMBU_PATCHES", "MOTO_PATCHES", "UnsupportedVersio
 log = logging.getLogger(__name__)
 
 # What a Celery worker on SQS needs: the receive after a task starts at once, and a throttled
-# or failing SQS answer restarts the consumer instead of stopping the worker.
-KOMBU_PATCHES: tuple[Patch, ...] = (kombu_curl_timer.PATCH, kombu_ack_wake.PATCH, kombu_sqs_errors.PATCH)
+# or failing SQS answer restarts the consumer instead of stopping the worker; its boto3 clients share the
+# process's model loader (8 to 10 MB and 0.09 s less each).
+KOMBU_PATCHES: tuple[Patch, ...] = (kombu_curl_timer.PATCH, kombu_ack_wake.PATCH, kombu_sqs_errors.PATCH,
+                                    kombu_shared_loader.PATCH)
 # What a Skynet worker's lazy pool needs of Celery: a task held for its countdown starts the child when due.
 CELERY_PATCHES: tuple[Patch, ...] = (celery_eta_autoscale.PATCH,)
 # What the local AWS (moto's server) needs to behave as AWS does for Skynet.
 MOTO_PATCHES: tuple[Patch, ...] = (moto_sqs.PATCH, moto_dynamodb.PATCH, moto_dynamodb_json.PATCH, *moto_iam.PATCHES,
-                                   moto_cfn.PATCH, moto_server_lookup.PATCH)
+                                   moto_cfn.PATCH, moto_server_lookup.PATCH, moto_sns.PATCH)
 
 _logged: set[str] = set()
 _lock = threading.Lock()

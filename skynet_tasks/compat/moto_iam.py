@@ -5,7 +5,7 @@ Three patches, all needed for least-privilege policies to mean locally what they
 - ``SERVICE_PRINCIPALS``: trust policies that name a service (``Principal: {Service:
   ec2.amazonaws.com}``) trust that service's local stand-in.
 - ``RESOURCE_AUTHORIZATION``: DynamoDB, SQS ``CreateQueue``, Secrets Manager secrets and SNS
-  ``Publish`` are authorized against the resource ARN AWS uses, not against ``*``.
+  topics (``Publish``, ``Subscribe``...) are authorized against the resource ARN AWS uses, not against ``*``.
 - ``SSM_RESOURCES``: SSM parameters too, applied once moto imports SSM's code.
 """
 
@@ -102,12 +102,13 @@ def _apply_resource_authorization(stack: ExitStack) -> None:
     ``*``: a policy scoped to table or queue ARNs, as least privilege asks, refuses them all.
     It also checks ``dynamodb:TransactWriteItems``, which IAM does not have. AWS checks a
     request against its table's ARN (an index's for a query on one), each item of a
-    transaction or batch as its own action on its own table, and ``CreateQueue`` against the
-    ARN of the queue it would create. Secrets Manager, too, is authorized against ``*`` in moto,
+    transaction or batch as its own action on its own table, and ``CreateQueue`` and ``GetQueueUrl``
+    against the ARN of the queue they name. Secrets Manager, too, is authorized against ``*`` in moto,
     and against the secret's ARN on AWS.
 
     moto authorizes SNS ``Publish`` against ``*`` as well; AWS checks it against the topic's ARN
-    (the rollout notices' ``sns:Publish`` is granted on the env's topic only).
+    (the rollout notices' ``sns:Publish`` is granted on the env's topic only), and so ``Subscribe``,
+    ``ListSubscriptionsByTopic`` and ``Unsubscribe`` (a group's members subscribe to its topic only).
 
     moto checks an SQS batch request as its own action (``sqs:DeleteMessageBatch``), which IAM does
     not have: AWS grants the batch with its single action (``SQS_BATCH_PERMISSIONS``), so a policy
@@ -126,7 +127,7 @@ def _apply_resource_authorization(stack: ExitStack) -> None:
                 self._authenticate_and_authorize_action(IAMRequest, arn)
 
     def sqs_resource(self: Any) -> str:
-        if self._get_action() == "CreateQueue":
+        if self._get_action() in ("CreateQueue", "GetQueueUrl"):  # a queue named, not yet a URL
             return f"arn:aws:sqs:{self.region}:{self.current_account}:{self._get_param('QueueName')}"
         return str(moto_sqs_resource(self))
 
@@ -140,8 +141,11 @@ def _apply_resource_authorization(stack: ExitStack) -> None:
             return f"arn:aws:secretsmanager:{self.region}:{self.current_account}:secret:{secret_id}"
 
     def sns_resource(self: Any) -> str:
-        if self._get_action() in ("Publish", "PublishBatch"):
+        action = self._get_action()
+        if action in ("Publish", "PublishBatch", "Subscribe", "ListSubscriptionsByTopic"):
             return str(self._get_param("TopicArn") or self._get_param("TargetArn") or "*")
+        if action == "Unsubscribe":  # checked on the subscription's topic: its ARN less the subscription's id
+            return str(self._get_param("SubscriptionArn") or "*").rsplit(":", 1)[0]
         return "*"
 
     def sqs_authorize(self: Any, resource: str = "*") -> None:

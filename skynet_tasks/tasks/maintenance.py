@@ -92,7 +92,7 @@ def handle_maintenance(ctx: Context, group: str, message: Any, now: float | None
     try:
         dispatch(ctx, decision)
     finally:  # a redelivered event decides nothing new: what the decision tells is told now or never
-        after_settled(functools.partial(tell, ctx, decision, prepared, told))
+        after_settled(functools.partial(tell, ctx, decision, prepared, told, live))
     return decision
 
 
@@ -106,7 +106,8 @@ def dispatch(ctx: Context, decision: Decision) -> None:
                      action.instance)
 
 
-def tell(ctx: Context, decision: Decision, prepared: Sequence[str] = (), told: Sequence[Notice] = ()) -> None:
+def tell(ctx: Context, decision: Decision, prepared: Sequence[str] = (), told: Sequence[Notice] = (),
+         live: LiveMembers | None = None) -> None:
     """Tell what a decision leaves to tell, once its step's messages are settled (``trailing``): the next members
     to prepare (``prepared``), members to take a ticket, people its notices (``told``)."""
     try:
@@ -117,10 +118,33 @@ def tell(ctx: Context, decision: Decision, prepared: Sequence[str] = (), told: S
                 log.warning("could not tell %s its turn comes next", instance, exc_info=True)
         for action in decision.actions:
             if isinstance(action, Notify):
-                kwargs: dict[str, Any] = {"rollout_id": action.rollout_id, **({"again": True} if action.again else {})}
-                for instance in action.instances:
-                    ctx.messenger.to_instance(instance, TAKE_TICKET_TASK, kwargs,
-                                              countdown=NOTIFY_AGAIN_AFTER if action.again else None)
-                log.info("rollout %s: %d members told to take a ticket", action.rollout_id, len(action.instances))
+                tell_to_take_tickets(ctx, decision, action, live)
     finally:
         hand_off(ctx, told)
+
+
+def tell_to_take_tickets(ctx: Context, decision: Decision, action: Notify, live: LiveMembers | None) -> None:
+    """Tell ``action.instances`` to take a ticket: in one broadcast to the group where its members hear it
+    (``skynet_tasks.broadcast``), and one message each to those that do not.
+
+    The broadcast reaches every member whose queue hears the group's topic, the canary included, which
+    holds its ticket and asks for none (``canary``). A second notification (``again``) waits in each
+    member's worker (a countdown, which SNS does not carry): it goes one message each, as it is rare.
+    """
+    group, rollout = decision.group.name, decision.group.rollout(action.rollout_id)
+    kwargs: dict[str, Any] = {"rollout_id": action.rollout_id}
+    rest: Sequence[str] = action.instances
+    if action.again:
+        kwargs["again"] = True
+    elif live is not None and group == ctx.settings.group and len(rest) > 1:
+        try:
+            ctx.messenger.to_members(group, TAKE_TICKET_TASK, {**kwargs, "canary": rollout.canary if rollout else None})
+            rest = live.deaf(action.instances)
+        except Exception:  # noqa: BLE001 - logged; every member is then told on its own, as before
+            log.warning("rollout %s: the broadcast to group %s failed: each member told on its own",
+                        action.rollout_id, group, exc_info=True)
+    for instance in rest:
+        ctx.messenger.to_instance(instance, TAKE_TICKET_TASK, kwargs,
+                                  countdown=NOTIFY_AGAIN_AFTER if action.again else None)
+    log.info("rollout %s: %d members told to take a ticket (%d of them one by one)", action.rollout_id,
+             len(action.instances), len(rest))
