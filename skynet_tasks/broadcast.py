@@ -22,13 +22,20 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from skynet_tasks import names
+from skynet_tasks.aws import Aws
 from skynet_tasks.queues import QueueSpec, instance_queue
+from skynet_tasks.settings import Settings
+
+if TYPE_CHECKING:  # the Context holds a Registry, whose registration imports this module
+    from skynet_tasks.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +57,7 @@ class Arns:
         return f"arn:{self.partition}:{service}:{self.region}:{self.account}:{name}"
 
 
-def arns(aws: Any) -> Arns:
+def arns(aws: Aws) -> Arns:
     """This process's partition, region and account: the account from STS's GetCallerIdentity, which IAM
     allows every caller, the region from the SQS client's configuration."""
     region = aws.sqs.meta.region_name
@@ -98,7 +105,7 @@ class Joined:
     hears: bool
 
 
-def join(ctx: Any) -> Joined:
+def join(ctx: Context) -> Joined:
     """Create this instance's queue and subscribe it to its group's topic; say so in the run directory.
 
     Never fails the boot: without the broadcast, the instance is told as before, one message for it.
@@ -132,7 +139,7 @@ def join(ctx: Any) -> Joined:
     return Joined(topic, True)
 
 
-def group_topic(aws: Any, settings: Any) -> str | None:
+def group_topic(aws: Aws, settings: Settings) -> str | None:
     """The ARN of ``settings.group``'s topic, for a process that publishes and has no queue to subscribe (a
     conductor run as a worker of its own); None if STS cannot say the account."""
     try:
@@ -142,27 +149,29 @@ def group_topic(aws: Any, settings: Any) -> str | None:
         return None
 
 
-def hears_group(run_dir: Any) -> bool:
+def hears_group(run_dir: Path) -> bool:
     """True while this instance's queue hears its group's topic (``join`` said so at boot)."""
     return bool((run_dir / HEARS_GROUP_FILE).exists())
 
 
-def forget_gone_queues(aws: Any, env: str, queues: set[str]) -> list[str]:
-    """Unsubscribe, from ``env``'s group topics, every queue not among ``queues`` (the env's queues that exist):
-    those of instances that are gone. Returns the queue names unsubscribed. With an administrator's or the
-    operator's credentials (``skynet queues prune``): an instance may not unsubscribe anyone."""
+def forget_gone_queues(aws: Aws, env: str, existing_queues: Callable[[], set[str]]) -> list[str]:
+    """Unsubscribe, from ``env``'s group topics, every queue that is gone: not among ``existing_queues()``, which
+    is asked after the subscriptions are listed (an instance makes its queue before it subscribes it, so a
+    booting instance is never taken for a gone one). Returns the queue names unsubscribed. With an
+    administrator's credentials (``skynet queues prune``): an instance may not unsubscribe anyone."""
     sns = aws.client("sns")
     prefix = names.prefix(env)
-    gone = []
+    subscriptions = []
     for page in sns.get_paginator("list_topics").paginate():
         for topic in (t["TopicArn"] for t in page.get("Topics", [])):
             name = topic.rsplit(":", 1)[-1]
-            if not (name.startswith(prefix) and name.endswith("-members")):
-                continue
-            for listing in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic):
-                for subscription in listing.get("Subscriptions", []):
-                    queue = str(subscription.get("Endpoint", "")).rsplit(":", 1)[-1]
-                    if subscription.get("Protocol") == "sqs" and queue.startswith(prefix) and queue not in queues:
-                        sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
-                        gone.append(queue)
+            if name.startswith(prefix) and name.endswith("-members"):
+                for listing in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic):
+                    subscriptions += [s for s in listing.get("Subscriptions", []) if s.get("Protocol") == "sqs"]
+    existing, gone = existing_queues(), []
+    for subscription in subscriptions:
+        queue = str(subscription.get("Endpoint", "")).rsplit(":", 1)[-1]
+        if queue.startswith(prefix) and queue not in existing:
+            sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
+            gone.append(queue)
     return sorted(gone)

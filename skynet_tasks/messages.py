@@ -50,6 +50,10 @@ class MessageTooLarge(ValueError):
     """A message that SQS would refuse for its size; nothing was sent."""
 
 
+class NoBroadcast(RuntimeError):
+    """This process cannot publish to the group's topic (it was not configured with it); nothing was sent."""
+
+
 def sqs_message_size(app: Celery, task: str, kwargs: dict[str, Any], queue: str,
                      properties: dict[str, Any] | None = None, expires: float | None = None,
                      countdown: float | None = None) -> int:
@@ -124,9 +128,12 @@ class Messenger:
 
     def to_members(self, group: str, task: str, kwargs: dict[str, Any]) -> None:
         """Send ``task`` with ``kwargs`` to every member of ``group`` whose queue hears the group's topic, in one
-        SNS publish (``skynet_tasks.broadcast``). Raises kombu's UndefinedExchangeException where this process
-        was not configured with the group's topic: the caller then sends to each member."""
+        SNS publish (``skynet_tasks.broadcast``). Raises NoBroadcast where this process was not configured with
+        the group's topic (kombu would drop the message without a word): the caller sends to each member."""
         exchange = Exchange(names.members_topic(self.env, group), type="fanout")
+        options = self.app.conf.broker_transport_options
+        if not options.get("supports_fanout") or exchange.name not in options.get("predefined_exchanges", {}):
+            raise NoBroadcast(f"this process knows no topic of group {group}: nothing was sent")
         self._check_size(task, kwargs, exchange.name)
         # Declaring a fanout exchange only records it in kombu's channel: no request to SQS or SNS.
         self.app.send_task(task, kwargs=kwargs, exchange=exchange, routing_key=exchange.name, declare=[exchange])

@@ -67,8 +67,7 @@ def prune_instance_queues(queues: Queues, registry: Registry, env: str, min_age:
 def prune_subscriptions(aws: Aws, queues: Queues, env: str) -> list[str]:
     """Unsubscribe the queues that are gone from ``env``'s group topics (``skynet_tasks.broadcast``): a
     subscription outlives its queue, and SNS would go on trying to deliver to it."""
-    existing = set(queues.list(names.prefix(env)))
-    unsubscribed = forget_gone_queues(aws, env, existing)
+    unsubscribed = forget_gone_queues(aws, env, lambda: set(queues.list(names.prefix(env))))
     for queue in unsubscribed:
         log.info("unsubscribed %s, a queue that is gone, from env %s's group topics", queue, env)
     return unsubscribed

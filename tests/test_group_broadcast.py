@@ -21,7 +21,7 @@ from skynet_tasks.conductor import Rollout, RolloutReady
 from skynet_tasks.context import Context
 from skynet_tasks.events import to_message
 from skynet_tasks.local.motoserver import MotoServer
-from skynet_tasks.messages import TAKE_TICKET_TASK
+from skynet_tasks.messages import TAKE_TICKET_TASK, NoBroadcast
 from skynet_tasks.queue_prune import prune_subscriptions
 from skynet_tasks.queues import Queues, instance_queue
 from skynet_tasks.registry import Endpoint
@@ -160,3 +160,35 @@ class RefusedSetAttributes:
         from botocore.exceptions import ClientError
 
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "refused"}}, "SetQueueAttributes")
+
+
+def test_an_instance_that_boots_while_the_prune_runs_keeps_its_subscription(local_env, tmp_path):
+    pruner = member(local_env, tmp_path, "r-0")
+    topic = broadcast.join(pruner).topic
+
+    def queues_listed_as_one_boots() -> set[str]:
+        broadcast.join(member(local_env, tmp_path, "r-1"))  # its queue, then its subscription, mid-prune
+        return set(Queues(pruner.aws.sqs).list("skynet-local-"))
+
+    broadcast.forget_gone_queues(pruner.aws, "local", queues_listed_as_one_boots)
+
+    endpoints = [s["Endpoint"] for s in pruner.aws.client("sns").list_subscriptions_by_topic(TopicArn=topic)[
+        "Subscriptions"]]
+    assert any(e.endswith(":skynet-local-inst-r-1") for e in endpoints)
+
+
+def test_a_conductor_that_knows_no_topic_tells_every_member_on_its_own(local_env, tmp_path):
+    # Its members hear the topic, but this process was started without it (STS or SNS refused it at boot):
+    # kombu would drop a fan-out it was not configured for without a word.
+    conductor, hearing = member(local_env, tmp_path, "n-0"), member(local_env, tmp_path, "n-1")
+    broadcast.join(conductor), broadcast.join(hearing)
+    register(conductor, True), register(hearing, True)
+    configure(conductor.messenger.app, conductor.settings, None)
+    with pytest.raises(NoBroadcast):
+        conductor.messenger.to_members(GROUP, TAKE_TICKET_TASK, {"rollout_id": "r-n"})
+
+    conductor.ledger.create_rollout("r-n", GROUP, "s1", RolloutKind.CODE, {})
+    ready = RolloutReady(Rollout(id="r-n", group=GROUP, release="s1", canary="n-0", update_timeout=60))
+    handle_maintenance(conductor, GROUP, to_message(ready)[0])
+
+    assert [(via(e), kwargs_of(e)) for e in envelopes(conductor, "n-1")] == [("", {"rollout_id": "r-n"})]
