@@ -32,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from skynet_tasks import names
 from skynet_tasks.aws import Aws
 from skynet_tasks.queues import QueueSpec, instance_queue
+from skynet_tasks.resources import account_id
 from skynet_tasks.settings import Settings
 
 if TYPE_CHECKING:  # the Context holds a Registry, whose registration imports this module
@@ -58,12 +59,10 @@ class Arns:
 
 
 def arns(aws: Aws) -> Arns:
-    """This process's partition, region and account: the account from STS's GetCallerIdentity, which IAM
-    allows every caller, the region from the SQS client's configuration."""
+    """This process's partition, region and account: the account from STS (``resources.account_id``: IAM
+    allows every caller GetCallerIdentity), the region from the SQS client's configuration."""
     region = aws.sqs.meta.region_name
-    partition = aws.session.get_partition_for_region(region)
-    account = aws.client("sts").get_caller_identity()["Account"]
-    return Arns(partition, region, str(account))
+    return Arns(aws.session.get_partition_for_region(region), region, account_id(aws))
 
 
 def queue_policy(queue_arn: str, topic_arn: str) -> str:
@@ -90,10 +89,9 @@ def lets_in(policy: str | None, topic_arn: str) -> bool:
     return False
 
 
-def own_queue(env: str, instance_id: str, group: str, where: Arns) -> QueueSpec:
-    """This instance's queue, with the policy that lets its group's topic deliver to it."""
+def own_queue(env: str, instance_id: str, topic: str, where: Arns) -> QueueSpec:
+    """This instance's queue, with the policy that lets its group's topic (``topic``, an ARN) deliver to it."""
     spec = instance_queue(env, instance_id)
-    topic = where.of("sns", names.members_topic(env, group))
     return QueueSpec(spec.name, spec.visibility_timeout, policy=queue_policy(where.of("sqs", spec.name), topic))
 
 
@@ -119,9 +117,9 @@ def join(ctx: Context) -> Joined:
         log.warning("the group's broadcast is off (no account id from STS): %s", error)
         ctx.queues.ensure(instance_queue(s.env, s.instance_id))
         return Joined(None, False)
-    spec = own_queue(s.env, s.instance_id, s.group, where)
-    url = ctx.queues.ensure(spec)
     topic = where.of("sns", names.members_topic(s.env, s.group))
+    spec = own_queue(s.env, s.instance_id, topic, where)
+    url = ctx.queues.ensure(spec)
     try:
         ctx.aws.client("sns").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=where.of("sqs", spec.name),
                                         Attributes={"RawMessageDelivery": "true"})

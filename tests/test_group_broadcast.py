@@ -1,7 +1,8 @@
 """A rollout tells its members to take a ticket in one SNS publish (``skynet_tasks.broadcast``), on moto's server
 over HTTP: a member that subscribed its queue at boot hears it; one that cannot (its queue made by an older agent,
 no topic for its group) is told with a message of its own; the canary hears it and asks for nothing; a queue that
-is gone neither stops the publish nor outlives ``skynet queues prune``."""
+is gone neither stops the publish nor outlives ``skynet queues prune``. (An older agent's queue, whose policy an
+instance's role may not set, is tested under the stack's IAM: tests/test_stack_broadcast.py.)"""
 
 from __future__ import annotations
 
@@ -100,20 +101,6 @@ def test_one_publish_tells_every_member_that_hears_and_a_message_each_to_the_oth
     assert ["b-1" in m["Body"] or "b-1" in base64.b64decode(m["Body"]).decode() for m in asked["Messages"]] == [True]
 
 
-def test_a_queue_made_before_the_broadcast_hears_nothing_and_says_so(local_env, tmp_path):
-    # Made by an older agent, without the topic's policy; an instance's role may not change it (tested under IAM
-    # in tests/test_stack_broadcast.py): here its policy is kept out as if SetQueueAttributes were refused.
-    old = member(local_env, tmp_path, "b-old")
-    Queues(old.aws.sqs).ensure(instance_queue("local", "b-old"))
-    refusing = RefusedSetAttributes(old.aws.sqs)
-    old.queues = Queues(refusing)
-
-    joined = broadcast.join(old)
-
-    assert joined.topic is not None and not joined.hears
-    assert not broadcast.hears_group(old.layout.run_dir)
-
-
 def test_a_group_without_a_topic_is_told_one_message_each(local_env, tmp_path):
     ctx = member(local_env, tmp_path, "t-0", TOPICLESS)
     Queues(ctx.aws.sqs).ensure(instance_queue("local", "t-1"))
@@ -145,21 +132,6 @@ def test_a_gone_queue_neither_stops_a_publish_nor_outlives_the_prune(local_env, 
     endpoints = [s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]]
     assert any(e.endswith(":skynet-local-inst-g-0") for e in endpoints)
     assert not any(e.endswith(":skynet-local-inst-g-1") for e in endpoints)
-
-
-class RefusedSetAttributes:
-    """The SQS client, except that SetQueueAttributes is refused, as an instance role's is."""
-
-    def __init__(self, sqs: Any) -> None:
-        self.sqs = sqs
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.sqs, name)
-
-    def set_queue_attributes(self, **_: Any) -> None:
-        from botocore.exceptions import ClientError
-
-        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "refused"}}, "SetQueueAttributes")
 
 
 def test_an_instance_that_boots_while_the_prune_runs_keeps_its_subscription(local_env, tmp_path):

@@ -1,4 +1,4 @@
-"""kombu's SQS transport: its boto3 clients share the process's model loader, as Skynet's own do.
+"""kombu's SQS transport: its boto3 sessions share the process's model loader, as Skynet's own do.
 
 kombu 5.7 makes each of its clients (the channel's SQS client, and the SNS client of a fan-out) from a new
 ``boto3.Session``, whose botocore session has a loader of its own: each parses botocore's endpoint and
@@ -7,8 +7,9 @@ service models again. Measured on this machine: 0.09 s of CPU and 8 to 10 MB of 
 process holds kombu's SQS client, and the group's conductor an SNS client for its broadcast
 (``skynet_tasks.broadcast``), made when it first tells the group, while the canary updates.
 
-The replacement is kombu's own ``Channel._new_boto_client`` with the session made by ``new_session``:
-same region, credentials, endpoint and client configuration.
+The transport module sees boto3 through its module global ``boto3``; here that name gives it boto3 itself,
+except that ``Session`` is ``new_session`` (which takes ``boto3.Session``'s arguments). kombu's own code
+still makes every client, with its region, credentials, endpoint and configuration.
 """
 
 from __future__ import annotations
@@ -19,26 +20,24 @@ from typing import Any
 from skynet_tasks.compat.patching import Patch, replace
 
 
+class _Boto3SharingTheLoader:
+    """The ``boto3`` module, except that its sessions share the process's model loader."""
+
+    def __init__(self, boto3: Any, new_session: Any) -> None:
+        self._boto3 = boto3
+        self.Session = new_session
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._boto3, name)
+
+
 def _apply(stack: ExitStack) -> None:
-    from botocore.config import Config
-    from kombu.transport.SQS import Channel
+    import boto3
+    from kombu.transport import SQS
 
     from skynet_tasks.aws import new_session
 
-    def new_boto_client(self: Any, service: str, region: Any, access_key_id: Any, secret_access_key: Any,
-                        session_token: Any = None, config: Any = None) -> Any:
-        # (Any: boto3's per-service overloads of ``client`` want literal service names)
-        session: Any = new_session(region_name=region, aws_access_key_id=access_key_id,
-                                   aws_secret_access_key=secret_access_key, aws_session_token=session_token)
-        client_kwargs: dict[str, Any] = {"use_ssl": self.is_secure if self.is_secure is not None else True}
-        if self.endpoint_url is not None:
-            client_kwargs["endpoint_url"] = self.endpoint_url
-        client_config = Config(**(self.transport_options.get("client-config") or {}))
-        if config is not None:
-            client_config = client_config.merge(config)
-        return session.client(service, config=client_config, **client_kwargs)
-
-    replace(stack, Channel, "_new_boto_client", new_boto_client)
+    replace(stack, SQS, "boto3", _Boto3SharingTheLoader(boto3, new_session))
 
 
 PATCH = Patch("sqs_shared_loader", "kombu", ">=5.7,<5.8", _apply)

@@ -110,14 +110,25 @@ def _apply_resource_authorization(stack: ExitStack) -> None:
     (the rollout notices' ``sns:Publish`` is granted on the env's topic only), and so ``Subscribe``,
     ``ListSubscriptionsByTopic`` and ``Unsubscribe`` (a group's members subscribe to its topic only).
 
+    moto answers an SQS refusal in XML, also to a request of SQS's JSON protocol (botocore's): botocore
+    cannot read it and names the error "403". AWS answers in the request's protocol, ``AccessDenied``; so
+    does the patch, so that Skynet's code reads one refusal, not AWS's and moto's.
+
     moto checks an SQS batch request as its own action (``sqs:DeleteMessageBatch``), which IAM does
     not have: AWS grants the batch with its single action (``SQS_BATCH_PERMISSIONS``), so a policy
     granting ``sqs:DeleteMessage`` was refused the conductor's batch acknowledgement.
     """
+    from moto.core.exceptions import AccessDeniedError, JsonRESTError
     from moto.dynamodb.responses import DynamoHandler
     from moto.secretsmanager.responses import SecretsManagerResponse
     from moto.sns.responses import SNSResponse
     from moto.sqs.responses import SQSResponse
+
+    class JsonAccessDenied(JsonRESTError):
+        code = 403
+
+        def __init__(self, message: str) -> None:
+            super().__init__("AccessDenied", message)
 
     def authorize(self: Any, resource: str = "*") -> None:
         from moto.iam.access_control import IAMRequest
@@ -151,7 +162,12 @@ def _apply_resource_authorization(stack: ExitStack) -> None:
     def sqs_authorize(self: Any, resource: str = "*") -> None:
         action = self._get_action()
         with checked_as(self, SQS_BATCH_PERMISSIONS.get(action, action)):
-            moto_sqs_authorize(self, resource)
+            try:
+                moto_sqs_authorize(self, resource)
+            except AccessDeniedError as refused:
+                if not (self.headers.get("x-amz-target") or self.headers.get("X-Amz-Target")):
+                    raise  # a query-protocol request: moto's XML answer is AWS's
+                raise JsonAccessDenied(refused.message) from None
 
     # moto reads ``_determine_resource`` where a service defines it; Secrets Manager, SSM and SNS do not.
     replace(stack, DynamoHandler, "_authenticate_and_authorize_normal_action", authorize)
