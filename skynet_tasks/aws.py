@@ -8,6 +8,7 @@ metadata on EC2); nothing here hard-codes any of them. Callers build one
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ import boto3
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
+from botocore.exceptions import NoCredentialsError
 
 # Fail fast rather than hang a task: every call a worker makes is bounded. botocore's
 # standard retry mode retries throttling (ProvisionedThroughputExceededException,
@@ -50,12 +52,45 @@ def client_settings() -> dict[str, Any]:
 _MODELS = botocore.loaders.create_loader()
 
 
+# The instance metadata service, on EC2, is where an instance's role credentials come from. botocore asks it
+# once, waiting 1 s, and a session that got no answer in time makes clients with no credentials, which fail
+# every call for the process's life. A loaded instance (a build on its cores; the local cluster's instances,
+# all on one machine) answered late enough for that: a worker never registered, a pool child failed every
+# task. An instance's agent waits longer, and three times, unless its environment says otherwise; elsewhere
+# (an operator's machine, no metadata service) botocore's short wait stays.
+INSTANCE_METADATA_WAIT = {"AWS_METADATA_SERVICE_TIMEOUT": "3", "AWS_METADATA_SERVICE_NUM_ATTEMPTS": "3"}
+
+
+def wait_longer_for_instance_metadata(environ: MutableMapping[str, str]) -> None:
+    """Make this process's botocore sessions (``environ``: its environment) wait longer for the metadata
+    service, where there is one (an instance's agent, ``workers.identity``), unless set already."""
+    for name, value in INSTANCE_METADATA_WAIT.items():
+        environ.setdefault(name, value)
+
+
+class SignedSession(boto3.session.Session):
+    """A boto3 session that makes no client without credentials.
+
+    botocore resolves a session's credentials when it makes a client and keeps the client's for good: a
+    client made while the metadata service did not answer would never sign a request. Refused here instead
+    (``NoCredentialsError``, as its first call would raise), the caller's next client asks the chain again.
+    """
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:  # boto3's own signature: (service_name, region_name, ...)
+        """boto3's ``Session.client``, once the session has credentials (given, or found by the chain)."""
+        given = kwargs.get("aws_access_key_id") and kwargs.get("aws_secret_access_key")
+        if not given and self.get_credentials() is None:
+            raise NoCredentialsError()
+        return super().client(*args, **kwargs)
+
+
 def new_session(**credentials: str | None) -> boto3.session.Session:
     """A boto3 session with botocore's usual configuration chain (or the ``credentials`` and region given, as
-    ``boto3.session.Session`` takes them) and the process's shared model loader."""
+    ``boto3.session.Session`` takes them), the process's shared model loader, and no client made without
+    credentials (``SignedSession``)."""
     core = botocore.session.get_session()
     core.register_component("data_loader", _MODELS)
-    return boto3.session.Session(botocore_session=core, **credentials)
+    return SignedSession(botocore_session=core, **credentials)
 
 
 @dataclass

@@ -18,10 +18,12 @@ DENIED = re.compile(r'" 403 ')
 
 
 @contextmanager
-def stack_up(directory: Path, api: int, rp: int, wheel: Path | None = None) -> Iterator[StackCluster]:
+def stack_up(directory: Path, api: int, rp: int, wheel: Path | None = None,
+             metadata_delay: float = 0.0) -> Iterator[StackCluster]:
     """A stack-built cluster of env ``ENV`` with ``api`` and ``rp`` instances booting ``wheel`` (None:
-    built from this checkout), up while the block runs."""
-    cluster = StackCluster(directory, env=ENV, wheel=wheel)
+    built from this checkout), up while the block runs; ``metadata_delay``: its instances' metadata answers
+    their credentials that many seconds late (a fault mode, ``StackCluster``)."""
+    cluster = StackCluster(directory, env=ENV, wheel=wheel, metadata_delay=metadata_delay)
     cluster.up(api=api, rp=rp)
     try:
         yield cluster
@@ -52,9 +54,11 @@ def instances_of(cluster: StackCluster, layer: str) -> list[StackInstance]:
 
 
 def in_namespace(cluster: StackCluster, instance: StackInstance, code: str) -> subprocess.CompletedProcess[str]:
-    """Run Python inside an instance's network namespace, as a process on that instance would (no keys given)."""
+    """Run Python inside an instance's network namespace, as a process on that instance would (no keys given;
+    the metadata service's wait the user data sets)."""
     environment = {"PATH": os.environ["PATH"], "AWS_ENDPOINT_URL": cluster.require_info().aws_endpoint,
-                   "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+                   "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+                   "AWS_METADATA_SERVICE_TIMEOUT": "3", "AWS_METADATA_SERVICE_NUM_ATTEMPTS": "3"}
     return subprocess.run(["ip", "netns", "exec", instance.namespace, sys.executable, "-c", code], env=environment,
                           capture_output=True, text=True, timeout=60, check=False)
 
@@ -87,3 +91,23 @@ def instance_processes(instance: StackInstance) -> dict[int, tuple[int, str, lis
         user = users.get(next(iter(uids)), "?") if len(uids) == 1 else f"mixed:{sorted(uids)}"
         found[int(pid)] = (int(fields["PPid"]), user, argv)
     return found
+
+
+def what_went_wrong(demo: Path, last: int = 0) -> str:
+    """For a failed test on a stack-built cluster (``demo``: its folder): the requests moto refused or failed,
+    and each instance's last warnings and errors, and its ``last`` lines (CI keeps only this output; the
+    folder goes with the machine)."""
+    moto_log = demo / "logs" / "moto.log"
+    refused = [line for line in moto_log.read_text(errors="replace").splitlines()  # a 400 is a lost condition: usual
+               if re.search(r'" (403|5\d\d) ', line)] if moto_log.exists() else []
+    lines = ["", f"moto refused or failed {len(refused)} requests (403 or 5xx), the last:", *refused[-5:]]
+    for log in sorted(demo.glob(StackCluster.WORKER_LOGS)):
+        worrying = [line[:240] for line in log.read_text(errors="replace").splitlines()
+                    if " WARNING " in line or " ERROR " in line or "Traceback" in line]
+        building = [line[:240] for line in log.read_text(errors="replace").splitlines() if "build" in line]
+        lines += [f"{log.parts[-5]}: {len(worrying)} warnings and errors, the last:", *worrying[-6:],
+                  "  and its last lines about builds:", *building[-3:]]
+        if last:
+            lines += [f"  and its last {last} lines:", *(line[:240] for line in
+                                                        log.read_text(errors="replace").splitlines()[-last:])]
+    return "\n".join(lines)

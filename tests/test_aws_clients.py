@@ -21,6 +21,8 @@ def test_throttling_is_retried_ten_times_in_standard_mode_by_default(monkeypatch
 def test_an_operators_aws_max_attempts_still_counts(monkeypatch):
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAOPERATOR")  # (a session makes no client without credentials)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
 
     client = Aws().sqs
 

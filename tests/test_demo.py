@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from clusterkit import assert_one_at_a_time
-
-from skynet_tasks.local.stack_cluster import StackCluster
+from stackkit import what_went_wrong
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -63,19 +60,3 @@ def test_the_demo_tells_its_four_steps_and_says_so_in_json(tmp_path):
 def namespaces() -> set[str]:
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     return {line.split()[0] for line in listed.splitlines() if line.strip()}
-
-
-def what_went_wrong(demo: Path) -> str:
-    """For a failed demo: the requests moto refused or failed, and each instance's last warnings and errors
-    (CI keeps only this output; the demo's folder goes with the machine)."""
-    moto_log = demo / "logs" / "moto.log"
-    refused = [line for line in moto_log.read_text(errors="replace").splitlines()  # a 400 is a lost condition: usual
-               if re.search(r'" (403|5\d\d) ', line)] if moto_log.exists() else []
-    lines = ["", f"moto refused or failed {len(refused)} requests (403 or 5xx), the last:", *refused[-5:]]
-    for log in sorted(demo.glob(StackCluster.WORKER_LOGS)):
-        worrying = [line[:240] for line in log.read_text(errors="replace").splitlines()
-                    if " WARNING " in line or " ERROR " in line or "Traceback" in line]
-        building = [line[:240] for line in log.read_text(errors="replace").splitlines() if "build" in line]
-        lines += [f"{log.parts[-5]}: {len(worrying)} warnings and errors, the last:", *worrying[-6:],
-                  "  and its last lines about builds:", *building[-3:]]
-    return "\n".join(lines)

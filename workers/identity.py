@@ -13,6 +13,7 @@ import os
 from collections.abc import MutableMapping
 from http.client import HTTPException
 
+from skynet_tasks.aws import wait_longer_for_instance_metadata
 from skynet_tasks.httpcheck import http_get
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def fill_from_ec2(environ: MutableMapping[str, str], timeout: float = 1.0) -> bo
     group = _imds("meta-data/tags/instance/maintenance-group", token, timeout)
     if group and not environ.get("SKYNET_GROUP"):
         environ["SKYNET_GROUP"] = group
+    wait_longer_for_instance_metadata(environ)  # the role's credentials come from it too
     log.info("identity from EC2 metadata: %s", instance_id)
     return True
 

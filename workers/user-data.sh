@@ -15,7 +15,9 @@ if [ ! -x /opt/skynet/bin/python ]; then
 fi
 # 2. The agent: the wheel the stack pins in SSM ({"key", "sha256"}; skynet agent push moves the pin),
 #    read now rather than baked into the user data, installed only if its sha256 is the pinned one.
-wheel=$(/opt/skynet/bin/python - <<'PY'
+#    Its credentials come from instance metadata, which a loaded host may answer late: botocore gets
+#    time and retries here, as the agent's own sessions do (skynet_tasks/aws.py).
+wheel=$(AWS_METADATA_SERVICE_TIMEOUT=3 AWS_METADATA_SERVICE_NUM_ATTEMPTS=3 /opt/skynet/bin/python - <<'PY'
 import hashlib, json, os, sys, tempfile, boto3
 name = os.environ["SKYNET_WHEEL_PARAMETER"]
 pin = json.loads(boto3.client("ssm").get_parameter(Name=name)["Parameter"]["Value"])

@@ -30,14 +30,17 @@ BOOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def start_metadata(instance: Ec2Instance, disk: Path, namespace: str, endpoint: str, region: str,
-                   service_key: dict[str, str], timeout: float = 30.0) -> None:
-    """Start the instance's metadata stand-in inside its namespace; return once it answers."""
+                   service_key: dict[str, str], timeout: float = 30.0, credentials_delay: float = 0.0) -> None:
+    """Start the instance's metadata stand-in inside its namespace; return once it answers.
+
+    ``credentials_delay``: a fault mode, the role's credentials answered that many seconds late (``imds``)."""
     config = disk / "imds.json"
     config.write_text(json.dumps({
         "listen": [IMDS_ADDRESS, 80], "instance_id": instance.instance_id, "local_ipv4": instance.address,
         "region": region, "availability_zone": instance.availability_zone, "tags": instance.tags,
         "user_data": instance.user_data, "role_arn": instance.role_arn, "endpoint_url": endpoint,
-        "service_key_id": service_key["AWS_ACCESS_KEY_ID"], "service_secret": service_key["AWS_SECRET_ACCESS_KEY"]}))
+        "service_key_id": service_key["AWS_ACCESS_KEY_ID"], "service_secret": service_key["AWS_SECRET_ACCESS_KEY"],
+        "credentials_delay": credentials_delay}))
     config.chmod(0o600)  # it holds the EC2 service's keys
     with open(disk / "imds.log", "ab") as out:
         process = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-m",

@@ -47,6 +47,9 @@ class InstanceMetadata:
     endpoint_url: str
     service_key_id: str
     service_secret: str
+    # A fault mode (the local cluster's ``metadata_delay``): the role's credentials answered this many seconds
+    # late, as a loaded host's metadata service may answer them, past botocore's default wait of 1 s.
+    credentials_delay: float = 0.0
     _credentials: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -86,6 +89,7 @@ class InstanceMetadata:
         if path in fixed:
             return fixed[path]
         if path == f"meta-data/iam/security-credentials/{self.role_name}":
+            time.sleep(self.credentials_delay)
             return json.dumps(self.credentials())
         if path.startswith("meta-data/tags/instance/"):
             return self.tags.get(path.removeprefix("meta-data/tags/instance/"))

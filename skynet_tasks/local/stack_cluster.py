@@ -2,18 +2,17 @@
 
 ``skynet local up --stack``, ``skynet demo`` and the stack tests use this module:
 
-- moto's server is AWS, listening on the local VPC's gateway, with IAM enforced
-  (``stack_aws``); the env is ``cloudformation/php-nginx.yaml`` deployed into it, and every
-  name comes from the stack;
-- the agent's wheel is built from this source tree and uploaded content-addressed, its
-  sha256 pinned in the stack's parameters, as ``skynet stack deploy`` does on AWS;
+- moto's server is AWS, listening on the local VPC's gateway, with IAM enforced (``stack_aws``); the env is
+  ``cloudformation/php-nginx.yaml`` deployed into it, and every name comes from the stack;
+- the agent's wheel is built from this source tree and uploaded content-addressed, its sha256 pinned in the
+  stack's parameters, as ``skynet stack deploy`` does on AWS;
 - each instance the auto scaling groups launched boots as an EC2 host would (``ec2_host``):
   its own namespaces at its private address, its metadata, its user data unchanged;
 - the webhook receiver and the dashboard run on this machine with the operator's credentials,
   and ``env.sh`` points a shell at the cluster as its operator.
 
-The same ``ClusterInfo`` as the plain cluster's describes it (``cluster.json``), so ``skynet
-status``, the demo and ``skynet local down`` work on either.
+The same ``ClusterInfo`` as the plain cluster's describes it (``cluster.json``), so ``skynet status``,
+the demo and ``skynet local down`` work on either.
 """
 
 from __future__ import annotations
@@ -73,9 +72,11 @@ class StackCluster(RecordedCluster):
 
     WORKER_LOGS = "instances/*/srv-upper/skynet/logs/worker.log"  # an instance's /srv is an overlay's upper layer
 
-    def __init__(self, directory: Path, env: str = "local", faults: str = "", wheel: Path | None = None) -> None:
+    def __init__(self, directory: Path, env: str = "local", faults: str = "", wheel: Path | None = None,
+                 metadata_delay: float = 0.0) -> None:
         super().__init__(directory)
         self.faults = faults  # the local AWS's fault modes (skynet_tasks.local.faults)
+        self.metadata_delay = metadata_delay  # each instance's metadata answers its credentials this late (imds)
         self.wheel = wheel  # the agent wheel the instances boot; None: built from this checkout at ``up``
         self.env = names.check_env(env)
         self._vpc: Vpc | None = None
@@ -98,10 +99,9 @@ class StackCluster(RecordedCluster):
         self._vpc = Vpc.claim()
         started = time.monotonic()
         try:
+            iam = {"INITIAL_NO_AUTH_ACTION_COUNT": str(stack_aws.UNAUTHENTICATED_REQUESTS)}
             self.moto = MotoServer.start(host=self.vpc.gateway, log_file=self.dir / "logs" / "moto.log",
-                                         faults=self.faults,
-                                         extra_env={"INITIAL_NO_AUTH_ACTION_COUNT":
-                                                    str(stack_aws.UNAUTHENTICATED_REQUESTS)})
+                                         faults=self.faults, extra_env=iam)
             self._deploy(api, rp)
             if services:
                 self.start_services()
@@ -240,7 +240,7 @@ class StackCluster(RecordedCluster):
             self.apply_security_groups()  # before it runs anything; and its peers now admit it
         started = time.monotonic()
         ec2_host.start_metadata(instance, disk, namespace, info.aws_endpoint, info.environment["AWS_DEFAULT_REGION"],
-                                state.service_key)
+                                state.service_key, credentials_delay=self.metadata_delay)
         ec2_host.run_user_data(instance, disk, namespace, info.aws_endpoint)
         self.timings[f"boot:{instance.instance_id}"] = time.monotonic() - started
         if instance.layer == "rp" and "load-balancer" in info.services:
