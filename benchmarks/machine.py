@@ -1,8 +1,10 @@
-"""How busy the machine was while a benchmark ran: load average, CPU busy share, moto's share of it.
+"""How busy the machine was while a benchmark ran: load average, CPU busy share, and who used it.
 
 The rollout benchmark runs every instance, the moto server and the benchmark itself on one
 machine. These figures say when that machine, not the design, sets the pace: a load average
 above the core count, or moto (which serves every AWS call of every instance) using most of a core.
+The benchmark's own process counts AWS requests (``countingproxy``, in front of every call) and samples
+memory: what it uses is the measurement's, not the design's; the rest is the instances' (and the OS's).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class MachineLoad:
     def __enter__(self) -> MachineLoad:
         self.started = time.monotonic()
         self.moto_before = cpu_seconds(self.moto_pid)
+        self.own_before = time.process_time()  # every thread of this process: the counting proxy, the samplers
         self.busy_before = machine_busy()
         self._thread.start()
         return self
@@ -59,17 +62,24 @@ class MachineLoad:
         self._thread.join()
         self.wall = time.monotonic() - self.started
         self.moto = cpu_seconds(self.moto_pid) - self.moto_before
+        self.own = time.process_time() - self.own_before
         busy, total = machine_busy()
         self.busy = busy - self.busy_before[0]
         self.total = total - self.busy_before[1]
 
+    def _cores(self, seconds: float) -> float | None:
+        return round(seconds / self.wall, 2) if self.wall else None
+
     def summary(self) -> dict[str, Any]:
-        """Cores, load average (mean and max of 1-minute samples), CPU busy share, moto's share of the busy CPU."""
+        """Cores, load average (mean and max of 1-minute samples), CPU busy share; the cores moto, the benchmark's
+        own process and the rest (the instances) used, and moto's share of the busy CPU."""
         return {
             "cores": os.cpu_count(),
             "load_1m_mean": round(sum(self.loads) / len(self.loads), 2) if self.loads else None,
             "load_1m_max": round(max(self.loads), 2) if self.loads else None,
             "cpu_busy_share": round(self.busy / self.total, 3) if self.total else None,
-            "moto_cores_used": round(self.moto / self.wall, 2) if self.wall else None,
+            "moto_cores_used": self._cores(self.moto),
+            "benchmark_cores_used": self._cores(self.own),
+            "instances_cores_used": self._cores(max(self.busy - self.moto - self.own, 0.0)),
             "moto_share_of_busy": round(self.moto / self.busy, 3) if self.busy else None,
         }

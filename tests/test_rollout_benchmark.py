@@ -51,3 +51,31 @@ def test_the_members_still_lining_up_when_the_canary_reports_are_counted():
     assert measured["taken_after_canary_report"] == 1
     assert measured["lineup"] == pytest.approx(1.3)
     assert summarize([measured])["taken_after_canary_report"] == 1
+
+
+def test_the_machine_figures_tell_the_benchmarks_own_cpu_from_moto_and_the_instances():
+    import subprocess
+    import sys
+    import time
+
+    from benchmarks.machine import MachineLoad
+
+    # Given a stand-in for moto burning CPU in its own process, and this process (the benchmark) burning some too
+    moto = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)  # (started)
+        with MachineLoad(moto.pid) as machine:
+            end = time.process_time() + 0.5
+            while time.process_time() < end:
+                pass
+            time.sleep(0.5)
+    finally:
+        moto.kill()
+        moto.wait()
+    figures = machine.summary()
+
+    # Then each is counted as its own, and neither as the instances'
+    assert figures["benchmark_cores_used"] >= 0.1
+    assert figures["moto_cores_used"] >= 0.1
+    busy = figures["cpu_busy_share"] * figures["cores"]
+    assert figures["instances_cores_used"] <= busy - figures["benchmark_cores_used"] - figures["moto_cores_used"] + 0.05
