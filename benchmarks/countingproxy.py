@@ -11,25 +11,14 @@ import collections
 import http.client
 import http.server
 import threading
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from skynet_tasks.local.motoserver import free_port
+from skynet_tasks.local.request_counts import classify
 
 DYNAMO_ERROR = b'{"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError", "message": "injected"}'
 S3_ERROR = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
-
-
-def classify(headers: http.client.HTTPMessage, body: bytes, path: str) -> tuple[str, str]:
-    target = headers.get("X-Amz-Target", "")
-    if target:
-        service, _, operation = target.partition(".")
-        return ("sqs" if service.startswith("AmazonSQS") else "dynamodb" if "DynamoDB" in service
-                else service.lower()), operation
-    action = parse_qs(body.decode("latin-1")).get("Action", [""])[0]
-    if action:
-        return "sqs", action
-    return "s3", path.split("?")[0].count("/") > 1 and "object" or "bucket"
 
 
 class CountingProxy:
@@ -52,9 +41,9 @@ class CountingProxy:
             def handle_any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                service, operation = classify(self.headers, body, self.path)
+                service, operation = classify(self.headers.get("X-Amz-Target", ""), body, self.command, self.path)
                 with proxy.lock:
-                    proxy.counts[(service, f"{self.command} {operation}" if service == "s3" else operation)] += 1
+                    proxy.counts[(service, operation)] += 1
                     fail = proxy.should_fail(service)
                 if fail:
                     error = DYNAMO_ERROR if service == "dynamodb" else S3_ERROR

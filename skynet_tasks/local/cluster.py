@@ -39,9 +39,10 @@ class LocalCluster(RecordedCluster):
     """Start and stop a local cluster in ``directory``."""
 
     def __init__(self, directory: Path, heartbeat_interval: float = 5.0, heartbeat_max_age: float = 30.0,
-                 extra_env: dict[str, str] | None = None, faults: str = "") -> None:
+                 extra_env: dict[str, str] | None = None, faults: str = "", count_requests: bool = False) -> None:
         super().__init__(directory)
         self.faults = faults  # the local AWS's fault modes (skynet_tasks.local.faults)
+        self.count_requests = count_requests  # the local AWS counts what it serves (the benchmarks)
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_max_age = heartbeat_max_age
         self.extra_env = extra_env or {}
@@ -59,7 +60,8 @@ class LocalCluster(RecordedCluster):
         self.dir.mkdir(parents=True, exist_ok=True)
         self._refuse_if_running()
         (self.dir / "logs").mkdir(exist_ok=True)
-        self.moto = MotoServer.start(log_file=self.dir / "logs" / "moto.log", faults=self.faults)
+        self.moto = MotoServer.start(log_file=self.dir / "logs" / "moto.log", faults=self.faults,
+                                     count_requests=self.count_requests)
         try:
             return self._up(api, rp, ready_timeout, extra_layers)
         except BaseException:

@@ -4,13 +4,13 @@ The patches live in ``skynet_tasks.compat`` (``moto_sqs``, ``moto_dynamodb``, ``
 ``moto_cfn``), each with the reason it exists and the moto versions it was written for.
 ``--faults SPEC`` (taken out before moto reads its arguments) makes it misbehave as AWS can:
 see ``skynet_tasks.local.faults``; ``--sqs-recheck SECONDS`` sets how often an idle long poll
-looks again (``compat.moto_sqs``).
+looks again (``compat.moto_sqs``); ``--count-requests`` counts every request it serves, by service and
+operation (``skynet_tasks.local.request_counts``: the benchmarks).
 
 Its log (the cluster's ``logs/moto.log``) keeps the requests AWS would refuse or fail (4xx, 5xx:
 an IAM denial is a 403 there, which the stack's tests look for), not every request that succeeded:
 writing a line per request was a tenth of moto's CPU on a busy local cluster, and moto is the
-process every instance waits on. The benchmarks count every request at their proxy instead
-(``benchmarks/countingproxy.py``).
+process every instance waits on. The benchmarks count every request with ``--count-requests`` instead.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from contextlib import ExitStack
 
 from skynet_tasks.compat import install_moto_patches, moto_sqs
 from skynet_tasks.compat.moto_iam import SERVICE_USER_PREFIX
-from skynet_tasks.local import faults
+from skynet_tasks.local import faults, request_counts
 
 # SERVICE_USER_PREFIX: the IAM user that plays a service (imds, stack_aws) lives there.
 __all__ = ["SERVICE_USER_PREFIX", "FailedRequestsOnly", "main"]
@@ -60,12 +60,14 @@ def take_recheck_argument(argv: list[str]) -> tuple[float, list[str]]:
 
 def main(argv: list[str] | None = None) -> None:
     """Install the moto patches and the fault modes asked for, then serve (moto's own command line:
-    ``-H HOST -p PORT``, plus ``--faults SPEC`` and ``--sqs-recheck SECONDS``)."""
+    ``-H HOST -p PORT``, plus ``--faults SPEC``, ``--sqs-recheck SECONDS`` and ``--count-requests``)."""
     try:
         chosen, rest = faults.take_faults_argument(sys.argv[1:] if argv is None else argv)
-        recheck, moto_argv = take_recheck_argument(rest)
+        recheck, rest = take_recheck_argument(rest)
     except (faults.FaultSpecError, ValueError) as error:
         sys.exit(f"moto_main: {error}")
+    counting = "--count-requests" in rest
+    moto_argv = [arg for arg in rest if arg != "--count-requests"]
     # Only the compat and fault lines join moto's log; moto's own logging stays as it is, and werkzeug's request
     # lines are those of refused or failed requests (see the module's docstring).
     for name in ("skynet_tasks.compat", "skynet_tasks.local.faults", "skynet_tasks.local.faults_conflicts",
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     with ExitStack() as stack:
         if chosen.active:
             faults.install(chosen, stack)
+        if counting:  # outermost: a request a fault mode refuses was still asked of AWS
+            request_counts.install(stack)
         from moto.server import main as moto_server
 
         sys.argv[1:] = moto_argv  # moto reads sys.argv when given an empty list

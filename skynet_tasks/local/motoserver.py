@@ -6,6 +6,7 @@ network exactly as they would talk to AWS.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 from skynet_tasks.httpcheck import http_get
 from skynet_tasks.local.fault_counter import FaultCounter
 from skynet_tasks.local.faults import parse_faults
+from skynet_tasks.local.request_counts import RequestCounts
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +60,12 @@ class MotoServer:
     def start(
         cls, host: str = "127.0.0.1", port: int | None = None, log_file: Path | None = None,
         timeout: float = 30.0, extra_env: dict[str, str] | None = None, faults: str = "",
-        sqs_recheck: float | None = None,
+        sqs_recheck: float | None = None, count_requests: bool = False,
     ) -> MotoServer:
         """Start moto's server; ``extra_env`` sets moto's own switches (``INITIAL_NO_AUTH_ACTION_COUNT``),
         ``faults`` its fault modes (``"conflicts,throttle=0.1"``: see ``skynet_tasks.local.faults``),
-        ``sqs_recheck`` how often an idle SQS long poll looks again (default 0.1 s; ``compat.moto_sqs``)."""
+        ``sqs_recheck`` how often an idle SQS long poll looks again (default 0.1 s; ``compat.moto_sqs``),
+        ``count_requests`` whether it counts what it serves (``request_counts``: the benchmarks)."""
         port = port or free_port(host)
         spec = parse_faults(faults).spec()  # a bad spec fails here, not in the child
         from skynet_tasks.local.moto_main import take_recheck_argument  # moto's patches: imported when needed
@@ -72,7 +75,7 @@ class MotoServer:
         out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
         process = subprocess.Popen(
             [sys.executable, "-m", "skynet_tasks.local.moto_main", "-H", host, "-p", str(port),
-             *(["--faults", spec] if spec else []), *recheck],
+             *(["--faults", spec] if spec else []), *recheck, *(["--count-requests"] if count_requests else [])],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **LOCAL_CREDENTIALS, **(extra_env or {})},
             start_new_session=True,
         )
@@ -81,6 +84,11 @@ class MotoServer:
         log.info("moto server %s started (pid %s)%s", server.endpoint, process.pid,
                  f" with faults {spec}" if spec else "")
         return server
+
+    def request_counts(self) -> tuple[collections.Counter[tuple[str, str]], collections.Counter[str]]:
+        """The requests served by (service, operation), and S3 bytes read by path (it must run with
+        ``count_requests``)."""
+        return RequestCounts.read(self.host, self.port)
 
     def fault_counts(self) -> dict[str, int]:
         """How many faults of each kind the server has served (it must run with ``faults``)."""
