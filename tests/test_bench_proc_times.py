@@ -38,3 +38,29 @@ def test_cpu_seconds_count_a_child_that_burned_cpu_and_one_already_reaped():
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_the_agents_processes_are_found_from_one_reading_of_the_process_table():
+    from benchmarks.memory import agent_pids, children_by_parent
+
+    # A worker stand-in with a child of its own and an app under a supervisor (left out: the app is not the agent)
+    worker = subprocess.Popen([sys.executable, "-c",
+                               "import subprocess, sys, time\n"
+                               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
+                               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)',"
+                               " 'skynet_tasks.' + 'supervisor'])\n"  # (the marker in its child's command only)
+                               "time.sleep(30)\n"])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(children_by_parent().get(worker.pid, [])) < 2:
+            time.sleep(0.1)
+        tree = children_by_parent()
+
+        found = agent_pids(worker.pid, tree)
+
+        assert len(tree[worker.pid]) == 2
+        assert found[0] == worker.pid and len(found) == 2  # the worker and its own child, not the supervisor
+    finally:
+        subprocess.run(["pkill", "-P", str(worker.pid)], check=False)
+        worker.kill()
+        worker.wait()
