@@ -53,9 +53,13 @@ class Conductor:
     """Consumes a group's maintenance queue on a thread and a broker connection of its own, one step at a time.
 
     ``connect`` makes the thread's connection (the app's broker, with its transport options: the
-    same long poll as the worker's own queue). ``warm_up`` runs on the thread before the first
-    receive: what the first step would otherwise build on the hand-off's path (AWS clients, the
-    producer's channel). A lost connection is made again after ``RECONNECT_AFTER`` seconds.
+    same long poll as the worker's own queue). ``warm_up`` builds what the first step would otherwise
+    build on the hand-off's path (AWS clients, the producer's channel), once, on the thread that starts
+    the conductor (the worker's main thread), before the conductor's thread starts: the pool child is
+    forked from the main thread, and a lock another thread holds at the fork (a module's import lock, as
+    botocore imports what a first client needs) stays held in the child for good. A proxy's child, forked
+    for its first task while the conductor's thread warmed up, never ran that task (CI, 2026-12-03).
+    A lost connection is made again after ``RECONNECT_AFTER`` seconds.
     """
 
     def __init__(self, app: Celery, queue: str, connect: Callable[[], Connection] | None = None,
@@ -69,14 +73,25 @@ class Conductor:
         self.idle.set()
         self.thread: threading.Thread | None = None  # None once it ended, under ``lock``
         self.lock = threading.Lock()
+        self.warmed = False
 
     def start(self) -> None:
         """Start consuming on a new thread; a thread still running (a consumer restart) just carries on."""
         with self.lock:
             self.stopping.clear()
             if self.thread is None or not self.thread.is_alive():
+                self._warm_up_once()
                 self.thread = threading.Thread(target=self._run, name="conductor", daemon=True)
                 self.thread.start()
+
+    def _warm_up_once(self) -> None:
+        if self.warm_up is None or self.warmed:
+            return
+        self.warmed = True
+        try:
+            self.warm_up()
+        except Exception:  # noqa: BLE001 - the first step builds whatever is still missing
+            log.warning("conductor: warm-up failed; the first step builds what it needs", exc_info=True)
 
     def revive(self) -> bool:
         """Start the thread again if it ended while not stopped (True then): the heartbeat asks every beat.
@@ -113,11 +128,6 @@ class Conductor:
             self.idle.set()
 
     def _run(self) -> None:
-        if self.warm_up is not None:
-            try:
-                self.warm_up()
-            except Exception:  # noqa: BLE001 - the first step builds whatever is still missing
-                log.warning("conductor: warm-up failed; the first step builds what it needs", exc_info=True)
         while True:
             with self.lock:  # a start() meanwhile clears ``stopping``, or finds no thread and starts one
                 if self.stopping.is_set():
