@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from skynet_tasks.aws import INSTANCE_METADATA_WAIT
 from skynet_tasks.local.stack_cluster import StackCluster, StackInstance
 
 ENV = "local"
@@ -58,7 +59,7 @@ def in_namespace(cluster: StackCluster, instance: StackInstance, code: str) -> s
     the metadata service's wait the user data sets)."""
     environment = {"PATH": os.environ["PATH"], "AWS_ENDPOINT_URL": cluster.require_info().aws_endpoint,
                    "AWS_DEFAULT_REGION": "us-east-1", "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-                   "AWS_METADATA_SERVICE_TIMEOUT": "3", "AWS_METADATA_SERVICE_NUM_ATTEMPTS": "3"}
+                   **INSTANCE_METADATA_WAIT}
     return subprocess.run(["ip", "netns", "exec", instance.namespace, sys.executable, "-c", code], env=environment,
                           capture_output=True, text=True, timeout=60, check=False)
 
