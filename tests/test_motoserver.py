@@ -21,6 +21,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from skynet_tasks.compat import moto_sqs
 from skynet_tasks.local.moto_main import take_recheck_argument
 from skynet_tasks.local.motoserver import MotoServer
 
@@ -146,7 +147,7 @@ def test_deleting_a_fifo_groups_head_hands_its_next_message_to_a_waiting_poll_at
 def test_the_sqs_recheck_is_an_argument_of_the_server_and_a_value_out_of_range_is_refused():
     assert take_recheck_argument(["-p", "5000", "--sqs-recheck", "30", "-H", "h"]) == (30.0, ["-p", "5000", "-H", "h"])
     assert take_recheck_argument(["--sqs-recheck=0.5"]) == (0.5, [])
-    assert take_recheck_argument([]) == (0.1, [])
+    assert take_recheck_argument([]) == (moto_sqs.DEFAULT_RECHECK, [])
     for bad in ("0", "61", "nan", "soon", ""):
         with pytest.raises(ValueError, match="--sqs-recheck"):
             take_recheck_argument(["--sqs-recheck", bad])

@@ -6,8 +6,14 @@ whose message group is in flight, the waiting messages are visible but not deliv
 every long poll on the group's queue spins at 100% of a core for its whole wait. Skynet's
 conductors long-poll the maintenance FIFO while one of them holds the group, so on a small
 machine moto starved everything else and a hand-off took seconds. Real SQS holds such a poll
-idle. Here a poll waits on the queue's condition, woken by a new message and re-checking at
-least every ``RECHECK`` seconds (a visibility timeout ending does not notify).
+idle. Here a poll waits on the queue's condition until something changes that could give it a
+message: a message added, deleted (a FIFO group freed) or its visibility changed (each of them
+notifies), or the soonest moment a message's visibility timeout or delay ends (computed, since
+nothing notifies then); ``RECHECK`` only bounds a wait, in case moto changes a queue some other way.
+
+Idle polls used to look again every 0.1 s instead: with 40 instances (a conductor's poll and the
+instance's own on each) that was 800 looks a second, each reading moto's clock per message, 44% of
+moto's CPU (py-spy, ``--gil``) and a lock every request waited behind (benchmarks/RESULTS.md).
 
 **FIFO message groups.** moto 5's long poll takes the set of message groups in flight once,
 when it starts, and delivers from any group not in that set for its whole wait. Two
@@ -33,11 +39,13 @@ from typing import Any
 
 from skynet_tasks.compat.patching import Patch, replace
 
-# How often a waiting long poll looks again without being woken (read at each wait): the local
-# moto server's ``--sqs-recheck`` sets it (``local.moto_main``), for tests that show what wakes a poll.
-DEFAULT_RECHECK = 0.1
+# The longest a waiting long poll waits without looking again (read at each wait): everything that can
+# make a message deliverable wakes it sooner. The local moto server's ``--sqs-recheck`` sets it
+# (``local.moto_main``), for tests that show what wakes a poll.
+DEFAULT_RECHECK = 1.0
 RECHECK_RANGE = (0.01, 60.0)
 RECHECK = DEFAULT_RECHECK
+CHANGES = "skynet_changes"  # on each queue: how many times a message there may have become deliverable
 
 
 def check_recheck(seconds: float) -> float:
@@ -58,9 +66,17 @@ def set_recheck(seconds: float) -> None:
 def _apply(stack: ExitStack) -> None:
     from moto.sqs.models import Queue, SQSBackend
 
-    def wait_for_messages(self: Queue, timeout: int) -> None:
+    def wait_for_messages(self: Queue, timeout: float, seen: int | None = None) -> None:
+        """Wait up to ``timeout`` for a change that may make a message deliverable (none if one came after ``seen``)."""
         with self._messages_lock:
-            self._messages_lock.wait(timeout=min(timeout, RECHECK))
+            if seen is not None and changes(self) != seen:
+                return  # it changed after the poll looked, before it waited: look again
+            self._messages_lock.wait(timeout=min(timeout, RECHECK, seconds_until_next_change(self)))
+
+    def changed(queue: Queue) -> None:
+        with queue._messages_lock:
+            setattr(queue, CHANGES, changes(queue) + 1)  # (an attribute of ours on moto's queue)
+            queue._messages_lock.notify_all()
 
     turns: dict[str, threading.Lock] = {}
     turns_lock = threading.Lock()
@@ -72,22 +88,49 @@ def _apply(stack: ExitStack) -> None:
             turn = turns.setdefault(queue_name, threading.Lock())
         deadline = time.monotonic() + wait_seconds_timeout
         while True:
+            seen = changes(queue)
             with turn:  # moto's receive with no wait looks once, at the groups in flight now
                 received: list[Any] = moto_receive(self, queue_name, count, 0, visibility_timeout,
                                                    message_attribute_names)
             if received or time.monotonic() >= deadline:
                 return received
-            queue.wait_for_messages(max(deadline - time.monotonic(), 0))
+            wait_for_messages(queue, max(deadline - time.monotonic(), 0), seen)
+
+    def add_message(self: Queue, message: Any) -> None:
+        moto_add(self, message)
+        changed(self)
 
     def delete_message(self: Queue, receipt_handle: str) -> None:
         moto_delete(self, receipt_handle)
-        if self.fifo_queue:
-            with self._messages_lock:
-                self._messages_lock.notify_all()
+        if self.fifo_queue:  # the message's group is free: its next message may go out
+            changed(self)
+
+    def change_message_visibility(self: Any, queue_name: str, receipt_handle: str, visibility_timeout: int) -> None:
+        moto_change_visibility(self, queue_name, receipt_handle, visibility_timeout)
+        changed(self.get_queue(queue_name))  # visible sooner (a message returned) than a poll computed
 
     replace(stack, Queue, "wait_for_messages", wait_for_messages)
     moto_receive = replace(stack, SQSBackend, "receive_message", receive_message)
     moto_delete = replace(stack, Queue, "delete_message", delete_message)
+    moto_add = replace(stack, Queue, "add_message", add_message)
+    moto_change_visibility = replace(stack, SQSBackend, "change_message_visibility", change_message_visibility)
+
+
+def changes(queue: Any) -> int:
+    """How many times ``queue`` changed in a way that can make a message deliverable (under its lock)."""
+    return int(getattr(queue, CHANGES, 0))
+
+
+def seconds_until_next_change(queue: Any) -> float:
+    """Seconds until the soonest message of ``queue`` becomes visible again or its delay ends (inf: none will).
+
+    moto compares its clock in milliseconds (``Message.visible``: now > ``visible_at``); a millisecond
+    more makes the poll look once the message is deliverable, not just before.
+    """
+    now = time.time() * 1000
+    soonest = min((moment for message in queue._messages for moment in (message.visible_at, message.delayed_until)
+                   if moment > now), default=None)
+    return float("inf") if soonest is None else (soonest - now + 1) / 1000
 
 
 PATCH = Patch("sqs_receive", "moto", ">=5.2,<5.3", _apply)

@@ -3,9 +3,9 @@
 The patches live in ``skynet_tasks.compat`` (``moto_sqs``, ``moto_dynamodb``, ``moto_iam``,
 ``moto_cfn``), each with the reason it exists and the moto versions it was written for.
 ``--faults SPEC`` (taken out before moto reads its arguments) makes it misbehave as AWS can:
-see ``skynet_tasks.local.faults``; ``--sqs-recheck SECONDS`` sets how often an idle long poll
-looks again (``compat.moto_sqs``); ``--count-requests`` counts every request it serves, by service and
-operation (``skynet_tasks.local.request_counts``: the benchmarks).
+see ``skynet_tasks.local.faults``; ``--sqs-recheck SECONDS`` sets the longest an idle long
+poll waits without looking again (``compat.moto_sqs``); ``--count-requests`` counts every request
+it serves, by service and operation (``skynet_tasks.local.request_counts``: the benchmarks).
 
 Its log (the cluster's ``logs/moto.log``) keeps the requests AWS would refuse or fail (4xx, 5xx:
 an IAM denial is a 403 there, which the stack's tests look for), not every request that succeeded:

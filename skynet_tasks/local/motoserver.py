@@ -64,7 +64,8 @@ class MotoServer:
     ) -> MotoServer:
         """Start moto's server; ``extra_env`` sets moto's own switches (``INITIAL_NO_AUTH_ACTION_COUNT``),
         ``faults`` its fault modes (``"conflicts,throttle=0.1"``: see ``skynet_tasks.local.faults``),
-        ``sqs_recheck`` how often an idle SQS long poll looks again (default 0.1 s; ``compat.moto_sqs``),
+        ``sqs_recheck`` the longest an idle SQS long poll waits without looking again (default 1 s;
+        ``compat.moto_sqs``),
         ``count_requests`` whether it counts what it serves (``request_counts``: the benchmarks)."""
         port = port or free_port(host)
         spec = parse_faults(faults).spec()  # a bad spec fails here, not in the child
