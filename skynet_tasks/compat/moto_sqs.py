@@ -12,8 +12,10 @@ notifies), or the soonest moment a message's visibility timeout or delay ends (c
 nothing notifies then); ``RECHECK`` only bounds a wait, in case moto changes a queue some other way.
 
 Idle polls used to look again every 0.1 s instead: with 40 instances (a conductor's poll and the
-instance's own on each) that was 800 looks a second, each reading moto's clock per message, 44% of
-moto's CPU (py-spy, ``--gil``) and a lock every request waited behind (benchmarks/RESULTS.md).
+instance's own on each), 800 looks a second, each reading moto's clock once per message. In a profile
+of moto during 40-instance rollouts (py-spy ``--gil``), receives held moto's GIL 44% of the time, and
+every other request waited for it; the rollout benchmark's moto used 0.37 to 0.45 cores at 40
+instances before, 0.29 to 0.32 after (benchmarks/RESULTS.md).
 
 **FIFO message groups.** moto 5's long poll takes the set of message groups in flight once,
 when it starts, and delivers from any group not in that set for its whole wait. Two
@@ -73,11 +75,6 @@ def _apply(stack: ExitStack) -> None:
                 return  # it changed after the poll looked, before it waited: look again
             self._messages_lock.wait(timeout=min(timeout, RECHECK, seconds_until_next_change(self)))
 
-    def changed(queue: Queue) -> None:
-        with queue._messages_lock:
-            setattr(queue, CHANGES, changes(queue) + 1)  # (an attribute of ours on moto's queue)
-            queue._messages_lock.notify_all()
-
     turns: dict[str, threading.Lock] = {}
     turns_lock = threading.Lock()
 
@@ -114,6 +111,14 @@ def _apply(stack: ExitStack) -> None:
     moto_delete = replace(stack, Queue, "delete_message", delete_message)
     moto_add = replace(stack, Queue, "add_message", add_message)
     moto_change_visibility = replace(stack, SQSBackend, "change_message_visibility", change_message_visibility)
+
+
+def changed(queue: Any) -> None:
+    """Wake the polls waiting on ``queue``: a message there may have become deliverable (counted, for a poll
+    that looked just before and has not waited yet)."""
+    with queue._messages_lock:
+        setattr(queue, CHANGES, changes(queue) + 1)  # (an attribute of ours on moto's queue)
+        queue._messages_lock.notify_all()
 
 
 def changes(queue: Any) -> int:

@@ -29,6 +29,7 @@ import random
 import threading
 from contextlib import ExitStack
 
+from skynet_tasks.compat import moto_sqs
 from skynet_tasks.local.fault_counter import FaultCounter
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def install(rate: float, counter: FaultCounter, stack: ExitStack) -> None:
             with self._messages_lock:
                 message.visible_at = 0.0
                 self.pending_messages.discard(message)
-                self._messages_lock.notify_all()
+            moto_sqs.changed(self)
             kind = "fifo"
         else:
             again = copy.deepcopy(message)
@@ -83,7 +84,7 @@ def install(rate: float, counter: FaultCounter, stack: ExitStack) -> None:
             again.visible_at = 0.0
             with self._messages_lock:
                 self._messages.append(again)
-                self._messages_lock.notify_all()
+            moto_sqs.changed(self)
             kind = "standard"
         duplicator.counter.add(f"duplicated:{kind}")
         log.info("faults: SQS message %s in %s will be delivered again (%s queue)", message.id, self.name, kind)
