@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from unittest import mock
 
 import boto3
 import pytest
@@ -21,9 +20,9 @@ from moto.dynamodb.responses import DynamoHandler
 from moto.iam.access_control import IAMPolicyStatement
 from moto.secretsmanager.responses import SecretsManagerResponse
 from moto.server import ThreadedMotoServer
-from moto.sqs.models import Queue as SqsQueue
 from moto.sqs.responses import SQSResponse
 from moto.ssm.responses import SimpleSystemManagerResponse
+from sqs_looks import counted_looks
 
 from skynet_tasks.compat import moto_cfn, moto_dynamodb, moto_iam, moto_sqs
 
@@ -202,17 +201,9 @@ def looks_of_a_long_poll_behind_a_group_in_flight(client) -> int:
     for n in range(2):
         client.send_message(QueueUrl=url, MessageBody=f"m{n}", MessageGroupId="g")
     assert len(client.receive_message(QueueUrl=url)["Messages"]) == 1  # the group is now in flight
-    looks = 0
-    messages = SqsQueue.messages
-
-    def counted(queue: SqsQueue) -> list:
-        nonlocal looks
-        looks += 1
-        return messages.fget(queue)
-
-    with mock.patch.object(SqsQueue, "messages", property(counted)):
+    with counted_looks() as looks:
         assert "Messages" not in client.receive_message(QueueUrl=url, WaitTimeSeconds=1)
-    return looks
+    return looks[0]
 
 
 def test_still_needed_moto_spins_a_core_on_a_long_poll_behind_a_group_in_flight(sqs):
