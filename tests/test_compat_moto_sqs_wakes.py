@@ -50,7 +50,7 @@ def poll(client, url: str, seconds: int = 10) -> tuple[list[str], float]:
 
 
 def test_an_idle_long_poll_looks_when_it_starts_and_about_once_a_second(sqs):
-    # It looked every 0.1 s before: with 40 instances, 800 looks a second were 44% of moto's CPU.
+    # It looked every 0.1 s before: with 40 instances, 800 looks a second, which held moto's GIL 44% of the time.
     url = new_queue(sqs, "idle")
     with moto_sqs.PATCH.applied(), counted_looks() as looks:
         assert poll(sqs, url, seconds=3)[0] == []
