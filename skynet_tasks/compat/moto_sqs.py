@@ -14,8 +14,8 @@ nothing notifies then); ``RECHECK`` only bounds a wait, in case moto changes a q
 Idle polls used to look again every 0.1 s instead: with 40 instances (a conductor's poll and the
 instance's own on each), 800 looks a second, each reading moto's clock once per message. In a profile
 of moto during 40-instance rollouts (py-spy ``--gil``), receives held moto's GIL 44% of the time, and
-every other request waited for it; the rollout benchmark's moto used 0.37 to 0.45 cores at 40
-instances before, 0.29 to 0.32 after (benchmarks/RESULTS.md).
+every other request waited for it; the rollout benchmark's moto used 0.37 to 0.39 cores at 40
+instances before, 0.29 and 0.32 after (benchmarks/RESULTS.md).
 
 **FIFO message groups.** moto 5's long poll takes the set of message groups in flight once,
 when it starts, and delivers from any group not in that set for its whole wait. Two
