@@ -6,10 +6,15 @@ numbers) on the way in and Decimals back to int/float on the way out.
 
 from __future__ import annotations
 
+import functools
+import secrets
+import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -96,3 +101,43 @@ def lost_to_another_write(error: Exception) -> bool:
     For a decision conditioned on a version, both mean the same: read again and decide again.
     """
     return condition_failed(error) or transaction_conflict(error)
+
+
+# A single write that meets a transaction in progress on its item is sent again this many times at most:
+# a conductor's transaction is milliseconds long, and a few tries with a growing pause outlast it.
+TRANSACTION_CONFLICT_ATTEMPTS = 5
+
+
+def again_on_transaction_conflict(write: Callable[..., Any], attempts: int, **request: Any) -> dict[str, Any]:
+    """Send the single-item ``write`` (``update_item``, ``put_item``, ``delete_item``) with ``request``, and send it
+    again, a little later each time, while DynamoDB refuses it for a transaction in progress on its item
+    (nothing written, nothing refused: ``transaction_conflict``); its condition is evaluated again each time."""
+    for attempt in range(attempts):
+        try:
+            return dict(write(**request))
+        except ClientError as error:
+            if not transaction_conflict(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1) + secrets.randbelow(30) / 1000)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+class WritesAgainOnTransactionConflict:
+    """A DynamoDB client whose single-item writes are sent again while a transaction holds their item.
+
+    The endpoints table's item of a layer holds every instance's entry, and a reporter's transaction
+    writes its own entry there: an instance registering meanwhile (at boot, every heartbeat) met
+    ``TransactionConflictException``, and a worker whose boot registration met it exited.
+    """
+
+    WRITES = frozenset({"put_item", "update_item", "delete_item"})
+
+    def __init__(self, client: Any, attempts: int = TRANSACTION_CONFLICT_ATTEMPTS) -> None:
+        self.client = client
+        self.attempts = attempts
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.client, name)
+        if name not in self.WRITES:
+            return attribute
+        return functools.partial(again_on_transaction_conflict, attribute, self.attempts)

@@ -22,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from skynet_tasks.dynamo import condition_failed, from_item, to_attr
+from skynet_tasks.dynamo import WritesAgainOnTransactionConflict, condition_failed, from_item, to_attr
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Registry:
     """The endpoints table, read and written through the DynamoDB client passed in."""
 
     def __init__(self, dynamodb: Any, table: str) -> None:
-        self.db = dynamodb
+        self.db = WritesAgainOnTransactionConflict(dynamodb)  # a reporter's transaction holds the layer's item
         self.table = table
 
     def entry_update(self, env: str, layer: str, endpoint: Endpoint) -> dict[str, Any]:

@@ -18,22 +18,15 @@ Each rollout is readable in one query (its ``pk``).
 
 from __future__ import annotations
 
-import secrets
-import time
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from skynet_tasks.dynamo import from_item, transaction_conflict
+from skynet_tasks.dynamo import TRANSACTION_CONFLICT_ATTEMPTS, again_on_transaction_conflict, from_item
 
 ROLLOUT_SK = "rollout"
 # The members a published rollout expects, one per instance of the group, live in items of their
 # own (``expected``: chunks, none growing with the group): kept in the rollout's record, they made
 # every conductor step read and copy a list as long as the group (79 ms per ticket at 1,000
 # members). Only a step that reads every ticket needs them.
-
-# A conductor's transaction is milliseconds long: a few tries with a growing pause outlast it.
-TRANSACTION_CONFLICT_ATTEMPTS = 5
 
 
 def key(pk: str, sk: str) -> dict[str, Any]:
@@ -79,14 +72,7 @@ class Store:
         an instance acknowledging its ticket while a step writes that ticket's rollout must
         not read that as "not yours to run". Its condition is evaluated again each time.
         """
-        for attempt in range(TRANSACTION_CONFLICT_ATTEMPTS):
-            try:
-                return dict(self.db.update_item(**request))
-            except ClientError as error:
-                if not transaction_conflict(error) or attempt == TRANSACTION_CONFLICT_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.02 * (attempt + 1) + secrets.randbelow(30) / 1000)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        return again_on_transaction_conflict(self.db.update_item, TRANSACTION_CONFLICT_ATTEMPTS, **request)
 
     def item(self, pk: str, sk: str) -> dict[str, Any] | None:
         """The item (pk, sk), read consistently; None if it is not there."""
