@@ -28,8 +28,10 @@ runs, and its arguments are validated by the task itself.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 RECONNECT_AFTER = 2.0  # seconds between a lost broker connection and the next one
 DRAIN_SECONDS = 60.0  # a receive ends after its long poll anyway; this only bounds kombu's own wait loop
 BATCH_MAX = 10  # messages per receive: SQS hands out at most ten
+# A fork (the pool child's start) waits this long at most for a conductor's step in hand (a step's own hard
+# limit is 15 s): a lock the step's thread holds at the fork would stay held in the child for good.
+FORK_WAITS_AT_MOST = 15.0
 
 __all__ = ["BATCH_MAX", "CONDUCTOR_TASKS", "Conductor", "StepTimeout", "conductor_step", "run_message",
            "run_received", "ticket_request"]
@@ -74,6 +79,8 @@ class Conductor:
         self.thread: threading.Thread | None = None  # None once it ended, under ``lock``
         self.lock = threading.Lock()
         self.warmed = False
+        self.stepping = threading.RLock()  # held while a receive's steps run: a fork of the process waits for it
+        _CONDUCTORS.add(self)
 
     def start(self) -> None:
         """Start consuming on a new thread; a thread still running (a consumer restart) just carries on."""
@@ -123,7 +130,8 @@ class Conductor:
         """Run the messages of the receive in hand (also when stopping: they were received, so they are handled)."""
         received, self.received = self.received, []
         try:
-            run_received(self.app, received, self.visibility)
+            with self.stepping:
+                run_received(self.app, received, self.visibility)
         finally:
             self.idle.set()
 
@@ -161,6 +169,34 @@ class Conductor:
             finally:
                 self.received = []  # left only by a receive that failed: not run, its messages return
                 self.idle.set()
+
+
+# The pool child is forked from the worker's main thread while the conductor's thread may be in a step: a
+# fork copies only the forking thread, and a lock the step held then (in botocore, in kombu) stays held in
+# the child. A child forked 9 ms before its conductor's step ended never ran its first task (CI,
+# 2026-12-03, test_stack_cluster's deploy). So a fork waits for the steps in hand.
+_CONDUCTORS: weakref.WeakSet[Conductor] = weakref.WeakSet()
+_HELD_AT_FORK: list[Conductor] = []
+
+
+def _before_fork() -> None:
+    for conductor in list(_CONDUCTORS):
+        if conductor.stepping.acquire(timeout=FORK_WAITS_AT_MOST):  # (reentrant: a step that forks goes on)
+            _HELD_AT_FORK.append(conductor)
+
+
+def _after_fork_in_parent() -> None:
+    while _HELD_AT_FORK:
+        _HELD_AT_FORK.pop().stepping.release()
+
+
+def _after_fork_in_child() -> None:
+    _HELD_AT_FORK.clear()
+    for conductor in list(_CONDUCTORS):
+        conductor.stepping = threading.RLock()  # the parent's, copied held: the child runs no conductor
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
 def conductor_step(conductor: Conductor, stop_timeout: float = 20.0) -> type[bootsteps.StartStopStep]:
