@@ -30,6 +30,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.rollout --sizes 3,10,20,40 --out benchmarks/results/rollout.json
+	$(BIN)/python -m benchmarks.rollout --sizes 40 --canary-waits-for-line --out benchmarks/results/rollout-held.json
 	$(BIN)/python -m benchmarks.conductor_scale --sizes 10,100,1000 --out benchmarks/results/conductor.json
 	$(BIN)/python -m benchmarks.idle_cost --instances 3 --seconds 600 --out benchmarks/results/idle.json
 	$(BIN)/python -m benchmarks.webhook --out benchmarks/results/webhook.json

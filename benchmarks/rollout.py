@@ -30,6 +30,7 @@ import kombu.pools
 
 from benchmarks.clusters import CountedCluster
 from benchmarks.floor import measure_floor
+from benchmarks.line_gate import LineGate
 from benchmarks.machine import MachineLoad
 from benchmarks.memory import PeakMemory, agent_memory
 from benchmarks.report import percentile, write_json
@@ -45,7 +46,8 @@ POLLING_HANDOFF_MEAN = 2.5
 TARGETS = {"handoff_p50_x_floor": 2.5, "handoff_p95_x_floor": 5.0, "first_handoff_x_p50": 2.0}
 
 
-def deploy_and_wait(cluster: CountedCluster, sha: str, timeout: float = 600) -> dict[str, Any]:
+def deploy_and_wait(cluster: CountedCluster, sha: str, timeout: float = 600,
+                    gate: LineGate | None = None) -> dict[str, Any]:
     from skynet_tasks.app import create_app
     from skynet_tasks.deploys import request_build
     from skynet_tasks.messages import Messenger
@@ -55,6 +57,8 @@ def deploy_and_wait(cluster: CountedCluster, sha: str, timeout: float = 600) -> 
     kombu.pools.reset()
     ledger = Ledger(cluster.aws().dynamodb, names.state_table("local"))
     started = request_build(ledger, Messenger(create_app(), "local"), "local-api", info.app_repo, "main", sha, "bench")
+    if gate is not None:
+        gate.wait_and_open(ledger, started.rollout_id)
     deadline = time.monotonic() + timeout
     # Polled by its header alone, once a second: the whole rollout (every ticket, every holder) is a query
     # whose cost grows with the group, and five a second landed in the hand-offs measured, on the same moto;
@@ -191,6 +195,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="3,10")
     parser.add_argument("--rollouts", type=int, default=3, help="rollouts measured per size (hand-offs pooled)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--canary-waits-for-line", action="store_true",
+                        help="hold each measured canary until every member holds its ticket (benchmarks/line_gate.py)")
     args = parser.parse_args()
     results = []
     for size in [int(s) for s in args.sizes.split(",")]:
@@ -212,9 +218,11 @@ def main() -> None:
             with PeakMemory(info) as peak, MachineLoad(info.moto_pid) as machine:
                 for n in range(args.rollouts):
                     text = f"bench release {n} for {size}\n"
-                    sha = commit_files(info.app_repo, directory / "work", {"VERSION": text}, text)
+                    gate = LineGate(directory / f"line-formed-{n}", size) if args.canary_waits_for_line else None
+                    files = {"VERSION": text, **(gate.release_files() if gate else {})}
+                    sha = commit_files(info.app_repo, directory / "work", files, text)
                     before, bytes_before = cluster.requests()
-                    runs.append(measure(deploy_and_wait(cluster, sha)))
+                    runs.append(measure(deploy_and_wait(cluster, sha, gate=gate)))
                     after, bytes_after = cluster.requests()
                     requests += sum((after - before).values())
                     fetched = bytes_after - bytes_before

@@ -79,3 +79,44 @@ def test_the_machine_figures_tell_the_benchmarks_own_cpu_from_moto_and_the_insta
     assert figures["moto_cores_used"] >= 0.1
     busy = figures["cpu_busy_share"] * figures["cores"]
     assert figures["instances_cores_used"] <= busy - figures["benchmark_cores_used"] - figures["moto_cores_used"] + 0.05
+
+
+class IssuedTickets:
+    """A ledger whose rollout has issued one more ticket each time its record is read."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def rollout_item(self, rollout_id: str) -> dict[str, object]:
+        self.reads += 1
+        return {"last_number": self.reads}
+
+
+def test_a_held_canary_is_let_go_once_every_member_holds_a_ticket(tmp_path, monkeypatch):
+    from benchmarks import line_gate
+
+    monkeypatch.setattr(line_gate, "POLL_EVERY", 0.001)
+    gate = line_gate.LineGate(tmp_path / "line-formed", members=3)
+    ledger = IssuedTickets()
+
+    # Given a release whose canary waits for the gate (the sample app's hold-on.txt names ticket 1)
+    assert gate.release_files() == {"hold-on.txt": f"ticket:1 {tmp_path / 'line-formed'}\n"}
+
+    gate.wait_and_open(ledger, "r1")  # type: ignore[arg-type]
+
+    # Then the gate opened when the third ticket was issued, not before
+    assert ledger.reads == 3
+    assert (tmp_path / "line-formed").exists()
+
+
+def test_a_held_canary_is_let_go_when_the_line_never_forms(tmp_path, monkeypatch):
+    from benchmarks import line_gate
+
+    monkeypatch.setattr(line_gate, "POLL_EVERY", 0.001)
+    gate = line_gate.LineGate(tmp_path / "line-formed", members=1000)
+
+    waited = gate.wait_and_open(IssuedTickets(), "r1", timeout=0.05)  # type: ignore[arg-type]
+
+    # Then the gate opens at the timeout anyway: the canary is never held for good
+    assert 0.05 <= waited < 5
+    assert (tmp_path / "line-formed").exists()
