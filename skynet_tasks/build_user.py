@@ -10,6 +10,12 @@ credentials files or code. The worker cannot change user itself (its unit has
 - on the local cluster's instances, the same call answered by ``workers.appctl``, which runs the
   same runner as ``skynet-build``.
 
+A worker process killed during a step (its task's hard time limit, the OOM killer, a restart) leaves
+the step's unit running: ``systemctl start --wait`` dies with the worker, the unit does not. Each
+request names the worker process that asked (its pid and start time), and the next step of the
+instance first stops the units whose worker process is gone (``stop_orphaned_steps``), so that a build
+sent again never shares its work tree with a step of the build before.
+
 Either way the runner (``python -m workers.buildrun run ROOT ID``, as ``skynet-build``, which calls
 ``run_request``) reads the request the worker wrote (``ROOT/build/.requests/ID.json``: the
 command, its folder, environment and time left), runs it, and writes the output and outcome
@@ -39,10 +45,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from skynet_tasks import commands
+from skynet_tasks.proctable import process_alive, process_start
 
 MARKER = ".build-user"  # in the build folder: repository commands go to the build user (written at boot)
 REQUESTS = ".requests"
 BUILD_UNIT = re.compile(r"skynet-build@([0-9a-f]{32})\.service")
+REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def uses_build_user(work_root: Path) -> bool:
@@ -75,10 +83,13 @@ def run_step(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout:
     requests = work_root / REQUESTS
     requests.mkdir(exist_ok=True)
     requests.chmod(0o2770)  # the runner writes its result here (mkdir's mode is cut by the umask)
+    stop_orphaned_steps(requests, log, systemctl)
     request_id = secrets.token_hex(16)
     request = requests / f"{request_id}.json"
     result = requests / f"{request_id}.result"
-    request.write_text(json.dumps({"argv": list(argv), "cwd": str(cwd), "env": dict(env), "timeout": timeout}))
+    owner = [os.getpid(), process_start(os.getpid())]
+    request.write_text(json.dumps({"argv": list(argv), "cwd": str(cwd), "env": dict(env), "timeout": timeout,
+                                   "owner": owner}))
     request.chmod(0o640)
     try:
         started = subprocess.run([*systemctl, "start", "--wait", f"skynet-build@{request_id}.service"],  # noqa: S603  # nosec B603
@@ -100,9 +111,41 @@ def run_step(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout:
         result.unlink(missing_ok=True)
 
 
+def stop_orphaned_steps(requests: Path, log: commands.CommandLog, systemctl: Sequence[str]) -> list[str]:
+    """Stop the steps whose worker process died while they ran, and forget their requests; their ids.
+
+    Read here: request files this instance's worker wrote (the build user may write the folder too, but
+    at worst makes the worker stop one of its own units, which it may do anyway).
+    """
+    stopped = []
+    for request in sorted(requests.glob("*.json")):
+        if not REQUEST_ID.fullmatch(request.stem):
+            continue
+        try:
+            owner = json.loads(request.read_text()).get("owner")
+        except (OSError, ValueError, AttributeError):
+            continue  # gone since, or not a request
+        if not (isinstance(owner, list) and len(owner) == 2 and all(isinstance(n, int) for n in owner)):
+            continue  # written by an agent that did not name its process: cannot tell
+        pid, started = owner
+        if process_alive(pid) and process_start(pid) == started:
+            continue  # its worker process still waits for it
+        unit = f"skynet-build@{request.stem}.service"
+        stop = subprocess.run([*systemctl, "stop", unit], capture_output=True, text=True,  # noqa: S603  # nosec B603
+                              timeout=120, check=False)
+        if stop.returncode == 0:
+            log.note(f"stopped {unit}, left running by worker process {pid}, which died")
+        else:
+            log.note(f"could not stop {unit}, left running by worker process {pid}: {stop.stderr.strip()}")
+        request.unlink(missing_ok=True)
+        request.with_suffix(".result").unlink(missing_ok=True)
+        stopped.append(request.stem)
+    return stopped
+
+
 def run_request(root: Path, request_id: str) -> int:
     """Run the request ``request_id`` (as whoever runs this: the build user); write its outcome; 0 if it passed."""
-    if not re.fullmatch(r"[0-9a-f]{32}", request_id):
+    if not REQUEST_ID.fullmatch(request_id):
         print(f"not a request id: {request_id!r}", file=sys.stderr)
         return 2
     requests = root / "build" / REQUESTS

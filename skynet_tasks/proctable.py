@@ -30,6 +30,15 @@ def process_alive(pid: int) -> bool:
         return True
 
 
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks after boot), which tells it from a later process given the same
+    pid; None if there is no such process."""
+    try:
+        return int(_stat_fields(Path(f"/proc/{pid}/stat"))[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def child_pids(pid: int) -> list[int]:
     """The processes whose parent is ``pid`` (read from /proc; empty where there is none)."""
     found = []

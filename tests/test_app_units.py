@@ -173,4 +173,6 @@ def test_install_units_allows_the_worker_to_restart_only_the_apps_unit(tmp_path)
     assert 'action.id == "org.freedesktop.systemd1.manage-units"' in rule
     assert 'action.lookup("unit") == "skynet-app.service"' in rule and 'subject.user == "skynet"' in rule
     assert r"/^skynet-build@[0-9a-f]{32}\.service$/" in rule  # build steps, whose unit fixes the user
+    # ... started, or stopped when the worker process that started one died (skynet_tasks.build_user)
+    assert '["start", "stop"].indexOf(action.lookup("verb"))' in rule
     assert "polkit.Result.YES" in rule and rule.count("polkit.Result.YES") == 1

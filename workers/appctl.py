@@ -12,7 +12,8 @@ init, so this module plays both parts of that, over a Unix socket:
   (``skynet_tasks.services.SystemdServices``): exactly the calls it makes on the app's unit,
   and ``start --wait skynet-build@ID.service``, which runs one repository command's runner
   (``workers.buildrun``: a build step, a lifecycle hook, a health command) as ``skynet-build``,
-  with the groups the group database gives it, as the template unit's ``User=`` does on EC2.
+  with the groups the group database gives it, as the template unit's ``User=`` does on EC2, and
+  ``stop`` of such a unit (a step whose worker process died: ``skynet_tasks.build_user``).
 
 Its own files (the socket, the supervisor's pid files, the app's log) are in a folder only
 root writes (``control_dir``), so the worker cannot point root at a pid or a file of its choosing.
@@ -72,6 +73,11 @@ def answer(request: str, root: Path, services: ProcessServices) -> tuple[int, st
     return 1, f"unknown request {request!r}"
 
 
+# The build runners running, by request id: ``systemctl stop skynet-build@ID.service`` stops one.
+_RUNNERS: dict[str, subprocess.Popen[str]] = {}
+_RUNNERS_LOCK = threading.Lock()
+
+
 def run_build(root: Path, request_id: str, build: Account, timeout: float = 3600.0) -> tuple[int, str]:
     """Run the build user's runner for the request ``request_id`` (``skynet-build@ID.service``)."""
     if not BUILD_REQUEST.fullmatch(request_id):
@@ -79,14 +85,37 @@ def run_build(root: Path, request_id: str, build: Account, timeout: float = 3600
     # systemd's User= gives a unit the user's supplementary groups (initgroups): the app's group among
     # them (workers.accounts), through which a hook reads the app's config.
     groups = [gid for gid in os.getgrouplist(build.name, build.gid) if gid != build.gid]
+    runner = subprocess.Popen([sys.executable, "-m", "workers.buildrun", "run", str(root), request_id],  # noqa: S603  # nosec B603
+                              user=build.uid, group=build.gid, extra_groups=groups, umask=0o007, cwd="/",
+                              env={k: v for k, v in os.environ.items() if k in ("PATH", "LANG")},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with _RUNNERS_LOCK:
+        _RUNNERS[request_id] = runner
     try:
-        ran = subprocess.run([sys.executable, "-m", "workers.buildrun", "run", str(root), request_id],  # noqa: S603  # nosec B603
-                             user=build.uid, group=build.gid, extra_groups=groups, umask=0o007, cwd="/",
-                             env={k: v for k, v in os.environ.items() if k in ("PATH", "LANG")},
-                             capture_output=True, text=True, timeout=timeout, check=False)
+        _, stderr = runner.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        runner.kill()
+        runner.communicate()
         return 1, f"skynet-build@{request_id}.service timed out"
-    return (0, "") if ran.returncode == 0 else (ran.returncode, ran.stderr.strip()[-2000:])
+    finally:
+        with _RUNNERS_LOCK:
+            _RUNNERS.pop(request_id, None)
+    return (0, "") if runner.returncode == 0 else (runner.returncode, stderr.strip()[-2000:])
+
+
+def stop_build(request_id: str, grace: float = 5.0) -> tuple[int, str]:
+    """Stop the runner of ``skynet-build@ID.service`` as systemd stops a unit: SIGTERM (the runner then kills
+    its command: ``workers.buildrun``), SIGKILL after ``grace``. Stopping a unit that does not run succeeds."""
+    with _RUNNERS_LOCK:
+        runner = _RUNNERS.get(request_id)
+    if runner is None:
+        return 0, ""
+    runner.terminate()
+    try:
+        runner.wait(grace)
+    except subprocess.TimeoutExpired:
+        runner.kill()
+    return 0, ""
 
 
 def _peer_uid(connection: socket.socket) -> int:
@@ -143,8 +172,9 @@ def serve(root: Path, worker: Account, build: Account) -> None:
 
                 threading.Thread(target=build_and_reply, name="build", daemon=True).start()
                 continue
+            stop = BUILD_UNIT.fullmatch(request[5:]) if request.startswith("stop ") else None
             try:
-                code, text = answer(request, root, services)
+                code, text = stop_build(stop.group(1)) if stop else answer(request, root, services)
             except Exception as error:  # noqa: BLE001 - the stand-in outlives any one request, as systemd does
                 log.exception("%s failed", request)
                 code, text = 1, f"{request} failed: {error}"
@@ -169,7 +199,14 @@ def systemctl(args: list[str], path: Path) -> int:
     plain = [a for a in args if not a.startswith("--") and a not in ("MainPID",)]
     if plain in (["daemon-reload"], ["enable", APP_UNIT]):
         return 0  # nothing to reload or enable: the stand-in reads no unit files
-    build = BUILD_UNIT.fullmatch(plain[1]) if len(plain) == 2 and plain[0] == "start" else None
+    build = BUILD_UNIT.fullmatch(plain[1]) if len(plain) == 2 and plain[0] in ("start", "stop") else None
+    if build and plain[0] == "stop":  # a step left running by a worker process that died
+        try:
+            code, text = request(path, f"stop {plain[1]}")
+        except (OSError, ValueError, KeyError) as error:
+            print(f"Failed to connect to the service manager at {path}: {error}", file=sys.stderr)
+            return 1
+        return code
     if build:  # start --wait skynet-build@ID.service: one build step, waited for
         try:
             code, text = request(path, f"build {build.group(1)}", timeout=None)

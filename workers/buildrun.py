@@ -8,6 +8,7 @@ only the process the unit starts, as ``skynet-build``.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -21,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m workers.buildrun run ROOT ID", file=sys.stderr)
         return 2
     os.umask(0o007)  # what a build step writes, the worker (of the group) may pack and remove
+    # Stopped (``systemctl stop``: the worker that asked for this step died), the command goes with the runner:
+    # SystemExit reaches ``commands.run``, which kills the command's process group.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     return run_request(Path(args[1]), args[2])
 
 

@@ -39,14 +39,15 @@ POLKIT_DIR = Path("/etc/polkit-1/rules.d")
 POLKIT_FILE = "50-skynet-worker.rules"
 POLKIT_RULE = """\
 // Skynet (workers/units.py): the worker's user may start, stop and restart the app's unit, and start
-// a build step's (whose User= is fixed to skynet-build), nothing else.
+// a build step's (whose User= is fixed to skynet-build) or stop one its killed process left running,
+// nothing else.
 polkit.addRule(function (action, subject) {
     if (action.id == "org.freedesktop.systemd1.manage-units" &&
         subject.user == "skynet" &&
         ((action.lookup("unit") == "skynet-app.service" &&
           ["start", "stop", "restart"].indexOf(action.lookup("verb")) >= 0) ||
          (/^skynet-build@[0-9a-f]{32}\\.service$/.test(action.lookup("unit")) &&
-          action.lookup("verb") == "start"))) {
+          ["start", "stop"].indexOf(action.lookup("verb")) >= 0))) {
         return polkit.Result.YES;
     }
 });
