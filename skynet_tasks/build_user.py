@@ -114,8 +114,9 @@ def run_step(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout:
 def stop_orphaned_steps(requests: Path, log: commands.CommandLog, systemctl: Sequence[str]) -> list[str]:
     """Stop the steps whose worker process died while they ran, and forget their requests; their ids.
 
-    Read here: request files this instance's worker wrote (the build user may write the folder too, but
-    at worst makes the worker stop one of its own units, which it may do anyway).
+    Trusted as far as it goes: the request files are the worker's, but the build user may write their
+    folder too. A file it forged or swapped names at worst a unit of a step it could make fail anyway,
+    and nothing but ``systemctl stop`` of a build unit is run for it.
     """
     stopped = []
     for request in sorted(requests.glob("*.json")):
