@@ -14,7 +14,7 @@ A worker process killed during a step (its task's hard time limit, the OOM kille
 the step's unit running: ``systemctl start --wait`` dies with the worker, the unit does not. Each
 request names the worker process that asked (its pid and start time), and the next step of the
 instance first stops the units whose worker process is gone (``stop_orphaned_steps``), so that a build
-sent again never shares its work tree with a step of the build before.
+sent again never shares its work tree with a step of the build before; so does the worker's start.
 
 Either way the runner (``python -m workers.buildrun run ROOT ID``, as ``skynet-build``, which calls
 ``run_request``) reads the request the worker wrote (``ROOT/build/.requests/ID.json``: the
@@ -142,6 +142,17 @@ def stop_orphaned_steps(requests: Path, log: commands.CommandLog, systemctl: Seq
         request.with_suffix(".result").unlink(missing_ok=True)
         stopped.append(request.stem)
     return stopped
+
+
+def stop_orphaned_steps_at_start(work_root: Path, systemctl: Sequence[str] = ("systemctl",)) -> list[str]:
+    """At a worker's start, stop the steps a killed worker process of this instance left running; what was
+    done, a line each. (Its next step would stop them too, but may come only with the next rollout.)"""
+    requests = work_root / REQUESTS
+    if not uses_build_user(work_root) or not requests.is_dir():
+        return []
+    notes = commands.CommandLog()
+    stop_orphaned_steps(requests, notes, systemctl)
+    return notes.lines
 
 
 def run_request(root: Path, request_id: str) -> int:

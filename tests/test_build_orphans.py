@@ -116,3 +116,22 @@ def test_a_step_whose_worker_process_still_waits_for_it_is_left_alone(instance, 
         worker.send_signal(signal.SIGKILL)
         worker.wait()
         build_user.stop_orphaned_steps(root / "build" / build_user.REQUESTS, commands.CommandLog(), systemctl)
+
+
+def test_a_worker_that_starts_again_stops_the_step_its_killed_predecessor_left_running(instance, tmp_path):
+    root, systemctl = instance
+    # Given a worker process killed while its step ran
+    worker = worker_asking_for_a_step(root, systemctl, tmp_path / "step.pid")
+    orphan = step_pid(tmp_path / "step.pid")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+
+    # When the instance's worker starts again (workers/launch.py), before any step
+    said = build_user.stop_orphaned_steps_at_start(root / "build", systemctl)
+
+    # Then the step is stopped, and the worker's log says which
+    assert gone_within(orphan, 5.0)
+    assert len(said) == 1 and f"left running by worker process {worker.pid}, which died" in said[0]
+    assert list((root / "build" / build_user.REQUESTS).iterdir()) == []
+    # ... and an instance whose steps run as the worker (no build user) has none to stop
+    assert build_user.stop_orphaned_steps_at_start(tmp_path, systemctl) == []

@@ -32,7 +32,7 @@ from celery import bootsteps
 from celery.signals import worker_shutdown
 from celery.worker import state as worker_state
 
-from skynet_tasks import broadcast, logformat, membership, names
+from skynet_tasks import broadcast, build_user, logformat, membership, names
 from skynet_tasks.agent import agent_path_environment, clear_restart, restart_requested
 from skynet_tasks.aws import Aws
 from skynet_tasks.compat import install_celery_patches, install_kombu_patches
@@ -192,6 +192,8 @@ def run_worker(loglevel: str = "INFO", role: str = "all") -> None:
     if ctx is not None:
         ctx.ledger.ensure_group(settings.group, settings.repo, settings.branch)
         settings.root.mkdir(parents=True, exist_ok=True)
+        for line in build_user.stop_orphaned_steps_at_start(ctx.layout.build):  # a killed predecessor's steps
+            log.warning("%s", line)
         sync_config_at_boot(ctx)
         if membership.converge_at_boot(ctx) is None:
             membership.restart_app_if_down(ctx)
