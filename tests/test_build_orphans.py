@@ -67,6 +67,15 @@ def step_pid(pid_file: Path) -> int:
     raise AssertionError("the step never started")
 
 
+def killed_while_its_step_ran(root: Path, systemctl: list[str], pid_file: Path) -> tuple[int, int]:
+    """A worker process killed while its step ran: its pid, and the pid of the step it left running."""
+    worker = worker_asking_for_a_step(root, systemctl, pid_file)
+    orphan = step_pid(pid_file)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    return worker.pid, orphan
+
+
 def gone_within(pid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -79,10 +88,7 @@ def gone_within(pid: int, seconds: float) -> bool:
 def test_a_step_whose_worker_process_was_killed_is_stopped_before_the_next_step(instance, tmp_path):
     root, systemctl = instance
     # Given a worker process killed while its step ran
-    worker = worker_asking_for_a_step(root, systemctl, tmp_path / "step.pid")
-    orphan = step_pid(tmp_path / "step.pid")
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
+    worker, orphan = killed_while_its_step_ran(root, systemctl, tmp_path / "step.pid")
     # ... whose step outlives it (as a unit outlives its ``systemctl start --wait``)
     assert not gone_within(orphan, 1.0)
 
@@ -94,7 +100,7 @@ def test_a_step_whose_worker_process_was_killed_is_stopped_before_the_next_step(
     # Then the orphaned step was stopped first, its request forgotten, and the build log says so
     assert gone_within(orphan, 5.0)
     assert "the next step" in log.text()
-    assert f"left running by worker process {worker.pid}, which died" in log.text()
+    assert f"left running by worker process {worker}, which died" in log.text()
     assert list((root / "build" / build_user.REQUESTS).iterdir()) == []
 
 
@@ -121,17 +127,14 @@ def test_a_step_whose_worker_process_still_waits_for_it_is_left_alone(instance, 
 def test_a_worker_that_starts_again_stops_the_step_its_killed_predecessor_left_running(instance, tmp_path):
     root, systemctl = instance
     # Given a worker process killed while its step ran
-    worker = worker_asking_for_a_step(root, systemctl, tmp_path / "step.pid")
-    orphan = step_pid(tmp_path / "step.pid")
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
+    worker, orphan = killed_while_its_step_ran(root, systemctl, tmp_path / "step.pid")
 
     # When the instance's worker starts again (workers/launch.py), before any step
     said = build_user.stop_orphaned_steps_at_start(root / "build", systemctl)
 
     # Then the step is stopped, and the worker's log says which
     assert gone_within(orphan, 5.0)
-    assert len(said) == 1 and f"left running by worker process {worker.pid}, which died" in said[0]
+    assert len(said) == 1 and f"left running by worker process {worker}, which died" in said[0]
     assert list((root / "build" / build_user.REQUESTS).iterdir()) == []
     # ... and an instance whose steps run as the worker (no build user) has none to stop
     assert build_user.stop_orphaned_steps_at_start(tmp_path, systemctl) == []
