@@ -53,6 +53,11 @@ BUILD_UNIT = re.compile(r"skynet-build@([0-9a-f]{32})\.service")
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
 
+def build_unit(request_id: str) -> str:
+    """The unit that runs the request ``request_id``."""
+    return f"skynet-build@{request_id}.service"
+
+
 def uses_build_user(work_root: Path) -> bool:
     """Whether repository commands run as the build user, ``work_root`` being the instance's build
     folder (the boot marked it)."""
@@ -92,7 +97,7 @@ def run_step(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout:
                                    "owner": owner}))
     request.chmod(0o640)
     try:
-        started = subprocess.run([*systemctl, "start", "--wait", f"skynet-build@{request_id}.service"],  # noqa: S603  # nosec B603
+        started = subprocess.run([*systemctl, "start", "--wait", build_unit(request_id)],  # noqa: S603  # nosec B603
                                  capture_output=True, text=True, timeout=timeout + 60, check=False)
         try:
             outcome = json.loads(result.read_text())
@@ -131,7 +136,7 @@ def stop_orphaned_steps(requests: Path, log: commands.CommandLog, systemctl: Seq
         pid, started = owner
         if process_alive(pid) and process_start(pid) == started:
             continue  # its worker process still waits for it
-        unit = f"skynet-build@{request.stem}.service"
+        unit = build_unit(request.stem)
         stop = subprocess.run([*systemctl, "stop", unit], capture_output=True, text=True,  # noqa: S603  # nosec B603
                               timeout=120, check=False)
         if stop.returncode == 0:

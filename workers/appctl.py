@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import socket
 import struct
 import subprocess  # nosec B404 - the build runner, fixed arguments
@@ -35,6 +34,7 @@ import threading
 from pathlib import Path
 
 from skynet_tasks.appspec import AppSpecError, read_spec
+from skynet_tasks.build_user import BUILD_UNIT, REQUEST_ID, build_unit
 from skynet_tasks.services import SPEC_FILE, ProcessServices, ServiceError
 from workers.accounts import APP_USER, Account
 
@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 APP_UNIT = "skynet-app.service"
 REQUESTS = ("restart", "stop", "is-active", "main-pid")
 SOCKET = "appctl.sock"
-BUILD_UNIT = re.compile(r"skynet-build@([0-9a-f]{32})\.service")
-BUILD_REQUEST = re.compile(r"[0-9a-f]{32}")
 NOT_FOUND = 5  # systemctl's exit status for a unit it does not know
 INACTIVE = 3  # systemctl is-active's for a unit that does not run
 
@@ -80,7 +78,7 @@ _RUNNERS_LOCK = threading.Lock()
 
 def run_build(root: Path, request_id: str, build: Account, timeout: float = 3600.0) -> tuple[int, str]:
     """Run the build user's runner for the request ``request_id`` (``skynet-build@ID.service``)."""
-    if not BUILD_REQUEST.fullmatch(request_id):
+    if not REQUEST_ID.fullmatch(request_id):
         return 1, f"not a build request: {request_id!r}"
     # systemd's User= gives a unit the user's supplementary groups (initgroups): the app's group among
     # them (workers.accounts), through which a hook reads the app's config.
@@ -96,7 +94,7 @@ def run_build(root: Path, request_id: str, build: Account, timeout: float = 3600
     except subprocess.TimeoutExpired:
         runner.kill()
         runner.communicate()
-        return 1, f"skynet-build@{request_id}.service timed out"
+        return 1, f"{build_unit(request_id)} timed out"
     finally:
         with _RUNNERS_LOCK:
             _RUNNERS.pop(request_id, None)
@@ -200,16 +198,10 @@ def systemctl(args: list[str], path: Path) -> int:
     if plain in (["daemon-reload"], ["enable", APP_UNIT]):
         return 0  # nothing to reload or enable: the stand-in reads no unit files
     build = BUILD_UNIT.fullmatch(plain[1]) if len(plain) == 2 and plain[0] in ("start", "stop") else None
-    if build and plain[0] == "stop":  # a step left running by a worker process that died
+    if build:  # start --wait: one build step, waited for; stop: a step left running by a worker process that died
         try:
-            code, text = request(path, f"stop {plain[1]}")
-        except (OSError, ValueError, KeyError) as error:
-            print(f"Failed to connect to the service manager at {path}: {error}", file=sys.stderr)
-            return 1
-        return code
-    if build:  # start --wait skynet-build@ID.service: one build step, waited for
-        try:
-            code, text = request(path, f"build {build.group(1)}", timeout=None)
+            code, text = (request(path, f"build {build.group(1)}", timeout=None) if plain[0] == "start"
+                          else request(path, f"stop {plain[1]}"))
         except (OSError, ValueError, KeyError) as error:
             print(f"Failed to connect to the service manager at {path}: {error}", file=sys.stderr)
             return 1
