@@ -32,6 +32,7 @@ from typing import Any
 from skynet_tasks.context import Context
 from skynet_tasks.installer import UpdateFailed
 from skynet_tasks.links import switch_link
+from skynet_tasks.settings import child_environment
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def _check_version(target: Path, version: str, lines: list[str]) -> None:
     """The installed package must import and report the version it was published as."""
     probe = subprocess.run(  # noqa: S603 - fixed argument list, no shell  # nosec B603
         [sys.executable, "-c", "import skynet_tasks, skynet_tasks.tasks; print(skynet_tasks.__version__)"],
-        env={**os.environ, "PYTHONPATH": str(target)}, capture_output=True, text=True, timeout=120, check=False)
+        env=child_environment(PYTHONPATH=str(target)), capture_output=True, text=True, timeout=120, check=False)
     reported = probe.stdout.strip()
     lines.append(f"installed agent reports {reported or probe.stderr.strip()[-500:]}")
     if probe.returncode != 0 or reported != version:

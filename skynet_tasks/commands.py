@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from skynet_tasks.settings import child_environment
+
 
 class CommandFailed(Exception):
     """A command exited non-zero, could not start, or ran out of time."""
@@ -68,8 +70,7 @@ def run(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: floa
 
 def base_environment(extra: Mapping[str, str]) -> dict[str, str]:
     """The environment a repository command sees: a small, predictable one, not the worker's."""
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "GIT_SSH_COMMAND")
-    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env = child_environment(keep=("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "GIT_SSH_COMMAND"))
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     env.update(extra)
     return env

@@ -18,7 +18,6 @@ proxy:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections import Counter
@@ -33,6 +32,7 @@ from skynet_tasks.local.cluster import LocalCluster
 from skynet_tasks.local.sample_repo import branch_tip, commit_files
 from skynet_tasks.local.stack_cluster import StackCluster
 from skynet_tasks.local.traffic import request, traffic_to
+from skynet_tasks.settings import export
 from skynet_tasks.states import RolloutState
 from skynet_tasks.webhook.local import push_payload, send_webhook
 from skynet_tasks.webhook.refnames import ZERO_SHA
@@ -98,7 +98,7 @@ class Demo:
             self.say(f"starting a local cluster in {self.directory}: moto's server, {self.api} API instances, "
                      "a reverse proxy (nginx), the webhook receiver and the dashboard…")
             info = self.cluster.up(api=self.api, rp=1)
-        os.environ.update(info.environment)
+        export(info.environment)  # this process's AWS calls reach the local cluster's moto
         self.say(f"cluster up: AWS endpoint {info.aws_endpoint}; proxy {info.rp_url}/api/local/; "
                  f"webhook {info.webhook_url}; sample app at {info.app_repo}")
         self.say(f"dashboard: {info.dashboard_url} — watch the rollouts there (token in {info.dashboard_token_file})")

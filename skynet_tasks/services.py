@@ -25,6 +25,7 @@ from typing import Protocol
 
 from skynet_tasks.appspec import AppSpec, AppSpecError, write_spec
 from skynet_tasks.proctable import process_alive
+from skynet_tasks.settings import child_environment
 from skynet_tasks.supervisor import RestartPolicy
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class ProcessServices:
         if self.user is not None:
             argv += ["--user", self.user]
         # The supervisor needs only to import Skynet; the app gets the spec's environment, not this one.
-        supervisor_env = {k: os.environ[k] for k in ("PATH", "PYTHONPATH", "LANG") if k in os.environ}
+        supervisor_env = child_environment(keep=("PATH", "PYTHONPATH", "LANG"))
         with open(self.log_file, "ab") as out:
             process = subprocess.Popen(argv, cwd=self.spec_file.parent, env=supervisor_env, stdout=out,  # noqa: S603  # nosec B603
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)

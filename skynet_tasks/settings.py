@@ -4,19 +4,45 @@ AWS settings (endpoint, region, credentials) are deliberately not here: boto3
 and kombu read ``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION`` and the credentials
 chain themselves. On EC2, ``workers.identity`` fills the instance's identity
 from instance metadata and tags before these settings are read.
+
+This module is also the one place that touches the process's environment otherwise: what a child
+process inherits (``child_environment``), the inputs of an entry point that another program gives it
+there (``process_environment``), and the values a local cluster gives this process for the libraries that
+read them (``export``). None of them reads a setting: a child reads its own at its start.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from skynet_tasks import names
 from skynet_tasks.addresses import ip_address
 from skynet_tasks.variables import BY_NAME, VARIABLES, Variable
+
+
+def process_environment() -> dict[str, str]:
+    """A copy of this process's environment, for an entry point whose inputs another program put there
+    (``stacks.run``: the app's variables, which it checks itself) and for the children it starts."""
+    return dict(os.environ)
+
+
+def child_environment(keep: Collection[str] | None = None, **extra: str) -> dict[str, str]:
+    """The environment a child process starts with: this process's (only the names in ``keep``, if given),
+    then ``extra``. Passed on as it is, not read here."""
+    inherited = process_environment()
+    if keep is not None:
+        inherited = {k: inherited[k] for k in keep if k in inherited}
+    return {**inherited, **extra}
+
+
+def export(values: Mapping[str, str]) -> None:
+    """Make ``values`` part of this process's environment from now on: a local cluster's AWS endpoint and
+    credentials, for boto3 and kombu, which read them there (and for the children this process starts)."""
+    os.environ.update(values)
 
 
 class SettingsError(ValueError):

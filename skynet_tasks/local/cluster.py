@@ -8,7 +8,6 @@ id, so ``skynet local down`` stops exactly that.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from skynet_tasks.local.sample_repo import create_layer_branch, create_sample_re
 from skynet_tasks.proctable import process_alive
 from skynet_tasks.registry import Registry
 from skynet_tasks.resources import resolve
+from skynet_tasks.settings import child_environment
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class LocalCluster(RecordedCluster):
         (root / "logs").mkdir(parents=True, exist_ok=True)
         with open(root / "logs" / "worker.log", "ab") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "skynet_tasks.cli", "worker"], env={**os.environ, **env}, stdout=out,
+                [sys.executable, "-m", "skynet_tasks.cli", "worker"], env=child_environment(**env), stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=root)
         started = InstanceInfo(id=instance_id, layer=layer, group=names.default_group(LOCAL_ENV, layer),
                                root=str(root), pid=process.pid, app_port=port)

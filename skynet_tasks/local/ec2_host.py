@@ -25,6 +25,7 @@ from pathlib import Path
 from skynet_tasks.local.cluster_info import ClusterError
 from skynet_tasks.local.network import IMDS_ADDRESS
 from skynet_tasks.local.stack_aws import Ec2Instance
+from skynet_tasks.settings import child_environment
 
 BOOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -46,7 +47,7 @@ def start_metadata(instance: Ec2Instance, disk: Path, namespace: str, endpoint: 
         process = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-m",
                                     "skynet_tasks.local.imds", str(config)], stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                   env={"PATH": BOOT_PATH, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+                                   env=child_environment(keep=("PYTHONPATH",), PATH=BOOT_PATH))
     (disk / "imds.pid").write_text(f"{process.pid}\n")  # ip netns exec execs: the same process
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -9,7 +9,6 @@ with the health check moto describes for the stack's target group.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 from skynet_tasks.local.cluster_info import ClusterError
 from skynet_tasks.local.motoserver import free_port
+from skynet_tasks.settings import child_environment
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def start_load_balancer(directory: Path, target_group: dict[str, Any], targets: 
              "--targets-file", str(targets_file), "--target-group-json", json.dumps(target_group, default=str),
              "--ready-file", str(ready_file)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            env=dict(os.environ))
+            env=child_environment())
     deadline = time.monotonic() + timeout
     while not ready_file.exists():
         if process.poll() is not None or time.monotonic() > deadline:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from skynet_tasks.httpcheck import http_get
 from skynet_tasks.local.fault_counter import FaultCounter
 from skynet_tasks.local.faults import parse_faults
 from skynet_tasks.local.request_counts import RequestCounts
+from skynet_tasks.settings import child_environment
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class MotoServer:
         process = subprocess.Popen(
             [sys.executable, "-m", "skynet_tasks.local.moto_main", "-H", host, "-p", str(port),
              *(["--faults", spec] if spec else []), *recheck, *(["--count-requests"] if count_requests else [])],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **LOCAL_CREDENTIALS, **(extra_env or {})},
+            stdout=out, stderr=subprocess.STDOUT, env=child_environment(**LOCAL_CREDENTIALS, **(extra_env or {})),
             start_new_session=True,
         )
         server = cls(process, host, port)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from skynet_tasks.local.motoserver import free_port
+from skynet_tasks.settings import child_environment
 from skynet_tasks.webhook.local import wait_answering
 
 TOKEN_FILE = "dashboard-token"  # noqa: S105  # nosec B105 - a file name, not a secret
@@ -49,7 +50,7 @@ def start_local_dashboard(directory: Path, environment: dict[str, str], env: str
         process = subprocess.Popen(
             [sys.executable, "-m", "skynet_tasks.cli", "monitor", "serve", "--env", env, "--host", "127.0.0.1",
              "--port", str(port), "--token-file", str(token_file)],
-            env={**os.environ, **environment}, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=child_environment(**environment), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

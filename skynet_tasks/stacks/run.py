@@ -28,7 +28,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from skynet_tasks import names
 from skynet_tasks.addresses import ip_address
-from skynet_tasks.settings import Settings
+from skynet_tasks.settings import Settings, process_environment
 from skynet_tasks.stacks.recipes import HEALTH_PATH, recipe
 
 SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]*")
@@ -183,7 +183,7 @@ def main() -> None:
         sys.exit("usage: python -m skynet_tasks.stacks.run RECIPE")
     try:
         Settings.from_env()  # the app's environment, as Skynet gave it: no unknown SKYNET_* name, no bad value
-        sys.exit(run(sys.argv[1], dict(os.environ)))
+        sys.exit(run(sys.argv[1], process_environment()))  # the app's variables: template_values checks each
     except (RecipeError, LookupError, ValueError, OSError) as error:  # SettingsError is a ValueError
         sys.exit(f"stack {sys.argv[1]}: {error}")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from skynet_tasks.local.motoserver import free_port
+from skynet_tasks.settings import child_environment
 from skynet_tasks.webhook.signature import sign
 from skynet_tasks.webhook.wsgi import PATH
 
@@ -52,7 +52,7 @@ def start_local_receiver(directory: Path, environment: dict[str, str], app_repo:
         process = subprocess.Popen(
             [sys.executable, "-m", "skynet_tasks.cli", "webhook", "serve", "--env", env, "--port", str(port),
              "--secret-file", str(secret_file), "--routes", str(routes_file)],
-            env={**os.environ, **environment}, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=child_environment(**environment), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     wait_answering(f"http://127.0.0.1:{port}/health", timeout, process)
     return LocalReceiver(pid=process.pid, url=f"http://127.0.0.1:{port}{PATH}", secret_file=str(secret_file))
