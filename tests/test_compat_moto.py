@@ -1,19 +1,23 @@
 """moto's patches (``skynet_tasks.compat.moto_*``): each upstream bug shown in the installed moto, then the fix.
 
 A "still needed" test runs moto as it is: when it fails after an upgrade, moto fixed the bug and the
-patch can go. moto runs in this process here (its classes, ``mock_aws``, a threaded server), so a
-patch is on only inside its test; ``tests/test_motoserver.py`` checks the server Skynet starts.
+patch can go. moto runs in this process here (its classes, or its server on a thread, reached over HTTP
+by boto3 as Skynet reaches it), so a patch is on only inside its test; ``tests/test_motoserver.py`` checks
+the server Skynet starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 from moto.cloudformation import parsing
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
@@ -30,6 +34,21 @@ pytestmark = pytest.mark.timeout(60)
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 CREDENTIALS = {"region_name": REGION, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+@contextlib.contextmanager
+def moto_over_http() -> Iterator[Callable[[str], Any]]:
+    """moto's server on a thread of this process (its patches as the test applies them), reached over HTTP:
+    gives a boto3 client of a service; moto's state is reset when it stops."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        yield lambda service: boto3.client(service, endpoint_url=endpoint, **CREDENTIALS)
+    finally:
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10)  # noqa: S310
+        server.stop()
 
 
 # IAM: a role that trusts a service
@@ -140,10 +159,10 @@ def test_still_needed_moto_has_no_cloudformation_model_for_function_urls_or_secr
 
 
 def test_a_stack_creates_a_generated_secret_and_refers_to_it_by_arn():
-    with moto_cfn.PATCH.applied(), mock_aws():
-        boto3.client("cloudformation", **CREDENTIALS).create_stack(StackName="s", TemplateBody=SECRET_STACK)
-        (stack,) = boto3.client("cloudformation", **CREDENTIALS).describe_stacks(StackName="s")["Stacks"]
-        secret = boto3.client("secretsmanager", **CREDENTIALS).get_secret_value(SecretId="skynet-key")
+    with moto_cfn.PATCH.applied(), moto_over_http() as client:
+        client("cloudformation").create_stack(StackName="s", TemplateBody=SECRET_STACK)
+        (stack,) = client("cloudformation").describe_stacks(StackName="s")["Stacks"]
+        secret = client("secretsmanager").get_secret_value(SecretId="skynet-key")
     assert stack["Outputs"][0]["OutputValue"] == secret["ARN"]
     assert len(secret["SecretString"]) == 24 and secret["SecretString"].isalnum()
     assert [kind for kind in MISSING_TYPES if kind in parsing.get_model_map()] == []  # gone once uninstalled
@@ -154,8 +173,8 @@ def test_a_stack_creates_a_generated_secret_and_refers_to_it_by_arn():
 def tables_copied_by_a_transaction(monkeypatch) -> int:
     copies = []
     monkeypatch.setattr(Table, "__deepcopy__", lambda table, memo: copies.append(table) or table, raising=False)
-    with mock_aws():
-        db = boto3.client("dynamodb", **CREDENTIALS)
+    with moto_over_http() as client:
+        db = client("dynamodb")
         db.create_table(TableName="state", BillingMode="PAY_PER_REQUEST",
                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
@@ -179,11 +198,8 @@ def test_a_transaction_copies_only_the_items_it_names(monkeypatch):
 
 @pytest.fixture
 def sqs():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield boto3.client("sqs", endpoint_url=f"http://{host}:{port}", **CREDENTIALS)
-    server.stop()
+    with moto_over_http() as client:
+        yield client("sqs")
 
 
 def fifo_queue(client, name: str) -> str:
